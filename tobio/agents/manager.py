@@ -1,0 +1,238 @@
+"""Spawning, restoring and controlling agents; persisting their state."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tobio.agents.base import Agent, AgentConfig
+from tobio.config import load_yaml, validate
+from tobio.config.yamlfile import SourceMap
+from tobio.db.database import orm
+from tobio.db.migrations import utcnow
+from tobio.db.tables import AgentRow, ThreadRow
+from tobio.errors import AgentError, ConfigError
+
+if TYPE_CHECKING:
+    from tobio.kernel import Kernel
+
+log = logging.getLogger(__name__)
+STATE_COLUMNS = ("id", "agent_id", "state_dict", "created_at", "superseded_at")
+
+
+class AgentManager:
+    """The kernel's agents: live objects by name, their types, and their rows in the database."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        from tobio.agents.user import UserAgent
+
+        self.kernel = kernel
+        self.types: dict[str, type[Agent]] = {UserAgent.type_name: UserAgent}
+        self._type_owner: dict[str, Any] = {UserAgent.type_name: None}
+        self.live: dict[str, Agent] = {}
+        self._saved: dict[int, tuple[str, Any]] = {}  # agent id -> (state json, since)
+
+    # -- types -----------------------------------------------------------------------------------
+    def register_type(self, cls: type[Agent], owner: Any = None) -> None:
+        """Make an agent type spawnable (modules call this in module_init)."""
+        self.types[cls.type_name] = cls
+        self._type_owner[cls.type_name] = owner
+
+    def forget_owner(self, owner: Any) -> None:
+        for name, who in list(self._type_owner.items()):
+            if who is owner:
+                self.types.pop(name, None)
+                del self._type_owner[name]
+
+    def type_for(self, type_name: str, where: str = "") -> type[Agent]:
+        cls = self.types.get(type_name)
+        if cls is None:
+            known = ", ".join(sorted(self.types)) or "none: load a module that provides one"
+            raise AgentError(f"{where}unknown agent type '{type_name}' (known: {known})")
+        return cls
+
+    # -- config ----------------------------------------------------------------------------------
+    def load_config(self, path: str | Path) -> AgentConfig:
+        """Validate an agent file against its type's Config; errors name file, line and field."""
+        data, smap = load_yaml(path)
+        return self.config_from_data(data, smap)
+
+    def config_from_data(self, data: Any, smap: SourceMap) -> AgentConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{smap.file}:1: an agent file is a mapping with at least name and type")
+        if "type" not in data:
+            raise ConfigError(f"{smap.where(())}: field 'type': field required (one of: {', '.join(sorted(self.types))})")
+        cls = self.type_for(str(data["type"]), f"{smap.where(('type',))}: ")
+        return validate(cls.Config, data, smap)
+
+    # -- lookup ----------------------------------------------------------------------------------
+    def get(self, name: str) -> Agent:
+        agent = self.live.get(name)
+        if agent is None:
+            raise AgentError(f"no live agent named '{name}' (see `agent ls`)")
+        return agent
+
+    async def ensure_user(self, name: str = "user", channels: tuple[str, ...] = ()) -> Agent:
+        """The live UserAgent called `name` (spawned on first use), subscribed to `channels`."""
+        from tobio.agents.user import UserAgent, UserConfig
+
+        agent = self.live.get(name)
+        if agent is None:
+            agent = await self.spawn(UserConfig(name=name, type="user"))
+        if not isinstance(agent, UserAgent):
+            raise AgentError(f"'{name}' is a {agent.type_name} agent, not a user")
+        for channel in channels:
+            await self.kernel.transport.subscribe(agent, channel)
+        return agent
+
+    # -- spawn / restore ------------------------------------------------------------------------
+    async def spawn(self, config: AgentConfig, config_file: str | None = None) -> Agent:
+        """Create (or re-create, keeping its id and state) an agent, subscribe it and start its task."""
+        if config.name in self.live:
+            raise AgentError(f"agent '{config.name}' is already running")
+        cls = self.type_for(config.type)
+        config_json = config.model_dump(mode="json")
+
+        def read(conn: Connection) -> AgentRow | None:
+            return orm(conn).scalars(sa.select(AgentRow).where(AgentRow.name == config.name)).first()
+
+        existing = await self.kernel.db.call(read)
+        agent = cls(self.kernel, config, existing.id if existing else self.kernel.db.next_ids("agents"))
+        if existing is not None and existing.state_dict:
+            agent.load_state_dict(existing.state_dict)
+        state = agent.state_dict()
+        now = utcnow()
+        if existing is not None and existing.config != config_json:
+            log.info("agent %s: config changed since it was last spawned; using the new one", config.name)
+
+        def upsert(conn: Connection) -> None:
+            values = dict(type=config.type, config=config_json, config_file=config_file, status="running", updated_at=now)
+            if existing is None:
+                conn.execute(sa.insert(AgentRow).values(id=agent.id, name=config.name, state_dict=state, created_at=now, **values))
+            else:
+                conn.execute(sa.update(AgentRow).where(AgentRow.id == agent.id).values(state_dict=state, **values))
+
+        await self.kernel.db.call(upsert)
+        self._saved[agent.id] = (json.dumps(state, sort_keys=True), now)
+        await self._start(agent, open_threads=await self._open_threads(agent.id))
+        return agent
+
+    async def _start(self, agent: Agent, open_threads: dict[str, int]) -> None:
+        transport = self.kernel.transport
+        for channel, thread_id in open_threads.items():
+            transport.restore(agent, channel, thread_id)
+        for channel in agent.config.channels:
+            await transport.subscribe(agent, channel)
+        self.live[agent.name] = agent
+        self.kernel.tasks.spawn(agent.run(), name=f"agent:{agent.name}", kind="agent", owner=agent.name)
+
+    async def _open_threads(self, agent_id: int) -> dict[str, int]:
+        def read(conn: Connection) -> dict[str, int]:
+            query = sa.select(ThreadRow.channel, ThreadRow.id).where(
+                ThreadRow.agent_id == agent_id, ThreadRow.closed_at.is_(None), ThreadRow.channel.is_not(None)
+            )
+            return {channel: thread_id for channel, thread_id in conn.execute(query)}
+
+        return await self.kernel.db.call(read)
+
+    async def restore_all(self) -> list[str]:
+        """Bring back every agent that was running or paused when the kernel last stopped."""
+
+        def read(conn: Connection) -> tuple[list[AgentRow], list[ThreadRow]]:
+            session = orm(conn)
+            agents = list(session.scalars(sa.select(AgentRow).where(AgentRow.status != "killed").order_by(AgentRow.id)))
+            threads = list(session.scalars(sa.select(ThreadRow).where(ThreadRow.closed_at.is_(None))))
+            return agents, threads
+
+        rows, threads = await self.kernel.db.call(read)
+        restored = []
+        for row in rows:
+            try:
+                cls = self.type_for(row.type)
+                config = cls.Config.model_validate(row.config, context={"base_dir": Path.cwd()})
+            except Exception as exc:  # noqa: BLE001 - one broken agent must not stop the others
+                log.error("cannot restore agent %s: %s", row.name, exc)
+                continue
+            agent = cls(self.kernel, config, row.id)
+            agent.load_state_dict(row.state_dict or {})
+            self._saved[agent.id] = (json.dumps(row.state_dict or {}, sort_keys=True), row.updated_at)
+            if row.status == "paused":
+                agent.pause()
+            mine = {t.channel: t.id for t in threads if t.agent_id == row.id and t.channel}
+            await self._start(agent, mine)
+            restored.append(agent.name)
+        return restored
+
+    # -- control ---------------------------------------------------------------------------------
+    async def _set_status(self, agent: Agent, status: str) -> None:
+        def update(conn: Connection) -> None:
+            conn.execute(sa.update(AgentRow).where(AgentRow.id == agent.id).values(status=status, updated_at=utcnow()))
+
+        await self.kernel.db.call(update)
+
+    def _task_of(self, agent: Agent):  # noqa: ANN202 - TaskInfo | None
+        return next((t for t in self.kernel.tasks.live.values() if t.kind == "agent" and t.owner == agent.name), None)
+
+    async def pause(self, name: str) -> Agent:
+        agent = self.get(name)
+        agent.pause()
+        if (task := self._task_of(agent)) is not None:
+            task.paused = True
+        await self._set_status(agent, "paused")
+        return agent
+
+    async def resume(self, name: str) -> Agent:
+        agent = self.get(name)
+        agent.resume()
+        if (task := self._task_of(agent)) is not None:
+            task.paused = False
+        await self._set_status(agent, "running")
+        return agent
+
+    async def kill(self, name: str) -> Agent:
+        """Stop the agent's task, close its threads and mark it killed (its history stays)."""
+        agent = self.get(name)
+        if (task := self._task_of(agent)) is not None:
+            await self.kernel.tasks.cancel(task.id)
+        for sub in self.kernel.transport.subscriptions_of(agent.id):
+            await self.kernel.transport.unsubscribe(agent.id, sub.channel)
+        await self.save_state(agent)
+        agent.status = "killed"
+        await self._set_status(agent, "killed")
+        del self.live[name]
+        return agent
+
+    async def stop_all(self) -> None:
+        """Kernel shutdown: stop tasks, save state, leave status as is so a restart restores them."""
+        for agent in list(self.live.values()):
+            if (task := self._task_of(agent)) is not None:
+                await self.kernel.tasks.cancel(task.id)
+            try:
+                await self.save_state(agent)
+            except Exception as exc:  # noqa: BLE001
+                log.error("could not save state of %s at shutdown: %s", agent.name, exc)
+        self.live.clear()
+
+    # -- state -----------------------------------------------------------------------------------
+    async def save_state(self, agent: Agent) -> bool:
+        """Persist state_dict if it changed: current in `agents`, the superseded one into `state`."""
+        state = agent.state_dict()
+        encoded = json.dumps(state, sort_keys=True)
+        previous, since = self._saved.get(agent.id, ("{}", utcnow()))
+        if encoded == previous:
+            return False
+        now = utcnow()
+        self._saved[agent.id] = (encoded, now)
+        state_id = self.kernel.db.next_ids("state")
+        old = json.loads(previous)
+
+        def update(conn: Connection) -> None:
+            conn.execute(sa.update(AgentRow).where(AgentRow.id == agent.id).values(state_dict=state, updated_at=now))
+
+        await self.kernel.writer.write(("state", STATE_COLUMNS, [(state_id, agent.id, old, since, now)]), then=update)
+        return True

@@ -1,0 +1,114 @@
+"""The scripted agent: replies from a list or from regex rules. For tests, demos and load.
+
+This file is also the example of an agent type *and* of a module: `ScriptedModule` registers the type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tobio.agents.base import Agent, AgentConfig
+from tobio.messages import Delivery
+from tobio.modules import Database, Module
+
+if TYPE_CHECKING:
+    from tobio.kernel import Kernel
+
+
+class Rule(BaseModel):
+    """Reply `reply` to messages matching the regex `match` (case-insensitive)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    match: str
+    reply: str
+
+
+class ScriptedConfig(AgentConfig):
+    """A scripted agent replies from `rules` first, then cycles through `replies`."""
+
+    type: Literal["scripted"] = "scripted"
+    replies: list[str] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list)
+    mode: Literal["cycle", "once"] = "cycle"
+    reply_to: list[str] | None = Field(None, description="only answer these senders (default: anyone)")
+    max_replies: int | None = Field(None, ge=0, description="stop replying after this many")
+    delay_s: float = Field(0.0, ge=0, description="pause before replying")
+    stream: bool = Field(False, description="stream replies word by word to listeners")
+    token_delay_s: float = Field(0.02, ge=0, description="pause between streamed words")
+    greeting: str | None = Field(None, description="said once in each channel when first spawned")
+
+
+class ScriptedAgent(Agent):
+    """Deterministic: the n-th reply is replies[n % len]; `{sender}` and `{text}` are filled in."""
+
+    type_name = "scripted"
+    Config = ScriptedConfig
+    config: ScriptedConfig
+
+    def __init__(self, kernel: Kernel, config: AgentConfig, agent_id: int) -> None:
+        super().__init__(kernel, config, agent_id)
+        self.sent = 0
+        self.greeted: list[str] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sent": self.sent, "greeted": list(self.greeted)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sent = int(state.get("sent", 0))
+        self.greeted = list(state.get("greeted", []))
+
+    async def on_start(self) -> None:
+        if self.config.greeting:
+            for channel in self.config.channels:
+                if channel not in self.greeted:
+                    await self.say(channel, self.config.greeting)
+                    self.greeted.append(channel)
+
+    def reply_for(self, text: str, sender: str | None) -> str | None:
+        """The reply this agent would give, or None if it stays silent."""
+        cfg = self.config
+        if cfg.reply_to is not None and sender not in cfg.reply_to:
+            return None
+        if cfg.max_replies is not None and self.sent >= cfg.max_replies:
+            return None
+        for rule in cfg.rules:
+            if re.search(rule.match, text, re.IGNORECASE):
+                return rule.reply.format(sender=sender or "", text=text)
+        if not cfg.replies or (cfg.mode == "once" and self.sent >= len(cfg.replies)):
+            return None
+        return cfg.replies[self.sent % len(cfg.replies)].format(sender=sender or "", text=text)
+
+    async def on_message(self, delivery: Delivery) -> None:
+        message = delivery.message
+        reply = self.reply_for(message.content, message.sender)
+        if reply is None or message.channel is None:
+            return
+        if self.config.delay_s:
+            await asyncio.sleep(self.config.delay_s)
+        self.sent += 1
+        if self.config.stream:
+            await self.stream(message.channel, self._words(reply))
+        else:
+            await self.say(message.channel, reply)
+
+    async def _words(self, text: str) -> AsyncIterator[str]:
+        for i, word in enumerate(re.findall(r"\S+\s*", text)):
+            if i and self.config.token_delay_s:
+                await asyncio.sleep(self.config.token_delay_s)
+            yield word
+
+
+class ScriptedModule(Module):
+    """Registers the `scripted` agent type."""
+
+    name = "scripted"
+    description = "Scripted agents: deterministic replies from lists and regex rules."
+    dependencies = (Database,)
+
+    async def module_init(self, kernel: Kernel) -> None:
+        kernel.agents.register_type(ScriptedAgent, owner=self)

@@ -1,0 +1,119 @@
+"""`agent ls|show|spawn|pause|resume|kill|state|history`: agents and their inner life."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from tobio.commands import Arg, Context, Group, Result, table
+from tobio.db.database import orm
+from tobio.db.history import agent_history
+from tobio.db.tables import AgentRow, StateRow
+from tobio.errors import AgentError
+
+NAME = Arg("name", help="agent name", complete="agent")
+
+
+async def _row(ctx: Context, name: str) -> AgentRow:
+    def read(conn: sa.Connection) -> AgentRow | None:
+        return orm(conn).scalars(sa.select(AgentRow).where(AgentRow.name == name)).first()
+
+    row = await ctx.kernel.db.call(read)
+    if row is None:
+        raise AgentError(f"no agent named '{name}' (see `agent ls --all`)")
+    return row
+
+
+def register(root: Group) -> None:
+    agent = root.group("agent", "Spawn, inspect and control agents.")
+
+    @agent.command("ls", Arg("--all", flag=True, help="include killed agents"))
+    async def ls(ctx: Context, all: bool) -> Result:
+        """List agents with their type, status, channels and message counts."""
+        kernel = ctx.kernel
+
+        def read(conn: sa.Connection) -> list[AgentRow]:
+            query = sa.select(AgentRow).order_by(AgentRow.id)
+            return list(orm(conn).scalars(query if all else query.where(AgentRow.status != "killed")))
+
+        rows = []
+        for row in await kernel.db.call(read):
+            live = kernel.agents.live.get(row.name)
+            channels = ", ".join(s.channel for s in kernel.transport.subscriptions_of(row.id))
+            status = live.status if live else row.status if row.status == "killed" else "stopped"
+            rows.append((row.name, row.type, status, channels, live.inbox.qsize() if live else "", live.handled if live else ""))
+        return table(["name", "type", "status", "channels", "inbox", "handled"], rows)
+
+    @agent.command("show", NAME)
+    async def show(ctx: Context, name: str) -> Result:
+        """Show an agent's config, status, threads and current state."""
+        row = await _row(ctx, name)
+        live = ctx.kernel.agents.live.get(name)
+        subs = ctx.kernel.transport.subscriptions_of(row.id)
+        fields = [
+            ("name", row.name), ("type", row.type), ("status", live.status if live else row.status),
+            ("config file", row.config_file or "-"),
+            ("threads", ", ".join(f"{s.thread_id}:{s.channel}" for s in subs) or "-"),
+            ("config", row.config), ("state", live.state_dict() if live else row.state_dict),
+            ("created", row.created_at), ("updated", row.updated_at),
+        ]
+        return table(["field", "value"], fields, data={k: v for k, v in fields})
+
+    @agent.command(
+        "spawn",
+        Arg("file", help="agent YAML file", complete="file"),
+        Arg("--name", help="override the name in the file"),
+    )
+    async def spawn(ctx: Context, file: str, name: str | None) -> Result:
+        """Spawn an agent from its YAML file."""
+        path = Path(file).expanduser()
+        config = ctx.kernel.agents.load_config(path)
+        if name:
+            config = config.model_copy(update={"name": name})
+        new = await ctx.kernel.agents.spawn(config, config_file=str(path.resolve()))
+        return Result(text=f"spawned {new.name} ({new.type_name}) in {', '.join(new.config.channels) or 'no channel'}")
+
+    @agent.command("pause", NAME)
+    async def pause(ctx: Context, name: str) -> Result:
+        """Pause an agent: messages still reach its threads and wait in its inbox."""
+        await ctx.kernel.agents.pause(name)
+        return Result(text=f"paused {name}")
+
+    @agent.command("resume", NAME)
+    async def resume(ctx: Context, name: str) -> Result:
+        """Resume a paused agent; it works through its inbox."""
+        await ctx.kernel.agents.resume(name)
+        return Result(text=f"resumed {name}")
+
+    @agent.command("kill", NAME)
+    async def kill(ctx: Context, name: str) -> Result:
+        """Stop an agent and close its threads; its history stays in the database."""
+        await ctx.kernel.agents.kill(name)
+        return Result(text=f"killed {name}")
+
+    @agent.command("state", NAME, Arg("--history", flag=True, help="list every superseded state too"))
+    async def state(ctx: Context, name: str, history: bool) -> Result:
+        """Show an agent's current state_dict, or its whole history of states."""
+        row = await _row(ctx, name)
+        live = ctx.kernel.agents.live.get(name)
+        current = live.state_dict() if live else row.state_dict
+        if not history:
+            return table(["key", "value"], sorted(current.items()), data=current)
+
+        def read(conn: sa.Connection) -> list[StateRow]:
+            return list(orm(conn).scalars(sa.select(StateRow).where(StateRow.agent_id == row.id).order_by(StateRow.id)))
+
+        rows = [(s.created_at, s.superseded_at, s.state_dict) for s in await ctx.kernel.db.call(read)]
+        rows.append((row.updated_at, None, current))
+        return table(["from", "until", "state"], rows, title=f"states of {name}")
+
+    @agent.command("history", NAME, Arg("--last", short="-n", type=int, default=50, help="show the last N messages"))
+    async def history(ctx: Context, name: str, last: int) -> Result:
+        """What the agent received, in order, per thread (its subjective history)."""
+        row = await _row(ctx, name)
+        items = await ctx.kernel.db.call(agent_history, row.id)
+        shown = items[-last:] if last else items
+        rows = [(i.thread_id, i.message.id, i.message.created_at, i.message.sender or "-", i.message.content) for i in shown]
+        note = f"last {len(shown)} of {len(items)}" if len(shown) < len(items) else None
+        return table(["thread", "msg", "at", "from", "content"], rows, note=note)

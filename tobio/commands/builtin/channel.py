@@ -1,0 +1,73 @@
+"""`channel ls|sub|unsub|post|create`: where messages go and who receives them."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from tobio.commands import Arg, Context, Group, Result, table
+from tobio.db.tables import MessageRow
+from tobio.errors import AgentError, CommandError
+
+CHANNEL = Arg("channel", help="channel name", complete="channel")
+AGENT = Arg("agent", help="agent name", complete="agent")
+
+
+def register(root: Group) -> None:
+    channel = root.group("channel", "Channels: list, subscribe agents, post.")
+
+    @channel.command("ls")
+    async def ls(ctx: Context) -> Result:
+        """List channels with their subscribers and message counts."""
+        transport = ctx.kernel.transport
+
+        def counts(conn: sa.Connection) -> dict[str, int]:
+            query = sa.select(MessageRow.channel, sa.func.count()).group_by(MessageRow.channel)
+            return {name: n for name, n in conn.execute(query)}
+
+        await ctx.kernel.flush()
+        counted = await ctx.kernel.db.call(counts)
+        rows = []
+        for name in transport.known_channels():
+            subs = transport.channels.get(name, {})
+            rows.append((name, len(subs), ", ".join(sorted(s.receiver.name for s in subs.values())), counted.get(name, 0)))
+        return table(["channel", "subscribers", "who", "messages"], rows)
+
+    @channel.command("create", Arg("channel", help="new channel name"), Arg("--topic", default="", help="what it is for"))
+    async def create(ctx: Context, channel: str, topic: str) -> Result:
+        """Create an empty channel."""
+        created = await ctx.kernel.transport.create_channel(channel, topic)
+        return Result(text=f"created {channel}" if created else f"{channel} already exists")
+
+    @channel.command("sub", AGENT, CHANNEL)
+    async def sub(ctx: Context, agent: str, channel: str) -> Result:
+        """Subscribe an agent to a channel (opens a new thread)."""
+        target = ctx.kernel.agents.get(agent)
+        thread_id = await ctx.kernel.transport.subscribe(target, channel)
+        return Result(text=f"{agent} subscribed to {channel} (thread {thread_id})")
+
+    @channel.command("unsub", AGENT, CHANNEL)
+    async def unsub(ctx: Context, agent: str, channel: str) -> Result:
+        """Unsubscribe an agent from a channel (closes its thread)."""
+        target = ctx.kernel.agents.get(agent)
+        thread_id = await ctx.kernel.transport.unsubscribe(target.id, channel)
+        if thread_id is None:
+            raise AgentError(f"{agent} is not subscribed to {channel}")
+        return Result(text=f"{agent} left {channel} (thread {thread_id} closed)")
+
+    @channel.command(
+        "post",
+        CHANNEL,
+        Arg("text", nargs="+", help="message text (quote it or not)"),
+        Arg("--as", help="post as this agent (default: the kernel)", complete="agent"),
+        Arg("--role", default="user", choices=("user", "assistant", "system"), help="message role"),
+    )
+    async def post(ctx: Context, channel: str, text: list[str], role: str, **kw: str | None) -> Result:
+        """Post a message to a channel; it is pushed to every subscriber's thread."""
+        sender_name = kw.get("as")
+        sender = ctx.kernel.agents.get(sender_name) if sender_name else ctx.agent
+        content = " ".join(text)
+        if not content.strip():
+            raise CommandError("nothing to post")
+        message = await ctx.kernel.transport.post(channel, content, sender=sender, role=role)
+        receivers = len(ctx.kernel.transport.channels.get(channel, {}))
+        return Result(text=f"posted message {message.id} to {channel} ({receivers} receiving threads)", data=message.to_dict())

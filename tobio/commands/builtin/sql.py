@@ -1,0 +1,126 @@
+"""`sql QUERY`: the database's own SQL (DuckDB by default), read-only unless `--write`.
+
+Read-only is enforced by the engine where it can be (PostgreSQL read-only transactions, SQLite's
+query_only) and by DuckDB's own parser elsewhere, never by guessing from keywords.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import sqlalchemy as sa
+
+from tobio.commands import Arg, Context, Group, Result
+from tobio.errors import CommandError
+
+_EXPLAIN = re.compile(r"^\s*EXPLAIN(\s+ANALY[SZ]E)?\s+", re.IGNORECASE)
+
+
+def split_statements(query: str, dialect: str) -> list[str]:
+    """Split on `;` outside quotes and comments (DuckDB: its own parser)."""
+    if dialect == "duckdb":
+        import duckdb
+
+        try:
+            return [s.query.strip() for s in duckdb.extract_statements(query) if s.query.strip()]
+        except duckdb.Error as exc:
+            raise CommandError(f"SQL error: {_first_line(exc)}") from None
+    parts, current, quote = [], [], ""
+    i = 0
+    while i < len(query):
+        ch = query[i]
+        if quote:
+            current.append(ch)
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+            current.append(ch)
+        elif query.startswith("--", i):
+            end = query.find("\n", i)
+            i = len(query) if end < 0 else end
+            continue
+        elif ch == ";":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    parts.append("".join(current))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _duckdb_is_read_only(statement: str) -> bool:
+    import duckdb
+
+    kinds = [s.type for s in duckdb.extract_statements(statement)]
+    if kinds == [duckdb.StatementType.EXPLAIN]:
+        return _duckdb_is_read_only(_EXPLAIN.sub("", statement, count=1))
+    return all(k == duckdb.StatementType.SELECT for k in kinds)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def run_sql(conn: sa.Connection, statements: list[str], write: bool, limit: int) -> tuple[list[str] | None, list[tuple[Any, ...]], bool, int]:
+    """Run statements on the DB thread; returns (columns, rows, truncated, affected) of the last one."""
+    dialect = conn.dialect.name
+    raw = conn.connection.dbapi_connection
+    if not write:
+        if dialect == "duckdb":
+            for statement in statements:
+                if not _duckdb_is_read_only(statement):
+                    raise CommandError("this statement writes; run it with `sql --write …` if you mean it")
+        elif dialect == "postgresql":
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+        elif dialect == "sqlite":
+            conn.exec_driver_sql("PRAGMA query_only = ON")
+    columns: list[str] | None = None
+    rows: list[tuple[Any, ...]] = []
+    truncated, affected = False, 0
+    try:
+        for statement in statements:
+            cursor = raw.cursor()
+            cursor.execute(statement)
+            if cursor.description:
+                columns = [d[0] for d in cursor.description]
+                fetched = cursor.fetchmany(limit + 1)
+                truncated = len(fetched) > limit
+                rows = [tuple(r) for r in fetched[:limit]]
+            else:
+                columns, rows = None, []
+                affected = cursor.rowcount if cursor.rowcount and cursor.rowcount > 0 else 0
+            cursor.close()
+    except Exception as exc:
+        message = _first_line(exc)
+        if "read-only" in message.lower() or "readonly" in message.lower() or "query_only" in message.lower():
+            raise CommandError("this statement writes; run it with `sql --write …` if you mean it") from None
+        raise CommandError(f"SQL error: {message}") from None
+    finally:
+        if not write and dialect == "sqlite":
+            conn.exec_driver_sql("PRAGMA query_only = OFF")
+    return columns, rows, truncated, affected
+
+
+def register(root: Group) -> None:
+    @root.command(
+        "sql",
+        Arg("--write", flag=True, help="allow statements that change the database"),
+        Arg("--limit", type=int, default=1000, help="show at most this many rows"),
+        Arg("query", raw=True, help="SQL, quotes kept as typed", complete="sql"),
+    )
+    async def sql(ctx: Context, query: str, write: bool, limit: int) -> Result:
+        """Run SQL on the kernel's database (read-only unless --write)."""
+        kernel = ctx.kernel
+        statements = split_statements(query, kernel.db.dialect)
+        if not statements:
+            raise CommandError("no SQL statement given", usage="usage: sql [--write] [--limit N] QUERY")
+        await kernel.flush()  # what was posted before the query is visible to it
+        columns, rows, truncated, affected = await kernel.db.call(run_sql, statements, write, limit)
+        if columns is None:
+            return Result(text=f"ok ({affected} rows affected)" if affected else "ok")
+        note = f"showing the first {limit} rows; use --limit" if truncated else None
+        return Result(columns=columns, rows=rows, note=note)

@@ -1,0 +1,66 @@
+"""`thread ls|show`: the threads of experience, one per agent per subscription."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from tobio.commands import Arg, Context, Group, Result, table
+from tobio.db.database import orm
+from tobio.db.history import thread_context
+from tobio.db.tables import AgentRow, PushRow, ThreadRow
+from tobio.errors import CommandError
+
+
+def register(root: Group) -> None:
+    thread = root.group("thread", "Threads: one agent's contiguous experience of a channel.")
+
+    @thread.command(
+        "ls",
+        Arg("--agent", help="only this agent's threads", complete="agent"),
+        Arg("--channel", help="only threads on this channel", complete="channel"),
+        Arg("--open", flag=True, help="only open threads"),
+    )
+    async def ls(ctx: Context, agent: str | None, channel: str | None, open: bool) -> Result:
+        """List threads with their owner, channel, status and number of messages received."""
+        await ctx.kernel.flush()
+
+        def read(conn: sa.Connection) -> list[tuple]:
+            pushes = sa.select(PushRow.thread_id, sa.func.count().label("n")).group_by(PushRow.thread_id).subquery()
+            query = (
+                sa.select(ThreadRow.id, AgentRow.name, ThreadRow.channel, ThreadRow.opened_at, ThreadRow.closed_at,
+                          sa.func.coalesce(pushes.c.n, 0), ThreadRow.checkpoint_message_id)
+                .join(AgentRow, AgentRow.id == ThreadRow.agent_id)
+                .outerjoin(pushes, pushes.c.thread_id == ThreadRow.id)
+                .order_by(ThreadRow.id)
+            )
+            if agent:
+                query = query.where(AgentRow.name == agent)
+            if channel:
+                query = query.where(ThreadRow.channel == channel)
+            if open:
+                query = query.where(ThreadRow.closed_at.is_(None))
+            return [tuple(r) for r in conn.execute(query)]
+
+        rows = await ctx.kernel.db.call(read)
+        return table(["thread", "agent", "channel", "opened", "closed", "messages", "checkpoint"], rows)
+
+    @thread.command(
+        "show",
+        Arg("id", type=int, help="thread id", complete="thread"),
+        Arg("--last", short="-n", type=int, default=50, help="show the last N messages after the checkpoint"),
+    )
+    async def show(ctx: Context, id: int, last: int) -> Result:
+        """Show a thread's context: its latest summary and the messages after the checkpoint."""
+        await ctx.kernel.flush()
+
+        def read(conn: sa.Connection):  # noqa: ANN202
+            row = orm(conn).get(ThreadRow, id)
+            return row, (thread_context(conn, id, last) if row else None)
+
+        row, context = await ctx.kernel.db.call(read)
+        if row is None:
+            raise CommandError(f"no thread {id} (see `thread ls`)")
+        rows = [(m.id, m.created_at, m.sender or "-", m.role, m.content) for m in context.messages]
+        title = f"thread {id} ({row.name}{', closed' if row.closed_at else ''})"
+        text = f"summary up to message {context.checkpoint}: {context.summary}" if context.summary else None
+        return table(["msg", "at", "from", "role", "content"], rows, title=title, text=text)

@@ -1,0 +1,202 @@
+"""The one command tree: groups, commands and their declared arguments.
+
+The shell's completer, `--help`, `.tsh` scripts, the `%tobio` magic and agents' tool calls all read
+this tree. Commands parse their arguments with argparse (built from the declared `Arg`s), but errors
+come back as CommandError with the usage, never as SystemExit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tobio.errors import CommandError
+
+if TYPE_CHECKING:
+    from tobio.commands.context import Context
+    from tobio.commands.result import Result
+
+Handler = Callable[..., "Result | str | None | Awaitable[Result | str | None]"]
+
+
+@dataclass(frozen=True)
+class Arg:
+    """A declared argument: positional (`name`) or option (`--name`); `complete` names a completion source."""
+
+    name: str
+    help: str = ""
+    short: str | None = None
+    type: Callable[[str], Any] = str
+    default: Any = None
+    nargs: str | int | None = None
+    flag: bool = False
+    choices: tuple[str, ...] | None = None
+    complete: str | None = None
+    metavar: str | None = None
+    raw: bool = False  # positional taking the rest of the line verbatim (quotes kept), e.g. SQL
+
+    @property
+    def positional(self) -> bool:
+        return not self.name.startswith("-")
+
+    @property
+    def dest(self) -> str:
+        return self.name.lstrip("-").replace("-", "_")
+
+    @property
+    def takes_value(self) -> bool:
+        return not self.flag
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise CommandError(message, usage=self.format_usage().strip())
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        raise CommandError(message or "bad arguments", usage=self.format_usage().strip())
+
+
+@dataclass(eq=False)
+class Node:
+    name: str
+    help: str = ""
+    parent: Group | None = field(default=None, repr=False)
+    owner: Any = field(default=None, repr=False)  # the module that registered it, for unloading
+
+    @property
+    def path(self) -> str:
+        parts: list[str] = []
+        node: Node | None = self
+        while node is not None and node.parent is not None:
+            parts.append(node.name)
+            node = node.parent
+        return " ".join(reversed(parts))
+
+
+@dataclass(eq=False)
+class Command(Node):
+    """A runnable command: `func(ctx, **args)` returning a Result, a string or None."""
+
+    func: Handler | None = None
+    args: tuple[Arg, ...] = ()
+
+    @property
+    def raw_arg(self) -> Arg | None:
+        return next((a for a in self.args if a.raw), None)
+
+    def parser(self) -> argparse.ArgumentParser:
+        parser = _Parser(prog=self.path, description=self.help, add_help=False, allow_abbrev=False)
+        for arg in self.args:
+            kwargs: dict[str, Any] = {"help": arg.help}
+            if arg.flag:
+                kwargs["action"] = "store_true"
+            else:
+                kwargs.update(type=arg.type, default=arg.default)
+                if arg.nargs is not None:
+                    kwargs["nargs"] = arg.nargs
+                if arg.choices:
+                    kwargs["choices"] = arg.choices
+                if arg.metavar:
+                    kwargs["metavar"] = arg.metavar
+            if arg.positional:
+                if arg.raw:
+                    kwargs["nargs"] = "?" if arg.default is not None else None
+                parser.add_argument(arg.name, **kwargs)
+            else:
+                names = [arg.short, arg.name] if arg.short else [arg.name]
+                parser.add_argument(*names, dest=arg.dest, **kwargs)
+        parser.add_argument("-h", "--help", action="store_true", help="show this help")
+        return parser
+
+    def usage(self) -> str:
+        return self.parser().format_usage().strip()
+
+    def help_text(self) -> str:
+        return self.parser().format_help().strip()
+
+    def option(self, token: str) -> Arg | None:
+        for arg in self.args:
+            if not arg.positional and token in (arg.name, arg.short):
+                return arg
+        return None
+
+    async def invoke(self, ctx: Context, kwargs: dict[str, Any]) -> Any:
+        assert self.func is not None
+        out = self.func(ctx, **kwargs)
+        if inspect.isawaitable(out):
+            out = await out
+        return out
+
+
+@dataclass(eq=False)
+class Group(Node):
+    """A group of commands and subgroups; typing its name alone enters it as a subshell."""
+
+    children: dict[str, Node] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    def add(self, node: Node, owner: Any = None) -> Node:
+        if node.name in self.children:
+            raise ValueError(f"command {node.name!r} already exists in {self.path or 'the root'}")
+        node.parent = self
+        if owner is not None:
+            node.owner = owner
+        self.children[node.name] = node
+        return node
+
+    def group(self, name: str, help: str = "", owner: Any = None) -> Group:
+        """Create (or return the existing) subgroup `name`."""
+        existing = self.children.get(name)
+        if isinstance(existing, Group):
+            return existing
+        node = self.add(Group(name=name, help=help), owner)
+        assert isinstance(node, Group)
+        return node
+
+    def command(self, name: str, *args: Arg, aliases: tuple[str, ...] = (), owner: Any = None) -> Callable[[Handler], Handler]:
+        """Decorator: register `func` as `name`; its docstring's first line is the help."""
+
+        def register(func: Handler) -> Handler:
+            doc = inspect.getdoc(func) or ""
+            self.add(Command(name=name, help=doc.splitlines()[0] if doc else "", func=func, args=args), owner)
+            for alias in aliases:
+                self.aliases[alias] = name
+            return func
+
+        return register
+
+    def get(self, name: str) -> Node | None:
+        return self.children.get(self.aliases.get(name, name))
+
+    def remove_owned_by(self, owner: Any) -> None:
+        """Drop everything `owner` registered (a module being unloaded)."""
+        for name, node in list(self.children.items()):
+            if node.owner is owner:
+                del self.children[name]
+            elif isinstance(node, Group):
+                node.remove_owned_by(owner)
+        for alias, target in list(self.aliases.items()):
+            if target not in self.children:
+                del self.aliases[alias]
+
+    def walk(self) -> Iterator[Node]:
+        for node in self.children.values():
+            yield node
+            if isinstance(node, Group):
+                yield from node.walk()
+
+    def help_text(self) -> str:
+        width = max((len(n) for n in self.children), default=0)
+        lines = [f"{self.path or 'tobio'}: {self.help}".rstrip(": ") if self.help or self.path else "Commands:"]
+        for name in sorted(self.children):
+            node = self.children[name]
+            marker = " …" if isinstance(node, Group) else ""
+            lines.append(f"  {name.ljust(width)}  {node.help}{marker}")
+        if self.path:
+            lines.append(f"Type `{self.path}` alone to enter it; `{self.path} COMMAND --help` for one command.")
+        else:
+            lines.append("`help COMMAND` or `COMMAND --help` for details; a group's name alone enters it.")
+        return "\n".join(lines)

@@ -1,0 +1,82 @@
+"""The kernel's own configuration (configs/kernel.yaml) and model bundles (configs/models.yaml)."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
+
+from tobio.config.validate import validate
+from tobio.config.yamlfile import SourceMap, load_yaml
+
+
+def _relative_to_file(value: Path, info: ValidationInfo) -> Path:
+    """Paths in a config file are relative to that file, as includes are."""
+    base = (info.context or {}).get("base_dir")
+    value = value.expanduser()
+    if base is not None and not value.is_absolute():
+        value = Path(base) / value
+    return value
+
+
+RelPath = Annotated[Path, AfterValidator(_relative_to_file)]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=64)]
+
+
+class Frozen(BaseModel):
+    """Config is immutable once loaded: changing behaviour means changing the file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelSpec(Frozen):
+    """A model bundle: which provider, which model, what for, with which parameters."""
+
+    provider: str
+    model: str = ""
+    purpose: Literal["chat", "json", "summarize", "classify", "embed"] = "chat"
+    params: dict[str, Any] = Field(default_factory=dict)
+    path: RelPath | None = None
+    description: str = ""
+
+
+class KernelConfig(Frozen):
+    """configs/kernel.yaml: the database, which modules to load, which agents to spawn."""
+
+    database: str | None = Field(None, description="SQLAlchemy URL; empty means DuckDB in the data dir")
+    modules: list[Name] = Field(default_factory=list)
+    agents: list[str] = Field(default_factory=list, description="agent files or globs, relative to this file")
+    channels: list[Name] = Field(default_factory=list)
+    models: dict[Name, ModelSpec] = Field(default_factory=dict)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    group_commit_ms: float = Field(2.0, ge=0, le=1000, description="longest wait to batch writes")
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    def agent_files(self) -> list[Path]:
+        """Agent files named by `agents:`, globs expanded relative to the kernel config."""
+        files: list[Path] = []
+        for pattern in self.agents:
+            path = Path(pattern).expanduser()
+            if not path.is_absolute():
+                path = self.base_dir / path
+            matches = sorted(Path(p) for p in glob.glob(str(path)))
+            files.extend(matches if matches or glob.has_magic(str(path)) else [path])
+        return files
+
+
+def load_kernel_config(path: str | Path | None) -> KernelConfig:
+    """Load kernel.yaml, or the built-in defaults when `path` is None."""
+    if path is None:
+        return KernelConfig()
+    data, smap = load_yaml(path)
+    if not isinstance(data, dict):
+        from tobio.errors import ConfigError
+
+        raise ConfigError(f"{path}:1: expected a mapping of settings, got {type(data).__name__}")
+    data = {**data, "base_dir": Path(path).resolve().parent}
+    return validate(KernelConfig, data, smap)
+
+
+__all__ = ["Frozen", "KernelConfig", "ModelSpec", "Name", "RelPath", "SourceMap", "load_kernel_config"]

@@ -1,0 +1,169 @@
+"""The database: one engine, one dedicated thread, bulk inserts, and clear errors.
+
+Every statement runs on a single DB thread. That keeps DuckDB's one-writer rule inside the process,
+gives a total order to writes (a subscribe submitted before a post is committed before it), and
+keeps blocking I/O off the kernel's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
+
+from tobio.db.tables import ID_TABLES, Base
+from tobio.errors import DatabaseError, DatabaseLockedError
+
+T = TypeVar("T")
+_LOCK_PID = re.compile(r"PID (\d+)")
+
+
+def _describe_open_error(url: str, exc: BaseException) -> DatabaseError:
+    text = str(getattr(exc, "orig", None) or exc)
+    if "Could not set lock" in text or "Conflicting lock" in text:
+        pid = _LOCK_PID.search(text)
+        who = f"process {pid.group(1)}" if pid else "another process"
+        return DatabaseLockedError(
+            f"database {url} is open read-write in {who}; DuckDB allows one writer per file. "
+            f"Close that process, or give this one another file with --database."
+        )
+    return DatabaseError(f"cannot open database {url}: {text.splitlines()[0]}")
+
+
+def _dump(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _json_columns(table: str) -> set[str]:
+    return {c.name for c in Base.metadata.tables[table].c if isinstance(c.type, sa.JSON)}
+
+
+def orm(conn: Connection) -> Session:
+    """An ORM session on the DB thread's connection (for reads that want mapped objects)."""
+    return Session(bind=conn, expire_on_commit=False, autoflush=False)
+
+
+class Database:
+    """Owns the engine and the DB thread; `call` runs a function there inside one transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = sa.create_engine(url, future=True)
+        self.dialect = self.engine.dialect.name
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tobio-db")
+        self._local = threading.local()
+        self._next_ids: dict[str, int] = {}
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def open(self) -> None:
+        """Connect, migrate and read the id counters; raises DatabaseLockedError when held elsewhere."""
+        from tobio.db.migrations import migrate
+
+        def _open(conn: Connection) -> None:
+            migrate(conn)
+            for table in ID_TABLES:
+                top = conn.execute(sa.text(f"SELECT max(id) FROM {table}")).scalar()
+                self._next_ids[table] = (top or 0) + 1
+
+        self.call_sync(_open)
+
+    def close(self) -> None:
+        """Close the DB thread's connection and the engine. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+
+        def _close() -> None:
+            conn = getattr(self._local, "conn", None)
+            if conn is not None:
+                if self.dialect == "duckdb":
+                    # Fold the WAL into the file so the next open does not replay it.
+                    try:
+                        conn.exec_driver_sql("CHECKPOINT")
+                        conn.commit()
+                    except Exception:  # noqa: BLE001 - closing must not fail over a checkpoint
+                        conn.rollback()
+                conn.close()
+                self._local.conn = None
+
+        self._executor.submit(_close).result()
+        self._executor.shutdown(wait=True)
+        self.engine.dispose()
+
+    # -- running work on the DB thread -------------------------------------------------------
+    def _connection(self) -> Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            try:
+                conn = self.engine.connect()
+            except Exception as exc:  # noqa: BLE001 - turned into a clear error
+                raise _describe_open_error(self.url, exc) from None
+            self._local.conn = conn
+        return conn
+
+    def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        conn = self._connection()
+        try:
+            with conn.begin():
+                return fn(conn, *args)
+        except sa.exc.DBAPIError as exc:
+            if conn.invalidated:
+                self._local.conn = None
+            raise
+        finally:
+            if conn.in_transaction():
+                conn.rollback()
+
+    def call_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(conn, *args)` on the DB thread in one transaction and wait for it."""
+        if self._closed:
+            raise DatabaseError("database is closed")
+        return self._executor.submit(self._run, fn, *args).result()
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Async form of `call_sync`, for code on the kernel's loop."""
+        if self._closed:
+            raise DatabaseError("database is closed")
+        return await asyncio.wrap_future(self._executor.submit(self._run, fn, *args))
+
+    # -- ids and bulk writes (DB thread or loop; the loop is the only allocator) --------------
+    def next_ids(self, table: str, count: int = 1) -> int:
+        """Reserve `count` ids in `table`; returns the first. Only the kernel's loop calls this."""
+        first = self._next_ids[table]
+        self._next_ids[table] = first + count
+        return first
+
+    def bulk_insert(self, conn: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Insert many rows fast: Arrow into DuckDB, executemany elsewhere."""
+        if not rows:
+            return
+        if self.dialect == "duckdb":
+            import pyarrow as pa
+
+            raw = conn.connection.dbapi_connection
+            json_cols = _json_columns(table)
+            arrow = pa.table(
+                {
+                    name: [_dump(row[i]) for row in rows] if name in json_cols else [row[i] for row in rows]
+                    for i, name in enumerate(columns)
+                }
+            )
+            view = f"_tobio_batch_{table}"
+            raw.register(view, arrow)
+            try:
+                names = ", ".join(f'"{c}"' for c in columns)
+                raw.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {view}")
+            finally:
+                raw.unregister(view)
+            return
+        target = Base.metadata.tables[table]
+        conn.execute(sa.insert(target), [dict(zip(columns, row)) for row in rows])

@@ -1,0 +1,91 @@
+"""Reconstructing what an agent experienced: the hot read path, each a single query.
+
+An agent's subjective history is the messages pushed to its threads, never a guess from which
+channels it was in. `pushes` is keyed (thread_id, message_id), so per-thread reads are index range scans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tobio.db.tables import AgentRow, MessageRow, PushRow, SummaryRow, ThreadRow
+from tobio.messages import Message
+
+_sender = sa.orm.aliased(AgentRow)
+_MESSAGE_COLUMNS = (
+    MessageRow.id, MessageRow.channel, _sender.name, MessageRow.role, MessageRow.content,
+    MessageRow.created_at, MessageRow.agent_id, MessageRow.thread_id, MessageRow.metadata_,
+)
+
+
+def _message(row: sa.Row) -> Message:
+    return Message(*row[: len(_MESSAGE_COLUMNS)])
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    """One message as received: in which of the agent's threads."""
+
+    thread_id: int
+    message: Message
+
+
+def agent_history(
+    conn: Connection, agent_id: int, *, until: datetime | None = None, thread_id: int | None = None
+) -> list[HistoryItem]:
+    """Everything pushed to the agent's threads (optionally up to `until`), by thread then message order."""
+    query = (
+        sa.select(PushRow.thread_id, *_MESSAGE_COLUMNS)
+        .join(ThreadRow, ThreadRow.id == PushRow.thread_id)
+        .join(MessageRow, MessageRow.id == PushRow.message_id)
+        .outerjoin(_sender, _sender.id == MessageRow.agent_id)
+        .where(ThreadRow.agent_id == agent_id)
+        .order_by(PushRow.thread_id, PushRow.message_id)
+    )
+    if until is not None:
+        query = query.where(MessageRow.created_at <= until)
+    if thread_id is not None:
+        query = query.where(PushRow.thread_id == thread_id)
+    return [HistoryItem(row[0], _message(row[1:])) for row in conn.execute(query)]
+
+
+def thread_messages(conn: Connection, thread_id: int, *, after: int | None = None, last: int | None = None) -> list[Message]:
+    """Messages pushed to one thread, oldest first; `after` a message id, `last` keeps only the newest n."""
+    pushes = sa.select(PushRow.message_id).where(PushRow.thread_id == thread_id)
+    if after is not None:
+        pushes = pushes.where(PushRow.message_id > after)
+    if last is not None:
+        pushes = pushes.order_by(PushRow.message_id.desc()).limit(last)
+    ids = pushes.subquery()
+    query = (
+        sa.select(*_MESSAGE_COLUMNS)
+        .join(ids, ids.c.message_id == MessageRow.id)
+        .outerjoin(_sender, _sender.id == MessageRow.agent_id)
+        .order_by(MessageRow.id)
+    )
+    return [_message(row) for row in conn.execute(query)]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a thread's owner has in mind: the latest summary and the messages after its checkpoint."""
+
+    summary: str | None
+    checkpoint: int | None
+    messages: list[Message]
+
+
+def thread_context(conn: Connection, thread_id: int, last: int = 50) -> Context:
+    """Latest summary of the thread plus (up to) the last `last` messages after its checkpoint."""
+    summary = conn.execute(
+        sa.select(SummaryRow.content, SummaryRow.checkpoint_message_id)
+        .where(SummaryRow.thread_id == thread_id)
+        .order_by(SummaryRow.checkpoint_message_id.desc())
+        .limit(1)
+    ).first()
+    checkpoint = summary[1] if summary else None
+    return Context(summary[0] if summary else None, checkpoint, thread_messages(conn, thread_id, after=checkpoint, last=last))

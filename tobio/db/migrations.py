@@ -1,0 +1,60 @@
+"""Schema creation and upgrade: a list of named migrations and a table recording which ran.
+
+Why not Alembic: duckdb-engine cannot reflect tables (its Postgres-flavoured reflection queries fail
+on DuckDB), which Alembic's autogenerate relies on, and Alembic's import alone would double the
+shell's start-up. Named functions run in order are enough for one embedded schema, read the same on
+DuckDB, SQLite and PostgreSQL, and are easy to review. To change the schema: change `tables.py`,
+then append `mNNN_what(conn)` below that brings an existing database to the same shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tobio.db.tables import Base, MigrationRow
+
+Migration = Callable[[Connection], None]
+MIGRATIONS: list[Migration] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register a migration; they run in the order they are defined, once each."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@migration
+def m001_initial(conn: Connection) -> None:
+    """The seed schema: agents, state, channels, threads, messages, pushes, steps, summaries, logs."""
+    names = ("agents", "state", "channels", "threads", "messages", "pushes", "steps", "summaries", "logs")
+    Base.metadata.create_all(conn, tables=[Base.metadata.tables[n] for n in names])
+
+
+def add_column_if_missing(conn: Connection, table: str, column: sa.Column) -> None:
+    """Helper for later migrations: `ALTER TABLE … ADD COLUMN` unless it is already there."""
+    existing = {c["name"] for c in sa.inspect(conn).get_columns(table)}
+    if column.name not in existing:
+        ddl = column.type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f'ALTER TABLE {table} ADD COLUMN "{column.name}" {ddl}')
+
+
+def migrate(conn: Connection) -> list[str]:
+    """Run the migrations this database has not seen yet; returns their names."""
+    MigrationRow.__table__.create(conn, checkfirst=True)
+    applied = set(conn.execute(sa.select(MigrationRow.name)).scalars())
+    ran = []
+    for fn in MIGRATIONS:
+        if fn.__name__ in applied:
+            continue
+        fn(conn)
+        conn.execute(sa.insert(MigrationRow).values(name=fn.__name__, applied_at=utcnow()))
+        ran.append(fn.__name__)
+    return ran

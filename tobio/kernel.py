@@ -1,0 +1,240 @@
+"""The kernel: one object that owns the loop, the database, the transport, modules, commands and agents.
+
+It runs its own asyncio loop in a thread so that a prompt_toolkit shell, a Jupyter kernel (whose
+loop is already running) and a Panel server can share it in one process. From sync code call
+`kernel.run("agent ls")`; from async code `await kernel.arun("agent ls")`, on any loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tobio.agents.manager import AgentManager
+from tobio.commands.context import Context
+from tobio.commands.parse import resolve
+from tobio.commands.result import Result
+from tobio.commands.tree import Command, Group
+from tobio.config.schema import KernelConfig, ModelSpec, load_kernel_config
+from tobio.db.database import Database
+from tobio.db.writer import GroupCommitWriter
+from tobio.errors import CommandError, TobioError
+from tobio.messages import Message
+from tobio.modules import ModuleManager
+from tobio.paths import default_database_url, find_config
+from tobio.tasks import TaskManager
+from tobio.transport import Transport
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Kernel:
+    """Create with a config (path, KernelConfig or None for defaults), then `start()` or use `with`."""
+
+    def __init__(
+        self,
+        config: KernelConfig | str | Path | None = None,
+        *,
+        database: str | None = None,
+        spawn_agents: bool = True,
+    ) -> None:
+        if not isinstance(config, KernelConfig):
+            path = find_config(config)
+            config = load_kernel_config(path)
+            self.config_path = path
+        else:
+            self.config_path = None
+        self.config = config
+        self.database_url = database or config.database or default_database_url()
+        self.spawn_agents = spawn_agents
+        self.db = Database(self.database_url)
+        self.commands = Group(name="", help="")
+        self.modules = ModuleManager(self)
+        self.agents = AgentManager(self)
+        self.tasks = TaskManager()
+        self.models: dict[str, ModelSpec] = dict(config.models)
+        self.providers: dict[str, Any] = {}
+        self.writer: GroupCommitWriter | None = None
+        self.transport: Transport = None  # type: ignore[assignment]  # set in _boot
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._log_handler: Any = None
+        self.is_running = False
+        from tobio.commands.builtin import register_builtins
+
+        register_builtins(self)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> Kernel:
+        """Start the loop thread, open the database, load modules, restore and spawn agents."""
+        if self.is_running:
+            return self
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._loop_main, args=(ready,), name="tobio-kernel", daemon=True)
+        self._thread.start()
+        ready.wait()
+        try:
+            self.call(self._boot())
+        except BaseException:
+            self.call(self._teardown())
+            self._stop_loop()
+            raise
+        return self
+
+    def _loop_main(self, ready: threading.Event) -> None:
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        ready.set()
+        self.loop.run_forever()
+        self.loop.close()
+
+    async def _boot(self) -> None:
+        await asyncio.to_thread(self.db.open)
+        self.writer = GroupCommitWriter(self.db, max_delay_s=self.config.group_commit_ms / 1000)
+        self.writer.start()
+        self.transport = Transport(self.db, self.writer)
+        self.is_running = True
+        from tobio import logs
+
+        self._log_handler = logs.install(self, self.config.log_level)
+        await self.transport.load()
+        await self.modules.load("database", *self.config.modules)
+        for channel in self.config.channels:
+            await self.transport.create_channel(channel)
+        await self.agents.restore_all()
+        if self.spawn_agents:
+            for path in self.config.agent_files():
+                config = self.agents.load_config(path)
+                if config.name not in self.agents.live:
+                    await self.agents.spawn(config, config_file=str(path))
+        log.info("kernel started on %s", self.database_url)
+
+    def close(self) -> None:
+        """Stop agents and tasks, flush every write, exit modules, close the database."""
+        if self.loop is None or self._thread is None:
+            return
+        if self.is_running:
+            self.call(self._teardown())
+        self._stop_loop()
+
+    async def _teardown(self) -> None:
+        try:
+            await self.agents.stop_all()
+            await self.tasks.shutdown()
+            await self.modules.unload_all()
+            if self.writer is not None:
+                await self.writer.close()
+        finally:
+            self.is_running = False
+            if self._log_handler is not None:
+                from tobio import logs
+
+                logs.uninstall(self._log_handler)
+            await asyncio.to_thread(self.db.close)
+
+    def _stop_loop(self) -> None:
+        assert self.loop is not None and self._thread is not None
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop = None
+        self._thread = None
+
+    def __enter__(self) -> Kernel:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- crossing into the kernel's loop ---------------------------------------------------------
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Schedule `coro` on the kernel's loop from any thread."""
+        if self.loop is None:
+            coro.close()
+            raise TobioError("kernel is not started")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run `coro` on the kernel's loop and wait for it (not from the loop itself)."""
+        if self.in_kernel_thread():
+            coro.close()
+            raise TobioError("kernel.call() would deadlock on the kernel's own loop; await the coroutine instead")
+        return self.submit(coro).result(timeout)
+
+    async def acall(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await `coro` on the kernel's loop from any event loop."""
+        if self.in_kernel_thread():
+            return await coro
+        return await asyncio.wrap_future(self.submit(coro))
+
+    def in_kernel_thread(self) -> bool:
+        return self._thread is not None and threading.current_thread() is self._thread
+
+    # -- commands --------------------------------------------------------------------------------
+    def run(self, line: str, *, caller: str = "user", emit: Callable[[Any], None] | None = None) -> Result:
+        """Run one command line and return its Result; raises TobioError with a clear message."""
+        return self.call(self.execute(line, caller=caller, emit=emit))
+
+    async def arun(self, line: str, *, caller: str = "user", emit: Callable[[Any], None] | None = None) -> Result:
+        """Async `run`, from any loop."""
+        return await self.acall(self.execute(line, caller=caller, emit=emit))
+
+    async def execute(self, line: str, *, caller: str = "user", emit: Callable[[Any], None] | None = None) -> Result:
+        """Parse and run `line` on the kernel's loop."""
+        invocation = resolve(self.commands, line)
+        if invocation is None:
+            return Result()
+        node = invocation.node
+        if invocation.help:
+            return Result(text=node.help_text())  # type: ignore[attr-defined]
+        if isinstance(node, Group):
+            return Result(text=node.help_text(), enter=node)
+        assert isinstance(node, Command)
+        agent = self.agents.live.get(caller) if caller != "user" else None
+        if caller != "user":
+            self._check_allowed(caller, node.path)
+        ctx = Context(kernel=self, caller=caller, agent=agent, emit_fn=emit)
+        try:
+            out = await node.invoke(ctx, invocation.kwargs)
+        except TobioError:
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("command %r failed", line)
+            raise CommandError(f"{node.path}: {type(exc).__name__}: {exc}") from exc
+        if out is None:
+            return Result()
+        if isinstance(out, Result):
+            return out
+        return Result(text=str(out))
+
+    def _check_allowed(self, caller: str, path: str) -> None:
+        agent = self.agents.live.get(caller)
+        allowed = agent.config.commands if agent is not None else []
+        if not any(path == p or path.startswith(p + " ") for p in allowed):
+            log.warning("agent %s was refused command %r (not in its whitelist)", caller, path)
+            raise CommandError(f"agent '{caller}' may not run '{path}' (allowed: {', '.join(allowed) or 'nothing'})")
+
+    def forget_owner(self, owner: Any) -> None:
+        """Drop everything a module registered: commands, agent types."""
+        self.commands.remove_owned_by(owner)
+        self.agents.forget_owner(owner)
+
+    # -- messaging shortcuts ---------------------------------------------------------------------
+    async def post(self, channel: str, content: str, **kwargs: Any) -> Message:
+        """Post on the kernel's loop (see Transport.post)."""
+        return await self.acall(self.transport.post(channel, content, **kwargs))
+
+    def post_sync(self, channel: str, content: str, **kwargs: Any) -> Message:
+        return self.call(self.transport.post(channel, content, **kwargs))
+
+    async def flush(self) -> None:
+        """Wait until every write so far is durable."""
+        if self.writer is not None:
+            await self.acall(self.writer.flush())

@@ -1,0 +1,199 @@
+"""Modules, modelled on Linux LKMs: a name, the module *types* they need, `module_init`, `module_exit`.
+
+A dependency is a module class; any loaded (or loadable) subclass satisfies it, so `Memory` can say
+it needs `Database` without naming an implementation. Order comes from graphlib; exit runs in reverse.
+Third-party modules are found through the `tobio.modules` entry-point group; `TOBIO_LOAD_PLUGINS`
+(comma-separated names, or empty for none) limits which entry points are read.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import logging
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, ClassVar
+
+from tobio.errors import ModuleError
+
+if TYPE_CHECKING:
+    from tobio.kernel import Kernel
+
+log = logging.getLogger(__name__)
+ENTRY_POINT_GROUP = "tobio.modules"
+
+
+class Module:
+    """Base class. Subclasses set `name`, `dependencies` and override the two hooks."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    dependencies: ClassVar[tuple[type[Module], ...]] = ()
+    core: ClassVar[bool] = False  # core modules cannot be unloaded
+
+    async def module_init(self, kernel: Kernel) -> None:
+        """Register commands, agent types, providers; acquire resources."""
+
+    async def module_exit(self, kernel: Kernel) -> None:
+        """Release what module_init acquired. Commands it registered are removed for it."""
+
+
+class Database(Module):
+    """The kernel's database, as a module type others can depend on (always loaded)."""
+
+    name = "database"
+    description = "SQL storage of every message, push, step, summary, log line and state."
+    core = True
+
+
+def _entry_point_modules() -> dict[str, type[Module]]:
+    from importlib.metadata import entry_points
+
+    allowed = os.environ.get("TOBIO_LOAD_PLUGINS")
+    names = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
+    found: dict[str, type[Module]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if names is not None and ep.name not in names and not ep.value.startswith("tobio."):
+            continue
+        try:
+            cls = ep.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop the kernel
+            log.error("module entry point %s (%s) failed to import: %s", ep.name, ep.value, exc)
+            continue
+        if isinstance(cls, type) and issubclass(cls, Module):
+            found[cls.name or ep.name] = cls
+        else:
+            log.error("entry point %s does not name a Module subclass", ep.name)
+    return found
+
+
+class ModuleManager:
+    """Knows the available modules, loads them in dependency order and refuses unsafe unloads."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.available: dict[str, type[Module]] = {"database": Database}
+        self.loaded: dict[str, Module] = {}
+        self._discovered = False
+
+    def discover(self) -> None:
+        """Read the entry-point group once."""
+        if not self._discovered:
+            for name, cls in _entry_point_modules().items():
+                self.available.setdefault(name, cls)
+            self._discovered = True
+
+    def register(self, cls: type[Module]) -> None:
+        """Make a module class loadable by name (for code that defines modules in-process)."""
+        if not cls.name:
+            raise ModuleError(f"{cls.__qualname__} has no name")
+        self.available[cls.name] = cls
+
+    # -- resolution ----------------------------------------------------------------------------
+    def provider_of(self, dep: type[Module], wanted_by: str) -> str:
+        """The module name that satisfies dependency type `dep`: a loaded one first, else the only candidate."""
+        for name, module in self.loaded.items():
+            if isinstance(module, dep):
+                return name
+        candidates = [n for n, cls in self.available.items() if issubclass(cls, dep)]
+        exact = [n for n in candidates if self.available[n] is dep]
+        if len(candidates) == 1 or exact:
+            return (exact or candidates)[0]
+        if not candidates:
+            raise ModuleError(
+                f"module '{wanted_by}' needs a module of type {dep.__name__}, and none is available "
+                f"(available: {', '.join(sorted(self.available))})"
+            )
+        raise ModuleError(
+            f"module '{wanted_by}' needs a {dep.__name__}; several provide one ({', '.join(sorted(candidates))}): "
+            f"load the one you want first"
+        )
+
+    def dependency_names(self, name: str) -> list[str]:
+        cls = self.available[name]
+        return [self.provider_of(dep, name) for dep in cls.dependencies]
+
+    def load_order(self, names: Iterable[str]) -> list[str]:
+        """All modules needed for `names`, dependencies first. Raises on unknown names and cycles."""
+        self.discover()
+        graph: dict[str, list[str]] = {}
+        todo = list(names)
+        while todo:
+            name = todo.pop()
+            if name in graph:
+                continue
+            if name not in self.available:
+                raise ModuleError(f"no module named '{name}' (available: {', '.join(sorted(self.available))})")
+            graph[name] = self.dependency_names(name)
+            todo.extend(graph[name])
+        try:
+            return list(graphlib.TopologicalSorter(graph).static_order())
+        except graphlib.CycleError as exc:
+            cycle = exc.args[1]
+            raise ModuleError(f"dependency cycle: {' -> '.join(reversed(cycle))}") from None
+
+    def dependants(self, name: str) -> list[str]:
+        """Loaded modules that need `name`, directly or not, in the order they must be unloaded."""
+        needed_by: dict[str, set[str]] = {n: set() for n in self.loaded}
+        for other in self.loaded:
+            for dep in self.dependency_names(other):
+                needed_by.setdefault(dep, set()).add(other)
+        found: list[str] = []
+        todo = [name]
+        while todo:
+            for user in sorted(needed_by.get(todo.pop(), ())):
+                if user not in found:
+                    found.append(user)
+                    todo.append(user)
+        order = list(graphlib.TopologicalSorter({n: self.dependency_names(n) for n in found}).static_order())
+        return [n for n in reversed(order) if n in found]
+
+    # -- load / unload -------------------------------------------------------------------------
+    async def load(self, *names: str) -> list[str]:
+        """Load `names` and whatever they need; returns the modules newly loaded."""
+        done = []
+        for name in self.load_order(names):
+            if name in self.loaded:
+                continue
+            module = self.available[name]()
+            try:
+                await module.module_init(self.kernel)
+            except Exception as exc:
+                self.kernel.forget_owner(module)
+                raise ModuleError(f"module '{name}' failed to initialise: {exc}") from exc
+            self.loaded[name] = module
+            done.append(name)
+            log.info("loaded module %s", name)
+        return done
+
+    async def unload(self, name: str, force: bool = False) -> list[str]:
+        """Unload `name`; with force, its dependants first (reverse order). Returns what was unloaded."""
+        if name not in self.loaded:
+            raise ModuleError(f"module '{name}' is not loaded")
+        if self.loaded[name].core:
+            raise ModuleError(f"module '{name}' is part of the kernel and cannot be unloaded")
+        users = self.dependants(name)
+        if users and not force:
+            raise ModuleError(
+                f"module '{name}' is used by {', '.join(users)}; unload those first or use --force"
+            )
+        order = users + [name]
+        for victim in order:
+            module = self.loaded[victim]
+            try:
+                await module.module_exit(self.kernel)
+            finally:
+                self.kernel.forget_owner(module)
+                del self.loaded[victim]
+                log.info("unloaded module %s", victim)
+        return order
+
+    async def unload_all(self) -> None:
+        """Exit every module in reverse load order (kernel shutdown)."""
+        for name in reversed(list(self.loaded)):
+            module = self.loaded.pop(name)
+            try:
+                await module.module_exit(self.kernel)
+            except Exception as exc:  # noqa: BLE001 - keep shutting the rest down
+                log.error("module %s failed to exit: %s", name, exc)
+            self.kernel.forget_owner(module)

@@ -1,0 +1,191 @@
+"""Message transport: post to a channel, write once, push to each receiving thread, then deliver.
+
+A subscription *is* a thread: subscribing opens one, unsubscribing closes it, and what an agent
+experienced is exactly the pushes to its threads. A post is acknowledged only after the message and
+its pushes are committed (group commit), then it is delivered to live inboxes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tobio.db.database import Database
+from tobio.db.migrations import utcnow
+from tobio.db.tables import ChannelRow, ThreadRow
+from tobio.db.writer import GroupCommitWriter
+from tobio.messages import Delivery, Delta, Message
+
+MESSAGE_COLUMNS = ("id", "agent_id", "thread_id", "channel", "role", "created_at", "content", "metadata")
+PUSH_COLUMNS = ("thread_id", "message_id")
+CHANNEL_COLUMNS = ("name", "topic", "created_at")
+
+
+class Receiver(Protocol):
+    """What the transport needs of a subscriber (agents implement it)."""
+
+    id: int
+    name: str
+
+    def deliver(self, delivery: Delivery) -> None: ...
+
+
+@dataclass(slots=True)
+class Subscription:
+    receiver: Receiver
+    channel: str
+    thread_id: int
+
+
+class Transport:
+    """Channels, subscriptions and posting. Lives on the kernel's loop."""
+
+    def __init__(self, db: Database, writer: GroupCommitWriter) -> None:
+        self.db = db
+        self.writer = writer
+        self.channels: dict[str, dict[int, Subscription]] = {}
+        self._known_channels: set[str] = set()
+        self._listeners: dict[str, set[Callable[[Message | Delta], None]]] = {}
+
+    # -- channels ------------------------------------------------------------------------------
+    async def load(self) -> None:
+        """Read the known channels at start-up."""
+        names = await self.db.call(lambda c: list(c.execute(sa.select(ChannelRow.name)).scalars()))
+        self._known_channels.update(names)
+        for name in names:
+            self.channels.setdefault(name, {})
+
+    def _channel_rows(self, channel: str, created_at: datetime) -> list[tuple[Any, ...]]:
+        """Rows to write when a channel is first used (batched with whatever uses it)."""
+        if channel in self._known_channels:
+            return []
+        self._known_channels.add(channel)
+        self.channels.setdefault(channel, {})
+        return [(channel, "", created_at)]
+
+    async def create_channel(self, channel: str, topic: str = "") -> bool:
+        """Create a channel explicitly; False if it existed."""
+        if channel in self._known_channels:
+            return False
+        rows = self._channel_rows(channel, utcnow())
+        await self.writer.write(("channels", CHANNEL_COLUMNS, [(channel, topic, rows[0][2])]))
+        return True
+
+    def known_channels(self) -> list[str]:
+        return sorted(self._known_channels)
+
+    # -- subscriptions -------------------------------------------------------------------------
+    def subscription(self, receiver_id: int, channel: str) -> Subscription | None:
+        return self.channels.get(channel, {}).get(receiver_id)
+
+    def subscriptions_of(self, receiver_id: int) -> list[Subscription]:
+        return [subs[receiver_id] for subs in self.channels.values() if receiver_id in subs]
+
+    async def subscribe(self, receiver: Receiver, channel: str) -> int:
+        """Open a thread for `receiver` on `channel` (idempotent); returns the thread id."""
+        existing = self.subscription(receiver.id, channel)
+        if existing is not None:
+            return existing.thread_id
+        now = utcnow()
+        thread_id = self.db.next_ids("threads")
+        # Register before awaiting so a post racing with this subscribe already sees the thread.
+        self.channels.setdefault(channel, {})[receiver.id] = Subscription(receiver, channel, thread_id)
+        thread = (thread_id, receiver.id, channel, f"{receiver.name}@{channel}", now, None, None)
+        try:
+            await self.writer.write(
+                ("channels", CHANNEL_COLUMNS, self._channel_rows(channel, now)),
+                ("threads", ("id", "agent_id", "channel", "name", "opened_at", "closed_at", "checkpoint_message_id"), [thread]),
+            )
+        except Exception:
+            self.channels[channel].pop(receiver.id, None)
+            raise
+        return thread_id
+
+    def restore(self, receiver: Receiver, channel: str, thread_id: int) -> None:
+        """Re-attach an open thread after a restart (no write: the thread is already recorded)."""
+        self._known_channels.add(channel)
+        self.channels.setdefault(channel, {})[receiver.id] = Subscription(receiver, channel, thread_id)
+
+    async def unsubscribe(self, receiver_id: int, channel: str) -> int | None:
+        """Close the receiver's thread on `channel`; returns its id, or None if not subscribed."""
+        sub = self.channels.get(channel, {}).pop(receiver_id, None)
+        if sub is None:
+            return None
+        await self.writer.flush()  # pushes already queued to this thread land before it closes
+
+        def close(conn: Connection) -> None:
+            conn.execute(sa.update(ThreadRow).where(ThreadRow.id == sub.thread_id).values(closed_at=utcnow()))
+
+        await self.db.call(close)
+        return sub.thread_id
+
+    # -- listeners (front ends watching a channel without being an agent) -----------------------
+    def listen(self, channel: str, callback: Callable[[Message | Delta], None]) -> Callable[[], None]:
+        """Call `callback` (on the kernel's loop) for each message and streamed delta on `channel`.
+
+        Returns a function that stops listening.
+        """
+        self._listeners.setdefault(channel, set()).add(callback)
+        return lambda: self._listeners.get(channel, set()).discard(callback)
+
+    def stream(self, channel: str, delta: Delta) -> None:
+        """Publish a streamed piece of a message to the channel's listeners (not stored)."""
+        for callback in tuple(self._listeners.get(channel, ())):
+            callback(delta)
+
+    # -- posting -------------------------------------------------------------------------------
+    async def post(
+        self,
+        channel: str,
+        content: str,
+        *,
+        sender: Receiver | None = None,
+        role: str = "assistant",
+        metadata: dict[str, Any] | None = None,
+        created_at: datetime | None = None,
+    ) -> Message:
+        """Write the message and its pushes durably, then deliver it; returns the stored message."""
+        created_at = created_at or utcnow()
+        subs = self.channels.get(channel)
+        if subs is None:
+            subs = self.channels[channel] = {}
+        receivers = list(subs.values())
+        sender_id = sender.id if sender is not None else None
+        sender_sub = subs.get(sender_id) if sender_id is not None else None
+        message = Message(
+            id=self.db.next_ids("messages"),
+            channel=channel,
+            sender=sender.name if sender is not None else None,
+            role=role,
+            content=content,
+            created_at=created_at,
+            sender_id=sender_id,
+            thread_id=sender_sub.thread_id if sender_sub else None,
+            metadata=metadata,
+        )
+        row = (message.id, sender_id, message.thread_id, channel, role, created_at, content, metadata)
+        await self.writer.write(
+            ("channels", CHANNEL_COLUMNS, self._channel_rows(channel, created_at)),
+            ("messages", MESSAGE_COLUMNS, [row]),
+            ("pushes", PUSH_COLUMNS, [(sub.thread_id, message.id) for sub in receivers]),
+        )
+        for sub in receivers:
+            if sub.receiver.id != sender_id:
+                sub.receiver.deliver(Delivery(message, sub.thread_id))
+        for callback in tuple(self._listeners.get(channel, ())):
+            callback(message)
+        return message
+
+
+async def drain(queue: asyncio.Queue[Delivery]) -> list[Delivery]:
+    """Everything currently in an inbox, without waiting (handy in tests and tools)."""
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
