@@ -36,6 +36,7 @@ class ScriptedConfig(AgentConfig):
     rules: list[Rule] = Field(default_factory=list)
     mode: Literal["cycle", "once"] = "cycle"
     reply_to: list[str] | None = Field(None, description="only answer these senders (default: anyone)")
+    ignore: list[str] = Field(default_factory=list, description="never answer these senders")
     max_replies: int | None = Field(None, ge=0, description="stop replying after this many")
     delay_s: float = Field(0.0, ge=0, description="pause before replying")
     stream: bool = Field(False, description="stream replies word by word to listeners")
@@ -73,6 +74,8 @@ class ScriptedAgent(Agent):
         """The reply this agent would give, or None if it stays silent."""
         cfg = self.config
         if cfg.reply_to is not None and sender not in cfg.reply_to:
+            return None
+        if sender in cfg.ignore:
             return None
         if cfg.max_replies is not None and self.sent >= cfg.max_replies:
             return None

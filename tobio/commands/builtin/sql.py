@@ -85,8 +85,12 @@ def run_sql(conn: sa.Connection, statements: list[str], write: bool, limit: int)
         for statement in statements:
             cursor = raw.cursor()
             cursor.execute(statement)
-            if cursor.description:
-                columns = [d[0] for d in cursor.description]
+            names = [d[0] for d in cursor.description or ()]
+            if names == ["Count"] and dialect == "duckdb" and not _duckdb_is_read_only(statement):
+                affected = int((cursor.fetchone() or (0,))[0])  # DuckDB reports DML counts as a row
+                columns, rows = None, []
+            elif names:
+                columns = names
                 fetched = cursor.fetchmany(limit + 1)
                 truncated = len(fetched) > limit
                 rows = [tuple(r) for r in fetched[:limit]]

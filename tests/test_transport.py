@@ -1,0 +1,184 @@
+"""Message transport and subjective history, on every database backend."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tobio.config.schema import KernelConfig
+from tobio.db.history import agent_history, thread_messages
+from tobio.kernel import Kernel
+
+from conftest import make_kernel, write
+from helpers import wait_until
+
+ALICE = """
+name: alice
+type: scripted
+channels: [talk]
+greeting: "Hi Bob"
+replies: ["A{n}"]
+reply_to: [bob]
+max_replies: 6
+delay_s: 0.03
+"""
+BOB = """
+name: bob
+type: scripted
+channels: [talk]
+replies: ["B says {text}"]
+reply_to: [alice]
+max_replies: 6
+delay_s: 0.03
+"""
+CAROL = "name: carol\ntype: scripted\n"
+
+
+def channel_ids(kernel: Kernel, channel: str) -> list[int]:
+    return [r[0] for r in kernel.run(f"sql SELECT id FROM messages WHERE channel = '{channel}' ORDER BY id").rows]
+
+
+def history_ids(kernel: Kernel, name: str) -> list[int]:
+    agent_id = kernel.agents.live[name].id
+    return [item.message.id for item in kernel.db.call_sync(agent_history, agent_id)]
+
+
+def spawn_from(kernel: Kernel, path: Path) -> None:
+    kernel.run(f"agent spawn {path}")
+
+
+def test_third_agent_sees_exactly_what_was_pushed_after_it_subscribed(db_url: str, tmp_path: Path) -> None:
+    kernel = make_kernel(db_url)
+    try:
+        for name, text in (("bob", BOB), ("alice", ALICE.replace("{n}", "")), ("carol", CAROL)):
+            spawn_from(kernel, write(tmp_path / f"{name}.yaml", text))
+        wait_until(lambda: len(channel_ids(kernel, "talk")) >= 5)
+        carol = kernel.agents.live["carol"]
+
+        async def subscribe_midway() -> tuple[int, int]:
+            boundary = kernel.db._next_ids["messages"]  # first id carol can receive
+            thread_id = await kernel.transport.subscribe(carol, "talk")
+            return boundary, thread_id
+
+        boundary, thread_id = kernel.call(subscribe_midway())
+        wait_until(lambda: len(channel_ids(kernel, "talk")) == 13)  # greeting + 6 + 6
+        kernel.call(kernel.writer.flush())
+        everything = channel_ids(kernel, "talk")
+        expected = [i for i in everything if i >= boundary]
+        assert 0 < len(expected) < len(everything)
+        assert history_ids(kernel, "carol") == expected
+        assert [m.id for m in kernel.db.call_sync(thread_messages, thread_id)] == expected
+        wait_until(lambda: carol.handled == len(expected))  # what was delivered is what is recorded
+        # The talkers experienced the whole conversation, their own lines included.
+        assert history_ids(kernel, "alice") == everything
+        assert history_ids(kernel, "bob") == everything
+        contents = [r[0] for r in kernel.run("sql SELECT content FROM messages ORDER BY id").rows]
+        assert contents[:3] == ["Hi Bob", "B says Hi Bob", "A"]
+    finally:
+        kernel.close()
+
+
+def test_unsubscribe_closes_the_thread(db_url: str, tmp_path: Path) -> None:
+    kernel = make_kernel(db_url)
+    try:
+        spawn_from(kernel, write(tmp_path / "carol.yaml", CAROL))
+        kernel.run("channel sub carol news")
+        kernel.run("channel post news one")
+        kernel.run("channel unsub carol news")
+        kernel.run("channel post news two")
+        assert [m for m in _contents(kernel, "carol")] == ["one"]
+        threads = kernel.run("thread ls --agent carol").records()
+        assert len(threads) == 1 and threads[0]["closed"] is not None and threads[0]["messages"] == 1
+        kernel.run("channel sub carol news")  # a new subscription is a new thread
+        kernel.run("channel post news three")
+        assert _contents(kernel, "carol") == ["one", "three"]
+        assert len(kernel.run("thread ls --agent carol --open").rows) == 1
+    finally:
+        kernel.close()
+
+
+def _contents(kernel: Kernel, name: str) -> list[str]:
+    return [item.message.content for item in kernel.db.call_sync(agent_history, kernel.agents.live[name].id)]
+
+
+def test_restart_brings_back_agents_subscriptions_and_state(db_url: str, tmp_path: Path) -> None:
+    write(tmp_path / "conf" / "agents" / "echo.yaml", "name: echo\ntype: scripted\nchannels: [lobby]\nreplies: ['e:{text}']\n")
+    config_path = write(tmp_path / "conf" / "kernel.yaml", "modules: [scripted]\nagents: [agents/*.yaml]\n")
+    kernel = Kernel(config_path, database=db_url).start()
+    try:
+        kernel.run("agent spawn " + str(write(tmp_path / "carol.yaml", CAROL)))
+        kernel.run("channel sub carol lobby")
+        kernel.run("channel sub carol side")
+        for text in ("one", "two", "three"):
+            kernel.run(f"channel post lobby {text}")
+        echo = kernel.agents.live["echo"]
+        wait_until(lambda: echo.sent == 3)
+        kernel.run("agent pause carol")
+        threads_before = sorted(kernel.run("thread ls --open").rows)
+        state_rows_before = kernel.run("sql SELECT count(*) FROM state").rows[0][0]
+    finally:
+        kernel.close()
+
+    config = KernelConfig(modules=["scripted"])  # no agent files: everything must come from the database
+    kernel = Kernel(config, database=db_url).start()
+    try:
+        assert sorted(kernel.agents.live) == ["carol", "echo"]
+        assert kernel.agents.live["echo"].state_dict()["sent"] == 3
+        assert kernel.agents.live["carol"].status == "paused"
+        assert sorted(kernel.run("thread ls --open").rows) == threads_before
+        assert kernel.run("sql SELECT count(*) FROM state").rows[0][0] == state_rows_before
+        kernel.run("channel post lobby four")
+        wait_until(lambda: _contents(kernel, "echo")[-2:] == ["four", "e:four"])
+        assert kernel.agents.live["carol"].inbox.qsize() >= 1  # paused: waiting, not lost
+        kernel.run("agent resume carol")
+        wait_until(lambda: kernel.agents.live["carol"].inbox.qsize() == 0)
+    finally:
+        kernel.close()
+
+
+def test_kill_closes_threads_and_is_not_restored(db_url: str, tmp_path: Path) -> None:
+    kernel = make_kernel(db_url)
+    try:
+        spawn_from(kernel, write(tmp_path / "carol.yaml", CAROL))
+        kernel.run("channel sub carol lobby")
+        kernel.run("agent kill carol")
+        assert kernel.run("thread ls --open").rows == []
+        assert "carol" not in [r[0] for r in kernel.run("agent ls").rows]
+        assert [r[2] for r in kernel.run("agent ls --all").rows] == ["killed"]
+    finally:
+        kernel.close()
+    kernel = make_kernel(db_url)
+    try:
+        assert kernel.agents.live == {}
+    finally:
+        kernel.close()
+
+
+def test_state_history_keeps_every_superseded_state(db_url: str, tmp_path: Path) -> None:
+    kernel = make_kernel(db_url)
+    try:
+        spawn_from(kernel, write(tmp_path / "e.yaml", "name: e\ntype: scripted\nchannels: [c]\nreplies: [ok]\n"))
+        for i in range(3):
+            kernel.run(f"channel post c m{i}")
+            wait_until(lambda i=i: kernel.agents.live["e"].sent == i + 1)
+        kernel.call(asyncio.sleep(0.05))
+        history = kernel.run("agent state e --history").rows
+        assert [row[2]["sent"] for row in history] == [0, 1, 2, 3]
+        assert all(row[1] is not None for row in history[:-1]) and history[-1][1] is None
+    finally:
+        kernel.close()
+
+
+def test_group_commit_batches_concurrent_posts(duckdb_url: str) -> None:
+    kernel = make_kernel(duckdb_url)
+    try:
+
+        async def burst() -> None:
+            await asyncio.gather(*(kernel.transport.post("load", f"m{i}") for i in range(500)))
+
+        before = kernel.writer.batches
+        kernel.call(burst())
+        assert kernel.run("sql SELECT count(*) FROM messages WHERE channel = 'load'").rows == [(500,)]
+        assert kernel.writer.batches - before < 50  # 500 posts, a handful of transactions
+    finally:
+        kernel.close()
