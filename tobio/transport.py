@@ -7,7 +7,6 @@ its pushes are committed (group commit), then it is delivered to live inboxes.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -170,11 +169,11 @@ class Transport:
             metadata=metadata,
         )
         row = (message.id, sender_id, message.thread_id, channel, role, created_at, content, metadata)
-        await self.writer.write(
-            ("channels", CHANNEL_COLUMNS, self._channel_rows(channel, created_at)),
-            ("messages", MESSAGE_COLUMNS, [row]),
-            ("pushes", PUSH_COLUMNS, [(sub.thread_id, message.id) for sub in receivers]),
-        )
+        mid = message.id
+        writes = [("messages", MESSAGE_COLUMNS, [row]), ("pushes", PUSH_COLUMNS, [(s.thread_id, mid) for s in receivers])]
+        if channel not in self._known_channels:
+            writes.append(("channels", CHANNEL_COLUMNS, self._channel_rows(channel, created_at)))
+        await self.writer.write(*writes)
         for sub in receivers:
             if sub.receiver.id != sender_id:
                 sub.receiver.deliver(Delivery(message, sub.thread_id))
@@ -183,9 +182,3 @@ class Transport:
         return message
 
 
-async def drain(queue: asyncio.Queue[Delivery]) -> list[Delivery]:
-    """Everything currently in an inbox, without waiting (handy in tests and tools)."""
-    items = []
-    while not queue.empty():
-        items.append(queue.get_nowait())
-    return items

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
+from tobio.agents.inbox import Inbox
 from tobio.config.schema import Frozen, Name
 from tobio.messages import Delivery, Delta, Message
 
@@ -46,8 +47,9 @@ class Agent:
         self.config = config
         self.id = agent_id
         self.name = config.name
-        self.inbox: asyncio.Queue[Delivery] = asyncio.Queue()
+        self.inbox: Inbox[Delivery] = Inbox()
         self.status = "running"
+        self.delivered = 0
         self.handled = 0
         self.failures = 0
         self._resumed = asyncio.Event()
@@ -87,6 +89,7 @@ class Agent:
 
     def deliver(self, delivery: Delivery) -> None:
         """Called by the transport after the push is durable."""
+        self.delivered += 1
         self.inbox.put_nowait(delivery)
 
     # -- lifecycle (kernel) ----------------------------------------------------------------------

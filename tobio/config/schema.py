@@ -52,6 +52,9 @@ class KernelConfig(Frozen):
     models: dict[Name, ModelSpec] = Field(default_factory=dict)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     group_commit_ms: float = Field(2.0, ge=0, le=1000, description="longest wait to batch writes")
+    tune_gc: bool = Field(
+        True, description="freeze boot-time objects and collect old generations less often (transport allocates a lot)"
+    )
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
     def agent_files(self) -> list[Path]:

@@ -151,11 +151,9 @@ class Database:
 
             raw = conn.connection.dbapi_connection
             json_cols = _json_columns(table)
+            values = list(zip(*rows))
             arrow = pa.table(
-                {
-                    name: [_dump(row[i]) for row in rows] if name in json_cols else [row[i] for row in rows]
-                    for i, name in enumerate(columns)
-                }
+                {name: [_dump(v) for v in col] if name in json_cols else col for name, col in zip(columns, values)}
             )
             view = f"_tobio_batch_{table}"
             raw.register(view, arrow)
