@@ -33,3 +33,7 @@ class DatabaseLockedError(DatabaseError):
 
 class AgentError(TobioError):
     """An agent could not be spawned, found or controlled."""
+
+
+class ProviderSetupError(TobioError):
+    """A provider or model could not be set up (missing package, file, or bad settings)."""

@@ -1,0 +1,105 @@
+"""`chat AGENT`: the person talks with one agent on a private channel, as their own UserAgent.
+
+Everything the transport says on that channel (whole messages and streamed deltas) arrives on the
+kernel's loop and is handed to the shell's loop with `call_soon_threadsafe`; the REPL draws the
+replies still streaming under the prompt and prints each one above it when it is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from tobio.errors import AgentError
+from tobio.messages import Delta, Message
+
+if TYPE_CHECKING:
+    from tobio.kernel import Kernel
+
+LineSink = Callable[[str, str], None]
+
+
+class Chat:
+    """One conversation: who talks, on which channel, and the replies streaming right now."""
+
+    def __init__(self, kernel: Kernel, agent: str, user: str = "user", channel: str | None = None) -> None:
+        self.kernel = kernel
+        self.agent = agent
+        self.user = user
+        self.channel = channel or f"dm.{user}.{agent}"
+        self.streams: dict[str, tuple[str, list[str]]] = {}  # stream id -> (sender, pieces so far)
+        self._ended: set[str] = set()  # streams already shown (or stopped): skip their final message
+        self._person: Any = None
+        self._stop_listening: Callable[[], None] | None = None
+        self._on_line: LineSink = lambda sender, text: None
+        self._on_change: Callable[[], None] = lambda: None
+
+    async def open(self, on_line: LineSink, on_change: Callable[[], None]) -> None:
+        """Join the channel with the agent; `on_line` gets finished messages, `on_change` streaming news."""
+        self._on_line, self._on_change = on_line, on_change
+        ui = asyncio.get_running_loop()
+
+        def forward(item: Message | Delta) -> None:  # on the kernel's loop
+            ui.call_soon_threadsafe(self._receive, item)
+
+        self._person, self._stop_listening = await self.kernel.acall(self._join(forward))
+
+    async def _join(self, forward: Callable[[Message | Delta], None]) -> tuple[Any, Callable[[], None]]:
+        agents = self.kernel.agents
+        target = agents.get(self.agent)
+        if target.type_name == "user":
+            raise AgentError(f"'{self.agent}' is a person at a front end, not an agent")
+        person = await agents.ensure_user(self.user, channels=(self.channel,))
+        await self.kernel.transport.subscribe(target, self.channel)
+        return person, self.kernel.transport.listen(self.channel, forward)
+
+    @property
+    def paused(self) -> bool:
+        agent = self.kernel.agents.live.get(self.agent)
+        return agent is not None and agent.paused
+
+    async def say(self, text: str) -> None:
+        """Post what the person typed; returns once it is stored and delivered."""
+        await self.kernel.acall(self._person.say(self.channel, text, role="user"))
+
+    def _receive(self, item: Message | Delta) -> None:
+        if isinstance(item, Delta):
+            if item.stream_id in self._ended:
+                return
+            sender, pieces = self.streams.setdefault(item.stream_id, (item.sender or "?", []))
+            pieces.append(item.text)
+            if item.done:
+                del self.streams[item.stream_id]
+                self._ended.add(item.stream_id)
+                if "".join(pieces).strip():
+                    self._on_line(sender, "".join(pieces).strip())
+            self._on_change()
+            return
+        stream_id = (item.metadata or {}).get("stream_id")
+        if stream_id in self._ended:
+            self._ended.discard(stream_id)
+            return
+        if item.sender != self.user:
+            self._on_line(item.sender or "kernel", item.content)
+
+    def pending(self) -> list[tuple[str, str]]:
+        """Replies still streaming: (sender, text so far)."""
+        return [(sender, "".join(pieces)) for sender, pieces in self.streams.values()]
+
+    def stop_streams(self) -> int:
+        """Ctrl-C: stop showing the replies in progress (they are still recorded when they end)."""
+        stopped = list(self.streams.items())
+        for stream_id, (sender, pieces) in stopped:
+            self._ended.add(stream_id)
+            self._on_line(sender, "".join(pieces).strip() + " [stopped]")
+        self.streams.clear()
+        self._on_change()
+        return len(stopped)
+
+    def close(self) -> None:
+        """Stop listening (the threads stay open: the conversation is part of both histories)."""
+        stop, self._stop_listening = self._stop_listening, None
+        loop = self.kernel.loop
+        if stop is not None and loop is not None:
+            loop.call_soon_threadsafe(stop)

@@ -1,0 +1,85 @@
+"""Commands the shell adds to the kernel's one tree, so completion, `help` and scripts see them too.
+
+`exit` and `chat` are carried out by the shell itself (they change where the prompt is); `sleep`
+and `wait` run on the kernel like any command and make `.tsh` scripts deterministic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tobio.commands import Arg, Context, Group, Result
+from tobio.errors import CommandError
+
+
+class ShellCommands:
+    """The owner of the shell's commands in the tree (so they can be told apart and removed)."""
+
+    def register(self, root: Group) -> None:
+        """Add `exit`, `chat`, `sleep` and `wait` unless the tree already has them."""
+        taken = set(root.children)
+
+        def command(name: str, *args: Arg, aliases: tuple[str, ...] = ()):  # noqa: ANN202 - a decorator
+            if name in taken:
+                return lambda func: func
+            return root.command(name, *args, aliases=tuple(a for a in aliases if a not in taken), owner=self)
+
+        @command("exit", Arg("code", type=int, nargs="?", help="leave the shell with this exit status"), aliases=("quit",))
+        def exit_(ctx: Context, code: int | None) -> None:
+            """Leave the current subshell, or the shell at the top (Ctrl-D too)."""
+            raise CommandError("`exit` is understood by tobio-shell only")
+
+        @command(
+            "chat",
+            Arg("agent", help="the agent to talk to", complete="agent"),
+            Arg("--user", default="user", help="your name in the conversation"),
+            Arg("--channel", help="channel to talk on (default: dm.USER.AGENT)", complete="channel"),
+        )
+        def chat(ctx: Context, agent: str, user: str, channel: str | None) -> None:
+            """Talk with an agent; its replies stream in. `/exit` leaves, `/cmd …` runs a command."""
+            raise CommandError("`chat` needs tobio-shell's interactive prompt")
+
+        @command("sleep", Arg("seconds", type=float, help="how long"))
+        async def sleep(ctx: Context, seconds: float) -> None:
+            """Pause for a number of seconds (Ctrl-C cuts it short)."""
+            await asyncio.sleep(seconds)
+
+        @command(
+            "wait",
+            Arg("--quiet", type=float, default=0.3, help="seconds without activity that count as done"),
+            Arg("--timeout", type=float, default=30.0, help="give up after this many seconds"),
+        )
+        async def wait(ctx: Context, quiet: float, timeout: float) -> Result | None:
+            """Wait until running agents are idle: empty inboxes and nothing said for --quiet seconds."""
+            await wait_quiet(ctx.kernel, quiet, timeout)
+            return None
+
+
+async def wait_quiet(kernel: Any, quiet: float, timeout: float) -> None:
+    """Return once no running agent has mail and nothing moved on any channel for `quiet` seconds."""
+    loop = asyncio.get_running_loop()
+    last = [loop.time()]
+
+    def touch(_item: object) -> None:
+        last[0] = loop.time()
+
+    stops = [kernel.transport.listen(name, touch) for name in kernel.transport.known_channels()]
+    try:
+        deadline = loop.time() + timeout
+        seen: tuple[Any, ...] = ()
+        while True:
+            now = loop.time()
+            running = [a for a in kernel.agents.live.values() if not a.paused]
+            state = tuple((a.name, a.handled, a.failures, a.inbox.qsize()) for a in running)
+            if state != seen:
+                seen, last[0] = state, now
+            if not any(a.inbox.qsize() for a in running) and now - last[0] >= quiet:
+                return
+            if now >= deadline:
+                busy = ", ".join(a.name for a in running if a.inbox.qsize()) or "messages still flowing"
+                raise CommandError(f"agents still busy after {timeout:g} s ({busy})")
+            await asyncio.sleep(min(0.05, quiet / 4 or 0.01))
+    finally:
+        for stop in stops:
+            stop()
