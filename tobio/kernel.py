@@ -21,12 +21,14 @@ from tobio.commands.context import Context
 from tobio.commands.parse import resolve
 from tobio.commands.result import Result
 from tobio.commands.tree import Command, Group
-from tobio.config.schema import KernelConfig, ModelSpec, load_kernel_config
+from tobio.config.schema import KernelConfig, load_kernel_config
 from tobio.db.database import Database
 from tobio.db.writer import GroupCommitWriter
 from tobio.errors import CommandError, TobioError
 from tobio.messages import Message
+from tobio.models.registry import ModelRegistry
 from tobio.modules import ModuleManager
+from tobio.runs import RunManager
 from tobio.paths import default_database_url, find_config
 from tobio.tasks import TaskManager
 from tobio.transport import Transport
@@ -59,8 +61,8 @@ class Kernel:
         self.modules = ModuleManager(self)
         self.agents = AgentManager(self)
         self.tasks = TaskManager()
-        self.models: dict[str, ModelSpec] = dict(config.models)
-        self.providers: dict[str, Any] = {}
+        self.models = ModelRegistry(self)
+        self.runs = RunManager(self)
         self.writer: GroupCommitWriter | None = None
         self.transport: Transport = None  # type: ignore[assignment]  # set in _boot
         self.loop: asyncio.AbstractEventLoop | None = None

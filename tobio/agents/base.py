@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
@@ -74,8 +74,12 @@ class Agent:
         """Post to a channel as this agent; returns once the message is durable and delivered."""
         return await self.kernel.transport.post(channel, content, sender=self, role=role, metadata=metadata)
 
-    async def stream(self, channel: str, pieces: AsyncIterator[str], *, metadata: dict[str, Any] | None = None) -> Message:
-        """Stream text to the channel's listeners as it is produced, then post the whole message."""
+    async def stream(
+        self, channel: str, pieces: AsyncIterator[str], *, metadata: dict[str, Any] | None = None,
+        finish: Callable[[str], str] | None = None,
+    ) -> Message:
+        """Stream text to the channel's listeners as it is produced, then post the whole message
+        (passed through `finish`, e.g. to trim a reply cut off mid-sentence)."""
         stream_id = f"{self.name}-{uuid.uuid4().hex[:8]}"
         parts: list[str] = []
         transport = self.kernel.transport
@@ -85,7 +89,8 @@ class Agent:
                 transport.stream(channel, Delta(channel, self.name, stream_id, piece))
         finally:
             transport.stream(channel, Delta(channel, self.name, stream_id, "", done=True))
-        return await self.say(channel, "".join(parts), metadata={**(metadata or {}), "stream_id": stream_id})
+        text = "".join(parts)
+        return await self.say(channel, finish(text) if finish else text, metadata={**(metadata or {}), "stream_id": stream_id})
 
     def deliver(self, delivery: Delivery) -> None:
         """Called by the transport after the push is durable."""

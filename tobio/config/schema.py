@@ -49,6 +49,7 @@ class KernelConfig(Frozen):
     modules: list[Name] = Field(default_factory=list)
     agents: list[str] = Field(default_factory=list, description="agent files or globs, relative to this file")
     channels: list[Name] = Field(default_factory=list)
+    providers: dict[Name, dict[str, Any]] = Field(default_factory=dict, description="model back ends by name")
     models: dict[Name, ModelSpec] = Field(default_factory=dict)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     group_commit_ms: float = Field(2.0, ge=0, le=1000, description="longest wait to batch writes")
@@ -79,7 +80,25 @@ def load_kernel_config(path: str | Path | None) -> KernelConfig:
 
         raise ConfigError(f"{path}:1: expected a mapping of settings, got {type(data).__name__}")
     data = {**data, "base_dir": Path(path).resolve().parent}
-    return validate(KernelConfig, data, smap)
+    config = validate(KernelConfig, data, smap)
+    for name, entry in config.providers.items():
+        check_provider_config(name, entry, smap.sub(("providers", name)))
+    return config
+
+
+def check_provider_config(name: str, entry: dict[str, Any], smap: SourceMap) -> Any:
+    """Validate one `providers:` entry against its type's Config; errors point at the file and line."""
+    from tobio.errors import ConfigError
+    from tobio.providers import provider_types
+
+    types = provider_types()
+    kind = entry.get("type")
+    if kind not in types:
+        raise ConfigError(
+            f"{smap.where(('type',))}: field 'providers.{name}.type': unknown provider type {kind!r} "
+            f"(expected one of: {', '.join(sorted(types))})"
+        )
+    return validate(types[kind].Config, entry, smap)
 
 
 __all__ = ["Frozen", "KernelConfig", "ModelSpec", "Name", "RelPath", "SourceMap", "load_kernel_config"]

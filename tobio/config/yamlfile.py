@@ -40,6 +40,16 @@ class SourceMap:
     places: dict[Loc, Where] = field(default_factory=dict)
     keys: dict[Loc, Where] = field(default_factory=dict)
 
+    def sub(self, prefix: Loc) -> SourceMap:
+        """The map of a nested value, so it can be validated on its own and still point at its lines."""
+        n = len(prefix)
+        out = SourceMap(self.file)
+        out.places = {k[n:]: v for k, v in self.places.items() if k[:n] == prefix}
+        out.keys = {k[n:]: v for k, v in self.keys.items() if k[:n] == prefix}
+        if () not in out.places:
+            out.places[()] = self.where(prefix)
+        return out
+
     def where(self, loc: Loc, prefer_key: bool = False) -> Where:
         """The closest known place for `loc`, walking up to its parents."""
         loc = tuple(loc)

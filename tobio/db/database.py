@@ -11,6 +11,7 @@ import asyncio
 import json
 import re
 import threading
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -67,6 +68,10 @@ class Database:
     def open(self) -> None:
         """Connect, migrate and read the id counters; raises DatabaseLockedError when held elsewhere."""
         from tobio.db.migrations import migrate
+
+        path = sa.engine.make_url(self.url).database
+        if self.dialect in ("duckdb", "sqlite") and path and path != ":memory:":
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
         def _open(conn: Connection) -> None:
             migrate(conn)

@@ -38,6 +38,13 @@ def m001_initial(conn: Connection) -> None:
     Base.metadata.create_all(conn, tables=[Base.metadata.tables[n] for n in names])
 
 
+@migration
+def m002_runs(conn: Connection) -> None:
+    """Model runs, and steps linked to the run that took them."""
+    Base.metadata.tables["runs"].create(conn, checkfirst=True)
+    add_column_if_missing(conn, "steps", Base.metadata.tables["steps"].c.run_id)
+
+
 def add_column_if_missing(conn: Connection, table: str, column: sa.Column) -> None:
     """Helper for later migrations: `ALTER TABLE … ADD COLUMN` unless it is already there."""
     existing = {c["name"] for c in sa.inspect(conn).get_columns(table)}

@@ -10,14 +10,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 Id = BigInteger
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(), int: BigInteger}
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(), int: BigInteger, float: Float}
 
 
 def id_column() -> Mapped[int]:
@@ -98,11 +98,38 @@ class PushRow(Base):
     message_id: Mapped[int] = mapped_column(Id, primary_key=True)
 
 
+class RunRow(Base):
+    """One model call on a thread (the thread/run/step shape): what it cost and how it went."""
+
+    __tablename__ = "runs"
+    id: Mapped[int] = id_column()
+    thread_id: Mapped[int | None] = mapped_column(Id)
+    agent_id: Mapped[int | None] = mapped_column(Id)
+    model: Mapped[str] = mapped_column(String(64))  # the bundle name
+    provider: Mapped[str] = mapped_column(String(64))
+    provider_model: Mapped[str] = mapped_column(Text)
+    purpose: Mapped[str] = mapped_column(String(16))
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # queued|in_progress|completed|failed|cancelled|expired
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    ttft_ms: Mapped[float | None]
+    latency_ms: Mapped[float | None]
+    prompt_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[int | None] = mapped_column(Id)  # the message it produced, once posted
+
+    __table_args__ = (Index("ix_runs_agent", "agent_id"), Index("ix_runs_status", "status"))
+
+
 class StepRow(Base):
     """An action taken while producing a message: a model call, a tool or command call."""
 
     __tablename__ = "steps"
     id: Mapped[int] = id_column()
+    run_id: Mapped[int | None] = mapped_column(Id, index=True)
     message_id: Mapped[int | None] = mapped_column(Id, index=True)
     agent_id: Mapped[int | None] = mapped_column(Id)
     kind: Mapped[str] = mapped_column(String(32))
@@ -145,4 +172,4 @@ class MigrationRow(Base):
 
 
 # Tables whose ids the kernel allocates, in the order the writer flushes them.
-ID_TABLES = ("agents", "state", "threads", "messages", "steps", "summaries", "logs")
+ID_TABLES = ("agents", "state", "threads", "messages", "steps", "summaries", "logs", "runs")

@@ -1,0 +1,1 @@
+"""Model bundles (provider + model + purpose + parameters) and the `models` module."""

@@ -1,0 +1,162 @@
+"""`model ls|show|test`, `provider ls|test`, `run ls|show|cancel`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from tobio.commands import Arg, Context, Group, Result, table
+from tobio.db.database import orm
+from tobio.db.tables import AgentRow, RunRow, StepRow
+from tobio.errors import CommandError
+
+STATUSES = ("queued", "in_progress", "completed", "failed", "cancelled", "expired")
+
+
+def register(root: Group, owner: Any) -> None:
+    _model_commands(root.group("model", "Model bundles: provider + model + purpose + parameters.", owner=owner))
+    _provider_commands(root.group("provider", "Model back ends (local, openai, scripted, plugins).", owner=owner))
+    _run_commands(root.group("run", "Recorded model runs and their steps.", owner=owner))
+
+
+def _model_commands(group: Group) -> None:
+    @group.command("ls")
+    def ls(ctx: Context) -> Result:
+        """List model bundles."""
+        rows = [(m.name, m.spec.purpose, m.provider.name, m.provider_model, m.spec.params or "") for m in ctx.kernel.models.models.values()]
+        return table(["model", "purpose", "provider", "provider model", "params"], rows)
+
+    @group.command("show", Arg("name", help="model bundle", complete="model"))
+    async def show(ctx: Context, name: str) -> Result:
+        """Show a bundle and what it has cost so far (runs, tokens, latency)."""
+        model = ctx.kernel.models.get(name)
+        await ctx.kernel.flush()
+
+        def usage(conn: sa.Connection) -> tuple:
+            return tuple(conn.execute(
+                sa.select(sa.func.count(), sa.func.sum(RunRow.prompt_tokens), sa.func.sum(RunRow.completion_tokens),
+                          sa.func.avg(RunRow.latency_ms), sa.func.avg(RunRow.ttft_ms)).where(RunRow.model == name)
+            ).one())
+
+        runs, prompt, completion, latency, ttft = await ctx.kernel.db.call(usage)
+        fields = list(model.describe().items()) + [
+            ("runs", runs), ("prompt tokens", prompt or 0), ("completion tokens", completion or 0),
+            ("mean latency ms", round(latency or 0, 1)), ("mean ttft ms", round(ttft or 0, 1)),
+        ]
+        return table(["field", "value"], fields)
+
+    @group.command(
+        "test",
+        Arg("name", help="model bundle", complete="model"),
+        Arg("prompt", nargs="+", help="what to send"),
+        Arg("--system", help="a system message"),
+    )
+    async def test(ctx: Context, name: str, prompt: list[str], system: str | None) -> Result:
+        """Send one prompt to a bundle and stream the reply (embed bundles: show the vector)."""
+        model = ctx.kernel.models.get(name)
+        text = " ".join(prompt)
+        began = time.perf_counter()
+        if model.spec.purpose == "embed":
+            vector = (await model.embed([text]))[0]
+            ms = (time.perf_counter() - began) * 1000
+            return Result(text=f"{len(vector)} dimensions in {ms:.0f} ms: [{', '.join(f'{v:.3f}' for v in vector[:6])}, …]")
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+        run = model.run(messages)
+        async for delta in run.deltas():
+            ctx.emit(delta)
+        rate = (run.completion_tokens or 0) / max(1e-9, (run.latency_ms or 0) / 1000)
+        stats = f"run {run.id}: {run.completion_tokens} tokens, ttft {run.ttft_ms or 0:.0f} ms, {rate:.1f} tokens/s"
+        return Result(text=f"{run.text}\n[{stats}]" if ctx.emit_fn is None else f"\n[{stats}]", data={"text": run.text, "run": run.id})
+
+
+def _provider_commands(group: Group) -> None:
+    @group.command("ls")
+    def ls(ctx: Context) -> Result:
+        """List configured providers (secrets never shown)."""
+        rows = []
+        for name, provider in ctx.kernel.models.providers.items():
+            info = provider.describe()
+            details = ", ".join(f"{k}={v}" for k, v in info.items() if k not in ("type", "description"))
+            rows.append((name, info.get("type"), details, info.get("description", "")))
+        return table(["provider", "type", "settings", "description"], rows)
+
+    @group.command("test", Arg("name", help="provider", complete="provider"))
+    async def test(ctx: Context, name: str) -> Result:
+        """Check a provider answers: list its models and time a tiny chat on its first chat bundle."""
+        provider = ctx.kernel.models.providers.get(name)
+        if provider is None:
+            raise CommandError(f"no provider named '{name}' (see `provider ls`)")
+        began = time.perf_counter()
+        models = await provider.list_models()
+        lines = [f"models: {', '.join(models) or '(none listed)'} ({(time.perf_counter() - began) * 1000:.0f} ms)"]
+        bundle = next((m for m in ctx.kernel.models.models.values() if m.provider is provider and m.spec.purpose != "embed"), None)
+        if bundle is not None:
+            run = bundle.run([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello."}], params={"max_tokens": 12})
+            await run.wait()
+            lines.append(f"chat via {bundle.name}: {run.text.strip()!r} (ttft {run.ttft_ms or 0:.0f} ms, total {run.latency_ms or 0:.0f} ms)")
+        return Result(text="\n".join(lines))
+
+
+def _run_commands(group: Group) -> None:
+    @group.command(
+        "ls",
+        Arg("--status", choices=STATUSES, help="only runs with this status"),
+        Arg("--agent", help="only this agent's runs", complete="agent"),
+        Arg("--last", short="-n", type=int, default=20, help="how many"),
+    )
+    async def ls(ctx: Context, status: str | None, agent: str | None, last: int) -> Result:
+        """List recent runs: model, status, tokens, latency."""
+        await ctx.kernel.flush()
+        live = set(ctx.kernel.runs.live)
+
+        def read(conn: sa.Connection) -> list[tuple]:
+            query = (
+                sa.select(RunRow.id, AgentRow.name, RunRow.model, RunRow.status, RunRow.prompt_tokens, RunRow.completion_tokens,
+                          RunRow.ttft_ms, RunRow.latency_ms, RunRow.created_at, RunRow.error)
+                .outerjoin(AgentRow, AgentRow.id == RunRow.agent_id)
+                .order_by(RunRow.id.desc()).limit(last)
+            )
+            if status:
+                query = query.where(RunRow.status == status)
+            if agent:
+                query = query.where(AgentRow.name == agent)
+            return [tuple(r) for r in conn.execute(query)][::-1]
+
+        rows = [
+            (r[0], r[1] or "-", r[2], r[3] + (" (dangling)" if r[3] in ("queued", "in_progress") and r[0] not in live else ""),
+             r[4], r[5], round(r[6]) if r[6] is not None else None, round(r[7]) if r[7] is not None else None, r[8], r[9] or "")
+            for r in await ctx.kernel.db.call(read)
+        ]
+        return table(["run", "agent", "model", "status", "prompt", "completion", "ttft ms", "ms", "created", "error"], rows)
+
+    @group.command("show", Arg("id", type=int, help="run id", complete="run"))
+    async def show(ctx: Context, id: int) -> Result:
+        """Show one run with its parameters and steps."""
+        await ctx.kernel.flush()
+
+        def read(conn: sa.Connection):  # noqa: ANN202
+            session = orm(conn)
+            return session.get(RunRow, id), list(session.scalars(sa.select(StepRow).where(StepRow.run_id == id).order_by(StepRow.id)))
+
+        run, steps = await ctx.kernel.db.call(read)
+        if run is None:
+            raise CommandError(f"no run {id} (see `run ls`)")
+        fields = [(c, getattr(run, c)) for c in ("id", "status", "model", "provider", "provider_model", "purpose", "params",
+                  "thread_id", "message_id", "prompt_tokens", "completion_tokens", "ttft_ms", "latency_ms", "created_at", "error")]
+        fields += [(f"step {s.id} {s.kind}", {"name": s.name, "params": s.params, "result": s.result}) for s in steps]
+        return table(["field", "value"], fields, title=f"run {id}")
+
+    @group.command("cancel", Arg("id", type=int, nargs="?", help="run id", complete="run"),
+                   Arg("--dangling", flag=True, help="cancel recorded runs nothing is executing (left by a crash)"))
+    async def cancel(ctx: Context, id: int | None, dangling: bool) -> Result:
+        """Cancel a live run, or mark dangling runs cancelled."""
+        if dangling:
+            ids = await ctx.kernel.runs.cancel_dangling()
+            return Result(text=f"cancelled {len(ids)} dangling run(s){': ' + ', '.join(map(str, ids)) if ids else ''}")
+        if id is None:
+            raise CommandError("give a run id or --dangling", usage="usage: run cancel [--dangling] [id]")
+        if not await ctx.kernel.runs.cancel(id):
+            raise CommandError(f"run {id} is not running (see `run ls`)")
+        return Result(text=f"cancelling run {id}")

