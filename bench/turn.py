@@ -1,0 +1,108 @@
+"""One chat turn's cost: Tobio's own overhead next to the model's time, on the embedded model.
+
+50 turns with a persona agent (user posts → context built → run recorded → reply streamed → posted
+durably). Per turn, overhead = turn wall time − time inside the model's stream. In the same run, each
+turn's exact prompt also goes straight to llama-cpp-python (same loaded model, same parameters,
+temperature 0) to compare tokens/s. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+LINES = [
+    "Hi! Who are you?", "What do you like to do?", "Tell me about steam trains.", "Which train is the fastest?",
+    "I feel a bit tired today.", "What should I call you?", "Do you have friends?", "What is your favourite colour?",
+    "Can you tell me a short story?", "Where would you travel by train?",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--turns", type=int, default=50)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from tobio.config.schema import KernelConfig
+    from tobio.kernel import Kernel
+    from tobio.providers import local
+    from tobio.providers.files import smollm2_path
+
+    params = {"temperature": 0.0, "max_tokens": 64, "seed": 1}
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["TOBIO_DATA_DIR"] = tmp
+        persona = Path(tmp) / "tobio.yaml"
+        persona.write_text("name: Tobio\ndescription: A warm artificial person who loves trains.\n")
+        agent = Path(tmp) / "agent.yaml"
+        agent.write_text(f"name: tobio\ntype: persona\npersona: {persona}\nchannels: [lobby]\nparams: {json.dumps(params)}\n")
+        kernel = Kernel(KernelConfig(modules=["models", "persona"], log_level="WARNING"), database=f"duckdb:///{tmp}/turn.duckdb").start()
+        try:
+            kernel.run(f"agent spawn {agent}")
+            tobio = kernel.agents.live["tobio"]
+            # Load the model once before timing anything (both paths share this copy).
+            kernel.call(kernel.models.get("chat-default").run([{"role": "user", "content": "hi"}], params={"max_tokens": 2}).wait())
+            llama = next(iter(local._llamas.values())).model
+
+            async def one_turn(text: str) -> tuple[float, object]:
+                user = await kernel.agents.ensure_user("user", channels=("lobby",))
+                done = asyncio.Event()
+                stop = user.watch(lambda d: done.set() if d.message.sender == "tobio" else None)
+                began = time.perf_counter()
+                await user.say("lobby", text, role="user")
+                await done.wait()
+                elapsed = time.perf_counter() - began
+                stop()
+                run = kernel.runs_done[tobio.last_run]  # type: ignore[attr-defined]
+                return elapsed, run
+
+            kernel.runs_done = {}  # type: ignore[attr-defined]
+            original = kernel.runs.create
+
+            def remember(*a, **kw):  # noqa: ANN002, ANN003, ANN202 - keep each run object for the numbers
+                run = original(*a, **kw)
+                kernel.runs_done[run.id] = run  # type: ignore[attr-defined]
+                return run
+
+            kernel.runs.create = remember  # type: ignore[method-assign]
+            turn_ms, model_ms, tobio_tps, direct_tps = [], [], [], []
+            for i in range(args.turns):
+                elapsed, run = kernel.call(one_turn(LINES[i % len(LINES)]))
+                turn_ms.append(elapsed * 1000)
+                model_ms.append(run.model_ms)
+                tokens = run.completion_tokens or 0
+                tobio_tps.append(tokens / (run.latency_ms / 1000))
+                # The same prompt, straight to llama-cpp-python.
+                began = time.perf_counter()
+                direct_tokens = 0
+                for part in llama.create_chat_completion(messages=run.request.messages, stream=True, **params):
+                    if part["choices"][0].get("delta", {}).get("content"):
+                        direct_tokens += 1
+                direct_tps.append(direct_tokens / (time.perf_counter() - began))
+        finally:
+            kernel.close()
+    overhead = [t - m for t, m in zip(turn_ms, model_ms)]
+    out = {
+        "turns": args.turns,
+        "model_ms_mean": round(statistics.mean(model_ms), 1),
+        "turn_ms_mean": round(statistics.mean(turn_ms), 1),
+        "overhead_ms_mean": round(statistics.mean(overhead), 2),
+        "overhead_ms_p50": round(statistics.median(overhead), 2),
+        "overhead_pct": round(100 * sum(overhead) / sum(model_ms), 2),
+        "tokens_per_s_tobio": round(statistics.mean(tobio_tps), 1),
+        "tokens_per_s_direct": round(statistics.mean(direct_tps), 1),
+        "tokens_per_s_ratio": round(statistics.mean(tobio_tps) / statistics.mean(direct_tps), 3),
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
