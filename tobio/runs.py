@@ -114,7 +114,7 @@ class RunManager:
     # -- execution ---------------------------------------------------------------------------------
     async def _execute(self, run: Run) -> AsyncIterator[Chunk]:
         provider = run.model.provider
-        retries = provider.config.max_retries
+        retries = 0 if provider.retries_itself else provider.config.max_retries
         began = time.perf_counter()
         run.status = "in_progress"
         self._record_start(run)

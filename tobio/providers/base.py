@@ -66,6 +66,7 @@ class Provider:
     Config: ClassVar[type[ProviderConfig]] = ProviderConfig
     supports_json_schema: ClassVar[bool] = False  # constrained decoding available
     supports_tools: ClassVar[bool] = False
+    retries_itself: ClassVar[bool] = False  # the client library already retries 429/5xx (runs must not again)
 
     def __init__(self, name: str, config: ProviderConfig) -> None:
         self.name = name
