@@ -88,7 +88,10 @@ class Chat:
         return [(sender, "".join(pieces)) for sender, pieces in self.streams.values()]
 
     def stop_streams(self) -> int:
-        """Ctrl-C: stop showing the replies in progress (they are still recorded when they end)."""
+        """Ctrl-C: cancel the agent's model runs and stop showing the replies in progress."""
+        loop = self.kernel.loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._cancel_runs)
         stopped = list(self.streams.items())
         for stream_id, (sender, pieces) in stopped:
             self._ended.add(stream_id)
@@ -96,6 +99,13 @@ class Chat:
         self.streams.clear()
         self._on_change()
         return len(stopped)
+
+    def _cancel_runs(self) -> None:  # on the kernel's loop
+        agent = self.kernel.agents.live.get(self.agent)
+        runs = getattr(getattr(self.kernel, "runs", None), "live", {})
+        for run in list(runs.values()):
+            if agent is not None and getattr(run, "agent_id", None) == agent.id:
+                run.cancel()
 
     def close(self) -> None:
         """Stop listening (the threads stay open: the conversation is part of both histories)."""

@@ -51,13 +51,14 @@ class ShellCommands:
             Arg("--timeout", type=float, default=30.0, help="give up after this many seconds"),
         )
         async def wait(ctx: Context, quiet: float, timeout: float) -> Result | None:
-            """Wait until running agents are idle: empty inboxes and nothing said for --quiet seconds."""
+            """Wait until agents are idle: empty inboxes, no model run going, nothing said for --quiet s."""
             await wait_quiet(ctx.kernel, quiet, timeout)
             return None
 
 
 async def wait_quiet(kernel: Any, quiet: float, timeout: float) -> None:
-    """Return once no running agent has mail and nothing moved on any channel for `quiet` seconds."""
+    """Return once no running agent has mail, no model run is in progress, and nothing moved on any
+    channel for `quiet` seconds."""
     loop = asyncio.get_running_loop()
     last = [loop.time()]
 
@@ -74,10 +75,15 @@ async def wait_quiet(kernel: Any, quiet: float, timeout: float) -> None:
             state = tuple((a.name, a.handled, a.failures, a.inbox.qsize()) for a in running)
             if state != seen:
                 seen, last[0] = state, now
-            if not any(a.inbox.qsize() for a in running) and now - last[0] >= quiet:
+            runs = getattr(getattr(kernel, "runs", None), "live", {})
+            thinking = [r for r in list(runs.values()) if getattr(r, "status", "") == "in_progress"]
+            if thinking:
+                last[0] = now
+            elif not any(a.inbox.qsize() for a in running) and now - last[0] >= quiet:
                 return
             if now >= deadline:
-                busy = ", ".join(a.name for a in running if a.inbox.qsize()) or "messages still flowing"
+                busy = ", ".join(a.name for a in running if a.inbox.qsize())
+                busy = busy or ("a model is still running" if thinking else "messages still flowing")
                 raise CommandError(f"agents still busy after {timeout:g} s ({busy})")
             await asyncio.sleep(min(0.05, quiet / 4 or 0.01))
     finally:

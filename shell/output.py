@@ -9,10 +9,10 @@ from __future__ import annotations
 import io
 import json
 import logging
-import shutil
+import os
 import sys
 import threading
-import traceback
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
@@ -48,6 +48,7 @@ class Printer:
         debug: bool = False,
     ) -> None:
         self.style = style
+        self.color = style == "rich" and not os.environ.get("NO_COLOR")  # https://no-color.org
         self._out, self._err = out, err
         self.max_rows = max_rows
         self.debug = debug
@@ -81,6 +82,8 @@ class Printer:
                 self.write(text + "\n")
 
     def _rich(self, result: Result) -> str:
+        import shutil
+
         from rich import box
         from rich.console import Console
         from rich.table import Table
@@ -124,12 +127,12 @@ class Printer:
             self.write(f"{item}\n")
 
     def chat_line(self, sender: str, text: str) -> None:
-        name = f"{BOLD}{CYAN}{sender}{RESET}" if self.style == "rich" else sender
+        name = f"{BOLD}{CYAN}{sender}{RESET}" if self.color else sender
         self.write(f"{name}: {text}\n")
 
     def info(self, text: str) -> None:
         """A hint for the person at the prompt (dim on a terminal)."""
-        self.write(f"{DIM}{text}{RESET}\n" if self.style == "rich" else f"{text}\n")
+        self.write(f"{DIM}{text}{RESET}\n" if self.color else f"{text}\n")
 
     def error(self, exc: BaseException | str, where: str = "") -> None:
         """One clear line (plus the usage, if any); the traceback only with --debug."""
@@ -137,12 +140,14 @@ class Printer:
             message = f"internal error: {type(exc).__name__}: {exc}" + ("" if self.debug else " (--debug shows the traceback)")
         else:
             message = str(exc)
-        label = f"{RED}{BOLD}error:{RESET}" if self.style == "rich" else "error:"
+        label = f"{RED}{BOLD}error:{RESET}" if self.color else "error:"
         text = f"{where}: {label} {message}" if where else f"{label} {message}"
         usage = exc.usage if isinstance(exc, CommandError) else None
         if usage:
             text += f"\n{usage}"
         if self.debug and isinstance(exc, BaseException):
+            import traceback
+
             text = "".join(traceback.format_exception(exc)) + text
         self.write(text + "\n", self.err)
 
@@ -156,24 +161,32 @@ class ConsoleLogHandler(logging.Handler):
         self.debug = debug
 
     def emit(self, record: logging.LogRecord) -> None:
+        import traceback
+
         try:
             text = record.getMessage()
             if record.exc_info and record.exc_info[1] is not None:
                 exc = record.exc_info[1]
                 text += "\n" + "".join(traceback.format_exception(exc)).rstrip() if self.debug else f": {type(exc).__name__}: {exc}"
             label = record.levelname.lower()
-            if self.printer.style == "rich":
+            if self.printer.color:
                 label = f"{YELLOW if record.levelno < logging.ERROR else RED}{label}{RESET}"
             self.printer.write(f"{label}: {text}\n", self.printer.err)
         except Exception:  # noqa: BLE001 - logging must never raise
             self.handleError(record)
 
 
-def install_log_handler(printer: Printer, debug: bool) -> ConsoleLogHandler:
-    """Show the kernel's warnings (instead of Python's last-resort handler printing raw records)."""
+def install_log_handler(printer: Printer, debug: bool) -> Callable[[], None]:
+    """Show the kernel's warnings (not Python's last-resort handler's raw records); returns the undo."""
     handler = ConsoleLogHandler(printer, debug)
     logger = logging.getLogger("tobio")
+    level = logger.level
     logger.addHandler(handler)
     if debug:
         logger.setLevel(logging.DEBUG)
-    return handler
+
+    def uninstall() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+    return uninstall

@@ -3,7 +3,7 @@
 Front ends (the shell's prompt, later the `%tobio` magic) ask `CommandCompleter.complete(text)` for
 the candidates at the end of `text`. Values come from named sources (`Arg.complete`): the engine
 knows `command` and `file` itself, SQL is completed by `complete_sql`, and the rest (`agent`,
-`channel`, `module`, `thread`, `task`, `model`) come from a `Sources` object. `KernelSources` reads
+`channel`, `module`, `thread`, `task`, `model`, `provider`, `run`) come from a `Sources` object. `KernelSources` reads
 a live kernel and never blocks for long: slow lists (threads, the SQL schema) are cached and
 refreshed in the background.
 """
@@ -158,7 +158,7 @@ class CommandCompleter:
             return _matching([("--help", "show this help")], word, "flag")
         items = [(name, _node_help(node)) for name, node in sorted(group.children.items())]
         out = _matching(items + sorted((extra or {}).items()), word, "command")
-        if fallback and word.value:
+        if fallback and word.value and not out:
             taken = {c.display for c in out}
             out += _matching([(n, _node_help(c)) for n, c in sorted(self.root.children.items()) if n not in taken], word, "command")
         return out
@@ -419,6 +419,11 @@ _FUNCTIONS_SQL = (
 )
 
 
+def _model_help(model: Any) -> str:
+    spec = getattr(model, "spec", model)
+    return f"{spec.provider} {spec.model} · {spec.purpose}".replace("  ", " ")
+
+
 def _schema_of(result: Result) -> dict[str, list[tuple[str, str]]]:
     schema: dict[str, list[tuple[str, str]]] = {}
     for table, column, kind in result.rows or []:
@@ -471,7 +476,14 @@ class KernelSources:
         if source == "task":
             return [(str(t.id), f"{t.name} · {t.state}") for t in kernel.tasks.list()]
         if source == "model":
-            return [(n, f"{m.provider} {m.model} · {m.purpose}".strip()) for n, m in sorted(kernel.models.items())]
+            models = getattr(kernel.models, "models", kernel.models)  # a ModelRegistry, or a plain dict
+            return [(n, _model_help(m)) for n, m in sorted(list(models.items()))]
+        if source == "provider":
+            providers = getattr(kernel.models, "providers", {})
+            return [(n, str(getattr(getattr(p, "config", None), "type", "") or "")) for n, p in sorted(list(providers.items()))]
+        if source == "run":
+            runs = getattr(getattr(kernel, "runs", None), "live", {})
+            return [(str(i), f"{r.model.name} · {r.status}") for i, r in sorted(list(runs.items()))]
         if source == "thread":
             return list(self._threads.get())
         return []

@@ -292,14 +292,17 @@ def response_format(schema: dict[str, Any], mode: str) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": {"name": name, "schema": strict_schema(schema), "strict": True}}
 
 
-def strict_schema(schema: Any) -> Any:
+def strict_schema(schema: Any, names: bool = False) -> Any:
     """OpenAI's strict mode wants every object closed and every property required; pydantic's schemas
-    are neither (fields with defaults are optional), so tighten a copy."""
+    are neither (fields with defaults are optional), so tighten a copy. `names`: a mapping of
+    property or definition names, whose keys are not schema keywords."""
     if isinstance(schema, list):
         return [strict_schema(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {key: strict_schema(value) for key, value in schema.items() if key != "default"}
+    if names:
+        return {key: strict_schema(value) for key, value in schema.items()}
+    out = {key: strict_schema(value, names=key in ("properties", "$defs")) for key, value in schema.items() if key != "default"}
     if out.get("type") == "object" and isinstance(out.get("properties"), dict):
         out["additionalProperties"] = False
         out["required"] = list(out["properties"])
