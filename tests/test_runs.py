@@ -106,6 +106,13 @@ def test_dangling_runs_are_listed_and_cancelled(url: str) -> None:
         assert run_row(kernel, 999)["status"] == "cancelled"
         with pytest.raises(CommandError, match="not running"):
             kernel.run("run cancel 999")
+        kernel.run("sql --write UPDATE runs SET status = 'in_progress' WHERE id = 999")
+    finally:
+        kernel.close()
+    kernel = start(url)  # a restart finds the run its predecessor left unfinished
+    try:
+        row = run_row(kernel, 999)
+        assert row["status"] == "expired" and row["error"] == "the process running it stopped"
     finally:
         kernel.close()
 

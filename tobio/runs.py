@@ -243,6 +243,21 @@ class RunManager:
         run.cancel()
         return True
 
+    async def expire_leftovers(self) -> list[int]:
+        """At start-up: runs recorded as queued/in progress belong to a process that is gone; mark them expired."""
+
+        def sweep(conn: Connection) -> list[int]:
+            ids = list(conn.execute(sa.select(RunRow.id).where(RunRow.status.in_(("queued", "in_progress")))).scalars())
+            if ids:
+                conn.execute(sa.update(RunRow).where(RunRow.id.in_(ids)).values(
+                    status="expired", error="the process running it stopped", completed_at=utcnow()))
+            return ids
+
+        ids = await self.kernel.db.call(sweep)
+        if ids:
+            log.warning("marked %d run(s) left by a previous process as expired: %s", len(ids), ids)
+        return ids
+
     async def cancel_dangling(self) -> list[int]:
         """Mark runs recorded as queued/in progress that nothing is executing (left by a crash) cancelled."""
         live = set(self.live)

@@ -21,6 +21,7 @@ class ModelsModule(Module):
         from tobio.models import commands
 
         kernel.models.configure(kernel.config.providers, kernel.config.models)
+        await kernel.runs.expire_leftovers()
         commands.register(kernel.commands, owner=self)
 
     async def module_exit(self, kernel: Kernel) -> None:
