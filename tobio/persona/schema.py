@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,6 +40,10 @@ class Persona(BaseModel):
     relationships: dict[str, str] = Field(default_factory=dict)
     initial_mood: Mood = Field(default_factory=Mood)
     greeting: str | None = None
+    card: dict[str, Any] = Field(
+        default_factory=dict,
+        description="what an imported Character Card had that a persona has no field for, kept verbatim for export",
+    )
 
     def system_prompt(self, extra: list[str] | None = None) -> str:
         """A short system prompt: small models follow short, concrete instructions best."""
