@@ -51,6 +51,7 @@ class Transport:
         self.channels: dict[str, dict[int, Subscription]] = {}
         self._known_channels: set[str] = set()
         self._listeners: dict[str, set[Callable[[Message | Delta], None]]] = {}
+        self._observers: list[Callable[[Message], None]] = []
 
     # -- channels ------------------------------------------------------------------------------
     async def load(self) -> None:
@@ -133,6 +134,15 @@ class Transport:
         self._listeners.setdefault(channel, set()).add(callback)
         return lambda: self._listeners.get(channel, set()).discard(callback)
 
+    def observe(self, callback: Callable[[Message], None]) -> Callable[[], None]:
+        """Call `callback` (on the kernel's loop) for every message once it is durable, on any channel.
+
+        For modules that index what was said (memory); keep it cheap: queue work, do not await.
+        Returns a function that stops observing.
+        """
+        self._observers.append(callback)
+        return lambda: self._observers.remove(callback) if callback in self._observers else None
+
     def stream(self, channel: str, delta: Delta) -> None:
         """Publish a streamed piece of a message to the channel's listeners (not stored)."""
         for callback in tuple(self._listeners.get(channel, ())):
@@ -179,6 +189,8 @@ class Transport:
                 sub.receiver.deliver(Delivery(message, sub.thread_id))
         for callback in tuple(self._listeners.get(channel, ())):
             callback(message)
+        for observer in self._observers:
+            observer(message)
         return message
 
 

@@ -141,6 +141,11 @@ class Database:
         return await asyncio.wrap_future(self._executor.submit(self._run, fn, *args))
 
     # -- ids and bulk writes (DB thread or loop; the loop is the only allocator) --------------
+    def track_ids(self, conn: Connection, table: str) -> None:
+        """Start allocating ids for a module's own table (call on the DB thread, e.g. after migrating)."""
+        top = conn.execute(sa.text(f"SELECT max(id) FROM {table}")).scalar()
+        self._next_ids[table] = max(self._next_ids.get(table, 1), (top or 0) + 1)
+
     def next_ids(self, table: str, count: int = 1) -> int:
         """Reserve `count` ids in `table`; returns the first. Only the kernel's loop calls this."""
         first = self._next_ids[table]

@@ -53,15 +53,20 @@ def add_column_if_missing(conn: Connection, table: str, column: sa.Column) -> No
         conn.exec_driver_sql(f'ALTER TABLE {table} ADD COLUMN "{column.name}" {ddl}')
 
 
-def migrate(conn: Connection) -> list[str]:
-    """Run the migrations this database has not seen yet; returns their names."""
+def migrate(conn: Connection, migrations: list[Migration] | None = None, prefix: str = "") -> list[str]:
+    """Run the migrations this database has not seen yet; returns their names.
+
+    Modules with tables of their own call this from module_init with their own list and a prefix
+    (`memory.m001_embeddings`), so their schema is versioned the same way as the kernel's.
+    """
     MigrationRow.__table__.create(conn, checkfirst=True)
     applied = set(conn.execute(sa.select(MigrationRow.name)).scalars())
     ran = []
-    for fn in MIGRATIONS:
-        if fn.__name__ in applied:
+    for fn in MIGRATIONS if migrations is None else migrations:
+        name = f"{prefix}{fn.__name__}"
+        if name in applied:
             continue
         fn(conn)
-        conn.execute(sa.insert(MigrationRow).values(name=fn.__name__, applied_at=utcnow()))
-        ran.append(fn.__name__)
+        conn.execute(sa.insert(MigrationRow).values(name=name, applied_at=utcnow()))
+        ran.append(name)
     return ran

@@ -11,7 +11,8 @@ from pydantic import Field
 from tobio.agents.base import Agent, AgentConfig
 from tobio.config.schema import RelPath
 from tobio.db.history import thread_context
-from tobio.messages import Delivery
+from tobio.messages import Delivery, Message
+from tobio.persona.prompt import Prompt
 from tobio.persona.schema import Persona, load_persona
 
 _SENTENCE_END = re.compile(r"[.!?…](?=\s|$)")
@@ -58,18 +59,13 @@ class PersonaAgent(Agent):
         other = self.kernel.agents.live.get(sender)
         return other is None or other.type_name == "user" or self.config.answer_agents
 
-    async def build_prompt(self, thread_id: int) -> list[dict[str, Any]]:
-        """System prompt, example dialogue, then the thread's recent messages in chat roles."""
+    async def build_prompt(self, thread_id: int, incoming: Message | None = None) -> Prompt:
+        """The thread's latest summary and recent messages, then whatever loaded modules add."""
         context = await self.kernel.db.call(thread_context, thread_id, self.config.context_messages)
-        extra = [f"Earlier in this conversation: {context.summary}"] if context.summary else []
-        messages: list[dict[str, Any]] = [{"role": "system", "content": self.persona.system_prompt(extra)}]
-        messages += self.persona.example_messages()
-        for message in context.messages:
-            if message.sender == self.name:
-                messages.append({"role": "assistant", "content": message.content})
-            else:
-                messages.append({"role": "user", "content": message.content})
-        return messages
+        prompt = Prompt(self, thread_id, incoming, context.summary, context.messages, params=dict(self.config.params))
+        for hook in self.kernel.agents.prompt_hooks_for(self):
+            await hook(prompt)
+        return prompt
 
     async def on_message(self, delivery: Delivery) -> None:
         if not self.should_answer(delivery):
@@ -77,8 +73,8 @@ class PersonaAgent(Agent):
         channel = delivery.message.channel
         assert channel is not None
         model = self.kernel.models.get(self.config.model)
-        run = model.run(await self.build_prompt(delivery.thread_id), params=self.config.params,
-                        thread_id=delivery.thread_id, agent_id=self.id)
+        prompt = await self.build_prompt(delivery.thread_id, delivery.message)
+        run = model.run(prompt.messages(), params=prompt.params, thread_id=delivery.thread_id, agent_id=self.id)
         self.last_run = run.id
         if self.config.stream:
             message = await self.stream(channel, run.deltas(), metadata={"run_id": run.id}, finish=tidy)

@@ -22,3 +22,30 @@ class PersonaModule(Module):
         from tobio.persona.agent import PersonaAgent
 
         kernel.agents.register_type(PersonaAgent, owner=self)
+        register_commands(kernel, self)
+
+
+def register_commands(kernel: Kernel, owner: Module) -> None:
+    """`agent prompt NAME`: exactly what the model would see for the agent's next reply."""
+    from tobio.commands import Arg, Context, Result
+    from tobio.errors import AgentError
+    from tobio.persona.agent import PersonaAgent
+
+    @kernel.commands.group("agent").command(
+        "prompt", Arg("name", help="persona agent", complete="agent"),
+        Arg("--channel", help="which of its threads (default: the first)", complete="channel"), owner=owner,
+    )
+    async def prompt(ctx: Context, name: str, channel: str | None) -> Result:
+        """Show the final prompt the agent's model would get now (persona, mood, memory, history)."""
+        agent = ctx.kernel.agents.get(name)
+        if not isinstance(agent, PersonaAgent):
+            raise AgentError(f"'{name}' is a {agent.type_name} agent; only persona agents have prompts")
+        subs = [s for s in ctx.kernel.transport.subscriptions_of(agent.id) if channel in (None, s.channel)]
+        if not subs:
+            raise AgentError(f"'{name}' has no thread{' on ' + channel if channel else ''} (see `thread ls --agent {name}`)")
+        await ctx.kernel.flush()
+        built = await agent.build_prompt(subs[0].thread_id)
+        messages = built.messages()
+        rows = [(i, m["role"], m["content"]) for i, m in enumerate(messages)]
+        note = f"thread {subs[0].thread_id}; sampling {built.params or 'from the model bundle'}"
+        return Result(columns=["#", "role", "content"], rows=rows, note=note, data={"messages": messages, "params": built.params})

@@ -51,11 +51,22 @@ class _Loaded:
 _llamas: dict[tuple[str, int], _Loaded] = {}
 _embedders: dict[str, _Loaded] = {}
 _load_lock = threading.Lock()
+_generating: set[threading.Event] = set()  # stop flags of generations in progress
+
+
+def stop_generations(wait_s: float = 10.0) -> None:
+    """Ask every generation to stop and wait until none holds a model (freeing a model mid-eval crashes)."""
+    for stop in list(_generating):
+        stop.set()
+    for loaded in list(_llamas.values()):
+        if loaded.lock.acquire(timeout=wait_s):
+            loaded.lock.release()
 
 
 @atexit.register
 def _close_models() -> None:
     """Free llama.cpp models before interpreter teardown (their __del__ fails once modules are gone)."""
+    stop_generations()
     for loaded in _llamas.values():
         try:
             loaded.model.close()
@@ -109,7 +120,12 @@ class LocalProvider(Provider):
         kwargs.setdefault("max_tokens", 256)
         if request.json_schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
-        put = lambda item: loop.call_soon_threadsafe(queue.put_nowait, item)  # noqa: E731
+
+        def put(item: Chunk | BaseException | None) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the kernel's loop closed under us (shutdown): nobody is listening
+                stop.set()
 
         def generate() -> None:
             try:
@@ -137,6 +153,7 @@ class LocalProvider(Provider):
             finally:
                 put(None)
 
+        _generating.add(stop)
         worker = threading.Thread(target=generate, name="tobio-local-gen", daemon=True)
         worker.start()
         waiter = asyncio.ensure_future(cancel.wait())
@@ -156,6 +173,7 @@ class LocalProvider(Provider):
                 yield item
         finally:
             stop.set()  # a consumer that stops early (cancel, error) ends the generation too
+            _generating.discard(stop)
             waiter.cancel()
 
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
@@ -182,6 +200,10 @@ class LocalProvider(Provider):
 
     async def list_models(self) -> list[str]:
         return sorted(BUNDLED_GGUF) + sorted(BUNDLED_EMBEDDERS)
+
+    async def close(self) -> None:
+        """Stop generations in progress (models stay loaded for other kernels in this process)."""
+        await asyncio.to_thread(stop_generations)
 
     def describe(self) -> dict[str, Any]:
         loaded = [Path(k[0]).name for k in _llamas] + [Path(k).parent.name for k in _embedders]
