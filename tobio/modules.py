@@ -12,7 +12,9 @@ import graphlib
 import logging
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ValidationError
 
 from tobio.errors import ModuleError
 
@@ -30,6 +32,8 @@ class Module:
     description: ClassVar[str] = ""
     dependencies: ClassVar[tuple[type[Module], ...]] = ()
     core: ClassVar[bool] = False  # core modules cannot be unloaded
+    Settings: ClassVar[type[BaseModel] | None] = None  # its `settings:` section in kernel.yaml, if any
+    settings: Any = None  # the validated Settings, set before module_init
 
     async def module_init(self, kernel: Kernel) -> None:
         """Register commands, agent types, providers; acquire resources."""
@@ -156,6 +160,7 @@ class ModuleManager:
             if name in self.loaded:
                 continue
             module = self.available[name]()
+            module.settings = self._settings(name, module)
             try:
                 await module.module_init(self.kernel)
             except Exception as exc:
@@ -165,6 +170,18 @@ class ModuleManager:
             done.append(name)
             log.info("loaded module %s", name)
         return done
+
+    def _settings(self, name: str, module: Module) -> Any:
+        raw = self.kernel.config.settings.get(name, {})
+        if module.Settings is None:
+            if raw:
+                raise ModuleError(f"module '{name}' takes no settings, but kernel.yaml has settings.{name}")
+            return None
+        try:
+            return module.Settings.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(f"settings.{name}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
+            raise ModuleError(f"bad settings for module '{name}': {problems}") from None
 
     async def unload(self, name: str, force: bool = False) -> list[str]:
         """Unload `name`; with force, its dependants first (reverse order). Returns what was unloaded."""

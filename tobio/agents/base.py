@@ -49,6 +49,7 @@ class Agent:
         self.name = config.name
         self.inbox: Inbox[Delivery] = Inbox()
         self.status = "running"
+        self.module_state: dict[str, Any] = {}  # state that modules keep per agent (emotion's affect, …)
         self.delivered = 0
         self.handled = 0
         self.failures = 0

@@ -113,8 +113,8 @@ class AgentManager:
         existing = await self.kernel.db.call(read)
         agent = cls(self.kernel, config, existing.id if existing else self.kernel.db.next_ids("agents"))
         if existing is not None and existing.state_dict:
-            agent.load_state_dict(existing.state_dict)
-        state = agent.state_dict()
+            self.restore_state(agent, existing.state_dict)
+        state = self.full_state(agent)
         now = utcnow()
         if existing is not None and existing.config != config_json:
             log.info("agent %s: config changed since it was last spawned; using the new one", config.name)
@@ -168,7 +168,7 @@ class AgentManager:
                 log.error("cannot restore agent %s: %s", row.name, exc)
                 continue
             agent = cls(self.kernel, config, row.id)
-            agent.load_state_dict(row.state_dict or {})
+            self.restore_state(agent, row.state_dict or {})
             self._saved[agent.id] = (json.dumps(row.state_dict or {}, sort_keys=True), row.updated_at)
             if row.status == "paused":
                 agent.pause()
@@ -228,9 +228,23 @@ class AgentManager:
         self.live.clear()
 
     # -- state -----------------------------------------------------------------------------------
+    @staticmethod
+    def full_state(agent: Agent) -> dict[str, Any]:
+        """The agent's state_dict plus what modules keep for it (under "modules")."""
+        state = agent.state_dict()
+        if agent.module_state:
+            state = {**state, "modules": agent.module_state}
+        return state
+
+    @staticmethod
+    def restore_state(agent: Agent, state: dict[str, Any]) -> None:
+        state = dict(state)
+        agent.module_state = dict(state.pop("modules", None) or {})
+        agent.load_state_dict(state)
+
     async def save_state(self, agent: Agent) -> bool:
         """Persist state_dict if it changed: current in `agents`, the superseded one into `state`."""
-        state = agent.state_dict()
+        state = self.full_state(agent)
         encoded = json.dumps(state, sort_keys=True)
         previous, since = self._saved.get(agent.id, ("{}", utcnow()))
         if encoded == previous:

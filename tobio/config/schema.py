@@ -51,6 +51,9 @@ class KernelConfig(Frozen):
     channels: list[Name] = Field(default_factory=list)
     providers: dict[Name, dict[str, Any]] = Field(default_factory=dict, description="model back ends by name")
     models: dict[Name, ModelSpec] = Field(default_factory=dict)
+    settings: dict[Name, dict[str, Any]] = Field(
+        default_factory=dict, description="per-module settings (`settings: {emotion: {half_life_s: 300}}`), validated by each module"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     group_commit_ms: float = Field(2.0, ge=0, le=1000, description="longest wait to batch writes")
     tune_gc: bool = Field(

@@ -55,7 +55,7 @@ def register(root: Group) -> None:
             ("name", row.name), ("type", row.type), ("status", live.status if live else row.status),
             ("config file", row.config_file or "-"),
             ("threads", ", ".join(f"{s.thread_id}:{s.channel}" for s in subs) or "-"),
-            ("config", row.config), ("state", live.state_dict() if live else row.state_dict),
+            ("config", row.config), ("state", ctx.kernel.agents.full_state(live) if live else row.state_dict),
             ("created", row.created_at), ("updated", row.updated_at),
         ]
         return table(["field", "value"], fields, data={k: v for k, v in fields})
@@ -97,7 +97,7 @@ def register(root: Group) -> None:
         """Show an agent's current state_dict, or its whole history of states."""
         row = await _row(ctx, name)
         live = ctx.kernel.agents.live.get(name)
-        current = live.state_dict() if live else row.state_dict
+        current = ctx.kernel.agents.full_state(live) if live else row.state_dict
         if not history:
             return table(["key", "value"], sorted(current.items()), data=current)
 

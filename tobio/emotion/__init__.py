@@ -1,0 +1,1 @@
+"""Emotion: affect, appraisal and feedback."""

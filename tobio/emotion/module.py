@@ -1,0 +1,132 @@
+"""The `emotion` module: an explicit affect per agent, appraised from every message it receives or
+sends, fed back into its prompt (a mood line) and sampling (arousal warms the temperature).
+
+The affect lives in the agent's state (`modules.emotion`), so every change is in the `state` table
+and its history can be plotted. Time is message time: replays and imports decay correctly.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tobio.agents.base import Agent
+from tobio.db.migrations import utcnow
+from tobio.emotion.affect import Affect, Mood
+from tobio.emotion.appraise import Direction, LexiconAppraiser, ModelAppraiser
+from tobio.messages import Message
+from tobio.modules import Database, Module
+
+if TYPE_CHECKING:
+    from tobio.kernel import Kernel
+    from tobio.persona.prompt import Prompt
+
+log = logging.getLogger(__name__)
+KEY = "emotion"
+
+
+class EmotionSettings(BaseModel):
+    """`settings: {emotion: {...}}` in kernel.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    half_life_s: float = Field(600.0, gt=0, description="seconds for a mood to fall halfway back to baseline")
+    appraiser: Literal["lexicon", "model"] = Field("lexicon", description="VADER lexicon, or the `classify` model")
+    gain: float = Field(0.35, gt=0, le=1, description="how far one message moves the affect")
+    temperature_gain: float = Field(0.3, ge=0, le=1, description="temperature added per unit of arousal")
+    mood_in_prompt: bool = True
+
+
+class EmotionModule(Module):
+    """Affect, appraisal and feedback for every non-human agent."""
+
+    name = "emotion"
+    description = "Pleasure/arousal/dominance per agent, appraised from messages, fed back into prompts."
+    dependencies = (Database,)
+    Settings = EmotionSettings
+    settings: EmotionSettings
+
+    async def module_init(self, kernel: Kernel) -> None:
+        from tobio.emotion.commands import register
+
+        self.kernel = kernel
+        self.lexicon = LexiconAppraiser(self.settings.gain)
+        self._stop_observing = kernel.transport.observe(self._observe)
+        kernel.agents.add_prompt_hook(self.prompt_hook, owner=self)
+        register(kernel.commands, self)
+
+    async def module_exit(self, kernel: Kernel) -> None:
+        self._stop_observing()
+
+    # -- state -----------------------------------------------------------------------------------
+    def baseline(self, agent: Agent) -> Affect:
+        persona = getattr(agent, "persona", None)
+        mood = getattr(persona, "initial_mood", None)
+        return Affect(mood.pleasure, mood.arousal, mood.dominance) if mood is not None else Affect()
+
+    def mood(self, agent: Agent, at: datetime | None = None) -> Mood:
+        """The agent's mood, decayed to `at` (now by default)."""
+        state = agent.module_state.get(KEY)
+        baseline = self.baseline(agent)
+        mood = Mood.from_state(state) if state else Mood(baseline, baseline, at or utcnow())
+        return mood.at_time(at or utcnow(), self.settings.half_life_s)
+
+    def set_mood(self, agent: Agent, mood: Mood) -> None:
+        agent.module_state[KEY] = mood.to_state()
+
+    def feels(self, agent: Agent) -> bool:
+        return agent.type_name != "user"
+
+    # -- appraisal -------------------------------------------------------------------------------
+    def _observe(self, message: Message) -> None:
+        """Appraise a durable message for its sender (outgoing) and each live receiver (incoming)."""
+        if not message.content or message.channel is None:
+            return
+        receivers = [sub.receiver for sub in self.kernel.transport.channels.get(message.channel, {}).values()]
+        for agent in receivers:
+            if isinstance(agent, Agent) and self.feels(agent):
+                direction: Direction = "outgoing" if agent.id == message.sender_id else "incoming"
+                if self.settings.appraiser == "model":
+                    self.kernel.tasks.spawn(self._appraise_with_model(agent, message, direction), name=f"appraise:{agent.name}", kind="job")
+                else:
+                    self.apply(agent, self.lexicon.score(message.content, direction), message.created_at)
+
+    async def _appraise_with_model(self, agent: Agent, message: Message, direction: Direction) -> None:
+        appraiser = ModelAppraiser(self.kernel.models.get_for("classify"), self.settings.gain)
+        try:
+            delta = await appraiser.appraise(message.content, direction)
+        except Exception as exc:  # noqa: BLE001 - fall back rather than lose the appraisal
+            log.warning("model appraisal failed for %s (%s); using the lexicon", agent.name, exc)
+            delta = self.lexicon.score(message.content, direction)
+        self.apply(agent, delta, message.created_at)
+        await self.kernel.agents.save_state(agent)
+
+    def apply(self, agent: Agent, delta: Affect, at: datetime) -> Mood:
+        """Decay to `at`, then nudge by `delta`."""
+        mood = self.mood(agent, at)
+        mood = Mood(mood.affect.nudged(delta), mood.baseline, max(at, mood.at))
+        self.set_mood(agent, mood)
+        return mood
+
+    # -- feedback --------------------------------------------------------------------------------
+    async def prompt_hook(self, prompt: Prompt) -> None:
+        """Add the mood line and let arousal adjust the temperature."""
+        agent = prompt.agent
+        at = prompt.incoming.created_at if prompt.incoming is not None else utcnow()
+        affect = self.mood(agent, at).affect
+        if self.settings.mood_in_prompt:
+            prompt.system_extra.append(mood_line(affect))
+        model = self.kernel.models.models.get(getattr(agent.config, "model", ""))
+        base = prompt.params.get("temperature", (model.spec.params if model else {}).get("temperature", 0.7))
+        prompt.params["temperature"] = round(max(0.0, min(1.5, base + self.settings.temperature_gain * affect.arousal)), 3)
+        prompt.notes[KEY] = {"affect": affect.as_dict(), "label": affect.label, "temperature": prompt.params["temperature"]}
+
+
+def mood_line(affect: Affect) -> str:
+    """What the agent is told about its own mood."""
+    return (
+        f"Your mood right now: {affect.label} (pleasure {affect.pleasure:+.2f}, arousal {affect.arousal:+.2f}, "
+        f"dominance {affect.dominance:+.2f}). Let it colour how you answer."
+    )
