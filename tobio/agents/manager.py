@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
@@ -233,7 +234,7 @@ class AgentManager:
         """The agent's state_dict plus what modules keep for it (under "modules")."""
         state = agent.state_dict()
         if agent.module_state:
-            state = {**state, "modules": agent.module_state}
+            state = {**state, "modules": copy.deepcopy(agent.module_state)}  # a snapshot, not the live dict
         return state
 
     @staticmethod

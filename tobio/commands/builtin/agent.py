@@ -117,3 +117,26 @@ def register(root: Group) -> None:
         rows = [(i.thread_id, i.message.id, i.message.created_at, i.message.sender or "-", i.message.content) for i in shown]
         note = f"last {len(shown)} of {len(items)}" if len(shown) < len(items) else None
         return table(["thread", "msg", "at", "from", "content"], rows, note=note)
+
+    @agent.command(
+        "replay", NAME,
+        Arg("--at", help="the moment: ISO time (UTC), `now`, or relative as --at=-30s / -5m / -2h / -1d"),
+        Arg("--diff", nargs=2, metavar=("T1", "T2"), help="what changed between two moments"),
+    )
+    async def replay_(ctx: Context, name: str, at: str | None, diff: list[str] | None) -> Result:
+        """What the agent had at a moment, from the database alone: messages, summary, state, mood."""
+        from tobio.replay import diff as compare
+        from tobio.replay import parse_time, replay
+
+        if diff:
+            t1, t2 = parse_time(diff[0]), parse_time(diff[1])
+            rows = compare(await replay(ctx.kernel, name, t1), await replay(ctx.kernel, name, t2))
+            return table(["what", f"at {t1:%H:%M:%S}", f"at {t2:%H:%M:%S}"], rows,
+                         note=None if rows else "nothing changed")
+        when = parse_time(at or "now")
+        snap = await replay(ctx.kernel, name, when)
+        text = f"state: {snap.state}" + (f"\naffect: {snap.affect}" if snap.affect else "")
+        return table(["thread", "channel", "status", "messages", "last message", "summary"], snap.summary_rows(),
+                     title=f"{name} at {when:%Y-%m-%d %H:%M:%S}", text=text,
+                     data={"at": when.isoformat(), "state": snap.state, "affect": snap.affect, "messages": snap.message_ids()})
+

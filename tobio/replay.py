@@ -1,0 +1,152 @@
+"""Time travel: what an agent had at time T, reconstructed from the database alone.
+
+The messages pushed to its threads up to T, the summary that was current, its state_dict (from the
+`state` table, where every superseded state is kept) and the affect inside it decayed to T. Nothing
+is read from the live agent, so a replay after a restart, or of a killed agent, works the same.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tobio.db.database import orm
+from tobio.db.history import agent_history
+from tobio.db.migrations import utcnow
+from tobio.db.tables import AgentRow, StateRow, SummaryRow, ThreadRow
+from tobio.errors import AgentError, CommandError
+from tobio.messages import Message
+
+if TYPE_CHECKING:
+    from tobio.kernel import Kernel
+
+_RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_time(text: str, now: datetime | None = None) -> datetime:
+    """ISO time (UTC), `now`, or relative to now: `-30s`, `-5m`, `-2h`, `-1d`."""
+    now = now or utcnow()
+    if text == "now":
+        return now
+    match = _RELATIVE.match(text)
+    if match:
+        return now - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"not a time: {text!r} (ISO like 2026-11-24T21:30:00, `now`, or -30s/-5m/-2h/-1d)") from None
+    return value.replace(tzinfo=None) if value.tzinfo is None else value.astimezone().replace(tzinfo=None)
+
+
+@dataclass
+class ThreadView:
+    """One thread as it stood at T."""
+
+    id: int
+    channel: str | None
+    opened_at: datetime
+    open: bool
+    messages: list[Message] = field(default_factory=list)
+    summary: str | None = None
+    checkpoint: int | None = None
+
+
+@dataclass
+class Snapshot:
+    """An agent's experience and inner state at one moment."""
+
+    agent: str
+    at: datetime
+    threads: list[ThreadView]
+    state: dict[str, Any]
+    affect: dict[str, float] | None = None
+
+    def message_ids(self) -> dict[int, list[int]]:
+        return {t.id: [m.id for m in t.messages] for t in self.threads}
+
+    def summary_rows(self) -> list[tuple[Any, ...]]:
+        return [
+            (t.id, t.channel, "open" if t.open else "closed", len(t.messages),
+             t.messages[-1].content[:60] if t.messages else "", t.summary or "")
+            for t in self.threads
+        ]
+
+
+def _read(conn: Connection, name: str, at: datetime) -> tuple[AgentRow, list[ThreadRow], list, dict[int, tuple[str, int]], dict[str, Any]]:
+    session = orm(conn)
+    agent = session.scalars(sa.select(AgentRow).where(AgentRow.name == name)).first()
+    if agent is None:
+        raise AgentError(f"no agent named '{name}' (see `agent ls --all`)")
+    if agent.created_at > at:
+        raise AgentError(f"'{name}' did not exist yet at {at:%Y-%m-%d %H:%M:%S} (created {agent.created_at:%Y-%m-%d %H:%M:%S})")
+    threads = list(session.scalars(
+        sa.select(ThreadRow).where(ThreadRow.agent_id == agent.id, ThreadRow.opened_at <= at).order_by(ThreadRow.id)))
+    history = agent_history(conn, agent.id, until=at)
+    summaries: dict[int, tuple[str, int]] = {}
+    for thread_id, content, checkpoint in conn.execute(
+        sa.select(SummaryRow.thread_id, SummaryRow.content, SummaryRow.checkpoint_message_id)
+        .join(ThreadRow, ThreadRow.id == SummaryRow.thread_id)
+        .where(ThreadRow.agent_id == agent.id, SummaryRow.created_at <= at)
+        .order_by(SummaryRow.checkpoint_message_id)
+    ):
+        summaries[thread_id] = (content, checkpoint)  # the latest one wins
+    state = session.scalars(
+        sa.select(StateRow.state_dict).where(StateRow.agent_id == agent.id, StateRow.created_at <= at, StateRow.superseded_at > at)
+        .order_by(StateRow.id.desc()).limit(1)
+    ).first()
+    return agent, threads, history, summaries, state if state is not None else agent.state_dict
+
+
+async def replay(kernel: Kernel, name: str, at: datetime) -> Snapshot:
+    """The agent `name` as it was at `at` (UTC)."""
+    await kernel.flush()
+    agent, threads, history, summaries, state = await kernel.db.call(_read, name, at)
+    views = {t.id: ThreadView(t.id, t.channel, t.opened_at, t.closed_at is None or t.closed_at > at) for t in threads}
+    for item in history:
+        if item.thread_id in views:
+            views[item.thread_id].messages.append(item.message)
+    for thread_id, (content, checkpoint) in summaries.items():
+        if thread_id in views:
+            views[thread_id].summary, views[thread_id].checkpoint = content, checkpoint
+    return Snapshot(name, at, list(views.values()), state, _affect_at(kernel, state, at))
+
+
+def _affect_at(kernel: Kernel, state: dict[str, Any], at: datetime) -> dict[str, float] | None:
+    emotion = (state or {}).get("modules", {}).get("emotion")
+    if not emotion:
+        return None
+    from tobio.emotion.affect import Mood
+
+    module = kernel.modules.loaded.get("emotion")
+    half_life = module.settings.half_life_s if module is not None else 0.0
+    return Mood.from_state(emotion).at_time(at, half_life).affect.as_dict()
+
+
+def diff(before: Snapshot, after: Snapshot) -> list[tuple[str, Any, Any]]:
+    """What changed between two snapshots: per thread message counts, summaries, state keys, affect."""
+    rows: list[tuple[str, Any, Any]] = []
+    old = {t.id: t for t in before.threads}
+    for thread in after.threads:
+        prev = old.get(thread.id)
+        n_before = len(prev.messages) if prev else 0
+        if n_before != len(thread.messages):
+            new_texts = [m.content for m in thread.messages[n_before:]]
+            rows.append((f"thread {thread.id} ({thread.channel}) messages", n_before, f"{len(thread.messages)} (+{'; '.join(new_texts)[:120]})"))
+        if prev is None:
+            rows.append((f"thread {thread.id} ({thread.channel})", "-", "opened"))
+        elif prev.open and not thread.open:
+            rows.append((f"thread {thread.id} ({thread.channel})", "open", "closed"))
+        if (prev.summary if prev else None) != thread.summary:
+            rows.append((f"thread {thread.id} summary", prev.summary if prev else None, thread.summary))
+    for key in sorted(set(before.state) | set(after.state)):
+        if key != "modules" and before.state.get(key) != after.state.get(key):
+            rows.append((f"state.{key}", before.state.get(key), after.state.get(key)))
+    if before.affect != after.affect:
+        rows.append(("affect", before.affect, after.affect))
+    return rows
