@@ -34,6 +34,7 @@ class AgentConfig(Frozen):
     description: str = ""
     channels: list[Name] = Field(default_factory=list, description="channels to subscribe to at spawn")
     commands: list[str] = Field(default_factory=list, description="command prefixes this agent may run")
+    max_failures: int = Field(5, ge=1, description="pause the agent after this many failures in a row")
 
 
 class Agent:
@@ -124,9 +125,13 @@ class Agent:
                 self.failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - one bad message must not kill the agent
+            except Exception as exc:  # noqa: BLE001 - one bad message must not kill the agent
                 self.failures += 1
-                log.exception("agent %s failed on message %s", self.name, delivery.message.id)
+                log.error("agent %s failed on message %s (%d in a row): %s", self.name, delivery.message.id, self.failures, exc)
+                if self.failures >= self.config.max_failures:
+                    log.error("agent %s paused after %d failures in a row; `agent resume %s` when fixed",
+                              self.name, self.failures, self.name)
+                    await self.kernel.agents.pause(self.name)
             await self.kernel.agents.save_state(self)
 
     def __repr__(self) -> str:
