@@ -63,6 +63,7 @@ class Kernel:
         self.tasks = TaskManager()
         self.models = ModelRegistry(self)
         self.runs = RunManager(self)
+        self.floors: dict[str, Any] = {}  # channel -> turn-taking Floor (scenes module)
         self.writer: GroupCommitWriter | None = None
         self.transport: Transport = None  # type: ignore[assignment]  # set in _boot
         self.loop: asyncio.AbstractEventLoop | None = None

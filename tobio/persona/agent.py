@@ -50,10 +50,14 @@ class PersonaAgent(Agent):
         self.turns = int(state.get("turns", 0))
         self.last_run = state.get("last_run")
 
-    def should_answer(self, delivery: Delivery) -> bool:
+    async def should_answer(self, delivery: Delivery) -> bool:
+        """People get an answer; in a channel with a floor, only from the member it picks."""
         sender = delivery.message.sender
         if sender == self.name or delivery.message.channel is None:
             return False
+        floor = self.kernel.floors.get(delivery.message.channel)
+        if floor is not None and self.name in floor.members:
+            return await floor.decide(delivery.message) == self.name
         if sender is None:
             return True  # posted by the kernel / an operator
         other = self.kernel.agents.live.get(sender)
@@ -68,7 +72,7 @@ class PersonaAgent(Agent):
         return prompt
 
     async def on_message(self, delivery: Delivery) -> None:
-        if not self.should_answer(delivery):
+        if not await self.should_answer(delivery):
             return
         channel = delivery.message.channel
         assert channel is not None

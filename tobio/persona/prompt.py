@@ -38,7 +38,12 @@ class Prompt:
         extra = ([f"Earlier in this conversation: {self.summary}"] if self.summary else []) + self.system_extra
         out: list[dict[str, Any]] = [{"role": "system", "content": persona.system_prompt(extra)}]
         out += persona.example_messages()
+        others = {m.sender for m in self.history if m.sender != self.agent.name}
+        named = len(others) > 1  # several speakers: say who said what
         for message in self.history:
-            role = "assistant" if message.sender == self.agent.name else "user"
-            out.append({"role": role, "content": message.content})
+            if message.sender == self.agent.name:
+                out.append({"role": "assistant", "content": message.content})
+            else:
+                who = message.sender or "Narrator"
+                out.append({"role": "user", "content": f"{who}: {message.content}" if named else message.content})
         return out

@@ -1,0 +1,1 @@
+"""Turn-taking floors and multi-agent scenes."""
