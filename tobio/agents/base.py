@@ -35,6 +35,7 @@ class AgentConfig(Frozen):
     channels: list[Name] = Field(default_factory=list, description="channels to subscribe to at spawn")
     commands: list[str] = Field(default_factory=list, description="command prefixes this agent may run")
     max_failures: int = Field(5, ge=1, description="pause the agent after this many failures in a row")
+    sql_all_rows: bool = Field(False, description="let this agent's `sql` see every agent's rows (read-only still)")
 
 
 class Agent:

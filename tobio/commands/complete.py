@@ -10,6 +10,7 @@ refreshed in the background.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -158,9 +159,8 @@ class CommandCompleter:
             return _matching([("--help", "show this help")], word, "flag")
         items = [(name, _node_help(node)) for name, node in sorted(group.children.items())]
         out = _matching(items + sorted((extra or {}).items()), word, "command")
-        if fallback and word.value and not out:
-            taken = {c.display for c in out}
-            out += _matching([(n, _node_help(c)) for n, c in sorted(self.root.children.items()) if n not in taken], word, "command")
+        if fallback and word.value and not out:  # nothing here by that name: try the root's commands
+            out = _matching([(n, _node_help(c)) for n, c in sorted(self.root.children.items())], word, "command")
         return out
 
     # -- arguments ---------------------------------------------------------------------------
@@ -207,7 +207,7 @@ class CommandCompleter:
             if not arg.positional and arg.name not in used:
                 meta = "" if arg.flag else f" · {arg.metavar or arg.dest.upper()}"
                 items.append((arg.name, f"{arg.help}{meta}".strip(" ·")))
-        return _matching(items + [("--help", "show this help")], word, "flag")
+        return _matching([*items, ("--help", "show this help")], word, "flag")
 
     def _values(self, arg: Arg, word: Word, consumed: list[Word]) -> list[Candidate]:
         if arg.choices:
@@ -268,7 +268,8 @@ def _files(word: Word) -> list[Candidate]:
         if entry.name.startswith(tail) and (tail.startswith(".") or not entry.name.startswith(".")):
             path, is_dir = prefix + entry.name, entry.is_dir()
             text = quote_for(path + "/", word, close=False) if is_dir else quote_for(path, word) + " "
-            out.append(Candidate(text, -word.length, entry.name + "/" * is_dir, "directory" if is_dir else "file", "file"))
+            shown, kind = entry.name + "/" * is_dir, "directory" if is_dir else "file"
+            out.append(Candidate(text, -word.length, shown, kind, "file"))
     return out
 
 
@@ -326,7 +327,8 @@ def complete_sql(text: str, sources: Sources) -> list[Candidate]:
         schema, functions = sources.sql_schema(), sources.sql_functions()
     except Exception:  # noqa: BLE001
         schema, functions = {}, []
-    aliases = {m.group(2).lower(): m.group(1) for m in _ALIAS.finditer(statement) if m.group(2) and m.group(2).upper() not in SQL_KEYWORDS}
+    aliases = {m.group(2).lower(): m.group(1) for m in _ALIAS.finditer(statement)
+               if m.group(2) and m.group(2).upper() not in SQL_KEYWORDS}
     lower = {t.lower(): t for t in schema}
 
     def columns_of(table: str) -> list[tuple[str, str]]:
@@ -351,7 +353,8 @@ def complete_sql(text: str, sources: Sources) -> list[Candidate]:
         return make(tables, "table")
     keywords = [(k, "keyword") for k in SQL_KEYWORDS]
     if not previous:
-        return _unique(make([(k, "keyword") for k in _STATEMENT_START], "keyword", case=True) + make(keywords, "keyword", case=True))
+        starts = make([(k, "keyword") for k in _STATEMENT_START], "keyword", case=True)
+        return _unique(starts + make(keywords, "keyword", case=True))
     named = {t for t in schema if re.search(rf"\b{re.escape(t)}\b", statement, re.IGNORECASE)}
     named |= {lower[t.lower()] for t in aliases.values() if t.lower() in lower}
     columns = [c for t in sorted(named or schema) for c in columns_of(t)]
@@ -362,8 +365,11 @@ def complete_sql(text: str, sources: Sources) -> list[Candidate]:
 
 
 def _unique(candidates: list[Candidate]) -> list[Candidate]:
-    seen: set[str] = set()
-    return [c for c in candidates if not (c.text in seen or seen.add(c.text))]  # type: ignore[func-returns-value]
+    """The first candidate for each text (a keyword may also be a statement start, a column two tables')."""
+    seen: dict[str, Candidate] = {}
+    for candidate in candidates:
+        seen.setdefault(candidate.text, candidate)
+    return list(seen.values())
 
 
 # -- values from a live kernel -----------------------------------------------------------------
@@ -386,20 +392,16 @@ class _Cached:
                     self._pending = None
             pending = self._pending
         if not self.loaded and pending is not None:
-            try:
+            with contextlib.suppress(Exception):  # timed out or failed: answer with what we have
                 pending.result(wait)  # the first answer is worth a short wait
-            except Exception:  # noqa: BLE001
-                pass
         return self.value
 
     def _done(self, future: Future[Any]) -> None:
         with self._lock:
             self._pending = None
             self.when = time.monotonic()
-            try:
+            with contextlib.suppress(BaseException):  # failed or cancelled: keep the old value
                 self.value, self.loaded = self.convert(future.result()), True
-            except BaseException:  # noqa: BLE001 - failed or cancelled: keep the old value
-                pass
 
     def invalidate(self) -> None:
         self.when = 0.0
@@ -420,8 +422,12 @@ _FUNCTIONS_SQL = (
 
 
 def _model_help(model: Any) -> str:
-    spec = getattr(model, "spec", model)
+    spec = model.spec
     return f"{spec.provider} {spec.model} · {spec.purpose}".replace("  ", " ")
+
+
+def _functions_of(result: Result) -> list[tuple[str, str]]:
+    return [(name, (description or kind)[:60]) for name, kind, description in result.rows or []]
 
 
 def _schema_of(result: Result) -> dict[str, list[tuple[str, str]]]:
@@ -439,7 +445,7 @@ class KernelSources:
         dialect = kernel.db.dialect
         self._schema = _Cached(self._query(_SCHEMA_SQL.get(dialect, "")), _schema_of, 30.0, {})
         functions = _FUNCTIONS_SQL if dialect == "duckdb" else ""
-        self._functions = _Cached(self._query(functions), lambda r: [(n, (d or t)[:60]) for n, t, d in r.rows or []], 3600.0, [])
+        self._functions = _Cached(self._query(functions), _functions_of, 3600.0, [])
         self._threads = _Cached(self._query("thread ls", sql=False), lambda r: [
             (str(row[0]), f"{row[1]}@{row[2]}{' (closed)' if row[4] else ''}") for row in r.rows or []], 2.0, [])
 
@@ -476,11 +482,10 @@ class KernelSources:
         if source == "task":
             return [(str(t.id), f"{t.name} · {t.state}") for t in kernel.tasks.list()]
         if source == "model":
-            models = getattr(kernel.models, "models", kernel.models)  # a ModelRegistry, or a plain dict
-            return [(n, _model_help(m)) for n, m in sorted(list(models.items()))]
+            return [(n, _model_help(m)) for n, m in sorted(list(kernel.models.models.items()))]
         if source == "provider":
-            providers = getattr(kernel.models, "providers", {})
-            return [(n, str(getattr(getattr(p, "config", None), "type", "") or "")) for n, p in sorted(list(providers.items()))]
+            providers = kernel.models.providers
+            return [(n, str(getattr(p.config, "type", ""))) for n, p in sorted(list(providers.items()))]
         if source == "run":
             runs = getattr(getattr(kernel, "runs", None), "live", {})
             return [(str(i), f"{r.model.name} · {r.status}") for i, r in sorted(list(runs.items()))]

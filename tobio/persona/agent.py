@@ -3,6 +3,7 @@ with a prompt built from its persona file and its thread's context, streaming th
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Literal
 
@@ -78,7 +79,15 @@ class PersonaAgent(Agent):
         assert channel is not None
         model = self.kernel.models.get(self.config.model)
         prompt = await self.build_prompt(delivery.thread_id, delivery.message)
-        run = model.run(prompt.messages(), params=prompt.params, thread_id=delivery.thread_id, agent_id=self.id)
+        messages = prompt.messages()
+        if self.config.commands:
+            messages, answered = await self._use_commands(model, messages, prompt, delivery.thread_id, delivery.message.id)
+            if answered is not None:  # the model answered without asking for a command: that is the reply
+                message = await self.say(channel, tidy(answered.text), metadata={"run_id": answered.id})
+                await self.kernel.runs.link(answered, message.id)
+                self.last_run, self.turns = answered.id, self.turns + 1
+                return
+        run = model.run(messages, params=prompt.params, thread_id=delivery.thread_id, agent_id=self.id)
         self.last_run = run.id
         if self.config.stream:
             message = await self.stream(channel, run.deltas(), metadata={"run_id": run.id}, finish=tidy)
@@ -87,6 +96,37 @@ class PersonaAgent(Agent):
             message = await self.say(channel, tidy(run.text), metadata={"run_id": run.id})
         await self.kernel.runs.link(run, message.id)
         self.turns += 1
+
+
+    async def _use_commands(self, model: Any, messages: list[dict[str, Any]], prompt: Prompt, thread_id: int,
+                            trigger_id: int, rounds: int = 3) -> tuple[list[dict[str, Any]], Any]:
+        """Let the model run whitelisted commands before it answers. Returns the messages to answer from,
+        and the run that already answered (when the model asked for no command), else None."""
+        from tobio.persona import tools
+
+        allowed = list(self.config.commands)
+        native = model.provider.supports_tools
+        if not native:
+            messages = [{**messages[0], "content": messages[0]["content"] + "\n" + tools.text_protocol(allowed)}, *messages[1:]]
+        for _ in range(rounds):
+            run = model.run(messages, params=prompt.params, thread_id=thread_id, agent_id=self.id,
+                            tools=[tools.tool_definition(allowed)] if native else None)
+            await run.wait()
+            asked = tools.requested_command(run)
+            if asked is None:
+                return messages, run
+            command, call_id = asked
+            output = await tools.execute(self, command, run, trigger_id)
+            if call_id is not None:
+                messages = messages + [
+                    {"role": "assistant", "content": run.text or None, "tool_calls": [
+                        {"id": call_id, "type": "function", "function": {"name": "run_command", "arguments": json.dumps({"command": command})}}]},
+                    {"role": "tool", "tool_call_id": call_id, "content": output},
+                ]
+            else:
+                messages = messages + [{"role": "assistant", "content": run.text},
+                                       {"role": "user", "content": f"Output of `{command}`:\n{output}\nNow answer."}]
+        return messages, None
 
 
 def tidy(text: str) -> str:

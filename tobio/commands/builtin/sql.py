@@ -65,10 +65,22 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def run_sql(conn: sa.Connection, statements: list[str], write: bool, limit: int) -> tuple[list[str] | None, list[tuple[Any, ...]], bool, int]:
-    """Run statements on the DB thread; returns (columns, rows, truncated, affected) of the last one."""
+def run_sql(
+    conn: sa.Connection, statements: list[str], write: bool, limit: int, agent_id: int | None = None
+) -> tuple[list[str] | None, list[tuple[Any, ...]], bool, int]:
+    """Run statements on the DB thread; returns (columns, rows, truncated, affected) of the last one.
+
+    With `agent_id`, the statements see only that agent's rows (tobio.agents.sandbox).
+    """
     dialect = conn.dialect.name
     raw = conn.connection.dbapi_connection
+    views: list[str] = []
+    if agent_id is not None:
+        from tobio.agents import sandbox
+
+        for statement in statements:
+            sandbox.check_query(conn, statement)
+        views = sandbox.create_views(conn, agent_id)
     if not write:
         if dialect == "duckdb":
             for statement in statements:
@@ -106,6 +118,10 @@ def run_sql(conn: sa.Connection, statements: list[str], write: bool, limit: int)
     finally:
         if not write and dialect == "sqlite":
             conn.exec_driver_sql("PRAGMA query_only = OFF")
+        if views:
+            from tobio.agents import sandbox
+
+            sandbox.drop_views(conn, views)
     return columns, rows, truncated, affected
 
 
@@ -119,11 +135,17 @@ def register(root: Group) -> None:
     async def sql(ctx: Context, query: str, write: bool, limit: int) -> Result:
         """Run SQL on the kernel's database (read-only unless --write)."""
         kernel = ctx.kernel
+        agent_id = None
+        if ctx.agent is not None:  # an agent asking: read-only, and its own rows unless its config says otherwise
+            if write:
+                raise CommandError(f"agent '{ctx.agent.name}' may not write with sql")
+            if not getattr(ctx.agent.config, "sql_all_rows", False):
+                agent_id = ctx.agent.id
         statements = split_statements(query, kernel.db.dialect)
         if not statements:
             raise CommandError("no SQL statement given", usage="usage: sql [--write] [--limit N] QUERY")
         await kernel.flush()  # what was posted before the query is visible to it
-        columns, rows, truncated, affected = await kernel.db.call(run_sql, statements, write, limit)
+        columns, rows, truncated, affected = await kernel.db.call(run_sql, statements, write, limit, agent_id)
         if columns is None:
             return Result(text=f"ok ({affected} rows affected)" if affected else "ok")
         note = f"showing the first {limit} rows; use --limit" if truncated else None

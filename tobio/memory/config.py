@@ -1,0 +1,34 @@
+"""Memory settings. Module-specific config has no place in kernel.yaml yet, so they live here, in code."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class MemoryConfig(BaseModel):
+    """Budgets, retrieval weights and switches; override with `MemoryModule.configure(...)` or a subclass."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    budget_tokens: int = Field(1536, ge=64, description="the whole prompt (system, summary, memories, history)")
+    summary_tokens: int = Field(192, ge=8, description="most tokens a summary may take in the prompt")
+    memory_tokens: int = Field(256, ge=0, description="most tokens the retrieved memories may take")
+    reserve_tokens: int = Field(32, ge=0, description="left for hooks that run after memory's")
+    message_overhead_tokens: int = Field(4, ge=0, description="chat-template tokens around each message")
+    summarize_at: float = Field(0.75, gt=0, le=1, description="summarise when a thread's unsummarised tokens pass this share of the history budget")
+    chunk_share: float = Field(0.7, gt=0, le=1, description="share of the unsummarised tokens folded into the next summary")
+    max_chunk_tokens: int = Field(1024, ge=32, description="most tokens of messages sent to the summariser at once")
+    max_history_messages: int = Field(400, ge=1, description="most messages after the checkpoint read per prompt")
+    k: int = Field(5, ge=0, description="memories added to each prompt")
+    w_relevance: float = 1.0
+    w_recency: float = 0.05
+    w_importance: float = 0.1  # tuned on LoCoMo dev with bench/locomo.py --grid
+    recency_half_life_hours: float = Field(24.0 * 30, gt=0, description="in the agent's subjective time")
+    hybrid_alpha: float = Field(0.4, ge=0, le=1, description="share of embedding similarity in relevance; the rest is BM25")
+    embed_batch: int = Field(64, ge=1)
+    index: bool = Field(True, description="embed every durable message")
+    summarize: bool = Field(True, description="keep threads under budget with recursive summaries")
+    summarize_all_threads: bool = Field(False, description="also threads of agents without a chat model (users): they have no prompt to keep small")
+    embed_model: str = "embed"
+    summarize_model: str = "summarize"
+    tokenizer_model: str = Field("chat-default", description="counts tokens for threads whose agent has no model")

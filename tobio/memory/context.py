@@ -1,0 +1,124 @@
+"""The prompt hook: latest summary + as much recent history as fits + retrieved memories, within budget.
+
+The budget is for the whole prompt as the chat model will count it: the persona's system prompt
+and examples (measured, not assumed), the summary, memory lines and history, plus a per-message
+template overhead. History is filled newest first, so if a summary is still being written the
+oldest unsummarised messages are dropped from this prompt rather than overflowing it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import TYPE_CHECKING, Any
+
+from tobio.db.history import Context, thread_context
+from tobio.memory.index import Hit
+from tobio.messages import Message
+
+if TYPE_CHECKING:
+    from tobio.memory.service import Memory
+    from tobio.models.bundle import Model
+    from tobio.persona.prompt import Prompt
+
+
+def memory_line(hit: Hit) -> str:
+    """How a retrieved memory reads in the system prompt."""
+    who = "summary" if hit.item.kind == "summary" else (hit.item.sender or "someone")
+    return f"Memory ({hit.item.created_at:%Y-%m-%d}, {who}): {hit.item.content}"
+
+
+async def _prompt_tokens(memory: Memory, model: Model, prompt: Prompt) -> int:
+    """What the final messages cost with the model's tokenizer, template overhead included."""
+    overhead = memory.config.message_overhead_tokens
+    messages = prompt.messages()
+    total = 0
+    # History contents are counted by message id (cached); the rest by text.
+    by_content = {m.content: m for m in prompt.history}
+    for m in messages:
+        content = str(m.get("content", ""))
+        known = by_content.get(content)
+        total += overhead + (await memory.tokens.message(model, known) if known else await memory.tokens.text(model, content))
+    return total
+
+
+def make_hook(memory: Memory) -> Any:
+    """Build the hook bound to this memory service."""
+
+    async def memory_hook(prompt: Prompt) -> None:
+        """Replace the history with a budgeted one and add the top memories as system lines."""
+        began = time.perf_counter()
+        config = memory.config
+        agent = prompt.agent
+        model = memory.tokenizer_for(agent.id)
+        overhead = config.message_overhead_tokens
+        limit = getattr(agent.config, "context_messages", 0)
+        if prompt.history and len(prompt.history) < limit:
+            # The persona already read everything after the checkpoint: no second round trip.
+            context = Context(prompt.summary, prompt.history[0].id - 1 if prompt.summary else None, list(prompt.history))
+        else:
+            context = await memory.kernel.db.call(thread_context, prompt.thread_id, config.max_history_messages)
+
+        # What the persona costs before memory adds anything.
+        prompt.summary, prompt.history = None, []
+        fixed = await _prompt_tokens(memory, model, prompt)
+        memory.fixed_tokens[agent.id] = fixed
+        available = config.budget_tokens - config.reserve_tokens - fixed
+
+        summary = context.summary
+        if summary:
+            summary = await memory.tokens.truncate(model, summary, min(config.summary_tokens, max(0, available // 3)))
+        summary_cost = (await memory.tokens.text(model, f"Earlier in this conversation: {summary}") + 1) if summary else 0
+        room = available - summary_cost - min(config.memory_tokens, max(0, available // 4))
+
+        history: list[Message] = []
+        used = 0
+        for message in reversed(context.messages):
+            cost = await memory.tokens.message(model, message) + overhead
+            if used + cost > room:
+                if not history:  # the newest message alone is too long: keep its beginning
+                    text = await memory.tokens.truncate(model, message.content, max(0, room - overhead))
+                    history.append(dataclasses.replace(message, content=text))
+                break
+            history.append(message)
+            used += cost
+        history.reverse()
+        dropped = len(context.messages) - len(history)
+
+        query = prompt.incoming.content if prompt.incoming else (history[-1].content if history else "")
+        exclude = {("message", m.id) for m in history}
+        hits = await memory.search(agent.id, query, exclude=exclude) if config.k and query else []
+        left = min(config.memory_tokens, available - summary_cost - used)
+        lines: list[str] = []
+        kept: list[Hit] = []
+        for hit in hits:
+            line = memory_line(hit)
+            cost = await memory.tokens.text(model, line) + 1
+            if cost <= left:
+                lines.append(line)
+                kept.append(hit)
+                left -= cost
+
+        prompt.summary = summary
+        prompt.history = history
+        prompt.system_extra.extend(lines)
+        # Guarantee: measure the real thing and shed memories, then oldest history, until it fits.
+        total = await _prompt_tokens(memory, model, prompt)
+        while total > config.budget_tokens - config.reserve_tokens and (lines or len(prompt.history) > 1):
+            if lines:
+                prompt.system_extra.remove(lines.pop())
+                kept.pop()
+            else:
+                prompt.history.pop(0)
+                dropped += 1
+            total = await _prompt_tokens(memory, model, prompt)
+        if dropped or context.messages and len(context.messages) >= config.max_history_messages:
+            memory.summarizer.poke(prompt.thread_id)
+        prompt.notes["memory"] = {
+            "budget": config.budget_tokens, "prompt_tokens": total, "fixed_tokens": fixed,
+            "summary": bool(summary), "history": len(prompt.history), "dropped_pending_summary": dropped,
+            "memories": [f"{h.item.kind}:{h.item.source_id}" for h in kept],
+            "ms": round((time.perf_counter() - began) * 1000, 2),
+        }
+
+    return memory_hook

@@ -1,0 +1,22 @@
+"""Memory's schema migrations, recorded in schema_migrations as `memory.mNNN_…`."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Connection
+
+from tobio.db.migrations import Migration
+from tobio.db.tables import Base
+from tobio.memory import tables
+
+MIGRATIONS: list[Migration] = []
+
+
+def _migration(fn: Migration) -> Migration:
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@_migration
+def m001_memory(conn: Connection) -> None:
+    """Embedded items, summary spans, forgotten messages."""
+    Base.metadata.create_all(conn, tables=[Base.metadata.tables[n] for n in tables.TABLES])

@@ -1,0 +1,40 @@
+"""Words for lexical scoring, and the cheap importance estimate every memory gets when it is indexed."""
+
+from __future__ import annotations
+
+import math
+import re
+
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below between
+    both but by can could did do does doing down during each few for from further had has have having he her here
+    hers herself him himself his how i if in into is it its itself just me more most my myself no nor not now of off
+    on once only or other our ours ourselves out over own same she should so some such than that the their theirs
+    them themselves then there these they this those through to too under until up very was we were what when where
+    which while who whom why will with would you your yours yourself yourselves i'm you're it's that's don't
+    yeah oh wow hey hi really so just like also got get""".split()
+)
+
+
+def _stem(word: str) -> str:
+    """A light suffix stripper: enough to match 'painting'/'paints'/'painted' without a dependency."""
+    for suffix, keep in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
+            return word[: -len(suffix)] + keep
+    return word
+
+
+def terms(text: str) -> list[str]:
+    """Lower-cased, stemmed content words (the same for documents and queries)."""
+    return [_stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+
+
+def importance(text: str) -> float:
+    """0..1 from the number of distinct content words: 'ok, thanks!' matters less than a detailed account.
+
+    Cheap and defensible: the Generative Agents paper asks an LLM to rate poignancy, which costs a model
+    call per message; information content is a proxy that needs none and is deterministic.
+    """
+    distinct = len(set(terms(text)))
+    return min(1.0, math.log1p(distinct) / math.log1p(24))
