@@ -25,7 +25,7 @@ class ShellCommands:
                 return lambda func: func
             return root.command(name, *args, aliases=tuple(a for a in aliases if a not in taken), owner=self)
 
-        @command("exit", Arg("code", type=int, nargs="?", help="leave the shell with this exit status"), aliases=("quit",))
+        @command("exit", Arg("code", type=int, nargs="?", help="leave the shell with this status"), aliases=("quit",))
         def exit_(ctx: Context, code: int | None) -> None:
             """Leave the current subshell, or the shell at the top (Ctrl-D too)."""
             raise CommandError("`exit` is understood by tobio-shell only")

@@ -27,15 +27,15 @@ class ShellCompleter(Completer):
             extra = {"exit": "leave this subshell (Ctrl-D too)"} if mode else None
             return self.engine.complete(text, group=self.session.group, extra=extra)
         if mode.kind == "raw" and mode.command is not None:
-            leave = [Candidate("exit", -len(text), "exit", "leave this subshell", "command")] if text and "exit".startswith(text) else []
-            return leave + self.engine.complete_raw(mode.command, text)
+            leave = Candidate("exit", -len(text), "exit", "leave this subshell", "command")
+            return ([leave] if text and "exit".startswith(text) else []) + self.engine.complete_raw(mode.command, text)
         if not text.startswith("/"):
             return []
         head, space, rest = text.partition(" ")
         if not space:
-            return [Candidate(w + " ", -len(text), w, h, "command") for w, h in CHAT_WORDS.items() if w.startswith(text)] + [
-                Candidate("/" + c.text, c.start - 1, c.display, c.help, c.kind) for c in self.engine.complete(text[1:])
-            ]
+            words = [Candidate(w + " ", -len(text), w, h, "command") for w, h in CHAT_WORDS.items() if w.startswith(text)]
+            commands = [Candidate("/" + c.text, c.start - 1, c.display, c.help, c.kind) for c in self.engine.complete(text[1:])]
+            return words + commands
         return self.engine.complete(rest if head == "/cmd" else text[1:])
 
     def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterator[Completion]:

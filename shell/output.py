@@ -70,7 +70,7 @@ class Printer:
 
     # -- results -----------------------------------------------------------------------------
     def result(self, result: Result) -> None:
-        if result.text is None and result.columns is None and result.data is None and not result.title and not result.note:
+        if all(v is None for v in (result.text, result.columns, result.data, result.title, result.note)):
             return
         if self.style == "json":
             self.write(json.dumps(result.to_json(), ensure_ascii=False, default=str) + "\n")
@@ -110,6 +110,8 @@ class Printer:
                 for row in shown:
                     table.add_row(*(Text(cell(v)) for v in row))
                 console.print(table)
+                if not rows:
+                    notes.append("no rows")
                 if len(shown) < len(rows):
                     notes.append(f"showing {len(shown)} of {len(rows)} rows; --json, a pipe or --max-rows 0 shows all")
             for note in ([result.note] if result.note else []) + notes:
@@ -137,7 +139,8 @@ class Printer:
     def error(self, exc: BaseException | str, where: str = "") -> None:
         """One clear line (plus the usage, if any); the traceback only with --debug."""
         if isinstance(exc, BaseException) and not isinstance(exc, TobioError):
-            message = f"internal error: {type(exc).__name__}: {exc}" + ("" if self.debug else " (--debug shows the traceback)")
+            hint = "" if self.debug else " (--debug shows the traceback)"
+            message = f"internal error: {type(exc).__name__}: {exc}{hint}"
         else:
             message = str(exc)
         label = f"{RED}{BOLD}error:{RESET}" if self.color else "error:"
@@ -167,7 +170,8 @@ class ConsoleLogHandler(logging.Handler):
             text = record.getMessage()
             if record.exc_info and record.exc_info[1] is not None:
                 exc = record.exc_info[1]
-                text += "\n" + "".join(traceback.format_exception(exc)).rstrip() if self.debug else f": {type(exc).__name__}: {exc}"
+                trace = "\n" + "".join(traceback.format_exception(exc)).rstrip()
+                text += trace if self.debug else f": {type(exc).__name__}: {exc}"
             label = record.levelname.lower()
             if self.printer.color:
                 label = f"{YELLOW if record.levelno < logging.ERROR else RED}{label}{RESET}"

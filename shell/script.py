@@ -49,8 +49,9 @@ def substitute(line: str, args: Sequence[str], name: str = "") -> str:
         if default is not None:
             return default
         what = f"${key}" if digit else f"${{{key}}}"
-        got = f"the script got {len(args)} argument{'s' * (len(args) != 1)}" if key.isdigit() else "not in the environment"
-        raise CommandError(f"{what} is not set ({got})")
+        if not key.isdigit():
+            raise CommandError(f"{what} is not set (not in the environment)")
+        raise CommandError(f"{what} is not set (the script got {len(args)} argument{'s' * (len(args) != 1)})")
 
     return _VARIABLE.sub(value, line)
 
@@ -90,15 +91,8 @@ class Batch:
     def run(self, lines: Iterable[tuple[str, str]]) -> int:
         """Run every line; returns the exit status (0, 1 after a failure, or what `exit N` asked)."""
         failed = False
-        pending, where = "", ""
         try:
-            for place, line in lines:
-                text = f"{pending}\n{line}" if pending else line
-                where = where if pending else place
-                if self.session.needs_more(text):
-                    pending = text
-                    continue
-                pending = ""
+            for where, text in self.session.chunks(lines):
                 status = self.line(text, where)
                 if isinstance(status, int) and not isinstance(status, bool):
                     return status
@@ -106,8 +100,6 @@ class Batch:
                     failed = True
                     if not self.keep_going:
                         return 1
-            if pending.strip():
-                failed = not self.line(pending, where) or failed
         except (Interrupted, KeyboardInterrupt):
             self.printer.error("interrupted")
             return 130
@@ -135,7 +127,8 @@ class Batch:
         elif action.kind == "info":
             self.printer.info(action.line)
         elif action.kind in ("chat", "say"):
-            self.printer.error(CommandError("`chat` needs the interactive prompt; in scripts use `channel post` and `wait`"), where)
+            message = "`chat` needs the interactive prompt; in scripts use `channel post` and `wait`"
+            self.printer.error(CommandError(message), where)
             return False
         elif action.kind == "error" and action.error is not None:
             self.printer.error(action.error, where)

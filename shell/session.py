@@ -7,6 +7,7 @@ and after `sql` alone lines gather until a statement ends with `;`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,11 +19,12 @@ if TYPE_CHECKING:
     from tobio.kernel import Kernel
 
 LEAVE_WORDS = ("exit", "quit", "\\q")
+HELP_WORDS = ("help", "\\?")
 CHAT_HELP = """In a chat, what you type is said to the agent. Lines starting with `/`:
   /exit          leave the chat (Ctrl-D too)
   /cmd COMMAND   run a shell command without leaving (also /COMMAND, e.g. /agent ls)
   /help          this help
-Ctrl-C stops showing a reply that is streaming."""
+Ctrl-C stops the replies still streaming (and cancels the agent's model run)."""
 
 
 @dataclass(frozen=True)
@@ -87,9 +89,27 @@ class Session:
             return False
         arg = mode.command.raw_arg
         stripped = text.strip()
-        if not stripped or stripped in LEAVE_WORDS or arg is None or arg.complete != "sql":
+        if not stripped or stripped in LEAVE_WORDS + HELP_WORDS or arg is None or arg.complete != "sql":
             return False
         return not sql_is_complete(text)
+
+    def chunks(self, lines: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+        """Group (where, line) pairs into what runs at once: in `sql>` a statement goes on to its `;`.
+
+        Lazy on purpose: the caller runs each chunk before the next is read, so `sql` alone on one
+        line changes how the following lines group.
+        """
+        pending, where = "", ""
+        for place, line in lines:
+            text = f"{pending}\n{line}" if pending else line
+            where = where if pending else place
+            if self.needs_more(text):
+                pending = text
+                continue
+            pending = ""
+            yield where, text
+        if pending.strip():
+            yield where, pending
 
     # -- what a line means -------------------------------------------------------------------
     def plan(self, text: str) -> Action:
@@ -109,6 +129,8 @@ class Session:
         if mode is not None and mode.kind == "raw":
             if line in LEAVE_WORDS:
                 return Action("leave")
+            if line in HELP_WORDS and mode.command is not None:
+                return Action("run", line=f"help {mode.command.path}")
             return Action("run", line=f"{mode.line} {line}")
         return self._command(line, self.group)
 

@@ -1,0 +1,73 @@
+"""End to end in a real pseudo-terminal: TAB completion, a subshell, SQL, Ctrl-C, chat, a clean exit."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from shell.testing import shell_env, write_config
+
+pexpect = pytest.importorskip("pexpect")
+TIMEOUT = 60  # generous: a loaded 2-core machine starts the kernel slowly
+
+
+def test_a_session_in_a_terminal(tmp_path: Path) -> None:
+    config = write_config(tmp_path, stream=True, token_delay=0.05)
+    shell = str(Path(sys.executable).parent / "tobio-shell")
+    child = pexpect.spawn(shell, ["--config", str(config)], env=shell_env(tmp_path), cwd=str(tmp_path),
+                          dimensions=(40, 120), encoding="utf-8", timeout=TIMEOUT)
+    try:
+        child.expect("tobio> ")
+        child.send("agent l\t")  # TAB completes `ls`, or Enter would run `agent l` and fail
+        child.expect(r"l(?:\x1b\[[0-9;?]*[A-Za-z])*s")  # the `s` drawn after the `l` (escapes may come between)
+        child.send("\r")
+        child.expect("scripted")
+        child.expect("tobio> ")
+
+        child.send("agent\r")  # a group alone enters it
+        child.expect("agent> ")
+        child.send("show echo\r")
+        child.expect("config file")
+        child.expect("agent> ")
+        child.send("exit\r")
+        child.expect("tobio> ")
+
+        child.send("sql\r")
+        child.expect("sql> ")
+        child.send("SELECT 6 * 7\r")  # no `;` yet: the statement goes on
+        child.send("AS answer;\r")
+        child.expect("42")
+        child.expect("sql> ")
+        child.send("\x04")  # Ctrl-D goes back up
+        child.expect("tobio> ")
+
+        child.send("sleep 60\r")
+        child.expect(re.escape("\x1b[?2004l"))  # the prompt has given the terminal back (cooked mode)
+        for _ in range(5):  # Ctrl-C cancels the command, not the shell
+            time.sleep(0.5)  # (a ^C typed before the terminal left raw mode would be a key, not a signal)
+            child.sendintr()
+            if child.expect(["interrupted", pexpect.TIMEOUT], timeout=5) == 0:
+                break
+        else:
+            pytest.fail("Ctrl-C did not interrupt `sleep 60`")
+        child.expect("tobio> ")
+
+        child.send("chat echo\r")
+        child.expect("chat:echo> ")
+        child.send("hello\r")
+        child.expect("echo: Hello, user!")
+        child.send("/exit\r")
+        child.expect("tobio> ")
+
+        child.send("exit\r")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert "unknown command" not in (child.before or "")
+    assert child.exitstatus == 0, child.before
+    history = (tmp_path / "shell_history").read_text()
+    assert "agent ls" in history and "SELECT 6 * 7" in history
