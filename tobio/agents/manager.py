@@ -36,7 +36,7 @@ class AgentManager:
         self.types: dict[str, type[Agent]] = {UserAgent.type_name: UserAgent}
         self._type_owner: dict[str, Any] = {UserAgent.type_name: None}
         self.live: dict[str, Agent] = {}
-        self._prompt_hooks: list[tuple[Any, Any]] = []  # (owner, hook)
+        self._prompt_hooks: list[tuple[Any, Any, bool]] = []  # (owner, hook, last)
         self._saved: dict[int, tuple[str, Any]] = {}  # agent id -> (state json, since)
 
     # -- types -----------------------------------------------------------------------------------
@@ -45,15 +45,16 @@ class AgentManager:
         self.types[cls.type_name] = cls
         self._type_owner[cls.type_name] = owner
 
-    def add_prompt_hook(self, hook: Any, owner: Any = None) -> None:
-        """Let a module add to persona agents' prompts (see tobio.persona.prompt)."""
-        self._prompt_hooks.append((owner, hook))
+    def add_prompt_hook(self, hook: Any, owner: Any = None, last: bool = False) -> None:
+        """Let a module add to persona agents' prompts (see tobio.persona.prompt). `last` hooks run after
+        all others (memory, which enforces the token budget on what the others added)."""
+        self._prompt_hooks.append((owner, hook, last))
 
     def prompt_hooks_for(self, agent: Agent) -> list[Any]:
-        return [hook for _, hook in self._prompt_hooks]
+        return [hook for _, hook, last in sorted(self._prompt_hooks, key=lambda h: h[2])]
 
     def forget_owner(self, owner: Any) -> None:
-        self._prompt_hooks = [(o, h) for o, h in self._prompt_hooks if o is not owner]
+        self._prompt_hooks = [h for h in self._prompt_hooks if h[0] is not owner]
         for name, who in list(self._type_owner.items()):
             if who is owner:
                 self.types.pop(name, None)

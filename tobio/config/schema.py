@@ -92,16 +92,16 @@ def load_kernel_config(path: str | Path | None) -> KernelConfig:
 def check_provider_config(name: str, entry: dict[str, Any], smap: SourceMap) -> Any:
     """Validate one `providers:` entry against its type's Config; errors point at the file and line."""
     from tobio.errors import ConfigError
-    from tobio.providers import provider_types
+    from tobio.providers import provider_type, provider_types
 
-    types = provider_types()
     kind = entry.get("type")
-    if kind not in types:
+    cls = provider_type(str(kind)) if kind else None
+    if cls is None:
         raise ConfigError(
             f"{smap.where(('type',))}: field 'providers.{name}.type': unknown provider type {kind!r} "
-            f"(expected one of: {', '.join(sorted(types))})"
+            f"(expected one of: {', '.join(sorted(provider_types()))})"
         )
-    return validate(types[kind].Config, entry, smap)
+    return validate(cls.Config, entry, smap)
 
 
 __all__ = ["Frozen", "KernelConfig", "ModelSpec", "Name", "RelPath", "SourceMap", "load_kernel_config"]

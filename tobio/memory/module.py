@@ -16,14 +16,15 @@ if TYPE_CHECKING:
 class MemoryModule(Module):
     """Recursive summaries within a token budget and long-term retrieval, per agent.
 
-    Settings: `MemoryModule.config` (a MemoryConfig) for every kernel, or `configure(**changes)` on the
-    loaded module; kernel.yaml has no place for module settings yet.
+    Settings: `settings: {memory: {...}}` in kernel.yaml (a MemoryConfig), `MemoryModule.config` for
+    every kernel in code, or `configure(**changes)` on the loaded module.
     """
 
     name = "memory"
     description = "Recursive thread summaries within a token budget; retrieval by relevance, recency, importance."
     dependencies = (Database, ModelsModule)
     config: ClassVar[MemoryConfig] = MemoryConfig()
+    Settings = MemoryConfig  # `settings: {memory: {...}}` in kernel.yaml
 
     def __init__(self) -> None:
         self.memory: Memory | None = None
@@ -42,10 +43,11 @@ class MemoryModule(Module):
             kernel.db.track_ids(conn, "memory_forgotten")
 
         await kernel.db.call(setup)
-        self.memory = Memory(kernel, type(self).config)
+        # kernel.yaml's settings.memory when given, else the class-level config (tests override that).
+        self.memory = Memory(kernel, self.settings if "memory" in kernel.config.settings else type(self).config)
         self.memory.start()
         self._unobserve = kernel.transport.observe(self.memory.observe)
-        kernel.agents.add_prompt_hook(make_hook(self.memory), owner=self)
+        kernel.agents.add_prompt_hook(make_hook(self.memory), owner=self, last=True)  # it enforces the budget
         commands.register(kernel, self.memory, owner=self)
 
     async def module_exit(self, kernel: Kernel) -> None:

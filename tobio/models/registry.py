@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from tobio.config.schema import ModelSpec
 from tobio.errors import ProviderSetupError
 from tobio.models.bundle import Model
-from tobio.providers import provider_types
+from tobio.providers import provider_type, provider_types
 from tobio.providers.base import Provider
 
 if TYPE_CHECKING:
@@ -38,11 +38,11 @@ class ModelRegistry:
 
     def configure(self, providers: dict[str, dict[str, Any]], models: dict[str, ModelSpec]) -> None:
         """Instantiate providers (lazily: no weights load here) and bind bundles to them."""
-        types = provider_types()
         for name, entry in {**DEFAULT_PROVIDERS, **providers}.items():
-            cls = types.get(entry.get("type", ""))
+            cls = provider_type(entry.get("type", ""))
             if cls is None:
-                raise ProviderSetupError(f"provider '{name}': unknown type {entry.get('type')!r} (known: {', '.join(sorted(types))})")
+                raise ProviderSetupError(
+                    f"provider '{name}': unknown type {entry.get('type')!r} (known: {', '.join(sorted(provider_types()))})")
             self.providers[name] = cls(name, cls.Config.model_validate(entry))
         # The defaults are always there (nothing loads until used); the config overrides them by name.
         specs = {name: ModelSpec.model_validate(spec) for name, spec in DEFAULT_MODELS.items()}

@@ -1,0 +1,89 @@
+"""Prompt size over a long conversation: every persona prompt must stay within memory's token budget.
+
+A persona agent (scripted chat model: deterministic, counts tokens as words) talks with a user for
+--turns turns. Each turn builds the agent's prompt through the memory hook, runs the model on it (the
+provider reports the prompt tokens it saw) and posts the reply. Prints one JSON object: the largest
+prompt, the budget, memory's per-turn overhead (the hook) next to the model's own time per turn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from tobio.config.schema import KernelConfig  # noqa: E402
+from tobio.kernel import Kernel  # noqa: E402
+from tobio.memory.config import MemoryConfig  # noqa: E402
+from tobio.memory.module import MemoryModule  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--turns", type=int, default=5000)
+    parser.add_argument("--budget", type=int, default=512)
+    args = parser.parse_args()
+    providers = {"s": {"type": "scripted", "replies": ["Indeed, {last}. The mill still turns."], "embed_dim": 256}}
+    models = {"m": {"provider": "s", "model": "x", "purpose": "chat"},
+              "summarize": {"provider": "s", "model": "x", "purpose": "summarize"},
+              "embed": {"provider": "s", "model": "x", "purpose": "embed"}}
+    config = MemoryConfig(budget_tokens=args.budget, summary_tokens=args.budget // 8, memory_tokens=args.budget // 6, tokenizer_model="m")
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "ada.yaml").write_text("name: Ada\ndescription: A miller who remembers every customer.\npersonality: [warm, precise]\n")
+        Path(tmp, "ada-agent.yaml").write_text("name: ada\ntype: persona\npersona: ada.yaml\nmodel: m\nchannels: [mill]\nstream: false\n")
+        kernel = Kernel(KernelConfig(modules=["models", "persona"], providers=providers, models=models, log_level="WARNING"),
+                        database=f"duckdb:///{tmp}/context.duckdb").start()
+        try:
+            kernel.modules.register(type("BenchMemory", (MemoryModule,), {"config": config}))
+            kernel.run("mod load memory")
+            kernel.run(f"agent spawn {tmp}/ada-agent.yaml")
+            out = kernel.call(converse(kernel, args.turns), timeout=None)
+        finally:
+            kernel.close()
+    out.update(budget=args.budget, turns=args.turns)
+    print(json.dumps(out, indent=2))
+
+
+async def converse(kernel: Kernel, turns: int) -> dict[str, object]:
+    """We play both sides so each turn is measured: prompt (memory hook), model run, reply."""
+    ada = kernel.agents.live["ada"]
+    ada.pause()  # its inbox fills; we build its prompts ourselves, one per turn
+    user = await kernel.agents.ensure_user("visitor", ("mill",))
+    thread = kernel.transport.subscription(ada.id, "mill").thread_id
+    model = kernel.models.get("m")
+    memory = kernel.modules.loaded["memory"].memory  # type: ignore[attr-defined]
+    prompt_tokens, hook_ms, model_ms, turn_ms = [], [], [], []
+    began = time.perf_counter()
+    for i in range(turns):
+        t0 = time.perf_counter()
+        incoming = await kernel.transport.post("mill", f"visitor {i} asks about sack {i % 37} of {['rye', 'wheat', 'oats'][i % 3]} from farm {i % 11}", sender=user, role="user")
+        prompt = await ada.build_prompt(thread, incoming)
+        hook_ms.append(prompt.notes["memory"]["ms"])
+        t1 = time.perf_counter()
+        run = await model.run(prompt.messages(), thread_id=thread, agent_id=ada.id).wait()
+        model_ms.append((time.perf_counter() - t1) * 1000)
+        prompt_tokens.append(run.prompt_tokens or 0)
+        await kernel.transport.post("mill", run.text, sender=ada)
+        turn_ms.append((time.perf_counter() - t0) * 1000)
+    await memory.settle(timeout=600)
+    summaries = (await kernel.arun("sql SELECT count(*) FROM summaries")).rows[0][0]
+    return {
+        "max_prompt_tokens": max(prompt_tokens), "mean_prompt_tokens": round(float(np.mean(prompt_tokens)), 1),
+        "over_budget_turns": sum(t > memory.config.budget_tokens for t in prompt_tokens),
+        "memory_ms_per_turn": round(float(np.mean(hook_ms)), 2), "memory_ms_p95": round(float(np.percentile(hook_ms, 95)), 2),
+        "model_ms_per_turn": round(float(np.mean(model_ms)), 2), "turn_ms": round(float(np.mean(turn_ms)), 2),
+        "summaries": summaries, "seconds": round(time.perf_counter() - began, 1),
+        "model": "scripted (words as tokens); the memory hook counts with the same tokenizer",
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""LoCoMo evidence recall: replay each conversation into a kernel, then retrieve for every question.
+
+Each conversation becomes two user agents in one channel (session dates as message times); memory
+indexes the turns with the `embed` bundle (all-MiniLM-L6-v2 on the local provider by default). For
+every question, memory retrieves the asking agent's top k; recall@k is the share of the question's
+evidence turns among them. Baselines in the same run: BM25 over the same turns, and the k most recent
+turns. Summaries are off here (LoCoMo measures retrieval). Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import re
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from tobio.config.schema import KernelConfig  # noqa: E402
+from tobio.kernel import Kernel  # noqa: E402
+from tobio.memory.bm25 import BM25  # noqa: E402
+from tobio.memory.config import MemoryConfig  # noqa: E402
+from tobio.memory.module import MemoryModule  # noqa: E402
+from tobio.memory.text import terms  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo" / "locomo_dev.json"
+CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
+KS = (5, 10)
+
+
+def session_time(text: str) -> datetime:
+    return datetime.strptime(text.strip(), "%I:%M %p on %d %B, %Y")
+
+
+def turn_text(turn: dict[str, Any]) -> str:
+    text = turn.get("text", "")
+    if turn.get("blip_caption"):
+        text += f" [shares a photo: {turn['blip_caption']}]"
+    return text
+
+
+def evidence_ids(qa: dict[str, Any]) -> set[str]:
+    return {e for item in qa.get("evidence", []) for e in re.split(r"[;,\s]+", item) if re.fullmatch(r"D\d+:\d+", e)}
+
+
+def sessions(conversation: dict[str, Any]) -> list[tuple[datetime, list[dict[str, Any]]]]:
+    out = []
+    for key, turns in conversation.items():
+        m = re.fullmatch(r"session_(\d+)", key)
+        if m and isinstance(turns, list) and turns:
+            out.append((int(m.group(1)), session_time(conversation[f"{key}_date_time"]), turns))
+    return [(when, turns) for _, when, turns in sorted(out, key=lambda s: s[0])]
+
+
+async def replay(kernel: Kernel, index: int, sample: dict[str, Any]) -> tuple[int, dict[int, str], list[str]]:
+    """Post every turn; returns the asking agent's id, message id → dia_id, and dia_ids in order."""
+    conv = sample["conversation"]
+    channel = f"locomo-{index}"
+    names = {conv["speaker_a"]: f"a{index}-{conv['speaker_a'].lower()}", conv["speaker_b"]: f"b{index}-{conv['speaker_b'].lower()}"}
+    agents = {speaker: await kernel.agents.ensure_user(name, (channel,)) for speaker, name in names.items()}
+    dia: dict[int, str] = {}
+    order: list[str] = []
+    for when, turns in sessions(conv):
+        posts = [
+            kernel.transport.post(channel, turn_text(t), sender=agents.get(t["speaker"]), role="user",
+                                  metadata={"dia_id": t["dia_id"]}, created_at=when + timedelta(seconds=30 * i))
+            for i, t in enumerate(turns)
+        ]
+        for turn, message in zip(turns, await asyncio.gather(*posts)):
+            dia[message.id] = turn["dia_id"]
+            order.append(turn["dia_id"])
+    return agents[conv["speaker_a"]].id, dia, order
+
+
+def recall(found: list[str], wanted: set[str], k: int) -> float:
+    return len(wanted & set(found[:k])) / len(wanted)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--limit", type=int, default=0, help="only the first N conversations")
+    parser.add_argument("--grid", action="store_true", help="also sweep retrieval weights (tune on dev only)")
+    args = parser.parse_args()
+    samples = json.loads(args.data.read_text())
+    if args.limit:
+        samples = samples[: args.limit]
+    config = MemoryConfig(summarize=False)
+    bench_memory = type("BenchMemory", (MemoryModule,), {"config": config})
+
+    with tempfile.TemporaryDirectory() as tmp:
+        kernel = Kernel(KernelConfig(modules=["models"], log_level="WARNING"), database=f"duckdb:///{tmp}/locomo.duckdb").start()
+        try:
+            kernel.modules.register(bench_memory)
+            kernel.run("mod load memory")
+            memory = kernel.modules.loaded["memory"].memory  # type: ignore[attr-defined]
+            began = time.perf_counter()
+            replays = [kernel.call(replay(kernel, i, s)) for i, s in enumerate(samples)]
+            kernel.call(memory.settle(timeout=3600))
+            index_s = time.perf_counter() - began
+            rows: list[dict[str, Any]] = []
+            cached: list[tuple[Any, str, np.ndarray, dict[int, str], set[str], int]] = []
+            for (agent_id, dia, order), sample in zip(replays, samples):
+                bm25 = BM25()
+                for dia_id in order:
+                    pass
+                texts = {}
+                for _when, turns in sessions(sample["conversation"]):
+                    for t in turns:
+                        texts[t["dia_id"]] = turn_text(t)
+                for dia_id in order:
+                    bm25.add(terms(texts[dia_id]))
+                kernel.call(memory.index_for(agent_id))  # warm the agent's index (loaded once, like a live agent)
+                for qa in sample["qa"]:
+                    wanted = evidence_ids(qa)
+                    if not wanted:
+                        continue
+                    t0 = time.perf_counter()
+                    hits = kernel.call(memory.search(agent_id, qa["question"], k=max(KS)))
+                    ms = (time.perf_counter() - t0) * 1000
+                    found = [dia.get(h.item.source_id, "") for h in hits if h.item.kind == "message"]
+                    lexical = bm25.scores(terms(qa["question"]))
+                    bm25_found = [order[i] for i in np.argsort(-lexical, kind="stable")[: max(KS)]]
+                    recent = order[-max(KS):][::-1]
+                    row: dict[str, Any] = {"category": CATEGORIES.get(qa["category"], str(qa["category"])), "ms": ms}
+                    for k in KS:
+                        row[f"recall_at_{k}"] = recall(found, wanted, k)
+                        row[f"bm25_recall_at_{k}"] = recall(bm25_found, wanted, k)
+                        row[f"recent_recall_at_{k}"] = recall(recent, wanted, k)
+                    rows.append(row)
+                    if args.grid:
+                        vec = np.asarray(kernel.call(memory.embed_model.embed([qa["question"]]))[0], dtype=np.float32)
+                        cached.append((memory.indexes[agent_id], qa["question"], vec, dia, wanted, qa["category"]))
+            result = summarise(rows)
+            result.update(questions=len(rows), conversations=len(samples), turns=sum(len(r[2]) for r in replays),
+                          index_seconds=round(index_s, 1), embed_model=memory.embed_model.provider_model,
+                          config={k: v for k, v in config.model_dump().items() if k.startswith(("w_", "hybrid", "recency"))})
+            if args.grid:
+                result["grid"] = grid(cached)
+        finally:
+            kernel.close()
+    print(json.dumps(result, indent=2))
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = [k for k in rows[0] if k.startswith(("recall", "bm25", "recent"))]
+    mean = lambda rs, k: round(float(np.mean([r[k] for r in rs])), 4)  # noqa: E731
+    out: dict[str, Any] = {k: mean(rows, k) for k in keys}
+    out["ms_per_query"] = round(float(np.mean([r["ms"] for r in rows])), 2)
+    out["ms_per_query_p95"] = round(float(np.percentile([r["ms"] for r in rows], 95)), 2)
+    by: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by[r["category"]].append(r)
+    out["by_category"] = {c: {"questions": len(rs), **{k: mean(rs, k) for k in keys}} for c, rs in sorted(by.items())}
+    return out
+
+
+def grid(cached: list[Any]) -> list[dict[str, Any]]:
+    """recall@10 overall and worst margin over BM25 per category, for a sweep of weights."""
+    results = []
+    for alpha, w_rec, w_imp in itertools.product((0.3, 0.4, 0.5, 0.6, 0.7, 0.8), (0.0, 0.05, 0.1), (0.0, 0.05, 0.1)):
+        config = MemoryConfig(hybrid_alpha=alpha, w_recency=w_rec, w_importance=w_imp)
+        per: dict[int, list[float]] = defaultdict(list)
+        for index, question, vec, dia, wanted, category in cached:
+            hits = index.search(question, vec, config, 10)
+            per[category].append(recall([dia.get(h.item.source_id, "") for h in hits], wanted, 10))
+        overall = float(np.mean([v for vs in per.values() for v in vs]))
+        results.append({"alpha": alpha, "w_recency": w_rec, "w_importance": w_imp, "recall_at_10": round(overall, 4),
+                        "by_category": {CATEGORIES[c]: round(float(np.mean(v)), 4) for c, v in sorted(per.items())}})
+    return sorted(results, key=lambda r: -r["recall_at_10"])[:15]
+
+
+if __name__ == "__main__":
+    main()
