@@ -118,3 +118,24 @@ def test_structured_results_render_as_text_json_html(k: Kernel) -> None:
     assert result.to_plain().splitlines()[0].split()[:2] == ["module", "status"]
     assert {"module": "database"}.items() <= result.to_json()[0].items()
     assert "<table>" in result._repr_html_()
+
+
+def test_cancelling_a_long_query_interrupts_it(k: Kernel) -> None:
+    import asyncio
+    import time
+
+    async def start_and_cancel() -> float:
+        task = asyncio.ensure_future(k.execute("sql SELECT count(*) FROM range(100000000000) a"))
+        await asyncio.sleep(0.5)
+        task.cancel()
+        began = time.perf_counter()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        return began
+
+    k.call(start_and_cancel())
+    # The DB thread is free again at once: the next statement does not wait for the old one.
+    result = k.call(asyncio.wait_for(k.execute("sql SELECT 42"), timeout=10))
+    assert result.rows == [(42,)]

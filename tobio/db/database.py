@@ -63,6 +63,7 @@ class Database:
         self._local = threading.local()
         self._next_ids: dict[str, int] = {}
         self._closed = False
+        self._active: Connection | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self) -> None:
@@ -113,6 +114,7 @@ class Database:
             except Exception as exc:  # noqa: BLE001 - turned into a clear error
                 raise _describe_open_error(self.url, exc) from None
             self._local.conn = conn
+            self._active = conn  # the DB thread's connection, so another thread can interrupt it
         return conn
 
     def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -135,10 +137,34 @@ class Database:
         return self._executor.submit(self._run, fn, *args).result()
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Async form of `call_sync`, for code on the kernel's loop."""
+        """Async form of `call_sync`, for code on the kernel's loop. Cancelling it interrupts the query."""
         if self._closed:
             raise DatabaseError("database is closed")
-        return await asyncio.wrap_future(self._executor.submit(self._run, fn, *args))
+        future = self._executor.submit(self._run, fn, *args)
+        try:
+            return await asyncio.shield(asyncio.wrap_future(future))
+        except asyncio.CancelledError:
+            if not future.cancel():  # already running: stop the statement, not just our wait
+                self.interrupt()
+            raise
+
+    def interrupt(self) -> None:
+        """Interrupt the statement running on the DB thread (DuckDB; PostgreSQL cancels the query)."""
+        conn = self._active
+        if conn is None or conn.closed:
+            return
+        try:
+            raw = conn.connection.dbapi_connection
+            if self.dialect == "duckdb":
+                raw.interrupt()
+            elif self.dialect == "postgresql":
+                raw.cancel()
+            elif self.dialect == "sqlite":
+                raw.interrupt()
+        except Exception as exc:  # noqa: BLE001 - best effort
+            import logging
+
+            logging.getLogger(__name__).warning("could not interrupt the running statement: %s", exc)
 
     # -- ids and bulk writes (DB thread or loop; the loop is the only allocator) --------------
     def track_ids(self, conn: Connection, table: str) -> None:
