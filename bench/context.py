@@ -9,7 +9,6 @@ prompt, the budget, memory's per-turn overhead (the hook) next to the model's ow
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import tempfile

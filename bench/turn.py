@@ -35,7 +35,6 @@ def main() -> None:
     from tobio.config.schema import KernelConfig
     from tobio.kernel import Kernel
     from tobio.providers import local
-    from tobio.providers.files import smollm2_path
 
     params = {"temperature": 0.0, "max_tokens": 64, "seed": 1}
     with tempfile.TemporaryDirectory() as tmp:

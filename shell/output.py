@@ -13,8 +13,9 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TextIO
+
+from tobio.commands.result import cell
 
 from tobio.errors import CommandError, TobioError
 
@@ -23,17 +24,6 @@ if TYPE_CHECKING:
 
 Style = Literal["rich", "plain", "json"]
 BOLD, DIM, RED, CYAN, YELLOW, RESET = "\x1b[1m", "\x1b[2m", "\x1b[31m", "\x1b[36m", "\x1b[33m", "\x1b[0m"
-
-
-def cell(value: Any) -> str:
-    """A table cell as text (the same rules as Result.to_plain)."""
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ", timespec="seconds")
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False, default=str)
-    return str(value)
 
 
 class Printer:

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     from tobio.commands.tree import Group
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A table cell as text, the same for every front end."""
     if value is None:
         return ""
     if isinstance(value, datetime):
@@ -73,7 +74,7 @@ class Result:
             parts.append(self.text)
         if self.is_table:
             columns = self.columns or []
-            cells = [[_cell(v) for v in row] for row in self.rows or []]
+            cells = [[cell(v) for v in row] for row in self.rows or []]
             widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
             fmt = lambda row: "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip()  # noqa: E731
             parts.append("\n".join([fmt(columns)] + [fmt(r) for r in cells]))
@@ -96,7 +97,7 @@ class Result:
         if self.is_table:
             head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns or [])
             body = "".join(
-                "<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>" for row in self.rows or []
+                "<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>" for row in self.rows or []
             )
             parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         if self.note:

@@ -122,7 +122,7 @@ class Database:
         try:
             with conn.begin():
                 return fn(conn, *args)
-        except sa.exc.DBAPIError as exc:
+        except sa.exc.DBAPIError:
             if conn.invalidated:
                 self._local.conn = None
             raise

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from tobio.commands import Arg, Context, Group, Result, table
+from tobio.commands import Arg, Context, Group, Result
 from tobio.db.tables import StateRow
 from tobio.emotion.affect import DIMENSIONS, Affect, Mood
 from tobio.errors import CommandError
