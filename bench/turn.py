@@ -73,19 +73,26 @@ def main() -> None:
 
             kernel.runs.create = remember  # type: ignore[method-assign]
             turn_ms, model_ms, tobio_tps, direct_tps = [], [], [], []
+            lengths: list[tuple[int, int]] = []
             for i in range(args.turns):
+                # Both paths start from an empty KV cache: otherwise the second call on the same prompt
+                # skips prompt evaluation entirely and the comparison measures llama.cpp's cache.
+                llama.reset()
                 elapsed, run = kernel.call(one_turn(LINES[i % len(LINES)]))
                 turn_ms.append(elapsed * 1000)
                 model_ms.append(run.model_ms)
                 tokens = run.completion_tokens or 0
                 tobio_tps.append(tokens / (run.latency_ms / 1000))
                 # The same prompt, straight to llama-cpp-python.
+                llama.reset()
                 began = time.perf_counter()
                 direct_tokens = 0
-                for part in llama.create_chat_completion(messages=run.request.messages, stream=True, **params):
+                same = {k: v for k, v in run.request.params.items() if k in local.CHAT_PARAMS}  # the run's exact parameters
+                for part in llama.create_chat_completion(messages=run.request.messages, stream=True, **same):
                     if part["choices"][0].get("delta", {}).get("content"):
                         direct_tokens += 1
                 direct_tps.append(direct_tokens / (time.perf_counter() - began))
+                lengths.append((tokens, direct_tokens))
         finally:
             kernel.close()
     overhead = [t - m for t, m in zip(turn_ms, model_ms)]
@@ -99,6 +106,7 @@ def main() -> None:
         "tokens_per_s_tobio": round(statistics.mean(tobio_tps), 1),
         "tokens_per_s_direct": round(statistics.mean(direct_tps), 1),
         "tokens_per_s_ratio": round(statistics.mean(tobio_tps) / statistics.mean(direct_tps), 3),
+        "same_length_turns": sum(a == b for a, b in lengths),
     }
     print(json.dumps(out))
 
