@@ -91,3 +91,39 @@ def test_replay_before_the_agent_existed_is_an_error(duckdb_url: str, tmp_path: 
         assert kernel.run("agent replay ear --at=-0s").data["state"] is not None
     finally:
         kernel.close()
+
+
+def test_replay_shows_what_memory_could_retrieve_then(duckdb_url: str, tmp_path: Path) -> None:
+    config = KernelConfig(
+        modules=["scripted", "models", "memory"],
+        providers={"s": {"type": "scripted", "replies": ["summary"]}},
+        models={"embed": {"provider": "s", "model": "x", "purpose": "embed"},
+                "summarize": {"provider": "s", "model": "x", "purpose": "summarize"}},
+    )
+    kernel = Kernel(config, database=duckdb_url).start()
+    try:
+        kernel.run(f"agent spawn {write(tmp_path / 'ear.yaml', LISTENER)}")
+        memory = kernel.modules.loaded["memory"].memory
+
+        def moment() -> str:
+            kernel.call(memory.settle())
+            settle(kernel)
+            at = utcnow().isoformat()
+            time.sleep(0.01)
+            return at
+
+        kernel.run("channel post hall the red train leaves at noon")
+        t1 = moment()
+        kernel.run("channel post hall the blue train is late")
+        t2 = moment()
+        first_id = kernel.run("sql SELECT min(id) FROM messages").rows[0][0]
+        kernel.run(f"memory forget ear {first_id} --reason test")
+        t3 = moment()
+        at = {t: kernel.run(f"agent replay ear --at {t}").data["memories"] for t in (t1, t2, t3)}
+        assert at[t1] == [f"message:{first_id}"]
+        assert len(at[t2]) == 2 and f"message:{first_id}" in at[t2]
+        assert f"message:{first_id}" not in at[t3] and len(at[t3]) == 1  # forgotten after t2, not before
+        changes = {row[0]: row for row in kernel.run(f"agent replay ear --diff {t1} {t3}").rows}
+        assert "memories" in changes
+    finally:
+        kernel.close()

@@ -64,6 +64,7 @@ class Kernel:
         self.models = ModelRegistry(self)
         self.runs = RunManager(self)
         self.floors: dict[str, Any] = {}  # channel -> turn-taking Floor (scenes module)
+        self.replay_hooks: list[tuple[Any, Any]] = []  # (owner, async fn(snapshot)): modules add to replays
         self.writer: GroupCommitWriter | None = None
         self.transport: Transport = None  # type: ignore[assignment]  # set in _boot
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -235,6 +236,7 @@ class Kernel:
         """Drop everything a module registered: commands, agent types."""
         self.commands.remove_owned_by(owner)
         self.agents.forget_owner(owner)
+        self.replay_hooks = [h for h in self.replay_hooks if h[0] is not owner]
 
     # -- messaging shortcuts ---------------------------------------------------------------------
     async def post(self, channel: str, content: str, **kwargs: Any) -> Message:

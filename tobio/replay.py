@@ -66,6 +66,8 @@ class Snapshot:
     threads: list[ThreadView]
     state: dict[str, Any]
     affect: dict[str, float] | None = None
+    agent_id: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)  # what modules add (memory: what it could retrieve)
 
     def message_ids(self) -> dict[int, list[int]]:
         return {t.id: [m.id for m in t.messages] for t in self.threads}
@@ -114,7 +116,10 @@ async def replay(kernel: Kernel, name: str, at: datetime) -> Snapshot:
     for thread_id, (content, checkpoint) in summaries.items():
         if thread_id in views:
             views[thread_id].summary, views[thread_id].checkpoint = content, checkpoint
-    return Snapshot(name, at, list(views.values()), state, _affect_at(kernel, state, at))
+    snapshot = Snapshot(name, at, list(views.values()), state, _affect_at(kernel, state, at), agent.id)
+    for _, hook in list(kernel.replay_hooks):
+        await hook(snapshot)
+    return snapshot
 
 
 def _affect_at(kernel: Kernel, state: dict[str, Any], at: datetime) -> dict[str, float] | None:
@@ -149,4 +154,11 @@ def diff(before: Snapshot, after: Snapshot) -> list[tuple[str, Any, Any]]:
             rows.append((f"state.{key}", before.state.get(key), after.state.get(key)))
     if before.affect != after.affect:
         rows.append(("affect", before.affect, after.affect))
+    for key in sorted(set(before.extra) | set(after.extra)):
+        old, new = before.extra.get(key), after.extra.get(key)
+        if old != new:
+            if isinstance(old, list) and isinstance(new, list):
+                rows.append((key, len(old), f"{len(new)} ({len(new) - len(old):+d})"))
+            else:
+                rows.append((key, old, new))
     return rows

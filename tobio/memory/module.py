@@ -49,6 +49,9 @@ class MemoryModule(Module):
         self._unobserve = kernel.transport.observe(self.memory.observe)
         kernel.agents.add_prompt_hook(make_hook(self.memory), owner=self, last=True)  # it enforces the budget
         commands.register(kernel, self.memory, owner=self)
+        from tobio.memory.replay import make_replay_hook
+
+        kernel.replay_hooks.append((self, make_replay_hook(kernel)))
 
     async def module_exit(self, kernel: Kernel) -> None:
         if self._unobserve is not None:

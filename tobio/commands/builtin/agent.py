@@ -136,7 +136,10 @@ def register(root: Group) -> None:
         when = parse_time(at or "now")
         snap = await replay(ctx.kernel, name, when)
         text = f"state: {snap.state}" + (f"\naffect: {snap.affect}" if snap.affect else "")
+        for key, value in snap.extra.items():
+            text += f"\n{key}: {len(value) if isinstance(value, list) else value}"
         return table(["thread", "channel", "status", "messages", "last message", "summary"], snap.summary_rows(),
                      title=f"{name} at {when:%Y-%m-%d %H:%M:%S}", text=text,
-                     data={"at": when.isoformat(), "state": snap.state, "affect": snap.affect, "messages": snap.message_ids()})
+                     data={"at": when.isoformat(), "state": snap.state, "affect": snap.affect,
+                           "messages": snap.message_ids(), **snap.extra})
 

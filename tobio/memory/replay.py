@@ -1,0 +1,41 @@
+"""Memory's part of `agent replay`: what the agent could have retrieved at time T."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tobio.db.tables import PushRow, SummaryRow, ThreadRow
+from tobio.memory.tables import ForgottenRow, MemoryItemRow
+
+if TYPE_CHECKING:
+    from tobio.kernel import Kernel
+    from tobio.replay import Snapshot
+
+
+def retrievable_at(conn: Connection, agent_id: int, at: object) -> list[str]:
+    """Memory items (`message:ID`, `summary:ID`) the agent's retrieval could return at `at`: embedded
+    messages pushed to it by then and summaries of its threads written by then, minus what it had been
+    made to forget by then."""
+    mine = sa.select(ThreadRow.id).where(ThreadRow.agent_id == agent_id)
+    pushed = sa.select(PushRow.message_id).where(PushRow.thread_id.in_(mine))
+    forgotten = sa.select(ForgottenRow.message_id).where(ForgottenRow.agent_id == agent_id, ForgottenRow.created_at <= at)
+    summaries = sa.select(SummaryRow.id).where(SummaryRow.thread_id.in_(mine), SummaryRow.created_at <= at)
+    query = sa.select(MemoryItemRow.kind, MemoryItemRow.source_id).where(
+        MemoryItemRow.created_at <= at,
+        sa.or_(
+            sa.and_(MemoryItemRow.kind == "message", MemoryItemRow.source_id.in_(pushed),
+                    MemoryItemRow.source_id.not_in(forgotten)),
+            sa.and_(MemoryItemRow.kind == "summary", MemoryItemRow.source_id.in_(summaries)),
+        ),
+    ).order_by(MemoryItemRow.kind, MemoryItemRow.source_id)
+    return [f"{kind}:{source}" for kind, source in conn.execute(query)]
+
+
+def make_replay_hook(kernel: Kernel):  # noqa: ANN201 - async (Snapshot) -> None
+    async def hook(snapshot: Snapshot) -> None:
+        snapshot.extra["memories"] = await kernel.db.call(retrievable_at, snapshot.agent_id, snapshot.at)
+
+    return hook
