@@ -41,8 +41,24 @@ class PersonaAgent(Agent):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.persona: Persona = load_persona(self.config.persona)
+        self.persona_key: str | None = None  # set once the registry knows it (on_start)
         self.turns = 0
         self.last_run: int | None = None
+
+    def _registry(self) -> Any:
+        module = self.kernel.modules.loaded.get("persona")
+        return getattr(module, "registry", None)
+
+    async def on_start(self) -> None:
+        registry = self._registry()
+        if registry is not None:
+            self.persona_key, self.persona = await registry.from_file(self.config.persona)
+
+    def refresh_persona(self) -> None:
+        """Use the newest version of the persona (a `persona set` shows up on the next turn)."""
+        registry = self._registry()
+        if registry is not None and self.persona_key in registry.current:
+            self.persona = registry.current[self.persona_key][1]
 
     def state_dict(self) -> dict[str, Any]:
         return {"turns": self.turns, "last_run": self.last_run}
@@ -66,6 +82,7 @@ class PersonaAgent(Agent):
 
     async def build_prompt(self, thread_id: int, incoming: Message | None = None) -> Prompt:
         """The thread's latest summary and recent messages, then whatever loaded modules add."""
+        self.refresh_persona()
         context = await self.kernel.db.call(thread_context, thread_id, self.config.context_messages)
         prompt = Prompt(self, thread_id, incoming, context.summary, context.messages, params=dict(self.config.params))
         for hook in self.kernel.agents.prompt_hooks_for(self):

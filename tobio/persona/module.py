@@ -21,8 +21,14 @@ class PersonaModule(Module):
     async def module_init(self, kernel: Kernel) -> None:
         from tobio.persona.agent import PersonaAgent
 
+        from tobio.persona import commands
+        from tobio.persona.registry import PersonaRegistry
+
+        self.registry = PersonaRegistry(kernel)
+        await self.registry.setup()
         kernel.agents.register_type(PersonaAgent, owner=self)
         register_commands(kernel, self)
+        commands.register(kernel, self.registry, owner=self)
 
 
 def register_commands(kernel: Kernel, owner: Module) -> None:

@@ -1,0 +1,115 @@
+"""`persona ls|show|set|diff|history|import|export`: curate who the agents are, every change versioned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tobio.commands import Arg, Context, Result, table
+from tobio.errors import CommandError
+from tobio.persona.registry import field_diff, key_for
+
+if TYPE_CHECKING:
+    from tobio.kernel import Kernel
+    from tobio.persona.registry import PersonaRegistry
+
+KEY = Arg("persona", help="persona key (file name without .yaml)", complete="persona")
+
+
+def register(kernel: Kernel, registry: PersonaRegistry, owner: Any) -> None:
+    group = kernel.commands.group("persona", "Personas: who the agents are, curated and versioned.", owner=owner)
+
+    @group.command("ls")
+    def ls(ctx: Context) -> Result:
+        """List personas with their current version and the agents using them."""
+        users: dict[str, list[str]] = {}
+        for agent in ctx.kernel.agents.live.values():
+            key = getattr(agent, "persona_key", None)
+            if key:
+                users.setdefault(key, []).append(agent.name)
+        rows = [(key, version, p.name, ", ".join(users.get(key, [])), p.description[:60])
+                for key, (version, p) in sorted(registry.current.items())]
+        return table(["persona", "version", "name", "agents", "description"], rows)
+
+    @group.command("show", KEY, Arg("--version", type=int, help="an earlier version"))
+    async def show(ctx: Context, persona: str, version: int | None) -> Result:
+        """Show a persona's fields (the current version, or --version N)."""
+        data = await _version_data(registry, persona, version)
+        rows = [(k, v) for k, v in data.items() if v not in (None, "", [], {})]
+        return table(["field", "value"], rows, data=data)
+
+    @group.command("set", KEY, Arg("field", help="e.g. speaking_style, personality, goals"),
+                   Arg("value", nargs="+", help="text, or JSON for lists: '[\"warm\", \"shy\"]'"))
+    async def set_(ctx: Context, persona: str, field: str, value: list[str]) -> Result:
+        """Change one field; agents using the persona pick it up on their next turn."""
+        version, _ = await registry.set_field(persona, field, " ".join(value), ctx.caller)
+        return Result(text=f"{persona}: {field} changed (version {version}, by {ctx.caller})")
+
+    @group.command("diff", KEY, Arg("versions", type=int, nargs="*", help="V1 [V2] (default: previous and current)"))
+    async def diff(ctx: Context, persona: str, versions: list[int]) -> Result:
+        """What changed between two versions."""
+        history = await registry.versions(persona)
+        if not history:
+            raise CommandError(f"no persona '{persona}' (see `persona ls`)")
+        newest = history[-1].version
+        v2 = versions[1] if len(versions) > 1 else newest
+        v1 = versions[0] if versions else max(1, v2 - 1)
+        old, new = await _version_data(registry, persona, v1), await _version_data(registry, persona, v2)
+        rows = field_diff(old, new)
+        return table(["field", f"v{v1}", f"v{v2}"], rows, note=None if rows else "no difference")
+
+    @group.command("history", KEY)
+    async def history(ctx: Context, persona: str) -> Result:
+        """Every version: who changed what, when."""
+        rows = [(v.version, v.created_at, v.changed_by, v.change) for v in await registry.versions(persona)]
+        return table(["version", "at", "by", "change"], rows)
+
+    @group.command("import", Arg("file", help="a Character Card (.json/.png, V1-V3) or a persona .yaml", complete="file"),
+                   Arg("--name", help="persona key (default: from the file)"),
+                   Arg("--dir", help="where to write the persona file (default: the config's personas/)"))
+    async def import_(ctx: Context, file: str, name: str | None, dir: str | None) -> Result:
+        """Import a card or persona file: writes personas/KEY.yaml and records a version."""
+        from tobio.persona.cards import import_card, persona_to_yaml
+        from tobio.persona.schema import load_persona
+
+        path = Path(file).expanduser()
+        persona = load_persona(path) if path.suffix in (".yaml", ".yml") else import_card(path)
+        key = name or key_for(path) if path.suffix in (".yaml", ".yml") else name or _slug(persona.name)
+        target_dir = Path(dir) if dir else ctx.kernel.config.base_dir / "personas"
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target = target_dir / f"{key}.yaml"
+        target.write_text(persona_to_yaml(persona), encoding="utf-8")
+        version = await registry.record(key, persona, ctx.caller, f"imported from {path.name}", str(target))
+        return Result(text=f"imported {persona.name} as persona '{key}' (version {version}) into {target}")
+
+    @group.command("export", KEY, Arg("file", help=".json / .png (Character Card) or .yaml"),
+                   Arg("--card-version", type=int, default=2, choices=(2, 3), help="card spec version"),
+                   Arg("--image", help="PNG to carry the card (default: a plain placeholder)", complete="file"))
+    async def export(ctx: Context, persona: str, file: str, card_version: int, image: str | None) -> Result:
+        """Export the current version as a Character Card (JSON/PNG) or a persona file."""
+        from tobio.persona.cards import export_card, persona_to_yaml
+
+        version, current = registry.get(persona)
+        path = Path(file).expanduser()
+        if path.suffix in (".yaml", ".yml"):
+            path.write_text(persona_to_yaml(current), encoding="utf-8")
+        else:
+            export_card(current, path, version=card_version, image=image)
+        return Result(text=f"exported {persona} (version {version}) to {path}")
+
+
+async def _version_data(registry: PersonaRegistry, key: str, version: int | None) -> dict[str, Any]:
+    if version is None:
+        from tobio.persona.registry import _dump
+
+        return _dump(registry.get(key)[1])
+    for row in await registry.versions(key):
+        if row.version == version:
+            return dict(row.data)
+    raise CommandError(f"persona '{key}' has no version {version} (see `persona history {key}`)")
+
+
+def _slug(name: str) -> str:
+    import re
+
+    return re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-") or "persona"

@@ -1,0 +1,155 @@
+"""Persona curation: every version of every persona, who changed what and when.
+
+Personas start life as files (configs/personas/NAME.yaml) or imported cards. Each distinct content is
+a row in `persona_versions`; `persona set` adds one, and so does editing the file (noticed when an
+agent using it next spawns). Persona agents read the newest version before each turn, so a change
+shows up in the next reply without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+from sqlalchemy import JSON, String, Text
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tobio.db.migrations import utcnow
+from tobio.db.tables import Base, id_column
+from tobio.errors import CommandError
+from tobio.persona.schema import Persona, load_persona
+
+if TYPE_CHECKING:
+    from tobio.kernel import Kernel
+
+
+class PersonaVersionRow(Base):
+    """One version of a persona: its whole content, and who made the change."""
+
+    __tablename__ = "persona_versions"
+    id: Mapped[int] = id_column()
+    persona: Mapped[str] = mapped_column(String(64), index=True)  # the key: file stem or import name
+    version: Mapped[int]
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    changed_by: Mapped[str] = mapped_column(String(64))
+    change: Mapped[str] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+def m001_persona_versions(conn: Connection) -> None:
+    PersonaVersionRow.__table__.create(conn, checkfirst=True)
+
+
+MIGRATIONS = [m001_persona_versions]
+
+
+def key_for(path: str | Path) -> str:
+    return Path(path).stem
+
+
+def _dump(persona: Persona) -> dict[str, Any]:
+    return persona.model_dump(mode="json")
+
+
+def field_diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    return [(k, old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+class PersonaRegistry:
+    """The current persona per key, cached in memory, every version in the database."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.current: dict[str, tuple[int, Persona]] = {}  # key -> (version, persona)
+
+    async def setup(self) -> None:
+        from tobio.db.migrations import migrate
+
+        def setup(conn: Connection) -> dict[str, tuple[int, dict[str, Any]]]:
+            migrate(conn, MIGRATIONS, prefix="persona.")
+            self.kernel.db.track_ids(conn, "persona_versions")
+            latest = sa.select(PersonaVersionRow.persona, sa.func.max(PersonaVersionRow.version).label("v")).group_by(
+                PersonaVersionRow.persona).subquery()
+            rows = conn.execute(sa.select(PersonaVersionRow.persona, PersonaVersionRow.version, PersonaVersionRow.data).join(
+                latest, sa.and_(latest.c.persona == PersonaVersionRow.persona, latest.c.v == PersonaVersionRow.version)))
+            return {key: (version, data) for key, version, data in rows}
+
+        for key, (version, data) in (await self.kernel.db.call(setup)).items():
+            self.current[key] = (version, Persona.model_validate(data))
+
+    async def record(self, key: str, persona: Persona, changed_by: str, change: str, source: str | None = None) -> int:
+        """Store `persona` as the next version of `key` (if it differs from the current one)."""
+        version, current = self.current.get(key, (0, None))
+        if current is not None and _dump(current) == _dump(persona):
+            return version
+        row = dict(id=self.kernel.db.next_ids("persona_versions"), persona=key, version=version + 1, data=_dump(persona),
+                   changed_by=changed_by, change=change, source=source, created_at=utcnow())
+        self.current[key] = (version + 1, persona)
+        await self.kernel.writer.write(("persona_versions", tuple(row), [tuple(row.values())]))
+        return version + 1
+
+    async def from_file(self, path: str | Path) -> tuple[str, Persona]:
+        """The persona an agent file names: the newest version, recording the file's content when it is new."""
+        key = key_for(path)
+        on_disk = load_persona(path)
+        recorded = await self._versions_from_file(key)
+        if key not in self.current:
+            await self.record(key, on_disk, "file", f"loaded from {path}", str(path))
+        elif recorded is None or recorded != _dump(on_disk):
+            # The file changed since we last read it: that edit is a version too.
+            before = _dump(self.current[key][1])
+            changed = ", ".join(k for k, _, _ in field_diff(before, _dump(on_disk))) or "nothing"
+            await self.record(key, on_disk, "file", f"file edited ({changed})", str(path))
+        return key, self.current[key][1]
+
+    async def _versions_from_file(self, key: str) -> dict[str, Any] | None:
+        def read(conn: Connection) -> dict[str, Any] | None:
+            return conn.execute(
+                sa.select(PersonaVersionRow.data).where(PersonaVersionRow.persona == key, PersonaVersionRow.changed_by == "file")
+                .order_by(PersonaVersionRow.version.desc()).limit(1)).scalar()
+
+        await self.kernel.flush()
+        return await self.kernel.db.call(read)
+
+    def get(self, key: str) -> tuple[int, Persona]:
+        if key not in self.current:
+            raise CommandError(f"no persona '{key}' (see `persona ls`)")
+        return self.current[key]
+
+    async def set_field(self, key: str, field: str, value: str, changed_by: str) -> tuple[int, Persona]:
+        """Change one field; the value is JSON when it parses as JSON (lists, numbers), else text."""
+        _, persona = self.get(key)
+        if field not in Persona.model_fields or field == "card":
+            raise CommandError(f"no persona field '{field}' (fields: {', '.join(f for f in Persona.model_fields if f != 'card')})")
+        try:
+            parsed: Any = json.loads(value)
+        except ValueError:
+            parsed = value
+        annotation = Persona.model_fields[field].annotation
+        if annotation is str:
+            parsed = value
+        elif getattr(annotation, "__origin__", None) is list and not isinstance(parsed, list):
+            parsed = [part.strip() for part in value.strip().strip("[]").split(",") if part.strip()]  # a, b, c
+        try:
+            updated = Persona.model_validate({**_dump(persona), field: parsed})
+        except ValidationError as exc:
+            problem = exc.errors(include_url=False)[0]
+            raise CommandError(f"persona {key}: field '{field}': {problem['msg']} (got {value!r})") from None
+        version = await self.record(key, updated, changed_by, f"set {field}")
+        return version, updated
+
+    async def versions(self, key: str) -> list[PersonaVersionRow]:
+        def read(conn: Connection) -> list[PersonaVersionRow]:
+            from tobio.db.database import orm
+
+            return list(orm(conn).scalars(sa.select(PersonaVersionRow).where(PersonaVersionRow.persona == key)
+                                          .order_by(PersonaVersionRow.version)))
+
+        await self.kernel.flush()
+        return await self.kernel.db.call(read)
