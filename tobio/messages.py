@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Any
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Message:
-    """A message as written once to the `messages` table."""
+    """A message as written once to the `messages` table (not frozen: frozen dataclasses cost 2.5x to
+    create, and the transport makes one per post; treat it as read-only)."""
 
     id: int
     channel: str | None
@@ -38,9 +39,9 @@ class Delta:
     done: bool = False
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Delivery:
-    """One push: `message` arrived in the receiver's thread `thread_id`."""
+    """One push: `message` arrived in the receiver's thread `thread_id` (one per receiver per post)."""
 
     message: Message
     thread_id: int
