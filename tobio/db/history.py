@@ -79,13 +79,19 @@ class Context:
     messages: list[Message]
 
 
-def thread_context(conn: Connection, thread_id: int, last: int = 50) -> Context:
-    """Latest summary of the thread plus (up to) the last `last` messages after its checkpoint."""
-    summary = conn.execute(
+def latest_summary(conn: Connection, thread_id: int) -> tuple[str, int] | None:
+    """(content, checkpoint message id) of the thread's newest summary, if it has one."""
+    row = conn.execute(
         sa.select(SummaryRow.content, SummaryRow.checkpoint_message_id)
         .where(SummaryRow.thread_id == thread_id)
         .order_by(SummaryRow.checkpoint_message_id.desc())
         .limit(1)
     ).first()
+    return (row[0], row[1]) if row else None
+
+
+def thread_context(conn: Connection, thread_id: int, last: int = 50) -> Context:
+    """Latest summary of the thread plus (up to) the last `last` messages after its checkpoint."""
+    summary = latest_summary(conn, thread_id)
     checkpoint = summary[1] if summary else None
     return Context(summary[0] if summary else None, checkpoint, thread_messages(conn, thread_id, after=checkpoint, last=last))

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tobio.db.database import Database
+from tobio.db.history import latest_summary
 from tobio.db.tables import AgentRow, MessageRow, PushRow, SummaryRow, ThreadRow
 from tobio.memory.index import Item
 from tobio.memory.tables import ForgottenRow, MemoryItemRow, SummarySpanRow
@@ -128,13 +129,8 @@ def thread_state(conn: Connection, thread_id: int) -> tuple[int, int | None, str
     agent = conn.execute(sa.select(ThreadRow.agent_id).where(ThreadRow.id == thread_id)).scalar()
     if agent is None:
         return None
-    latest = conn.execute(
-        sa.select(SummaryRow.checkpoint_message_id, SummaryRow.content)
-        .where(SummaryRow.thread_id == thread_id)
-        .order_by(SummaryRow.checkpoint_message_id.desc())
-        .limit(1)
-    ).first()
-    return (agent, latest[0], latest[1]) if latest else (agent, None, None)
+    latest = latest_summary(conn, thread_id)
+    return (agent, latest[1], latest[0]) if latest else (agent, None, None)
 
 
 def unsummarised(conn: Connection, thread_id: int, limit: int) -> tuple[tuple[int, int | None, str | None] | None, list[Message]]:
