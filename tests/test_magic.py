@@ -1,0 +1,58 @@
+"""The `%tobio` magic in a real IPython InteractiveShell (in-memory history)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+
+from tobio.jupyter import close_kernel
+
+from conftest import write
+
+
+@pytest.fixture
+def ip(tmp_path: Path) -> Iterator[InteractiveShell]:
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    shell = InteractiveShell.instance(config=config)
+    write(tmp_path / "conf" / "agents" / "echo.yaml", "name: echo\ntype: scripted\nchannels: [lobby]\nreplies: ['e: {text}']\n")
+    write(tmp_path / "conf" / "kernel.yaml", "modules: [scripted]\nagents: [agents/*.yaml]\n")
+    shell.run_line_magic("load_ext", "tobio")
+    shell.run_line_magic("tobio", f"--config {tmp_path / 'conf' / 'kernel.yaml'} --database duckdb:///{tmp_path / 'nb.duckdb'}")
+    try:
+        yield shell
+    finally:
+        close_kernel()
+        InteractiveShell.clear_instance()
+
+
+def test_line_magic_returns_a_result_with_html_and_dataframe(ip: InteractiveShell) -> None:
+    result = ip.run_line_magic("tobio", "agent ls")
+    assert [row[0] for row in result.rows] == ["echo"]
+    assert "<table>" in result._repr_html_()
+    frame = ip.run_line_magic("tobio", "sql SELECT name, type FROM agents")
+    assert frame.to_pandas().to_dict("records") == [{"name": "echo", "type": "scripted"}]
+
+
+def test_sql_and_json_pass_through_without_expansion(ip: InteractiveShell) -> None:
+    ip.user_ns["x"] = "EXPANDED"
+    result = ip.run_cell("%tobio sql SELECT '{x}' AS a, '$x' AS b, '{\"k\": 1}' AS c").result
+    assert result.rows == [("{x}", "$x", '{"k": 1}')]
+
+
+def test_cell_magic_runs_several_commands(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    ip.run_cell_magic("tobio", "", "# a comment\nchannel post lobby hello there\nmod ls\n")
+    count = ip.run_line_magic("tobio", "sql SELECT count(*) FROM messages WHERE channel = 'lobby'")
+    assert count.rows[0][0] >= 1
+
+
+def test_bad_command_shows_a_clear_error_and_the_kernel_keeps_working(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    outcome = ip.run_cell("%tobio agent frobnicate")
+    assert outcome.success and outcome.result is None
+    err = capsys.readouterr().err
+    assert "error: unknown command 'frobnicate' in 'agent'" in err and "Traceback" not in err
+    assert ip.run_line_magic("tobio", "agent ls").rows
