@@ -1,5 +1,6 @@
 """Tobio in IPython and Jupyter: the `%tobio` magic, sharing one kernel per Python process."""
 
+from tobio.jupyter.chat import ask
 from tobio.jupyter.session import close_kernel, configure, get_kernel
 
-__all__ = ["close_kernel", "configure", "get_kernel"]
+__all__ = ["ask", "close_kernel", "configure", "get_kernel"]
