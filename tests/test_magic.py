@@ -56,3 +56,22 @@ def test_bad_command_shows_a_clear_error_and_the_kernel_keeps_working(ip: Intera
     err = capsys.readouterr().err
     assert "error: unknown command 'frobnicate' in 'agent'" in err and "Traceback" not in err
     assert ip.run_line_magic("tobio", "agent ls").rows
+
+
+def test_chatview_button_sends_and_the_reply_arrives(ip: InteractiveShell) -> None:
+    import time
+
+    from tobio.jupyter import ChatView, get_kernel
+
+    view = ChatView("echo")
+    view.text.value = "hello widget"
+    view.send.click()
+    deadline = time.monotonic() + 20
+    while "e: hello widget" not in view.log.value and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "hello widget" in view.log.value and "e: hello widget" in view.log.value
+    assert view.text.value == ""
+    kernel = get_kernel()
+    kernel.call(kernel.writer.flush())
+    stored = kernel.run("sql SELECT content FROM messages WHERE channel = 'dm.user.echo' ORDER BY id").rows
+    assert stored == [("hello widget",), ("e: hello widget",)]
