@@ -1,0 +1,142 @@
+"""The Panel chat app: pick an agent, chat with streaming, see its mood, recent memories and threads.
+
+`create_app(kernel)` builds one page per browser session; `tobio web`, `web serve` (shell) and
+`panel serve tobio/web/app.py` all serve it. The page talks as the user agent `web` in the private
+channel `dm.web.AGENT`, so the web visitor's experience is recorded like anyone else's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from typing import TYPE_CHECKING, Any
+
+import panel as pn
+
+from tobio.errors import TobioError
+from tobio.messages import Delta, Message
+
+if TYPE_CHECKING:
+    from tobio.kernel import Kernel
+
+WEB_USER = "web"
+
+
+def _talkers(kernel: Kernel) -> list[str]:
+    return sorted(a.name for a in kernel.agents.live.values() if a.type_name != "user")
+
+
+async def _records(kernel: Kernel, command: str) -> list[dict[str, Any]] | str:
+    try:
+        return (await kernel.arun(command)).records()
+    except TobioError as exc:
+        return f"<i>{html.escape(str(exc))}</i>"
+
+
+def _mood_html(rows: list[dict[str, Any]] | str, label: str) -> str:
+    if isinstance(rows, str):
+        return rows
+    bars = "".join(
+        f"<div style='display:flex;gap:6px;align-items:center'><span style='width:72px'>{r['dimension']}</span>"
+        f"<span style='flex:1;background:#eee;height:8px;position:relative'><span style='position:absolute;left:50%;"
+        f"width:{abs(r['now']) * 50:.0f}%;{'' if r['now'] >= 0 else 'transform:translateX(-100%);'}height:8px;"
+        f"background:{'#4caf50' if r['now'] >= 0 else '#e57373'}'></span></span><span style='width:44px;text-align:right'>"
+        f"{r['now']:+.2f}</span></div>" for r in rows)
+    return f"<div><b>{html.escape(label)}</b></div>{bars}"
+
+
+def _memories_html(rows: list[dict[str, Any]] | str) -> str:
+    if isinstance(rows, str):
+        return rows
+    items = "".join(f"<li>{html.escape(str(r['content'])[:140])} <small style='color:#888'>({html.escape(str(r['sender']))}, "
+                    f"score {r['score']})</small></li>" for r in rows)
+    return f"<ul style='padding-left:18px;margin:0'>{items}</ul>" if rows else "<i>nothing yet</i>"
+
+
+def _threads_html(rows: list[dict[str, Any]] | str) -> str:
+    if isinstance(rows, str):
+        return rows
+    lines = "".join(f"<tr><td>{r['thread']}</td><td>{html.escape(str(r['channel']))}</td><td>{r['messages']}</td>"
+                    f"<td>{'closed' if r['closed'] else 'open'}</td></tr>" for r in rows)
+    return f"<table><tr><th>thread</th><th>channel</th><th>msgs</th><th></th></tr>{lines}</table>"
+
+
+def create_app(kernel: Kernel) -> pn.viewable.Viewable:
+    """One page: a sidebar (agent, mood, memories, threads) and the chat."""
+    pn.extension()
+    names = _talkers(kernel)
+    agent = pn.widgets.Select(name="Agent", options=names, value=names[0] if names else None)
+    mood = pn.pane.HTML("", sizing_mode="stretch_width")
+    memories = pn.pane.HTML("", sizing_mode="stretch_width")
+    threads = pn.pane.HTML("", sizing_mode="stretch_width")
+
+    async def refresh(last: str = "") -> None:
+        name = agent.value
+        if not name:
+            return
+        loaded = kernel.modules.loaded
+        if "emotion" in loaded:
+            shown = await kernel.arun(f"emotion show {name}")
+            mood.object = _mood_html(shown.records(), (shown.data or {}).get("label", ""))
+        else:
+            mood.object = "<i>emotion module not loaded</i>"
+        if "memory" in loaded and last:
+            memories.object = _memories_html(await _records(kernel, f"memory search {name} {_quote(last)} -k 3"))
+        threads.object = _threads_html(await _records(kernel, f"thread ls --agent {name}"))
+
+    async def respond(contents: str, user: str, instance: pn.chat.ChatInterface) -> Any:
+        name = agent.value
+        if not name:
+            yield {"user": "Tobio", "object": "No agent to talk to (see `agent ls`)."}
+            return
+        channel = f"dm.{WEB_USER}.{name}"
+        loop = asyncio.get_running_loop()
+        items: asyncio.Queue[Message | Delta] = asyncio.Queue()
+
+        async def send() -> Any:
+            me = await kernel.agents.ensure_user(WEB_USER, channels=(channel,))
+            await kernel.transport.subscribe(kernel.agents.get(name), channel)
+            stop = kernel.transport.listen(channel, lambda item: loop.call_soon_threadsafe(items.put_nowait, item))
+            await me.say(channel, contents, role="user")
+            return stop
+
+        stop = await kernel.acall(send())
+        text = ""
+        try:
+            while True:
+                item = await asyncio.wait_for(items.get(), timeout=300)
+                if item.sender != name:
+                    continue
+                if isinstance(item, Delta):
+                    if item.text:
+                        text += item.text
+                        yield {"user": name, "object": text}  # each yield replaces the message: streaming
+                else:
+                    yield {"user": name, "object": item.content}
+                    break
+        except asyncio.TimeoutError:
+            yield {"user": name, "object": f"({name} did not answer in time; see `log tail`)"}
+        finally:
+            stop()
+        await refresh(contents)
+
+    chat = pn.chat.ChatInterface(callback=respond, user="You", callback_exception="summary",
+                                 sizing_mode="stretch_both", show_rerun=False, show_undo=False)
+    agent.param.watch(lambda _event: pn.state.execute(refresh), "value")
+    pn.state.onload(refresh)
+    sidebar = pn.Column(agent, pn.pane.Markdown("**Mood**"), mood, pn.pane.Markdown("**Recent memories**"), memories,
+                        pn.pane.Markdown("**Threads**"), threads, width=360)
+    return pn.Row(sidebar, pn.Column(pn.pane.Markdown("## Tobio"), chat, sizing_mode="stretch_both"),
+                  sizing_mode="stretch_both")
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text[:200])
+
+
+if __name__.startswith("bokeh"):  # `panel serve tobio/web/app.py`
+    from tobio.jupyter.session import get_kernel
+
+    create_app(get_kernel()).servable(title="Tobio")

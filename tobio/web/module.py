@@ -1,0 +1,60 @@
+"""The `web` module: `web serve|stop|status` from the shell, `%tobio`, or scripts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tobio.commands import Arg, Context, Result
+from tobio.errors import CommandError
+from tobio.modules import Module
+
+if TYPE_CHECKING:
+    from tobio.kernel import Kernel
+
+
+class WebModule(Module):
+    """The barebones web UI (Panel), served from this process."""
+
+    name = "web"
+    description = "A chat web page (Panel): pick an agent, chat, see its mood, memories and threads."
+
+    async def module_init(self, kernel: Kernel) -> None:
+        self.server: Any = None
+        self.url = ""
+        group = kernel.commands.group("web", "The web UI: a chat page served by this kernel.", owner=self)
+
+        @group.command("serve", Arg("--port", type=int, default=5006, help="TCP port"),
+                       Arg("--address", default="127.0.0.1", help="bind address (other than loopback needs --token)"),
+                       Arg("--token", help="password for the page (basic auth); required off loopback"))
+        async def serve_(ctx: Context, port: int, address: str, token: str | None) -> Result:
+            """Serve the chat page in the background; the shell stays usable."""
+            import asyncio
+
+            from tobio.web.serve import serve
+
+            if self.server is not None:
+                raise CommandError(f"already serving on {self.url} (`web stop` first)")
+            self.server = await asyncio.to_thread(serve, ctx.kernel, address, port, token)
+            self.url = f"http://{address}:{port}/"
+            return Result(text=f"serving Tobio on {self.url}" + (" (password: the token)" if token else ""))
+
+        @group.command("stop")
+        async def stop(ctx: Context) -> Result:
+            """Stop serving the web page."""
+            if self.server is None:
+                raise CommandError("not serving (see `web serve`)")
+            self.stop_server()
+            return Result(text="stopped")
+
+        @group.command("status")
+        def status(ctx: Context) -> Result:
+            """Where the page is served, if it is."""
+            return Result(text=f"serving on {self.url}" if self.server is not None else "not serving")
+
+    def stop_server(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    async def module_exit(self, kernel: Kernel) -> None:
+        self.stop_server()
