@@ -75,3 +75,10 @@ def test_chatview_button_sends_and_the_reply_arrives(ip: InteractiveShell) -> No
     kernel.call(kernel.writer.flush())
     stored = kernel.run("sql SELECT content FROM messages WHERE channel = 'dm.user.echo' ORDER BY id").rows
     assert stored == [("hello widget",), ("e: hello widget",)]
+
+
+def test_chat_magic_opens_a_chat_view(ip: InteractiveShell) -> None:
+    from tobio.jupyter import ChatView
+
+    view = ip.run_line_magic("tobio", "chat echo")
+    assert isinstance(view, ChatView) and view.channel == "dm.user.echo"

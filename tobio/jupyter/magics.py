@@ -25,12 +25,17 @@ class TobioMagics(Magics):
         r = %tobio sql SELECT * FROM messages   r.to_pandas() gives a DataFrame
         %%tobio                              several commands, one per line (# comments)
         %tobio --config PATH [--database URL]   choose the kernel config (restarts the kernel)
+        %tobio chat AGENT                    a chat widget (log, mood, input, send)
 
         SQL and JSON pass through as typed: no $variable or {expression} expansion.
         A bad command prints one clear error line; the kernel keeps working.
         """
         from tobio.jupyter.session import configure, get_kernel
 
+        if cell is None and line.split()[:1] == ["chat"] and len(line.split()) == 2:
+            from tobio.jupyter.chatview import ChatView
+
+            return ChatView(line.split()[1])  # `%tobio chat tobio`: a chat widget in the cell
         if line.strip().startswith("--config") or line.strip().startswith("--database"):
             options = _options(line)
             configure(options.get("--config"), options.get("--database"))

@@ -25,9 +25,10 @@ class WebModule(Module):
 
         @group.command("serve", Arg("--port", type=int, default=5006, help="TCP port"),
                        Arg("--address", default="127.0.0.1", help="bind address (other than loopback needs --token)"),
-                       Arg("--token", help="password for the page (basic auth); required off loopback"))
-        async def serve_(ctx: Context, port: int, address: str, token: str | None) -> Result:
-            """Serve the chat page in the background; the shell stays usable."""
+                       Arg("--token", help="password for the page (basic auth); required off loopback"),
+                       Arg("--wait", flag=True, help="keep serving until Ctrl-C (for `tobio-shell -c`)"))
+        async def serve_(ctx: Context, port: int, address: str, token: str | None, wait: bool) -> Result:
+            """Serve the chat page in the background (the shell stays usable), or until Ctrl-C with --wait."""
             import asyncio
 
             from tobio.web.serve import serve
@@ -36,6 +37,12 @@ class WebModule(Module):
                 raise CommandError(f"already serving on {self.url} (`web stop` first)")
             self.server = await asyncio.to_thread(serve, ctx.kernel, address, port, token)
             self.url = f"http://{address}:{port}/"
+            if wait:
+                ctx.emit(f"serving Tobio on {self.url} (Ctrl-C stops)\n")
+                try:
+                    await asyncio.Event().wait()
+                finally:
+                    self.stop_server()
             return Result(text=f"serving Tobio on {self.url}" + (" (password: the token)" if token else ""))
 
         @group.command("stop")
