@@ -11,7 +11,6 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tobio.errors import AgentError
 from tobio.messages import Delta, Message
 
 if TYPE_CHECKING:
@@ -46,12 +45,7 @@ class Chat:
         self._person, self._stop_listening = await self.kernel.acall(self._join(forward))
 
     async def _join(self, forward: Callable[[Message | Delta], None]) -> tuple[Any, Callable[[], None]]:
-        agents = self.kernel.agents
-        target = agents.get(self.agent)
-        if target.type_name == "user":
-            raise AgentError(f"'{self.agent}' is a person at a front end, not an agent")
-        person = await agents.ensure_user(self.user, channels=(self.channel,))
-        await self.kernel.transport.subscribe(target, self.channel)
+        person, _ = await self.kernel.agents.open_dm(self.user, self.agent, self.channel)
         return person, self.kernel.transport.listen(self.channel, forward)
 
     @property

@@ -101,6 +101,17 @@ class AgentManager:
             await self.kernel.transport.subscribe(agent, channel)
         return agent
 
+    async def open_dm(self, user: str, agent: str, channel: str | None = None) -> tuple[Agent, str]:
+        """The private channel (`dm.USER.AGENT` unless given) where the person `user` talks with `agent`,
+        both subscribed; returns (the user's agent, the channel). Every front end's chat starts here."""
+        target = self.get(agent)
+        if target.type_name == "user":
+            raise AgentError(f"'{agent}' is a person at a front end, not an agent")
+        channel = channel or f"dm.{user}.{agent}"
+        person = await self.ensure_user(user, channels=(channel,))
+        await self.kernel.transport.subscribe(target, channel)
+        return person, channel
+
     # -- spawn / restore ------------------------------------------------------------------------
     async def spawn(self, config: AgentConfig, config_file: str | None = None) -> Agent:
         """Create (or re-create, keeping its id and state) an agent, subscribe it and start its task."""

@@ -14,10 +14,7 @@ def ask(agent: str, text: str, *, user: str = "user", timeout: float = 300.0) ->
     kernel = get_kernel()
 
     async def exchange() -> str:
-        channel = f"dm.{user}.{agent}"
-        target = kernel.agents.get(agent)
-        me = await kernel.agents.ensure_user(user, channels=(channel,))
-        await kernel.transport.subscribe(target, channel)
+        me, channel = await kernel.agents.open_dm(user, agent)
         replied: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
         def on_delivery(delivery: Delivery) -> None:

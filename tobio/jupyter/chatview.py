@@ -23,7 +23,7 @@ class ChatView:
         self.kernel = get_kernel()
         self.agent = agent
         self.user = user
-        self.channel = f"dm.{user}.{agent}"
+        self.channel = ""  # set by _join: the private channel with the agent
         self.lines: list[tuple[str, str]] = []  # (speaker, text) shown in the log
         self._partial: dict[str, str] = {}  # stream id -> text so far
         self.log = widgets.HTML(layout=widgets.Layout(max_height="360px", overflow_y="auto", border="1px solid #ddd", padding="6px"))
@@ -38,8 +38,7 @@ class ChatView:
         self._render()
 
     async def _join(self) -> None:
-        self._me = await self.kernel.agents.ensure_user(self.user, channels=(self.channel,))
-        await self.kernel.transport.subscribe(self.kernel.agents.get(self.agent), self.channel)
+        self._me, self.channel = await self.kernel.agents.open_dm(self.user, self.agent)
         self.kernel.transport.listen(self.channel, self._on_item)
 
     def _on_item(self, item: Message | Delta) -> None:

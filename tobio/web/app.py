@@ -89,13 +89,11 @@ def create_app(kernel: Kernel) -> pn.viewable.Viewable:
         if not name:
             yield {"user": "Tobio", "object": "No agent to talk to (see `agent ls`)."}
             return
-        channel = f"dm.{WEB_USER}.{name}"
         loop = asyncio.get_running_loop()
         items: asyncio.Queue[Message | Delta] = asyncio.Queue()
 
         async def send() -> Any:
-            me = await kernel.agents.ensure_user(WEB_USER, channels=(channel,))
-            await kernel.transport.subscribe(kernel.agents.get(name), channel)
+            me, channel = await kernel.agents.open_dm(WEB_USER, name)
             stop = kernel.transport.listen(channel, lambda item: loop.call_soon_threadsafe(items.put_nowait, item))
             await me.say(channel, contents, role="user")
             return stop
