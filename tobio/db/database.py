@@ -183,20 +183,19 @@ class Database:
         """Insert many rows fast: Arrow into DuckDB, executemany elsewhere."""
         if not rows:
             return
+        if self.dialect == "duckdb":
+            raw = conn.connection.dbapi_connection
+            json_cols = _json_columns(table)
+            names = ", ".join(f'"{c}"' for c in columns)
         if self.dialect == "duckdb" and len(rows) <= SMALL_BATCH:
             # Registering an Arrow table costs ~3 ms whatever its size; a VALUES list is cheaper when small.
-            json_cols = _json_columns(table)
-            raw = conn.connection.dbapi_connection
-            names = ", ".join(f'"{c}"' for c in columns)
-            marks = "(" + ", ".join("?" * 1 for _ in columns) + ")"
+            marks = "(" + ", ".join("?" for _ in columns) + ")"
             flat = [(_dump(v) if c in json_cols else v) for row in rows for c, v in zip(columns, row)]
             raw.execute(f"INSERT INTO {table} ({names}) VALUES {', '.join([marks] * len(rows))}", flat)
             return
         if self.dialect == "duckdb":
             import pyarrow as pa
 
-            raw = conn.connection.dbapi_connection
-            json_cols = _json_columns(table)
             values = list(zip(*rows))
             arrow = pa.table(
                 {name: [_dump(v) for v in col] if name in json_cols else col for name, col in zip(columns, values)}
@@ -204,7 +203,6 @@ class Database:
             view = f"_tobio_batch_{table}"
             raw.register(view, arrow)
             try:
-                names = ", ".join(f'"{c}"' for c in columns)
                 raw.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {view}")
             finally:
                 raw.unregister(view)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -11,6 +10,7 @@ from tobio.commands import Arg, Context, Group, Result
 from tobio.db.tables import StateRow
 from tobio.emotion.affect import DIMENSIONS, Affect, Mood
 from tobio.errors import CommandError
+from tobio.replay import parse_time
 
 if TYPE_CHECKING:
     from tobio.emotion.module import EmotionModule
@@ -24,23 +24,14 @@ def sparkline(values: list[float]) -> str:
     return "".join(BARS[min(len(BARS) - 1, int((v + 1) / 2 * len(BARS)))] for v in values)
 
 
-def _time(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        raise CommandError(f"not a time: {text!r} (use ISO format, e.g. 2026-11-24T21:30:00)") from None
-
-
 def register(root: Group, module: EmotionModule) -> None:
     group = root.group("emotion", "Agents' affect: pleasure, arousal, dominance.", owner=module)
 
-    @group.command("show", NAME, Arg("--at", help="at this time (ISO), decayed from the last appraisal"))
+    @group.command("show", NAME, Arg("--at", help="at this time (ISO, `now`, or --at=-5m), decayed from the last appraisal"))
     def show(ctx: Context, agent: str, at: str | None) -> Result:
         """Show an agent's current mood (or at a time), its baseline and named emotion."""
         target = ctx.kernel.agents.get(agent)
-        mood = module.mood(target, _time(at))
+        mood = module.mood(target, parse_time(at) if at else None)
         rows = [(k, round(getattr(mood.affect, k), 3), round(getattr(mood.baseline, k), 3)) for k in DIMENSIONS]
         note = f"{mood.affect.label}; half-life {module.settings.half_life_s:g} s; at {mood.at:%Y-%m-%d %H:%M:%S}"
         return Result(columns=["dimension", "now", "baseline"], rows=rows, note=note,
