@@ -30,6 +30,14 @@ def cast(tmp_path: Path, names: tuple[str, ...] = ("ann", "bob", "carol")) -> li
     return [write(tmp_path / f"{n}.yaml", f"name: {n}\ntype: persona\npersona: p.yaml\nstream: false\n") for n in names]
 
 
+def seat_in_hall(kernel: Kernel, tmp_path: Path, policy: str, max_agent_turns: int) -> None:
+    """Spawn the cast, put everyone in #hall, and give the hall a floor."""
+    for path in cast(tmp_path):
+        kernel.run(f"agent spawn {path}")
+        kernel.run(f"channel sub {path.stem} hall")
+    kernel.run(f"floor set hall --policy {policy} --max-agent-turns {max_agent_turns}")
+
+
 def agent_lines(kernel: Kernel, channel: str) -> list[tuple[str, str]]:
     kernel.call(kernel.writer.flush())
     return [tuple(r) for r in kernel.run(
@@ -58,10 +66,7 @@ def test_round_robin_scene_runs_its_turns_and_stops(duckdb_url: str, tmp_path: P
 def test_addressed_member_answers_alone(duckdb_url: str, tmp_path: Path) -> None:
     kernel = start(duckdb_url)
     try:
-        for path in cast(tmp_path):
-            kernel.run(f"agent spawn {path}")
-            kernel.run(f"channel sub {path.stem} hall")
-        kernel.run("floor set hall --policy addressed --max-agent-turns 1")
+        seat_in_hall(kernel, tmp_path, "addressed", 1)
         kernel.run("channel post hall Bob, what do you think?")
         wait_until(lambda: len(agent_lines(kernel, "hall")) == 1)
         time.sleep(0.3)
@@ -73,10 +78,7 @@ def test_addressed_member_answers_alone(duckdb_url: str, tmp_path: Path) -> None
 def test_agents_stop_after_max_agent_turns_until_a_person_speaks(duckdb_url: str, tmp_path: Path) -> None:
     kernel = start(duckdb_url)
     try:
-        for path in cast(tmp_path):
-            kernel.run(f"agent spawn {path}")
-            kernel.run(f"channel sub {path.stem} hall")
-        kernel.run("floor set hall --policy round_robin --max-agent-turns 3")
+        seat_in_hall(kernel, tmp_path, "round_robin", 3)
         kernel.run("channel post hall hello everyone")
         wait_until(lambda: len(agent_lines(kernel, "hall")) == 3)
         time.sleep(0.4)
@@ -90,10 +92,7 @@ def test_agents_stop_after_max_agent_turns_until_a_person_speaks(duckdb_url: str
 def test_model_policy_lets_the_model_pick(duckdb_url: str, tmp_path: Path) -> None:
     kernel = start(duckdb_url, classify_reply='{"label": "carol"}')
     try:
-        for path in cast(tmp_path):
-            kernel.run(f"agent spawn {path}")
-            kernel.run(f"channel sub {path.stem} hall")
-        kernel.run("floor set hall --policy model --max-agent-turns 1")
+        seat_in_hall(kernel, tmp_path, "model", 1)
         kernel.run("channel post hall who wants to go first?")
         wait_until(lambda: len(agent_lines(kernel, "hall")) == 1)
         assert agent_lines(kernel, "hall")[0][0] == "carol"
