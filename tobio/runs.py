@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from tobio.db.literals import const
 from tobio.db.migrations import utcnow
 from tobio.db.tables import RunRow, StepRow
 from tobio.providers.base import ChatRequest, Chunk, ProviderError
@@ -247,7 +248,7 @@ class RunManager:
         """At start-up: runs recorded as queued/in progress belong to a process that is gone; mark them expired."""
 
         def sweep(conn: Connection) -> list[int]:
-            ids = list(conn.execute(sa.select(RunRow.id).where(RunRow.status.in_(("queued", "in_progress")))).scalars())
+            ids = list(conn.execute(sa.select(RunRow.id).where(RunRow.status.in_([const("queued"), const("in_progress")]))).scalars())
             if ids:
                 conn.execute(sa.update(RunRow).where(RunRow.id.in_(ids)).values(
                     status="expired", error="the process running it stopped", completed_at=utcnow()))
@@ -264,7 +265,7 @@ class RunManager:
         await self.kernel.flush()
 
         def sweep(conn: Connection) -> list[int]:
-            ids = [i for i in conn.execute(sa.select(RunRow.id).where(RunRow.status.in_(("queued", "in_progress")))).scalars() if i not in live]
+            ids = [i for i in conn.execute(sa.select(RunRow.id).where(RunRow.status.in_([const("queued"), const("in_progress")]))).scalars() if i not in live]
             if ids:
                 conn.execute(
                     sa.update(RunRow).where(RunRow.id.in_(ids)).values(status="cancelled", error="dangling: cancelled", completed_at=utcnow())

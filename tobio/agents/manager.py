@@ -15,6 +15,7 @@ from tobio.agents.base import Agent, AgentConfig
 from tobio.config import load_yaml, validate
 from tobio.config.yamlfile import SourceMap
 from tobio.db.database import orm
+from tobio.db.literals import const
 from tobio.db.migrations import utcnow
 from tobio.db.tables import AgentRow, ThreadRow
 from tobio.errors import AgentError, ConfigError
@@ -167,7 +168,7 @@ class AgentManager:
 
         def read(conn: Connection) -> tuple[list[AgentRow], list[ThreadRow]]:
             session = orm(conn)
-            agents = list(session.scalars(sa.select(AgentRow).where(AgentRow.status != "killed").order_by(AgentRow.id)))
+            agents = list(session.scalars(sa.select(AgentRow).where(AgentRow.status != const("killed")).order_by(AgentRow.id)))
             threads = list(session.scalars(sa.select(ThreadRow).where(ThreadRow.closed_at.is_(None))))
             return agents, threads
 

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
+from tobio.db.literals import NotLiteral, values_list
 from tobio.db.tables import ID_TABLES, Base
 from tobio.errors import DatabaseError, DatabaseLockedError
 
@@ -189,9 +190,13 @@ class Database:
             names = ", ".join(f'"{c}"' for c in columns)
         if self.dialect == "duckdb" and len(rows) <= SMALL_BATCH:
             # Registering an Arrow table costs ~3 ms whatever its size; a VALUES list is cheaper when small.
-            marks = "(" + ", ".join("?" for _ in columns) + ")"
-            flat = [(_dump(v) if c in json_cols else v) for row in rows for c, v in zip(columns, row)]
-            raw.execute(f"INSERT INTO {table} ({names}) VALUES {', '.join([marks] * len(rows))}", flat)
+            # Plain values go in as literals: binding any parameter makes DuckDB import pandas (literals.py).
+            cells = [[(_dump(v) if c in json_cols else v) for c, v in zip(columns, row)] for row in rows]
+            try:
+                raw.execute(f"INSERT INTO {table} ({names}) VALUES {values_list(cells)}")
+            except NotLiteral:
+                marks = "(" + ", ".join("?" for _ in columns) + ")"
+                raw.execute(f"INSERT INTO {table} ({names}) VALUES {', '.join([marks] * len(rows))}", [v for row in cells for v in row])
             return
         if self.dialect == "duckdb":
             import pyarrow as pa

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from tobio.db.literals import const
 from tobio.db.tables import Base, MigrationRow
 
 Migration = Callable[[Connection], None]
@@ -53,13 +54,25 @@ def add_column_if_missing(conn: Connection, table: str, column: sa.Column) -> No
         conn.exec_driver_sql(f'ALTER TABLE {table} ADD COLUMN "{column.name}" {ddl}')
 
 
+def table_exists(conn: Connection, name: str) -> bool:
+    """Whether `name` is a table here. On DuckDB without bound parameters (see `literals.const`)."""
+    if conn.dialect.name != "duckdb":
+        return sa.inspect(conn).has_table(name)
+    query = sa.select(sa.func.count()).select_from(sa.text("duckdb_tables()")).where(
+        sa.text("database_name = current_database() AND schema_name = current_schema()"),
+        sa.column("table_name") == const(name),
+    )
+    return bool(conn.execute(query).scalar())
+
+
 def migrate(conn: Connection, migrations: list[Migration] | None = None, prefix: str = "") -> list[str]:
     """Run the migrations this database has not seen yet; returns their names.
 
     Modules with tables of their own call this from module_init with their own list and a prefix
     (`memory.m001_embeddings`), so their schema is versioned the same way as the kernel's.
     """
-    MigrationRow.__table__.create(conn, checkfirst=True)
+    if not table_exists(conn, MigrationRow.__tablename__):
+        MigrationRow.__table__.create(conn)
     applied = set(conn.execute(sa.select(MigrationRow.name)).scalars())
     ran = []
     for fn in MIGRATIONS if migrations is None else migrations:

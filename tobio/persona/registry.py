@@ -19,6 +19,7 @@ from sqlalchemy import JSON, String, Text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
+from tobio.db.literals import const
 from tobio.db.migrations import utcnow
 from tobio.db.tables import Base, id_column
 from tobio.errors import CommandError
@@ -111,8 +112,8 @@ class PersonaRegistry:
     async def _versions_from_file(self, key: str) -> dict[str, Any] | None:
         def read(conn: Connection) -> dict[str, Any] | None:
             return conn.execute(
-                sa.select(PersonaVersionRow.data).where(PersonaVersionRow.persona == key, PersonaVersionRow.changed_by == "file")
-                .order_by(PersonaVersionRow.version.desc()).limit(1)).scalar()
+                sa.select(PersonaVersionRow.data).where(PersonaVersionRow.persona == const(key), PersonaVersionRow.changed_by == const("file"))
+                .order_by(PersonaVersionRow.version.desc()).limit(const(1))).scalar()
 
         await self.kernel.flush()
         return await self.kernel.db.call(read)

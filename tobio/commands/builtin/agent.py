@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from tobio.commands import Arg, Context, Group, Result, table
 from tobio.db.database import orm
+from tobio.db.literals import const
 from tobio.db.history import agent_history
 from tobio.db.tables import AgentRow, StateRow
 from tobio.errors import AgentError
@@ -35,7 +36,7 @@ def register(root: Group) -> None:
 
         def read(conn: sa.Connection) -> list[AgentRow]:
             query = sa.select(AgentRow).order_by(AgentRow.id)
-            return list(orm(conn).scalars(query if all else query.where(AgentRow.status != "killed")))
+            return list(orm(conn).scalars(query if all else query.where(AgentRow.status != const("killed"))))
 
         rows = []
         for row in await kernel.db.call(read):

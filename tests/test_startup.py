@@ -1,0 +1,100 @@
+"""Start-up stays light: literals written instead of bound parameters must mean exactly the same data."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tobio.db.literals import NotLiteral, literal, values_list
+
+ROOT = Path(__file__).resolve().parent.parent
+
+AWKWARD = [
+    None, True, False, 0, -1, 2**62, -(2**63),
+    0.1 + 0.2, 1e308, -0.0, 5e-324, 1 / 3, float("inf"), float("-inf"),
+    "", "it's", "''", "back\\slash", "new\nline\ttab", "ünïcødé ✓ 🐸", "$1 ? :name %s", "--comment", "/* c */",
+    datetime(2026, 11, 25, 0, 9, 11, 4382), datetime(1999, 12, 31, 23, 59, 59), date(2024, 2, 29), time(7, 5, 3, 120),
+]
+
+
+@pytest.mark.parametrize("value", AWKWARD, ids=repr)
+def test_a_literal_reads_back_as_the_bound_value(value: object) -> None:
+    conn = duckdb.connect()
+    bound = conn.execute("SELECT ?", [value]).fetchone()[0]
+    inlined = conn.execute(f"SELECT {literal(value)}").fetchone()[0]
+    if isinstance(value, float) and math.isnan(value):
+        assert math.isnan(inlined)
+    else:
+        assert inlined == bound and type(inlined) is type(bound)
+    if isinstance(value, float):
+        assert math.copysign(1, inlined) == math.copysign(1, value)
+
+
+def test_nan_reads_back() -> None:
+    assert math.isnan(duckdb.connect().execute(f"SELECT {literal(float('nan'))}").fetchone()[0])
+
+
+@pytest.mark.parametrize("value", [b"bytes", [0.1, 0.2], "nul\x00inside", {"a": 1}, datetime(2026, 1, 2, tzinfo=timezone(timedelta(hours=2)))], ids=repr)
+def test_values_without_a_literal_form_are_left_to_binding(value: object) -> None:
+    with pytest.raises(NotLiteral):
+        values_list([[1, value]])
+
+
+def test_a_values_list_inserts_rows_intact() -> None:
+    conn = duckdb.connect()
+    conn.execute("CREATE TABLE t (i BIGINT, s VARCHAR, f DOUBLE, ts TIMESTAMP, ok BOOLEAN)")
+    rows = [[1, "it's", 0.1, datetime(2026, 11, 25, 1, 2, 3, 456), True], [2, None, None, None, None]]
+    conn.execute(f"INSERT INTO t VALUES {values_list(rows)}")
+    assert [list(r) for r in conn.execute("SELECT * FROM t ORDER BY i").fetchall()] == rows
+
+
+# Runs `tobio-shell -c "agent ls"` in-process; prints where pandas got imported (if it did) to stderr.
+PROBE = """
+import sys, traceback
+
+class ShowWhoImportsPandas:
+    def find_spec(self, name, path=None, target=None):
+        if name == "pandas":
+            traceback.print_stack(limit=25)
+
+sys.meta_path.insert(0, ShowWhoImportsPandas())
+sys.argv = ["tobio-shell", "-c", "agent ls"]
+from shell.app import main
+code = main()
+print("pandas" in sys.modules, code)
+"""
+
+
+def test_a_one_shot_command_on_an_existing_database_does_not_import_pandas(tmp_path: Path) -> None:
+    """bench/startup.py's case: pandas alone is ~0.5 s, more than the shell's own start-up."""
+    env = {**os.environ, "TOBIO_DATA_DIR": str(tmp_path), "TOBIO_LOAD_PLUGINS": ""}
+    env.pop("TOBIO_CONFIG", None)
+    env.pop("TOBIO_DATABASE", None)
+    probe = PROBE
+    first = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert "tobio" in second.stdout  # the persona agent from configs/ is listed
+    assert second.stdout.strip().splitlines()[-1] == "False 0", second.stderr
+
+
+@pytest.mark.parametrize("value", ["it's", "back\\slash", "ünï %s $1", 42, -(2**63)], ids=repr)
+def test_const_renders_the_same_value_on_every_backend(db_url: str, value: object) -> None:
+    import sqlalchemy as sa
+
+    from tobio.db.literals import const
+
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(const(value))).scalar() == value  # type: ignore[arg-type]
+    finally:
+        engine.dispose()
