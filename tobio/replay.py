@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from tobio.db.database import orm
 from tobio.db.history import agent_history
 from tobio.db.migrations import utcnow
-from tobio.db.tables import AgentRow, StateRow, SummaryRow, ThreadRow
+from tobio.db.tables import AgentRow, Row, StateRow, SummaryRow, ThreadRow
 from tobio.errors import AgentError, CommandError
 from tobio.messages import Message
 
@@ -80,14 +79,13 @@ class Snapshot:
         ]
 
 
-def _read(conn: Connection, name: str, at: datetime) -> tuple[AgentRow, list[ThreadRow], list, dict[int, tuple[str, int]], dict[str, Any]]:
-    session = orm(conn)
-    agent = session.scalars(sa.select(AgentRow).where(AgentRow.name == name)).first()
+def _read(conn: Connection, name: str, at: datetime) -> tuple[Row, list[Row], list, dict[int, tuple[str, int]], dict[str, Any]]:
+    agent = conn.execute(sa.select(AgentRow).where(AgentRow.name == name)).first()
     if agent is None:
         raise AgentError(f"no agent named '{name}' (see `agent ls --all`)")
     if agent.created_at > at:
         raise AgentError(f"'{name}' did not exist yet at {at:%Y-%m-%d %H:%M:%S} (created {agent.created_at:%Y-%m-%d %H:%M:%S})")
-    threads = list(session.scalars(
+    threads = list(conn.execute(
         sa.select(ThreadRow).where(ThreadRow.agent_id == agent.id, ThreadRow.opened_at <= at).order_by(ThreadRow.id)))
     history = agent_history(conn, agent.id, until=at)
     summaries: dict[int, tuple[str, int]] = {}
@@ -98,10 +96,10 @@ def _read(conn: Connection, name: str, at: datetime) -> tuple[AgentRow, list[Thr
         .order_by(SummaryRow.checkpoint_message_id)
     ):
         summaries[thread_id] = (content, checkpoint)  # the latest one wins
-    state = session.scalars(
+    state = conn.execute(
         sa.select(StateRow.state_dict).where(StateRow.agent_id == agent.id, StateRow.created_at <= at, StateRow.superseded_at > at)
         .order_by(StateRow.id.desc()).limit(1)
-    ).first()
+    ).scalar()
     return agent, threads, history, summaries, state if state is not None else agent.state_dict
 
 

@@ -14,10 +14,9 @@ from sqlalchemy.engine import Connection
 from tobio.agents.base import Agent, AgentConfig
 from tobio.config import load_yaml, validate
 from tobio.config.yamlfile import SourceMap
-from tobio.db.database import orm
 from tobio.db.literals import const
 from tobio.db.migrations import utcnow
-from tobio.db.tables import AgentRow, ThreadRow
+from tobio.db.tables import AgentRow, Row, ThreadRow
 from tobio.errors import AgentError, ConfigError
 
 if TYPE_CHECKING:
@@ -121,8 +120,8 @@ class AgentManager:
         cls = self.type_for(config.type)
         config_json = config.model_dump(mode="json")
 
-        def read(conn: Connection) -> AgentRow | None:
-            return orm(conn).scalars(sa.select(AgentRow).where(AgentRow.name == config.name)).first()
+        def read(conn: Connection) -> Row | None:
+            return conn.execute(sa.select(AgentRow).where(AgentRow.name == config.name)).first()
 
         existing = await self.kernel.db.call(read)
         agent = cls(self.kernel, config, existing.id if existing else self.kernel.db.next_ids("agents"))
@@ -166,10 +165,9 @@ class AgentManager:
     async def restore_all(self) -> list[str]:
         """Bring back every agent that was running or paused when the kernel last stopped."""
 
-        def read(conn: Connection) -> tuple[list[AgentRow], list[ThreadRow]]:
-            session = orm(conn)
-            agents = list(session.scalars(sa.select(AgentRow).where(AgentRow.status != const("killed")).order_by(AgentRow.id)))
-            threads = list(session.scalars(sa.select(ThreadRow).where(ThreadRow.closed_at.is_(None))))
+        def read(conn: Connection) -> tuple[list[Row], list[Row]]:
+            agents = list(conn.execute(sa.select(AgentRow).where(AgentRow.status != const("killed")).order_by(AgentRow.id)))
+            threads = list(conn.execute(sa.select(ThreadRow).where(ThreadRow.closed_at.is_(None))))
             return agents, threads
 
         rows, threads = await self.kernel.db.call(read)

@@ -18,10 +18,9 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import Session
 
 from tobio.db.literals import NotLiteral, values_list
-from tobio.db.tables import ID_TABLES, Base
+from tobio.db.tables import ID_TABLES, metadata
 from tobio.errors import DatabaseError, DatabaseLockedError
 
 T = TypeVar("T")
@@ -46,12 +45,7 @@ def _dump(value: Any) -> str | None:
 
 
 def _json_columns(table: str) -> set[str]:
-    return {c.name for c in Base.metadata.tables[table].c if isinstance(c.type, sa.JSON)}
-
-
-def orm(conn: Connection) -> Session:
-    """An ORM session on the DB thread's connection (for reads that want mapped objects)."""
-    return Session(bind=conn, expire_on_commit=False, autoflush=False)
+    return {c.name for c in metadata.tables[table].c if isinstance(c.type, sa.JSON)}
 
 
 class Database:
@@ -212,5 +206,5 @@ class Database:
             finally:
                 raw.unregister(view)
             return
-        target = Base.metadata.tables[table]
+        target = metadata.tables[table]
         conn.execute(sa.insert(target), [dict(zip(columns, row)) for row in rows])

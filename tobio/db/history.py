@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 from tobio.db.tables import AgentRow, MessageRow, PushRow, SummaryRow, ThreadRow
 from tobio.messages import Message
 
-_sender = sa.orm.aliased(AgentRow)
+_sender = AgentRow.alias("sender")
 _MESSAGE_COLUMNS = (
     MessageRow.id, MessageRow.channel, _sender.name, MessageRow.role, MessageRow.content,
     MessageRow.created_at, MessageRow.agent_id, MessageRow.thread_id, MessageRow.metadata_,

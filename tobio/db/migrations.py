@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tobio.db.literals import const
-from tobio.db.tables import Base, MigrationRow
+from tobio.db.tables import MigrationRow, metadata
 
 Migration = Callable[[Connection], None]
 MIGRATIONS: list[Migration] = []
@@ -36,14 +36,14 @@ def utcnow() -> datetime:
 def m001_initial(conn: Connection) -> None:
     """The seed schema: agents, state, channels, threads, messages, pushes, steps, summaries, logs."""
     names = ("agents", "state", "channels", "threads", "messages", "pushes", "steps", "summaries", "logs")
-    Base.metadata.create_all(conn, tables=[Base.metadata.tables[n] for n in names])
+    metadata.create_all(conn, tables=[metadata.tables[n] for n in names])
 
 
 @migration
 def m002_runs(conn: Connection) -> None:
     """Model runs, and steps linked to the run that took them."""
-    Base.metadata.tables["runs"].create(conn, checkfirst=True)
-    add_column_if_missing(conn, "steps", Base.metadata.tables["steps"].c.run_id)
+    metadata.tables["runs"].create(conn, checkfirst=True)
+    add_column_if_missing(conn, "steps", metadata.tables["steps"].c.run_id)
 
 
 def add_column_if_missing(conn: Connection, table: str, column: sa.Column) -> None:

@@ -3,172 +3,195 @@
 Ids are allocated by the kernel (one writer per database), not by the database: DuckDB has no
 SERIAL, and client ids let the group-commit writer bulk-insert messages and their pushes together.
 Timestamps are naive UTC.
+
+Tables are SQLAlchemy Core, not ORM classes: `sqlalchemy.orm` alone costs ~65 ms of every start,
+and Tobio reads rows, it never keeps objects in sync with them. `Table` still lets code write
+`AgentRow.name` for a column, `sa.select(AgentRow)` for the table, and `AgentRow.__table__`.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 Id = BigInteger
+Row = sa.Row[Any]  # what reading any of these tables gives
+metadata = sa.MetaData()
 
 
-class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(), int: BigInteger, float: Float}
+class Table:
+    """A Core table whose columns read like mapped attributes; `attrs` renames (`metadata_` → `metadata`)."""
+
+    def __init__(self, name: str, *items: sa.SchemaItem, attrs: dict[str, str] | None = None) -> None:
+        self.__table__ = sa.Table(name, metadata, *items)
+        self.__tablename__ = name
+        self._attrs = attrs or {}
+
+    def __getattr__(self, attr: str) -> sa.Column[Any]:
+        columns = self.__dict__["__table__"].c
+        name = self.__dict__["_attrs"].get(attr, attr)
+        if name in columns:
+            return columns[name]  # type: ignore[no-any-return]
+        raise AttributeError(f"table {self.__dict__['__tablename__']} has no column {attr!r}")
+
+    def __clause_element__(self) -> sa.FromClause:
+        return self.__table__
+
+    def alias(self, name: str) -> Table:
+        """The same table under another name, for self-joins (`AgentRow.alias("sender").name`)."""
+        view = object.__new__(Table)
+        view.__dict__.update(__table__=self.__table__.alias(name), __tablename__=self.__tablename__, _attrs=self._attrs)
+        return view
+
+    def __repr__(self) -> str:
+        return f"<table {self.__tablename__}>"
 
 
-def id_column() -> Mapped[int]:
-    return mapped_column(Id, primary_key=True, autoincrement=False)
+def id_column() -> sa.Column[int]:
+    return sa.Column("id", Id, primary_key=True, autoincrement=False)
 
 
-class AgentRow(Base):
-    """One agent: its type, the config it was spawned with, its lifecycle status and current state."""
-
-    __tablename__ = "agents"
-    id: Mapped[int] = id_column()
-    name: Mapped[str] = mapped_column(String(64), unique=True)
-    type: Mapped[str] = mapped_column(String(64))
-    config: Mapped[dict[str, Any]]
-    config_file: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16))  # running | paused | killed
-    state_dict: Mapped[dict[str, Any]]
-    created_at: Mapped[datetime]
-    updated_at: Mapped[datetime]
+def column(name: str, type_: Any, *, null: bool = False, **kw: Any) -> sa.Column[Any]:
+    """NOT NULL unless `null=True` (the opposite of Core's default, as the mapped schema had it)."""
+    return sa.Column(name, type_, nullable=null, **kw)
 
 
-class StateRow(Base):
-    """A superseded state_dict: the history of an agent's inner life, one row per change."""
+# One agent: its type, the config it was spawned with, its lifecycle status and current state.
+AgentRow = Table(
+    "agents",
+    id_column(),
+    column("name", String(64), unique=True),
+    column("type", String(64)),
+    column("config", JSON),
+    column("config_file", Text, null=True),
+    column("status", String(16)),  # running | paused | killed
+    column("state_dict", JSON),
+    column("created_at", DateTime()),
+    column("updated_at", DateTime()),
+)
 
-    __tablename__ = "state"
-    id: Mapped[int] = id_column()
-    agent_id: Mapped[int] = mapped_column(Id, index=True)
-    state_dict: Mapped[dict[str, Any]]
-    created_at: Mapped[datetime]  # when this state became current
-    superseded_at: Mapped[datetime]
+# A superseded state_dict: the history of an agent's inner life, one row per change.
+StateRow = Table(
+    "state",
+    id_column(),
+    column("agent_id", Id, index=True),
+    column("state_dict", JSON),
+    column("created_at", DateTime()),  # when this state became current
+    column("superseded_at", DateTime()),
+)
 
+# A named place where messages are posted.
+ChannelRow = Table(
+    "channels",
+    column("name", String(64), primary_key=True),
+    column("topic", Text, default=""),
+    column("created_at", DateTime()),
+)
 
-class ChannelRow(Base):
-    """A named place where messages are posted."""
+# One contiguous experience of one agent: usually one channel subscription.
+ThreadRow = Table(
+    "threads",
+    id_column(),
+    column("agent_id", Id),
+    column("channel", String(64), null=True),
+    column("name", String(160)),
+    column("opened_at", DateTime()),
+    column("closed_at", DateTime(), null=True),
+    column("checkpoint_message_id", Id, null=True),
+    Index("ix_threads_agent", "agent_id", "id"),
+    Index("ix_threads_channel", "channel"),
+)
 
-    __tablename__ = "channels"
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    topic: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime]
+# A message, written once for its channel; who received it is in `pushes`.
+MessageRow = Table(
+    "messages",
+    id_column(),
+    column("agent_id", Id, null=True),  # the sender; None for the kernel itself
+    column("thread_id", Id, null=True),  # the sender's thread, if it had one
+    column("channel", String(64), null=True),
+    column("role", String(16)),
+    column("created_at", DateTime()),
+    column("content", Text),
+    column("metadata", JSON, null=True),
+    Index("ix_messages_channel", "channel"),
+    attrs={"metadata_": "metadata"},
+)
 
+# Message → thread: what an agent actually received. Its subjective history is these rows.
+PushRow = Table(
+    "pushes",
+    column("thread_id", Id, primary_key=True, autoincrement=False),
+    column("message_id", Id, primary_key=True, autoincrement=False),
+)
 
-class ThreadRow(Base):
-    """One contiguous experience of one agent: usually one channel subscription."""
+# One model call on a thread (the thread/run/step shape): what it cost and how it went.
+RunRow = Table(
+    "runs",
+    id_column(),
+    column("thread_id", Id, null=True),
+    column("agent_id", Id, null=True),
+    column("model", String(64)),  # the bundle name
+    column("provider", String(64)),
+    column("provider_model", Text),
+    column("purpose", String(16)),
+    column("params", JSON, null=True),
+    column("status", String(16)),  # queued|in_progress|completed|failed|cancelled|expired
+    column("created_at", DateTime()),
+    column("started_at", DateTime(), null=True),
+    column("completed_at", DateTime(), null=True),
+    column("ttft_ms", Float, null=True),
+    column("latency_ms", Float, null=True),
+    column("prompt_tokens", BigInteger, null=True),
+    column("completion_tokens", BigInteger, null=True),
+    column("error", Text, null=True),
+    column("message_id", Id, null=True),  # the message it produced, once posted
+    Index("ix_runs_agent", "agent_id"),
+    Index("ix_runs_status", "status"),
+)
 
-    __tablename__ = "threads"
-    id: Mapped[int] = id_column()
-    agent_id: Mapped[int] = mapped_column(Id)
-    channel: Mapped[str | None] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(160))
-    opened_at: Mapped[datetime]
-    closed_at: Mapped[datetime | None]
-    checkpoint_message_id: Mapped[int | None] = mapped_column(Id)
+# An action taken while producing a message: a model call, a tool or command call.
+StepRow = Table(
+    "steps",
+    id_column(),
+    column("run_id", Id, null=True, index=True),
+    column("message_id", Id, null=True, index=True),
+    column("agent_id", Id, null=True),
+    column("kind", String(32)),
+    column("name", String(128)),
+    column("params", JSON, null=True),
+    column("result", JSON, null=True),
+    column("created_at", DateTime()),
+)
 
-    __table_args__ = (Index("ix_threads_agent", "agent_id", "id"), Index("ix_threads_channel", "channel"))
+# A summary of a thread up to and including its checkpoint message.
+SummaryRow = Table(
+    "summaries",
+    id_column(),
+    column("thread_id", Id),
+    column("checkpoint_message_id", Id),
+    column("content", Text),
+    column("created_at", DateTime()),
+    Index("ix_summaries_thread", "thread_id", "checkpoint_message_id"),
+)
 
+# The kernel's log, queryable like everything else.
+LogRow = Table(
+    "logs",
+    id_column(),
+    column("level", String(10)),
+    column("logger", String(128)),
+    column("created_at", DateTime()),
+    column("content", Text),
+)
 
-class MessageRow(Base):
-    """A message, written once for its channel; who received it is in `pushes`."""
-
-    __tablename__ = "messages"
-    id: Mapped[int] = id_column()
-    agent_id: Mapped[int | None] = mapped_column(Id)  # the sender; None for the kernel itself
-    thread_id: Mapped[int | None] = mapped_column(Id)  # the sender's thread, if it had one
-    channel: Mapped[str | None] = mapped_column(String(64))
-    role: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime]
-    content: Mapped[str] = mapped_column(Text)
-    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
-
-    __table_args__ = (Index("ix_messages_channel", "channel"),)
-
-
-class PushRow(Base):
-    """Message → thread: what an agent actually received. Its subjective history is these rows."""
-
-    __tablename__ = "pushes"
-    thread_id: Mapped[int] = mapped_column(Id, primary_key=True)
-    message_id: Mapped[int] = mapped_column(Id, primary_key=True)
-
-
-class RunRow(Base):
-    """One model call on a thread (the thread/run/step shape): what it cost and how it went."""
-
-    __tablename__ = "runs"
-    id: Mapped[int] = id_column()
-    thread_id: Mapped[int | None] = mapped_column(Id)
-    agent_id: Mapped[int | None] = mapped_column(Id)
-    model: Mapped[str] = mapped_column(String(64))  # the bundle name
-    provider: Mapped[str] = mapped_column(String(64))
-    provider_model: Mapped[str] = mapped_column(Text)
-    purpose: Mapped[str] = mapped_column(String(16))
-    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16))  # queued|in_progress|completed|failed|cancelled|expired
-    created_at: Mapped[datetime]
-    started_at: Mapped[datetime | None]
-    completed_at: Mapped[datetime | None]
-    ttft_ms: Mapped[float | None]
-    latency_ms: Mapped[float | None]
-    prompt_tokens: Mapped[int | None] = mapped_column(BigInteger)
-    completion_tokens: Mapped[int | None] = mapped_column(BigInteger)
-    error: Mapped[str | None] = mapped_column(Text)
-    message_id: Mapped[int | None] = mapped_column(Id)  # the message it produced, once posted
-
-    __table_args__ = (Index("ix_runs_agent", "agent_id"), Index("ix_runs_status", "status"))
-
-
-class StepRow(Base):
-    """An action taken while producing a message: a model call, a tool or command call."""
-
-    __tablename__ = "steps"
-    id: Mapped[int] = id_column()
-    run_id: Mapped[int | None] = mapped_column(Id, index=True)
-    message_id: Mapped[int | None] = mapped_column(Id, index=True)
-    agent_id: Mapped[int | None] = mapped_column(Id)
-    kind: Mapped[str] = mapped_column(String(32))
-    name: Mapped[str] = mapped_column(String(128))
-    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    created_at: Mapped[datetime]
-
-
-class SummaryRow(Base):
-    """A summary of a thread up to and including its checkpoint message."""
-
-    __tablename__ = "summaries"
-    id: Mapped[int] = id_column()
-    thread_id: Mapped[int] = mapped_column(Id)
-    checkpoint_message_id: Mapped[int] = mapped_column(Id)
-    content: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime]
-
-    __table_args__ = (Index("ix_summaries_thread", "thread_id", "checkpoint_message_id"),)
-
-
-class LogRow(Base):
-    """The kernel's log, queryable like everything else."""
-
-    __tablename__ = "logs"
-    id: Mapped[int] = id_column()
-    level: Mapped[str] = mapped_column(String(10))
-    logger: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[datetime]
-    content: Mapped[str] = mapped_column(Text)
-
-
-class MigrationRow(Base):
-    """Which schema migrations have run, and when."""
-
-    __tablename__ = "schema_migrations"
-    name: Mapped[str] = mapped_column(String(128), primary_key=True)
-    applied_at: Mapped[datetime]
+# Which schema migrations have run, and when.
+MigrationRow = Table(
+    "schema_migrations",
+    column("name", String(128), primary_key=True),
+    column("applied_at", DateTime()),
+)
 
 
 # Tables whose ids the kernel allocates, in the order the writer flushes them.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Connection
 
 from tobio.db.migrations import Migration
-from tobio.db.tables import Base
+from tobio.db.tables import metadata
 from tobio.memory import tables
 
 MIGRATIONS: list[Migration] = []
@@ -19,4 +19,4 @@ def _migration(fn: Migration) -> Migration:
 @_migration
 def m001_memory(conn: Connection) -> None:
     """Embedded items, summary spans, forgotten messages."""
-    Base.metadata.create_all(conn, tables=[Base.metadata.tables[n] for n in tables.TABLES])
+    metadata.create_all(conn, tables=[metadata.tables[n] for n in tables.TABLES])

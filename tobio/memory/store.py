@@ -46,7 +46,7 @@ def _agent_messages(agent: int) -> sa.Select[Any]:
 def agent_items(conn: Connection, agent: int, model: str) -> list[tuple[Item, np.ndarray]]:
     """Every memory this agent may retrieve, with its vector."""
     forgotten = sa.select(ForgottenRow.message_id).where(ForgottenRow.agent_id == agent)
-    sender = sa.orm.aliased(AgentRow)
+    sender = AgentRow.alias("sender")
     messages = (
         sa.select(MemoryItemRow.source_id, MemoryItemRow.created_at, MemoryItemRow.importance,
                   MemoryItemRow.__table__.c.vector,

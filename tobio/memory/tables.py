@@ -1,4 +1,4 @@
-"""Memory's own tables, on the kernel's Base: embedded items, summary spans and forgotten messages.
+"""Memory's own tables, in the kernel's metadata: embedded items, summary spans and forgotten messages.
 
 Append-only: forgetting is a row, not a DELETE, so what an agent was made to forget stays auditable.
 """
@@ -6,15 +6,13 @@ Append-only: forgetting is a row, not a DELETE, so what an agent was made to for
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Float, Index, String, Text
+from sqlalchemy import BigInteger, DateTime, Float, Index, String, Text
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Mapped, mapped_column
 
-from tobio.db.tables import Base, Id, id_column
+from tobio.db.tables import Id, Table, column, id_column
 
 
 class Vector(sa.types.TypeDecorator[list[float]]):
@@ -37,43 +35,40 @@ def _vector_duckdb(type_: Vector, compiler: Any, **kw: Any) -> str:
     return "FLOAT[]"
 
 
-class MemoryItemRow(Base):
-    """One embedded memory: a message (`kind='message'`) or a summary (`kind='summary'`)."""
+# One embedded memory: a message (`kind='message'`) or a summary (`kind='summary'`).
+MemoryItemRow = Table(
+    "memory_items",
+    id_column(),
+    column("kind", String(16)),
+    column("source_id", Id),  # messages.id or summaries.id
+    column("created_at", DateTime()),  # when the remembered thing happened
+    column("importance", Float),
+    column("model", String(64)),  # the embed bundle
+    column("vector", Vector),
+    Index("ix_memory_items_source", "kind", "source_id"),
+)
 
-    __tablename__ = "memory_items"
-    id: Mapped[int] = id_column()
-    kind: Mapped[str] = mapped_column(String(16))
-    source_id: Mapped[int] = mapped_column(Id)  # messages.id or summaries.id
-    created_at: Mapped[datetime]  # when the remembered thing happened
-    importance: Mapped[float] = mapped_column(Float)
-    model: Mapped[str] = mapped_column(String(64))  # the embed bundle
-    vector: Mapped[list[float]] = mapped_column(Vector)
+# Which messages a summary folded in: (first, last] of the thread after the previous checkpoint.
+SummarySpanRow = Table(
+    "memory_summary_spans",
+    column("summary_id", Id, primary_key=True, autoincrement=False),
+    column("thread_id", Id, index=True),
+    column("first_message_id", Id),
+    column("last_message_id", Id),
+    column("messages", BigInteger),
+    column("tokens", BigInteger),
+)
 
-    __table_args__ = (Index("ix_memory_items_source", "kind", "source_id"),)
-
-
-class SummarySpanRow(Base):
-    """Which messages a summary folded in: (first, last] of the thread after the previous checkpoint."""
-
-    __tablename__ = "memory_summary_spans"
-    summary_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
-    thread_id: Mapped[int] = mapped_column(Id, index=True)
-    first_message_id: Mapped[int] = mapped_column(Id)
-    last_message_id: Mapped[int] = mapped_column(Id)
-    messages: Mapped[int]
-    tokens: Mapped[int]
-
-
-class ForgottenRow(Base):
-    """A message an agent must no longer retrieve, with who asked and why."""
-
-    __tablename__ = "memory_forgotten"
-    id: Mapped[int] = id_column()
-    agent_id: Mapped[int] = mapped_column(Id, index=True)
-    message_id: Mapped[int] = mapped_column(Id)
-    reason: Mapped[str] = mapped_column(Text, default="")
-    requested_by: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime]
+# A message an agent must no longer retrieve, with who asked and why.
+ForgottenRow = Table(
+    "memory_forgotten",
+    id_column(),
+    column("agent_id", Id, index=True),
+    column("message_id", Id),
+    column("reason", Text, default=""),
+    column("requested_by", String(64)),
+    column("created_at", DateTime()),
+)
 
 
 TABLES = ("memory_items", "memory_summary_spans", "memory_forgotten")

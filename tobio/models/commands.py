@@ -8,7 +8,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from tobio.commands import Arg, Context, Group, Result, table
-from tobio.db.database import orm
 from tobio.db.tables import AgentRow, RunRow, StepRow
 from tobio.errors import CommandError
 
@@ -137,8 +136,8 @@ def _run_commands(group: Group) -> None:
         await ctx.kernel.flush()
 
         def read(conn: sa.Connection):  # noqa: ANN202
-            session = orm(conn)
-            return session.get(RunRow, id), list(session.scalars(sa.select(StepRow).where(StepRow.run_id == id).order_by(StepRow.id)))
+            run = conn.execute(sa.select(RunRow).where(RunRow.id == id)).first()
+            return run, list(conn.execute(sa.select(StepRow).where(StepRow.run_id == id).order_by(StepRow.id)))
 
         run, steps = await ctx.kernel.db.call(read)
         if run is None:

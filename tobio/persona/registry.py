@@ -9,19 +9,17 @@ shows up in the next reply without a restart.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from pydantic import ValidationError
-from sqlalchemy import JSON, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, String, Text
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Mapped, mapped_column
 
 from tobio.db.literals import const
 from tobio.db.migrations import utcnow
-from tobio.db.tables import Base, id_column
+from tobio.db.tables import Row, Table, column, id_column
 from tobio.errors import CommandError
 from tobio.persona.schema import Persona, load_persona
 
@@ -29,18 +27,18 @@ if TYPE_CHECKING:
     from tobio.kernel import Kernel
 
 
-class PersonaVersionRow(Base):
-    """One version of a persona: its whole content, and who made the change."""
-
-    __tablename__ = "persona_versions"
-    id: Mapped[int] = id_column()
-    persona: Mapped[str] = mapped_column(String(64), index=True)  # the key: file stem or import name
-    version: Mapped[int]
-    data: Mapped[dict[str, Any]] = mapped_column(JSON)
-    changed_by: Mapped[str] = mapped_column(String(64))
-    change: Mapped[str] = mapped_column(Text)
-    source: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime]
+# One version of a persona: its whole content, and who made the change.
+PersonaVersionRow = Table(
+    "persona_versions",
+    id_column(),
+    column("persona", String(64), index=True),  # the key: file stem or import name
+    column("version", BigInteger),
+    column("data", JSON),
+    column("changed_by", String(64)),
+    column("change", Text),
+    column("source", Text, null=True),
+    column("created_at", DateTime()),
+)
 
 
 def m001_persona_versions(conn: Connection) -> None:
@@ -145,12 +143,10 @@ class PersonaRegistry:
         version = await self.record(key, updated, changed_by, f"set {field}")
         return version, updated
 
-    async def versions(self, key: str) -> list[PersonaVersionRow]:
-        def read(conn: Connection) -> list[PersonaVersionRow]:
-            from tobio.db.database import orm
-
-            return list(orm(conn).scalars(sa.select(PersonaVersionRow).where(PersonaVersionRow.persona == key)
-                                          .order_by(PersonaVersionRow.version)))
+    async def versions(self, key: str) -> list[Row]:
+        def read(conn: Connection) -> list[Row]:
+            return list(conn.execute(sa.select(PersonaVersionRow).where(PersonaVersionRow.persona == key)
+                                     .order_by(PersonaVersionRow.version)))
 
         await self.kernel.flush()
         return await self.kernel.db.call(read)

@@ -7,18 +7,17 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tobio.commands import Arg, Context, Group, Result, table
-from tobio.db.database import orm
 from tobio.db.literals import const
 from tobio.db.history import agent_history
-from tobio.db.tables import AgentRow, StateRow
+from tobio.db.tables import AgentRow, Row, StateRow
 from tobio.errors import AgentError
 
 NAME = Arg("name", help="agent name", complete="agent")
 
 
-async def _row(ctx: Context, name: str) -> AgentRow:
-    def read(conn: sa.Connection) -> AgentRow | None:
-        return orm(conn).scalars(sa.select(AgentRow).where(AgentRow.name == name)).first()
+async def _row(ctx: Context, name: str) -> Row:
+    def read(conn: sa.Connection) -> Row | None:
+        return conn.execute(sa.select(AgentRow).where(AgentRow.name == name)).first()
 
     row = await ctx.kernel.db.call(read)
     if row is None:
@@ -34,9 +33,9 @@ def register(root: Group) -> None:
         """List agents with their type, status, channels and message counts."""
         kernel = ctx.kernel
 
-        def read(conn: sa.Connection) -> list[AgentRow]:
+        def read(conn: sa.Connection) -> list[Row]:
             query = sa.select(AgentRow).order_by(AgentRow.id)
-            return list(orm(conn).scalars(query if all else query.where(AgentRow.status != const("killed"))))
+            return list(conn.execute(query if all else query.where(AgentRow.status != const("killed"))))
 
         rows = []
         for row in await kernel.db.call(read):
@@ -102,8 +101,8 @@ def register(root: Group) -> None:
         if not history:
             return table(["key", "value"], sorted(current.items()), data=current)
 
-        def read(conn: sa.Connection) -> list[StateRow]:
-            return list(orm(conn).scalars(sa.select(StateRow).where(StateRow.agent_id == row.id).order_by(StateRow.id)))
+        def read(conn: sa.Connection) -> list[Row]:
+            return list(conn.execute(sa.select(StateRow).where(StateRow.agent_id == row.id).order_by(StateRow.id)))
 
         rows = [(s.created_at, s.superseded_at, s.state_dict) for s in await ctx.kernel.db.call(read)]
         rows.append((row.updated_at, None, current))

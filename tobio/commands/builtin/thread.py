@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from tobio.commands import Arg, Context, Group, Result, table
-from tobio.db.database import orm
 from tobio.db.history import thread_context
 from tobio.db.tables import AgentRow, PushRow, ThreadRow
 from tobio.errors import CommandError
@@ -54,7 +53,7 @@ def register(root: Group) -> None:
         await ctx.kernel.flush()
 
         def read(conn: sa.Connection):  # noqa: ANN202
-            row = orm(conn).get(ThreadRow, id)
+            row = conn.execute(sa.select(ThreadRow).where(ThreadRow.id == id)).first()
             return row, (thread_context(conn, id, last) if row else None)
 
         row, context = await ctx.kernel.db.call(read)
