@@ -23,6 +23,7 @@ from tobio.config.schema import KernelConfig  # noqa: E402
 from tobio.kernel import Kernel  # noqa: E402
 from tobio.memory.config import MemoryConfig  # noqa: E402
 from tobio.memory.module import MemoryModule  # noqa: E402
+from tobio.memory.service import Memory  # noqa: E402
 
 
 def main() -> None:
@@ -58,7 +59,7 @@ async def converse(kernel: Kernel, turns: int) -> dict[str, object]:
     user = await kernel.agents.ensure_user("visitor", ("mill",))
     thread = kernel.transport.subscription(ada.id, "mill").thread_id
     model = kernel.models.get("m")
-    memory = kernel.modules.loaded["memory"].memory  # type: ignore[attr-defined]
+    memory = Memory.of(kernel)
     prompt_tokens, hook_ms, model_ms, turn_ms = [], [], [], []
     began = time.perf_counter()
     for i in range(turns):
@@ -74,11 +75,15 @@ async def converse(kernel: Kernel, turns: int) -> dict[str, object]:
         turn_ms.append((time.perf_counter() - t0) * 1000)
     await memory.settle(timeout=600)
     summaries = (await kernel.arun("sql SELECT count(*) FROM summaries")).rows[0][0]
+    tenth = max(1, turns // 10)
     return {
         "max_prompt_tokens": max(prompt_tokens), "mean_prompt_tokens": round(float(np.mean(prompt_tokens)), 1),
         "over_budget_turns": sum(t > memory.config.budget_tokens for t in prompt_tokens),
         "memory_ms_per_turn": round(float(np.mean(hook_ms)), 2), "memory_ms_p95": round(float(np.percentile(hook_ms, 95)), 2),
+        # Memory's cost must not grow with the conversation: the first tenth of the turns against the last.
+        "memory_ms_first_tenth": round(float(np.mean(hook_ms[:tenth])), 2), "memory_ms_last_tenth": round(float(np.mean(hook_ms[-tenth:])), 2),
         "model_ms_per_turn": round(float(np.mean(model_ms)), 2), "turn_ms": round(float(np.mean(turn_ms)), 2),
+        "turn_ms_first_tenth": round(float(np.mean(turn_ms[:tenth])), 2), "turn_ms_last_tenth": round(float(np.mean(turn_ms[-tenth:])), 2),
         "summaries": summaries, "seconds": round(time.perf_counter() - began, 1),
         "model": "scripted (words as tokens); the memory hook counts with the same tokenizer",
     }

@@ -31,6 +31,7 @@ from tobio.kernel import Kernel  # noqa: E402
 from tobio.memory.bm25 import BM25  # noqa: E402
 from tobio.memory.config import MemoryConfig  # noqa: E402
 from tobio.memory.module import MemoryModule  # noqa: E402
+from tobio.memory.service import Memory  # noqa: E402
 from tobio.memory.text import terms  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo" / "locomo_dev.json"
@@ -91,6 +92,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--limit", type=int, default=0, help="only the first N conversations")
     parser.add_argument("--grid", action="store_true", help="also sweep retrieval weights (tune on dev only)")
+    parser.add_argument("--ablate", action="store_true", help="also score each retrieval feature switched off")
     args = parser.parse_args()
     samples = json.loads(args.data.read_text())
     if args.limit:
@@ -103,7 +105,7 @@ def main() -> None:
         try:
             kernel.modules.register(bench_memory)
             kernel.run("mod load memory")
-            memory = kernel.modules.loaded["memory"].memory  # type: ignore[attr-defined]
+            memory = Memory.of(kernel)
             began = time.perf_counter()
             replays = [kernel.call(replay(kernel, i, s)) for i, s in enumerate(samples)]
             kernel.call(memory.settle(timeout=3600))
@@ -112,8 +114,6 @@ def main() -> None:
             cached: list[tuple[Any, str, np.ndarray, dict[int, str], set[str], int]] = []
             for (agent_id, dia, order), sample in zip(replays, samples):
                 bm25 = BM25()
-                for dia_id in order:
-                    pass
                 texts = {}
                 for _when, turns in sessions(sample["conversation"]):
                     for t in turns:
@@ -138,15 +138,17 @@ def main() -> None:
                         row[f"bm25_recall_at_{k}"] = recall(bm25_found, wanted, k)
                         row[f"recent_recall_at_{k}"] = recall(recent, wanted, k)
                     rows.append(row)
-                    if args.grid:
+                    if args.grid or args.ablate:
                         vec = np.asarray(kernel.call(memory.embed_model.embed([qa["question"]]))[0], dtype=np.float32)
                         cached.append((memory.indexes[agent_id], qa["question"], vec, dia, wanted, qa["category"]))
             result = summarise(rows)
             result.update(questions=len(rows), conversations=len(samples), turns=sum(len(r[2]) for r in replays),
                           index_seconds=round(index_s, 1), embed_model=memory.embed_model.provider_model,
-                          config={k: v for k, v in config.model_dump().items() if k.startswith(("w_", "hybrid", "recency"))})
+                          config={k: v for k, v in config.model_dump().items() if k.startswith(("w_", "hybrid", "recency", "context"))})
             if args.grid:
                 result["grid"] = grid(cached)
+            if args.ablate:
+                result["ablations"] = ablate(cached, config)
         finally:
             kernel.close()
     print(json.dumps(result, indent=2))
@@ -165,18 +167,37 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "no conversation context": {"context_turns": 0},
+    "BM25 context of 1 turn": {"context_turns": 1},
+    "no importance": {"w_importance": 0.0},
+    "no recency": {"w_recency": 0.0},
+    "embedding only": {"hybrid_alpha": 1.0},
+    "BM25 only": {"hybrid_alpha": 0.0},
+}
+
+
+def score(cached: list[Any], config: MemoryConfig) -> dict[str, Any]:
+    """recall@10 overall and per category of the cached indexes and questions under `config`."""
+    per: dict[int, list[float]] = defaultdict(list)
+    for index, question, vec, dia, wanted, category in cached:
+        hits = index.search(question, vec, config, 10)
+        per[category].append(recall([dia.get(h.item.source_id, "") for h in hits], wanted, 10))
+    overall = float(np.mean([v for vs in per.values() for v in vs]))
+    return {"recall_at_10": round(overall, 4), "by_category": {CATEGORIES[c]: round(float(np.mean(v)), 4) for c, v in sorted(per.items())}}
+
+
+def ablate(cached: list[Any], config: MemoryConfig) -> dict[str, Any]:
+    """What each feature contributes: recall@10 with it switched off, everything else as configured."""
+    return {name: score(cached, config.model_copy(update=change)) for name, change in {"as configured": {}, **ABLATIONS}.items()}
+
+
 def grid(cached: list[Any]) -> list[dict[str, Any]]:
     """recall@10 overall and worst margin over BM25 per category, for a sweep of weights."""
     results = []
     for alpha, w_rec, w_imp in itertools.product((0.3, 0.4, 0.5, 0.6, 0.7, 0.8), (0.0, 0.05, 0.1), (0.0, 0.05, 0.1)):
         config = MemoryConfig(hybrid_alpha=alpha, w_recency=w_rec, w_importance=w_imp)
-        per: dict[int, list[float]] = defaultdict(list)
-        for index, question, vec, dia, wanted, category in cached:
-            hits = index.search(question, vec, config, 10)
-            per[category].append(recall([dia.get(h.item.source_id, "") for h in hits], wanted, 10))
-        overall = float(np.mean([v for vs in per.values() for v in vs]))
-        results.append({"alpha": alpha, "w_recency": w_rec, "w_importance": w_imp, "recall_at_10": round(overall, 4),
-                        "by_category": {CATEGORIES[c]: round(float(np.mean(v)), 4) for c, v in sorted(per.items())}})
+        results.append({"alpha": alpha, "w_recency": w_rec, "w_importance": w_imp, **score(cached, config)})
     return sorted(results, key=lambda r: -r["recall_at_10"])[:15]
 
 

@@ -10,6 +10,7 @@ from tobio.config.schema import KernelConfig
 from tobio.db.history import agent_history
 from tobio.db.migrations import utcnow
 from tobio.kernel import Kernel
+from tobio.memory.service import Memory
 
 from conftest import write
 from helpers import wait_until
@@ -103,7 +104,7 @@ def test_replay_shows_what_memory_could_retrieve_then(duckdb_url: str, tmp_path:
     kernel = Kernel(config, database=duckdb_url).start()
     try:
         kernel.run(f"agent spawn {write(tmp_path / 'ear.yaml', LISTENER)}")
-        memory = kernel.modules.loaded["memory"].memory
+        memory = Memory.of(kernel)
 
         def moment() -> str:
             kernel.call(memory.settle())

@@ -4,49 +4,96 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 
 import numpy as np
 
 
+class _Posting:
+    """One term's documents and term frequencies, in numpy arrays grown by doubling (`n` used)."""
+
+    __slots__ = ("docs", "tfs", "n")
+
+    def __init__(self) -> None:
+        self.docs = np.empty(2, dtype=np.int64)
+        self.tfs = np.empty(2, dtype=np.float32)
+        self.n = 0
+
+    def append(self, doc: int, tf: float) -> None:
+        n = self.n
+        if n == len(self.docs):
+            self.docs = grow(self.docs, n)
+            self.tfs = grow(self.tfs, n)
+        self.docs[n] = doc
+        self.tfs[n] = tf
+        self.n = n + 1
+
+
 class BM25:
-    """Incremental BM25 (k1, b as in Robertson & Zaragoza); `scores(query)` gives one score per document."""
+    """Incremental BM25 (k1, b as in Robertson & Zaragoza); `scores(query)` gives one score per document.
+
+    A document is a list of terms or a term → weight mapping: weights below 1 let context (the turns
+    before a message) count for less than the message's own words, with the same saturation.
+    Adding is amortised O(terms of the document) and scoring touches only the queried terms' postings
+    (plus one zeroed array of scores): everything is kept in numpy arrays grown by doubling.
+    """
 
     def __init__(self, k1: float = 1.2, b: float = 0.75) -> None:
         self.k1 = k1
         self.b = b
-        self.postings: dict[str, list[tuple[int, int]]] = {}
-        self.lengths: list[int] = []
-        self._total = 0
-        self._lengths_np: np.ndarray | None = None
+        self.postings: dict[str, _Posting] = {}
+        self._lengths = np.empty(64, dtype=np.float32)
+        self._n = 0
+        self._total = 0.0
 
     def __len__(self) -> int:
-        return len(self.lengths)
+        return self._n
 
-    def add(self, words: list[str]) -> int:
-        """Add a document (its terms); returns its index."""
-        doc = len(self.lengths)
-        for term, tf in Counter(words).items():
-            self.postings.setdefault(term, []).append((doc, tf))
-        self.lengths.append(len(words))
-        self._total += len(words)
-        self._lengths_np = None
+    @property
+    def lengths(self) -> np.ndarray:
+        """Each document's length (sum of its term weights)."""
+        return self._lengths[: self._n]
+
+    def add(self, words: list[str] | Mapping[str, float]) -> int:
+        """Add a document (its terms, or term → weight); returns its index."""
+        doc = self._n
+        counts = words if isinstance(words, Mapping) else Counter(words)
+        postings = self.postings
+        for term, tf in counts.items():
+            posting = postings.get(term)
+            if posting is None:
+                posting = postings[term] = _Posting()
+            posting.append(doc, tf)
+        length = float(sum(counts.values()))
+        if doc == len(self._lengths):
+            self._lengths = grow(self._lengths, doc)
+        self._lengths[doc] = length
+        self._n = doc + 1
+        self._total += length
         return doc
 
     def scores(self, query: list[str]) -> np.ndarray:
-        n = len(self.lengths)
+        n = self._n
         out = np.zeros(n, dtype=np.float32)
         if not n:
             return out
         avg = self._total / n or 1.0
-        if self._lengths_np is None:
-            self._lengths_np = np.asarray(self.lengths, dtype=np.float32)
+        all_lengths = self._lengths
         for term in set(query):
             posting = self.postings.get(term)
-            if not posting:
+            if posting is None or not posting.n:
                 continue
-            idf = math.log(1 + (n - len(posting) + 0.5) / (len(posting) + 0.5))
-            docs = np.fromiter((d for d, _ in posting), dtype=np.int64, count=len(posting))
-            tfs = np.fromiter((t for _, t in posting), dtype=np.float32, count=len(posting))
-            lengths = self._lengths_np[docs]
+            m = posting.n
+            idf = math.log(1 + (n - m + 0.5) / (m + 0.5))
+            docs = posting.docs[:m]
+            tfs = posting.tfs[:m]
+            lengths = all_lengths[docs]
             out[docs] += idf * tfs * (self.k1 + 1) / (tfs + self.k1 * (1 - self.b + self.b * lengths / avg))
         return out
+
+
+def grow(array: np.ndarray, used: int) -> np.ndarray:
+    """A copy of `array` with twice the room along its first axis (the first `used` rows kept)."""
+    bigger = np.empty((max(2 * len(array), 1), *array.shape[1:]), dtype=array.dtype)
+    bigger[:used] = array[:used]
+    return bigger

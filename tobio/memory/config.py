@@ -25,7 +25,11 @@ class MemoryConfig(BaseModel):
     w_importance: float = 0.1  # tuned on LoCoMo dev with bench/locomo.py --grid
     recency_half_life_hours: float = Field(24.0 * 30, gt=0, description="in the agent's subjective time")
     hybrid_alpha: float = Field(0.4, ge=0, le=1, description="share of embedding similarity in relevance; the rest is BM25")
+    context_turns: int = Field(2, ge=0, description="earlier turns of the same sitting whose words BM25 indexes with each message (0: none); answers are often worded by the question before them")
+    context_weight: float = Field(0.7, ge=0, le=1, description="weight of the turn before in a message's BM25 terms; each turn further back counts this much less again")
+    context_gap_hours: float = Field(6.0, ge=0, description="a longer pause in a channel ends a sitting: messages before it are not context")
     embed_batch: int = Field(64, ge=1)
+    index_delay_ms: float = Field(50.0, ge=0, description="longest wait to index messages together (one transaction for several)")
     index: bool = Field(True, description="embed every durable message")
     summarize: bool = Field(True, description="keep threads under budget with recursive summaries")
     summarize_all_threads: bool = Field(False, description="also threads of agents without a chat model (users): they have no prompt to keep small")

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from tobio.db.history import Context, thread_context
-from tobio.memory.index import Hit
+from tobio.db.history import Context, thread_context, thread_messages
+from tobio.memory.items import Hit
 from tobio.messages import Message
 
 if TYPE_CHECKING:
@@ -42,6 +43,43 @@ async def _prompt_tokens(memory: Memory, model: Model, prompt: Prompt) -> int:
     return total
 
 
+async def _context(memory: Memory, prompt: Prompt) -> Context:
+    """The thread's latest summary and the messages after its checkpoint (the newest max_history_messages).
+
+    The thread's tail (see summarizer.Tail) is what earlier reads found while no summary was written
+    since. Joined to the persona's read of the newest `context_messages` when the two meet, or else to a
+    read of only what is newer than the tail, it is the whole unsummarised history: a turn never reads
+    the thread's history again, so its cost does not grow with it. The whole thread is read again only
+    when there is no current tail (after a summary, or the first time).
+    """
+    summarizer = memory.summarizer
+    thread_id = prompt.thread_id
+    most = memory.config.max_history_messages
+    fresh = list(prompt.history)
+    complete = bool(fresh) and len(fresh) < getattr(prompt.agent.config, "context_messages", 0)  # all it has
+    tail = summarizer.tail(thread_id)
+    if tail is not None and not (complete or (fresh and tail.upto is not None and fresh[0].id <= tail.upto + 1)):
+        # The persona's read (if any) does not reach back to the tail: read only what is newer than it.
+        after = tail.upto if tail.upto is not None else tail.checkpoint
+        fresh = await memory.kernel.db.call(partial(thread_messages, after=after, first=most), thread_id)
+        if len(fresh) >= most:
+            tail = None  # far behind (a burst of messages): read the newest afresh, below
+    if tail is not None:
+        # Reads are contiguous runs of the thread's pushes (commits go in id order), so two that meet miss
+        # nothing between them. The tail's summary is current (no write was issued since it was read); the
+        # persona may have seen an older checkpoint, and extend() leaves out what is summarised now.
+        tail = summarizer.extend(tail, thread_id, fresh)
+        return Context(tail.summary, tail.checkpoint, tail.messages)
+    if complete:
+        # The persona already read everything after the checkpoint: no second round trip.
+        return Context(prompt.summary, fresh[0].id - 1 if prompt.summary else None, fresh)
+    generation = summarizer.generation.get(thread_id, 0)
+    context = await memory.kernel.db.call(thread_context, thread_id, most)
+    upto = context.messages[-1].id if context.messages else context.checkpoint
+    summarizer.keep_tail(thread_id, generation, context.summary, context.checkpoint, context.messages, upto, len(context.messages) < most)
+    return context
+
+
 def make_hook(memory: Memory) -> Any:
     """Build the hook bound to this memory service."""
 
@@ -52,12 +90,7 @@ def make_hook(memory: Memory) -> Any:
         agent = prompt.agent
         model = memory.tokenizer_for(agent.id)
         overhead = config.message_overhead_tokens
-        limit = getattr(agent.config, "context_messages", 0)
-        if prompt.history and len(prompt.history) < limit:
-            # The persona already read everything after the checkpoint: no second round trip.
-            context = Context(prompt.summary, prompt.history[0].id - 1 if prompt.summary else None, list(prompt.history))
-        else:
-            context = await memory.kernel.db.call(thread_context, prompt.thread_id, config.max_history_messages)
+        context = await _context(memory, prompt)
 
         # What the persona costs before memory adds anything.
         prompt.summary, prompt.history = None, []
@@ -121,4 +154,5 @@ def make_hook(memory: Memory) -> Any:
             "ms": round((time.perf_counter() - began) * 1000, 2),
         }
 
+    memory_hook.reads_history = True  # type: ignore[attr-defined]  # the persona need not read the thread for it
     return memory_hook

@@ -8,20 +8,19 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from tobio.db.migrations import utcnow
 from tobio.memory import store
 from tobio.memory.config import MemoryConfig
-from tobio.memory.index import AgentIndex, Hit, Item
+from tobio.memory.items import Hit, Item
 from tobio.memory.summarizer import Summarizer
-from tobio.memory.text import importance
+from tobio.memory.text import importance, spoken
 from tobio.memory.tokens import TokenCounter
 from tobio.messages import Message
 from tobio.models.bundle import Model
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
+    from tobio.memory.index import AgentIndex  # numpy: loaded with the first index, not at start-up
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +43,15 @@ class Memory:
         self.backfill_progress: dict[str, Any] = {}
         self.queries = 0
         self.query_ms = 0.0
+
+    @staticmethod
+    def of(kernel: Kernel) -> Memory:
+        """The running memory service of `kernel` (for tools, notebooks and tests)."""
+        module = kernel.modules.loaded.get("memory")
+        memory = getattr(module, "memory", None)
+        if memory is None:
+            raise LookupError("the memory module is not loaded (mod load memory)")
+        return memory  # type: ignore[no-any-return]
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -103,6 +111,9 @@ class Memory:
     async def _indexer(self) -> None:
         while True:
             await self._wake.wait()
+            if len(self._queue) < self.config.embed_batch and self.config.index_delay_ms:
+                # Messages come one at a time; waiting a moment lets one transaction index several.
+                await asyncio.sleep(self.config.index_delay_ms / 1000)
             self._wake.clear()
             while self._queue:
                 batch = self._queue[: self.config.embed_batch]
@@ -123,7 +134,7 @@ class Memory:
         if not messages:
             return 0
         model = self.embed_model
-        vectors = await model.embed([m.content for m in messages])
+        vectors = await model.embed([spoken(m.sender, m.content) for m in messages])  # as Item.text
         first = self.kernel.db.next_ids("memory_items", len(messages))
         rows = [
             (first + i, "message", m.id, m.created_at, importance(m.content), model.name, list(map(float, v)))
@@ -137,12 +148,13 @@ class Memory:
         fresh, pushes = await self.kernel.db.call(write)
         by_id = {m.id: (m, v) for m, v in zip(messages, vectors)}
         by_row = {r[2]: r for r in fresh}
-        for message_id, agent_id, thread_id in pushes:
+        for message_id, agent_id, thread_id in sorted(pushes):  # in id order: context links extend, not rebuild
             message, vec = by_id[message_id]
             index = self.indexes.get(agent_id)
             if index is not None:
-                item = Item("message", message_id, message.created_at, by_row[message_id][4], message.sender, message.content)
-                index.add(item, np.asarray(vec))
+                item = Item("message", message_id, message.created_at, by_row[message_id][4], message.sender, message.content,
+                            message.channel)
+                index.add(item, vec)
             if self.auto_summarize(agent_id):
                 self.summarizer.note(thread_id, agent_id, await self.tokens.message(self.tokenizer_for(agent_id), message))
         return len(fresh)
@@ -157,7 +169,7 @@ class Memory:
         await self.kernel.db.call(store.insert_items, self.kernel.db, [row])
         index = self.indexes.get(agent_id)
         if index is not None:
-            index.add(Item("summary", summary_id, when, row[4], None, content), np.asarray(vec))
+            index.add(Item("summary", summary_id, when, row[4], None, content), vec)
 
     # -- retrieval -------------------------------------------------------------------------------
     async def index_for(self, agent_id: int) -> AgentIndex:
@@ -172,6 +184,8 @@ class Memory:
         return await asyncio.shield(loading)
 
     async def _load(self, agent_id: int) -> AgentIndex:
+        from tobio.memory.index import AgentIndex
+
         index = AgentIndex(agent_id)
         self.indexes[agent_id] = index  # registered first: items indexed meanwhile are added (dedup by key)
         try:
@@ -190,7 +204,7 @@ class Memory:
         index = self.indexes.get(agent_id) or await self.index_for(agent_id)
         if not len(index) or not query.strip():
             return []
-        vec = np.asarray((await self.embed_model.embed([query]))[0], dtype=np.float32)
+        vec = (await self.embed_model.embed([query]))[0]
         hits = index.search(query, vec, self.config, self.config.k if k is None else k, exclude or set())
         self.queries += 1
         self.query_ms += (asyncio.get_running_loop().time() - began) * 1000

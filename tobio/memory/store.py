@@ -9,18 +9,20 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tobio.db.database import Database
 from tobio.db.history import latest_summary
 from tobio.db.tables import AgentRow, MessageRow, PushRow, SummaryRow, ThreadRow
-from tobio.memory.index import Item
+from tobio.memory.items import Item
 from tobio.memory.tables import ForgottenRow, MemoryItemRow, SummarySpanRow
 from tobio.messages import Message
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ITEM_COLUMNS = ("id", "kind", "source_id", "created_at", "importance", "model", "vector")
 SPAN_COLUMNS = ("summary_id", "thread_id", "first_message_id", "last_message_id", "messages", "tokens")
@@ -28,6 +30,8 @@ SPAN_COLUMNS = ("summary_id", "thread_id", "first_message_id", "last_message_id"
 
 def vector(value: Any) -> np.ndarray:
     """DuckDB hands back a list, the JSON path a string."""
+    import numpy as np  # with the first index load, not at start-up
+
     return np.asarray(json.loads(value) if isinstance(value, str) else value, dtype=np.float32)
 
 
@@ -44,17 +48,18 @@ def _agent_messages(agent: int) -> sa.Select[Any]:
 
 
 def agent_items(conn: Connection, agent: int, model: str) -> list[tuple[Item, np.ndarray]]:
-    """Every memory this agent may retrieve, with its vector."""
+    """Every memory this agent may retrieve, with its vector; messages carry their channel (for context)."""
     forgotten = sa.select(ForgottenRow.message_id).where(ForgottenRow.agent_id == agent)
     sender = AgentRow.alias("sender")
     messages = (
         sa.select(MemoryItemRow.source_id, MemoryItemRow.created_at, MemoryItemRow.importance,
                   MemoryItemRow.__table__.c.vector,
-                  sender.name, MessageRow.content)
+                  sender.name, MessageRow.content, MessageRow.channel)
         .join(MessageRow, MessageRow.id == MemoryItemRow.source_id)
         .outerjoin(sender, sender.id == MessageRow.agent_id)
         .where(MemoryItemRow.kind == "message", MemoryItemRow.model == model,
                MemoryItemRow.source_id.in_(_agent_messages(agent)), MemoryItemRow.source_id.not_in(forgotten))
+        .order_by(MessageRow.id)  # the order live indexing adds them in
     )
     summaries = (
         sa.select(MemoryItemRow.source_id, MemoryItemRow.created_at, MemoryItemRow.importance,
@@ -63,7 +68,7 @@ def agent_items(conn: Connection, agent: int, model: str) -> list[tuple[Item, np
         .join(ThreadRow, ThreadRow.id == SummaryRow.thread_id)
         .where(MemoryItemRow.kind == "summary", MemoryItemRow.model == model, ThreadRow.agent_id == agent)
     )
-    out = [(Item("message", r[0], r[1], r[2], r[4], r[5]), vector(r[3])) for r in conn.execute(messages)]
+    out = [(Item("message", r[0], r[1], r[2], r[4], r[5], r[6]), vector(r[3])) for r in conn.execute(messages)]
     out += [(Item("summary", r[0], r[1], r[2], None, r[4]), vector(r[3])) for r in conn.execute(summaries)]
     return out
 

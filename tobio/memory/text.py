@@ -30,6 +30,15 @@ def terms(text: str) -> list[str]:
     return [_stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
 
 
+def spoken(sender: str | None, content: str) -> str:
+    """A message as memory indexes it: who said it, then what ("caroline: I went to the support group").
+
+    Questions about a memory usually name the person ("what did Caroline…"); with the name in the text
+    both BM25 and the embedding can match it, and "I" in the content gets a referent.
+    """
+    return f"{sender}: {content}" if sender else content
+
+
 def importance(text: str) -> float:
     """0..1 from the number of distinct content words: 'ok, thanks!' matters less than a detailed account.
 

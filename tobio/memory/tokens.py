@@ -38,7 +38,7 @@ class TokenCounter:
         """The longest word-prefix of `text` within `limit` tokens (never more)."""
         if limit <= 0:
             return ""
-        if await model.count_tokens(text) <= limit:
+        if await self.text(model, text) <= limit:  # the usual case (a summary already within budget): cached
             return text
         words = text.split()
         low, high = 0, len(words)

@@ -83,9 +83,14 @@ class PersonaAgent(Agent):
     async def build_prompt(self, thread_id: int, incoming: Message | None = None) -> Prompt:
         """The thread's latest summary and recent messages, then whatever loaded modules add."""
         self.refresh_persona()
-        context = await self.kernel.db.call(thread_context, thread_id, self.config.context_messages)
-        prompt = Prompt(self, thread_id, incoming, context.summary, context.messages, params=dict(self.config.params))
-        for hook in self.kernel.agents.prompt_hooks_for(self):
+        hooks = self.kernel.agents.prompt_hooks_for(self)
+        if any(getattr(hook, "reads_history", False) for hook in hooks):
+            # memory's hook keeps the thread's recent history itself and reads only what is new
+            prompt = Prompt(self, thread_id, incoming, params=dict(self.config.params))
+        else:
+            context = await self.kernel.db.call(thread_context, thread_id, self.config.context_messages)
+            prompt = Prompt(self, thread_id, incoming, context.summary, context.messages, params=dict(self.config.params))
+        for hook in hooks:
             await hook(prompt)
         return prompt
 

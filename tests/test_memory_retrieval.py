@@ -1,0 +1,242 @@
+"""Memory retrieval: who said it is searchable, replies are found through the turns before them (only
+those the agent received, in the same sitting), and a reloaded index ranks exactly like the live one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tobio.config.schema import KernelConfig
+from tobio.kernel import Kernel
+from tobio.memory.bm25 import BM25
+from tobio.memory.config import MemoryConfig
+from tobio.memory.index import AgentIndex, Hit, Item
+from tobio.memory.module import MemoryModule
+from tobio.memory.service import Memory
+
+T0 = datetime(2024, 5, 1, 18, 0, tzinfo=timezone.utc)
+NO_CONTEXT = dict(context_turns=0)
+FILLER = ["the weather turned grey again", "I cooked a big pot of soup", "work was busy this week",
+          "my cat knocked over a plant", "we should repaint the kitchen"]
+
+
+def start(url: str) -> Kernel:
+    providers = {"s": {"type": "scripted", "replies": ["ok"], "embed_dim": 512}}
+    models = {"m": {"provider": "s", "model": "x", "purpose": "chat"}, "embed": {"provider": "s", "model": "x", "purpose": "embed"}}
+    kernel = Kernel(KernelConfig(modules=["models"], providers=providers, models=models), database=url).start()
+    kernel.modules.register(type("RetrievalMemory", (MemoryModule,), {"config": MemoryConfig(summarize=False, tokenizer_model="m")}))
+    kernel.run("mod load memory")
+    return kernel
+
+
+memory = Memory.of
+
+
+@pytest.fixture
+def kernel(duckdb_url: str) -> Iterator[Kernel]:
+    k = start(duckdb_url)
+    try:
+        yield k
+    finally:
+        k.close()
+
+
+def join(kernel: Kernel, channel: str, *names: str) -> None:
+    async def go() -> None:
+        for name in names:
+            await kernel.agents.ensure_user(name, (channel,))
+
+    kernel.call(go())
+
+
+def say(kernel: Kernel, lines: list[tuple[str, str, datetime]], channel: str = "room") -> list[int]:
+    """Post (sender, text, time) lines in order; returns message ids once memory has indexed them."""
+
+    async def go() -> list[int]:
+        ids = []
+        for sender, text, when in lines:
+            message = await kernel.transport.post(channel, text, sender=kernel.agents.live[sender], role="user", created_at=when)
+            ids.append(message.id)
+        await memory(kernel).settle()
+        return ids
+
+    return kernel.call(go())
+
+
+def chat(kernel: Kernel, start_at: datetime = T0, channel: str = "room", gap: timedelta = timedelta(minutes=1)) -> int:
+    """Filler, bob's question, alice's answer (`gap` after it), filler; returns the answer's id."""
+    lines = [("alice" if i % 2 else "bob", text, start_at + timedelta(minutes=i)) for i, text in enumerate(FILLER[:3])]
+    question_at = start_at + timedelta(minutes=10)
+    lines += [("bob", "did you go to the lantern festival in riverton", question_at),
+              ("alice", "yes, last saturday, it was magical", question_at + gap)]
+    lines += [("bob", text, question_at + gap + timedelta(minutes=1 + i)) for i, text in enumerate(FILLER[3:])]
+    return say(kernel, lines, channel)[4]
+
+
+def search(kernel: Kernel, agent: str, query: str, k: int = 3, **settings: Any) -> list[Hit]:
+    """The agent's hits under the module's config changed by `settings` (same index, same query vector)."""
+    mem = memory(kernel)
+    agent_id = kernel.agents.live[agent].id
+    index = kernel.call(mem.index_for(agent_id))
+    vector = np.asarray(kernel.call(mem.embed_model.embed([query]))[0], dtype=np.float32)
+    return index.search(query, vector, mem.config.model_copy(update=settings), k)
+
+
+def relevance(hits: list[Hit], message_id: int) -> float:
+    return next(h.relevance for h in hits if h.item.source_id == message_id)
+
+
+def test_the_sender_is_part_of_what_is_searched(kernel: Kernel) -> None:
+    join(kernel, "room", "alice", "bob")
+    say(kernel, [("bob", "I adore green tea so very very much", T0),  # longer: without its sender it would lose
+                 ("alice", "I adore green tea", T0 + timedelta(days=1))])
+    hits = kernel.call(memory(kernel).search(kernel.agents.live["alice"].id, "what tea does bob adore", k=1))
+    assert [h.item.sender for h in hits] == ["bob"]
+
+
+def test_an_answer_is_found_through_the_question_before_it(kernel: Kernel) -> None:
+    join(kernel, "room", "alice", "bob")
+    answer = chat(kernel)
+    query = "lantern festival riverton"
+    hits = kernel.call(memory(kernel).search(kernel.agents.live["alice"].id, query, k=2))
+    assert answer in [h.item.source_id for h in hits]  # "yes, last saturday" shares no word with the query
+    everything = len(FILLER) + 2
+    with_context = search(kernel, "alice", query, k=everything)
+    without = search(kernel, "alice", query, k=everything, **NO_CONTEXT)
+    assert relevance(with_context, answer) > relevance(without, answer) + 0.2
+    fillers = [h.relevance for h in with_context if h.item.source_id not in (answer, answer - 1)]
+    assert relevance(with_context, answer) > max(fillers)
+
+
+def test_context_ends_at_a_long_pause(kernel: Kernel) -> None:
+    join(kernel, "room", "alice", "bob")
+    answer = chat(kernel, gap=timedelta(days=2))  # answered two days later: a new sitting
+    query = "lantern festival riverton"
+    with_context = search(kernel, "alice", query, k=10)
+    without = search(kernel, "alice", query, k=10, **NO_CONTEXT)
+    assert relevance(with_context, answer) == pytest.approx(relevance(without, answer), abs=1e-6)
+
+
+def test_context_is_only_what_the_agent_received(kernel: Kernel) -> None:
+    join(kernel, "room", "alice", "bob")
+    question_at = T0 + timedelta(minutes=10)
+    say(kernel, [("bob", "did you go to the lantern festival in riverton", question_at)])
+    join(kernel, "room", "carol")  # joins after the question: never received it
+    answer = say(kernel, [("alice", "yes, last saturday, it was magical", question_at + timedelta(minutes=1)),
+                          ("bob", FILLER[0], question_at + timedelta(minutes=2))])[0]
+    query = "lantern festival riverton"
+    assert relevance(search(kernel, "carol", query), answer) == pytest.approx(
+        relevance(search(kernel, "carol", query, **NO_CONTEXT), answer), abs=1e-6)
+    assert relevance(search(kernel, "alice", query), answer) > relevance(search(kernel, "alice", query, **NO_CONTEXT), answer)
+
+
+def test_a_forgotten_message_is_no_longer_context(kernel: Kernel) -> None:
+    join(kernel, "room", "alice", "bob")
+    answer = chat(kernel)
+    question = answer - 1
+    query = "lantern festival riverton"
+    boosted = relevance(search(kernel, "alice", query, k=10), answer)
+    kernel.call(memory(kernel).forget(kernel.agents.live["alice"].id, question, "asked to", "test"))
+    after = search(kernel, "alice", query, k=10)
+    assert question not in [h.item.source_id for h in after]
+    assert relevance(after, answer) < boosted
+    assert relevance(after, answer) == pytest.approx(relevance(search(kernel, "alice", query, k=10, **NO_CONTEXT), answer), abs=1e-6)
+
+
+def test_a_reloaded_index_ranks_like_the_live_one(kernel: Kernel) -> None:
+    join(kernel, "room", "alice", "bob")
+    join(kernel, "hall", "alice", "bob")
+    answer = chat(kernel)
+    chat(kernel, start_at=T0 + timedelta(days=1), channel="hall")
+    kernel.call(memory(kernel).forget(kernel.agents.live["alice"].id, answer - 3, "asked to", "test"))
+    queries = ["lantern festival riverton", "what did bob cook", "alice grey weather"]
+
+    def ranked() -> list[list[tuple[int, float]]]:
+        return [[(h.item.source_id, round(h.score, 5)) for h in search(kernel, "alice", q, k=8)] for q in queries]
+
+    live = ranked()
+    memory(kernel).indexes.clear()  # cold: rebuilt from the database
+    assert ranked() == live
+
+
+def test_arrival_order_does_not_change_the_index() -> None:
+    rng = np.random.default_rng(7)
+    words = ["festival", "lantern", "soup", "kitchen", "cat", "tea", "river", "saturday", "paint", "grey"]
+    items = [Item("message", i, T0 + timedelta(minutes=i), 0.5, "ab"[i % 2], " ".join(rng.choice(words, 4)), "room" if i < 12 else "hall")
+             for i in range(20)]
+    vectors = {item.source_id: rng.normal(size=16).astype(np.float32) for item in items}
+    query = rng.normal(size=16).astype(np.float32)
+    config = MemoryConfig()
+
+    def ranked(order: list[Item]) -> list[tuple[int, float]]:
+        index = AgentIndex(1)
+        for item in order[:10]:
+            index.add(item, vectors[item.source_id])
+        index.search("lantern festival", query, config, 3)  # derived state built halfway, then extended
+        for item in order[10:]:
+            index.add(item, vectors[item.source_id])
+        return [(h.item.source_id, round(h.score, 5)) for h in index.search("lantern festival saturday", query, config, 20)]
+
+    shuffled = list(items)
+    rng.shuffle(shuffled)
+    assert ranked(shuffled) == ranked(items)
+
+
+def test_bm25_scores_like_the_textbook_formula_as_it_grows() -> None:
+    rng = np.random.default_rng(3)
+    words = [f"w{i}" for i in range(40)]
+    bm25, docs = BM25(), []
+    for i in range(300):  # past several doublings of the postings and lengths arrays
+        chosen = [str(w) for w in rng.choice(words, rng.integers(1, 8))]
+        if i % 2:  # a term -> weight mapping (context words weigh less)
+            doc = {w: float(rng.choice([1.0, 0.7, 0.49, 2.0])) for w in chosen}
+            bm25.add(doc)
+        else:  # a list of terms, repeats counted
+            bm25.add(chosen)
+            doc = {w: float(chosen.count(w)) for w in chosen}
+        docs.append(doc)
+        if i % 37 == 0 or i == 299:
+            query = list(rng.choice(words, 3)) + ["absent"]
+            n, avg = len(docs), sum(sum(d.values()) for d in docs) / len(docs)
+            expected = np.zeros(n)
+            for term in set(query):
+                having = [j for j, d in enumerate(docs) if term in d]
+                idf = np.log(1 + (n - len(having) + 0.5) / (len(having) + 0.5))
+                for j in having:
+                    tf, length = docs[j][term], sum(docs[j].values())
+                    expected[j] += idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * length / avg))
+            assert len(bm25) == n
+            assert np.allclose(bm25.scores(query), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_live_index_ranks_like_one_built_at_once() -> None:
+    """Alternating add and search (arrays grown, derived state extended) gives exactly the scores of an
+    index filled first; forgetting, then more adds, too."""
+    rng = np.random.default_rng(11)
+    words = ["festival", "lantern", "soup", "kitchen", "cat", "tea", "river", "saturday", "paint", "grey", "bob"]
+    items = [Item("message" if i % 7 else "summary", i, T0 + timedelta(minutes=3 * i + int(rng.integers(0, 3))), float(rng.random()),
+                  "ab"[i % 2], " ".join(rng.choice(words, 5)), ["room", "hall", None][i % 3]) for i in range(300)]
+    vectors = [rng.normal(size=24).astype(np.float32) for _ in items]
+    queries = [(" ".join(rng.choice(words, 3)), rng.normal(size=24).astype(np.float32)) for _ in range(3)]
+    config = MemoryConfig()
+
+    def ranked(index: AgentIndex) -> list[list[tuple[int, float, float]]]:
+        return [[(h.item.source_id, h.score, h.relevance) for h in index.search(q, v, config, 15)] for q, v in queries]
+
+    live = AgentIndex(1)
+    for i, (item, vector) in enumerate(zip(items, vectors)):
+        live.add(item, vector)
+        live.search(*queries[i % 3], config, 5)
+        if i == 150:
+            live.forget("message", 100)
+            live.forget("message", 100)
+    at_once = AgentIndex(1)
+    for item, vector in zip(items, vectors):
+        at_once.add(item, vector)
+    at_once.forget("message", 100)
+    assert len(live) == len(at_once) == len(items) - 1
+    assert ranked(live) == ranked(at_once)
