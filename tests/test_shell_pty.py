@@ -71,3 +71,36 @@ def test_a_session_in_a_terminal(tmp_path: Path) -> None:
     assert child.exitstatus == 0, child.before
     history = (tmp_path / "shell_history").read_text()
     assert "agent ls" in history and "SELECT 6 * 7" in history
+
+
+def test_the_main_job_chats_with_tobio_on_the_embedded_model(tmp_path: Path) -> None:
+    """README's `./dev run`: the shell opens a chat with the persona on the embedded model, offline."""
+    import duckdb
+
+    root = Path(__file__).resolve().parent.parent
+    shell = str(Path(sys.executable).parent / "tobio-shell")
+    env = {**shell_env(tmp_path), "HF_HUB_OFFLINE": "1"}
+    child = pexpect.spawn(shell, ["--config", "configs/kernel.yaml", "--chat", "tobio"], env=env, cwd=str(root),
+                          dimensions=(40, 120), encoding="utf-8", timeout=TIMEOUT)
+    try:
+        child.expect("chat:tobio> ")
+        child.send("Hello! What is your name?\r")
+        # Tokens stream into a live line ending in ▌; the finished reply is then printed as one line.
+        child.expect(r"tobio: ([^▌\x1b\r\n]+)\r\n", timeout=300)  # the model loads on the first turn
+        reply = child.match.group(1).strip()
+        child.expect("chat:tobio> ")
+        child.send("/exit\r")
+        child.expect("tobio> ")
+        child.send("exit\r")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0, child.before
+    assert len(reply.split()) >= 2, f"no real reply: {reply!r}"
+    with duckdb.connect(str(tmp_path / "tobio.duckdb"), read_only=True) as db:
+        said = db.execute(
+            "SELECT a.name, m.content FROM messages m JOIN agents a ON a.id = m.agent_id "
+            "WHERE m.channel LIKE 'dm.%.tobio' ORDER BY m.id"
+        ).fetchall()
+    assert said[0] == ("user", "Hello! What is your name?"), said
+    assert said[1][0] == "tobio" and said[1][1].strip(), said
