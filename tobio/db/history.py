@@ -53,13 +53,9 @@ def agent_history(
     return [HistoryItem(row[0], _message(row[1:])) for row in conn.execute(query)]
 
 
-# The per-turn reads below use Core table columns, not ORM attributes: DuckDB's dialect has no statement
-# cache, so every execution compiles, and ORM-annotated statements compile at about twice the cost.
-_M, _P, _S = MessageRow.__table__, PushRow.__table__, SummaryRow.__table__
-_A = AgentRow.__table__.alias("sender")
-_THREAD_MESSAGES = sa.select(
-    _M.c.id, _M.c.channel, _A.c.name, _M.c.role, _M.c.content, _M.c.created_at, _M.c.agent_id, _M.c.thread_id, _M.c.metadata
-).select_from(_P.join(_M, _M.c.id == _P.c.message_id).outerjoin(_A, _A.c.id == _M.c.agent_id))
+_THREAD_MESSAGES = sa.select(*_MESSAGE_COLUMNS).select_from(
+    sa.join(PushRow, MessageRow, MessageRow.id == PushRow.message_id).outerjoin(_sender, _sender.id == MessageRow.agent_id)
+)
 
 
 def thread_messages(
@@ -67,14 +63,14 @@ def thread_messages(
 ) -> list[Message]:
     """Messages pushed to one thread, oldest first; `after` a message id, `last` keeps only the newest n,
     `first` only the oldest n."""
-    query = _THREAD_MESSAGES.where(_P.c.thread_id == thread_id)
+    query = _THREAD_MESSAGES.where(PushRow.thread_id == thread_id)
     if after is not None:
-        query = query.where(_P.c.message_id > after)
+        query = query.where(PushRow.message_id > after)
     if last is not None:
-        rows = conn.execute(query.order_by(_P.c.message_id.desc()).limit(last)).all()
+        rows = conn.execute(query.order_by(PushRow.message_id.desc()).limit(last)).all()
         rows.reverse()
     else:
-        query = query.order_by(_P.c.message_id)
+        query = query.order_by(PushRow.message_id)
         rows = conn.execute(query if first is None else query.limit(first)).all()
     return [_message(row) for row in rows]
 
@@ -91,9 +87,9 @@ class Context:
 def latest_summary(conn: Connection, thread_id: int) -> tuple[str, int] | None:
     """(content, checkpoint message id) of the thread's newest summary, if it has one."""
     row = conn.execute(
-        sa.select(_S.c.content, _S.c.checkpoint_message_id)
-        .where(_S.c.thread_id == thread_id)
-        .order_by(_S.c.checkpoint_message_id.desc())
+        sa.select(SummaryRow.content, SummaryRow.checkpoint_message_id)
+        .where(SummaryRow.thread_id == thread_id)
+        .order_by(SummaryRow.checkpoint_message_id.desc())
         .limit(1)
     ).first()
     return (row[0], row[1]) if row else None

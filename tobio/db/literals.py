@@ -16,6 +16,7 @@ from datetime import date, datetime, time
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 
 
 class NotLiteral(Exception):
@@ -52,13 +53,32 @@ def values_list(rows: Iterable[Iterable[Any]]) -> str:
     return ", ".join("(" + ", ".join(literal(v) for v in row) + ")" for row in rows)
 
 
-def const(value: str | int) -> sa.ColumnElement[Any]:
-    """`value` written into a statement rather than bound, for the queries Tobio runs while starting.
+class Const(sa.ColumnElement[Any]):
+    """A constant that DuckDB gets written into the statement and every other database gets bound."""
 
-    Strings and integers render the same on DuckDB, SQLite and PostgreSQL (standard strings), so
-    this is portable. Not SQLAlchemy's `literal_execute`: its Postgres-flavoured rendering, which
-    duckdb-engine inherits, doubles backslashes that DuckDB then keeps.
+    inherit_cache = False  # the value is part of the SQL on DuckDB, so a cached statement would be wrong
+
+    def __init__(self, value: str | int) -> None:
+        self.value = value
+        self.type = sa.String() if isinstance(value, str) else sa.BigInteger()
+
+
+@compiles(Const)
+def _bound(element: Const, compiler: Any, **kw: Any) -> str:
+    return compiler.process(sa.bindparam(None, element.value, type_=element.type, unique=True), **kw)  # type: ignore[no-any-return]
+
+
+@compiles(Const, "duckdb")
+def _written(element: Const, compiler: Any, **kw: Any) -> str:
+    return literal(element.value)
+
+
+def const(value: str | int) -> Const:
+    """`value` in a query Tobio runs while starting: written into the SQL on DuckDB (no pandas), bound elsewhere.
+
+    Not SQLAlchemy's `literal_execute`: its Postgres-flavoured rendering, which duckdb-engine inherits,
+    doubles backslashes that DuckDB then keeps.
     """
     if type(value) not in (str, int):
         raise TypeError(f"const() takes str or int, not {type(value).__name__}")
-    return sa.literal_column(literal(value), sa.String() if isinstance(value, str) else sa.BigInteger())
+    return Const(value)

@@ -30,11 +30,11 @@ class Table:
         self._attrs = attrs or {}
 
     def __getattr__(self, attr: str) -> sa.Column[Any]:
-        columns = self.__dict__["__table__"].c
-        name = self.__dict__["_attrs"].get(attr, attr)
-        if name in columns:
-            return columns[name]  # type: ignore[no-any-return]
-        raise AttributeError(f"table {self.__dict__['__tablename__']} has no column {attr!r}")
+        table = self.__dict__.get("__table__")  # absent while copy/pickle builds an empty instance
+        name = self.__dict__.get("_attrs", {}).get(attr, attr)
+        if table is not None and name in table.c:
+            return table.c[name]  # type: ignore[no-any-return]
+        raise AttributeError(f"table {self.__dict__.get('__tablename__', '?')} has no column {attr!r}")
 
     def __clause_element__(self) -> sa.FromClause:
         return self.__table__

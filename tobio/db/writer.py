@@ -2,6 +2,11 @@
 
 While one batch is being written on the DB thread, new writes queue up; the next flush takes them
 all. Under load that turns N tiny transactions into a few large ones, with no added latency when idle.
+
+Invariant others rely on: writes commit in the order they were submitted, and the transport takes a
+message's id and submits its write in one synchronous step, so a thread's messages become durable in
+id order. Memory's summarizer and prompt hook cache "everything up to id N" on that basis (a path
+that inserted an older message into a thread later would have to invalidate those caches).
 """
 
 from __future__ import annotations

@@ -47,32 +47,23 @@ async def _context(memory: Memory, prompt: Prompt) -> Context:
     """The thread's latest summary and the messages after its checkpoint (the newest max_history_messages).
 
     The thread's tail (see summarizer.Tail) is what earlier reads found while no summary was written
-    since. Joined to the persona's read of the newest `context_messages` when the two meet, or else to a
-    read of only what is newer than the tail, it is the whole unsummarised history: a turn never reads
-    the thread's history again, so its cost does not grow with it. The whole thread is read again only
-    when there is no current tail (after a summary, or the first time).
+    since; joined to a read of only what is newer than it, it is the whole unsummarised history, so a
+    turn never reads the thread's history again and its cost does not grow with it. The whole thread
+    is read again only when there is no current tail (after a summary, or the first time). The persona
+    does not read the thread itself when this hook is loaded (`memory_hook.reads_history`).
     """
     summarizer = memory.summarizer
     thread_id = prompt.thread_id
     most = memory.config.max_history_messages
-    fresh = list(prompt.history)
-    complete = bool(fresh) and len(fresh) < getattr(prompt.agent.config, "context_messages", 0)  # all it has
     tail = summarizer.tail(thread_id)
-    if tail is not None and not (complete or (fresh and tail.upto is not None and fresh[0].id <= tail.upto + 1)):
-        # The persona's read (if any) does not reach back to the tail: read only what is newer than it.
+    if tail is not None:
         after = tail.upto if tail.upto is not None else tail.checkpoint
         fresh = await memory.kernel.db.call(partial(thread_messages, after=after, first=most), thread_id)
-        if len(fresh) >= most:
-            tail = None  # far behind (a burst of messages): read the newest afresh, below
-    if tail is not None:
-        # Reads are contiguous runs of the thread's pushes (commits go in id order), so two that meet miss
-        # nothing between them. The tail's summary is current (no write was issued since it was read); the
-        # persona may have seen an older checkpoint, and extend() leaves out what is summarised now.
-        tail = summarizer.extend(tail, thread_id, fresh)
-        return Context(tail.summary, tail.checkpoint, tail.messages)
-    if complete:
-        # The persona already read everything after the checkpoint: no second round trip.
-        return Context(prompt.summary, fresh[0].id - 1 if prompt.summary else None, fresh)
+        if len(fresh) < most:  # else far behind (a burst of messages): read the newest afresh, below
+            # Reads are contiguous runs of the thread's pushes (commits go in id order), so two that meet
+            # miss nothing between them; the tail's summary is current (no write was issued since it was read).
+            tail = summarizer.extend(tail, thread_id, fresh)
+            return Context(tail.summary, tail.checkpoint, tail.messages)
     generation = summarizer.generation.get(thread_id, 0)
     context = await memory.kernel.db.call(thread_context, thread_id, most)
     upto = context.messages[-1].id if context.messages else context.checkpoint

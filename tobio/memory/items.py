@@ -22,7 +22,7 @@ class Item:
 
     @property
     def text(self) -> str:
-        """What BM25 indexes (and what the message's embedding was made from)."""
+        """What BM25 indexes and new embeddings are made from (rows embedded before sender names were added hold `content` alone)."""
         return spoken(self.sender, self.content) if self.kind == "message" else self.content
 
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tobio.db.database import Database
-from tobio.db.history import latest_summary
+from tobio.db.history import latest_summary, thread_messages
 from tobio.db.tables import AgentRow, MessageRow, PushRow, SummaryRow, ThreadRow
 from tobio.memory.items import Item
 from tobio.memory.tables import ForgottenRow, MemoryItemRow, SummarySpanRow
@@ -146,17 +146,7 @@ def unsummarised(conn: Connection, thread_id: int, limit: int) -> tuple[tuple[in
 
 def messages_after(conn: Connection, thread_id: int, after: int | None, limit: int) -> list[Message]:
     """The first `limit` messages pushed to the thread after message `after`, oldest first."""
-    query = (
-        sa.select(MessageRow.id, MessageRow.channel, AgentRow.name, MessageRow.role, MessageRow.content, MessageRow.created_at)
-        .join(PushRow, PushRow.message_id == MessageRow.id)
-        .outerjoin(AgentRow, AgentRow.id == MessageRow.agent_id)
-        .where(PushRow.thread_id == thread_id)
-        .order_by(MessageRow.id)
-        .limit(limit)
-    )
-    if after is not None:
-        query = query.where(MessageRow.id > after)
-    return [Message(*r) for r in conn.execute(query)]
+    return thread_messages(conn, thread_id, after=after, first=limit)
 
 
 def write_summary(conn: Connection, summary: tuple[Any, ...], span: tuple[Any, ...]) -> None:
