@@ -246,3 +246,18 @@ def test_commands_and_backfill(duckdb_url: str) -> None:
         assert "memory" not in kernel.commands.children
     finally:
         kernel.close()
+
+
+def test_thread_tails_are_bounded_and_a_dropped_one_is_read_again(kernel: Kernel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The summarizer keeps recent messages per thread; with many threads it keeps only the most recently used."""
+    from tobio.memory import summarizer as module
+
+    monkeypatch.setattr(module, "MAX_TAILS", 2)
+    summarizer = memory(kernel).summarizer
+    for thread_id in (1, 2, 3):
+        summarizer.keep_tail(thread_id, 0, None, None, [], None, True)
+    assert list(summarizer.tails) == [2, 3]
+    assert summarizer.tail(1) is None  # dropped: the next prompt reads the thread again
+    assert summarizer.tail(2) is not None  # a hit makes it the most recently used
+    summarizer.keep_tail(4, 0, None, None, [], None, True)
+    assert list(summarizer.tails) == [2, 4]

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 READ_LIMIT = 5000  # messages read past the checkpoint per step; more than this is over budget anyway
+MAX_TAILS = 256  # threads whose tails are kept (least recently used dropped; a dropped one is read again)
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,11 @@ class Summarizer:
 
     def tail(self, thread_id: int) -> Tail | None:
         """The thread's tail if nothing was summarised since it was read."""
-        tail = self.tails.get(thread_id)
-        return tail if tail is not None and tail.generation == self.generation.get(thread_id, 0) else None
+        tail = self.tails.pop(thread_id, None)
+        if tail is None or tail.generation != self.generation.get(thread_id, 0):
+            return None
+        self.tails[thread_id] = tail  # most recently used last
+        return tail
 
     def keep_tail(self, thread_id: int, generation: int, summary: str | None, checkpoint: int | None,
                   messages: list[Message], upto: int | None, complete: bool) -> None:
@@ -89,7 +93,10 @@ class Summarizer:
         limit = self.memory.config.max_history_messages
         if len(messages) > limit:
             messages, complete = messages[-limit:], False
+        self.tails.pop(thread_id, None)
         self.tails[thread_id] = Tail(generation, summary, checkpoint, messages, upto, complete)
+        while len(self.tails) > MAX_TAILS:
+            del self.tails[next(iter(self.tails))]
 
     def extend(self, tail: Tail, thread_id: int, new: list[Message]) -> Tail:
         """`tail` joined with a later read `new` of the thread that starts at or before tail.upto + 1
