@@ -261,3 +261,34 @@ def test_thread_tails_are_bounded_and_a_dropped_one_is_read_again(kernel: Kernel
     assert summarizer.tail(2) is not None  # a hit makes it the most recently used
     summarizer.keep_tail(4, 0, None, None, [], None, True)
     assert list(summarizer.tails) == [2, 4]
+
+
+def test_hooks_before_memory_see_the_whole_unsummarised_history(duckdb_url: str, tmp_path: Path) -> None:
+    """Memory supplies the history a persona prompt starts from; earlier hooks see it, memory's fits it to budget."""
+    kernel = start(duckdb_url, budget_tokens=4000, summary_tokens=100, memory_tokens=100)  # room: no summary yet
+    try:
+        ada = _ada(kernel, tmp_path)
+        ada.pause()
+        seen: list[int] = []
+
+        async def count_history(prompt: Any) -> None:
+            seen.append(len(prompt.history))
+
+        kernel.agents.add_prompt_hook(count_history, owner="test")
+
+        async def converse() -> Any:
+            (user,) = await _users(kernel, "user")
+            thread = kernel.transport.subscription(ada.id, "room").thread_id
+            incoming = None
+            for i in range(30):  # more than the persona's own context_messages (12)
+                incoming = await kernel.transport.post("room", f"note {i}", sender=user, role="user")
+            return await ada.build_prompt(thread, incoming)
+
+        prompt = kernel.call(converse())
+        assert seen == [30]
+        assert prompt.history and prompt.history[-1].content == "note 29"
+        kernel.agents.forget_owner("test")
+        kernel.run("mod unload memory")
+        assert kernel.agents.history_source() is None  # unloading memory gives the persona its own read back
+    finally:
+        kernel.close()

@@ -37,6 +37,7 @@ class AgentManager:
         self._type_owner: dict[str, Any] = {UserAgent.type_name: None}
         self.live: dict[str, Agent] = {}
         self._prompt_hooks: list[tuple[Any, Any, bool]] = []  # (owner, hook, last)
+        self._history_sources: list[tuple[Any, Any]] = []  # (owner, async fn(agent, thread_id) -> Context)
         self._saved: dict[int, tuple[str, Any]] = {}  # agent id -> (state json, since)
 
     # -- types -----------------------------------------------------------------------------------
@@ -53,8 +54,19 @@ class AgentManager:
     def prompt_hooks_for(self, agent: Agent) -> list[Any]:
         return [hook for _, hook, last in sorted(self._prompt_hooks, key=lambda h: h[2])]
 
+    def set_history_source(self, source: Any, owner: Any = None) -> None:
+        """Let a module supply the summary and messages a persona prompt starts from, instead of the
+        persona's own read of its newest `context_messages` (memory: everything since the checkpoint,
+        kept between turns so a turn reads only what is new). The latest one set wins."""
+        self._history_sources.append((owner, source))
+
+    def history_source(self) -> Any:
+        """The async `source(agent, thread_id) -> db.history.Context` to use, or None."""
+        return self._history_sources[-1][1] if self._history_sources else None
+
     def forget_owner(self, owner: Any) -> None:
         self._prompt_hooks = [h for h in self._prompt_hooks if h[0] is not owner]
+        self._history_sources = [s for s in self._history_sources if s[0] is not owner]
         for name, who in list(self._type_owner.items()):
             if who is owner:
                 self.types.pop(name, None)

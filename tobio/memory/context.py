@@ -43,17 +43,16 @@ async def _prompt_tokens(memory: Memory, model: Model, prompt: Prompt) -> int:
     return total
 
 
-async def _context(memory: Memory, prompt: Prompt) -> Context:
+async def thread_history(memory: Memory, thread_id: int) -> Context:
     """The thread's latest summary and the messages after its checkpoint (the newest max_history_messages).
 
     The thread's tail (see summarizer.Tail) is what earlier reads found while no summary was written
     since; joined to a read of only what is newer than it, it is the whole unsummarised history, so a
     turn never reads the thread's history again and its cost does not grow with it. The whole thread
-    is read again only when there is no current tail (after a summary, or the first time). The persona
-    does not read the thread itself when this hook is loaded (`memory_hook.reads_history`).
+    is read again only when there is no current tail (after a summary, or the first time). Persona
+    prompts start from this (memory registers it as the agents' history source).
     """
     summarizer = memory.summarizer
-    thread_id = prompt.thread_id
     most = memory.config.max_history_messages
     tail = summarizer.tail(thread_id)
     if tail is not None:
@@ -81,7 +80,8 @@ def make_hook(memory: Memory) -> Any:
         agent = prompt.agent
         model = memory.tokenizer_for(agent.id)
         overhead = config.message_overhead_tokens
-        context = await _context(memory, prompt)
+        # The persona started from memory's history source (thread_history): the whole unsummarised history.
+        context = Context(prompt.summary, None, list(prompt.history))
 
         # What the persona costs before memory adds anything.
         prompt.summary, prompt.history = None, []
@@ -145,5 +145,4 @@ def make_hook(memory: Memory) -> Any:
             "ms": round((time.perf_counter() - began) * 1000, 2),
         }
 
-    memory_hook.reads_history = True  # type: ignore[attr-defined]  # the persona need not read the thread for it
     return memory_hook

@@ -33,7 +33,7 @@ class MemoryModule(Module):
     async def module_init(self, kernel: Kernel) -> None:
         from tobio.db.migrations import migrate
         from tobio.memory import commands
-        from tobio.memory.context import make_hook
+        from tobio.memory.context import make_hook, thread_history
         from tobio.memory.migrations import MIGRATIONS
         from tobio.memory.service import Memory
 
@@ -47,7 +47,9 @@ class MemoryModule(Module):
         self.memory = Memory(kernel, self.settings if "memory" in kernel.config.settings else type(self).config)
         self.memory.start()
         self._unobserve = kernel.transport.observe(self.memory.observe)
-        kernel.agents.add_prompt_hook(make_hook(self.memory), owner=self, last=True)  # it enforces the budget
+        memory = self.memory
+        kernel.agents.set_history_source(lambda _agent, thread_id: thread_history(memory, thread_id), owner=self)
+        kernel.agents.add_prompt_hook(make_hook(memory), owner=self, last=True)  # it enforces the budget
         commands.register(kernel, self.memory, owner=self)
         from tobio.memory.replay import make_replay_hook
 

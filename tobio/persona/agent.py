@@ -25,7 +25,7 @@ class PersonaAgentConfig(AgentConfig):
     type: Literal["persona"] = "persona"
     persona: RelPath
     model: str = Field("chat-default", description="the model bundle for replies")
-    context_messages: int = Field(12, ge=1, le=500, description="recent messages of the thread in the prompt")
+    context_messages: int = Field(12, ge=1, le=500, description="recent messages of the thread in the prompt (with memory loaded, its token budget decides instead)")
     answer_agents: bool = Field(False, description="also answer other non-human agents (beware of endless loops)")
     stream: bool = True
     params: dict[str, Any] = Field(default_factory=dict, description="sampling parameters over the bundle's")
@@ -83,14 +83,13 @@ class PersonaAgent(Agent):
     async def build_prompt(self, thread_id: int, incoming: Message | None = None) -> Prompt:
         """The thread's latest summary and recent messages, then whatever loaded modules add."""
         self.refresh_persona()
-        hooks = self.kernel.agents.prompt_hooks_for(self)
-        if any(getattr(hook, "reads_history", False) for hook in hooks):
-            # memory's hook keeps the thread's recent history itself and reads only what is new
-            prompt = Prompt(self, thread_id, incoming, params=dict(self.config.params))
+        source = self.kernel.agents.history_source()
+        if source is not None:  # memory: the whole unsummarised history, which its hook then fits to budget
+            context = await source(self, thread_id)
         else:
             context = await self.kernel.db.call(thread_context, thread_id, self.config.context_messages)
-            prompt = Prompt(self, thread_id, incoming, context.summary, context.messages, params=dict(self.config.params))
-        for hook in hooks:
+        prompt = Prompt(self, thread_id, incoming, context.summary, context.messages, params=dict(self.config.params))
+        for hook in self.kernel.agents.prompt_hooks_for(self):
             await hook(prompt)
         return prompt
 
