@@ -214,29 +214,91 @@ def test_bm25_scores_like_the_textbook_formula_as_it_grows() -> None:
 
 
 def test_a_live_index_ranks_like_one_built_at_once() -> None:
-    """Alternating add and search (arrays grown, derived state extended) gives exactly the scores of an
-    index filled first; forgetting, then more adds, too."""
+    """Alternating add and search (arrays grown, derived state extended), with messages arriving late and
+    messages forgotten in the middle of their sittings (links and documents patched, not rebuilt), ranks
+    like an index filled at once with the same final state."""
     rng = np.random.default_rng(11)
     words = ["festival", "lantern", "soup", "kitchen", "cat", "tea", "river", "saturday", "paint", "grey", "bob"]
-    items = [Item("message" if i % 7 else "summary", i, T0 + timedelta(minutes=3 * i + int(rng.integers(0, 3))), float(rng.random()),
+    gaps = [0, 1, 2, 400]  # minutes; 400 (past the 6 h gap) ends a sitting
+    minutes = np.cumsum([gaps[int(rng.choice(4, p=[0.4, 0.3, 0.25, 0.05]))] * 3 for _ in range(300)])
+    items = [Item("message" if i % 7 else "summary", i, T0 + timedelta(minutes=int(minutes[i])), float(rng.random()),
                   "ab"[i % 2], " ".join(rng.choice(words, 5)), ["room", "hall", None][i % 3]) for i in range(300)]
-    vectors = [rng.normal(size=24).astype(np.float32) for _ in items]
+    vectors = {item.source_id: rng.normal(size=24).astype(np.float32) for item in items}
     queries = [(" ".join(rng.choice(words, 3)), rng.normal(size=24).astype(np.float32)) for _ in range(3)]
     config = MemoryConfig()
-
-    def ranked(index: AgentIndex) -> list[list[tuple[int, float, float]]]:
-        return [[(h.item.source_id, h.score, h.relevance) for h in index.search(q, v, config, 15)] for q, v in queries]
+    arrival = list(items)
+    for _ in range(40):  # some messages arrive late: moved later in the arrival order
+        i = int(rng.integers(0, 290))
+        arrival.insert(min(i + int(rng.integers(2, 30)), len(arrival)), arrival.pop(i))
+    forgotten: list[int] = []
 
     live = AgentIndex(1)
-    for i, (item, vector) in enumerate(zip(items, vectors)):
-        live.add(item, vector)
+    for i, item in enumerate(arrival):
+        live.add(item, vectors[item.source_id])
         live.search(*queries[i % 3], config, 5)
-        if i == 150:
-            live.forget("message", 100)
-            live.forget("message", 100)
+        if i % 9 == 8:  # forget an already indexed message, often one with turns before and after it
+            target = arrival[int(rng.integers(0, i))]
+            if target.kind == "message":
+                live.forget("message", target.source_id)
+                live.forget("message", target.source_id)  # twice: no effect
+                forgotten.append(target.source_id)
+    assert live._built is not None  # patched throughout, never thrown away
     at_once = AgentIndex(1)
-    for item, vector in zip(items, vectors):
-        at_once.add(item, vector)
-    at_once.forget("message", 100)
-    assert len(live) == len(at_once) == len(items) - 1
-    assert ranked(live) == ranked(at_once)
+    for item in items:
+        at_once.add(item, vectors[item.source_id])
+    for source_id in forgotten:
+        at_once.forget("message", source_id)
+    assert len(forgotten) > 20
+    assert len(live) == len(at_once) == len(items) - len(set(forgotten))
+    for query, vector in queries + [("festival lantern saturday bob", queries[0][1]), ("soup kitchen tea", queries[1][1])]:
+        ours, theirs = live.search(query, vector, config, 40), at_once.search(query, vector, config, 40)
+        assert len(ours) == len(theirs) == 40
+        for rank, (hit, other) in enumerate(zip(ours, theirs)):
+            assert hit.score == pytest.approx(other.score, rel=1e-6)
+            neighbours = [theirs[j].score for j in (rank - 1, rank + 1) if 0 <= j < len(theirs)]
+            if all(abs(other.score - score) > 1e-9 for score in neighbours):  # not tied: the same item
+                assert hit.item.source_id == other.item.source_id
+                assert hit.relevance == pytest.approx(other.relevance, rel=1e-6, abs=1e-9)
+    # the derived state itself: the same links, and the same BM25 scores for every word
+    by_position = {item.source_id: p for p, item in enumerate(at_once.items)}
+    assert [by_position[live.items[p].source_id] if p >= 0 else -1 for p in live._prev] == [
+        at_once._prev[by_position[item.source_id]] for item in live.items]
+    for word in words:
+        ours_bm25 = live.bm25.scores([word])
+        assert np.allclose(ours_bm25, at_once.bm25.scores([word])[[by_position[item.source_id] for item in live.items]], rtol=1e-6, atol=1e-9)
+
+
+def test_a_forgotten_turn_leaves_the_document_of_the_turn_after_it() -> None:
+    """Forgetting the middle of three turns: the third is indexed with the first's words, no longer the
+    second's; forgetting the first (a pause past the gap before the third) leaves it only its own."""
+    config = MemoryConfig()
+    index = AgentIndex(1)
+    lines = [(0, "did you go to the lantern festival"), (1, "no the parade in riverton"), (2, "yes last saturday")]
+    for source_id, text in lines:
+        index.add(Item("message", source_id, T0 + timedelta(minutes=source_id), 0.5, "ab"[source_id % 2], text, "room"), np.ones(4, dtype=np.float32))
+    index.search("lantern", np.ones(4, dtype=np.float32), config, 3)
+    third = 2
+
+    def weight(word: str) -> float:
+        return float(index.bm25.scores([word])[third])
+
+    assert weight("parade") > 0 and weight("lantern") > 0
+    index.forget("message", 1)
+    assert weight("parade") == 0  # the forgotten turn's words are gone from the documents after it
+    assert weight("lantern") > 0  # the turn before it is now the previous turn
+    assert index._prev[third] == 0 and index._order["room"] == [0, 2]
+    assert index.bm25.scores(["lantern"])[1] == 0  # the forgotten message itself: only its own words
+    late = Item("message", 3, T0 + timedelta(minutes=1, seconds=30), 0.5, "a", "the riverton parade was loud", "room")
+    index.add(late, np.ones(4, dtype=np.float32))
+    index.search("lantern", np.ones(4, dtype=np.float32), config, 3)
+    assert weight("loud") > 0 and index._prev[third] == 3  # a late turn slots in before the third
+    index.forget("message", 3)
+    index.forget("message", 0)
+    assert weight("loud") == weight("lantern") == 0 and index._prev[third] == -1
+    index.add(Item("message", 4, T0 + timedelta(hours=7), 0.5, "b", "a new day", "room"), np.ones(4, dtype=np.float32))
+    index.search("lantern", np.ones(4, dtype=np.float32), config, 3)
+    assert index._prev[4] == -1  # past the gap after the latest live message
+    index.add(Item("message", 5, T0 + timedelta(hours=7, minutes=1), 0.5, "a", "indeed", "room"), np.ones(4, dtype=np.float32))
+    index.forget("message", 4)
+    index.search("lantern", np.ones(4, dtype=np.float32), config, 3)
+    assert index._order["room"] == [2, 5] and index._prev[5] == -1

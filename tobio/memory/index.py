@@ -10,11 +10,15 @@ the same channel in the same sitting (no pause longer than `context_gap_hours`),
 message with its earlier turns' words at lower weight. (Adding a share of the previous turn's
 embedding similarity was measured too and gained nothing on top.) Links are made only among this
 agent's own live items, so context never carries what the agent did not receive or was made to
-forget; they are derived state, rebuilt from the items whenever order or the settings require it,
-so a reload gives the same index as live adds.
+forget. They are derived state, kept equal to what a rebuild from the items would give (so a reload
+ranks like live adds): a new message is put into its channel's order, a forgotten one taken out, and
+only the documents whose earlier turns changed are re-indexed; only a change of the context settings
+rebuilds everything.
 """
 
 from __future__ import annotations
+
+from bisect import bisect_left
 
 import numpy as np
 
@@ -46,8 +50,8 @@ class AgentIndex:
         # derived from the above (see _refresh): context links and the BM25 over items with context
         self.bm25 = BM25()
         self._prev: list[int] = []  # position of the previous turn in the same sitting, or -1
-        self._last: dict[str, int] = {}  # channel -> position of its latest live message
-        self._built: tuple[int, float, float] | None = None  # context settings the derived state is for
+        self._order: dict[str, list[int]] = {}  # channel -> positions of its live indexed messages, in conversation order
+        self._built: tuple[int, float, float] | None = None  # context settings (turns, weight, gap hours) the derived state is for
 
     def __len__(self) -> int:
         return self._live
@@ -84,57 +88,95 @@ class AgentIndex:
         if position is not None and self._alive[position]:
             self._alive[position] = False
             self._live -= 1
-            self._built = None  # it must stop being context for its neighbours too
+            if self._built is not None and position < len(self.bm25):  # else linked (as dead) when indexed
+                self._unlink(position)  # it must stop being context for its neighbours too
 
     # -- context ---------------------------------------------------------------------------------
     def _refresh(self, config: MemoryConfig) -> None:
-        """Bring links and BM25 up to date: append new items in order, rebuild on anything else."""
+        """Bring links and BM25 up to date: index new items (in any order), rebuild if the settings changed."""
         settings = (config.context_turns, config.context_weight, config.context_gap_hours)
         if self._built != settings:
-            self.bm25, self._prev, self._last, self._built = BM25(), [], {}, settings
-            order = sorted(range(len(self.items)), key=self._when)
-            links = {i: self._link(i, config) for i in order}
-            self._prev = [links[i] for i in range(len(self.items))]
-            for position in range(len(self.items)):
-                self.bm25.add(self._document(position, config))
+            count = len(self.items)
+            self.bm25, self._prev, self._order, self._built = BM25(), [-1] * count, {}, settings
+            for position in sorted(range(count), key=self._when):
+                self._link(position)  # in conversation order: each one is last in its channel, relinks nothing
+            for position in range(count):
+                self.bm25.add(self._document(position))
             return
         for position in range(len(self.bm25), len(self.items)):
-            item = self.items[position]
-            last = self._last.get(item.channel) if item.kind == "message" and item.channel is not None else None
-            if last is not None and self._when(position) < self._when(last):
-                self._built = None  # arrived out of order: it may be context for messages already indexed
-                self._refresh(config)
-                return
-            self._prev.append(self._link(position, config))
-            self.bm25.add(self._document(position, config))
+            self._prev.append(-1)
+            self._link(position)
+            self.bm25.add(self._document(position))
 
-    def _link(self, position: int, config: MemoryConfig) -> int:
-        """The previous live message of the item's channel within the gap (-1: none); call in time order."""
+    def _link(self, position: int) -> None:
+        """Put a live message into its channel's order, linked to the message before it if within the gap;
+        if it arrived late, the message after it now follows it (its documents, and those after, change)."""
         item = self.items[position]
         if item.kind != "message" or item.channel is None or not self._alive[position]:
-            return -1
-        last = self._last.get(item.channel)
-        self._last[item.channel] = position
-        if last is None or self._times[position] - self._times[last] > config.context_gap_hours * 3600:
-            return -1
-        return last
+            return
+        order = self._order.setdefault(item.channel, [])
+        when = self._when(position)
+        at = len(order) if not order or self._when(order[-1]) < when else bisect_left(order, when, key=self._when)
+        order.insert(at, position)
+        if at and self._within(order[at - 1], position):
+            self._prev[position] = order[at - 1]
+        if at + 1 < len(order):
+            self._relink(order[at + 1], position, order, at + 1)
+
+    def _unlink(self, position: int) -> None:
+        """Take a forgotten message out of its channel's order: the message after it follows the one before
+        it instead (if within the gap); the forgotten one keeps only its own terms, as a rebuild would."""
+        item = self.items[position]
+        if item.kind != "message" or item.channel is None:
+            return
+        order = self._order[item.channel]
+        at = bisect_left(order, self._when(position), key=self._when)
+        if at + 1 < len(order) and self._prev[order[at + 1]] == position:
+            self._relink(order[at + 1], order[at - 1] if at else -1, order, at + 1)
+        del order[at]
+        if self._prev[position] >= 0:
+            before = self._document(position)
+            self._prev[position] = -1
+            self.bm25.replace(position, before, self._document(position))
+
+    def _relink(self, position: int, previous: int, order: list[int], at: int) -> None:
+        """Make `previous` (-1: none; none either if beyond the gap) the turn before `position` (at `at` in
+        its channel's `order`), re-indexing the documents that reach back through the link: its own and
+        those of the up to context_turns - 1 messages chained after it."""
+        link = previous if previous >= 0 and self._within(previous, position) else -1
+        if link == self._prev[position]:
+            return
+        chain = [position]
+        for later in order[at + 1 : at + self._built[0]]:  # type: ignore[index]
+            if self._prev[later] != chain[-1]:
+                break
+            chain.append(later)
+        before = [self._document(p) for p in chain] if self._built[0] else []  # type: ignore[index]
+        self._prev[position] = link
+        for p, old in zip(chain, before):
+            self.bm25.replace(p, old, self._document(p))
+
+    def _within(self, earlier: int, later: int) -> bool:
+        """Whether no pause longer than the gap separates two messages (a sitting)."""
+        return self._times[later] - self._times[earlier] <= self._built[2] * 3600  # type: ignore[index]
 
     def _when(self, position: int) -> tuple[float, int]:
         """Conversation order: time said, then id (timestamps, so naive and aware datetimes compare)."""
         return self._times[position], self.items[position].source_id
 
-    def _document(self, position: int, config: MemoryConfig) -> dict[str, float]:
+    def _document(self, position: int) -> dict[str, float]:
         """The item's own terms at weight 1, then each earlier turn's at context_weight^distance."""
+        turns, factor, _ = self._built  # type: ignore[misc]
         doc: dict[str, float] = {}
         for term in self._terms[position]:
             doc[term] = doc.get(term, 0.0) + 1.0
-        weight, previous = config.context_weight, self._prev[position]
-        for _ in range(config.context_turns):
+        weight, previous = factor, self._prev[position]
+        for _ in range(turns):
             if previous < 0:
                 break
             for term in self._terms[previous]:
                 doc[term] = doc.get(term, 0.0) + weight
-            weight, previous = weight * config.context_weight, self._prev[previous]
+            weight, previous = weight * factor, self._prev[previous]
         return doc
 
     def search(
