@@ -13,13 +13,23 @@ from shell.testing import shell_env, write_config
 
 pexpect = pytest.importorskip("pexpect")
 TIMEOUT = 60  # generous: a loaded 2-core machine starts the kernel slowly
+SHELL = str(Path(sys.executable).parent / "tobio-shell")
+
+
+def spawn(args: list[str], env: dict[str, str], cwd: Path) -> "pexpect.spawn[str]":
+    return pexpect.spawn(SHELL, args, env=env, cwd=str(cwd), dimensions=(40, 120), encoding="utf-8", timeout=TIMEOUT)
+
+
+def leave_chat_and_exit(child: "pexpect.spawn[str]") -> None:
+    child.send("/exit\r")
+    child.expect("tobio> ")
+    child.send("exit\r")
+    child.expect(pexpect.EOF)
 
 
 def test_a_session_in_a_terminal(tmp_path: Path) -> None:
     config = write_config(tmp_path, stream=True, token_delay=0.05)
-    shell = str(Path(sys.executable).parent / "tobio-shell")
-    child = pexpect.spawn(shell, ["--config", str(config)], env=shell_env(tmp_path), cwd=str(tmp_path),
-                          dimensions=(40, 120), encoding="utf-8", timeout=TIMEOUT)
+    child = spawn(["--config", str(config)], shell_env(tmp_path), tmp_path)
     try:
         child.expect("tobio> ")
         child.send("agent l\t")  # TAB completes `ls`, or Enter would run `agent l` and fail
@@ -60,11 +70,7 @@ def test_a_session_in_a_terminal(tmp_path: Path) -> None:
         child.expect("chat:echo> ")
         child.send("hello\r")
         child.expect("echo: Hello, user!")
-        child.send("/exit\r")
-        child.expect("tobio> ")
-
-        child.send("exit\r")
-        child.expect(pexpect.EOF)
+        leave_chat_and_exit(child)
     finally:
         child.close()
     assert "unknown command" not in (child.before or "")
@@ -78,10 +84,7 @@ def test_the_main_job_chats_with_tobio_on_the_embedded_model(tmp_path: Path) -> 
     import duckdb
 
     root = Path(__file__).resolve().parent.parent
-    shell = str(Path(sys.executable).parent / "tobio-shell")
-    env = {**shell_env(tmp_path), "HF_HUB_OFFLINE": "1"}
-    child = pexpect.spawn(shell, ["--config", "configs/kernel.yaml", "--chat", "tobio"], env=env, cwd=str(root),
-                          dimensions=(40, 120), encoding="utf-8", timeout=TIMEOUT)
+    child = spawn(["--config", "configs/kernel.yaml", "--chat", "tobio"], {**shell_env(tmp_path), "HF_HUB_OFFLINE": "1"}, root)
     try:
         child.expect("chat:tobio> ")
         child.send("Hello! What is your name?\r")
@@ -89,10 +92,7 @@ def test_the_main_job_chats_with_tobio_on_the_embedded_model(tmp_path: Path) -> 
         child.expect(r"tobio: ([^▌\x1b\r\n]+)\r\n", timeout=300)  # the model loads on the first turn
         reply = child.match.group(1).strip()
         child.expect("chat:tobio> ")
-        child.send("/exit\r")
-        child.expect("tobio> ")
-        child.send("exit\r")
-        child.expect(pexpect.EOF)
+        leave_chat_and_exit(child)
     finally:
         child.close()
     assert child.exitstatus == 0, child.before
