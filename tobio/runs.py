@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from tobio.kernel import Kernel
     from tobio.models.bundle import Model
 
+_UNFINISHED = RunRow.status.in_([const("queued"), const("in_progress")])  # runs no one has completed yet
+
 log = logging.getLogger(__name__)
 FINAL = ("completed", "failed", "cancelled", "expired")
 STEP_COLUMNS = ("id", "run_id", "message_id", "agent_id", "kind", "name", "params", "result", "created_at")
@@ -248,7 +250,7 @@ class RunManager:
         """At start-up: runs recorded as queued/in progress belong to a process that is gone; mark them expired."""
 
         def sweep(conn: Connection) -> list[int]:
-            ids = list(conn.execute(sa.select(RunRow.id).where(RunRow.status.in_([const("queued"), const("in_progress")]))).scalars())
+            ids = list(conn.execute(sa.select(RunRow.id).where(_UNFINISHED)).scalars())
             if ids:
                 conn.execute(sa.update(RunRow).where(RunRow.id.in_(ids)).values(
                     status="expired", error="the process running it stopped", completed_at=utcnow()))
@@ -265,7 +267,7 @@ class RunManager:
         await self.kernel.flush()
 
         def sweep(conn: Connection) -> list[int]:
-            ids = [i for i in conn.execute(sa.select(RunRow.id).where(RunRow.status.in_([const("queued"), const("in_progress")]))).scalars() if i not in live]
+            ids = [i for i in conn.execute(sa.select(RunRow.id).where(_UNFINISHED)).scalars() if i not in live]
             if ids:
                 conn.execute(
                     sa.update(RunRow).where(RunRow.id.in_(ids)).values(status="cancelled", error="dangling: cancelled", completed_at=utcnow())
