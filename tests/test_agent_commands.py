@@ -76,7 +76,8 @@ def test_agent_sql_is_read_only_and_sees_only_its_own_rows(duckdb_url: str, tmp_
         kernel.run("channel sub other secret")
         kernel.run("channel post secret only other hears this")
         kernel.run("channel post room everyone hears this")
-        wait_until(lambda: kernel.agents.live["probe"].turns == 1 and kernel.agents.live["other"].turns == 1)
+        # probe hears the room; other hears the room and the secret channel, and answers each once
+        wait_until(lambda: kernel.agents.live["probe"].turns == 1 and kernel.agents.live["other"].turns == 2)
         kernel.call(kernel.writer.flush())
         mine = kernel.run("sql SELECT content FROM messages ORDER BY id", caller="probe").rows
         assert ("everyone hears this",) in mine and ("only other hears this",) not in mine
