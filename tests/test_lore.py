@@ -1,0 +1,169 @@
+"""World Info: activation semantics (SillyTavern's), the prompt hook, commands, and a real card's lorebook."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tobio.config.schema import KernelConfig
+from tobio.errors import ConfigError
+from tobio.kernel import Kernel
+from tobio.lore.engine import Activation, Engine, Settings, TimedState
+from tobio.lore.schema import AND_ALL, AND_ANY, AT_DEPTH, NOT_ALL, NOT_ANY, parse_book, parse_decorators
+from tobio.lore.store import read_world_file
+
+from conftest import write
+from helpers import wait_until
+
+CARDS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cards"
+
+
+def entry(uid: int, keys: list[str], content: str, **ext: Any) -> dict[str, Any]:
+    """A SillyTavern World Info entry (the standalone file format)."""
+    return {"uid": uid, "key": keys, "keysecondary": [], "comment": f"e{uid}", "content": content, "constant": False,
+            "selective": True, "selectiveLogic": 0, "order": 100, "position": 0, "disable": False, **ext}
+
+
+def world(*entries: dict[str, Any], **book: Any) -> dict[str, Any]:
+    return {"entries": {str(e["uid"]): e for e in entries}, **book}
+
+
+def run(raw: dict[str, Any], messages: list[str], *, state: TimedState | None = None, length: int = 1, seed: int = 0,
+        turns: int = 0, **settings: Any) -> Activation:
+    engine = Engine([parse_book("w", raw)], Settings(**settings), rng=random.Random(seed))
+    return asyncio.run(engine.run(messages, chat_length=length, assistant_turns=turns, state=state))
+
+
+def fired(activation: Activation) -> list[str]:
+    return [f.entry.uid for f in activation.fired]
+
+
+def test_plain_keys_are_case_insensitive_substrings_unless_told() -> None:
+    raw = world(entry(1, ["Dragon"], "Dragons hoard gold."), entry(2, ["Castle"], "The castle is old.", caseSensitive=True),
+                entry(3, ["cat"], "Cats.", matchWholeWords=True))
+    assert fired(run(raw, ["I saw a DRAGON and a castle; concatenate"])) == ["1"]
+    assert sorted(fired(run(raw, ["the Castle, the cat"]))) == ["2", "3"]
+
+
+def test_regex_keys_slash_form_and_v3_use_regex() -> None:
+    raw = world(entry(1, ["/\\bsw(or|ee)d\\b/i"], "A blade."), entry(2, ["[unclosed"], "never", use_regex=True),
+                entry(3, ["\\x01hel+o"], "greeting", use_regex=True))  # \x01 starts a message, as in ST
+    assert fired(run(raw, ["My SWORD is sharp"])) == ["1"]
+    assert fired(run(raw, ["hellllo there"])) == ["3"]  # an invalid pattern never matches, and does not raise
+    card = {"entries": [{"keys": ["colou?r"], "content": "paint", "use_regex": True, "enabled": True, "insertion_order": 1}]}
+    assert [f.entry.uid for f in asyncio.run(Engine([parse_book("c", card)], Settings()).run(["what color?"], chat_length=1)).fired] == ["0"]
+
+
+@pytest.mark.parametrize("logic,text,expected", [
+    (AND_ANY, "apple and pear", True), (AND_ANY, "apple alone", False),
+    (AND_ALL, "apple pear plum", True), (AND_ALL, "apple pear", False),
+    (NOT_ANY, "apple alone", True), (NOT_ANY, "apple plum", False),
+    (NOT_ALL, "apple pear", True), (NOT_ALL, "apple pear plum", False),
+])
+def test_secondary_key_logic(logic: int, text: str, expected: bool) -> None:
+    raw = world(entry(1, ["apple"], "fruit", keysecondary=["pear", "plum"], selectiveLogic=logic))
+    result = run(raw, [text])
+    assert (fired(result) == ["1"]) is expected
+    if not expected:
+        assert "secondary keys not satisfied" in result.why()[0]["reason"]
+
+
+def test_scan_depth_global_book_and_entry() -> None:
+    raw = world(entry(1, ["lighthouse"], "Lit at dusk."), entry(2, ["lighthouse"], "Far back.", scanDepth=5))
+    messages = ["newest", "second", "third: lighthouse"]  # newest first
+    assert fired(run(raw, messages, scan_depth=2)) == ["2"]
+    assert sorted(fired(run(raw, messages, scan_depth=3))) == ["1", "2"]
+    card = {"scan_depth": 3, "entries": [{"keys": ["lighthouse"], "content": "x", "enabled": True, "insertion_order": 1}]}
+    assert len(asyncio.run(Engine([parse_book("c", card)], Settings(scan_depth=1)).run(messages, chat_length=3)).fired) == 1
+
+
+def test_constant_entries_and_insertion_order() -> None:
+    raw = world(entry(1, [], "Always here.", constant=True, order=5), entry(2, ["rain"], "It rains.", order=50),
+                entry(3, ["rain"], "Umbrellas.", order=10))
+    result = run(raw, ["rain today"])
+    assert fired(result) == ["1", "3", "2"]  # prompt order: lowest order first, as SillyTavern builds it
+    assert fired(run(raw, ["sunny"])) == ["1"]
+
+
+def test_budget_keeps_highest_order_first_and_stops() -> None:
+    words = " ".join(["word"] * 30)
+    raw = world(entry(1, ["go"], words, order=10), entry(2, ["go"], words, order=90), entry(3, ["go"], "tiny", order=50))
+    result = run(raw, ["go"], budget_tokens=40)
+    assert fired(result) == ["3", "2"] and result.overflowed  # order 90 first, then 50; 10 no longer fits
+    assert [r["entry"] for r in result.why() if "budget" in r["reason"]] == ["w.1"]
+
+
+def test_recursion_is_bounded_and_can_be_excluded() -> None:
+    raw = world(entry(1, ["start"], "mentions alpha"), entry(2, ["alpha"], "mentions beta"), entry(3, ["beta"], "mentions gamma"),
+                entry(4, ["gamma"], "end"), entry(5, ["alpha"], "never by recursion", excludeRecursion=True),
+                entry(6, ["beta"], "stops the chain", preventRecursion=True, order=1))
+    assert fired(run(raw, ["start"], recursive=False)) == ["1"]
+    full = run(raw, ["start"], max_recursion_steps=10)
+    assert set(fired(full)) == {"1", "2", "3", "4", "6"} and full.passes == 5
+    bounded = run(raw, ["start"], max_recursion_steps=2)
+    assert set(fired(bounded)) == {"1", "2"} and bounded.passes == 2
+    no_book_recursion = world(*raw["entries"].values(), recursive_scanning=False)
+    assert fired(run(no_book_recursion, ["start"])) == ["1"]
+
+
+def test_probability_uses_the_seeded_rng() -> None:
+    raw = world(*[entry(i, ["coin"], f"side {i}", probability=50) for i in range(40)])
+    first = fired(run(raw, ["coin"], seed=7, budget_tokens=10_000))
+    assert first == fired(run(raw, ["coin"], seed=7, budget_tokens=10_000))
+    assert 5 < len(first) < 35
+    assert fired(run(world(entry(1, ["coin"], "x", probability=0, useProbability=False)), ["coin"])) == ["1"]
+
+
+def test_sticky_cooldown_and_delay_count_messages() -> None:
+    raw = world(entry(1, ["storm"], "A storm rages.", sticky=2, cooldown=3), entry(2, ["calm"], "Calm.", delay=4))
+    state = TimedState()
+    assert fired(run(raw, ["a storm!"], state=state, length=1)) == ["1"]
+    assert fired(run(raw, ["it passed"], state=state, length=2)) == ["1"]  # sticky: no key needed
+    assert fired(run(raw, ["storm again"], state=state, length=3)) == []  # sticky over: cooldown 3 from here
+    assert fired(run(raw, ["storm, calm"], state=state, length=5)) == ["2"]  # still cooling; delay passed
+    assert fired(run(raw, ["storm"], state=state, length=6)) == ["1"]
+    assert fired(run(raw, ["calm"], state=TimedState(), length=3)) == []  # delay: not before 4 messages
+    dry = run(raw, ["it passed"], state=None, length=7)
+    assert fired(dry) == []  # a dry run has no memory
+
+
+def test_decorators_are_parsed_honoured_and_unknown_ones_kept() -> None:
+    honoured, unknown, content = parse_decorators("@@depth 2\n@@role assistant\n@@risu_thing 4\n@@@scan_depth 1\n@@foo\nBody\n@@not")
+    assert [str(d) for d in honoured] == ["@@depth 2", "@@role assistant", "@@scan_depth 1"]
+    assert [str(d) for d in unknown] == ["@@risu_thing 4", "@@foo"]
+    assert content == "Body\n@@not"
+    raw = {"entries": [
+        {"keys": ["x"], "content": "@@depth 0\n@@role user\nInjected.", "enabled": True, "insertion_order": 1},
+        {"keys": ["zzz"], "content": "@@activate\nAlways.", "enabled": True, "insertion_order": 2},
+        {"keys": ["x"], "content": "@@dont_activate\nNever.", "enabled": True, "insertion_order": 3},
+        {"keys": ["x"], "content": "@@exclude_keys y\nNot with y.", "enabled": True, "insertion_order": 4},
+        {"keys": ["x"], "content": "@@additional_keys q, r\nNeeds q or r.", "enabled": True, "insertion_order": 5},
+        {"keys": ["x"], "content": "@@activate_only_after 2\nLater.", "enabled": True, "insertion_order": 6},
+    ]}
+    book = parse_book("d", raw)
+    assert (book.entries[0].position, book.entries[0].depth, book.entries[0].role) == (AT_DEPTH, 0, 1)
+    engine = Engine([book], Settings())
+    got = asyncio.run(engine.run(["x r"], chat_length=1, assistant_turns=2))
+    assert [f.content for f in got.fired] == ["Injected.", "Always.", "Not with y.", "Needs q or r.", "Later."]
+    got = asyncio.run(engine.run(["x y"], chat_length=1, assistant_turns=0))
+    assert [f.content for f in got.fired] == ["Injected.", "Always."]
+
+
+def test_world_file_import_is_capped(tmp_path: Path) -> None:
+    deep = "[" * 200 + "]" * 200
+    with pytest.raises(ConfigError, match="nested"):
+        read_world_file(write(tmp_path / "deep.json", '{"entries": {"0": ' + deep + "}}"))
+    with pytest.raises(ConfigError, match="lorebook"):
+        read_world_file(write(tmp_path / "list.json", "[1, 2]"))
+    big = tmp_path / "big.json"
+    big.write_bytes(b" " * (9 * 1024 * 1024))
+    with pytest.raises(ConfigError, match="bytes"):
+        read_world_file(big)
+    text = '{"entries": {"0": {"uid": 0, "key": ["${HOME}"], "content": "${HOME} $(id)"}}}'
+    raw = read_world_file(write(tmp_path / "env.json", text))
+    assert raw["entries"]["0"]["content"] == "${HOME} $(id)"  # data, never expanded
