@@ -133,6 +133,9 @@ class Printer:
             message = f"internal error: {type(exc).__name__}: {exc}{hint}"
         else:
             message = str(exc)
+        from tobio.secrets import redact_text
+
+        message = redact_text(message)  # a server's error may quote the URL or header that held a key
         label = f"{RED}{BOLD}error:{RESET}" if self.color else "error:"
         text = f"{where}: {label} {message}" if where else f"{label} {message}"
         usage = exc.usage if isinstance(exc, CommandError) else None

@@ -7,6 +7,8 @@ import logging
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from tobio.secrets import redact_text
+
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
 
@@ -28,6 +30,7 @@ class DatabaseLogHandler(logging.Handler):
         text = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:
             text += f"\n{record.exc_info[0].__name__ if record.exc_info[0] else 'Error'}: {record.exc_info[1]}"
+        text = redact_text(text)  # a key in a URL or header must not reach the logs table
         try:
             loop.call_soon_threadsafe(self._write, record.levelname, record.name, created, text)
         except RuntimeError:  # loop closed while shutting down

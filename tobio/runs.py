@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from tobio.secrets import redact, redact_text
 from tobio.db.literals import const
 from tobio.db.migrations import utcnow
 from tobio.db.tables import RunRow, StepRow
@@ -178,7 +179,7 @@ class RunManager:
 
     # -- records -----------------------------------------------------------------------------------
     def _params(self, run: Run) -> dict[str, Any]:
-        params = {k: v for k, v in run.request.params.items() if k.lower() not in SECRET_PARAMS}
+        params = redact({k: v for k, v in run.request.params.items() if k.lower() not in SECRET_PARAMS})
         if run.request.json_schema is not None:
             params["json_schema"] = run.request.json_schema
         if run.request.tools:
@@ -212,7 +213,8 @@ class RunManager:
                           str(call.get("name")), {"arguments": call.get("arguments")}, None, now))
         values = dict(
             status=run.status, completed_at=now, ttft_ms=run.ttft_ms, latency_ms=run.latency_ms,
-            prompt_tokens=run.prompt_tokens, completion_tokens=run.completion_tokens, error=run.error,
+            prompt_tokens=run.prompt_tokens, completion_tokens=run.completion_tokens,
+            error=redact_text(run.error) if run.error else run.error,
         )
 
         def update(conn: Connection) -> None:

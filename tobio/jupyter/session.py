@@ -38,7 +38,6 @@ def get_kernel() -> Kernel:
         return _kernel
 
 
-@atexit.register
 def close_kernel() -> None:
     """Stop the shared kernel (flushes everything)."""
     global _kernel
@@ -49,3 +48,20 @@ def close_kernel() -> None:
             except TobioError:
                 pass
             _kernel = None
+
+
+def _register_exit_hook() -> None:
+    """Close the kernel while the interpreter can still run threads.
+
+    Plain `atexit` runs after concurrent.futures has shut its executors, so the kernel's teardown
+    (which hands blocking work to threads) failed with "cannot schedule new futures after shutdown".
+    `threading._register_atexit` is what concurrent.futures itself uses, and runs before that.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:  # another Python: the plain hook is the best there is
+        atexit.register(close_kernel)
+        return
+    register(close_kernel)
+
+
+_register_exit_hook()

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from tobio.commands import Arg, Context, Group, Result, table
 from tobio.db.tables import AgentRow, RunRow, StepRow
 from tobio.errors import CommandError
+from tobio.secrets import redact
 
 STATUSES = ("queued", "in_progress", "completed", "failed", "cancelled", "expired")
 
@@ -24,7 +25,7 @@ def _model_commands(group: Group) -> None:
     @group.command("ls")
     def ls(ctx: Context) -> Result:
         """List model bundles."""
-        rows = [(m.name, m.spec.purpose, m.provider.name, m.provider_model, m.spec.params or "") for m in ctx.kernel.models.models.values()]
+        rows = [(m.name, m.spec.purpose, m.provider.name, m.provider_model, redact(m.spec.params) or "") for m in ctx.kernel.models.models.values()]
         return table(["model", "purpose", "provider", "provider model", "params"], rows)
 
     @group.command("show", Arg("name", help="model bundle", complete="model"))
@@ -40,7 +41,7 @@ def _model_commands(group: Group) -> None:
             ).one())
 
         runs, prompt, completion, latency, ttft = await ctx.kernel.db.call(usage)
-        fields = list(model.describe().items()) + [
+        fields = list(redact(model.describe()).items()) + [
             ("runs", runs), ("prompt tokens", prompt or 0), ("completion tokens", completion or 0),
             ("mean latency ms", round(latency or 0, 1)), ("mean ttft ms", round(ttft or 0, 1)),
         ]
@@ -76,7 +77,7 @@ def _provider_commands(group: Group) -> None:
         """List configured providers (secrets never shown)."""
         rows = []
         for name, provider in ctx.kernel.models.providers.items():
-            info = provider.describe()
+            info = redact(provider.describe())
             details = ", ".join(f"{k}={v}" for k, v in info.items() if k not in ("type", "description"))
             rows.append((name, info.get("type"), details, info.get("description", "")))
         return table(["provider", "type", "settings", "description"], rows)
@@ -144,7 +145,8 @@ def _run_commands(group: Group) -> None:
             raise CommandError(f"no run {id} (see `run ls`)")
         fields = [(c, getattr(run, c)) for c in ("id", "status", "model", "provider", "provider_model", "purpose", "params",
                   "thread_id", "message_id", "prompt_tokens", "completion_tokens", "ttft_ms", "latency_ms", "created_at", "error")]
-        fields += [(f"step {s.id} {s.kind}", {"name": s.name, "params": s.params, "result": s.result}) for s in steps]
+        fields = [(c, redact(v)) for c, v in fields]  # rows written before redaction existed may hold secrets
+        fields += [(f"step {s.id} {s.kind}", {"name": s.name, "params": redact(s.params), "result": s.result}) for s in steps]
         return table(["field", "value"], fields, title=f"run {id}")
 
     @group.command("cancel", Arg("id", type=int, nargs="?", help="run id", complete="run"),

@@ -23,7 +23,9 @@ from pydantic import Field
 
 from tobio.progress import loading
 from tobio.providers.base import ChatRequest, Chunk, Provider, ProviderConfig, ProviderError
+from tobio.providers.cpu import require_cpu_baseline
 from tobio.providers.files import BUNDLED_EMBEDDERS, BUNDLED_GGUF, embedder_path, gguf_path
+from tobio.providers.quiet import quiet_this_thread, route_llama_log
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +96,19 @@ def _llama(path: Path, config: LocalConfig) -> _Loaded:
     key = (str(path.resolve()), config.n_ctx)
     with _load_lock:
         if key not in _llamas:
+            require_cpu_baseline()  # before the import: an unsupported CPU dies inside llama.cpp itself
             from llama_cpp import Llama
 
+            route_llama_log()
             size_mb = path.stat().st_size / 1e6
-            with loading(f"loading {path.name} ({size_mb:.0f} MB)"):
+            with loading(f"loading {path.name} ({size_mb:.0f} MB)"), quiet_this_thread():
+                # verbose=True: with False, llama-cpp-python points fds 1 and 2 at /dev/null for the whole
+                # process while it loads, and other threads' output is lost. Its chatter is routed instead.
                 model = Llama(
                     model_path=str(path), n_ctx=config.n_ctx, n_threads=config.n_threads or os.cpu_count(),
-                    n_batch=config.n_batch, seed=config.seed, verbose=False,
+                    n_batch=config.n_batch, seed=config.seed, verbose=True,
                 )
+            model.verbose = False  # no per-call timing prints from here on
             _llamas[key] = _Loaded(model)
         return _llamas[key]
 
@@ -112,11 +119,23 @@ def _embedder(name: str) -> _Loaded:
         if path not in _embedders:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are on disk; never reach for a hub
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            with loading(f"loading embedding model {name}"):
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # our own progress shows instead
+            with loading(f"loading embedding model {name}"), quiet_this_thread():
+                _quiet_transformers()
                 from sentence_transformers import SentenceTransformer
 
                 _embedders[path] = _Loaded(SentenceTransformer(path, device="cpu"))
         return _embedders[path]
+
+
+def _quiet_transformers() -> None:
+    """transformers' "Loading weights" bar and warnings would land in scripts and mid-chat on stderr."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 class LocalProvider(Provider):

@@ -1,0 +1,82 @@
+"""Loading third-party models without losing anyone else's output.
+
+llama-cpp-python's own quiet mode (`verbose=False`) points file descriptors 1 and 2 at /dev/null for
+the whole process while a model loads, so whatever another thread printed meanwhile (a script's
+results, the shell's tables) vanished. Instead we load in verbose mode, route llama.cpp's C-level log
+to Python logging, and swallow Python-level chatter only for the loading thread itself.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+log = logging.getLogger("tobio.llama")
+_callback: Any = None  # kept referenced: llama.cpp holds a raw pointer to it
+
+
+def route_llama_log() -> None:
+    """Send llama.cpp's and ggml's log lines to the `tobio.llama` logger (debug) instead of stderr."""
+    global _callback
+    if _callback is not None:
+        return
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback  # type: ignore[misc]  # ctypes CFUNCTYPE decorator, untyped
+    def _to_logging(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        if level in (2, 3):  # GGML_LOG_LEVEL_WARN, GGML_LOG_LEVEL_ERROR
+            log.warning("%s", text.decode("utf-8", "replace").rstrip())
+        else:
+            log.debug("%s", text.decode("utf-8", "replace").rstrip())
+
+    _callback = _to_logging
+    llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
+
+
+class _ThreadFilter(io.TextIOBase):
+    """A stand-in for sys.stdout/stderr that drops writes from one thread and passes the rest on."""
+
+    def __init__(self, real: TextIO, quiet_thread: int) -> None:
+        self._real = real
+        self._quiet = quiet_thread
+
+    def write(self, text: str) -> int:
+        if threading.get_ident() == self._quiet:
+            log.debug("%s", text.rstrip())
+            return len(text)
+        return self._real.write(text)
+
+    def flush(self) -> None:
+        self._real.flush()
+
+    def isatty(self) -> bool:
+        return self._real.isatty()
+
+    def fileno(self) -> int:
+        return self._real.fileno()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+@contextmanager
+def quiet_this_thread() -> Iterator[None]:
+    """Silence Python-level prints of the current thread only; other threads' output goes through."""
+    me = threading.get_ident()
+    real_out, real_err = sys.stdout, sys.stderr
+    out, err = _ThreadFilter(real_out, me), _ThreadFilter(real_err, me)
+    sys.stdout, sys.stderr = out, err  # type: ignore[assignment]  # a TextIO in all but name
+    try:
+        yield
+    finally:
+        # Restore only what is still ours: someone (prompt_toolkit's patch_stdout) may have swapped since.
+        if sys.stdout is out:
+            sys.stdout = real_out
+        if sys.stderr is err:
+            sys.stderr = real_err
