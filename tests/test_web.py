@@ -5,24 +5,29 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tobio.config.schema import KernelConfig
 from tobio.errors import TobioError
 from tobio.kernel import Kernel
+from tobio.web.history import opening_agent
 from tobio.web.serve import serve
 
 from conftest import write
+from helpers import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
 REPLY = "echo says: {text} and then a few more words to stream"
+PAGE_TIMEOUT_MS = 60_000
 
 
-def _browser_or_skip() -> None:
+def browser_or_skip() -> None:
     if not Path(CHROMIUM).exists():
         if os.environ.get("TOBIO_REQUIRE_BROWSER") == "1":
             pytest.fail(f"TOBIO_REQUIRE_BROWSER=1 but {CHROMIUM} is missing")
@@ -35,24 +40,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def launch(playwright: Any, *extra_flags: str) -> Any:
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[*FLAGS, *extra_flags])
+
+
 def test_chat_page_streams_a_reply(duckdb_url: str, tmp_path: Path) -> None:
-    _browser_or_skip()
+    browser_or_skip()
     from playwright.sync_api import sync_playwright
 
     kernel = Kernel(KernelConfig(modules=["scripted", "emotion"]), database=duckdb_url).start()
-    port = free_port()
     server = None
     try:
         agent = f"name: echo\ntype: scripted\nstream: true\ntoken_delay_s: 0.15\nreplies: ['{REPLY}']\n"
         kernel.run(f"agent spawn {write(tmp_path / 'echo.yaml', agent)}")
-        server = serve(kernel, "127.0.0.1", port)
+        server = serve(kernel, "127.0.0.1", free_port())
         final = REPLY.format(text="hello web")
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+            browser = launch(p)
             page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(f"http://127.0.0.1:{port}/", timeout=60_000)
+            page.goto(server.url, timeout=PAGE_TIMEOUT_MS)
             box = page.locator("textarea").first
-            box.wait_for(timeout=60_000)
+            box.wait_for(timeout=PAGE_TIMEOUT_MS)
             box.fill("hello web")
             box.press("Enter")
             seen_partial = False
@@ -72,8 +80,8 @@ def test_chat_page_streams_a_reply(duckdb_url: str, tmp_path: Path) -> None:
         assert seen_partial, "the reply arrived all at once, not streamed"
         assert shot.stat().st_size > 10_000
         kernel.call(kernel.writer.flush())
-        stored = kernel.run("sql SELECT content FROM messages WHERE channel = 'dm.web.echo' ORDER BY id").rows
-        assert stored == [("hello web",), (final,)]
+        stored = kernel.run("sql SELECT content FROM messages WHERE channel = 'dm.user.echo' ORDER BY id").rows
+        assert stored == [("hello web",), (final,)]  # the page is the shell's person: same channel as `chat echo`
     finally:
         if server is not None:
             server.stop()
@@ -87,3 +95,80 @@ def test_serving_off_loopback_needs_a_token(duckdb_url: str) -> None:
             serve(kernel, "0.0.0.0", free_port())
     finally:
         kernel.close()
+
+
+# -- the agent the page opens on, and the conversation so far ------------------------------------------
+
+def _persona_kernel(url: str, tmp_path: Path, **settings: Any) -> Kernel:
+    """`echo` (scripted) spawned first, then the persona `tobio`: alphabetical order would pick echo."""
+    config = KernelConfig(modules=["scripted", "persona", "web"], settings=settings,
+                          providers={"s": {"type": "scripted", "replies": ["the lighthouse keeper remembers"]}},
+                          models={"chat-default": {"provider": "s", "model": "x"}})
+    kernel = Kernel(config, database=url).start()
+    write(tmp_path / "tobio-persona.yaml", "name: Tobio\ndescription: A friend.\n")
+    echo = write(tmp_path / "echo.yaml", "name: echo\ntype: scripted\n")
+    kernel.run(f"agent spawn {echo}")
+    agent = "name: tobio\ntype: persona\npersona: tobio-persona.yaml\nchannels: []\nstream: false\n"
+    kernel.run(f"agent spawn {write(tmp_path / 'tobio.yaml', agent)}")
+    return kernel
+
+
+@pytest.fixture
+def persona_kernel(duckdb_url: str, tmp_path: Path) -> Iterator[Kernel]:
+    kernel = _persona_kernel(duckdb_url, tmp_path)
+    try:
+        yield kernel
+    finally:
+        kernel.close()
+
+
+def test_opening_agent_is_the_setting_else_the_first_persona(persona_kernel: Kernel, tmp_path: Path) -> None:
+    assert opening_agent(persona_kernel) == ("tobio", "")  # no setting: the persona, not alphabetical `echo`
+    assert opening_agent(persona_kernel, "echo") == ("echo", "")
+    agent, note = opening_agent(persona_kernel, "nobody")
+    assert agent == "tobio" and note == "default_agent 'nobody' is not running; talking with tobio"
+
+
+def test_default_agent_setting_is_read_from_kernel_yaml(duckdb_url: str, tmp_path: Path) -> None:
+    kernel = _persona_kernel(duckdb_url, tmp_path, web={"default_agent": "echo"})
+    try:
+        assert opening_agent(kernel) == ("echo", "")
+    finally:
+        kernel.close()
+    with pytest.raises(TobioError, match="settings.web.default_agnet"):  # a typo is an error, not ignored
+        Kernel(KernelConfig(modules=["web"], settings={"web": {"default_agnet": "x"}}), database=duckdb_url).start()
+
+
+def test_page_opens_on_the_persona_with_the_conversation_so_far(persona_kernel: Kernel) -> None:
+    browser_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    kernel = persona_kernel
+
+    async def earlier() -> None:  # what the person said at the shell (`chat tobio`) before opening the page
+        me, channel = await kernel.agents.open_dm("user", "tobio")
+        await me.say(channel, "do you remember the lighthouse?", role="user")
+
+    kernel.call(earlier())
+    wait_until(lambda: kernel.agents.live["tobio"].turns == 1)
+    server = serve(kernel, "127.0.0.1", free_port())
+    try:
+        with sync_playwright() as p:
+            browser = launch(p)
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(server.url, timeout=PAGE_TIMEOUT_MS)
+            page.get_by_text("do you remember the lighthouse?").first.wait_for(timeout=PAGE_TIMEOUT_MS)
+            page.get_by_text("the lighthouse keeper remembers").first.wait_for(timeout=10_000)
+            assert page.locator("select").first.input_value() == "tobio"
+            box = page.locator("textarea").first
+            box.fill("and the boat?")
+            box.press("Enter")
+            wait_until(lambda: kernel.agents.live["tobio"].turns == 2, timeout=30)
+            assert page.get_by_text("the lighthouse keeper remembers").count() >= 1
+            browser.close()
+        kernel.call(kernel.writer.flush())
+        said = kernel.run("sql SELECT content FROM messages WHERE channel = 'dm.user.tobio' ORDER BY id").rows
+        assert [row[0] for row in said] == ["do you remember the lighthouse?", "the lighthouse keeper remembers",
+                                            "and the boat?", "the lighthouse keeper remembers"]
+    finally:
+        server.stop()

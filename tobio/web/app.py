@@ -1,8 +1,9 @@
 """The Panel chat app: pick an agent, chat with streaming, see its mood, recent memories and threads.
 
 `create_app(kernel)` builds one page per browser session; `tobio web`, `web serve` (shell) and
-`panel serve tobio/web/app.py` all serve it. The page talks as the user agent `web` in the private
-channel `dm.web.AGENT`, so the web visitor's experience is recorded like anyone else's.
+`panel serve tobio/web/app.py` all serve it. The page talks as the person at the shell (`user`, in the
+private channel `dm.user.AGENT`) and opens on their usual agent with the conversation so far
+(see `tobio.web.history`).
 """
 
 from __future__ import annotations
@@ -15,15 +16,10 @@ import panel as pn
 
 from tobio.errors import TobioError
 from tobio.messages import Delta, Message
+from tobio.web.history import PAGE_USER, earlier_messages, opening_agent, talkers
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
-
-WEB_USER = "web"
-
-
-def _talkers(kernel: Kernel) -> list[str]:
-    return sorted(a.name for a in kernel.agents.live.values() if a.type_name != "user")
 
 
 async def _records(kernel: Kernel, command: str) -> list[dict[str, Any]] | str:
@@ -61,11 +57,12 @@ def _threads_html(rows: list[dict[str, Any]] | str) -> str:
     return f"<table><tr><th>thread</th><th>channel</th><th>msgs</th><th></th></tr>{lines}</table>"
 
 
-def create_app(kernel: Kernel) -> pn.viewable.Viewable:
-    """One page: a sidebar (agent, mood, memories, threads) and the chat."""
+def create_app(kernel: Kernel, default_agent: str | None = None) -> pn.viewable.Viewable:
+    """One page: a sidebar (agent, mood, memories, threads) and the chat, open on `default_agent`
+    (else the web module's `default_agent` setting, else the first persona)."""
     pn.extension()
-    names = _talkers(kernel)
-    agent = pn.widgets.Select(name="Agent", options=names, value=names[0] if names else None)
+    first, note = opening_agent(kernel, default_agent)
+    agent = pn.widgets.Select(name="Agent", options=sorted(talkers(kernel)), value=first)
     mood = pn.pane.HTML("", sizing_mode="stretch_width")
     memories = pn.pane.HTML("", sizing_mode="stretch_width")
     threads = pn.pane.HTML("", sizing_mode="stretch_width")
@@ -93,7 +90,7 @@ def create_app(kernel: Kernel) -> pn.viewable.Viewable:
         items: asyncio.Queue[Message | Delta] = asyncio.Queue()
 
         async def send() -> Any:
-            me, channel = await kernel.agents.open_dm(WEB_USER, name)
+            me, channel = await kernel.agents.open_dm(PAGE_USER, name)
             stop = kernel.transport.listen(channel, lambda item: loop.call_soon_threadsafe(items.put_nowait, item))
             await me.say(channel, contents, role="user")
             return stop
@@ -120,8 +117,19 @@ def create_app(kernel: Kernel) -> pn.viewable.Viewable:
 
     chat = pn.chat.ChatInterface(callback=respond, user="You", callback_exception="summary",
                                  sizing_mode="stretch_both", show_rerun=False, show_undo=False)
-    agent.param.watch(lambda _event: pn.state.execute(refresh), "value")
-    pn.state.onload(refresh)
+
+    async def open_agent() -> None:
+        """Show the conversation so far with the chosen agent, then its sidebar."""
+        name = agent.value
+        shown = await earlier_messages(kernel, name) if name else []
+        messages = [pn.chat.ChatMessage(text, user="You" if sender == PAGE_USER else sender) for sender, text in shown]
+        if note and name == first:
+            messages.insert(0, pn.chat.ChatMessage(note, user="Tobio"))
+        chat.objects = messages
+        await refresh()
+
+    agent.param.watch(lambda _event: pn.state.execute(open_agent), "value")
+    pn.state.onload(open_agent)
     sidebar = pn.Column(agent, pn.pane.Markdown("**Mood**"), mood, pn.pane.Markdown("**Recent memories**"), memories,
                         pn.pane.Markdown("**Threads**"), threads, width=360)
     return pn.Row(sidebar, pn.Column(pn.pane.Markdown("## Tobio"), chat, sizing_mode="stretch_both"),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict
+
 from tobio.commands import Arg, Context, Result
 from tobio.errors import CommandError
 from tobio.modules import Module
@@ -12,11 +14,20 @@ if TYPE_CHECKING:
     from tobio.kernel import Kernel
 
 
+class WebSettings(BaseModel):
+    """`settings: {web: {...}}` in kernel.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default_agent: str | None = None  # the agent the page opens on; unset: the first persona spawned
+
+
 class WebModule(Module):
     """The barebones web UI (Panel), served from this process."""
 
     name = "web"
     description = "A chat web page (Panel): pick an agent, chat, see its mood, memories and threads."
+    Settings = WebSettings
 
     async def module_init(self, kernel: Kernel) -> None:
         self.server: Any = None
@@ -25,9 +36,15 @@ class WebModule(Module):
 
         @group.command("serve", Arg("--port", type=int, default=5006, help="TCP port"),
                        Arg("--address", default="127.0.0.1", help="bind address (other than loopback needs --token)"),
-                       Arg("--token", help="password for the page (basic auth); required off loopback"),
+                       Arg("--token", help="password for the page (a login page); required off loopback. "
+                                           "$TOBIO_WEB_TOKEN keeps it out of the shell's history"),
+                       Arg("--allow-host", default="", metavar="NAMES",
+                           help="more host names the page answers to, comma-separated (loopback and --address always)"),
+                       Arg("--allow-origin", default="", metavar="ORIGINS",
+                           help="more origins allowed to open the page's websocket, comma-separated (https://host:port)"),
                        Arg("--wait", flag=True, help="keep serving until Ctrl-C (for `tobio-shell -c`)"))
-        async def serve_(ctx: Context, port: int, address: str, token: str | None, wait: bool) -> Result:
+        async def serve_(ctx: Context, port: int, address: str, token: str | None, allow_host: str,
+                         allow_origin: str, wait: bool) -> Result:
             """Serve the chat page in the background (the shell stays usable), or until Ctrl-C with --wait."""
             import asyncio
 
@@ -35,15 +52,16 @@ class WebModule(Module):
 
             if self.server is not None:
                 raise CommandError(f"already serving on {self.url} (`web stop` first)")
-            self.server = await asyncio.to_thread(serve, ctx.kernel, address, port, token)
-            self.url = f"http://{address}:{port}/"
+            self.server = await asyncio.to_thread(serve, ctx.kernel, address, port, token,
+                                                  allow_hosts=[allow_host], allow_origins=[allow_origin])
+            self.url = self.server.url
             if wait:
                 ctx.emit(f"serving Tobio on {self.url} (Ctrl-C stops)\n")
                 try:
                     await asyncio.Event().wait()
                 finally:
                     self.stop_server()
-            return Result(text=f"serving Tobio on {self.url}" + (" (password: the token)" if token else ""))
+            return Result(text=f"serving Tobio on {self.url}" + (" (password: the token)" if self.server.auth else ""))
 
         @group.command("stop")
         async def stop(ctx: Context) -> Result:

@@ -1,37 +1,152 @@
-"""Serving the web app: on 127.0.0.1 by default; any other address needs a token (HTTP basic auth)."""
+"""Serving the web app: on 127.0.0.1 by default; any other address needs a token (a login page).
+
+Every request must name an allowed host and every websocket come from an allowed origin (see
+`tobio.web.hosts`). With a token, Panel's login page sets a `user` cookie signed with a secret kept in
+the data dir (`tobio.web.secret`); without that cookie the page redirects to the login and the
+websocket is refused. The server runs on a thread of its own, so `web serve` leaves the shell usable.
+"""
 
 from __future__ import annotations
 
-import ipaddress
+import asyncio
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from tobio.errors import TobioError
+from tobio.web.hosts import (
+    allowed_hosts,
+    allowed_origins,
+    check_address,
+    check_port,
+    guard_hosts,
+    is_loopback,
+)
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
 
+__all__ = ["TOKEN_ENV", "WebServer", "is_loopback", "serve"]
 
-def is_loopback(address: str) -> bool:
-    if address in ("localhost", ""):
-        return True
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
+log = logging.getLogger(__name__)
+
+TOKEN_ENV = "TOBIO_WEB_TOKEN"  # the token without putting it on a command line (ps, shell history)
+MIN_TOKEN = 8
 
 
-def serve(kernel: Kernel, address: str = "127.0.0.1", port: int = 5006, token: str | None = None,
-          threaded: bool = True) -> Any:
-    """Start the Panel server; returns it (a thread with `.stop()` when threaded)."""
+def _check_token(token: str | None, address: str) -> str | None:
+    if token is None:
+        token = os.environ.get(TOKEN_ENV) or None
+    if token is not None and len(token) < MIN_TOKEN:  # the message never repeats the token itself
+        raise TobioError(f"--token is too short (at least {MIN_TOKEN} characters; "
+                         "`python -c 'import secrets; print(secrets.token_urlsafe())'` makes a good one)")
     if not is_loopback(address) and not token:
         raise TobioError(
-            f"serving on {address} needs --token: anyone who can reach it could talk as you and read every "
-            f"conversation (or serve on 127.0.0.1)"
+            f"serving on {address} needs --token (or {TOKEN_ENV}): anyone who can reach it could talk as you "
+            f"and read every conversation (or serve on 127.0.0.1)"
         )
-    import panel as pn
+    return token
 
-    from tobio.web.app import create_app
 
-    origins = [f"{host}:{port}" for host in ("127.0.0.1", "localhost", address)]
-    return pn.serve({"/": lambda: create_app(kernel)}, address=address, port=port, show=False, threaded=threaded,
-                    websocket_origin=origins, basic_auth=token or None, title="Tobio", start=True)
+def url_for(address: str, port: int) -> str:
+    return f"http://[{address}]:{port}/" if ":" in address else f"http://{address}:{port}/"
+
+
+class WebServer(threading.Thread):
+    """The Bokeh server on its own event loop; `stop()` shuts it down from any thread."""
+
+    def __init__(self, build: Callable[[], Any], url: str, auth: bool) -> None:
+        super().__init__(name="tobio-web", daemon=True)
+        self.url = url
+        self.auth = auth  # whether the page asks for the token
+        self._build = build
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.server: Any = None
+
+    def run(self) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            self.server = self._build()
+        except BaseException as exc:  # noqa: BLE001 - handed to the thread that started us
+            self._error = exc
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.close()
+
+    def start_serving(self, where: str, timeout: float = 60.0) -> WebServer:
+        self.start()
+        if not self._ready.wait(timeout):
+            raise TobioError(f"the web server on {where} did not start within {timeout:g} s")
+        if isinstance(self._error, OSError):
+            raise TobioError(f"cannot serve on {where}: {self._error.strerror or self._error}") from None
+        if self._error is not None:
+            raise TobioError(f"cannot serve on {where}: {self._error}") from self._error
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        loop = self._loop
+        if loop is None or not self.is_alive():
+            return
+        try:
+            loop.call_soon_threadsafe(self._shutdown)
+        except RuntimeError:  # loop already closed
+            return
+        self.join(timeout)
+
+    def _shutdown(self) -> None:
+        try:
+            self.server.stop()
+        except Exception as exc:  # noqa: BLE001 - stopping must always stop the loop
+            log.debug("web: stopping the server: %s", exc)
+        finally:
+            assert self._loop is not None
+            self._loop.stop()
+
+
+def serve(kernel: Kernel, address: str = "127.0.0.1", port: int = 5006, token: str | None = None, *,
+          allow_hosts: Iterable[str] = (), allow_origins: Iterable[str] = (),
+          default_agent: str | None = None) -> WebServer:
+    """Start the page on a thread of its own; returns it once it listens (or raises one clear TobioError)."""
+    address = check_address(address)
+    port = check_port(port)
+    token = _check_token(token, address)
+    hosts = allowed_hosts(address, allow_hosts)
+    origins = allowed_origins(hosts, port, allow_origins)
+    auth: dict[str, Any] = {}
+    if token:
+        from tobio.web.auth import TokenAuthProvider
+        from tobio.web.secret import cookie_secret
+
+        auth = dict(auth_provider=TokenAuthProvider(token), cookie_secret=cookie_secret())
+    del token  # from here on only the provider holds it
+
+    def build() -> Any:
+        import panel as pn
+
+        from tobio.web.app import create_app
+
+        server = pn.serve({"/": lambda: create_app(kernel, default_agent)}, address=address, port=port,
+                          show=False, start=False, threaded=False, verbose=False, title="Tobio",
+                          websocket_origin=origins, sign_sessions=True, secret_key=secrets.token_urlsafe(32),
+                          **auth)
+        guard_hosts(server._tornado, hosts)
+        server.start()
+        return server
+
+    where = f"{address}:{port}"
+    return WebServer(build, url_for(address, port), bool(auth)).start_serving(where)

@@ -1,0 +1,356 @@
+"""Web authentication as an attacker would try it, in the real headless Chromium and with raw HTTP.
+
+The page with `--token`: no cookie, no page; a wrong token, no cookie; the right one, a chat. The
+websocket needs the cookie and an allowed Origin; every request needs an allowed Host (DNS rebinding).
+The cookie secret is made once, 0600, and survives a restart; the token is never printed or logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import logging
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.cookies import SimpleCookie
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from tobio.config.schema import KernelConfig
+from tobio.kernel import Kernel
+from tobio.paths import data_dir
+from tobio.web.secret import SECRET_FILE
+from tobio.web.serve import WebServer, serve
+
+from conftest import write
+from test_web import PAGE_TIMEOUT_MS, browser_or_skip, free_port, launch
+
+TOKEN = "correct-horse-battery-staple-7f3a"
+WRONG = "correct-horse-battery-staple-0000"
+ECHO = "name: echo\ntype: scripted\nreplies: ['echo says: {text}']\n"
+WS_PROBE = """async ([url, token]) => await new Promise((resolve) => {
+    const ws = new WebSocket(url, ["bokeh", token]);
+    ws.onopen = () => { ws.close(); resolve("open"); };
+    ws.onerror = () => resolve("refused");
+    setTimeout(() => resolve("timeout"), 8000);
+})"""
+SESSION_PROBE = """async ([url, token]) => await new Promise((resolve) => {
+    const ws = new WebSocket(url, ["bokeh", token]);
+    ws.onmessage = () => { ws.close(); resolve("served"); };
+    ws.onclose = () => resolve("closed");
+    setTimeout(() => resolve("timeout"), 8000);
+})"""
+
+
+# -- raw HTTP: what a script (not a browser) can send -------------------------------------------------
+
+def fetch(port: int, method: str, path: str, *, host: str | None = None, headers: dict[str, str] | None = None,
+          body: str | None = None) -> tuple[int, dict[str, list[str]], str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        shown = f"127.0.0.1:{port}" if host is None else host
+        conn.request(method, path, body=body, headers={"Host": shown, **(headers or {})})
+        resp = conn.getresponse()
+        found: dict[str, list[str]] = {}
+        for key, value in resp.getheaders():
+            found.setdefault(key.lower(), []).append(value)
+        text = "" if resp.status == 101 else resp.read().decode("utf-8", "replace")
+        return resp.status, found, text
+    finally:
+        conn.close()
+
+
+def login(port: int, password: str) -> str:
+    """POST the login form; the Cookie header it earns ('' when refused)."""
+    status, headers, _ = fetch(port, "POST", "/login", body=urlencode({"username": "me", "password": password}),
+                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 302, status
+    jar: SimpleCookie = SimpleCookie()
+    for line in headers.get("set-cookie", []):
+        jar.load(line)
+    return "; ".join(f"{k}={m.value}" for k, m in jar.items() if k in ("user", "id_token") and m.value)
+
+
+def session_token(port: int, cookie: str) -> str:
+    """The Bokeh session token the page embeds (what its websocket presents)."""
+    status, _, html = fetch(port, "GET", "/", headers={"Cookie": cookie})
+    assert status == 200, status
+    found = re.search(r'"token"\s*:\s*"([^"]+)"', html.replace("&quot;", '"'))
+    assert found, "no session token in the page"
+    return found.group(1)
+
+
+def ws_status(port: int, token: str, *, cookie: str = "", origin: str | None = None) -> int:
+    """The status of a websocket handshake on /ws: 101 when accepted."""
+    headers = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+               "Sec-WebSocket-Protocol": f"bokeh, {token}", "Origin": origin or f"http://127.0.0.1:{port}"}
+    if cookie:
+        headers["Cookie"] = cookie
+    return fetch(port, "GET", "/ws", headers=headers)[0]
+
+
+@contextmanager
+def other_site(html: str) -> Iterator[str]:
+    """Another web server on this machine (a real one: Chromium treats a faked page as a public site)."""
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(html.encode())
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+# -- fixtures -------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def kernel(duckdb_url: str, tmp_path: Path) -> Iterator[Kernel]:
+    k = Kernel(KernelConfig(modules=["scripted"]), database=duckdb_url).start()
+    try:
+        k.run(f"agent spawn {write(tmp_path / 'echo.yaml', ECHO)}")
+        yield k
+    finally:
+        k.close()
+
+
+@pytest.fixture
+def guarded(kernel: Kernel) -> Iterator[tuple[WebServer, int]]:
+    port = free_port()
+    server = serve(kernel, "127.0.0.1", port, TOKEN)
+    try:
+        yield server, port
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    browser_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        # evil.example resolves to this machine, as an attacker's DNS would make it (DNS rebinding)
+        b = launch(p, "--host-resolver-rules=MAP evil.example 127.0.0.1")
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+# -- tests ----------------------------------------------------------------------------------------------
+
+def test_without_a_cookie_the_page_redirects_to_the_login(guarded: tuple[WebServer, int], browser: Any) -> None:
+    server, port = guarded
+    status, headers, _ = fetch(port, "GET", "/")
+    assert status == 302 and "login" in headers["location"][0]
+    page = browser.new_context().new_page()
+    page.goto(server.url, timeout=PAGE_TIMEOUT_MS)
+    assert "/login" in page.url
+    page.locator("input[type=password]").wait_for(timeout=PAGE_TIMEOUT_MS)
+    assert page.locator("textarea").count() == 0  # no chat box before logging in
+    page.context.close()
+
+
+def test_wrong_token_fails_and_right_token_logs_in_and_chats(guarded: tuple[WebServer, int], browser: Any,
+                                                            kernel: Kernel) -> None:
+    server, port = guarded
+    assert login(port, WRONG) == ""  # no cookie for a wrong token
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server.url, timeout=PAGE_TIMEOUT_MS)
+    page.locator("input[name=username]").fill("me")
+    page.locator("input[type=password]").fill(WRONG)
+    page.locator("input[type=password]").press("Enter")
+    page.wait_for_url(re.compile(r".*error=.*"), timeout=PAGE_TIMEOUT_MS)
+    assert not [c for c in context.cookies() if c["name"] == "user"]
+    page.goto(server.url, timeout=PAGE_TIMEOUT_MS)
+    assert "/login" in page.url  # still locked out
+    page.locator("input[name=username]").fill("me")
+    page.locator("input[type=password]").fill(TOKEN)
+    page.locator("input[type=password]").press("Enter")
+    box = page.locator("textarea").first
+    box.wait_for(timeout=PAGE_TIMEOUT_MS)
+    cookie = [c for c in context.cookies() if c["name"] == "user"]
+    assert cookie and cookie[0]["httpOnly"] and TOKEN not in cookie[0]["value"]
+    box.fill("hello past the login")
+    box.press("Enter")
+    page.get_by_text("echo says: hello past the login").first.wait_for(timeout=30_000)
+    context.close()
+
+
+class Captured(logging.Handler):
+    """Bokeh's own loggers may not propagate to pytest's caplog; listen on them directly."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_websocket_needs_the_cookie_and_an_allowed_origin(guarded: tuple[WebServer, int], browser: Any) -> None:
+    server, port = guarded
+    cookie = login(port, TOKEN)
+    assert cookie.startswith("user=") or "user=" in cookie
+    token = session_token(port, cookie)
+    ws = f"ws://127.0.0.1:{port}/ws"
+    # raw: the same signed session token, with and without the cookie, from our page and from another site
+    assert ws_status(port, token, cookie=cookie) == 101  # the control: all present, accepted
+    assert ws_status(port, token) == 403  # no cookie
+    assert ws_status(port, token, cookie="user=forged") == 403  # a cookie not signed with our secret
+    assert ws_status(port, token, cookie=cookie, origin="http://evil.example") == 403
+
+    # in Chromium: from our own login page while logged out, the websocket is refused ...
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{server.url}login", timeout=PAGE_TIMEOUT_MS)
+    assert page.evaluate(WS_PROBE, [ws, token]) == "refused"
+    # ... and a page on another site is refused even while the browser holds the login cookie
+    value = cookie.split("user=", 1)[1].split(";", 1)[0]
+    context.add_cookies([{"name": "user", "value": value, "url": server.url}])
+    assert page.evaluate(WS_PROBE, [ws, session_token(port, cookie)]) == "open"  # the control
+    # a session token made up by the client (well formed, unsigned) gets no session: sessions are signed
+    from bokeh.util.token import generate_jwt_token, generate_session_id
+
+    forged = generate_jwt_token(generate_session_id(signed=False), signed=False)
+    assert page.evaluate(SESSION_PROBE, [ws, forged]) == "closed"
+    assert page.evaluate(SESSION_PROBE, [ws, session_token(port, cookie)]) == "served"  # the control
+    # another site's page: Chromium does not even send the cookie (SameSite), and the server refuses
+    html = "<html><body>not the chat</body></html>"
+    page.route("http://attacker.example/**", lambda route: route.fulfill(body=html, content_type="text/html"))
+    page.goto("http://attacker.example/", timeout=PAGE_TIMEOUT_MS)
+    assert page.evaluate(WS_PROBE, [ws, session_token(port, cookie)]) == "refused"
+    # another port on this machine is the same site, so the cookie goes along: only the Origin check stops it
+    said = Captured()
+    logging.getLogger("bokeh").addHandler(said)
+    with other_site(html) as other:
+        try:
+            page.goto(other, timeout=PAGE_TIMEOUT_MS)
+            assert page.evaluate(WS_PROBE, [ws, session_token(port, cookie)]) == "refused"
+        finally:
+            logging.getLogger("bokeh").removeHandler(said)
+    assert any(f"Origin '{other.rstrip('/')}'" in line for line in said.lines)  # refused for its Origin
+    context.close()
+
+
+def test_a_foreign_host_header_is_refused(guarded: tuple[WebServer, int], kernel: Kernel, browser: Any) -> None:
+    server, port = guarded
+    assert fetch(port, "GET", "/", host="evil.example")[0] == 403
+    assert fetch(port, "GET", "/login", host=f"evil.example:{port}")[0] == 403
+    assert fetch(port, "POST", "/login", host=f"evil.example:{port}", body="password=x")[0] == 403
+    assert fetch(port, "GET", "/", host="")[0] in (400, 403)
+    assert fetch(port, "GET", "/", host=f"localhost:{port}")[0] == 302  # the control: a loopback name
+    # DNS rebinding against a page with no token: evil.example resolves to 127.0.0.1 in this browser
+    open_port = free_port()
+    open_server = serve(kernel, "127.0.0.1", open_port, allow_hosts=["chat.example"])
+    try:
+        page = browser.new_context().new_page()
+        response = page.goto(f"http://evil.example:{open_port}/", timeout=PAGE_TIMEOUT_MS)
+        assert response is not None and response.status == 403
+        assert page.locator("textarea").count() == 0
+        response = page.goto(f"http://localhost:{open_port}/", timeout=PAGE_TIMEOUT_MS)
+        assert response is not None and response.status == 200
+        page.locator("textarea").first.wait_for(timeout=PAGE_TIMEOUT_MS)  # the control: same page, loopback name
+        page.context.close()
+        assert fetch(open_port, "GET", "/", host=f"chat.example:{open_port}")[0] == 200  # --allow-host
+    finally:
+        open_server.stop()
+
+
+def test_cookie_secret_is_made_once_0600_and_survives_a_restart(kernel: Kernel) -> None:
+    path = data_dir() / SECRET_FILE
+    assert not path.exists()
+    port = free_port()
+    server = serve(kernel, "127.0.0.1", port, TOKEN)
+    try:
+        cookie = login(port, TOKEN)
+    finally:
+        server.stop()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    secret = path.read_text()
+    assert len(secret.strip()) >= 32 and TOKEN not in secret
+    port = free_port()
+    server = serve(kernel, "127.0.0.1", port, TOKEN)  # a restart: same secret, so the login still holds
+    try:
+        assert path.read_text() == secret
+        assert fetch(port, "GET", "/", headers={"Cookie": cookie})[0] == 200
+    finally:
+        server.stop()
+    path.chmod(0o644)  # someone loosened it: the secret may have leaked, so a new one is made
+    port = free_port()
+    server = serve(kernel, "127.0.0.1", port, TOKEN)
+    try:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text() != secret
+        assert fetch(port, "GET", "/", headers={"Cookie": cookie})[0] == 302  # old cookies no longer count
+    finally:
+        server.stop()
+
+
+def test_the_token_is_never_printed_or_logged(tmp_path: Path) -> None:
+    """`tobio web` at DEBUG: logins right and wrong, a page, a websocket, Ctrl-C; the token shows nowhere."""
+    config = write(tmp_path / "kernel.yaml", "modules: [scripted, web]\nlog_level: DEBUG\nagents: [echo.yaml]\n")
+    write(tmp_path / "echo.yaml", ECHO)
+    database = tmp_path / "web.duckdb"
+    port = free_port()
+    env = {**os.environ, "TOBIO_DATA_DIR": str(data_dir()), "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "tobio.web.cli", "web", "--config", str(config), "--database",
+           f"duckdb:///{database}", "--port", str(port), "--token", TOKEN]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while fetch_or_none(port) is None:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"tobio web did not start: {proc.communicate(timeout=10)[1][-2000:]}")
+            time.sleep(0.2)
+        assert login(port, WRONG) == ""
+        cookie = login(port, TOKEN)
+        assert cookie
+        assert ws_status(port, session_token(port, cookie), cookie=cookie) == 101
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    assert "serving Tobio on http://127.0.0.1" in err
+    assert TOKEN not in out and TOKEN not in err
+    kernel = Kernel(KernelConfig(modules=["scripted"]), database=f"duckdb:///{database}").start()
+    try:
+        logs = kernel.run("sql SELECT content FROM logs").rows
+    finally:
+        kernel.close()
+    assert logs and not [row for row in logs if TOKEN in str(row[0])]
+    for path in [database, *data_dir().rglob("*")]:
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
+
+
+def fetch_or_none(port: int) -> int | None:
+    try:
+        return fetch(port, "GET", "/login")[0]
+    except OSError:
+        return None
