@@ -102,13 +102,15 @@ def test_recursion_is_bounded_and_can_be_excluded() -> None:
     raw = world(entry(1, ["start"], "mentions alpha"), entry(2, ["alpha"], "mentions beta"), entry(3, ["beta"], "mentions gamma"),
                 entry(4, ["gamma"], "end"), entry(5, ["alpha"], "never by recursion", excludeRecursion=True),
                 entry(6, ["beta"], "stops the chain", preventRecursion=True, order=1))
-    assert fired(run(raw, ["start"], recursive=False)) == ["1"]
-    full = run(raw, ["start"], max_recursion_steps=10)
+    assert fired(run(raw, ["start"])) == ["1"]  # SillyTavern's default: no recursion
+    full = run(raw, ["start"], recursive=True, max_recursion_steps=10)
     assert set(fired(full)) == {"1", "2", "3", "4", "6"} and full.passes == 5
-    bounded = run(raw, ["start"], max_recursion_steps=2)
+    bounded = run(raw, ["start"], recursive=True, max_recursion_steps=2)
     assert set(fired(bounded)) == {"1", "2"} and bounded.passes == 2
     no_book_recursion = world(*raw["entries"].values(), recursive_scanning=False)
-    assert fired(run(no_book_recursion, ["start"])) == ["1"]
+    assert fired(run(no_book_recursion, ["start"], recursive=True)) == ["1"]
+    book_recursion = world(*raw["entries"].values(), recursive_scanning=True)
+    assert len(fired(run(book_recursion, ["start"]))) == 4  # the book asks for it; 3 passes by default
 
 
 def test_probability_uses_the_seeded_rng() -> None:
@@ -167,3 +169,71 @@ def test_world_file_import_is_capped(tmp_path: Path) -> None:
     text = '{"entries": {"0": {"uid": 0, "key": ["${HOME}"], "content": "${HOME} $(id)"}}}'
     raw = read_world_file(write(tmp_path / "env.json", text))
     assert raw["entries"]["0"]["content"] == "${HOME} $(id)"  # data, never expanded
+
+
+# --- the module: prompt hook, steps, commands, real cards ------------------------------------------
+
+
+def start(url: str, tmp_path: Path, **lore: Any) -> Kernel:
+    config = KernelConfig(modules=["persona", "lore"], providers={"s": {"type": "scripted", "replies": ["Fine."]}},
+                          models={"chat-default": {"provider": "s", "model": "x"}}, base_dir=tmp_path,
+                          settings={"lore": lore} if lore else {})
+    return Kernel(config, database=url).start()
+
+
+def persona_agent(kernel: Kernel, tmp_path: Path, persona: str, name: str, channel: str = "room") -> Any:
+    agent_file = write(tmp_path / f"{name}.yaml", f"name: {name}\ntype: persona\npersona: {persona}\nchannels: [{channel}]\nstream: false\n")
+    kernel.run(f"agent spawn {agent_file}")
+    return wait_until(lambda: kernel.agents.live.get(name) if getattr(kernel.agents.live.get(name), "persona_key", None) else None)
+
+
+def say(kernel: Kernel, who: str, text: str, channel: str = "room") -> None:
+    async def go() -> None:
+        person = await kernel.agents.ensure_user(who, (channel,))
+        await kernel.transport.post(channel, text, sender=person, role="user")
+
+    kernel.call(go())
+
+
+def prompt_text(kernel: Kernel, agent: str) -> str:
+    return "\n".join(str(m["content"]) for m in kernel.run(f"agent prompt {agent}").data["messages"])
+
+
+@pytest.mark.skipif(not CARDS.is_dir(), reason=f"the real cards are not at {CARDS}")
+def test_sakana_lorebook_fires_on_its_keys_in_a_real_prompt(duckdb_url: str, tmp_path: Path) -> None:
+    kernel = start(duckdb_url, tmp_path)
+    try:
+        out = kernel.run(f"persona import {CARDS / 'contest_Assistant_Sakana.png'}").text
+        assert "persona 'sakana'" in out
+        agent = persona_agent(kernel, tmp_path, "personas/sakana.yaml", "sakana")
+        books = {row[0]: row for row in kernel.run("lore ls").rows}
+        assert books["card:sakana"][2] == 14
+        quiet = prompt_text(kernel, "sakana")
+        assert "Hello World" not in quiet and "{{user}}" not in quiet  # macros filled in everywhere
+        say(kernel, "ada", "Could you help me with some money problems?")
+        wait_until(lambda: agent.turns == 1)
+        messages = kernel.run("agent prompt sakana").data["messages"]
+        text = "\n".join(m["content"] for m in messages)
+        assert "spent it all on Gacha games" in text  # the "Money" entry
+        assert "{{user}}" not in text and "{{char}}" not in text and "ada: Money?" in text
+        lore = next(m for m in messages if "Gacha" in m["content"])
+        assert lore["role"] == "system" and messages.index(lore) == len(messages) - 2  # next to the newest message, not the system prompt
+        assert "Gacha" not in messages[0]["content"]
+        say(kernel, "ada", "Please write a python function for me, Kiana Kaslana")
+        wait_until(lambda: agent.turns == 2)
+        text = prompt_text(kernel, "sakana")
+        assert "Program Hello World in Python" in text and "I am not Kiana Kaslana" in text
+        kernel.call(kernel.writer.flush())
+        steps = kernel.run("sql SELECT run_id, message_id, result FROM steps WHERE kind = 'lore' ORDER BY id").rows
+        assert len(steps) == 2 and all(run_id is not None for run_id, _, _ in steps)
+        labels = [f["label"] for f in json.loads(steps[1][2])["fired"]] if isinstance(steps[1][2], str) else [
+            f["label"] for f in steps[1][2]["fired"]]
+        assert "Programming Example" in labels and "Kiana Kaslana (Gag)" in labels
+        run_show = kernel.run(f"run show {steps[1][0]}").rows
+        assert any("lore" in str(field) for field, _ in run_show)
+        replay = kernel.run("agent replay sakana --at now").data
+        assert replay["lore"][0]["message"] == steps[1][1]
+        why = kernel.run('lore test "I need money, baka" --agent sakana').data
+        assert {"card:sakana.8", "card:sakana.6"} <= set(why["fired"])
+    finally:
+        kernel.close()

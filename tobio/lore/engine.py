@@ -33,11 +33,11 @@ _SLASHED = re.compile(r"^/([\s\S]+?)/([gimsuy]*)$")
 
 @dataclass
 class Settings:
-    """Scan settings; SillyTavern's defaults except recursion (on, and bounded)."""
+    """Scan settings, SillyTavern's defaults (recursion off unless a book asks for it with `recursive_scanning`)."""
 
     scan_depth: int = 2
     budget_tokens: int = 512
-    recursive: bool = True
+    recursive: bool = False
     max_recursion_steps: int = 3
     case_sensitive: bool = False
     whole_words: bool = False
@@ -252,7 +252,7 @@ class Engine:
                                     entry.key in sticky))
                 fresh.append(entry)
             more = [e for e in fresh if not e.prevent_recursion and self._recursive(e)]
-            if settings.recursive and not result.overflowed and more:
+            if not result.overflowed and more:
                 recursion = True
             elif not result.overflowed and levels:
                 recursion, level = True, levels.pop(0)
@@ -269,7 +269,7 @@ class Engine:
 
     def _recursive(self, entry: Entry) -> bool:
         book = self.book_of.get(id(entry))
-        return not (book is not None and book.recursive is False)
+        return book.recursive if book is not None and book.recursive is not None else self.settings.recursive
 
     def _check(self, entry: Entry, scan: Scan, recursion: bool, level: int, sticky: set[str], cooldown: set[str],
                chat_length: int, turns: int, state: TimedState | None) -> str:

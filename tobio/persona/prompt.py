@@ -1,8 +1,13 @@
 """How a persona agent's prompt is assembled, and the hook modules use to add to it.
 
 Memory replaces the recent history with a budgeted one and adds retrieved memories; emotion adds a
-mood line and adjusts sampling. Each hook is `async def hook(prompt: Prompt) -> None` and edits the
-Prompt in place; they run in registration order.
+mood line and adjusts sampling; lore adds World Info. Each hook is `async def hook(prompt: Prompt) -> None`
+and edits the Prompt in place; they run in registration order.
+
+Where text goes decides what a provider can cache: `system_before`/`system_extra` change the system
+prompt (keep them stable), `injections` sit at a depth counted from the newest message (per-turn
+text such as triggered lore), and the card's post-history instructions come last. Card text goes
+through SillyTavern's macros (`{{user}}` is whoever the agent answers) when the messages are built.
 """
 
 from __future__ import annotations
@@ -12,11 +17,22 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tobio.messages import Message
+from tobio.persona.macros import MacroEnv, apply_macros
 
 if TYPE_CHECKING:
     from tobio.persona.agent import PersonaAgent
 
 PromptHook = Callable[["Prompt"], Awaitable[None]]
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass
+class Injection:
+    """Text placed `depth` messages above the newest one (0: after it), as `role`."""
+
+    depth: int
+    role: str
+    content: str
 
 
 @dataclass
@@ -31,13 +47,44 @@ class Prompt:
     system_extra: list[str] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)  # what hooks did, for `agent prompt`
+    system_before: list[str] = field(default_factory=list)  # above the persona's own text
+    examples_before: list[str] = field(default_factory=list)  # system messages above the example dialogue
+    examples_after: list[str] = field(default_factory=list)  # and below it
+    injections: list[Injection] = field(default_factory=list)
+
+    def user_name(self) -> str:
+        """Whom the agent answers: the sender of the incoming message, else the last other speaker."""
+        me = self.agent.name
+        if self.incoming is not None and self.incoming.sender and self.incoming.sender != me:
+            return self.incoming.sender
+        for message in reversed(self.history):
+            if message.sender and message.sender != me:
+                return message.sender
+        return "User"
+
+    def macro_env(self) -> MacroEnv:
+        """What `{{char}}`, `{{user}}`, `{{group}}` … stand for in this prompt; `{{pick}}` is stable per thread."""
+        persona = self.agent.persona
+        card = persona.card.get("data") if isinstance(persona.card.get("data"), dict) else {}
+        nickname = card.get("nickname") if isinstance(card.get("nickname"), str) and card.get("nickname", "").strip() else None
+        char = nickname or persona.name
+        speakers = {m.sender for m in self.history if m.sender}
+        agents = self.agent.kernel.agents.live
+        cast = sorted(s for s in speakers | {self.agent.name} if getattr(agents.get(s), "type_name", "user") != "user")
+        return MacroEnv(char=char, user=self.user_name(), group=", ".join(cast) if len(cast) > 1 else "",
+                        seed=f"thread:{self.thread_id}", values={"persona": "", "original": ""})
 
     def messages(self) -> list[dict[str, Any]]:
-        """Chat Completions messages: system, example dialogue, then the history in chat roles."""
+        """Chat Completions messages: system, example dialogue, the history in chat roles, injections at
+        their depth, then the card's post-history instructions."""
         persona = self.agent.persona
+        env = self.macro_env()
         extra = ([f"Earlier in this conversation: {self.summary}"] if self.summary else []) + self.system_extra
-        out: list[dict[str, Any]] = [{"role": "system", "content": persona.system_prompt(extra)}]
-        out += persona.example_messages()
+        out: list[dict[str, Any]] = [{"role": "system", "content": persona.system_prompt(extra, env=env, before=self.system_before)}]
+        out += [{"role": "system", "content": text} for text in self.examples_before]
+        out += persona.example_messages(env)
+        out += [{"role": "system", "content": text} for text in self.examples_after]
+        start = len(out)
         others = {m.sender for m in self.history if m.sender != self.agent.name}
         named = len(others) > 1  # several speakers: say who said what
         for message in self.history:
@@ -46,4 +93,24 @@ class Prompt:
             else:
                 who = message.sender or "Narrator"
                 out.append({"role": "user", "content": f"{who}: {message.content}" if named else message.content})
+        out = _inject(out, start, self.injections)
+        closing = persona.post_history(env)
+        if closing:
+            out.append({"role": "system", "content": closing})
         return out
+
+
+def _inject(out: list[dict[str, Any]], start: int, injections: list[Injection]) -> list[dict[str, Any]]:
+    """Injections at their depth (deepest first, so each depth's index is counted on the history alone);
+    those of one depth and role become one message, as SillyTavern joins them."""
+    if not injections:
+        return out
+    grouped: dict[tuple[int, str], list[str]] = {}
+    for item in injections:
+        if item.content:
+            grouped.setdefault((max(0, item.depth), item.role if item.role in ROLES else "system"), []).append(item.content)
+    history = out[start:]
+    for (depth, role), texts in sorted(grouped.items(), key=lambda kv: -kv[0][0]):
+        at = max(0, len(history) - depth) if depth <= len(history) else 0
+        history.insert(at, {"role": role, "content": "\n".join(texts)})
+    return out[:start] + history

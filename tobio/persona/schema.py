@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tobio.config import load_yaml, validate
+from tobio.config import load_data_yaml, validate
+from tobio.persona.macros import MacroEnv, apply_macros
 
 
 class Exchange(BaseModel):
@@ -45,29 +47,69 @@ class Persona(BaseModel):
         description="what an imported Character Card had that a persona has no field for, kept verbatim for export",
     )
 
-    def system_prompt(self, extra: list[str] | None = None) -> str:
-        """A short system prompt: small models follow short, concrete instructions best."""
-        lines = [f"You are {self.name}. {self.description}".strip()]
+    def system_prompt(self, extra: list[str] | None = None, env: MacroEnv | None = None, before: list[str] | None = None) -> str:
+        """A short system prompt: small models follow short, concrete instructions best. With `env`, card
+        macros are filled in and an imported card's own `system_prompt` leads."""
+        fill = _filler(env)
+        lines = [fill(text) for text in before or []]
+        card_prompt = self._card_text("system_prompt")
+        if card_prompt:
+            lines.append(fill(card_prompt))
+        lines.append(fill(f"You are {self.name}. {self.description}".strip()))
         if self.personality:
-            lines.append(f"Personality: {', '.join(self.personality)}.")
+            lines.append(fill(f"Personality: {', '.join(self.personality)}."))
         if self.speaking_style:
-            lines.append(f"Speaking style: {self.speaking_style}")
+            lines.append(fill(f"Speaking style: {self.speaking_style}"))
         if self.goals:
-            lines.append(f"Your goals: {'; '.join(self.goals)}.")
+            lines.append(fill(f"Your goals: {'; '.join(self.goals)}."))
         for who, relation in self.relationships.items():
-            lines.append(f"{who}: {relation}")
+            lines.append(fill(f"{who}: {relation}"))
         lines.extend(extra or [])
         lines.append(f"Stay in character as {self.name}. Answer in one to three short sentences.")
-        return "\n".join(lines)
+        return "\n".join(line for line in lines if line)
 
-    def example_messages(self) -> list[dict[str, str]]:
+    def example_messages(self, env: MacroEnv | None = None) -> list[dict[str, str]]:
+        """Each example exchange as a user turn and a reply (a reply with no question stands alone)."""
+        fill = _filler(env)
         out: list[dict[str, str]] = []
         for exchange in self.example_dialogue:
-            out += [{"role": "user", "content": exchange.user}, {"role": "assistant", "content": exchange.reply}]
+            if exchange.user.strip():
+                out.append({"role": "user", "content": fill(exchange.user)})
+            out.append({"role": "assistant", "content": fill(exchange.reply)})
         return out
+
+    def post_history(self, env: MacroEnv | None = None) -> str:
+        """An imported card's post-history instructions, macros filled in ('' when it has none)."""
+        return _filler(env)(self._card_text("post_history_instructions")).strip()
+
+    def greetings(self) -> list[str]:
+        """The greeting, then the card's alternate greetings: the choices for a first message."""
+        data = self.card.get("data") if isinstance(self.card.get("data"), dict) else {}
+        alternates = data.get("alternate_greetings") if isinstance(data.get("alternate_greetings"), list) else []
+        return [g for g in [self.greeting or "", *alternates] if isinstance(g, str) and g.strip()]
+
+    def greeting_text(self, env: MacroEnv, choice: int = 0) -> str | None:
+        """Greeting number `choice` (0: the main one; 1…: alternates) with its macros filled in."""
+        options = self.greetings()
+        if not options:
+            return None
+        return apply_macros(options[choice % len(options)], env)
+
+    def _card_text(self, key: str) -> str:
+        data = self.card.get("data") if isinstance(self.card.get("data"), dict) else {}
+        value = data.get(key)
+        return value if isinstance(value, str) else ""
+
+
+def _filler(env: MacroEnv | None) -> Callable[[str], str]:
+    return (lambda text: text) if env is None else (lambda text: apply_macros(text, env))
 
 
 def load_persona(path: str | Path) -> Persona:
-    """Load and validate a persona file; errors name file, line and field."""
-    data, smap = load_yaml(path)
-    return validate(Persona, data, smap)
+    """Load and validate a persona file; errors name file, line and field, never the value.
+
+    A persona file is data, often imported from someone else: `${VAR}` stays text and no tag
+    (`!include` or any other) is followed, so it cannot pull in the environment or other files.
+    """
+    data, smap = load_data_yaml(path)
+    return validate(Persona, data, smap, echo_values=False)

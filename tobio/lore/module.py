@@ -1,0 +1,77 @@
+"""The `lore` module: World Info (lorebooks) in persona prompts, lorebook commands, SillyTavern chat import/export."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tobio.modules import Database, Module
+from tobio.persona.module import PersonaModule
+
+if TYPE_CHECKING:
+    from tobio.kernel import Kernel
+    from tobio.lore.hook import LoreHook
+    from tobio.lore.store import LoreStore
+
+
+class LoreSettings(BaseModel):
+    """`settings: {lore: {...}}` in kernel.yaml. Defaults are SillyTavern's."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    scan_depth: int = Field(2, ge=0, le=1000, description="newest messages scanned for keys (a book or entry may say otherwise)")
+    budget_tokens: int = Field(512, ge=1, description="most tokens of lore in one prompt")
+    budget_share: float = Field(0.25, gt=0, le=1, description="with memory loaded: at most this share of memory's prompt budget")
+    recursive: bool = Field(False, description="entries that fired can trigger others (a book's recursive_scanning decides for its entries)")
+    max_recursion_steps: int = Field(3, ge=1, le=20, description="scan passes per prompt, the first included")
+    case_sensitive: bool = False
+    match_whole_words: bool = False
+    seed: int | None = Field(None, description="seed probability and inclusion-group rolls (tests, reproducible runs)")
+
+
+class LoreModule(Module):
+    """Lorebooks from cards and SillyTavern World Info files, activated by keys in the recent chat."""
+
+    name = "lore"
+    description = "World Info: lorebook entries enter persona prompts when their keys come up; SillyTavern chats in and out."
+    dependencies = (Database, PersonaModule)
+    Settings = LoreSettings
+
+    def __init__(self) -> None:
+        self.store: LoreStore | None = None  # type: ignore[assignment]
+        self.hook: LoreHook | None = None
+        self._unobserve: Any = None
+        self._overrides: dict[str, Any] = {}
+
+    def settings_now(self) -> LoreSettings:
+        base = self.settings if isinstance(self.settings, LoreSettings) else LoreSettings()
+        return base.model_copy(update=self._overrides) if self._overrides else base
+
+    def configure(self, **changes: Any) -> LoreSettings:
+        """Change settings of the running module (validated); returns them."""
+        LoreSettings.model_validate({**self.settings_now().model_dump(), **changes})
+        self._overrides.update(changes)
+        return self.settings_now()
+
+    async def module_init(self, kernel: Kernel) -> None:
+        from tobio.lore import commands
+        from tobio.lore.hook import LoreHook, lore_steps
+        from tobio.lore.store import LoreStore
+        from tobio.persona import stchat
+
+        self.store = LoreStore(kernel)
+        await self.store.setup()
+        self.hook = LoreHook(kernel, self)
+        kernel.agents.add_prompt_hook(self.hook, owner=self)
+        self._unobserve = kernel.transport.observe(self.hook.observe)
+
+        async def replay(snapshot: Any) -> None:
+            snapshot.extra["lore"] = await kernel.db.call(lore_steps, snapshot.agent_id, snapshot.at)
+
+        kernel.replay_hooks.append((self, replay))
+        commands.register(kernel, self, owner=self)
+        stchat.register(kernel, owner=self)
+
+    async def module_exit(self, kernel: Kernel) -> None:
+        if self._unobserve is not None:
+            self._unobserve()

@@ -1,0 +1,321 @@
+"""SillyTavern chats in and out: a chat JSONL becomes threads (the subjective history of everyone named in
+it, at its own timestamps), and a thread becomes a chat JSONL.
+
+ST's format (public/script.js `saveChat`, src/endpoints/chats.js): one JSON object per line; a single
+chat starts with a header `{user_name, character_name, create_date, chat_metadata}`, a group chat may
+not; each message has `name`, `is_user`, `is_system`, `send_date`, `mes` and optional `extra`,
+`swipes`, `force_avatar` … Imported messages keep every field but `mes` in `metadata.st`, so an export
+gives the same lines back. Times without a zone are read as UTC (ST writes the local time of the
+machine it ran on, which the file does not say).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tobio.config.jsondata import loads
+from tobio.db.history import thread_messages
+from tobio.db.migrations import utcnow
+from tobio.db.tables import AgentRow, ThreadRow
+from tobio.errors import CommandError, ConfigError
+from tobio.paths import slug
+from tobio.transport import CHANNEL_COLUMNS, MESSAGE_COLUMNS, PUSH_COLUMNS, THREAD_COLUMNS
+
+if TYPE_CHECKING:
+    from tobio.kernel import Kernel
+
+MAX_CHAT_BYTES = 64 * 1024 * 1024
+MAX_MESSAGES = 200_000
+MAX_LINE_DEPTH = 32
+_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+           "november", "december")
+_MERIDIEM = re.compile(r"(\w+)\s(\d{1,2}),\s(\d{4})\s(\d{1,2}):(\d{1,2})(am|pm)", re.IGNORECASE)
+_HUMANIZED = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})\s?@(\d{1,2})h\s?(\d{1,2})m\s?(\d{1,2})s(?:\s(\d{1,3})ms)?")
+
+
+@dataclass
+class ChatLine:
+    """One message of a chat file."""
+
+    name: str
+    text: str
+    is_user: bool
+    is_system: bool
+    at: datetime | None
+    raw: dict[str, Any]
+
+
+@dataclass
+class Chat:
+    header: dict[str, Any] | None
+    lines: list[ChatLine] = field(default_factory=list)
+
+    @property
+    def speakers(self) -> list[str]:
+        return list(dict.fromkeys(line.name for line in self.lines))
+
+    @property
+    def is_group(self) -> bool:
+        return len({line.name for line in self.lines if not line.is_user and not line.is_system}) > 1
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ST's `send_date` in any of the forms it has written, as naive UTC; None when unreadable."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().isdigit()):
+        try:
+            return datetime.fromtimestamp(float(value) / 1000, tz=timezone.utc).replace(tzinfo=None)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parsed.astimezone(timezone.utc).replace(tzinfo=None) if parsed.tzinfo else parsed
+    except ValueError:
+        pass
+    try:
+        if match := _MERIDIEM.search(text):
+            month, day, year, hour, minute, meridiem = match.groups()
+            hour24 = int(hour) % 12 + (12 if meridiem.lower() == "pm" else 0)
+            return datetime(int(year), _MONTHS.index(month.lower()) + 1, int(day), hour24, int(minute))
+        if match := _HUMANIZED.search(text):
+            y, mo, d, h, mi, s, ms = match.groups()
+            return datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), int(ms or 0) * 1000)
+    except ValueError:
+        return None
+    return None
+
+
+def format_time(when: datetime) -> str:
+    """ST's `getMessageTimeStamp` form: `June 19, 2023 2:20pm`."""
+    hour = when.hour % 12 or 12
+    return f"{_MONTHS[when.month - 1].title()} {when.day}, {when.year} {hour}:{when.minute:02d}{'am' if when.hour < 12 else 'pm'}"
+
+
+def humanized(when: datetime) -> str:
+    """ST's `humanizedISO8601DateTime`, used for `create_date`."""
+    return f"{when.year}-{when.month}-{when.day} @{when.hour:02d}h {when.minute:02d}m {when.second:02d}s {when.microsecond // 1000:02d}ms"
+
+
+def read_chat(path: str | Path) -> Chat:
+    """Parse a chat JSONL (single or group). Hostile input: size, line count and nesting are capped."""
+    file = Path(path).expanduser()
+    try:
+        if file.stat().st_size > MAX_CHAT_BYTES:
+            raise ConfigError(f"{file}: larger than {MAX_CHAT_BYTES} bytes")
+        text = file.read_bytes()[: MAX_CHAT_BYTES + 1].decode("utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file}: not UTF-8 text") from None
+    chat = Chat(header=None)
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        item = loads(line, f"{file}:{number}", limit=MAX_LINE_DEPTH)
+        if not isinstance(item, dict):
+            raise ConfigError(f"{file}:{number}: each line of a chat is a JSON object")
+        if "mes" not in item and chat.header is None and not chat.lines:
+            chat.header = item
+            continue
+        if "mes" not in item:
+            raise ConfigError(f"{file}:{number}: a message needs `mes`")
+        if len(chat.lines) >= MAX_MESSAGES:
+            raise ConfigError(f"{file}: more than {MAX_MESSAGES} messages")
+        name = item.get("name")
+        chat.lines.append(ChatLine(str(name) if name else ("You" if item.get("is_user") else "Narrator"),
+                                   str(item.get("mes") or ""), bool(item.get("is_user")), bool(item.get("is_system")),
+                                   parse_time(item.get("send_date")), item))
+    if not chat.lines:
+        raise ConfigError(f"{file}: no messages")
+    return chat
+
+
+def chat_to_jsonl(header: dict[str, Any] | None, lines: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in ([header] if header else []) + lines)
+
+
+# --- import ---------------------------------------------------------------------------------------
+
+
+async def import_chat(kernel: Kernel, chat: Chat, channel: str, names: dict[str, str], source: str) -> dict[str, Any]:
+    """Write `chat` as history: one thread per agent on `channel`, every message pushed to each thread,
+    at the file's times. `names` maps each speaker to an agent (users are made into user agents)."""
+    agents: dict[str, int] = {}
+    for speaker in chat.speakers:
+        target = names[speaker]
+        if any(line.is_user for line in chat.lines if line.name == speaker):
+            agents[target] = (await kernel.agents.ensure_user(target)).id
+    await kernel.flush()
+    rows = await kernel.db.call(lambda c: {r.name: (r.id, r.created_at) for r in c.execute(sa.select(AgentRow))})
+    missing = sorted({names[s] for s in chat.speakers} - set(rows))
+    if missing:
+        raise CommandError(f"no agent named {', '.join(missing)}: spawn them first or map names with --as NAME=AGENT")
+    agents.update({names[s]: rows[names[s]][0] for s in chat.speakers})
+    taken = await kernel.db.call(lambda c: set(c.execute(sa.select(ThreadRow.agent_id).where(
+        ThreadRow.channel == channel, ThreadRow.closed_at.is_(None))).scalars()))
+    if taken & set(agents.values()):
+        raise CommandError(f"channel {channel} already has threads of these agents: import into another (--channel)")
+    times: list[datetime] = []
+    for line in chat.lines:  # unreadable times follow the one before (by a millisecond)
+        times.append(line.at or (times[-1] + timedelta(milliseconds=1) if times else utcnow()))
+    first, last = min(times), max(times)
+    threads = {agent_id: kernel.db.next_ids("threads") for agent_id in agents.values()}
+    base = kernel.db.next_ids("messages", len(chat.lines))
+    messages, pushes = [], []
+    header = chat.header
+    for i, (line, when) in enumerate(zip(chat.lines, times)):
+        sender = agents[names[line.name]]
+        st = {k: v for k, v in line.raw.items() if k != "mes"}
+        meta: dict[str, Any] = {"st": st, "imported_from": source}
+        if i == 0 and header is not None:
+            meta["st_header"] = header
+        role = "system" if line.is_system else "user" if line.is_user else "assistant"
+        messages.append((base + i, sender, threads[sender], channel, role, when, line.text, meta))
+        pushes += [(thread_id, base + i) for thread_id in threads.values()]
+    thread_rows = [(tid, aid, channel, f"{name}@{channel}", first, None, None, base + len(chat.lines) - 1)
+                   for name, aid in agents.items() for tid in [threads[aid]]]
+    channel_rows = [] if channel in kernel.transport.known_channels() else [(channel, f"imported from {source}", first)]
+
+    def backdate(conn: Connection) -> None:
+        """Agents existed when the chat happened: `agent replay` at its times finds them."""
+        conn.execute(sa.update(AgentRow).where(AgentRow.id.in_(list(agents.values())), AgentRow.created_at > first)
+                     .values(created_at=first))
+
+    await kernel.writer.write(("channels", CHANNEL_COLUMNS, channel_rows), ("threads", THREAD_COLUMNS, thread_rows),
+                              ("messages", MESSAGE_COLUMNS, messages), ("pushes", PUSH_COLUMNS, pushes), then=backdate)
+    for name, agent_id in agents.items():
+        live = kernel.agents.live.get(name)
+        if live is not None:  # the conversation can go on: new posts reach the imported thread
+            kernel.transport.restore(live, channel, threads[agent_id])
+    return {"channel": channel, "messages": len(messages), "threads": {n: threads[a] for n, a in agents.items()},
+            "first": first, "last": last, "agents": agents}
+
+
+def map_names(chat: Chat, pairs: list[str], user: str | None, kernel: Kernel) -> dict[str, str]:
+    """Speaker -> agent name: `--as NAME=AGENT`, users to `--user` (or their slug), characters to the
+    live agent of that name or persona name, else their slug."""
+    explicit: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, agent = pair.partition("=")
+        if not sep or not agent.strip():
+            raise CommandError(f"--as takes NAME=AGENT, not {pair!r}")
+        explicit[name.strip()] = agent.strip()
+    by_persona = {getattr(getattr(a, "persona", None), "name", None): n for n, a in kernel.agents.live.items()}
+    out = {}
+    for speaker in chat.speakers:
+        is_user = any(line.is_user for line in chat.lines if line.name == speaker)
+        if speaker in explicit:
+            out[speaker] = explicit[speaker]
+        elif is_user:
+            out[speaker] = user or slug(speaker, fallback="user")
+        else:
+            out[speaker] = speaker if speaker in kernel.agents.live else by_persona.get(speaker) or slug(speaker, fallback="narrator")
+    return out
+
+
+# --- export ---------------------------------------------------------------------------------------
+
+
+async def export_thread(kernel: Kernel, thread_id: int) -> str:
+    """The thread as a SillyTavern chat JSONL (imported messages exactly as they came)."""
+    await kernel.flush()
+
+    def read(conn: Connection) -> tuple[Any, list[Any], dict[str, str]]:
+        thread = conn.execute(sa.select(ThreadRow, AgentRow.name).join(AgentRow, AgentRow.id == ThreadRow.agent_id)
+                              .where(ThreadRow.id == thread_id)).first()
+        types = {r.name: r.type for r in conn.execute(sa.select(AgentRow.name, AgentRow.type))}
+        return thread, thread_messages(conn, thread_id) if thread else [], types
+
+    thread, messages, types = await kernel.db.call(read)
+    if thread is None:
+        raise CommandError(f"no thread {thread_id} (see `thread ls`)")
+    header = None
+    lines = []
+    for message in messages:
+        meta = message.metadata or {}
+        st = meta.get("st") if isinstance(meta.get("st"), dict) else None
+        if header is None and isinstance(meta.get("st_header"), dict):
+            header = meta["st_header"]
+        if st is not None:
+            lines.append(_with_mes(st, message.content))
+            continue
+        is_user = types.get(message.sender or "") == "user"
+        lines.append({"name": message.sender or "System", "is_user": is_user, "is_system": message.sender is None and not is_user,
+                      "send_date": format_time(message.created_at), "mes": message.content, "extra": {}})
+    if header is None and not any(m.metadata and "st" in m.metadata for m in messages):
+        users = [m.sender for m in messages if types.get(m.sender or "") == "user"]
+        header = {"user_name": users[0] if users else "User", "character_name": thread.name,
+                  "create_date": humanized(thread.opened_at), "chat_metadata": {}}
+    return chat_to_jsonl(header, lines)
+
+
+def _with_mes(st: dict[str, Any], text: str) -> dict[str, Any]:
+    """The original line with `mes` back in ST's place (after `send_date`), so files compare equal."""
+    out: dict[str, Any] = {}
+    for key, value in st.items():
+        out[key] = value
+        if key == "send_date":
+            out["mes"] = text
+    out.setdefault("mes", text)
+    return out
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+def register(kernel: Kernel, owner: Any) -> None:
+    from tobio.commands import Arg, Context, Result
+
+    group = kernel.commands.group("chat", "SillyTavern chats: import a chat JSONL as history, export a thread.", owner=owner)
+
+    @group.command("import", Arg("file", help="a SillyTavern chat .jsonl (single or group)", complete="file"),
+                   Arg("--channel", help="channel for the imported threads (default: st.NAME)"),
+                   Arg("--user", help="agent name for the person in the chat (default: their name as a slug)"),
+                   Arg("--as", nargs="*", default=None, help="map speakers to agents: NAME=AGENT ..."),
+                   Arg("--backfill", flag=True, help="then embed and summarise it (memory), with progress"))
+    async def import_(ctx: Context, file: str, channel: str | None, user: str | None, backfill: bool, **kw: Any) -> Result:
+        """Import a chat as the subjective history of the agents named in it, at its own times."""
+        chat = read_chat(file)
+        names = map_names(chat, kw.get("as") or [], user, ctx.kernel)
+        title = (chat.header or {}).get("character_name") if chat.header else None
+        channel = channel or f"st.{slug(str(title) if title and title != 'unused' else Path(file).stem, fallback='chat')}"
+        done = await import_chat(ctx.kernel, chat, channel, names, Path(file).name)
+        text = (f"imported {done['messages']} messages ({done['first']:%Y-%m-%d %H:%M} to {done['last']:%Y-%m-%d %H:%M}) "
+                f"into {channel}: " + ", ".join(f"{n} thread {t}" for n, t in done["threads"].items()))
+        if backfill:
+            text += "\n" + await _backfill(ctx, list(done["agents"].values()))
+        return Result(text=text, data={k: v for k, v in done.items() if k != "agents"})
+
+    @group.command("export", Arg("thread", type=int, help="thread id (see `thread ls`)", complete="thread"),
+                   Arg("file", help="where to write the .jsonl", complete="file"))
+    async def export(ctx: Context, thread: int, file: str) -> Result:
+        """Write a thread as a SillyTavern chat JSONL."""
+        text = await export_thread(ctx.kernel, thread)
+        Path(file).expanduser().write_text(text, encoding="utf-8")
+        return Result(text=f"exported thread {thread} ({text.count(chr(10))} lines) to {file}")
+
+
+async def _backfill(ctx: Any, agent_ids: list[int]) -> str:
+    """memory's public backfill per agent, progress streamed to the front end."""
+    module = ctx.kernel.modules.loaded.get("memory")
+    memory = getattr(module, "memory", None)
+    if memory is None:
+        return "memory is not loaded: no backfill (mod load memory, then memory backfill)"
+    total = {"done": 0, "summaries": 0}
+    for i, agent_id in enumerate(agent_ids, 1):
+        state = await memory.backfill(agent_id, lambda line, i=i: ctx.emit(f"[{i}/{len(agent_ids)}] {line}\n"))
+        total["done"] += state.get("done", 0)
+        total["summaries"] += state.get("summaries", 0)
+    return f"backfill: {total['done']} messages embedded, {total['summaries']} summaries written"
