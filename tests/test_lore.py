@@ -237,3 +237,72 @@ def test_sakana_lorebook_fires_on_its_keys_in_a_real_prompt(duckdb_url: str, tmp
         assert {"card:sakana.8", "card:sakana.6"} <= set(why["fired"])
     finally:
         kernel.close()
+
+
+def test_standalone_world_import_attach_versions_and_export(duckdb_url: str, tmp_path: Path) -> None:
+    raw = world(entry(0, ["harbor", "/dock(s|yard)/i"], "The harbor freezes in winter; {{char}} hates it.", order=20),
+                entry(1, ["tide"], "@@depth 2\n@@role assistant\nTides are high at dusk.", order=30),
+                entry(2, [], "The town is called Vell.", constant=True, position=0),
+                entry(3, ["harbor"], "Only with ships.", keysecondary=["ship"], selectiveLogic=AND_ALL))
+    source = write(tmp_path / "My Coast (v2)!.json", json.dumps(raw))
+    write(tmp_path / "vela-persona.yaml", "name: Vela\ndescription: A sailor.\n")
+    kernel = start(duckdb_url, tmp_path, seed=3)
+    try:
+        out = kernel.run(f"lore import '{source}'").text
+        assert "lorebook 'my-coast-v2' (version 1, 4 entries)" in out
+        assert kernel.run(f"lore import '{source}'").text.startswith("imported lorebook 'my-coast-v2' (version 1")  # same content
+        vela = persona_agent(kernel, tmp_path, "vela-persona.yaml", "vela", channel="quay")
+        kernel.run("lore attach my-coast-v2 --channel quay")
+        say(kernel, "ada", "Meet me at the dockyard when the tide turns.", channel="quay")
+        wait_until(lambda: vela.turns == 1)
+        messages = kernel.run("agent prompt vela").data["messages"]
+        assert messages[0]["content"].startswith("The town is called Vell.\nYou are Vela.")  # constant: stable system prompt
+        near = [m for m in messages if "harbor freezes" in m["content"]]
+        assert near and near[0]["content"] == "The harbor freezes in winter; Vela hates it." and near[0]["role"] == "system"
+        tide = next(m for m in messages if m["content"] == "Tides are high at dusk.")
+        assert tide["role"] == "assistant"
+        assert "Only with ships." not in "\n".join(m["content"] for m in messages)
+        why = {r["entry"]: r for r in kernel.run('lore test "harbor" --book my-coast-v2').data["why"]}
+        assert why["my-coast-v2.3"]["fired"] is False and "AND ALL" in why["my-coast-v2.3"]["reason"]
+        assert why["my-coast-v2.0"]["fired"] and why["my-coast-v2.0"]["reason"] == "key 'harbor'"
+        rows = kernel.run("lore show my-coast-v2").rows
+        assert any("@@depth 2 @@role assistant" in str(row[7]) for row in rows)
+        kernel.run("lore export my-coast-v2 " + str(tmp_path / "back.json"))
+        assert json.loads((tmp_path / "back.json").read_text()) == raw
+        raw["entries"]["0"]["content"] = "Changed."
+        write(tmp_path / "coast.json", json.dumps(raw))
+        assert "version 2" in kernel.run(f"lore import {tmp_path / 'coast.json'} --name my-coast-v2").text
+        assert [r[0] for r in kernel.run("lore history my-coast-v2").rows] == [1, 2]
+        kernel.run("lore detach my-coast-v2 --channel quay")
+        assert "Tides" not in "\n".join(m["content"] for m in kernel.run("agent prompt vela").data["messages"])
+        kernel.run("lore attach my-coast-v2 --agent vela")
+    finally:
+        kernel.close()
+    kernel = start(duckdb_url, tmp_path)  # books, versions and attachments survive a restart
+    try:
+        assert kernel.run("lore ls").rows[0][:4] == ("my-coast-v2", 2, 4, "agent vela")
+    finally:
+        kernel.close()
+
+
+def test_lore_shares_memorys_budget(duckdb_url: str, tmp_path: Path) -> None:
+    long = " ".join(["ice"] * 200)
+    source = write(tmp_path / "w.json", json.dumps(world(entry(0, ["cold"], long, order=1), entry(1, ["cold"], "Short fact.", order=9))))
+    write(tmp_path / "vela-persona.yaml", "name: Vela\ndescription: A sailor.\n")
+    config = KernelConfig(modules=["persona", "memory", "lore"], providers={"s": {"type": "scripted", "replies": ["Fine."]}},
+                          models={"chat-default": {"provider": "s", "model": "x"}, "summarize": {"provider": "s", "model": "x"},
+                                  "embed": {"provider": "s", "model": "x", "purpose": "embed"}},
+                          base_dir=tmp_path, settings={"memory": {"budget_tokens": 400, "k": 0}})
+    kernel = Kernel(config, database=duckdb_url).start()
+    try:
+        kernel.run(f"lore import {source}")
+        vela = persona_agent(kernel, tmp_path, "vela-persona.yaml", "vela", channel="quay")
+        kernel.run("lore attach w --agent vela")
+        say(kernel, "ada", "So cold today.", channel="quay")
+        wait_until(lambda: vela.turns == 1)
+        module = kernel.modules.loaded["lore"]
+        assert module.hook.budget(vela) == 100  # a quarter of memory's prompt budget
+        text = "\n".join(m["content"] for m in kernel.run("agent prompt vela").data["messages"])
+        assert "Short fact." in text and "ice ice" not in text  # the long entry does not fit the lore budget
+    finally:
+        kernel.close()
