@@ -17,6 +17,7 @@ import panel as pn
 from tobio.errors import TobioError
 from tobio.messages import Delta, Message
 from tobio.web.history import PAGE_USER, earlier_messages, opening_agent, talkers
+from tobio.web.safe import render
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -91,7 +92,11 @@ def create_app(kernel: Kernel, default_agent: str | None = None) -> pn.viewable.
 
         async def send() -> Any:
             me, channel = await kernel.agents.open_dm(PAGE_USER, name)
-            stop = kernel.transport.listen(channel, lambda item: loop.call_soon_threadsafe(items.put_nowait, item))
+
+            def forward(item: Message | Delta) -> None:  # on the kernel's loop
+                loop.call_soon_threadsafe(items.put_nowait, item)
+
+            stop = kernel.transport.listen(channel, forward)
             await me.say(channel, contents, role="user")
             return stop
 
@@ -115,16 +120,17 @@ def create_app(kernel: Kernel, default_agent: str | None = None) -> pn.viewable.
             stop()
         await refresh(contents)
 
-    chat = pn.chat.ChatInterface(callback=respond, user="You", callback_exception="summary",
+    chat = pn.chat.ChatInterface(callback=respond, user="You", callback_exception="summary", renderers=[render],
                                  sizing_mode="stretch_both", show_rerun=False, show_undo=False)
 
     async def open_agent() -> None:
         """Show the conversation so far with the chosen agent, then its sidebar."""
         name = agent.value
         shown = await earlier_messages(kernel, name) if name else []
-        messages = [pn.chat.ChatMessage(text, user="You" if sender == PAGE_USER else sender) for sender, text in shown]
+        messages = [pn.chat.ChatMessage(text, user="You" if sender == PAGE_USER else sender, renderers=[render])
+                    for sender, text in shown]
         if note and name == first:
-            messages.insert(0, pn.chat.ChatMessage(note, user="Tobio"))
+            messages.insert(0, pn.chat.ChatMessage(note, user="Tobio", renderers=[render]))
         chat.objects = messages
         await refresh()
 

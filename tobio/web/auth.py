@@ -27,7 +27,7 @@ class TokenAuthProvider(BasicAuthProvider):  # type: ignore[misc]
             BasicLoginHandler.set_current_user(handler, user or "user")
 
         # a class per server: Panel's provider sets its login settings as class attributes
-        self._handler = type("TokenLoginHandler", (BasicLoginHandler,),
+        self._handler: Any = type("TokenLoginHandler", (BasicLoginHandler,),
                              {"_validate": validate, "set_current_user": set_current_user})
         super().__init__()  # after: Bokeh's provider checks login_handler while it initialises
 

@@ -32,10 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from tobio.errors import TobioError
     from tobio.web.hosts import allowed_hosts, allowed_origins, check_address, check_port
+    from tobio.web.serve import check_token
 
     try:  # the cheap checks first: a typo should not wait for the kernel to start
-        allowed_origins(allowed_hosts(check_address(args.address), args.allow_host), check_port(args.port),
-                        args.allow_origin)
+        address = check_address(args.address)
+        allowed_origins(allowed_hosts(address, args.allow_host), check_port(args.port), args.allow_origin)
+        check_token(args.token, address)
         return _serve(args)
     except TobioError as exc:
         print(f"error: {exc}", file=sys.stderr)

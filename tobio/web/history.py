@@ -42,7 +42,8 @@ def opening_agent(kernel: Kernel, wanted: str | None = None) -> tuple[str | None
     if wanted and wanted in names:
         return wanted, ""
     personas = [a.name for a in kernel.agents.live.values() if a.type_name == "persona"]
-    chosen = (personas or names or [None])[0]
+    candidates = personas or names
+    chosen = candidates[0] if candidates else None
     note = f"default_agent '{wanted}' is not running" + (f"; talking with {chosen}" if chosen else "") if wanted else ""
     return chosen, note
 
@@ -57,8 +58,8 @@ async def earlier_messages(kernel: Kernel, agent: str, last: int = HISTORY_LIMIT
 
     def read(conn: Connection) -> list[tuple[str, str]]:
         query = (sa.select(AgentRow.name, MessageRow.content)
-                 .select_from(MessageRow)
-                 .outerjoin(AgentRow, AgentRow.id == MessageRow.agent_id)
+                 .select_from(MessageRow.__table__)
+                 .outerjoin(AgentRow.__table__, AgentRow.id == MessageRow.agent_id)
                  .where(MessageRow.channel == channel)
                  .order_by(MessageRow.id.desc()).limit(last))
         rows = conn.execute(query).all()

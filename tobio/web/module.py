@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from tobio.commands import Arg, Context, Result
-from tobio.errors import CommandError
+from tobio.errors import CommandError, TobioError
 from tobio.modules import Module
 
 if TYPE_CHECKING:
@@ -52,8 +52,13 @@ class WebModule(Module):
 
             if self.server is not None:
                 raise CommandError(f"already serving on {self.url} (`web stop` first)")
-            self.server = await asyncio.to_thread(serve, ctx.kernel, address, port, token,
-                                                  allow_hosts=[allow_host], allow_origins=[allow_origin])
+            try:
+                self.server = await asyncio.to_thread(serve, ctx.kernel, address, port, token,
+                                                      allow_hosts=[allow_host], allow_origins=[allow_origin])
+            except TobioError:
+                raise
+            except Exception as exc:  # the kernel would log the command line, token and all
+                raise CommandError(f"web serve: {type(exc).__name__}: {exc}") from None
             self.url = self.server.url
             if wait:
                 ctx.emit(f"serving Tobio on {self.url} (Ctrl-C stops)\n")

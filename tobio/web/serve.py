@@ -29,7 +29,7 @@ from tobio.web.hosts import (
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
 
-__all__ = ["TOKEN_ENV", "WebServer", "is_loopback", "serve"]
+__all__ = ["TOKEN_ENV", "WebServer", "check_token", "is_loopback", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,8 @@ TOKEN_ENV = "TOBIO_WEB_TOKEN"  # the token without putting it on a command line 
 MIN_TOKEN = 8
 
 
-def _check_token(token: str | None, address: str) -> str | None:
+def check_token(token: str | None, address: str) -> str | None:
+    """The token (`--token`, else $TOBIO_WEB_TOKEN), refused when too short or missing off loopback."""
     if token is None:
         token = os.environ.get(TOKEN_ENV) or None
     if token is not None and len(token) < MIN_TOKEN:  # the message never repeats the token itself
@@ -124,7 +125,7 @@ def serve(kernel: Kernel, address: str = "127.0.0.1", port: int = 5006, token: s
     """Start the page on a thread of its own; returns it once it listens (or raises one clear TobioError)."""
     address = check_address(address)
     port = check_port(port)
-    token = _check_token(token, address)
+    token = check_token(token, address)
     hosts = allowed_hosts(address, allow_hosts)
     origins = allowed_origins(hosts, port, allow_origins)
     auth: dict[str, Any] = {}
