@@ -1,0 +1,200 @@
+"""People: facts by rules, kept per (agent, person), versioned, placed next to the newest message,
+replayed at T, listed and edited with `memory people` / `memory facts`, and reflections every N."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tobio.config.schema import KernelConfig
+from tobio.kernel import Kernel
+from tobio.messages import Delivery
+from tobio.people.extract import extract
+from tobio.people.module import PeopleModule
+from tobio.people.reflection import parse_reflections
+
+from conftest import write
+from helpers import wait_until
+
+
+def start(url: str, **people: Any) -> Kernel:
+    providers = {"s": {"type": "scripted", "replies": ["Nice to meet you.", "Tell me more.", "I see."], "embed_dim": 64},
+                 "r": {"type": "scripted", "replies": ["- They like dogs a lot.\n- I feel warm toward them.\n- We talk about pets."]}}
+    models = {"m": {"provider": "s", "model": "x", "purpose": "chat"},
+              "summarize": {"provider": "s", "model": "x", "purpose": "summarize"},
+              "embed": {"provider": "s", "model": "x", "purpose": "embed"},
+              "thinker": {"provider": "r", "model": "x", "purpose": "chat"}}
+    settings = {"memory": {"tokenizer_model": "m"}, "people": people}
+    config = KernelConfig(modules=["models", "persona", "memory", "people"], providers=providers, models=models, settings=settings)
+    return Kernel(config, database=url).start()
+
+
+@pytest.fixture
+def kernel(duckdb_url: str, tmp_path: Path) -> Iterator[Kernel]:
+    k = start(duckdb_url, reflect_every=0)
+    try:
+        _spawn(k, tmp_path)
+        yield k
+    finally:
+        k.close()
+
+
+def _spawn(kernel: Kernel, tmp_path: Path, model: str = "m") -> None:
+    write(tmp_path / "tobio.yaml", "name: Tobio\ndescription: A friendly artificial person.\n")
+    agent = write(tmp_path / "agent.yaml", f"name: tobio\ntype: persona\npersona: tobio.yaml\nmodel: {model}\nstream: false\n")
+    kernel.run(f"agent spawn {agent}")
+
+
+def ask(kernel: Kernel, user: str, text: str) -> str:
+    """Say `text` to tobio in the user's private channel and wait for its answer (as jupyter's `ask`)."""
+
+    async def go() -> str:
+        me, channel = await kernel.agents.open_dm(user, "tobio")
+        replied: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        def on_delivery(delivery: Delivery) -> None:
+            if delivery.message.channel == channel and delivery.message.sender == "tobio" and not replied.done():
+                replied.set_result(delivery.message.content)
+
+        stop = me.watch(on_delivery)  # type: ignore[attr-defined]
+        try:
+            await me.say(channel, text, role="user")
+            return await asyncio.wait_for(replied, 30)
+        finally:
+            stop()
+
+    return kernel.call(go())
+
+
+def prompt_of(kernel: Kernel, user: str, text: str) -> list[dict[str, Any]]:
+    """The messages tobio answers `text` from, in `user`'s private channel."""
+
+    async def go() -> list[dict[str, Any]]:
+        agent = kernel.agents.get("tobio")
+        me, channel = await kernel.agents.open_dm(user, "tobio")
+        message = await me.say(channel, text, role="user")
+        thread = kernel.transport.subscription(agent.id, channel).thread_id
+        return (await agent.build_prompt(thread, message)).messages()
+
+    return kernel.call(go())
+
+
+# -- extraction rules -----------------------------------------------------------------------------
+@pytest.mark.parametrize(("text", "facts"), [
+    ("Hi! My name is Ada and my dog is called Biscuit.", {("name", "Ada"), ("dog", "Biscuit")}),
+    ("I'm Ben. I work as a baker, I love sourdough bread.", {("name", "Ben"), ("job", "baker"), ("likes", "sourdough bread")}),
+    ("I am a nurse and I live in Lisbon.", {("is", "a nurse"), ("home", "Lisbon")}),
+    ("My favourite colour is green. I have a cat named Tom.", {("favourite colour", "green"), ("cat", "Tom")}),
+    ("my sister's name is Eva", {("sister", "Eva")}),
+    ("Call me Kim. I'm 34 years old.", {("name", "Kim"), ("age", "34")}),
+])
+def test_rules_find_first_person_facts(text: str, facts: set[tuple[str, str]]) -> None:
+    assert {(f.key, f.value) for f in extract(text)} == facts
+
+
+@pytest.mark.parametrize("text", ["Is my name Ada?", "I don't like rain.", "I'm tired. I'm so happy today.", "What is your dog called?"])
+def test_rules_ignore_questions_negations_and_moods(text: str) -> None:
+    assert extract(text) == []
+
+
+def test_reflections_are_parsed_one_per_line() -> None:
+    text = "Here are my thoughts:\n1. Ada loves her dog Biscuit.\n- I feel happy talking to her.\n* ok\n3. She lives in Lisbon."
+    assert parse_reflections(text, 2) == ["Ada loves her dog Biscuit.", "I feel happy talking to her."]
+
+
+# -- per person, isolated, in the prompt ----------------------------------------------------------
+def test_facts_are_kept_per_person_and_never_shown_to_another(kernel: Kernel) -> None:
+    ask(kernel, "ada", "Hi! My name is Ada and my dog is called Biscuit.")
+    ask(kernel, "ben", "Hello, I'm Ben. I live in Porto.")
+    people = PeopleModule.of(kernel)
+    tobio = kernel.agents.get("tobio")
+    assert people.known(tobio.id, "ada")["dog"] == "Biscuit"
+    assert people.known(tobio.id, "ben")["home"] == "Porto"
+    for_ben = prompt_of(kernel, "ben", "What do you know about Ada's dog?")
+    text = "\n".join(str(m["content"]) for m in for_ben)
+    assert "Porto" in text and "Biscuit" not in text
+    for_ada = prompt_of(kernel, "ada", "What is my name?")
+    text = "\n".join(str(m["content"]) for m in for_ada)
+    assert "Biscuit" in text and "Porto" not in text
+
+
+def test_block_sits_next_to_the_newest_message_not_in_the_system_prompt(kernel: Kernel) -> None:
+    ask(kernel, "ada", "My name is Ada and I live in Lisbon.")
+    messages = prompt_of(kernel, "ada", "Where do I live?")
+    assert "Lisbon" not in messages[0]["content"]  # the system prompt stays the same for everyone
+    block = next(i for i, m in enumerate(messages) if m["role"] == "system" and "Ada lives in Lisbon" in m["content"])
+    assert messages[block + 1] == {"role": "user", "content": "Where do I live?"}
+    assert block == len(messages) - 2
+
+
+# -- versioning, replay, commands -----------------------------------------------------------------
+def test_a_changed_fact_is_a_new_version_and_replay_shows_the_old_one(kernel: Kernel) -> None:
+    ask(kernel, "ada", "I live in Lisbon.")
+    time.sleep(0.05)
+    between = kernel.run("sql SELECT now()").rows[0][0]
+    time.sleep(0.05)
+    ask(kernel, "ada", "I live in Porto now.")
+    history = kernel.run("memory facts tobio ada --history")
+    homes = [r for r in history.records() if r["key"] == "home"]
+    assert [h["value"] for h in homes] == ["Lisbon", "Porto now"] or [h["value"] for h in homes] == ["Lisbon", "Porto"]
+    assert homes[0]["until"] is not None and homes[1]["until"] is None
+    at = between.replace(tzinfo=None) if hasattr(between, "replace") else between
+    old = kernel.run(f"agent replay tobio --at {at.isoformat()}").data
+    new = kernel.run("agent replay tobio").data
+    assert old["people"]["ada"]["home"] == "Lisbon"
+    assert new["people"]["ada"]["home"].startswith("Porto")
+
+
+def test_commands_list_edit_and_forget(kernel: Kernel) -> None:
+    ask(kernel, "ada", "Hi! My name is Ada and my dog is called Biscuit.")
+    listed = kernel.run("memory people tobio").records()
+    assert listed[0]["person"] == "ada" and listed[0]["name"] == "Ada" and listed[0]["facts"] == 2
+    kernel.run("memory facts tobio ada --set dog=Rex job=pilot")
+    assert kernel.run("memory facts tobio ada").data["dog"] == "Rex"
+    kernel.run("memory facts tobio ada --forget job")
+    current = kernel.run("memory facts tobio ada").data
+    assert "job" not in current and current["name"] == "Ada"
+    sources = {(r["key"], r["value"], r["source"]) for r in kernel.run("memory facts tobio ada --history").records()}
+    assert ("dog", "Biscuit", "rule") in sources and ("dog", "Rex", "command") in sources and ("job", "pilot", "command") in sources
+    assert kernel.run("sql SELECT count(*) FROM people_facts WHERE key = 'dog'").rows[0][0] == 2
+
+
+def test_facts_survive_a_restart(duckdb_url: str, tmp_path: Path) -> None:
+    kernel = start(duckdb_url, reflect_every=0)
+    try:
+        _spawn(kernel, tmp_path)
+        ask(kernel, "ada", "My name is Ada.")
+    finally:
+        kernel.close()
+    kernel = start(duckdb_url, reflect_every=0)
+    try:
+        assert kernel.run("memory facts tobio ada").data["name"] == "Ada"
+    finally:
+        kernel.close()
+
+
+def test_reflections_every_n_messages_are_versioned_and_shown(duckdb_url: str, tmp_path: Path) -> None:
+    kernel = start(duckdb_url, reflect_every=2, reflections=2)
+    try:
+        write(tmp_path / "tobio.yaml", "name: Tobio\n")
+        agent = write(tmp_path / "agent.yaml", "name: tobio\ntype: persona\npersona: tobio.yaml\nmodel: thinker\nstream: false\n")
+        kernel.run(f"agent spawn {agent}")
+        for text in ["My name is Ada.", "I have a dog called Biscuit.", "I like long walks.", "See you."]:
+            ask(kernel, "ada", text)
+        tobio = kernel.agents.get("tobio")
+        people = PeopleModule.of(kernel)
+        wait_until(lambda: people.reflections.get((tobio.id, "ada")))
+        assert people.reflections[(tobio.id, "ada")] == ["They like dogs a lot.", "I feel warm toward them."]
+        kernel.call(people.flush())
+        rows = kernel.run("sql SELECT content, superseded_at FROM people_reflections ORDER BY id").rows
+        assert len(rows) == 4 and rows[0][1] is not None and rows[-1][1] is None  # two batches, the first superseded
+        assert kernel.run("agent replay tobio").data["reflections"][-1] == "ada: I feel warm toward them."
+        messages = prompt_of(kernel, "ada", "What do you think of me?")
+        assert any("Your thought: They like dogs a lot." in str(m["content"]) for m in messages)
+    finally:
+        kernel.close()

@@ -1,0 +1,31 @@
+"""The prompt hook: what the agent knows about whoever it is answering, placed next to the newest
+message (an injection), so the system prompt above stays the same for every person and turn."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tobio.persona.prompt import Injection
+from tobio.people.render import person_block
+
+if TYPE_CHECKING:
+    from tobio.people.service import People
+    from tobio.persona.prompt import Prompt
+
+
+def make_hook(people: People, depth: int) -> Any:
+    """Build the hook bound to this service; `depth` counts messages up from the newest (0: after it)."""
+
+    async def people_hook(prompt: Prompt) -> None:
+        agent = prompt.agent
+        person = prompt.incoming.sender if prompt.incoming is not None and prompt.incoming.sender else None
+        if person is None or person == agent.name:
+            return
+        facts = people.known(agent.id, person)
+        thoughts = people.reflections.get((agent.id, person), [])
+        text = person_block(person, facts, thoughts)
+        if text:
+            prompt.injections.append(Injection(depth, "system", text))
+        prompt.notes["people"] = {"person": person, "facts": facts, "reflections": len(thoughts), "depth": depth}
+
+    return people_hook

@@ -1,0 +1,22 @@
+"""The people module's schema migrations, recorded in schema_migrations as `people.mNNN_…`."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Connection
+
+from tobio.db.migrations import Migration
+from tobio.db.tables import metadata
+from tobio.people import tables
+
+MIGRATIONS: list[Migration] = []
+
+
+def _migration(fn: Migration) -> Migration:
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@_migration
+def m001_people(conn: Connection) -> None:
+    """Versioned facts about people, and reflections."""
+    metadata.create_all(conn, tables=[metadata.tables[n] for n in tables.TABLES])

@@ -1,0 +1,96 @@
+"""The `people` module: per-person memory (Letta's "human" block) and reflections, for persona agents."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tobio.memory.module import MemoryModule
+from tobio.models.module import ModelsModule
+from tobio.modules import Database, Module
+
+if TYPE_CHECKING:
+    from tobio.kernel import Kernel
+    from tobio.people.reflection import Reflector
+    from tobio.people.service import People
+
+
+class PeopleSettings(BaseModel):
+    """`settings: {people: {...}}` in kernel.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    rules: bool = Field(True, description="learn facts with the built-in rules (\"my name is…\", \"I live in…\")")
+    model_extract: bool = Field(False, description="also ask the `json` bundle for facts (needs a capable model)")
+    extract_model: str = Field("json", description="bundle (or purpose) for model extraction")
+    depth: int = Field(1, ge=0, le=20, description="where the block goes: messages above the newest (0: after it)")
+    in_prompt: bool = True
+    private_dms: bool = Field(True, description="never recall one person's private (dm.*) messages to another")
+    reflect_every: int = Field(20, ge=0, description="reflect after this many messages from a person (0: never)")
+    reflections: int = Field(3, ge=1, le=10, description="thoughts per reflection")
+
+
+class PeopleModule(Module):
+    """Facts per (agent, person) from rules and optionally a model; versioned; in prompts and replay."""
+
+    name = "people"
+    description = "What each agent knows about each person it talks with, and its reflections on them; versioned."
+    dependencies = (Database, ModelsModule, MemoryModule)
+    Settings = PeopleSettings
+    settings: PeopleSettings
+
+    def __init__(self) -> None:
+        self.people: People | None = None
+        self.reflector: Reflector | None = None
+        self._unobserve: Any = None
+
+    async def module_init(self, kernel: Kernel) -> None:
+        from tobio.db.migrations import migrate
+        from tobio.people import commands
+        from tobio.people.hook import make_hook
+        from tobio.people.migrations import MIGRATIONS
+        from tobio.people.privacy import make_guard
+        from tobio.people.reflection import Reflector
+        from tobio.people.replay import make_replay_hook
+        from tobio.people.service import People
+
+        def setup(conn: Any) -> None:
+            migrate(conn, MIGRATIONS, prefix="people.")
+            kernel.db.track_ids(conn, "people_facts")
+            kernel.db.track_ids(conn, "people_reflections")
+
+        await kernel.db.call(setup)
+        self.people = people = People(kernel, self.settings)
+        await people.load()
+        self.reflector = Reflector(kernel, people, self.settings)
+        people.listeners.append(self.reflector.on_message)
+        if self.settings.model_extract:
+            people.listeners.append(self._model_extract)
+        self._unobserve = kernel.transport.observe(people.observe)
+        if self.settings.in_prompt:
+            kernel.agents.add_prompt_hook(make_hook(people, self.settings.depth), owner=self)
+        if self.settings.private_dms:
+            kernel.agents.add_prompt_hook(make_guard(kernel), owner=self, last=True)  # after memory's (loaded first)
+        commands.register(kernel, people, owner=self)
+        kernel.replay_hooks.append((self, make_replay_hook(kernel, people)))
+
+    def _model_extract(self, agent: Any, person: str, message: Any) -> None:
+        from tobio.people.model_extract import model_facts
+
+        assert self.people is not None
+        self.people.kernel.tasks.spawn(model_facts(self.people.kernel, self.people, agent, person, message, self.settings.extract_model),
+                                       name="people:extract", kind="job", owner="people")
+
+    async def module_exit(self, kernel: Kernel) -> None:
+        if self._unobserve is not None:
+            self._unobserve()
+        if self.people is not None:
+            await self.people.flush()
+
+    @staticmethod
+    def of(kernel: Kernel) -> People:
+        """The running people service of `kernel` (benches, notebooks, tests)."""
+        module = kernel.modules.loaded.get("people")
+        if not isinstance(module, PeopleModule) or module.people is None:
+            raise LookupError("the people module is not loaded (mod load people)")
+        return module.people

@@ -1,0 +1,65 @@
+"""Privacy between people: what someone said in a private channel (`dm.…`) is not recalled to anyone else.
+
+Memory retrieves from everything pushed to the agent, across all its threads, so without this guard
+a question from Ben could bring back Ada's private messages (the bench's `people` probe caught it).
+The guard runs after memory's hook and drops retrieved memories whose message (or summarised thread)
+belongs to another private channel. Memory could filter them itself; until it does, this keeps the
+promise the per-person block makes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tobio.db.tables import MessageRow, SummaryRow, ThreadRow
+
+if TYPE_CHECKING:
+    from tobio.kernel import Kernel
+    from tobio.persona.prompt import Prompt
+
+MEMORY_PREFIX = "Memory ("
+
+
+def is_private(channel: str | None) -> bool:
+    return bool(channel) and str(channel).startswith("dm.")
+
+
+def _channels(conn: Connection, messages: list[int], summaries: list[int]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    if messages:
+        for mid, channel in conn.execute(sa.select(MessageRow.id, MessageRow.channel).where(MessageRow.id.in_(messages))):
+            out[f"message:{mid}"] = channel
+    if summaries:
+        query = sa.select(SummaryRow.id, ThreadRow.channel).join(ThreadRow, ThreadRow.id == SummaryRow.thread_id)
+        for sid, channel in conn.execute(query.where(SummaryRow.id.in_(summaries))):
+            out[f"summary:{sid}"] = channel
+    return out
+
+
+def make_guard(kernel: Kernel) -> Any:
+    """A `last` prompt hook, registered after memory's, that removes other people's private memories."""
+
+    async def privacy_guard(prompt: Prompt) -> None:
+        notes = prompt.notes.get("memory")
+        kept = list(notes.get("memories", [])) if isinstance(notes, dict) else []
+        if not kept or prompt.incoming is None:
+            return
+        here = prompt.incoming.channel
+        lines = [i for i, text in enumerate(prompt.system_extra) if text.startswith(MEMORY_PREFIX)]
+        if len(lines) != len(kept):  # not the layout this guard knows: leave the prompt alone
+            return
+        messages = [int(k.split(":")[1]) for k in kept if k.startswith("message:")]
+        summaries = [int(k.split(":")[1]) for k in kept if k.startswith("summary:")]
+        where = await kernel.db.call(_channels, messages, summaries)
+        drop = [pos for pos, key in zip(lines, kept) if is_private(where.get(key)) and where.get(key) != here]
+        if not drop:
+            return
+        for pos in sorted(drop, reverse=True):
+            del prompt.system_extra[pos]
+        notes["memories"] = [k for pos, k in zip(lines, kept) if pos not in drop]
+        prompt.notes["people_privacy"] = {"dropped": len(drop)}
+
+    return privacy_guard

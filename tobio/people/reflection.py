@@ -1,0 +1,83 @@
+"""Reflection (Park et al. 2023): every N messages from someone, the agent writes a few short thoughts
+about them and the conversation. They replace its previous thoughts about that person (versioned in
+people_reflections, so replay shows what it believed at T) and appear in its per-person block."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+from tobio.db.history import thread_context
+from tobio.messages import Message
+
+if TYPE_CHECKING:
+    from tobio.kernel import Kernel
+    from tobio.people.module import PeopleSettings
+    from tobio.people.service import People
+
+log = logging.getLogger(__name__)
+_BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s*")
+
+
+def parse_reflections(text: str, most: int) -> list[str]:
+    """Up to `most` one-line thoughts from a model's answer (bullets and numbering dropped)."""
+    out: list[str] = []
+    for line in text.splitlines():
+        line = _BULLET.sub("", line).strip().strip('"')
+        words = line.split()
+        if 3 <= len(words) <= 30 and not line.endswith(":") and line not in out:
+            out.append(line)
+        if len(out) >= most:
+            break
+    return out
+
+
+class Reflector:
+    """Counts messages per (agent, person) and reflects every `settings.reflect_every` of them."""
+
+    def __init__(self, kernel: Kernel, people: People, settings: PeopleSettings) -> None:
+        self.kernel = kernel
+        self.people = people
+        self.settings = settings
+        self.counts: dict[tuple[int, str], int] = {}
+        self.running: set[tuple[int, str]] = set()
+        self.written = 0
+
+    def on_message(self, agent: Any, person: str, message: Message) -> None:
+        every = self.settings.reflect_every
+        if every <= 0 or message.channel is None:
+            return
+        key = (agent.id, person)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if self.counts[key] % every == 0 and key not in self.running:
+            self.running.add(key)
+            self.kernel.tasks.spawn(self._reflect(agent, person, message), name=f"people:reflect:{agent.name}", kind="job", owner="people")
+
+    async def _reflect(self, agent: Any, person: str, message: Message) -> None:
+        try:
+            sub = self.kernel.transport.subscription(agent.id, str(message.channel))
+            if sub is None:
+                return
+            context = await self.kernel.db.call(thread_context, sub.thread_id, self.settings.reflect_every)
+            name = self.people.known(agent.id, person).get("name", person)
+            lines = "\n".join(f"{m.sender or 'narrator'}: {m.content}" for m in context.messages if m.content)
+            model = self.kernel.models.get(getattr(agent.config, "model", "chat-default"))
+            me = getattr(getattr(agent, "persona", None), "name", agent.name)
+            prompt = [
+                {"role": "system", "content": f"You are {me}. You think about your conversations in short notes."},
+                {"role": "user", "content": f"Conversation with {name}:\n{lines}\n\nWrite {self.settings.reflections} short "
+                                            f"thoughts about {name} and how you feel about them, one per line."},
+            ]
+            text = await model.chat(prompt, params={"max_tokens": 80, "temperature": 0.3, "seed": 7})
+            thoughts = parse_reflections(text, self.settings.reflections)
+            if thoughts:
+                self.people.set_reflections(agent.id, person, thoughts, message.id)
+                self.written += 1
+        except Exception:  # noqa: BLE001 - a failed reflection must not disturb the conversation
+            log.exception("people: reflection of %s about %s failed", agent.name, person)
+        finally:
+            self.running.discard((agent.id, person))
+
+    def busy(self) -> bool:
+        return bool(self.running)

@@ -1,0 +1,40 @@
+"""The people module's tables: one row per version of a fact, and one per reflection.
+
+Append-only like the rest of an agent's record: an edit supersedes the old row (superseded_at) rather
+than overwriting it, so `agent replay` can show what the agent believed about someone at time T.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import DateTime, Index, String, Text
+
+from tobio.db.tables import Id, Table, column, id_column
+
+# One version of one fact an agent holds about a person (key: name, dog, home, job, likes, relationship, feeling…).
+PersonFactRow = Table(
+    "people_facts",
+    id_column(),
+    column("agent_id", Id),
+    column("person", String(64)),  # the interlocutor's agent name (a user at a front end, or another agent)
+    column("key", String(64)),
+    column("value", Text),
+    column("source", String(16)),  # rule | model | command | derived
+    column("message_id", Id, null=True),  # the message it was learnt from
+    column("created_at", DateTime()),
+    column("superseded_at", DateTime(), null=True),
+    Index("ix_people_facts_agent_person", "agent_id", "person"),
+)
+
+# A short reflection (Park et al.) the agent wrote after talking with someone; superseded by the next batch.
+ReflectionRow = Table(
+    "people_reflections",
+    id_column(),
+    column("agent_id", Id, index=True),
+    column("person", String(64), null=True),
+    column("content", Text),
+    column("upto_message_id", Id, null=True),  # the newest message it reflected on
+    column("created_at", DateTime()),
+    column("superseded_at", DateTime(), null=True),
+)
+
+TABLES = ("people_facts", "people_reflections")
