@@ -56,11 +56,38 @@ def substitute(line: str, args: Sequence[str], name: str = "") -> str:
     return _VARIABLE.sub(value, line)
 
 
+def read_script(path: str) -> list[str]:
+    """The lines of a `.tsh` file; unreadable, oversized or non-UTF-8 files are one CommandError naming it."""
+    from tobio.config.files import read_text
+    from tobio.config.limits import MAX_YAML_BYTES
+    from tobio.errors import ConfigError
+
+    try:
+        return read_text(path, MAX_YAML_BYTES).splitlines()
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _decoded(lines: Iterable[str], name: str) -> Iterator[str]:
+    """`lines`, with a decoding failure (non-UTF-8 on stdin) turned into one clear line."""
+    iterator = iter(lines)
+    number = 0
+    while True:
+        try:
+            line = next(iterator)
+        except StopIteration:
+            return
+        except UnicodeDecodeError:
+            raise CommandError(f"{name or '<input>'}:{number + 1}: not UTF-8 text") from None
+        number += 1
+        yield line
+
+
 def logical_lines(lines: Iterable[str], name: str) -> Iterator[tuple[str, str]]:
     """Drop `#` comment lines and join `\\` continuations; yields (`name:lineno` or "", line)."""
     parts: list[str] = []
     start = 0
-    for number, raw in enumerate(lines, 1):
+    for number, raw in enumerate(_decoded(lines, name), 1):
         line = raw.rstrip("\r\n")
         if not parts:
             start = number
@@ -103,6 +130,9 @@ class Batch:
         except (Interrupted, KeyboardInterrupt):
             self.printer.error("interrupted")
             return 130
+        except TobioError as exc:  # reading the input failed (e.g. not UTF-8): one line, no traceback
+            self.printer.error(exc)
+            return 1
         return 1 if failed else 0
 
     def line(self, text: str, where: str) -> bool | int:

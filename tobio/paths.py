@@ -39,3 +39,66 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
             return path
     local = Path.cwd() / "configs" / "kernel.yaml"
     return local if local.exists() else None
+
+
+def slug(name: str, fallback: str = "persona", max_length: int = 64) -> str:
+    """A safe file stem and key: lower-case ASCII letters, digits, `-` and `_`; never `..` or a path."""
+    import re
+    import unicodedata
+
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    text = re.sub(r"[^a-z0-9_-]+", "-", ascii_name.lower()).strip("-_")[:max_length].strip("-_")
+    return text or fallback
+
+
+def within(path: str | os.PathLike[str], *roots: str | os.PathLike[str]) -> Path | None:
+    """`path` resolved (symlinks followed) when it lies inside one of `roots`, else None."""
+    try:
+        target = Path(path).expanduser().resolve()
+        bases = [Path(root).expanduser().resolve() for root in roots]
+    except (OSError, RuntimeError, ValueError):
+        return None
+    return target if any(target == base or target.is_relative_to(base) for base in bases) else None
+
+
+def write_file(path: str | os.PathLike[str], data: bytes, *, force: bool = False) -> Path:
+    """Write `data` to `path` atomically; an existing file (or symlink) is replaced only with `force`.
+
+    The bytes go to a temporary file in the same folder that then replaces `path`, so a symlink at
+    `path` is replaced, never written through, and a reader never sees half a file.
+    """
+    import tempfile
+
+    from tobio.errors import CommandError
+
+    target = Path(path)
+    if (target.exists() or target.is_symlink()) and not force:
+        raise CommandError(f"{target} already exists (add --force to overwrite it)")
+    if target.is_dir():
+        raise CommandError(f"{target} is a folder")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise CommandError(f"cannot write {target} ({exc.strerror or type(exc).__name__})") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(temp, 0o644)  # mkstemp makes 0600; a persona file or card is an ordinary file
+        if force:
+            os.replace(temp, target)
+        else:
+            try:
+                os.link(temp, target)  # fails if anything appeared there meanwhile: no check-then-write race
+            except FileExistsError:
+                raise CommandError(f"{target} already exists (add --force to overwrite it)") from None
+            except OSError:  # a filesystem without hard links
+                if target.exists() or target.is_symlink():
+                    raise CommandError(f"{target} already exists (add --force to overwrite it)") from None
+                os.replace(temp, target)
+    except OSError as exc:
+        raise CommandError(f"cannot write {target} ({exc.strerror or type(exc).__name__})") from None
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+    return target

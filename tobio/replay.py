@@ -33,14 +33,21 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
     now = now or utcnow()
     if text == "now":
         return now
+    shown = repr(text) if len(text) <= 40 else repr(text[:37] + "...")
     match = _RELATIVE.match(text)
     if match:
-        return now - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+        try:
+            return now - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+        except (OverflowError, ValueError):  # -99999999999d: before year 1
+            raise CommandError(f"time out of range: {shown} (the calendar starts at year 1)") from None
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise CommandError(f"not a time: {text!r} (ISO like 2026-11-24T21:30:00, `now`, or -30s/-5m/-2h/-1d)") from None
-    return value.replace(tzinfo=None) if value.tzinfo is None else value.astimezone().replace(tzinfo=None)
+        raise CommandError(f"not a time: {shown} (ISO like 2026-11-24T21:30:00, `now`, or -30s/-5m/-2h/-1d)") from None
+    try:
+        return value.replace(tzinfo=None) if value.tzinfo is None else value.astimezone().replace(tzinfo=None)
+    except (OverflowError, ValueError, OSError):  # 0001-01-01T00:00+14:00 has no local time
+        raise CommandError(f"time out of range: {shown}") from None
 
 
 @dataclass

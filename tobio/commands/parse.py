@@ -1,17 +1,35 @@
-"""Bash-like parsing of a command line against the tree: shlex quoting, `--flags`, raw SQL tails."""
+"""Bash-like parsing of a command line against the tree: shlex quoting, `--flags`, raw SQL tails.
+
+Parsing is linear in the line's length (`shlex` is quadratic in a token's length: it grows each
+token one character at a time) and lines are capped at MAX_LINE_CHARS, so no line can stall the
+kernel; `aresolve` parses long lines in a worker thread, off the kernel's loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
-import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
 from tobio.commands.tree import Command, Group, Node
+from tobio.config.limits import MAX_LINE_CHARS, MAX_OPTION_WORDS, THREAD_PARSE_CHARS
 from tobio.errors import CommandError
 
 _BARE_WORD = re.compile(r"\s*([^\s'\"\\]+)(?=\s|$)")
-_OPTION = re.compile(r"\s*(--?[A-Za-z][\w-]*)(?=\s|$)")
+_OPTION = re.compile(r"\s*(--?[A-Za-z][\w-]*)(?:=(\S*))?(?=\s|$)")
+_VALUE = re.compile(r"\s*(\S+)")
+_NEGATIVE = re.compile(r"^-\d+$|^-\d*\.\d+$")  # what argparse takes for a negative number, not an option
+# shlex's POSIX mode with whitespace_split: words split on space, tab, CR and LF only. A word is
+# plain text, '…', "…" (where only \\ and \" are escapes) or \x, run together. No alternative can
+# match what another does, and nothing follows the repetition, so matching never backtracks.
+_DOUBLE = '"[^"\\\\]*(?:\\\\[\\s\\S][^"\\\\]*)*'
+_WORD = re.compile(f"(?:[^ \t\r\n'\"\\\\]+|'[^']*'|{_DOUBLE}\"|\\\\[\\s\\S])+")
+_PIECE = re.compile(f"'([^']*)'|({_DOUBLE})\"|\\\\([\\s\\S])")
+_OPEN_DOUBLE = re.compile(_DOUBLE)
+_SPACES = re.compile("[ \t\r\n]*")
+_DOUBLE_ESCAPE = re.compile(r'\\([\\"])')
+_QUOTING = re.compile("['\"\\\\]")
 
 
 @dataclass
@@ -23,12 +41,51 @@ class Invocation:
     help: bool = False
 
 
+def check_line(line: str) -> None:
+    """One clear line for a command line too long to be meant."""
+    if len(line) > MAX_LINE_CHARS:
+        raise CommandError(f"command line too long ({len(line):,} characters; the limit is {MAX_LINE_CHARS:,})")
+
+
 def split_words(text: str) -> list[str]:
-    """shlex.split with a clear error for unbalanced quotes or a trailing backslash."""
-    try:
-        return shlex.split(text, comments=False, posix=True)
-    except ValueError as exc:
-        raise CommandError(f"bad quoting: {str(exc).lower()}") from None
+    """What `shlex.split(text, posix=True)` returns, in linear time; clear errors for bad quoting.
+
+    Outside quotes `\\x` is `x`; inside '…' nothing is special; inside "…" only `\\"` and `\\\\` are.
+    """
+    check_line(text)
+    words: list[str] = []
+    pos, end = 0, len(text)
+    while True:
+        pos = _SPACES.match(text, pos).end()  # type: ignore[union-attr]
+        if pos >= end:
+            return words
+        match = _WORD.match(text, pos)
+        stop = match.end() if match else pos
+        if stop < end and text[stop] not in " \t\r\n":
+            raise CommandError(f"bad quoting: {_quoting_problem(text, stop)}")
+        word = text[pos:stop]
+        words.append(_unquote(word) if _QUOTING.search(word) else word)
+        pos = stop
+
+
+def _unquote(word: str) -> str:
+    """A word's text with its quotes and escapes taken out."""
+    def piece(match: re.Match[str]) -> str:
+        single, double, escaped = match.groups()
+        if double is not None:
+            return _DOUBLE_ESCAPE.sub(r"\1", double[1:])
+        return single if single is not None else escaped
+
+    return _PIECE.sub(piece, word)
+
+
+def _quoting_problem(text: str, pos: int) -> str:
+    """shlex's words for why a word cannot end at `pos`: an open quote, or a backslash at the very end."""
+    if text[pos] == '"':
+        inside = _OPEN_DOUBLE.match(text, pos)
+        if inside is not None and inside.end() < len(text):  # stopped at a backslash with nothing after it
+            return "no escaped character"
+    return "no escaped character" if text[pos] == "\\" else "no closing quotation"
 
 
 def walk_path(root: Group, line: str) -> tuple[Node, int]:
@@ -54,16 +111,19 @@ def _raw_argv(cmd: Command, rest: str) -> list[str]:
         match = _OPTION.match(rest, pos)
         if not match:
             break
-        token = match.group(1)
+        token, inline = match.group(1), match.group(2)
         option = cmd.option(token)
-        if token in ("-h", "--help"):
+        if token in ("-h", "--help") and inline is None:
             return ["--help"]
-        if option is None:
+        if option is None or (inline is not None and not option.takes_value):
             break
-        argv.append(token)
         pos = match.end()
+        if inline is not None:  # --limit=2
+            argv.append(f"{token}={_one_word(inline)}")
+            continue
+        argv.append(token)
         if option.takes_value:
-            value = re.compile(r"\s*(\S+)").match(rest, pos)
+            value = _VALUE.match(rest, pos)
             if not value:
                 break
             argv.extend(split_words(value.group(1)))
@@ -74,8 +134,22 @@ def _raw_argv(cmd: Command, rest: str) -> list[str]:
     return argv
 
 
+def _one_word(text: str) -> str:
+    words = split_words(text)
+    return words[0] if len(words) == 1 else text
+
+
+async def aresolve(root: Group, line: str) -> Invocation | None:
+    """`resolve` for a coroutine on the kernel's loop: long lines are parsed in a worker thread."""
+    check_line(line)
+    if len(line) > THREAD_PARSE_CHARS:
+        return await asyncio.to_thread(resolve, root, line)
+    return resolve(root, line)
+
+
 def resolve(root: Group, line: str) -> Invocation | None:
     """Parse `line` into an Invocation; None for a blank line. Raises CommandError with usage."""
+    check_line(line)
     line = line.strip()
     if not line:
         return None
@@ -93,6 +167,7 @@ def resolve(root: Group, line: str) -> Invocation | None:
         raise CommandError(f"unknown command '{words[0]}'{where}{hint}", usage=_group_usage(node))
     assert isinstance(node, Command)
     argv = _raw_argv(node, rest) if node.raw_arg else split_words(rest)
+    _check_option_words(argv)
     if "-h" in argv or "--help" in argv:
         if not node.raw_arg or argv == ["--help"]:
             return Invocation(node, help=True)
@@ -100,6 +175,18 @@ def resolve(root: Group, line: str) -> Invocation | None:
     kwargs = vars(namespace)
     kwargs.pop("help", None)
     return Invocation(node, kwargs)
+
+
+def _check_option_words(argv: list[str]) -> None:
+    """Refuse lines with very many `-x` words: argparse's time grows with their square."""
+    count = 0
+    for word in argv:
+        if word == "--":
+            return
+        if len(word) > 1 and word[0] == "-" and " " not in word and not _NEGATIVE.match(word):
+            count += 1
+            if count > MAX_OPTION_WORDS:
+                raise CommandError(f"too many options in one line (more than {MAX_OPTION_WORDS})")
 
 
 def _group_usage(group: Group) -> str:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import math
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tobio.config.limits import INT_MAX
 from tobio.errors import CommandError
 
 if TYPE_CHECKING:
@@ -37,6 +39,8 @@ class Arg:
     complete: str | None = None
     metavar: str | None = None
     raw: bool = False  # positional taking the rest of the line verbatim (quotes kept), e.g. SQL
+    min: float | None = None  # for int/float: the smallest value accepted (ints: 0 unless told)
+    max: float | None = None  # for int/float: the largest value accepted (ints: INT_MAX unless told)
 
     @property
     def positional(self) -> bool:
@@ -51,12 +55,56 @@ class Arg:
         return not self.flag
 
 
+def _one_line(message: str, limit: int = 200) -> str:
+    """argparse quotes what it could not use; a hostile argument must not become a huge message."""
+    text = " ".join(message.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 24 else repr(text[:21] + "...")
+
+
+def number_type(arg: Arg) -> Callable[[str], Any]:
+    """The checked converter for an int or float argument: bounded, finite, one clear line otherwise.
+
+    Integers are counts, ids and limits: unless the Arg says otherwise they lie in 0..INT_MAX, so
+    `-n -5` or `--limit 10**30` are refused here for every command rather than in each handler.
+    """
+    kind = arg.type
+    low = arg.min if arg.min is not None else (0 if kind is int else None)
+    high = arg.max if arg.max is not None else (INT_MAX if kind is int else None)
+
+    def convert(text: str) -> Any:
+        word = text.strip()
+        if len(word) > 40:  # int() of thousands of digits is slow, and no count needs them
+            raise argparse.ArgumentTypeError(f"not a {kind.__name__} we accept: {_shown(text)} (too long)")
+        try:
+            value = kind(word)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"expected a{'n' * (kind is int)} {kind.__name__}, not {_shown(text)}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, not {_shown(text)}")
+        if low is not None and value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {_bound(low)}, not {_shown(text)}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {_bound(high)}, not {_shown(text)}")
+        return value
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def _bound(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise CommandError(message, usage=self.format_usage().strip())
+        raise CommandError(_one_line(message), usage=_one_line(self.format_usage().strip(), 500))
 
     def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
-        raise CommandError(message or "bad arguments", usage=self.format_usage().strip())
+        raise CommandError(_one_line(message or "bad arguments"), usage=_one_line(self.format_usage().strip(), 500))
 
 
 @dataclass(eq=False)
@@ -94,7 +142,8 @@ class Command(Node):
             if arg.flag:
                 kwargs["action"] = "store_true"
             else:
-                kwargs.update(type=arg.type, default=arg.default)
+                kind = number_type(arg) if arg.type in (int, float) else arg.type
+                kwargs.update(type=kind, default=arg.default)
                 if arg.nargs is not None:
                     kwargs["nargs"] = arg.nargs
                 if arg.choices:

@@ -6,7 +6,7 @@ import glob
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from tobio.config.validate import validate
 from tobio.config.yamlfile import SourceMap, load_yaml
@@ -60,6 +60,20 @@ class KernelConfig(Frozen):
         True, description="freeze boot-time objects and collect old generations less often (transport allocates a lot)"
     )
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @field_validator("database")
+    @classmethod
+    def _usable_url(cls, value: str | None) -> str | None:
+        """A bad URL is caught here, with the file and line, rather than by the driver at start-up."""
+        if value is None or not value.strip():
+            return None
+        from tobio.config.database_url import check_database_url
+        from tobio.errors import ConfigError
+
+        try:
+            return check_database_url(value, "URL")
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("URL: ")) from None
 
     def agent_files(self) -> list[Path]:
         """Agent files named by `agents:`, globs expanded relative to the kernel config."""

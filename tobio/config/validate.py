@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -11,14 +12,22 @@ from tobio.config.yamlfile import SourceMap
 from tobio.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
+_SECRET = re.compile(r"key|token|secret|pass|auth|cred|url|database|dsn", re.IGNORECASE)
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "(top level)"
+    name = ".".join(str(part) for part in loc) or "(top level)"
+    return name if len(name) <= 80 else name[:77] + "..."
 
 
-def describe(exc: ValidationError, smap: SourceMap, model: type[BaseModel]) -> str:
-    """One line per error, each naming file, line and field."""
+def _shown(value: Any) -> str:
+    """A wrong value as the error shows it: short, since it may be long or come from an included file."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def describe(exc: ValidationError, smap: SourceMap, model: type[BaseModel], echo_values: bool = True) -> str:
+    """One line per error, each naming file, line and field; values only when `echo_values` (own config)."""
     lines = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
@@ -33,9 +42,12 @@ def describe(exc: ValidationError, smap: SourceMap, model: type[BaseModel]) -> s
             where = smap.where(loc[:-1])
         else:
             msg = err["msg"]
-            if "input" in err and kind not in ("model_type", "dict_type"):
-                msg += f" (got {err['input']!r})"
             where = smap.where(loc)
+            # A value is echoed only where the user wrote it: not from data files, not from an
+            # `!include`d file (it may be a credentials file), never for a secret-looking field.
+            if (echo_values and "input" in err and kind not in ("model_type", "dict_type")
+                    and Path(where.file) == Path(smap.file) and not _SECRET.search(_field_name(loc))):
+                msg += f" (got {_shown(err['input'])})"
         lines.append(f"{where}: field '{_field_name(loc)}': {msg}")
     return "\n".join(lines)
 
@@ -60,10 +72,13 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
-def validate(model: type[M], data: Any, smap: SourceMap, **context: Any) -> M:
-    """Validate `data` loaded from `smap.file`; `base_dir` in the context resolves relative paths."""
+def validate(model: type[M], data: Any, smap: SourceMap, *, echo_values: bool = True, **context: Any) -> M:
+    """Validate `data` loaded from `smap.file`; `base_dir` in the context resolves relative paths.
+
+    Data files pass `echo_values=False`: their errors name the field, never what it held.
+    """
     context.setdefault("base_dir", Path(smap.file).parent)
     try:
         return model.model_validate(data, context=context)
     except ValidationError as exc:
-        raise ConfigError(describe(exc, smap, model)) from None
+        raise ConfigError(describe(exc, smap, model, echo_values)) from None

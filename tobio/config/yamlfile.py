@@ -1,4 +1,9 @@
-"""YAML loading that remembers where each value came from, expands ${ENV} and follows !include.
+"""YAML loading that remembers where each value came from.
+
+Two loaders share one builder. `load_yaml` reads the user's own configuration: it expands ${ENV}
+and follows `!include`. `load_data_yaml` reads data that may come from anyone (persona files,
+imports): no expansion, no custom tags, plain JSON-like values. Both bound nesting, alias use and
+file size, so a hostile file fails fast with one line.
 
 pydantic reports errors by path (`agents.0.name`); the source map turns that path back into
 `file:line` so the user is sent to the right place.
@@ -14,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from tobio.config.files import read_text
+from tobio.config.limits import MAX_DEPTH, MAX_YAML_ALIASES, MAX_YAML_BYTES, MAX_YAML_NODES
 from tobio.errors import ConfigError
 
 Loc = tuple[str | int, ...]
@@ -87,38 +94,71 @@ def interpolate(text: str, where: Where) -> str:
     return _ENV.sub(sub, text)
 
 
-class _Builder:
-    """Turns a composed YAML node tree into Python data plus a SourceMap."""
+_STANDARD_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "seq", "map")
+)
 
-    def __init__(self, file: Path, loader: yaml.SafeLoader, smap: SourceMap, seen: tuple[Path, ...]) -> None:
-        self.file, self.loader, self.smap, self.seen = file, loader, smap, seen
+
+class _Builder:
+    """Turns a composed YAML node tree into Python data plus a SourceMap.
+
+    `trusted` (the user's config) expands ${VAR} and follows `!include`; untrusted data does neither
+    and accepts only the tags JSON has. Aliases are shared nodes, so every node built is counted:
+    a billion-laughs document stops at MAX_YAML_NODES instead of filling memory.
+    """
+
+    def __init__(self, file: Path, loader: _Loader, smap: SourceMap, seen: tuple[Path, ...], trusted: bool) -> None:
+        self.file, self.loader, self.smap, self.seen, self.trusted = file, loader, smap, seen, trusted
+        self.built = 0
 
     def build(self, node: yaml.Node, loc: Loc) -> Any:
+        self.built += 1
+        if self.built > MAX_YAML_NODES:
+            raise ConfigError(f"{_where(self.file, node)}: too many values (more than {MAX_YAML_NODES}, aliases expanded)")
         self.smap.places.setdefault(loc, _where(self.file, node))
-        if node.tag == "!include":
+        if node.tag == "!include" and self.trusted:
             return self._include(node, loc)
+        if not self.trusted and node.tag not in _STANDARD_TAGS:
+            raise ConfigError(f"{_where(self.file, node)}: tag {_short(node.tag)} is not allowed in data files")
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = self.loader.construct_object(key_node, deep=True)
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise ConfigError(f"{_where(self.file, key_node)}: a key must be a plain value, not a list or mapping")
+                key = self._scalar(key_node, expand=False)
                 if key == "<<":
                     raise ConfigError(f"{_where(self.file, key_node)}: YAML merge keys are not supported")
                 if key in out:
-                    raise ConfigError(f"{_where(self.file, key_node)}: duplicate key {key!r}")
+                    raise ConfigError(f"{_where(self.file, key_node)}: duplicate key {_short(key)}")
                 self.smap.keys[loc + (key,)] = _where(self.file, key_node)
                 out[key] = self.build(value_node, loc + (key,))
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, loc + (i,)) for i, item in enumerate(node.value)]
-        value = self.loader.construct_object(node, deep=True)
-        if isinstance(value, str):
-            value = interpolate(value, _where(self.file, node))
+        return self._scalar(node, expand=self.trusted)
+
+    def _scalar(self, node: yaml.Node, expand: bool) -> Any:
+        where = _where(self.file, node)
+        if not isinstance(node, yaml.ScalarNode):
+            raise ConfigError(f"{where}: tag {_short(node.tag)} needs a plain value")
+        try:
+            value = self.loader.construct_object(node, deep=True)
+        except (ValueError, OverflowError, TypeError):  # a date like 2026-02-30, an int past Python's digit limit
+            raise ConfigError(f"{where}: malformed {_short(node.tag)} value") from None
+        if not self.trusted and not isinstance(value, (str, int, float, bool, type(None))):
+            raise ConfigError(f"{where}: tag {_short(node.tag)} is not allowed in data files")
+        if isinstance(value, str) and expand:
+            value = interpolate(value, where)
         return value
 
     def _include(self, node: yaml.Node, loc: Loc) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             raise ConfigError(f"{_where(self.file, node)}: !include takes a file name")
-        target = (self.file.parent / interpolate(str(node.value), _where(self.file, node))).resolve()
+        name = interpolate(str(node.value), _where(self.file, node))
+        try:
+            target = (self.file.parent / name).resolve()
+        except (OSError, ValueError, RuntimeError):
+            raise ConfigError(f"{_where(self.file, node)}: !include names no usable file") from None
         if target in self.seen:
             raise ConfigError(f"{_where(self.file, node)}: !include cycle through {target}")
         data, sub = load_yaml(target, _seen=self.seen)
@@ -130,35 +170,124 @@ class _Builder:
         return data
 
 
+def _check_expansion(node: yaml.Node, file: Path) -> None:
+    """Count the values `node` builds into, aliases expanded, before building any.
+
+    Linear in the document: a node shared through aliases is counted once and its size reused.
+    A node that contains itself (`&a [*a]`) is refused too.
+    """
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(node, False)]
+    while stack:
+        item, children_done = stack.pop()
+        if id(item) in sizes:
+            continue
+        children = _children(item)
+        if children_done or not children:
+            open_.discard(id(item))
+            total = 1 + sum(sizes[id(child)] for child in children)
+            if total > MAX_YAML_NODES:
+                raise ConfigError(f"{_where(file, node)}: too many values (more than {MAX_YAML_NODES}, aliases expanded)")
+            sizes[id(item)] = total
+            continue
+        if id(item) in open_:
+            raise ConfigError(f"{_where(file, item)}: an alias refers to the value that contains it")
+        open_.add(id(item))
+        stack.append((item, True))
+        for child in children:
+            if id(child) in open_:
+                raise ConfigError(f"{_where(file, child)}: an alias refers to the value that contains it")
+            if id(child) not in sizes:
+                stack.append((child, False))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _short(value: Any) -> str:
+    """A tag or key for an error message: short, and never a whole value."""
+    text = str(value).replace("tag:yaml.org,2002:", "!!")
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that lets the `!include` tag through to the builder."""
+    """SafeLoader that bounds nesting and alias use, and lets the `!include` tag through to the builder."""
+
+    def __init__(self, stream: str, file: Path) -> None:
+        super().__init__(stream)
+        self.file = file
+        self.depth = 0
+        self.aliases = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_YAML_ALIASES:
+                mark = self.peek_event().start_mark
+                raise ConfigError(f"{self.file}:{mark.line + 1}: too many aliases (more than {MAX_YAML_ALIASES})")
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"{self.file}:{mark.line + 1}: nested more than {MAX_DEPTH} levels deep")
+        try:
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self.depth -= 1
 
 
 _Loader.add_constructor("!include", lambda loader, node: loader.construct_scalar(node))
 
 
+class _DataLoader(_Loader):
+    """Data files: dates, `=` and `<<` stay text (JSON has none of them), so values survive a JSON round trip."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag in _STANDARD_TAGS]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+
 def load_yaml(path: str | os.PathLike[str], _seen: tuple[Path, ...] = ()) -> tuple[Any, SourceMap]:
-    """Load one YAML file; returns (data, source map). Errors are ConfigError naming file:line."""
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{file}: no such file") from None
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read ({exc.strerror})") from None
+    """Load one of the user's own config files: ${VAR} expanded, `!include` followed.
+
+    Returns (data, source map). Errors are ConfigError naming file:line.
+    """
+    return _load(Path(path), trusted=True, seen=_seen)
+
+
+def load_data_yaml(path: str | os.PathLike[str]) -> tuple[Any, SourceMap]:
+    """Load a data file that may come from anyone: text stays as written, no tags, no includes."""
+    return _load(Path(path), trusted=False, seen=())
+
+
+def _load(file: Path, trusted: bool, seen: tuple[Path, ...]) -> tuple[Any, SourceMap]:
+    text = read_text(file, MAX_YAML_BYTES)
     smap = SourceMap(file)
-    loader = _Loader(text)
+    loader = (_Loader if trusted else _DataLoader)(text, file)
     try:
         node = loader.get_single_node()
         if node is None:
             return {}, smap
-        return _Builder(file, loader, smap, _seen + (file.resolve(),)).build(node, ()), smap
+        _check_expansion(node, file)
+        try:
+            me = file.resolve()
+        except (OSError, RuntimeError):
+            me = file
+        return _Builder(file, loader, smap, seen + (me,), trusted).build(node, ()), smap
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f"{file}:{mark.line + 1}" if mark else str(file)
         problem = " ".join(p for p in (exc.context, exc.problem) if p)
         raise ConfigError(f"{line}: malformed YAML: {problem}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: malformed YAML: {exc}") from None
+        raise ConfigError(f"{file}: malformed YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    except RecursionError:
+        raise ConfigError(f"{file}: nested more than {MAX_DEPTH} levels deep") from None
     finally:
         loader.dispose()

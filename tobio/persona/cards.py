@@ -24,6 +24,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from tobio.config import jsondata
+from tobio.config.files import read_bytes
+from tobio.config.limits import MAX_CARD_TEXT_BYTES, MAX_IMPORT_BYTES, MAX_TOTAL_TEXT_BYTES
 from tobio.errors import ConfigError
 from tobio.persona.schema import Persona
 
@@ -156,7 +159,8 @@ def _normalize(raw: Any, source: str) -> dict[str, Any]:
     elif spec in REQUIRED and isinstance(raw.get("data"), dict):
         card = copy.deepcopy(raw)
     else:
-        raise ConfigError(f"{source}: not a Character Card (spec {spec!r}; expected {V2!r}, {V3!r} or a V1 card)")
+        shown = repr(spec) if len(repr(spec)) <= 40 else repr(spec)[:37] + "..."
+        raise ConfigError(f"{source}: not a Character Card (spec {shown}; expected {V2!r}, {V3!r} or a V1 card)")
     data = card["data"]
     for key, default in REQUIRED[card["spec"]].items():
         data.setdefault(key, copy.deepcopy(default))
@@ -167,7 +171,7 @@ def _normalize(raw: Any, source: str) -> dict[str, Any]:
 
 def card_to_persona(raw: Any, source: str = "card") -> Persona:
     """Map a card onto a persona; what the persona cannot say is kept in `card` for a lossless export."""
-    card = _normalize(raw, source)
+    card = _normalize(jsondata.check_depth(raw, source), source)
     data = card["data"]
     char = _char_name(data, data["name"])
     fields: dict[str, Any] = {}
@@ -242,16 +246,23 @@ _CARD_KEYS = ("ccv3", "chara")  # in order of preference: V3 says to use `ccv3` 
 
 
 def _png_chunks(blob: bytes, source: object) -> list[tuple[bytes, bytes]]:
-    """(type, body) of each chunk up to IEND; CRCs are not checked, as image viewers don't either."""
+    """(type, body) of each chunk up to IEND; CRCs are not checked, as image viewers don't either.
+
+    Text chunks together may hold at most MAX_TOTAL_TEXT_BYTES, compressed or not.
+    """
     if not blob.startswith(_PNG):
         raise ConfigError(f"{source}: not a PNG file")
-    chunks, pos = [], len(_PNG)
+    chunks, pos, text = [], len(_PNG), 0
     while pos < len(blob):
         if pos + 12 > len(blob):
             raise ConfigError(f"{source}: truncated PNG")
         length, kind = struct.unpack_from(">I4s", blob, pos)
         if pos + 12 + length > len(blob):
             raise ConfigError(f"{source}: truncated PNG ({kind.decode('latin-1')} chunk)")
+        if kind in _TEXT_CHUNKS:
+            text += length
+            if text > MAX_TOTAL_TEXT_BYTES:
+                raise ConfigError(f"{source}: PNG text chunks too large (more than {MAX_TOTAL_TEXT_BYTES >> 20} MB)")
         chunks.append((kind, blob[pos + 8 : pos + 8 + length]))
         pos += 12 + length
         if kind == b"IEND":
@@ -263,26 +274,46 @@ def _is_card_chunk(kind: bytes, body: bytes) -> bool:
     return kind in _TEXT_CHUNKS and body.partition(b"\0")[0].decode("latin-1") in _CARD_KEYS
 
 
-def _chunk_text(kind: bytes, body: bytes) -> tuple[str, str]:
-    """(keyword, text) of a tEXt, zTXt or iTXt chunk."""
+class _TooLarge(Exception):
+    """A compressed chunk inflates past its cap."""
+
+
+def _inflate(data: bytes, limit: int) -> bytes:
+    """zlib data inflated to at most `limit` bytes: a small chunk cannot become gigabytes."""
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(data, limit + 1)
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise _TooLarge
+    return out
+
+
+def _chunk_text(kind: bytes, body: bytes, limit: int = MAX_CARD_TEXT_BYTES) -> tuple[str, str]:
+    """(keyword, text) of a tEXt, zTXt or iTXt chunk, inflated to at most `limit` bytes."""
     keyword, _, rest = body.partition(b"\0")
     if kind == b"zTXt":
-        rest = zlib.decompress(rest[1:])
+        rest = _inflate(rest[1:], limit)
     elif kind == b"iTXt":
         compressed, rest = rest[0], rest[2:].split(b"\0", 2)[2]  # skip method, language tag, translated keyword
-        return keyword.decode("latin-1"), (zlib.decompress(rest) if compressed else rest).decode("utf-8")
+        return keyword.decode("latin-1"), (_inflate(rest, limit) if compressed else rest).decode("utf-8")
     return keyword.decode("latin-1"), rest.decode("latin-1")
 
 
 def _png_card_text(blob: bytes, source: object) -> tuple[str, str]:
     """(chunk keyword, base64 text) of the card in a PNG, preferring `ccv3` to `chara`."""
     texts: dict[str, str] = {}
+    budget = MAX_TOTAL_TEXT_BYTES
     for kind, body in _png_chunks(blob, source):
         if _is_card_chunk(kind, body):
             try:
-                keyword, text = _chunk_text(kind, body)
+                keyword, text = _chunk_text(kind, body, min(MAX_CARD_TEXT_BYTES, budget))
+            except _TooLarge:
+                raise ConfigError(
+                    f"{source}: {kind.decode()} chunk too large once decompressed "
+                    f"(more than {min(MAX_CARD_TEXT_BYTES, budget) >> 20} MB)"
+                ) from None
             except (zlib.error, IndexError, UnicodeDecodeError):
                 raise ConfigError(f"{source}: corrupt {kind.decode()} chunk in PNG") from None
+            budget -= len(text)
             texts.setdefault(keyword, text)
     for key in _CARD_KEYS:
         if key in texts:
@@ -291,12 +322,9 @@ def _png_card_text(blob: bytes, source: object) -> tuple[str, str]:
 
 
 def read_card(path: str | Path) -> dict[str, Any]:
-    """The raw card JSON of a .json file, or of a PNG's `ccv3` or `chara` chunk."""
+    """The raw card JSON of a .json file, or of a PNG's `ccv3` or `chara` chunk (size, depth and inflation capped)."""
     file = Path(path)
-    try:
-        blob = file.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read ({exc.strerror})") from None
+    blob = read_bytes(file, MAX_IMPORT_BYTES)
     what = "the file"
     if blob.startswith(_PNG) or file.suffix.lower() == ".png":
         key, text = _png_card_text(blob, file)
@@ -306,9 +334,10 @@ def read_card(path: str | Path) -> dict[str, Any]:
         except (binascii.Error, ValueError):
             raise ConfigError(f"{file}: {what} is not valid base64") from None
     try:
-        card = json.loads(blob.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{file}: {what} is not valid JSON ({exc})") from None
+        decoded = blob.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file}: {what} is not valid JSON (not UTF-8)") from None
+    card = jsondata.loads(decoded, f"{file}: {what}")
     if not isinstance(card, dict):
         raise ConfigError(f"{file}: {what} holds a JSON {type(card).__name__}, not a Character Card object")
     return card
@@ -343,28 +372,27 @@ def embed_cards(png: bytes, cards: dict[str, dict[str, Any]], source: object = "
     return _PNG + b"".join(kept) + _chunk(b"IEND", b"")
 
 
-def export_card(
+def card_bytes(
     persona: Persona, path: str | Path, version: int = 2, image: str | Path | bytes | None = None
-) -> None:
-    """Write `persona` as a card: .json, or .png (into `image`, else a placeholder) with `chara` (+ `ccv3` for V3)."""
+) -> bytes:
+    """The file content of `persona` as a card: .json, or .png (into `image`, else a placeholder) with `chara` (+ `ccv3` for V3)."""
     file = Path(path)
     card = persona_to_card(persona, version)
     if file.suffix.lower() == ".json":
-        blob = (json.dumps(card, ensure_ascii=False, indent=2) + "\n").encode()
-    elif file.suffix.lower() == ".png":
+        return (json.dumps(card, ensure_ascii=False, indent=2) + "\n").encode()
+    if file.suffix.lower() == ".png":
         # V3 PNGs carry a V2 copy in `chara` too, for apps that only read V2.
         cards = {"chara": card} if version == 2 else {"chara": persona_to_card(persona, 2), "ccv3": card}
-        if isinstance(image, (str, Path)):
-            try:
-                base = Path(image).read_bytes()
-            except OSError as exc:
-                raise ConfigError(f"{image}: cannot read ({exc.strerror})") from None
-        else:
-            base = image if image is not None else placeholder_png()
-        blob = embed_cards(base, cards, image if isinstance(image, (str, Path)) else "image")
-    else:
-        raise ConfigError(f"{file}: a card is written as .json or .png, not {file.suffix or 'no extension'!r}")
-    file.write_bytes(blob)
+        base = read_bytes(image, MAX_IMPORT_BYTES) if isinstance(image, (str, Path)) else image
+        return embed_cards(base or placeholder_png(), cards, image if isinstance(image, (str, Path)) else "image")
+    raise ConfigError(f"{file}: a card is written as .json or .png, not {file.suffix or 'no extension'!r}")
+
+
+def export_card(
+    persona: Persona, path: str | Path, version: int = 2, image: str | Path | bytes | None = None
+) -> None:
+    """Write `persona` as a card file (see `card_bytes`); the command `persona export` also refuses to overwrite."""
+    Path(path).write_bytes(card_bytes(persona, path, version, image))
 
 
 # --- persona files ----------------------------------------------------------------------------------
@@ -381,20 +409,12 @@ def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _represent_str)
 
 
-def _escape_dollars(value: Any) -> Any:
-    """Persona files expand `${VAR}` and read `$$` as `$`: doubling every `$` keeps card text as it was."""
-    if isinstance(value, str):
-        return value.replace("$", "$$")
-    if isinstance(value, dict):
-        return {key: _escape_dollars(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_escape_dollars(item) for item in value]
-    return value
-
-
 def persona_to_yaml(persona: Persona) -> str:
-    """A persona file (what `persona import` writes under configs/personas/) that loads back to `persona`."""
-    data = _escape_dollars(persona.model_dump(mode="json"))
+    """A persona file (what `persona import` writes under configs/personas/) that loads back to `persona`.
+
+    Persona files are data (no ${VAR} expansion), so text such as `$` goes in as it is.
+    """
+    data = persona.model_dump(mode="json")
     header = "# A persona file: who an artificial person is.\n"
     if data["card"]:
         header += "# `card` keeps what the imported Character Card says beyond these fields, for `persona export`.\n"

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from tobio.commands import Arg, Context, Result, table
 from tobio.errors import CommandError
-from tobio.persona.registry import field_diff, key_for
+from tobio.paths import data_dir, slug, within, write_file
+from tobio.persona.registry import field_diff
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -65,37 +66,66 @@ def register(kernel: Kernel, registry: PersonaRegistry, owner: Any) -> None:
         return table(["version", "at", "by", "change"], rows)
 
     @group.command("import", Arg("file", help="a Character Card (.json/.png, V1-V3) or a persona .yaml", complete="file"),
-                   Arg("--name", help="persona key (default: from the file)"),
-                   Arg("--dir", help="where to write the persona file (default: the config's personas/)"))
-    async def import_(ctx: Context, file: str, name: str | None, dir: str | None) -> Result:
-        """Import a card or persona file: writes personas/KEY.yaml and records a version."""
+                   Arg("--name", help="persona key (default: from the file); made a safe slug"),
+                   Arg("--dir", help="where to write the persona file (default: the config's personas/)"),
+                   Arg("--force", flag=True, help="overwrite an existing persona file"))
+    async def import_(ctx: Context, file: str, name: str | None, dir: str | None, force: bool) -> Result:
+        """Import a card or persona file: writes personas/KEY.yaml and records a version.
+
+        The file is data: `${VAR}` stays as written and tags like `!include` are refused.
+        """
         from tobio.persona.cards import import_card, persona_to_yaml
         from tobio.persona.schema import load_persona
 
-        path = Path(file).expanduser()
-        persona = load_persona(path) if path.suffix in (".yaml", ".yml") else import_card(path)
-        key = name or key_for(path) if path.suffix in (".yaml", ".yml") else name or _slug(persona.name)
-        target_dir = Path(dir) if dir else ctx.kernel.config.base_dir / "personas"
-        target_dir.mkdir(parents=True, exist_ok=True)
+        personas = _personas_dir(ctx)
+        path = _allowed_path(ctx, file, "file")
+        target_dir = _allowed_path(ctx, dir, "--dir") if dir else personas
+        persona = load_persona(path) if path.suffix.lower() in (".yaml", ".yml") else import_card(path)
+        key = slug(name or (path.stem if path.suffix.lower() in (".yaml", ".yml") else persona.name))
         target = target_dir / f"{key}.yaml"
-        target.write_text(persona_to_yaml(persona), encoding="utf-8")
+        write_file(target, persona_to_yaml(persona).encode("utf-8"), force=force)
         version = await registry.record(key, persona, ctx.caller, f"imported from {path.name}", str(target))
         return Result(text=f"imported {persona.name} as persona '{key}' (version {version}) into {target}")
 
     @group.command("export", KEY, Arg("file", help=".json / .png (Character Card) or .yaml"),
                    Arg("--card-version", type=int, default=2, choices=(2, 3), help="card spec version"),
-                   Arg("--image", help="PNG to carry the card (default: a plain placeholder)", complete="file"))
-    async def export(ctx: Context, persona: str, file: str, card_version: int, image: str | None) -> Result:
+                   Arg("--image", help="PNG to carry the card (default: a plain placeholder)", complete="file"),
+                   Arg("--force", flag=True, help="overwrite an existing file"))
+    async def export(ctx: Context, persona: str, file: str, card_version: int, image: str | None, force: bool) -> Result:
         """Export the current version as a Character Card (JSON/PNG) or a persona file."""
-        from tobio.persona.cards import export_card, persona_to_yaml
+        from tobio.persona.cards import card_bytes, persona_to_yaml
 
         version, current = registry.get(persona)
-        path = Path(file).expanduser()
-        if path.suffix in (".yaml", ".yml"):
-            path.write_text(persona_to_yaml(current), encoding="utf-8")
+        path = _allowed_path(ctx, file, "file")
+        picture = _allowed_path(ctx, image, "--image") if image else None
+        if path.suffix.lower() in (".yaml", ".yml"):
+            blob = persona_to_yaml(current).encode("utf-8")
         else:
-            export_card(current, path, version=card_version, image=image)
+            blob = card_bytes(current, path, version=card_version, image=picture)
+        write_file(path, blob, force=force)
         return Result(text=f"exported {persona} (version {version}) to {path}")
+
+
+def _personas_dir(ctx: Context) -> Path:
+    return Path(ctx.kernel.config.base_dir) / "personas"
+
+
+def _allowed_path(ctx: Context, given: str, what: str) -> Path:
+    """The user may name any path; an agent only paths inside the data dir or the personas folder.
+
+    Resolved with symlinks followed, so neither `..` nor a link leads an agent's file out.
+    """
+    if "\0" in given:
+        raise CommandError(f"{what}: not a valid path")
+    path = Path(given).expanduser()
+    if ctx.caller == "user":
+        return path
+    if not path.is_absolute():
+        path = data_dir() / path
+    inside = within(path, data_dir(), _personas_dir(ctx))
+    if inside is None:
+        raise CommandError(f"agent '{ctx.caller}' may only use paths inside the data directory or personas/ ({what})")
+    return inside
 
 
 async def _version_data(registry: PersonaRegistry, key: str, version: int | None) -> dict[str, Any]:
@@ -108,8 +138,3 @@ async def _version_data(registry: PersonaRegistry, key: str, version: int | None
             return dict(row.data)
     raise CommandError(f"persona '{key}' has no version {version} (see `persona history {key}`)")
 
-
-def _slug(name: str) -> str:
-    import re
-
-    return re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-") or "persona"

@@ -17,6 +17,8 @@ from pydantic import ValidationError
 from sqlalchemy import JSON, BigInteger, DateTime, String, Text
 from sqlalchemy.engine import Connection
 
+from tobio.config.jsondata import depth
+from tobio.config.limits import MAX_DEPTH
 from tobio.db.literals import const
 from tobio.db.migrations import utcnow
 from tobio.db.tables import Row, Table, column, id_column
@@ -130,6 +132,10 @@ class PersonaRegistry:
             parsed: Any = json.loads(value)
         except ValueError:
             parsed = value
+        except RecursionError:
+            raise CommandError(f"persona {key}: field '{field}': nested more than {MAX_DEPTH} levels deep") from None
+        if depth(parsed) > MAX_DEPTH:
+            raise CommandError(f"persona {key}: field '{field}': nested more than {MAX_DEPTH} levels deep")
         annotation = Persona.model_fields[field].annotation
         if annotation is str:
             parsed = value
@@ -139,7 +145,8 @@ class PersonaRegistry:
             updated = Persona.model_validate({**_dump(persona), field: parsed})
         except ValidationError as exc:
             problem = exc.errors(include_url=False)[0]
-            raise CommandError(f"persona {key}: field '{field}': {problem['msg']} (got {value!r})") from None
+            shown = repr(value) if len(value) <= 40 else repr(value[:37] + "...")
+            raise CommandError(f"persona {key}: field '{field}': {problem['msg']} (got {shown})") from None
         version = await self.record(key, updated, changed_by, f"set {field}")
         return version, updated
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tobio.config import load_yaml, validate
+from tobio.config import load_data_yaml, validate
 from tobio.persona.macros import MacroEnv, apply_macros
 
 
@@ -106,6 +106,10 @@ def _filler(env: MacroEnv | None) -> Callable[[str], str]:
 
 
 def load_persona(path: str | Path) -> Persona:
-    """Load and validate a persona file; errors name file, line and field."""
-    data, smap = load_yaml(path)
-    return validate(Persona, data, smap)
+    """Load and validate a persona file; errors name file, line and field, never the value.
+
+    A persona file is data, often imported from someone else: `${VAR}` stays text and no tag
+    (`!include` or any other) is followed, so it cannot pull in the environment or other files.
+    """
+    data, smap = load_data_yaml(path)
+    return validate(Persona, data, smap, echo_values=False)
