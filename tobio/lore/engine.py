@@ -16,6 +16,7 @@ import random
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from tobio.lore.schema import AND_ALL, AND_ANY, LOGIC_NAMES, NOT_ALL, NOT_ANY, Book, Entry
@@ -94,10 +95,15 @@ def compile_key(key: str, entry: Entry, settings: Settings) -> Any | None:
     pattern, flags = (match.group(1), match.group(2)) if match else (key, "" if _case(entry, settings) else "i")
     if len(pattern) > MAX_PATTERN:
         return False
+    return _compile(pattern.replace("\\/", "/"), "".join(sorted(set(flags) & set("ims"))))
+
+
+@lru_cache(maxsize=4096)
+def _compile(pattern: str, flags: str) -> Any:
     lib: Any = _regex or re
     value = (lib.IGNORECASE if "i" in flags else 0) | (lib.MULTILINE if "m" in flags else 0) | (lib.DOTALL if "s" in flags else 0)
     try:
-        return lib.compile(pattern.replace("\\/", "/"), value)
+        return lib.compile(pattern, value)
     except Exception:  # noqa: BLE001 - an invalid pattern never matches (V3: "MUST consider … not a match")
         return False
 
@@ -198,6 +204,7 @@ class Engine:
         settings = self.settings
         entries = self.sorted_entries()
         live = {e.key: e for e in entries}
+        rank = {id(e): i for i, e in enumerate(entries)}
         sticky, cooldown = self._timed(state, live, chat_length)
         result = Activation()
         scan = Scan(messages, settings)
@@ -223,7 +230,7 @@ class Engine:
                     found.append((entry, why[1:]))
                 elif why and not recursion:
                     reasons[entry.key] = why
-            found.sort(key=lambda pair: (pair[0].key not in sticky, entries.index(pair[0])))
+            found.sort(key=lambda pair: (pair[0].key not in sticky, rank[id(pair[0])]))
             found = self._groups(found, done, sticky)
             fresh: list[Entry] = []
             for entry, why in found:

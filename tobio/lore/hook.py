@@ -26,7 +26,7 @@ from tobio.db.tables import PushRow, StepRow
 from tobio.lore.engine import Activation, Engine, Settings, TimedState
 from tobio.lore.schema import AFTER, AN_BOTTOM, AN_TOP, AT_DEPTH, BEFORE, EM_BOTTOM, EM_TOP, ROLES, Book, parse_book
 from tobio.messages import Message
-from tobio.persona.macros import apply_macros
+from tobio.persona.macros import MacroEnv, apply_macros
 from tobio.persona.prompt import Injection
 from tobio.runs import STEP_COLUMNS
 
@@ -40,9 +40,24 @@ STATE_KEY = "lore"
 NEXT_TO_NEWEST = 1  # triggered before/after-char lore goes just above the newest message
 
 
+_CARD_BOOKS: dict[int, tuple[Any, Book | None]] = {}  # id(persona) -> (persona, its parsed book)
+
+
 def card_book(agent: Any) -> Book | None:
-    """The persona's own lorebook (`card.data.character_book`), if it has one with entries."""
+    """The persona's own lorebook (`card.data.character_book`), if it has one with entries (parsed once
+    per persona version: personas are immutable, a change is a new object)."""
     persona = getattr(agent, "persona", None)
+    cached = _CARD_BOOKS.get(id(persona))
+    if cached is not None and cached[0] is persona:
+        return cached[1]
+    book = _card_book(agent, persona)
+    if len(_CARD_BOOKS) > 256:
+        _CARD_BOOKS.clear()
+    _CARD_BOOKS[id(persona)] = (persona, book)
+    return book
+
+
+def _card_book(agent: Any, persona: Any) -> Book | None:
     data = persona.card.get("data") if persona is not None and isinstance(persona.card.get("data"), dict) else {}
     raw = data.get("character_book")
     if not isinstance(raw, dict) or not raw.get("entries"):
@@ -104,7 +119,8 @@ class LoreHook:
 
     def engine(self, agent: Any, books: list[Book], prompt: Prompt | None, rng: random.Random | None = None) -> Engine:
         cfg = self.settings
-        env = prompt.macro_env() if prompt is not None else None
+        persona = getattr(agent, "persona", None)
+        env = prompt.macro_env() if prompt is not None else MacroEnv(char=persona.name) if persona is not None else None
         settings = Settings(scan_depth=cfg.scan_depth, budget_tokens=self.budget(agent), recursive=cfg.recursive,
                             max_recursion_steps=cfg.max_recursion_steps, case_sensitive=cfg.case_sensitive,
                             whole_words=cfg.match_whole_words)

@@ -194,7 +194,7 @@ def card_entry(book: str, index: int, raw: dict[str, Any]) -> Entry:
     uid = raw.get("id", index)
     entry = Entry(
         book=book, uid=str(uid if uid is not None else index), content=str(raw.get("content") or ""),
-        keys=_strings(raw.get("keys")), secondary=_strings(raw.get("secondary_keys")),
+        keys=_strings(raw.get("keys", raw.get("key"))), secondary=_strings(raw.get("secondary_keys", raw.get("keysecondary"))),
         selective=bool(raw.get("selective", False)), logic=_int(ext.get("selectiveLogic"), AND_ANY) % 4,
         comment=str(raw.get("comment") or raw.get("name") or ""), constant=bool(raw.get("constant", False)),
         enabled=bool(raw.get("enabled", True)), order=_num(raw.get("insertion_order"), 100),
@@ -218,7 +218,7 @@ def st_entry(book: str, key: str, raw: dict[str, Any]) -> Entry:
     dur = raw.get("delayUntilRecursion")
     entry = Entry(
         book=book, uid=str(raw.get("uid", key)), content=str(raw.get("content") or ""),
-        keys=_strings(raw.get("key")), secondary=_strings(raw.get("keysecondary")),
+        keys=_strings(raw.get("key", raw.get("keys"))), secondary=_strings(raw.get("keysecondary", raw.get("secondary_keys"))),
         selective=bool(raw.get("selective", True)), logic=_int(raw.get("selectiveLogic"), AND_ANY) % 4,
         comment=str(raw.get("comment") or ""), constant=bool(raw.get("constant", False)),
         enabled=not bool(raw.get("disable", False)), order=_num(raw.get("order"), 100),
