@@ -157,3 +157,26 @@ def test_hostile_chat_files(tmp_path: Path) -> None:
         read_chat(write(tmp_path / "list.jsonl", "[1]\n"))
     chat = read_chat(write(tmp_path / "env.jsonl", jsonl({"name": "${USER}", "is_user": True, "mes": "$(id) ${HOME}"})))
     assert (chat.lines[0].name, chat.lines[0].text) == ("${USER}", "$(id) ${HOME}")
+
+
+def test_a_live_conversation_exports_and_imports_again(duckdb_url: str, tmp_path: Path) -> None:
+    kernel = start(duckdb_url, tmp_path)
+    try:
+        mika = spawn(kernel, tmp_path, "mika")
+        for i, text in enumerate(["Hello there.", "What time is the last train?"], 1):
+            kernel.call(_say(kernel, "ada", "lobby", text))
+            wait_until(lambda i=i: mika.turns == i)
+        original = thread_of(kernel, "mika", "lobby")
+        out = tmp_path / "live.jsonl"
+        kernel.run(f"chat export {original} {out}")
+        lines = [json.loads(line) for line in out.read_text().splitlines()]
+        assert lines[0] == {"user_name": "ada", "character_name": "Mika", "create_date": lines[0]["create_date"], "chat_metadata": {}}
+        assert [(m["name"], m["is_user"], m["mes"]) for m in lines[1:]] == [
+            ("ada", True, "Hello there."), ("Mika", False, "Noted."), ("ada", True, "What time is the last train?"), ("Mika", False, "Noted.")]
+        kernel.run(f"chat import {out} --channel again")
+        again = history(kernel, thread_of(kernel, "mika", "again"))
+        before = history(kernel, original)
+        assert [(n, c) for n, c, _ in again] == [(n, c) for n, c, _ in before]
+        assert [t.replace(second=0, microsecond=0) for _, _, t in again] == [t.replace(second=0, microsecond=0) for _, _, t in before]
+    finally:
+        kernel.close()

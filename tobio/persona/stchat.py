@@ -233,7 +233,7 @@ async def export_thread(kernel: Kernel, thread_id: int) -> str:
     await kernel.flush()
 
     def read(conn: Connection) -> tuple[Any, list[Any], dict[str, str]]:
-        thread = conn.execute(sa.select(ThreadRow, AgentRow.name).join(AgentRow, AgentRow.id == ThreadRow.agent_id)
+        thread = conn.execute(sa.select(ThreadRow, AgentRow.name.label("owner")).join(AgentRow, AgentRow.id == ThreadRow.agent_id)
                               .where(ThreadRow.id == thread_id)).first()
         types = {r.name: r.type for r in conn.execute(sa.select(AgentRow.name, AgentRow.type))}
         return thread, thread_messages(conn, thread_id) if thread else [], types
@@ -243,6 +243,7 @@ async def export_thread(kernel: Kernel, thread_id: int) -> str:
         raise CommandError(f"no thread {thread_id} (see `thread ls`)")
     header = None
     lines = []
+    shown = {name: getattr(getattr(agent, "persona", None), "name", name) for name, agent in kernel.agents.live.items()}
     for message in messages:
         meta = message.metadata or {}
         st = meta.get("st") if isinstance(meta.get("st"), dict) else None
@@ -252,11 +253,11 @@ async def export_thread(kernel: Kernel, thread_id: int) -> str:
             lines.append(_with_mes(st, message.content))
             continue
         is_user = types.get(message.sender or "") == "user"
-        lines.append({"name": message.sender or "System", "is_user": is_user, "is_system": message.sender is None and not is_user,
+        lines.append({"name": shown.get(message.sender or "", message.sender) or "System", "is_user": is_user, "is_system": message.sender is None and not is_user,
                       "send_date": format_time(message.created_at), "mes": message.content, "extra": {}})
     if header is None and not any(m.metadata and "st" in m.metadata for m in messages):
         users = [m.sender for m in messages if types.get(m.sender or "") == "user"]
-        header = {"user_name": users[0] if users else "User", "character_name": thread.name,
+        header = {"user_name": users[0] if users else "User", "character_name": shown.get(thread.owner, thread.owner),
                   "create_date": humanized(thread.opened_at), "chat_metadata": {}}
     return chat_to_jsonl(header, lines)
 
