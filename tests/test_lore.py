@@ -306,3 +306,12 @@ def test_lore_shares_memorys_budget(duckdb_url: str, tmp_path: Path) -> None:
         assert "Short fact." in text and "ice ice" not in text  # the long entry does not fit the lore budget
     finally:
         kernel.close()
+
+
+def test_character_filter_names() -> None:
+    raw = world(entry(1, ["x"], "only Mika", characterFilter={"isExclude": False, "names": ["Mika"], "tags": []}),
+                entry(2, ["x"], "never Mika", characterFilter={"isExclude": True, "names": ["mika"], "tags": []}))
+    book = parse_book("w", raw)
+    for who, expected in (({"mika", "Mika"}, ["1"]), ({"sol"}, ["2"]), (None, ["1", "2"])):
+        got = asyncio.run(Engine([book], Settings()).run(["x"], chat_length=1, character=who))
+        assert sorted(fired(got)) == expected

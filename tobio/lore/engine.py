@@ -190,6 +190,7 @@ class Engine:
         self.macro = macro
         self.count = count_tokens or _words
         self.book_of = {id(e): b for b in books for e in b.entries}
+        self.character: set[str] | None = None
 
     def sorted_entries(self) -> list[Entry]:
         """Each book group by order, highest first (ST's `sortFn`); books keep their given precedence."""
@@ -199,8 +200,10 @@ class Engine:
         return out
 
     async def run(self, messages: list[str], *, chat_length: int, assistant_turns: int = 0,
-                  state: TimedState | None = None) -> Activation:
-        """`messages` newest first (with speaker names); `chat_length` counts the thread's messages."""
+                  state: TimedState | None = None, character: set[str] | None = None) -> Activation:
+        """`messages` newest first (with speaker names); `chat_length` counts the thread's messages;
+        `character` the names the speaking character goes by (for entries filtered by character)."""
+        self.character = {c.lower() for c in character} if character is not None else None
         settings = self.settings
         entries = self.sorted_entries()
         live = {e.key: e for e in entries}
@@ -284,6 +287,10 @@ class Engine:
         is_sticky = entry.key in sticky
         if not entry.enabled:
             return "disabled"
+        if entry.characters and self.character is not None:
+            named = bool({c.lower() for c in entry.characters} & self.character)
+            if named == entry.exclude_characters:
+                return "filtered out by character"
         if entry.delay and chat_length < entry.delay:
             return f"delayed until the chat has {entry.delay} messages"
         if entry.key in cooldown and not is_sticky:

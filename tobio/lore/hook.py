@@ -69,6 +69,12 @@ def _card_book(agent: Any, persona: Any) -> Book | None:
         return None
 
 
+def names_of(agent: Any) -> set[str]:
+    """What a character filter may call this agent: its name, its persona's name and key."""
+    persona = getattr(agent, "persona", None)
+    return {n for n in (agent.name, getattr(persona, "name", None), getattr(agent, "persona_key", None)) if n}
+
+
 def scan_lines(history: list[Message]) -> list[str]:
     """The chat newest first, each message as `Name: text` (ST's `world_info_include_names`)."""
     return [f"{m.sender}: {m.content}" if m.sender else m.content for m in reversed(history)]
@@ -177,7 +183,7 @@ class LoreHook:
         turns = sum(1 for m in prompt.history if m.sender == agent.name)
         rng = random.Random(self.settings.seed) if self.settings.seed is not None else None
         activation = await self.engine(agent, books, prompt, rng).run(
-            scan_lines(prompt.history), chat_length=length, assistant_turns=turns, state=state)
+            scan_lines(prompt.history), chat_length=length, assistant_turns=turns, state=state, character=names_of(agent))
         if real:
             states[str(prompt.thread_id)] = state.to_dict()
         place(prompt, activation)

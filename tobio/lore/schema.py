@@ -86,6 +86,8 @@ class Entry:
     sticky: int = 0
     cooldown: int = 0
     delay: int = 0
+    characters: list[str] = field(default_factory=list)  # ST's characterFilter.names: only (or, with exclude, never) for these
+    exclude_characters: bool = False
     decorators: list[Decorator] = field(default_factory=list)  # honoured ones
     unknown: list[Decorator] = field(default_factory=list)  # kept, not acted on
     digest: str = ""  # changes when the entry does: timed effects of an edited entry end
@@ -216,6 +218,7 @@ def card_entry(book: str, index: int, raw: dict[str, Any]) -> Entry:
 def st_entry(book: str, key: str, raw: dict[str, Any]) -> Entry:
     """An entry of a SillyTavern World Info file (`entries` keyed by uid)."""
     dur = raw.get("delayUntilRecursion")
+    chars = raw.get("characterFilter") if isinstance(raw.get("characterFilter"), dict) else {}
     entry = Entry(
         book=book, uid=str(raw.get("uid", key)), content=str(raw.get("content") or ""),
         keys=_strings(raw.get("key", raw.get("keys"))), secondary=_strings(raw.get("keysecondary", raw.get("secondary_keys"))),
@@ -232,6 +235,7 @@ def st_entry(book: str, key: str, raw: dict[str, Any]) -> Entry:
         group=str(raw.get("group") or ""), group_override=bool(raw.get("groupOverride", False)),
         group_weight=_num(raw.get("groupWeight"), DEFAULT_WEIGHT),
         sticky=_int(raw.get("sticky")), cooldown=_int(raw.get("cooldown")), delay=_int(raw.get("delay")),
+        characters=_strings(chars.get("names")), exclude_characters=bool(chars.get("isExclude", False)),
     )
     return _finish(entry, raw)
 
