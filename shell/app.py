@@ -37,10 +37,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("-c", dest="command", metavar="COMMAND", help="run COMMAND (one per line) and exit")
     parser.add_argument("--config", metavar="PATH", help="kernel config (default: $TOBIO_CONFIG, ./configs/kernel.yaml)")
     parser.add_argument("--database", metavar="URL", help="database URL (default: DuckDB in the data dir)")
-    parser.add_argument(
-        "--model", metavar="URL", default=os.environ.get("TOBIO_MODEL_URL") or None,
-        help="chat on an OpenAI-compatible server (Ollama, llama.cpp, vLLM, OpenAI): http://HOST:PORT/v1[#MODEL]; "
-             "key from $TOBIO_MODEL_API_KEY (default: $TOBIO_MODEL_URL, else the embedded model)")
+    parser.add_argument("--model", metavar="URL", default=os.environ.get("TOBIO_MODEL_URL") or None,
+                        help="chat on an OpenAI-compatible server: http://HOST:PORT/v1[#MODEL] "
+                             "(Ollama, llama.cpp, vLLM, OpenAI); key from $TOBIO_MODEL_API_KEY; "
+                             "default $TOBIO_MODEL_URL, else the embedded model")
     parser.add_argument("--json", action="store_true", help="print each result as one JSON object per line")
     parser.add_argument("--plain", action="store_true", help="plain text even on a terminal")
     parser.add_argument("--keep-going", "-k", action="store_true", help="scripts: go on after a failing line (exit 1)")
@@ -117,18 +117,12 @@ def _input_lines(args: argparse.Namespace, printer: Printer) -> Iterable[tuple[s
 
 
 def _start_kernel(args: argparse.Namespace, printer: Printer) -> Kernel | None:
-    from tobio.config.schema import load_kernel_config
     from tobio.errors import TobioError
     from tobio.kernel import Kernel
-    from tobio.paths import find_config
+    from tobio.models.server_flag import kernel_config
 
     try:
-        if args.model:
-            from tobio.models.server_flag import with_model_server
-
-            config = with_model_server(load_kernel_config(find_config(args.config)), args.model)
-            return Kernel(config, database=args.database).start()
-        return Kernel(args.config, database=args.database).start()
+        return Kernel(kernel_config(args.config, args.model), database=args.database).start()
     except TobioError as exc:
         printer.error(exc)
     except Exception as exc:  # noqa: BLE001 - a failed start is one clear line too

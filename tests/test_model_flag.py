@@ -69,3 +69,14 @@ def test_the_shell_chats_through_the_server(server: LlamaServer, tmp_path: Path)
     served = [row for row in runs if "served-smollm2" in json.dumps(row)]
     assert served, done.stdout[-3000:]
     assert all(row["provider"] == "server" and row["status"] == "completed" for row in served), served
+
+
+def test_front_ends_share_one_way_to_apply_the_flag(server: LlamaServer) -> None:
+    """tobio-shell and tobio web both hand kernel_config() to the kernel."""
+    from tobio.models.server_flag import kernel_config
+
+    path = str(ROOT / "configs" / "kernel.yaml")
+    assert kernel_config(path, None) == path
+    config = kernel_config(path, f"{server.base_url}#served-smollm2")
+    assert not isinstance(config, str) and config is not None
+    assert config.models["summarize"].provider == "server"

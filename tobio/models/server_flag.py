@@ -85,3 +85,15 @@ def with_model_server(config: KernelConfig, value: str) -> KernelConfig:
         for name, spec in config.models.items()
     }
     return config.model_copy(update={"providers": {**config.providers, SERVER_PROVIDER: provider}, "models": models})
+
+
+def kernel_config(config: str | None, model_url: str | None) -> KernelConfig | str | None:
+    """What a front end hands to Kernel(): the config path as given, or, with `--model URL`, the loaded
+    config pointed at that server (the one place both `tobio-shell` and `tobio web` do this)."""
+    if not model_url:
+        return config
+    from tobio.config.schema import load_kernel_config
+    from tobio.paths import find_config
+
+    return with_model_server(load_kernel_config(find_config(config)), model_url)
+

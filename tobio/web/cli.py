@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import NoReturn
 
@@ -20,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     web = sub.add_parser("web", help="serve the chat web page")
     web.add_argument("--config", help="kernel config (default: $TOBIO_CONFIG, ./configs/kernel.yaml)")
     web.add_argument("--database", help="database URL")
+    web.add_argument("--model", metavar="URL", default=os.environ.get("TOBIO_MODEL_URL") or None,
+                     help="chat on an OpenAI-compatible server: http://HOST:PORT/v1[#MODEL]; "
+                          "key from $TOBIO_MODEL_API_KEY; default $TOBIO_MODEL_URL, else the embedded model")
     web.add_argument("--port", type=int, default=5006)
     web.add_argument("--address", default="127.0.0.1", help="bind address (other than loopback needs --token)")
     web.add_argument("--token", help="password for the page; required off loopback "
@@ -48,10 +52,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from tobio.kernel import Kernel
+    from tobio.models.server_flag import kernel_config
     from tobio.web.hosts import WILDCARDS
     from tobio.web.serve import serve
 
-    with Kernel(args.config, database=args.database) as kernel:
+    with Kernel(kernel_config(args.config, args.model), database=args.database) as kernel:
         server = serve(kernel, args.address, args.port, args.token,
                        allow_hosts=args.allow_host, allow_origins=args.allow_origin)
         print(f"serving Tobio on {server.url} (Ctrl-C stops)", file=sys.stderr)
