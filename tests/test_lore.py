@@ -315,3 +315,15 @@ def test_character_filter_names() -> None:
     for who, expected in (({"mika", "Mika"}, ["1"]), ({"sol"}, ["2"]), (None, ["1", "2"])):
         got = asyncio.run(Engine([book], Settings()).run(["x"], chat_length=1, character=who))
         assert sorted(fired(got)) == expected
+
+
+def test_inclusion_groups_override_weight_and_scoring() -> None:
+    raw = world(entry(1, ["tea"], "green", group="drink", order=10), entry(2, ["tea"], "black", group="drink", order=20,
+                groupOverride=True), entry(3, ["tea"], "oolong", group="drink", order=30))
+    assert fired(run(raw, ["tea"])) == ["2"]
+    rolled = {tuple(fired(run(world(entry(1, ["tea"], "a", group="g"), entry(2, ["tea"], "b", group="g")), ["tea"], seed=s)))
+              for s in range(20)}
+    assert rolled == {("1",), ("2",)}  # one winner per group, by a weighted roll
+    scored = world(entry(1, ["tea", "milk"], "milk tea", group="g", useGroupScoring=True),
+                   entry(2, ["tea"], "plain", group="g", useGroupScoring=True))
+    assert all(fired(run(scored, ["tea with milk"], seed=s)) == ["1"] for s in range(10))

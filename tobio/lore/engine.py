@@ -234,7 +234,7 @@ class Engine:
                 elif why and not recursion:
                     reasons[entry.key] = why
             found.sort(key=lambda pair: (pair[0].key not in sticky, rank[id(pair[0])]))
-            found = self._groups(found, done, sticky)
+            found = self._groups(found, done, sticky, scan, recursion)
             fresh: list[Entry] = []
             for entry, why in found:
                 if (entry.use_probability and entry.probability < 100 and entry.key not in sticky
@@ -336,8 +336,24 @@ class Engine:
             return f"{why} matched but {blocked}"
         return "+" + why
 
-    def _groups(self, found: list[tuple[Entry, str]], done: set[str], sticky: set[str]) -> list[tuple[Entry, str]]:
-        """Inclusion groups: one entry per group (sticky first, then `group_override`, else a weighted roll)."""
+    def _score(self, entry: Entry, scan: Scan, recursion: bool) -> int:
+        """SillyTavern's `getScore`: keys found (secondary ones count under AND ANY, and AND ALL when all are)."""
+        text = scan.text(entry, self.book_of.get(id(entry)), recursion)
+        def hits(keys: list[str]) -> int:
+            found = (self.macro(raw).strip() for raw in keys)
+            return sum(1 for key in found if key and match_key(text, key, entry, self.settings))
+
+        primary, secondary = hits(entry.keys), hits(entry.secondary)
+        if not entry.keys:
+            return 0
+        if entry.secondary and (entry.logic == AND_ANY or (entry.logic == AND_ALL and secondary == len(entry.secondary))):
+            return primary + secondary
+        return primary
+
+    def _groups(self, found: list[tuple[Entry, str]], done: set[str], sticky: set[str], scan: Scan,
+                recursion: bool) -> list[tuple[Entry, str]]:
+        """Inclusion groups: one entry per group (sticky first, then the best key score where the group
+        asks for scoring, then `group_override`, else a weighted roll)."""
         groups: dict[str, list[Entry]] = {}
         for entry, _ in found:
             for name in (g.strip() for g in entry.group.split(",")):
@@ -355,6 +371,12 @@ class Engine:
             if name in fired_groups:
                 losers |= {e.key for e in members}
                 continue
+            if any(e.group_scoring for e in members):
+                scores = {e.key: self._score(e, scan, recursion) for e in members}
+                best = max(scores.values())
+                dropped = {e.key for e in members if e.group_scoring and scores[e.key] < best}
+                losers |= dropped
+                members = [e for e in members if e.key not in dropped]
             if len(members) < 2:
                 continue
             override = sorted((e for e in members if e.group_override), key=lambda e: -e.order)

@@ -83,6 +83,7 @@ class Entry:
     group: str = ""
     group_override: bool = False
     group_weight: float = DEFAULT_WEIGHT
+    group_scoring: bool = False  # in its group, only the entries matching the most keys compete
     sticky: int = 0
     cooldown: int = 0
     delay: int = 0
@@ -209,7 +210,7 @@ def card_entry(book: str, index: int, raw: dict[str, Any]) -> Entry:
         exclude_recursion=bool(ext.get("exclude_recursion", False)), prevent_recursion=bool(ext.get("prevent_recursion", False)),
         delay_until_recursion=_int(ext.get("delay_until_recursion"), 0) if ext.get("delay_until_recursion") is not True else 1,
         group=str(ext.get("group") or ""), group_override=bool(ext.get("group_override", False)),
-        group_weight=_num(ext.get("group_weight"), DEFAULT_WEIGHT),
+        group_weight=_num(ext.get("group_weight"), DEFAULT_WEIGHT), group_scoring=bool(ext.get("use_group_scoring")),
         sticky=_int(ext.get("sticky")), cooldown=_int(ext.get("cooldown")), delay=_int(ext.get("delay")),
     )
     return _finish(entry, raw)
@@ -233,7 +234,7 @@ def st_entry(book: str, key: str, raw: dict[str, Any]) -> Entry:
         exclude_recursion=bool(raw.get("excludeRecursion", False)), prevent_recursion=bool(raw.get("preventRecursion", False)),
         delay_until_recursion=1 if dur is True else _int(dur, 0),
         group=str(raw.get("group") or ""), group_override=bool(raw.get("groupOverride", False)),
-        group_weight=_num(raw.get("groupWeight"), DEFAULT_WEIGHT),
+        group_weight=_num(raw.get("groupWeight"), DEFAULT_WEIGHT), group_scoring=bool(raw.get("useGroupScoring")),
         sticky=_int(raw.get("sticky")), cooldown=_int(raw.get("cooldown")), delay=_int(raw.get("delay")),
         characters=_strings(chars.get("names")), exclude_characters=bool(chars.get("isExclude", False)),
     )
