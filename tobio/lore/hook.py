@@ -119,6 +119,7 @@ class LoreHook:
 
     def books(self, agent: Any, channel: str | None) -> list[Book]:
         store = self.module.store
+        assert store is not None, "lore module not initialised"
         by_channel, by_agent = store.books_for(agent.name, channel)
         own = card_book(agent)
         return [store.book(b) for b in by_channel] + ([own] if own else []) + [store.book(b) for b in by_agent]

@@ -193,7 +193,7 @@ def _finish(entry: Entry, raw: Any) -> Entry:
 
 def card_entry(book: str, index: int, raw: dict[str, Any]) -> Entry:
     """An entry of a Character Card's `character_book` (V2/V3 spec fields, ST's `extensions`)."""
-    ext = raw.get("extensions") if isinstance(raw.get("extensions"), dict) else {}
+    ext: dict[str, Any] = raw["extensions"] if isinstance(raw.get("extensions"), dict) else {}
     uid = raw.get("id", index)
     entry = Entry(
         book=book, uid=str(uid if uid is not None else index), content=str(raw.get("content") or ""),
@@ -219,7 +219,7 @@ def card_entry(book: str, index: int, raw: dict[str, Any]) -> Entry:
 def st_entry(book: str, key: str, raw: dict[str, Any]) -> Entry:
     """An entry of a SillyTavern World Info file (`entries` keyed by uid)."""
     dur = raw.get("delayUntilRecursion")
-    chars = raw.get("characterFilter") if isinstance(raw.get("characterFilter"), dict) else {}
+    chars: dict[str, Any] = raw["characterFilter"] if isinstance(raw.get("characterFilter"), dict) else {}
     entry = Entry(
         book=book, uid=str(raw.get("uid", key)), content=str(raw.get("content") or ""),
         keys=_strings(raw.get("key", raw.get("keys"))), secondary=_strings(raw.get("keysecondary", raw.get("secondary_keys"))),

@@ -137,7 +137,7 @@ class LoreStore:
             return version
         row = dict(id=self.kernel.db.next_ids("lore_versions"), book=key, version=version + 1, data=copy.deepcopy(data),
                    changed_by=changed_by, change=change, source=source, created_at=utcnow())
-        self.current[key] = (version + 1, row["data"])
+        self.current[key] = (version + 1, copy.deepcopy(data))
         await self.kernel.writer.write(("lore_versions", tuple(row), [tuple(row.values())]))
         return version + 1
 

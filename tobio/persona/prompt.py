@@ -65,7 +65,7 @@ class Prompt:
     def macro_env(self) -> MacroEnv:
         """What `{{char}}`, `{{user}}`, `{{group}}` … stand for in this prompt; `{{pick}}` is stable per thread."""
         persona = self.agent.persona
-        card = persona.card.get("data") if isinstance(persona.card.get("data"), dict) else {}
+        card: dict[str, Any] = persona.card["data"] if isinstance(persona.card.get("data"), dict) else {}
         nickname = card.get("nickname") if isinstance(card.get("nickname"), str) and card.get("nickname", "").strip() else None
         char = nickname or persona.name
         speakers = {m.sender for m in self.history if m.sender}

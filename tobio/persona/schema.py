@@ -84,8 +84,8 @@ class Persona(BaseModel):
 
     def greetings(self) -> list[str]:
         """The greeting, then the card's alternate greetings: the choices for a first message."""
-        data = self.card.get("data") if isinstance(self.card.get("data"), dict) else {}
-        alternates = data.get("alternate_greetings") if isinstance(data.get("alternate_greetings"), list) else []
+        data = self._card_data()
+        alternates: list[Any] = data["alternate_greetings"] if isinstance(data.get("alternate_greetings"), list) else []
         return [g for g in [self.greeting or "", *alternates] if isinstance(g, str) and g.strip()]
 
     def greeting_text(self, env: MacroEnv, choice: int = 0) -> str | None:
@@ -95,9 +95,11 @@ class Persona(BaseModel):
             return None
         return apply_macros(options[choice % len(options)], env)
 
+    def _card_data(self) -> dict[str, Any]:
+        return self.card["data"] if isinstance(self.card.get("data"), dict) else {}
+
     def _card_text(self, key: str) -> str:
-        data = self.card.get("data") if isinstance(self.card.get("data"), dict) else {}
-        value = data.get(key)
+        value = self._card_data().get(key)
         return value if isinstance(value, str) else ""
 
 
