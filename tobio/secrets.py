@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 REDACTED = "***"
+_SAYS_NOTHING = frozenset({"", "set", "not set", REDACTED})  # what describe() shows in place of a key
 # Words that make a name hold a credential: api_key, X-Api-Key, Authorization, access_token, password, ...
 # Whole words only, so max_tokens and prompt_tokens (counts) stay visible.
 SECRET_WORDS = frozenset({"key", "apikey", "token", "secret", "password", "passwd", "pwd", "authorization", "auth",
@@ -53,12 +54,16 @@ def redact_text(text: str) -> str:
     return _KEYLIKE.sub(REDACTED, text)
 
 
+def _says_nothing(value: Any) -> bool:
+    return value is None or isinstance(value, bool) or (isinstance(value, str) and value in _SAYS_NOTHING)
+
+
 def redact(value: Any, _depth: int = 0) -> Any:
     """A copy of a JSON-like value in which credential-named entries and credential-looking strings are hidden."""
     if _depth > 32:
         return REDACTED  # deeper than any real config: do not recurse without bound
     if isinstance(value, Mapping):
-        return {k: (REDACTED if isinstance(k, str) and is_secret_name(k) and v not in (None, "")
+        return {k: (REDACTED if isinstance(k, str) and is_secret_name(k) and not _says_nothing(v)
                     else redact(v, _depth + 1)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(redact(v, _depth + 1) for v in value)
