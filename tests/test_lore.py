@@ -327,3 +327,15 @@ def test_inclusion_groups_override_weight_and_scoring() -> None:
     scored = world(entry(1, ["tea", "milk"], "milk tea", group="g", useGroupScoring=True),
                    entry(2, ["tea"], "plain", group="g", useGroupScoring=True))
     assert all(fired(run(scored, ["tea with milk"], seed=s)) == ["1"] for s in range(10))
+
+
+def test_lore_test_without_a_target_uses_every_book(duckdb_url: str, tmp_path: Path) -> None:
+    kernel = start(duckdb_url, tmp_path)
+    try:
+        kernel.run(f"lore import {write(tmp_path / 'a.json', json.dumps(world(entry(0, ['moon'], 'Two moons.'))))}")
+        kernel.run(f"lore import {write(tmp_path / 'b.json', json.dumps(world(entry(0, ['sun'], 'One sun.'))))}")
+        result = kernel.run('lore test "the sun and the moon"')
+        assert sorted(result.data["fired"]) == ["a.0", "b.0"]
+        assert [row[2] for row in result.rows] == ["fires", "fires"]
+    finally:
+        kernel.close()

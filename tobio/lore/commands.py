@@ -143,7 +143,8 @@ def register(kernel: Kernel, module: LoreModule, owner: Any) -> None:
                    Arg("--seed", type=int, help="seed probability rolls"))
     async def test(ctx: Context, text: str, agent: str | None, channel: str | None, book: list[str] | None,
                    seed: int | None) -> Result:
-        """Which entries would fire for TEXT, and why the others would not (a dry run: nothing is remembered)."""
+        """Which entries would fire for TEXT, and why the others would not (a dry run: nothing is remembered).
+        Books: --book, else the agent's (and --channel's), else the channel's, else every book."""
         hook = module.hook
         assert hook is not None
         live = ctx.kernel.agents.get(agent) if agent else None
@@ -153,8 +154,8 @@ def register(kernel: Kernel, module: LoreModule, owner: Any) -> None:
             books = hook.books(live, channel)
         elif channel:
             books = [store().book(b) for b in store().books_for("", channel)[0]]
-        else:
-            raise CommandError("give --agent, --channel or --book (see `lore ls`)")
+        else:  # every book there is: imported ones, then personas' own
+            books = [store().book(b) for b in sorted(store().current)] + list(_card_books(ctx.kernel).values())
         if live is not None and hasattr(live, "persona"):
             engine = hook.engine(live, books, None, random.Random(seed) if seed is not None else None)
         else:
