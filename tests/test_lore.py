@@ -339,3 +339,9 @@ def test_lore_test_without_a_target_uses_every_book(duckdb_url: str, tmp_path: P
         assert [row[2] for row in result.rows] == ["fires", "fires"]
     finally:
         kernel.close()
+
+
+@pytest.mark.skipif(not CARDS.is_dir(), reason=f"the real cards are not at {CARDS}")
+def test_a_cards_book_imports_as_a_standalone_lorebook(tmp_path: Path) -> None:
+    raw = read_world_file(CARDS / "contest_Assistant_Sakana.png")
+    assert raw["name"] == "Sakana-WI" and len(parse_book("sakana-wi", raw).entries) == 14

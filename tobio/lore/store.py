@@ -63,7 +63,8 @@ MIGRATIONS = [m001_lore]
 
 
 def read_world_file(path: str | Path) -> dict[str, Any]:
-    """A World Info JSON file (SillyTavern's `{"entries": {...}}`, or a card-style `character_book`), capped."""
+    """A World Info JSON file (SillyTavern's `{"entries": {...}}`, a card-style `character_book`, or a card
+    .json/.png whose book is taken), capped."""
     file = Path(path).expanduser()
     try:
         size = file.stat().st_size
@@ -75,11 +76,16 @@ def read_world_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{file}: cannot read ({exc.strerror})") from None
     if len(blob) > MAX_BOOK_BYTES:
         raise ConfigError(f"{file}: larger than {MAX_BOOK_BYTES} bytes")
-    try:
-        text = blob.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{file}: not UTF-8 text") from None
-    data = loads(text, str(file), limit=MAX_BOOK_DEPTH)
+    if blob.startswith(b"\x89PNG"):  # a card PNG: its embedded book, read by the card reader's own caps
+        from tobio.persona.cards import read_card
+
+        data: Any = read_card(file)
+    else:
+        try:
+            text = blob.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{file}: not UTF-8 text") from None
+        data = loads(text, str(file), limit=MAX_BOOK_DEPTH)
     if isinstance(data, dict) and isinstance(data.get("data"), dict) and "character_book" in data["data"]:
         data = data["data"]["character_book"]  # a whole card: take its book
     elif isinstance(data, dict) and isinstance(data.get("character_book"), dict):
