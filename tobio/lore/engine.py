@@ -16,52 +16,13 @@ import random
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
-from tobio.lore.schema import AND_ALL, AND_ANY, LOGIC_NAMES, NOT_ALL, NOT_ANY, Book, Entry
+from tobio.lore.matching import Scan, Settings, compile_key, decorator_keys, match_key, secondary
+from tobio.lore.schema import AND_ALL, AND_ANY, Book, Entry
+from tobio.lore.timed import TimedState, check_timed, remember
 
-try:  # a timeout stops a hostile pattern from hanging the turn; `re` has none
-    import regex as _regex
-except ImportError:  # pragma: no cover - depends on the environment
-    _regex = None
-
-MAX_PATTERN = 1000  # characters in one regex key
-REGEX_TIMEOUT_S = 0.05
-MATCHER, JOINER = "\x01", "\n\x01"
-_SLASHED = re.compile(r"^/([\s\S]+?)/([gimsuy]*)$")
-
-
-@dataclass
-class Settings:
-    """Scan settings, SillyTavern's defaults (recursion off unless a book asks for it with `recursive_scanning`)."""
-
-    scan_depth: int = 2
-    budget_tokens: int = 512
-    recursive: bool = False
-    max_recursion_steps: int = 3
-    case_sensitive: bool = False
-    whole_words: bool = False
-
-
-@dataclass
-class TimedState:
-    """Per-thread memory of sticky and cooldown effects (start/end in thread message counts) and of
-    entries that matched before (`@@keep_activate_after_match`, `@@dont_activate_after_match`)."""
-
-    sticky: dict[str, dict[str, Any]] = field(default_factory=dict)
-    cooldown: dict[str, dict[str, Any]] = field(default_factory=dict)
-    matched: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"sticky": self.sticky, "cooldown": self.cooldown, "matched": self.matched}
-
-    @classmethod
-    def from_dict(cls, data: Any) -> TimedState:
-        data = data if isinstance(data, dict) else {}
-        return cls({k: v for k, v in dict(data.get("sticky") or {}).items() if isinstance(v, dict)},
-                   {k: v for k, v in dict(data.get("cooldown") or {}).items() if isinstance(v, dict)},
-                   [str(k) for k in data.get("matched") or []])
+__all__ = ["Activation", "Engine", "Fired", "Settings", "TimedState", "compile_key", "match_key"]
 
 
 @dataclass
@@ -85,98 +46,6 @@ class Activation:
     def why(self) -> list[dict[str, Any]]:
         out = [{"entry": f.entry.key, "label": f.entry.label(), "fired": True, "reason": f.reason} for f in self.fired]
         return out + [{"entry": e.key, "label": e.label(), "fired": False, "reason": r} for e, r in self.skipped]
-
-
-def compile_key(key: str, entry: Entry, settings: Settings) -> Any | None:
-    """A compiled pattern for a regex key (`/…/flags`, or any key of a `use_regex` entry), else None."""
-    match = _SLASHED.match(key)
-    if match is None and not entry.use_regex:
-        return None
-    pattern, flags = (match.group(1), match.group(2)) if match else (key, "" if _case(entry, settings) else "i")
-    if len(pattern) > MAX_PATTERN:
-        return False
-    return _compile(pattern.replace("\\/", "/"), "".join(sorted(set(flags) & set("ims"))))
-
-
-@lru_cache(maxsize=4096)
-def _compile(pattern: str, flags: str) -> Any:
-    lib: Any = _regex or re
-    value = (lib.IGNORECASE if "i" in flags else 0) | (lib.MULTILINE if "m" in flags else 0) | (lib.DOTALL if "s" in flags else 0)
-    try:
-        return lib.compile(pattern, value)
-    except Exception:  # noqa: BLE001 - an invalid pattern never matches (V3: "MUST consider … not a match")
-        return False
-
-
-def _case(entry: Entry, settings: Settings) -> bool:
-    return entry.case_sensitive if entry.case_sensitive is not None else settings.case_sensitive
-
-
-def match_key(haystack: str, key: str, entry: Entry, settings: Settings) -> bool:
-    """SillyTavern's `matchKeys`: regex keys as patterns, else a (whole-word, case-folded) substring."""
-    compiled = compile_key(key, entry, settings)
-    if compiled is False:
-        return False
-    if compiled is not None:
-        try:
-            found = compiled.search(haystack, timeout=REGEX_TIMEOUT_S) if _regex is not None else compiled.search(haystack)
-        except TimeoutError:
-            return False
-        return found is not None
-    if not _case(entry, settings):
-        haystack, key = haystack.lower(), key.lower()
-    whole = entry.whole_words if entry.whole_words is not None else settings.whole_words
-    if whole and len(key.split()) == 1:
-        return re.search(rf"(?:^|\W)({re.escape(key)})(?:$|\W)", haystack) is not None
-    return key in haystack
-
-
-@dataclass
-class Scan:
-    """One evaluation: the chat (newest message first) plus what recursion has added."""
-
-    messages: list[str]
-    settings: Settings
-    recurse: list[str] = field(default_factory=list)
-
-    def text(self, entry: Entry, book: Book | None, recursion: bool) -> str:
-        depth = entry.scan_depth if entry.scan_depth is not None else (
-            book.scan_depth if book is not None and book.scan_depth is not None else self.settings.scan_depth)
-        depth = max(0, min(depth, 1000))
-        chat = [m.strip() for m in self.messages[:depth]] if depth else []
-        parts = ([MATCHER + JOINER.join(chat)] if chat else []) + (self.recurse if recursion else [])
-        return JOINER.join(parts)
-
-
-def _secondary(entry: Entry, text: str, settings: Settings, macro: Callable[[str], str]) -> tuple[bool, str]:
-    """SillyTavern's selective logic over the secondary keys: (passes, why)."""
-    logic = entry.logic
-    any_match, all_match = False, True
-    for raw in entry.secondary:
-        key = macro(raw).strip()
-        hit = bool(key) and match_key(text, key, entry, settings)
-        any_match, all_match = any_match or hit, all_match and hit
-        if logic == AND_ANY and hit:
-            return True, f"secondary key {key!r} (AND ANY)"
-        if logic == NOT_ALL and not hit:
-            return True, f"secondary key {key!r} absent (NOT ALL)"
-    if logic == NOT_ANY and not any_match:
-        return True, "no secondary key present (NOT ANY)"
-    if logic == AND_ALL and all_match:
-        return True, "all secondary keys present (AND ALL)"
-    return False, f"secondary keys not satisfied ({LOGIC_NAMES.get(logic, logic)})"
-
-
-def _decorator_keys(entry: Entry, text: str, settings: Settings, macro: Callable[[str], str]) -> str | None:
-    """Why `@@additional_keys` / `@@exclude_keys` block the entry, or None."""
-    for decorator in entry.decorators:
-        keys = [macro(k).strip() for k in decorator.values()]
-        found = [k for k in keys if k and match_key(text, k, entry, settings)]
-        if decorator.name == "additional_keys" and not found:
-            return f"none of @@additional_keys {decorator.value!r} present"
-        if decorator.name == "exclude_keys" and found:
-            return f"@@exclude_keys {found[0]!r} present"
-    return None
 
 
 class Engine:
@@ -208,7 +77,7 @@ class Engine:
         entries = self.sorted_entries()
         live = {e.key: e for e in entries}
         rank = {id(e): i for i, e in enumerate(entries)}
-        sticky, cooldown = self._timed(state, live, chat_length)
+        sticky, cooldown = check_timed(state, live, chat_length)
         result = Activation()
         scan = Scan(messages, settings)
         done: set[str] = set()
@@ -274,7 +143,7 @@ class Engine:
         result.fired = list(reversed(sorted(chosen, key=lambda f: -f.entry.order)))
         result.skipped = [(live[k], r) for k, r in reasons.items() if k in live and k not in done]
         if state is not None:
-            self._remember(state, result.fired, chat_length)
+            remember(state, [f.entry for f in result.fired], chat_length)
         return result
 
     def _recursive(self, entry: Entry) -> bool:
@@ -327,11 +196,11 @@ class Engine:
             return ""
         why = f"key {primary!r}"
         if entry.selective and entry.secondary:
-            ok, detail = _secondary(entry, text, self.settings, self.macro)
+            ok, detail = secondary(entry, text, self.settings, self.macro)
             if not ok:
                 return f"{why} matched but {detail}"
             why += f" and {detail}"
-        blocked = _decorator_keys(entry, text, self.settings, self.macro)
+        blocked = decorator_keys(entry, text, self.settings, self.macro)
         if blocked:
             return f"{why} matched but {blocked}"
         return "+" + why
@@ -343,11 +212,11 @@ class Engine:
             found = (self.macro(raw).strip() for raw in keys)
             return sum(1 for key in found if key and match_key(text, key, entry, self.settings))
 
-        primary, secondary = hits(entry.keys), hits(entry.secondary)
+        primary, second = hits(entry.keys), hits(entry.secondary)
         if not entry.keys:
             return 0
-        if entry.secondary and (entry.logic == AND_ANY or (entry.logic == AND_ALL and secondary == len(entry.secondary))):
-            return primary + secondary
+        if entry.secondary and (entry.logic == AND_ANY or (entry.logic == AND_ALL and second == len(entry.secondary))):
+            return primary + second
         return primary
 
     def _groups(self, found: list[tuple[Entry, str]], done: set[str], sticky: set[str], scan: Scan,
@@ -392,46 +261,6 @@ class Engine:
                         break
             losers |= {e.key for e in members if e is not winner}
         return [(e, why) for e, why in found if e.key not in losers]
-
-    @staticmethod
-    def _timed(state: TimedState | None, live: dict[str, Entry], length: int) -> tuple[set[str], set[str]]:
-        """Active sticky and cooldown keys, ending the effects whose time is up (ST's checkTimedEffects)."""
-        if state is None:
-            return set(), set()
-        active: dict[str, set[str]] = {"sticky": set(), "cooldown": set()}
-        for kind in ("sticky", "cooldown"):
-            effects = getattr(state, kind)
-            for key, effect in list(effects.items()):
-                entry = live.get(key)
-                start, end = int(effect.get("start", 0)), int(effect.get("end", 0))
-                if length <= start and not effect.get("protected"):
-                    del effects[key]  # the chat did not move on (the same turn again)
-                elif entry is None or entry.digest != effect.get("digest") or not getattr(entry, kind):
-                    if entry is None and length < end:
-                        continue  # a book not attached right now: keep its clock running
-                    del effects[key]
-                elif length >= end:
-                    del effects[key]
-                    if kind == "sticky" and entry.cooldown:  # a sticky entry that ends goes on cooldown
-                        state.cooldown[key] = {"start": length, "end": length + entry.cooldown, "protected": True,
-                                               "digest": entry.digest}
-                        active["cooldown"].add(key)
-                else:
-                    active[kind].add(key)
-        return active["sticky"], active["cooldown"]
-
-    @staticmethod
-    def _remember(state: TimedState, fired: list[Fired], length: int) -> None:
-        for f in fired:
-            entry = f.entry
-            for kind in ("sticky", "cooldown"):
-                span = getattr(entry, kind)
-                effects = getattr(state, kind)
-                if span and entry.key not in effects:
-                    effects[entry.key] = {"start": length, "end": length + span, "protected": False, "digest": entry.digest}
-            if entry.key not in state.matched and (entry.decorator("keep_activate_after_match") or entry.decorator("dont_activate_after_match")):
-                state.matched.append(entry.key)
-
 
 async def _words(text: str) -> int:
     """A stand-in token count (words and punctuation) when no tokenizer is given."""
