@@ -98,3 +98,14 @@ def test_imported_card_prompt_has_no_macros_left(tmp_path: Path) -> None:
                           *(m["content"] for m in persona.example_messages(e))])
     assert "{{" not in rendered and "<START>" not in rendered and "<USER>" not in rendered
     assert "Flux is wary of Ada." in rendered and "Describe your traits?" in rendered and "*Flux stares at Ada*" in rendered
+
+
+def test_greeting_choices_for_an_agent() -> None:
+    from tobio.persona.prompt import greeting
+
+    card = {"spec": "chara_card_v3", "data": {"nickname": "Mi", "alternate_greetings": ["Back again, {{user}}?"]}}
+    agent = type("A", (), {"name": "mika", "persona": Persona(name="Mika", greeting="Hi {{user}}, I'm {{char}}.", card=card)})()
+    assert greeting(agent, "Ada") == "Hi Ada, I'm Mi."  # type: ignore[arg-type]
+    assert greeting(agent, "Ada", 1) == "Back again, Ada?"  # type: ignore[arg-type]
+    agent.persona = Persona(name="Quiet")
+    assert greeting(agent) is None  # type: ignore[arg-type]

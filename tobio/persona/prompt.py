@@ -114,3 +114,12 @@ def _inject(out: list[dict[str, Any]], start: int, injections: list[Injection]) 
         at = max(0, len(history) - depth) if depth <= len(history) else 0
         history.insert(at, {"role": role, "content": "\n".join(texts)})
     return out[:start] + history
+
+
+def greeting(agent: PersonaAgent, user: str = "User", choice: int = 0) -> str | None:
+    """The persona's first message to `user`: greeting `choice` (0 the card's `first_mes`, 1… its
+    alternate greetings), macros filled in; None when the persona has none."""
+    persona = agent.persona
+    card: dict[str, Any] = persona.card["data"] if isinstance(persona.card.get("data"), dict) else {}
+    nickname = card.get("nickname") if isinstance(card.get("nickname"), str) and card["nickname"].strip() else None
+    return persona.greeting_text(MacroEnv(char=nickname or persona.name, user=user, seed=f"greeting:{agent.name}"), choice)
