@@ -172,6 +172,13 @@ class LoreHook:
         return None
 
     async def __call__(self, prompt: Prompt) -> None:
+        try:
+            await self._lore(prompt)
+        except Exception as exc:  # noqa: BLE001 - a broken lorebook must never cost the reply
+            log.warning("lore for %s failed, answering without it: %s", prompt.agent.name, exc)
+            prompt.notes["lore"] = {"error": str(exc)}
+
+    async def _lore(self, prompt: Prompt) -> None:
         agent = prompt.agent
         books = self.books(agent, self.channel_of(prompt))
         if not books:
