@@ -70,3 +70,9 @@ def test_a_script_using_ask_exits_cleanly(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "REPLY: " in done.stdout
     assert "Traceback" not in done.stderr and "cannot schedule" not in done.stderr, done.stderr
+
+
+def test_no_module_takes_the_shells_chat_command(tmp_path: Path) -> None:
+    """`./dev run` is `chat tobio`: with every module of configs/kernel.yaml loaded, `chat` must still talk."""
+    done = run_shell(tmp_path, "-c", "chat --help")
+    assert "Talk with an agent" in done.stdout + done.stderr, done.stdout + done.stderr

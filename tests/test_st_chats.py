@@ -92,13 +92,13 @@ def test_single_chat_round_trip_and_replay_on_imported_time(duckdb_url: str, tmp
     kernel = start(duckdb_url, tmp_path)
     try:
         mika = spawn(kernel, tmp_path, "mika")
-        out = kernel.run(f"chat import '{source}' --user ada").text
+        out = kernel.run(f"transcript import '{source}' --user ada").text
         assert "imported 5 messages" in out and "st.mika" in out
         expected = [(("ada" if m["is_user"] else "mika"), m["mes"], parse_time(m["send_date"])) for m in SINGLE]
         for agent in ("mika", "ada"):  # each one's subjective history is the whole chat, at its times
             assert history(kernel, thread_of(kernel, agent, "st.mika")) == expected
         back = tmp_path / "back.jsonl"
-        kernel.run(f"chat export {thread_of(kernel, 'mika', 'st.mika')} {back}")
+        kernel.run(f"transcript export {thread_of(kernel, 'mika', 'st.mika')} {back}")
         assert [json.loads(line) for line in back.read_text().splitlines()] == [HEADER, *SINGLE]
         # Time travel to the middle of the imported chat: only what had been said by then.
         replay = kernel.run("agent replay mika --at 2023-06-19T14:22:00").data
@@ -112,7 +112,7 @@ def test_single_chat_round_trip_and_replay_on_imported_time(duckdb_url: str, tmp
         prompt = "\n".join(m["content"] for m in kernel.run("agent prompt mika --channel st.mika").data["messages"])
         assert "Eleven minutes." in prompt and "How long is the tunnel again?" in prompt
         with pytest.raises(CommandError, match="already has threads"):
-            kernel.run(f"chat import '{source}' --user ada")
+            kernel.run(f"transcript import '{source}' --user ada")
     finally:
         kernel.close()
 
@@ -133,8 +133,8 @@ def test_group_chat_import_export_and_backfill(duckdb_url: str, tmp_path: Path) 
         spawn(kernel, tmp_path, "mika")
         spawn(kernel, tmp_path, "solveig")
         with pytest.raises(CommandError, match="no agent named sillytavern-system, sol"):
-            kernel.run(f"chat import {source} --user ada --channel tavern")
-        out = kernel.run(f"chat import {source} --user ada --channel tavern --as Sol=solveig 'SillyTavern System=mika' --backfill").text
+            kernel.run(f"transcript import {source} --user ada --channel tavern")
+        out = kernel.run(f"transcript import {source} --user ada --channel tavern --as Sol=solveig 'SillyTavern System=mika' --backfill").text
         assert "imported 44 messages" in out and "summaries written" in out
         threads = {a: thread_of(kernel, a, "tavern") for a in ("ada", "mika", "solveig")}
         texts = [m["mes"] for m in group]
@@ -142,7 +142,7 @@ def test_group_chat_import_export_and_backfill(duckdb_url: str, tmp_path: Path) 
             assert [content for _, content, _ in history(kernel, thread)] == texts
         assert kernel.run(f"sql SELECT count(*) FROM summaries WHERE thread_id = {threads['mika']}").rows[0][0] >= 1
         back = tmp_path / "group-back.jsonl"
-        kernel.run(f"chat export {threads['solveig']} {back}")
+        kernel.run(f"transcript export {threads['solveig']} {back}")
         assert [json.loads(line) for line in back.read_text().splitlines()] == group  # no header: a group chat
     finally:
         kernel.close()
@@ -168,12 +168,12 @@ def test_a_live_conversation_exports_and_imports_again(duckdb_url: str, tmp_path
             wait_until(lambda i=i: mika.turns == i)
         original = thread_of(kernel, "mika", "lobby")
         out = tmp_path / "live.jsonl"
-        kernel.run(f"chat export {original} {out}")
+        kernel.run(f"transcript export {original} {out}")
         lines = [json.loads(line) for line in out.read_text().splitlines()]
         assert lines[0] == {"user_name": "ada", "character_name": "Mika", "create_date": lines[0]["create_date"], "chat_metadata": {}}
         assert [(m["name"], m["is_user"], m["mes"]) for m in lines[1:]] == [
             ("ada", True, "Hello there."), ("Mika", False, "Noted."), ("ada", True, "What time is the last train?"), ("Mika", False, "Noted.")]
-        kernel.run(f"chat import {out} --channel again")
+        kernel.run(f"transcript import {out} --channel again")
         again = history(kernel, thread_of(kernel, "mika", "again"))
         before = history(kernel, original)
         assert [(n, c) for n, c, _ in again] == [(n, c) for n, c, _ in before]

@@ -279,7 +279,7 @@ def _with_mes(st: dict[str, Any], text: str) -> dict[str, Any]:
 def register(kernel: Kernel, owner: Any) -> None:
     from tobio.commands import Arg, Context, Result
 
-    group = kernel.commands.group("chat", "SillyTavern chats: import a chat JSONL as history, export a thread.", owner=owner)
+    group = kernel.commands.group("transcript", "SillyTavern chats: import a chat JSONL as history, export a thread. (`chat AGENT` talks.)", owner=owner)
 
     @group.command("import", Arg("file", help="a SillyTavern chat .jsonl (single or group)", complete="file"),
                    Arg("--channel", help="channel for the imported threads (default: st.NAME)"),
