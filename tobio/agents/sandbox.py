@@ -1,76 +1,81 @@
-"""SQL for agents: read-only, and limited to the agent's own rows.
+"""Which rows an agent's `sql` sees: one scoped SELECT per table, registered by whoever owns the table.
 
-Inside the statement's transaction, temporary views named like the real tables shadow them, each
-filtered to what this agent experienced (its threads, the messages pushed to them, its own states,
-runs and steps). Tables nobody scoped are shadowed by empty views: new modules' tables are private
-until someone says otherwise. Statements naming a schema or catalog are refused, since they could
-reach around the views.
+tobio.db.sql_guard replaces every table an agent names with `relation_sql(...)` for it, so these
+filters are the whole of what an agent can read. Tables nobody scoped read as empty: a new module's
+tables stay private until it says otherwise. Filters are trusted SQL over the real table `t`, with
+`{me}` for the agent's id and `{real_<table>}` for any other real table, already qualified.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
-from tobio.errors import CommandError
+@dataclass(frozen=True)
+class Scope:
+    """`where` picks the agent's rows of the real table `t`; `select` may mask columns."""
 
-# table -> filter on the real table `t`, with {me} for the agent's id
-SCOPES = {
-    "threads": "t.agent_id = {me}",
-    "pushes": "t.thread_id IN (SELECT id FROM {real_threads} WHERE agent_id = {me})",
-    "messages": "t.agent_id = {me} OR t.id IN (SELECT p.message_id FROM {real_pushes} p JOIN {real_threads} h "
-                "ON h.id = p.thread_id WHERE h.agent_id = {me})",
-    "summaries": "t.thread_id IN (SELECT id FROM {real_threads} WHERE agent_id = {me})",
-    "state": "t.agent_id = {me}",
-    "runs": "t.agent_id = {me}",
-    "steps": "t.agent_id = {me}",
-    "channels": "TRUE",
-}
+    where: str
+    select: str = "t.*"
+
+
+SCOPES: dict[str, Scope] = {}
+
+
+def register_scope(table: str, where: str, select: str = "t.*") -> None:
+    """Let agents read their rows of `table` (e.g. a module's own table keyed by agent_id)."""
+    SCOPES[table.lower()] = Scope(where=where, select=select)
+
+
+register_scope("threads", "t.agent_id = {me}")
+register_scope("pushes", "t.thread_id IN (SELECT id FROM {real_threads} WHERE agent_id = {me})")
+register_scope(
+    "messages",
+    "t.agent_id = {me} OR t.id IN (SELECT p.message_id FROM {real_pushes} p JOIN {real_threads} h "
+    "ON h.id = p.thread_id WHERE h.agent_id = {me})",
+)
+register_scope("summaries", "t.thread_id IN (SELECT id FROM {real_threads} WHERE agent_id = {me})")
+register_scope("state", "t.agent_id = {me}")
+register_scope("runs", "t.agent_id = {me}")
+register_scope("steps", "t.agent_id = {me}")
+register_scope("channels", "TRUE")
 # Other agents appear by name and type only.
-AGENTS_VIEW = ("SELECT id, name, type, status, created_at, CASE WHEN id = {me} THEN config END AS config, "
-               "CASE WHEN id = {me} THEN state_dict END AS state_dict FROM {real_agents}")
-_QUALIFIED = re.compile(r"""(\b|")(main|temp|pg_catalog|public|information_schema|system)("?)\s*\.""", re.IGNORECASE)
-_FILES = re.compile(r"\b(read_\w+|glob|attach|copy|install|load|pragma)\b", re.IGNORECASE)
+register_scope(
+    "agents",
+    "TRUE",
+    select="t.id, t.name, t.type, t.status, t.created_at, CASE WHEN t.id = {me} THEN t.config END AS config, "
+    "CASE WHEN t.id = {me} THEN t.state_dict END AS state_dict",
+)
 
 
-def _real(conn: Connection, table: str) -> str:
-    dialect = conn.dialect.name
-    if dialect == "duckdb":
-        catalog = conn.exec_driver_sql("SELECT current_database()").scalar()
-        return f'"{catalog}".main."{table}"'
-    if dialect == "sqlite":
-        return f'main."{table}"'
-    return f'public."{table}"'
+class _RealNames(dict[str, str]):
+    """`{real_<table>}` in a filter, resolved on demand; `{me}` is set up front."""
+
+    def __init__(self, me: int, real: Callable[[str], str]) -> None:
+        super().__init__(me=str(int(me)))
+        self._real = real
+
+    def __missing__(self, key: str) -> str:
+        if key.startswith("real_"):
+            return self._real(key[len("real_"):])
+        raise KeyError(key)
 
 
-def check_query(conn: Connection, query: str) -> None:
-    """Refuse what could reach around the views: qualified names and file functions."""
-    catalog = conn.exec_driver_sql("SELECT current_database()").scalar() if conn.dialect.name == "duckdb" else None
-    if _QUALIFIED.search(query) or (catalog and re.search(rf'(\b|"){re.escape(str(catalog))}("?)\s*\.', query)):
-        raise CommandError("agents may not name schemas or catalogs in SQL (their view is already scoped)")
-    if _FILES.search(query):
-        raise CommandError("agents may not read files or change settings from SQL")
+def relation_sql(table: str, known: Collection[str], real: Callable[[str], str], me: int | None) -> str | None:
+    """The SELECT an agent's reference to `table` runs instead; None when the table does not exist.
 
-
-def create_views(conn: Connection, agent_id: int) -> list[str]:
-    """Shadow every table with a view of this agent's rows; returns the view names to drop."""
-    tables = sa.inspect(conn).get_table_names()
-    real = {f"real_{t}": _real(conn, t) for t in ("threads", "pushes", "agents")}
-    created = []
-    for table in tables:
-        if table == "agents":
-            body = AGENTS_VIEW.format(me=int(agent_id), **real)
-        else:
-            condition = SCOPES.get(table, "FALSE").format(me=int(agent_id), **real)
-            body = f"SELECT * FROM {_real(conn, table)} t WHERE {condition}"
-        conn.exec_driver_sql(f'CREATE TEMP VIEW "{table}" AS {body}')
-        created.append(table)
-    return created
-
-
-def drop_views(conn: Connection, names: list[str]) -> None:
-    prefix = "temp." if conn.dialect.name in ("duckdb", "sqlite") else "pg_temp."
-    for name in names:
-        conn.exec_driver_sql(f'DROP VIEW IF EXISTS {prefix}"{name}"')
+    `known` are the database's real tables, `real(name)` their qualified names, `me` the agent's id
+    (None: an agent trusted with every agent's rows, still read-only and without files or catalogue).
+    """
+    name = table.lower()
+    if name not in known:
+        return None
+    source = real(name)
+    if me is None:
+        return f"SELECT * FROM {source} AS t"
+    scope = SCOPES.get(name)
+    if scope is None:
+        return f"SELECT * FROM {source} AS t WHERE FALSE"
+    names = _RealNames(me, real)
+    return f"SELECT {scope.select.format_map(names)} FROM {source} AS t WHERE {scope.where.format_map(names)}"

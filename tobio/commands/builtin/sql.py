@@ -1,7 +1,8 @@
 """`sql QUERY`: the database's own SQL (DuckDB by default), read-only unless `--write`.
 
 Read-only is enforced by the engine where it can be (PostgreSQL read-only transactions, SQLite's
-query_only) and by DuckDB's own parser elsewhere, never by guessing from keywords.
+query_only) and by DuckDB's own parser elsewhere, never by guessing from keywords. Agents' SQL takes
+another road (tobio.db.agent_sql): parsed, checked against allow-lists, rewritten over their rows.
 """
 
 from __future__ import annotations
@@ -66,21 +67,14 @@ def _first_line(exc: BaseException) -> str:
 
 
 def run_sql(
-    conn: sa.Connection, statements: list[str], write: bool, limit: int, agent_id: int | None = None
+    conn: sa.Connection, statements: list[str], write: bool, limit: int
 ) -> tuple[list[str] | None, list[tuple[Any, ...]], bool, int]:
-    """Run statements on the DB thread; returns (columns, rows, truncated, affected) of the last one.
+    """Run a user's statements on the DB thread; returns (columns, rows, truncated, affected) of the last one.
 
-    With `agent_id`, the statements see only that agent's rows (tobio.agents.sandbox).
+    Agents never come here: their SQL goes through tobio.db.agent_sql.
     """
     dialect = conn.dialect.name
-    raw = conn.connection.dbapi_connection
-    views: list[str] = []
-    if agent_id is not None:
-        from tobio.agents import sandbox
-
-        for statement in statements:
-            sandbox.check_query(conn, statement)
-        views = sandbox.create_views(conn, agent_id)
+    raw: Any = conn.connection.dbapi_connection
     if not write:
         if dialect == "duckdb":
             for statement in statements:
@@ -118,10 +112,6 @@ def run_sql(
     finally:
         if not write and dialect == "sqlite":
             conn.exec_driver_sql("PRAGMA query_only = OFF")
-        if views:
-            from tobio.agents import sandbox
-
-            sandbox.drop_views(conn, views)
     return columns, rows, truncated, affected
 
 
@@ -135,18 +125,32 @@ def register(root: Group) -> None:
     async def sql(ctx: Context, query: str, write: bool, limit: int) -> Result:
         """Run SQL on the kernel's database (read-only unless --write)."""
         kernel = ctx.kernel
-        agent_id = None
-        if ctx.agent is not None:  # an agent asking: read-only, and its own rows unless its config says otherwise
-            if write:
-                raise CommandError(f"agent '{ctx.agent.name}' may not write with sql")
-            if not getattr(ctx.agent.config, "sql_all_rows", False):
-                agent_id = ctx.agent.id
+        if ctx.agent is not None or ctx.caller != "user":
+            return await _agent_sql(ctx, query, write, limit)
         statements = split_statements(query, kernel.db.dialect)
         if not statements:
             raise CommandError("no SQL statement given", usage="usage: sql [--write] [--limit N] QUERY")
         await kernel.flush()  # what was posted before the query is visible to it
-        columns, rows, truncated, affected = await kernel.db.call(run_sql, statements, write, limit, agent_id)
+        columns, rows, truncated, affected = await kernel.db.call(run_sql, statements, write, limit)
         if columns is None:
             return Result(text=f"ok ({affected} rows affected)" if affected else "ok")
         note = f"showing the first {limit} rows; use --limit" if truncated else None
         return Result(columns=columns, rows=rows, note=note)
+
+
+async def _agent_sql(ctx: Context, query: str, write: bool, limit: int) -> Result:
+    """An agent asking: one SELECT over its own rows (all rows if its config says so), never a write."""
+    from tobio.db.agent_sql import run_agent_query
+
+    agent = ctx.agent
+    if agent is None:
+        raise CommandError(f"'{ctx.caller}' is not a running agent")
+    if write:
+        raise CommandError(f"agent '{agent.name}' may not write with sql")
+    if not query.strip():
+        raise CommandError("no SQL statement given", usage="usage: sql [--limit N] QUERY")
+    me = None if getattr(agent.config, "sql_all_rows", False) else agent.id
+    await ctx.kernel.flush()  # what was posted before the query is visible to it
+    result = await run_agent_query(ctx.kernel.db, query, me, limit)
+    note = f"showing the first {limit} rows; use --limit" if result.truncated else None
+    return Result(columns=result.columns, rows=result.rows, note=note)
