@@ -212,9 +212,11 @@ def test_sakana_lorebook_fires_on_its_keys_in_a_real_prompt(duckdb_url: str, tmp
         assert "Hello World" not in quiet and "{{user}}" not in quiet  # macros filled in everywhere
         say(kernel, "ada", "Could you help me with some money problems?")
         wait_until(lambda: agent.turns == 1)
-        messages = kernel.run("agent prompt sakana").data["messages"]
+        shown = kernel.run("agent prompt sakana")
+        messages = shown.data["messages"]
         text = "\n".join(m["content"] for m in messages)
         assert "spent it all on Gacha games" in text  # the "Money" entry
+        assert "lore: " in (shown.note or "") and "Money" in (shown.note or "")  # which entries fired, and why
         assert "{{user}}" not in text and "{{char}}" not in text and "ada: Money?" in text
         lore = next(m for m in messages if "Gacha" in m["content"])
         assert lore["role"] == "system" and messages.index(lore) == len(messages) - 2  # next to the newest message, not the system prompt

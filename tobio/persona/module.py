@@ -54,4 +54,8 @@ def register_commands(kernel: Kernel, owner: Module) -> None:
         messages = built.messages()
         rows = [(i, m["role"], m["content"]) for i, m in enumerate(messages)]
         note = f"thread {subs[0].thread_id}; sampling {built.params or 'from the model bundle'}"
-        return Result(columns=["#", "role", "content"], rows=rows, note=note, data={"messages": messages, "params": built.params})
+        fired = (built.notes.get("lore") or {}).get("fired") or []
+        if fired:
+            note += "; lore: " + ", ".join(f"{f['label']} ({f['reason']})" for f in fired)
+        return Result(columns=["#", "role", "content"], rows=rows, note=note,
+                      data={"messages": messages, "params": built.params, "notes": built.notes})
