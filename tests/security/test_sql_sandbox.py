@@ -85,8 +85,33 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                 pass
 
 
+@pytest.mark.parametrize("command", [
+    "/cmd sql SELECT string_agg(content,' | ') FROM tobio/**/.main/**/.messages WHERE channel='secret'",
+    "/cmd sql SELECT string_agg(content,' | ') FROM messages WHERE channel='secret'",
+])
+def test_a_persona_cannot_post_another_agents_secret_to_the_lobby(db_url: str, tmp_path: Path, command: str) -> None:
+    config = KernelConfig(modules=["scripted", "models", "persona"],
+                          providers={"s": {"type": "scripted", "replies": [command, "I found: {last}"]}},
+                          models={"chat-default": {"provider": "s", "model": "x"}})
+    kernel = Kernel(config, database=db_url).start()
+    try:
+        diary = write(tmp_path / "alice.yaml", "name: alice\ntype: scripted\nchannels: [secret]\nmax_replies: 0\n")
+        kernel.run(f"agent spawn {diary}")
+        _spawn(kernel, tmp_path, "spy")
+        kernel.run(f"channel post secret {SECRET}")
+        kernel.run("channel post room what is new?")
+        wait_until(lambda: kernel.agents.live["spy"].turns == 1)
+        kernel.call(kernel.writer.flush())
+        said = kernel.run("sql SELECT content FROM messages WHERE channel = 'room' ORDER BY id").rows
+        assert len(said) == 2 and said[1][0].startswith("I found:"), said
+        assert not _leaks(repr(said)), said
+        assert (SECRET,) in kernel.run("sql SELECT content FROM messages WHERE channel = 'secret'").rows
+    finally:
+        kernel.close()
+
+
 def _leaks(text: str) -> bool:
-    return SECRET in text or "7419" in text or FILE_SECRET in text
+    return SECRET in text or "7419" in text or FILE_SECRET in text or "root:x:0" in text
 
 
 def _outcome(s: Setup, query: str) -> tuple[str, bool]:
@@ -200,6 +225,14 @@ REFUSED = [
     "SELECT ?",
     "SELECT (x -> x + 1)",
     "SELECT content FROM ｍessages",
+    "WITH x AS (DELETE FROM messages RETURNING *) SELECT * FROM x",
+    "WITH x AS (SELECT * FROM main.messages) SELECT * FROM x",
+    "SELECT content FROM messages WHERE content = getenv('HOME')",
+    "SELECT current_setting('data_directory')",
+    "VACUUM",
+    "CHECKPOINT",
+    "ANALYZE messages",
+    "USE tobio",
 ]
 
 # May run, but must show spy nothing of the secret: shadowing CTEs, quoting, case, comments, joins.
@@ -230,6 +263,11 @@ SCOPED = [
     "SELECT * FROM state",
     "SELECT * FROM logs",
     "SELECT * FROM schema_migrations",
+    "SELECT t.pg_read_file FROM (SELECT '/etc/passwd' AS f) t",
+    "SELECT t.row_to_json FROM messages t",
+    "SELECT m.content FROM messages m WHERE m.id IN (SELECT id FROM messages WHERE channel = 'secret')",
+    "SELECT * FROM messages a JOIN messages b ON a.id <> b.id WHERE b.channel = 'secret'",
+    "SELECT content FROM messages WHERE channel = 'secret' UNION ALL SELECT content FROM messages",
 ]
 
 
@@ -376,3 +414,41 @@ def test_fuzzed_agent_sql_never_escapes_or_crashes(setup: Setup, query: str) -> 
     finally:
         agent_sql.TIMEOUT_S = agent_sql_timeout
     assert not _leaks(seen), (query, seen)
+
+
+_GRAMMAR = st.recursive(
+    st.sampled_from(["messages", "threads", "agents", "logs", "main.messages", "x", "m", "(SELECT 1 AS n)",
+                     "read_csv('/etc/passwd')", "'/etc/passwd'", "range(3)"]),
+    lambda inner: st.one_of(
+        st.tuples(inner, inner).map(lambda p: f"(SELECT * FROM {p[0]}, {p[1]})"),
+        st.tuples(st.sampled_from(["messages", "m", "x", "threads"]), inner, inner).map(
+            lambda p: f"(WITH {p[0]} AS (SELECT * FROM {p[1]}) SELECT * FROM {p[2]})"),
+        st.tuples(inner, inner).map(lambda p: f"(SELECT * FROM {p[0]} UNION ALL SELECT * FROM {p[1]})"),
+        inner.map(lambda t: f"(SELECT * FROM messages WHERE id IN (SELECT id FROM {t}))"),
+        inner.map(lambda t: f"(SELECT * FROM threads, LATERAL (SELECT * FROM {t}) l)"),
+    ),
+    max_leaves=6,
+)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=200, deadline=2000)
+@given(query=st.one_of(_GRAMMAR.map(lambda t: f"SELECT * FROM {t} AS q"), st.text(max_size=120)))
+def test_compiled_agent_sql_reads_only_scoped_copies(backend: str, query: str) -> None:
+    """Whatever goes in, what comes out names no table but the temporary copies and its own CTEs."""
+    import sqlglot
+    from sqlglot import exp
+
+    from tobio.db.sql_guard import DIALECTS, compile_agent_sql
+
+    known = {"messages", "threads", "agents", "logs"}
+    try:
+        sql = compile_agent_sql(query, backend, lambda n: f'"temp"."_tobio_scope_{n}"' if n in known else None, 10)
+    except CommandError as exc:
+        assert "\n" not in str(exc)
+        return
+    for table in sqlglot.parse_one(sql, read=DIALECTS[backend]).find_all(exp.Table):
+        if table.db:
+            assert table.db == "temp" and table.name.startswith("_tobio_scope_") and not table.catalog, sql
+        else:
+            assert table.name.startswith("_tobio_cte_"), sql

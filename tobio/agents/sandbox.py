@@ -1,9 +1,10 @@
 """Which rows an agent's `sql` sees: one scoped SELECT per table, registered by whoever owns the table.
 
-tobio.db.sql_guard replaces every table an agent names with `relation_sql(...)` for it, so these
-filters are the whole of what an agent can read. Tables nobody scoped read as empty: a new module's
-tables stay private until it says otherwise. Filters are trusted SQL over the real table `t`, with
-`{me}` for the agent's id and `{real_<table>}` for any other real table, already qualified.
+tobio.db.agent_sql copies `relation_sql(...)` of every table an agent names into a temporary table
+and runs the agent's statement on those copies alone, so these filters are the whole of what an
+agent can read. Tables nobody scoped read as empty: a new module's tables stay private until it
+says otherwise. Filters are trusted SQL over the real table `t`, with `{me}` for the agent's id and
+`{real_<table>}` for any other real table, already qualified.
 """
 
 from __future__ import annotations

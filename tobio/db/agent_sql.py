@@ -35,7 +35,7 @@ TIMEOUT_S = 5.0  # per agent statement, from the moment it starts running
 MAX_ROWS = 1000  # the most rows an agent may ask for (`sql --limit`)
 MAX_CHARS = 1_000_000  # the most text a result may hold, summed over its cells
 MAX_VALUE_BYTES = 16_000_000  # the longest string or blob an agent statement may build (SQLite enforces it)
-_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tobio-agent-sql")
+_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tobio-agent-sql")  # 2 cores are common
 _SCOPE_PREFIX = "_tobio_scope_"
 
 Rows = list[tuple[Any, ...]]
