@@ -51,19 +51,30 @@ class ShellCommands:
             Arg("--timeout", type=float, default=30.0, help="give up after this many seconds"),
         )
         async def wait(ctx: Context, quiet: float, timeout: float) -> Result | None:
-            """Wait until agents are idle: empty inboxes, no model run going, nothing said for --quiet s."""
+            """Wait until agents are idle: nothing unhandled, no model loading or running, nothing said for --quiet s."""
             await wait_quiet(ctx.kernel, quiet, timeout)
             return None
 
 
 async def wait_quiet(kernel: Any, quiet: float, timeout: float) -> None:
-    """Return once no running agent has mail, no model run is in progress, and nothing moved on any
-    channel for `quiet` seconds."""
+    """Return once nothing is pending and nothing moved on any channel for `quiet` seconds.
+
+    Pending: a running agent with mail in its inbox or a message in hand, a model run in progress,
+    model weights loading (a persona's first reply waits on them with an empty inbox and no run yet),
+    or, in the database, messages pushed to a running agent that it has not handled."""
+    from tobio.agents.handling import unhandled_counts
+    from tobio.progress import loads_in_progress
+
     loop = asyncio.get_running_loop()
     last = [loop.time()]
 
     def touch(_item: object) -> None:
         last[0] = loop.time()
+
+    async def unhandled(running: list[Any]) -> list[str]:
+        await kernel.flush()  # marks nobody waited for are counted once durable
+        counts = await kernel.db.call(unhandled_counts)
+        return [f"{a.name}: {counts[a.id]} unhandled" for a in running if counts.get(a.id)]
 
     stops = [kernel.transport.listen(name, touch) for name in kernel.transport.known_channels()]
     try:
@@ -77,14 +88,19 @@ async def wait_quiet(kernel: Any, quiet: float, timeout: float) -> None:
                 seen, last[0] = state, now
             runs = getattr(getattr(kernel, "runs", None), "live", {})
             thinking = [r for r in list(runs.values()) if getattr(r, "status", "") == "in_progress"]
-            if thinking:
+            busy = [f"{a.name}: {a.inbox.qsize()} in inbox" for a in running if a.inbox.qsize()]
+            busy += [f"{a.name}: handling a message" for a in running if getattr(a, "current", None) is not None]
+            busy += ["a model is running"] if thinking else []
+            busy += ["a model is loading"] if loads_in_progress() else []
+            if busy:
                 last[0] = now
-            elif not any(a.inbox.qsize() for a in running) and now - last[0] >= quiet:
-                return
+            elif now - last[0] >= quiet:
+                busy = await unhandled(running)
+                if not busy:
+                    return
+                last[0] = loop.time()
             if now >= deadline:
-                busy = ", ".join(a.name for a in running if a.inbox.qsize())
-                busy = busy or ("a model is still running" if thinking else "messages still flowing")
-                raise CommandError(f"agents still busy after {timeout:g} s ({busy})")
+                raise CommandError(f"agents still busy after {timeout:g} s ({', '.join(busy) or 'messages still flowing'})")
             await asyncio.sleep(min(0.05, quiet / 4 or 0.01))
     finally:
         for stop in stops:

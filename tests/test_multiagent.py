@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tobio.agents.base import Agent
+from tobio.agents.handling import unhandled_counts
 from tobio.config.schema import KernelConfig
 from tobio.db.history import agent_history
 from tobio.kernel import Kernel
@@ -56,6 +57,7 @@ def test_100_agents_in_10_channels_exchange_1000_messages_each(duckdb_url: str) 
         totals = kernel.run("sql SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM pushes), "
                             "(SELECT count(*) FROM (SELECT DISTINCT thread_id, message_id FROM pushes))").rows[0]
         assert totals == (AGENTS * EACH, AGENTS * EACH * per_channel, AGENTS * EACH * per_channel)
+        assert kernel.db.call_sync(unhandled_counts) == {}  # every delivery is marked handled, durably
         for agent in agents[:: 7]:  # a spread of agents: history == what was delivered (+ its own lines)
             history = kernel.db.call_sync(agent_history, agent.id)
             received = [(i.thread_id, i.message.id) for i in history if i.message.sender != agent.name]

@@ -120,8 +120,7 @@ class Kernel:
             await self.transport.create_channel(channel)
         await self.agents.restore_all()
         if self.spawn_agents:
-            for path in self.config.agent_files():
-                config = self.agents.load_config(path)
+            for config, path in self.agents.load_configs(self.config.agent_files()):
                 if config.name not in self.agents.live:
                     await self.agents.spawn(config, config_file=str(path))
         log.info("kernel started on %s", self.database_url)

@@ -18,10 +18,12 @@ from sqlalchemy.engine import Connection
 from tobio.db.database import Database
 from tobio.db.migrations import utcnow
 from tobio.db.tables import ChannelRow, ThreadRow
-from tobio.db.writer import GroupCommitWriter
+from tobio.db.writer import GroupCommitWriter, Set, Write
 from tobio.messages import Delivery, Delta, Message
 
 MESSAGE_COLUMNS = ("id", "agent_id", "thread_id", "channel", "role", "created_at", "content", "metadata")
+REPLY_COLUMNS = (*MESSAGE_COLUMNS, "reply_to")  # only replies carry it, so plain posts write no extra column
+THREAD_COLUMNS = ("id", "agent_id", "channel", "name", "opened_at", "closed_at", "checkpoint_message_id", "handled_message_id")
 PUSH_COLUMNS = ("thread_id", "message_id")
 CHANNEL_COLUMNS = ("name", "topic", "created_at")
 
@@ -50,6 +52,9 @@ class Transport:
         self.writer = writer
         self.channels: dict[str, dict[int, Subscription]] = {}
         self._known_channels: set[str] = set()
+        # channel -> (receiver id, deliver, thread id) per subscriber, and the thread ids as one tuple:
+        # built when subscriptions change, not on every post (the hot path reads it as is).
+        self._fanout: dict[str, tuple[list[tuple[int, Callable[[Delivery], None], int]], tuple[int, ...]]] = {}
         self._listeners: dict[str, set[Callable[[Message | Delta], None]]] = {}
         self._observers: list[Callable[[Message], None]] = []
 
@@ -96,14 +101,15 @@ class Transport:
         thread_id = self.db.next_ids("threads")
         # Register before awaiting so a post racing with this subscribe already sees the thread.
         self.channels.setdefault(channel, {})[receiver.id] = Subscription(receiver, channel, thread_id)
-        thread = (thread_id, receiver.id, channel, f"{receiver.name}@{channel}", now, None, None)
+        self._fanout.pop(channel, None)
+        thread = (thread_id, receiver.id, channel, f"{receiver.name}@{channel}", now, None, None, 0)
         try:
             await self.writer.write(
-                ("channels", CHANNEL_COLUMNS, self._channel_rows(channel, now)),
-                ("threads", ("id", "agent_id", "channel", "name", "opened_at", "closed_at", "checkpoint_message_id"), [thread]),
+                ("channels", CHANNEL_COLUMNS, self._channel_rows(channel, now)), ("threads", THREAD_COLUMNS, [thread]),
             )
         except Exception:
             self.channels[channel].pop(receiver.id, None)
+            self._fanout.pop(channel, None)
             raise
         return thread_id
 
@@ -111,12 +117,14 @@ class Transport:
         """Re-attach an open thread after a restart (no write: the thread is already recorded)."""
         self._known_channels.add(channel)
         self.channels.setdefault(channel, {})[receiver.id] = Subscription(receiver, channel, thread_id)
+        self._fanout.pop(channel, None)
 
     async def unsubscribe(self, receiver_id: int, channel: str) -> int | None:
         """Close the receiver's thread on `channel`; returns its id, or None if not subscribed."""
         sub = self.channels.get(channel, {}).pop(receiver_id, None)
         if sub is None:
             return None
+        self._fanout.pop(channel, None)
         await self.writer.flush()  # pushes already queued to this thread land before it closes
 
         def close(conn: Connection) -> None:
@@ -124,6 +132,11 @@ class Transport:
 
         await self.db.call(close)
         return sub.thread_id
+
+    @staticmethod
+    def _build_fanout(subs: dict[int, Subscription]) -> tuple[list[tuple[int, Callable[[Delivery], None], int]], tuple[int, ...]]:
+        targets = [(sub.receiver.id, sub.receiver.deliver, sub.thread_id) for sub in subs.values()]
+        return targets, tuple(sub.thread_id for sub in subs.values())
 
     # -- listeners (front ends watching a channel without being an agent) -----------------------
     def listen(self, channel: str, callback: Callable[[Message | Delta], None]) -> Callable[[], None]:
@@ -158,13 +171,23 @@ class Transport:
         role: str = "assistant",
         metadata: dict[str, Any] | None = None,
         created_at: datetime | None = None,
+        reply_to: int | None = None,
+        writes: tuple[Write, ...] | list[Write] = (),
+        sets: tuple[Set, ...] | list[Set] = (),
     ) -> Message:
-        """Write the message and its pushes durably, then deliver it; returns the stored message."""
+        """Write the message and its pushes durably, then deliver it; returns the stored message.
+
+        A reply names the message it answers (`reply_to`) and brings the sender's handling record
+        (`writes`, `sets`: its cursor, its state), which commit in the same transaction as the reply.
+        """
         created_at = created_at or utcnow()
         subs = self.channels.get(channel)
         if subs is None:
             subs = self.channels[channel] = {}
-        receivers = list(subs.values())
+        fanout = self._fanout.get(channel)
+        if fanout is None:
+            fanout = self._fanout[channel] = self._build_fanout(subs)
+        targets, thread_ids = fanout
         sender_id = sender.id if sender is not None else None
         sender_sub = subs.get(sender_id) if sender_id is not None else None
         message = Message(
@@ -178,15 +201,19 @@ class Transport:
             thread_id=sender_sub.thread_id if sender_sub else None,
             metadata=metadata,
         )
-        row = (message.id, sender_id, message.thread_id, channel, role, created_at, content, metadata)
         mid = message.id
-        writes = [("messages", MESSAGE_COLUMNS, [row]), ("pushes", PUSH_COLUMNS, [(s.thread_id, mid) for s in receivers])]
+        if reply_to is None:
+            row: tuple[Any, ...] = (mid, sender_id, message.thread_id, channel, role, created_at, content, metadata)
+            inserts = [("messages", MESSAGE_COLUMNS, [row])]
+        else:
+            row = (mid, sender_id, message.thread_id, channel, role, created_at, content, metadata, reply_to)
+            inserts = [("messages", REPLY_COLUMNS, [row])]
         if channel not in self._known_channels:
-            writes.append(("channels", CHANNEL_COLUMNS, self._channel_rows(channel, created_at)))
-        await self.writer.write(*writes)
-        for sub in receivers:
-            if sub.receiver.id != sender_id:
-                sub.receiver.deliver(Delivery(message, sub.thread_id))
+            inserts.append(("channels", CHANNEL_COLUMNS, self._channel_rows(channel, created_at)))
+        await self.writer.write(*inserts, *writes, sets=sets, fan=("pushes", PUSH_COLUMNS, thread_ids, mid) if thread_ids else None)
+        for receiver_id, deliver, thread_id in targets:
+            if receiver_id != sender_id:
+                deliver(Delivery(message, thread_id))
         for callback in tuple(self._listeners.get(channel, ())):
             callback(message)
         for observer in self._observers:

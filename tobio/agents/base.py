@@ -4,6 +4,11 @@
 - config: an immutable pydantic model (`Config`) validated from a YAML file;
 - state: whatever `state_dict()` returns (JSON-able). The kernel saves it after each message when it
   changed, moving the previous one to the `state` table, and `load_state_dict` brings it back on restart.
+
+Handling is recorded (see handling.py): when `on_message` returns, the message is marked handled; a
+reply posted with `say` while handling carries the mark and the state with it, in one transaction.
+Not answering is a choice the record keeps ("seen, not answered"), so return without saying anything
+rather than skipping messages some other way.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
@@ -24,6 +30,9 @@ if TYPE_CHECKING:
     from tobio.kernel import Kernel
 
 log = logging.getLogger(__name__)
+# The delivery the current task is handling: only the agent's own task sees it, so a `say` made by
+# other code (a front end, a test) while the agent is mid-message is not taken for its reply.
+_handling: ContextVar[Delivery | None] = ContextVar("tobio_handling", default=None)
 
 
 class AgentConfig(Frozen):
@@ -55,10 +64,17 @@ class Agent:
         self.delivered = 0
         self.handled = 0
         self.failures = 0
+        self.current: Delivery | None = None  # being handled now (`wait` counts it as busy)
+        self.cursors: dict[int, int] = {}  # thread id -> last message id marked handled (queued or durable)
         self._resumed = asyncio.Event()
         self._resumed.set()
 
     # -- behaviour (override) --------------------------------------------------------------------
+    @classmethod
+    def check_config(cls, kernel: Kernel, config: AgentConfig) -> None:
+        """Refuse a spawn that could only fail later (raise AgentError with one line); called before
+        anything is written."""
+
     async def on_start(self) -> None:
         """Called once the agent is subscribed and its state loaded."""
 
@@ -74,8 +90,18 @@ class Agent:
 
     # -- services --------------------------------------------------------------------------------
     async def say(self, channel: str, content: str, *, role: str = "assistant", metadata: dict[str, Any] | None = None) -> Message:
-        """Post to a channel as this agent; returns once the message is durable and delivered."""
-        return await self.kernel.transport.post(channel, content, sender=self, role=role, metadata=metadata)
+        """Post to a channel as this agent; returns once the message is durable and delivered.
+
+        Said while handling a message, it is the reply: it names that message (`reply_to`) and commits
+        together with the handled mark and the agent's state as they are now.
+        """
+        transport = self.kernel.transport
+        delivery = _handling.get()
+        if delivery is None or delivery is not self.current:
+            return await transport.post(channel, content, sender=self, role=role, metadata=metadata)
+        writes, sets = self.kernel.agents.handling_record(self, delivery)
+        return await transport.post(channel, content, sender=self, role=role, metadata=metadata,
+                                    reply_to=delivery.message.id, writes=writes, sets=sets)
 
     async def stream(
         self, channel: str, pieces: AsyncIterator[str], *, metadata: dict[str, Any] | None = None,
@@ -83,6 +109,12 @@ class Agent:
     ) -> Message:
         """Stream text to the channel's listeners as it is produced, then post the whole message
         (passed through `finish`, e.g. to trim a reply cut off mid-sentence)."""
+        text, stream_id = await self.relay(channel, pieces)
+        return await self.say(channel, finish(text) if finish else text, metadata={**(metadata or {}), "stream_id": stream_id})
+
+    async def relay(self, channel: str, pieces: AsyncIterator[str]) -> tuple[str, str]:
+        """Stream text to the channel's listeners without posting it; returns (the whole text, the stream
+        id to put in the posted message's metadata). For agents that change state between the two."""
         stream_id = f"{self.name}-{uuid.uuid4().hex[:8]}"
         parts: list[str] = []
         transport = self.kernel.transport
@@ -92,8 +124,7 @@ class Agent:
                 transport.stream(channel, Delta(channel, self.name, stream_id, piece))
         finally:
             transport.stream(channel, Delta(channel, self.name, stream_id, "", done=True))
-        text = "".join(parts)
-        return await self.say(channel, finish(text) if finish else text, metadata={**(metadata or {}), "stream_id": stream_id})
+        return "".join(parts), stream_id
 
     def deliver(self, delivery: Delivery) -> None:
         """Called by the transport after the push is durable."""
@@ -114,17 +145,26 @@ class Agent:
         self.status = "running"
 
     async def run(self) -> None:
-        """The agent's task: read the inbox, one message at a time, saving state after each."""
+        """The agent's task: read the inbox, one message at a time, marking each handled with its state.
+
+        Cancelled mid-message (kernel stop, kill), the message stays unhandled and a restart handles it
+        again; a failure is marked handled like a success (logged, and its run recorded as failed), so
+        one bad message is not retried forever.
+        """
         await self.on_start()
         await self.kernel.agents.save_state(self)
+        agents = self.kernel.agents
         while True:
             delivery = await self.inbox.get()
             await self._resumed.wait()
+            self.current = delivery
+            token = _handling.set(delivery)
             try:
                 await self.on_message(delivery)
                 self.handled += 1
                 self.failures = 0
             except asyncio.CancelledError:
+                self.current = None
                 raise
             except Exception as exc:  # noqa: BLE001 - one bad message must not kill the agent
                 self.failures += 1
@@ -132,8 +172,15 @@ class Agent:
                 if self.failures >= self.config.max_failures:
                     log.error("agent %s paused after %d failures in a row; `agent resume %s` when fixed",
                               self.name, self.failures, self.name)
-                    await self.kernel.agents.pause(self.name)
-            await self.kernel.agents.save_state(self)
+                    await agents.pause(self.name)
+            finally:
+                _handling.reset(token)
+            self.current = None
+            # Nobody waits on the mark: lost in a crash, it is lost together with the state it carries,
+            # and the message is handled again (the reply, if any, already carried the mark).
+            writes, sets = agents.handling_record(self, delivery)
+            if writes or sets:
+                self.kernel.writer.queue(*writes, sets=sets)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} ({self.status})>"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable, Hashable, Iterable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -24,6 +25,18 @@ class Inbox(Generic[T]):
 
     def put_nowait(self, item: T) -> None:
         self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def put_front(self, items: Iterable[T], key: Callable[[T], Hashable]) -> None:
+        """Put `items` ahead of what is queued, in their order, skipping any whose key is already queued
+        (a backlog read from the database while live deliveries kept arriving)."""
+        queued = {key(item) for item in self._items}
+        fresh = [item for item in items if key(item) not in queued]
+        if not fresh:
+            return
+        self._items.extendleft(reversed(fresh))
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

@@ -11,19 +11,27 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from pydantic import TypeAdapter, ValidationError
+
 from tobio.agents.base import Agent, AgentConfig
+from tobio.agents.handling import cursor_set, unhandled_deliveries
 from tobio.config import load_yaml, validate
+from tobio.config.schema import Name
 from tobio.config.yamlfile import SourceMap
 from tobio.db.literals import const
 from tobio.db.migrations import utcnow
 from tobio.db.tables import AgentRow, Row, ThreadRow
+from tobio.db.writer import Set, Write
 from tobio.errors import AgentError, ConfigError
+from tobio.messages import Delivery
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
 
 log = logging.getLogger(__name__)
 STATE_COLUMNS = ("id", "agent_id", "state_dict", "created_at", "superseded_at")
+CURRENT_STATE = ("state_dict", "updated_at")
+_NAME = TypeAdapter(Name)
 
 
 class AgentManager:
@@ -85,6 +93,20 @@ class AgentManager:
         data, smap = load_yaml(path)
         return self.config_from_data(data, smap)
 
+    def load_configs(self, paths: list[Path]) -> list[tuple[AgentConfig, Path]]:
+        """Validate several agent files; two files giving the same name are refused, naming both
+        (otherwise one of them would silently never run)."""
+        seen: dict[str, Path] = {}
+        out = []
+        for path in paths:
+            config = self.load_config(path)
+            if config.name in seen and seen[config.name].resolve() != Path(path).resolve():
+                raise AgentError(f"two agent files are named '{config.name}': {seen[config.name]} and {path}; rename one")
+            if config.name not in seen:
+                seen[config.name] = Path(path)
+                out.append((config, Path(path)))
+        return out
+
     def config_from_data(self, data: Any, smap: SourceMap) -> AgentConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{smap.file}:1: an agent file is a mapping with at least name and type")
@@ -127,9 +149,14 @@ class AgentManager:
     # -- spawn / restore ------------------------------------------------------------------------
     async def spawn(self, config: AgentConfig, config_file: str | None = None) -> Agent:
         """Create (or re-create, keeping its id and state) an agent, subscribe it and start its task."""
+        try:
+            _NAME.validate_python(config.name)  # a name set after validation (`--name`, model_copy) is checked here
+        except ValidationError:
+            raise AgentError(f"bad agent name {config.name!r}: letters, digits, '_', '.', '-' (not first), at most 64") from None
         if config.name in self.live:
             raise AgentError(f"agent '{config.name}' is already running")
         cls = self.type_for(config.type)
+        cls.check_config(self.kernel, config)
         config_json = config.model_dump(mode="json")
 
         def read(conn: Connection) -> Row | None:
@@ -153,15 +180,29 @@ class AgentManager:
 
         await self.kernel.db.call(upsert)
         self._saved[agent.id] = (json.dumps(state, sort_keys=True), now)
-        await self._start(agent, open_threads=await self._open_threads(agent.id))
+        open_threads = await self._open_threads(agent.id)
+        self._attach(agent, open_threads)
+        backlog = (await self._backlog()).get(agent.id, []) if open_threads else []
+        await self._start(agent, backlog)
         return agent
 
-    async def _start(self, agent: Agent, open_threads: dict[str, int]) -> None:
-        transport = self.kernel.transport
+    def _attach(self, agent: Agent, open_threads: dict[str, int]) -> None:
+        """Re-attach the agent's open threads, so pushes reach it from now on (before its backlog is read)."""
         for channel, thread_id in open_threads.items():
-            transport.restore(agent, channel, thread_id)
+            self.kernel.transport.restore(agent, channel, thread_id)
+
+    async def _backlog(self) -> dict[int, list[Delivery]]:
+        """Every agent's unhandled pushes (after what is queued is durable, marks included)."""
+        await self.kernel.writer.flush()
+        return await self.kernel.db.call(unhandled_deliveries)
+
+    async def _start(self, agent: Agent, backlog: list[Delivery]) -> None:
+        """Refill the inbox with the backlog, ahead of anything delivered meanwhile; subscribe; run."""
+        if backlog:
+            log.info("agent %s: %d unhandled message(s) from before the restart", agent.name, len(backlog))
+            agent.inbox.put_front(backlog, key=lambda d: (d.thread_id, d.message.id))
         for channel in agent.config.channels:
-            await transport.subscribe(agent, channel)
+            await self.kernel.transport.subscribe(agent, channel)
         self.live[agent.name] = agent
         self.kernel.tasks.spawn(agent.run(), name=f"agent:{agent.name}", kind="agent", owner=agent.name)
 
@@ -183,7 +224,7 @@ class AgentManager:
             return agents, threads
 
         rows, threads = await self.kernel.db.call(read)
-        restored = []
+        agents: list[Agent] = []
         for row in rows:
             try:
                 cls = self.type_for(row.type)
@@ -196,10 +237,14 @@ class AgentManager:
             self._saved[agent.id] = (json.dumps(row.state_dict or {}, sort_keys=True), row.updated_at)
             if row.status == "paused":
                 agent.pause()
-            mine = {t.channel: t.id for t in threads if t.agent_id == row.id and t.channel}
-            await self._start(agent, mine)
-            restored.append(agent.name)
-        return restored
+            # Every thread first, then the backlog, then the tasks: an agent that speaks as it starts
+            # must reach the others' threads, and its words must not be read back as their backlog.
+            self._attach(agent, {t.channel: t.id for t in threads if t.agent_id == row.id and t.channel})
+            agents.append(agent)
+        backlog = await self._backlog() if agents else {}
+        for agent in agents:
+            await self._start(agent, backlog.get(agent.id, []))
+        return [agent.name for agent in agents]
 
     # -- control ---------------------------------------------------------------------------------
     async def _set_status(self, agent: Agent, status: str) -> None:
@@ -266,20 +311,34 @@ class AgentManager:
         agent.module_state = dict(state.pop("modules", None) or {})
         agent.load_state_dict(state)
 
-    async def save_state(self, agent: Agent) -> bool:
-        """Persist state_dict if it changed: current in `agents`, the superseded one into `state`."""
+    def _state_record(self, agent: Agent) -> tuple[list[Write], list[Set]]:
+        """What saving the agent's state writes now, if it changed: the superseded state into `state`,
+        the current one into `agents` (nothing when unchanged)."""
         state = self.full_state(agent)
         encoded = json.dumps(state, sort_keys=True)
         previous, since = self._saved.get(agent.id, ("{}", utcnow()))
         if encoded == previous:
-            return False
+            return [], []
         now = utcnow()
         self._saved[agent.id] = (encoded, now)
         state_id = self.kernel.db.next_ids("state")
         old = json.loads(previous)
+        return [("state", STATE_COLUMNS, [(state_id, agent.id, old, since, now)])], [("agents", "id", CURRENT_STATE, agent.id, (state, now))]
 
-        def update(conn: Connection) -> None:
-            conn.execute(sa.update(AgentRow).where(AgentRow.id == agent.id).values(state_dict=state, updated_at=now))
+    def handling_record(self, agent: Agent, delivery: Delivery) -> tuple[list[Write], list[Set]]:
+        """The rows that record `delivery` as handled: the thread's cursor, and the state if it changed.
+        Each is returned once: a reply carries them, and the end of handling writes only what is left."""
+        writes, sets = self._state_record(agent)
+        thread_id, message_id = delivery.thread_id, delivery.message.id
+        if agent.cursors.get(thread_id, 0) < message_id:
+            agent.cursors[thread_id] = message_id
+            sets.append(cursor_set(thread_id, message_id))
+        return writes, sets
 
-        await self.kernel.writer.write(("state", STATE_COLUMNS, [(state_id, agent.id, old, since, now)]), then=update)
+    async def save_state(self, agent: Agent) -> bool:
+        """Persist state_dict if it changed: current in `agents`, the superseded one into `state`."""
+        writes, sets = self._state_record(agent)
+        if not writes:
+            return False
+        await self.kernel.writer.write(*writes, sets=sets)
         return True

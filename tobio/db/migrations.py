@@ -46,6 +46,19 @@ def m002_runs(conn: Connection) -> None:
     add_column_if_missing(conn, "steps", metadata.tables["steps"].c.run_id)
 
 
+@migration
+def m003_handled(conn: Connection) -> None:
+    """Durable handling: a cursor per thread (`threads.handled_message_id`) and the message a reply answers
+    (`messages.reply_to`). Threads opened before this count what was already pushed to them as handled:
+    nothing recorded otherwise, and answering a whole history again at the first start would be worse."""
+    add_column_if_missing(conn, "threads", metadata.tables["threads"].c.handled_message_id)
+    add_column_if_missing(conn, "messages", metadata.tables["messages"].c.reply_to)
+    conn.execute(sa.text(
+        "UPDATE threads SET handled_message_id = (SELECT max(p.message_id) FROM pushes p WHERE p.thread_id = threads.id)"
+        " WHERE handled_message_id IS NULL"
+    ))
+
+
 def add_column_if_missing(conn: Connection, table: str, column: sa.Column) -> None:
     """Helper for later migrations: `ALTER TABLE … ADD COLUMN` unless it is already there."""
     existing = {c["name"] for c in sa.inspect(conn).get_columns(table)}

@@ -100,6 +100,10 @@ ThreadRow = Table(
     column("opened_at", DateTime()),
     column("closed_at", DateTime(), null=True),
     column("checkpoint_message_id", Id, null=True),
+    # Handling cursor: the agent has handled (answered, or seen and chosen not to) every message pushed to
+    # this thread up to this id; what was pushed after it is unhandled. It moves in the same transaction
+    # as the reply, so a crash can neither lose a reply nor repeat one. NULL: nothing handled yet.
+    column("handled_message_id", Id, null=True),
     Index("ix_threads_agent", "agent_id", "id"),
     Index("ix_threads_channel", "channel"),
 )
@@ -115,6 +119,7 @@ MessageRow = Table(
     column("created_at", DateTime()),
     column("content", Text),
     column("metadata", JSON, null=True),
+    column("reply_to", Id, null=True),  # the message its sender was handling when it posted this (its answer)
     Index("ix_messages_channel", "channel"),
     attrs={"metadata_": "metadata"},
 )

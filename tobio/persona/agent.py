@@ -12,6 +12,7 @@ from pydantic import Field
 from tobio.agents.base import Agent, AgentConfig
 from tobio.config.schema import RelPath
 from tobio.db.history import thread_context
+from tobio.errors import AgentError
 from tobio.messages import Delivery, Message
 from tobio.persona.prompt import Prompt
 from tobio.persona.schema import Persona, load_persona
@@ -44,6 +45,15 @@ class PersonaAgent(Agent):
         self.persona_key: str | None = None  # set once the registry knows it (on_start)
         self.turns = 0
         self.last_run: int | None = None
+
+    @classmethod
+    def check_config(cls, kernel: Any, config: AgentConfig) -> None:
+        """A persona whose model bundle does not exist could only fail on its first message."""
+        assert isinstance(config, PersonaAgentConfig)
+        bundles = kernel.models.models
+        if config.model not in bundles:
+            known = ", ".join(sorted(bundles)) or "none: load the models module"
+            raise AgentError(f"agent '{config.name}': no model bundle named '{config.model}' (known: {known})")
 
     def _registry(self) -> Any:
         module = self.kernel.modules.loaded.get("persona")
@@ -88,7 +98,12 @@ class PersonaAgent(Agent):
             context = await source(self, thread_id)
         else:
             context = await self.kernel.db.call(thread_context, thread_id, self.config.context_messages)
-        prompt = Prompt(self, thread_id, incoming, context.summary, context.messages, params=dict(self.config.params))
+        history = context.messages
+        if incoming is not None and history and history[-1].id > incoming.id:
+            # Handling a backlog (after a restart, or when slower than the channel): answer the message
+            # as it stood, not with what was said after it in view.
+            history = [m for m in history if m.id <= incoming.id]
+        prompt = Prompt(self, thread_id, incoming, context.summary, history, params=dict(self.config.params))
         for hook in self.kernel.agents.prompt_hooks_for(self):
             await hook(prompt)
         return prompt
@@ -104,19 +119,22 @@ class PersonaAgent(Agent):
         if self.config.commands:
             messages, answered = await self._use_commands(model, messages, prompt, delivery.thread_id, delivery.message.id)
             if answered is not None:  # the model answered without asking for a command: that is the reply
-                message = await self.say(channel, tidy(answered.text), metadata={"run_id": answered.id})
-                await self.kernel.runs.link(answered, message.id)
-                self.last_run, self.turns = answered.id, self.turns + 1
+                await self._reply(channel, answered, answered.text, {"run_id": answered.id})
                 return
         run = model.run(messages, params=prompt.params, thread_id=delivery.thread_id, agent_id=self.id)
         self.last_run = run.id
         if self.config.stream:
-            message = await self.stream(channel, run.deltas(), metadata={"run_id": run.id}, finish=tidy)
+            text, stream_id = await self.relay(channel, run.deltas())
+            await self._reply(channel, run, text, {"run_id": run.id, "stream_id": stream_id})
         else:
             await run.wait()
-            message = await self.say(channel, tidy(run.text), metadata={"run_id": run.id})
+            await self._reply(channel, run, run.text, {"run_id": run.id})
+
+    async def _reply(self, channel: str, run: Any, text: str, metadata: dict[str, Any]) -> None:
+        """Post the reply with the turn already counted: the state commits with the reply and its mark."""
+        self.last_run, self.turns = run.id, self.turns + 1
+        message = await self.say(channel, tidy(text), metadata=metadata)
         await self.kernel.runs.link(run, message.id)
-        self.turns += 1
 
 
     async def _use_commands(self, model: Any, messages: list[dict[str, Any]], prompt: Prompt, thread_id: int,

@@ -63,13 +63,21 @@ def load_scene(path: str | Path) -> SceneConfig:
 
 
 async def run_scene(kernel: Kernel, scene: SceneConfig, emit: Any = None) -> list[Message]:
-    """Spawn the cast, open the floor, post the opening line, and wait for `turns` agent replies."""
-    names = []
-    for path in scene.agents:
-        config = kernel.agents.load_config(path)
+    """Spawn the cast, open the floor, post the opening line, and wait for `turns` agent replies.
+
+    Everything that can be checked is checked before anyone is spawned: a scene that cannot run
+    leaves no cast behind."""
+    cast = kernel.agents.load_configs(list(scene.agents))
+    names = [config.name for config, _ in cast]
+    if scene.opening.speaker and scene.opening.speaker not in names:
+        raise CommandError(f"scene {scene.name}: the opening speaker '{scene.opening.speaker}' is not in the cast ({', '.join(names)})")
+    if scene.channel in kernel.floors:
+        raise CommandError(f"channel '{scene.channel}' already has a floor (a scene running there?)")
+    for config, _ in cast:
+        kernel.agents.type_for(config.type).check_config(kernel, config)
+    for config, path in cast:
         if config.name not in kernel.agents.live:
             await kernel.agents.spawn(config, config_file=str(path))
-        names.append(config.name)
     for name in names:
         await kernel.transport.subscribe(kernel.agents.get(name), scene.channel)
     if scene.channel in kernel.floors:

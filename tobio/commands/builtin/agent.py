@@ -6,6 +6,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from tobio.agents.handling import unhandled_counts
 from tobio.commands import Arg, Context, Group, Result, table
 from tobio.db.literals import const
 from tobio.db.history import agent_history
@@ -30,20 +31,26 @@ def register(root: Group) -> None:
 
     @agent.command("ls", Arg("--all", flag=True, help="include killed agents"))
     async def ls(ctx: Context, all: bool) -> Result:
-        """List agents with their type, status, channels and message counts."""
+        """List agents with their type, status, channels and message counts.
+
+        `inbox` and `handled` are this process's counts; `unhandled` is from the database: messages pushed
+        to the agent's open threads that it has not handled yet (what a restart would give it again)."""
         kernel = ctx.kernel
 
         def read(conn: sa.Connection) -> list[Row]:
             query = sa.select(AgentRow).order_by(AgentRow.id)
             return list(conn.execute(query if all else query.where(AgentRow.status != const("killed"))))
 
+        await kernel.writer.flush()  # handled marks nobody waited for count too
+        unhandled = await kernel.db.call(unhandled_counts)
         rows = []
         for row in await kernel.db.call(read):
             live = kernel.agents.live.get(row.name)
             channels = ", ".join(s.channel for s in kernel.transport.subscriptions_of(row.id))
             status = live.status if live else row.status if row.status == "killed" else "stopped"
-            rows.append((row.name, row.type, status, channels, live.inbox.qsize() if live else "", live.handled if live else ""))
-        return table(["name", "type", "status", "channels", "inbox", "handled"], rows)
+            rows.append((row.name, row.type, status, channels, live.inbox.qsize() if live else "", live.handled if live else "",
+                         unhandled.get(row.id, 0)))
+        return table(["name", "type", "status", "channels", "inbox", "handled", "unhandled"], rows)
 
     @agent.command("show", NAME)
     async def show(ctx: Context, name: str) -> Result:
