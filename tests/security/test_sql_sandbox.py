@@ -304,6 +304,8 @@ def test_legitimate_agent_queries_work(setup: Setup) -> None:
     cte = setup.spy("WITH me AS (SELECT id FROM agents WHERE name = 'spy') "
                     "SELECT count(*) FROM messages WHERE agent_id IN (SELECT id FROM me)").rows
     assert cte == [(1,)]
+    twice = setup.spy("WITH a AS (SELECT id FROM messages) SELECT count(*) FROM a x JOIN a y ON x.id = y.id").rows
+    assert twice == [(len(mine),)]
     ranked = setup.spy("SELECT content, row_number() OVER (ORDER BY id) AS n FROM messages ORDER BY n").rows
     assert [n for _, n in ranked] == list(range(1, len(mine) + 1))
     agents = {name: (config, state) for name, config, state in setup.spy("SELECT name, config, state_dict FROM agents").rows}
@@ -319,6 +321,9 @@ def test_agent_limit_keeps_its_meaning_and_has_a_cap(setup: Setup) -> None:
     assert setup.spy("--limit 1 SELECT content FROM messages ORDER BY id LIMIT 1").note is None  # type: ignore[attr-defined]
     with pytest.raises(CommandError, match="at most"):
         setup.spy(f"--limit {agent_sql.MAX_ROWS + 1} SELECT 1")
+    many = setup.spy("--limit 3 WITH v(x) AS (VALUES (1),(2),(3),(4),(5),(6),(7),(8),(9),(10)) "
+                     "SELECT a.x FROM v a, v b, v c, v d, v e, v f, v g, v h, v i LIMIT 100000000")
+    assert len(many.rows) == 3 and many.note  # type: ignore[attr-defined]  # the database built 4 rows, not 10**9
     with pytest.raises(CommandError, match="may not write"):
         setup.kernel.run("sql --write DELETE FROM messages", caller="spy")
 

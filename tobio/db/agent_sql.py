@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from tobio.agents.sandbox import relation_sql
 from tobio.db.database import Database
-from tobio.db.sql_guard import compile_agent_sql
+from tobio.db.sql_guard import CTE_PREFIX, compile_agent_sql
 from tobio.errors import CommandError
 
 TIMEOUT_S = 5.0  # per agent statement, from the moment it starts running
@@ -165,21 +165,31 @@ def _run_duckdb(cursor: Any, job: AgentQuery) -> AgentResult:
 
 # -- PostgreSQL: a pooled connection, read-only, with a statement timeout ---------------------------
 def _run_postgres(engine: Engine, job: AgentQuery) -> AgentResult:
+    deadline = time.monotonic() + job.timeout_s
     with engine.connect() as conn:
         raw = _raw(conn)
         cursor = raw.cursor()
         job.stop = raw.cancel
+
+        def execute(sql: str) -> None:
+            """Each statement gets what is left of the job's time, so together they stay within it."""
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                job.timed_out = True
+                raise TimeoutError
+            cursor.execute(f"SET LOCAL statement_timeout = {left_ms}")
+            cursor.execute(sql)
+
         try:
-            cursor.execute(f"SET LOCAL statement_timeout = {max(1, int(job.timeout_s * 1000))}")
-            cursor.execute("SELECT current_schema()")
+            execute("SELECT current_schema()")
             schema = str(cursor.fetchone()[0])
-            cursor.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
+            execute("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
             known = {str(r[0]).lower() for r in cursor.fetchall()}
             plan = _plan(job, "postgresql", known, f"{_quote(schema)}.", "pg_temp.")
             for temp, select in plan.copies.items():  # dropped with the transaction, rolled back below
-                cursor.execute(f"CREATE TEMP TABLE {_quote(temp)} ON COMMIT DROP AS {select}")
+                execute(f"CREATE TEMP TABLE {_quote(temp)} ON COMMIT DROP AS {select}")
             cursor.execute("SET TRANSACTION READ ONLY")  # allowed mid-transaction in this direction
-            cursor.execute(plan.sql)
+            execute(plan.sql)
             return _fetch(cursor, job.limit)
         except CommandError:
             raise
@@ -199,12 +209,16 @@ def _run_postgres(engine: Engine, job: AgentQuery) -> AgentResult:
 _DENIED_FUNCTIONS = ("load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "zipfile")
 
 
-def _authorizer(readable: set[tuple[str, str]]) -> Callable[..., int]:
+def _authorizer(db_name: str, tables: set[str]) -> Callable[..., int]:
+    """Reads of `tables` in `db_name` and of the statement's own CTEs; nothing else."""
+
     def allow(action: int, arg1: str | None, arg2: str | None, db: str | None, _trigger: str | None) -> int:
         if action == sqlite3.SQLITE_SELECT:
             return sqlite3.SQLITE_OK
         if action == sqlite3.SQLITE_READ:
-            return sqlite3.SQLITE_OK if (db or "", (arg1 or "").lower()) in readable else sqlite3.SQLITE_DENY
+            name = (arg1 or "").lower()
+            ok = (name in tables and db in (db_name, None)) or (name.startswith(CTE_PREFIX) and db is None)
+            return sqlite3.SQLITE_OK if ok else sqlite3.SQLITE_DENY
         if action == sqlite3.SQLITE_FUNCTION:
             name = (arg2 or "").lower()
             bad = name in _DENIED_FUNCTIONS or name.startswith(("sqlite_", "pragma_"))
@@ -219,7 +233,7 @@ def _run_sqlite(conn: Connection, job: AgentQuery) -> AgentResult:
     known = {str(r[0]).lower() for r in raw.execute(
         "SELECT name FROM main.sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite%'")}
     plan = _plan(job, "sqlite", known, '"main".', '"temp".')
-    readable = {("temp", t) for t in plan.copies} if job.me is not None else {("main", t) for t in known}
+    readable = ("temp", set(plan.copies)) if job.me is not None else ("main", known)
     deadline = time.monotonic() + job.timeout_s
 
     def progress() -> int:
@@ -234,7 +248,7 @@ def _run_sqlite(conn: Connection, job: AgentQuery) -> AgentResult:
         for temp, select in plan.copies.items():
             cursor.execute(f"DROP TABLE IF EXISTS temp.{_quote(temp)}")
             cursor.execute(f"CREATE TEMP TABLE {_quote(temp)} AS {select}")
-        raw.set_authorizer(_authorizer(readable))
+        raw.set_authorizer(_authorizer(*readable))
         longest = raw.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)  # no string doubled into gigabytes
         try:
             cursor.execute(plan.sql)

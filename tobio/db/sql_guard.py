@@ -24,7 +24,7 @@ DIALECTS = {"duckdb": "duckdb", "sqlite": "sqlite", "postgresql": "postgres"}
 MAX_QUERY_CHARS = 20_000
 _ROOTS = (exp.Select, exp.Union, exp.Intersect, exp.Except)
 _TABLE_ARGS = {"this", "alias"}
-_CTE_PREFIX = "_tobio_cte_"
+CTE_PREFIX = "_tobio_cte_"
 
 # table name -> the qualified name of the relation to read instead, or None if there is no such table
 Relations = Callable[[str], "str | None"]
@@ -126,12 +126,25 @@ def _alias_for(table: exp.Table) -> exp.TableAlias:
     return exp.TableAlias(this=exp.to_identifier(table.name), columns=columns)
 
 
+def _cap_rows(root: exp.Expression, most: int) -> None:
+    """LIMIT the statement to `most` rows, so the database never builds more than is shown."""
+    current = root.args.get("limit")
+    if current is None:
+        root.set("limit", exp.Limit(expression=exp.Literal.number(most)))
+        return
+    value = current.expression if isinstance(current, exp.Limit) else None
+    if not (isinstance(value, exp.Literal) and value.is_int):
+        raise CommandError("an agent's outermost LIMIT must be a plain number")
+    if int(value.this) > most:
+        current.set("expression", exp.Literal.number(most))
+
+
 def rewrite(root: exp.Expression, dialect: str, relations: Relations, limit: int | None) -> str:
     """Point tables at their scoped relations, rename CTEs, cap the rows; returns the SQL to run."""
     root = normalize_identifiers(root, dialect=dialect)
     tables = list(root.find_all(exp.Table))
     targets = {id(t): _cte_for(t) for t in tables}
-    renamed = {id(cte): f"{_CTE_PREFIX}{i}" for i, cte in enumerate(root.find_all(exp.CTE))}
+    renamed = {id(cte): f"{CTE_PREFIX}{i}" for i, cte in enumerate(root.find_all(exp.CTE))}
     for table in tables:
         cte = targets[id(table)]
         alias = _alias_for(table)
@@ -147,8 +160,8 @@ def rewrite(root: exp.Expression, dialect: str, relations: Relations, limit: int
     for cte in list(root.find_all(exp.CTE)):
         if id(cte) in renamed:
             cte.args["alias"].set("this", exp.to_identifier(renamed[id(cte)]))
-    if limit is not None and not root.args.get("limit"):
-        root.set("limit", exp.Limit(expression=exp.Literal.number(limit + 1)))
+    if limit is not None:
+        _cap_rows(root, limit + 1)
     # Quoting every name makes a bare word a column, never a keyword like `user`; SQLite would instead
     # read a quoted name that is no column as a string, and has no such bare words, so it is spared.
     identify = dialect != "sqlite"
