@@ -164,7 +164,7 @@ def resolve(root: Group, line: str) -> Invocation | None:
         where = f" in '{node.path}'" if node.path else ""
         suggestion = _closest(words[0], list(node.children))
         hint = f" (did you mean '{suggestion}'?)" if suggestion else ""
-        raise CommandError(f"unknown command '{words[0]}'{where}{hint}", usage=_group_usage(node))
+        raise CommandError(f"unknown command {_shown(words[0])}{where}{hint}", usage=_group_usage(node))
     assert isinstance(node, Command)
     argv = _raw_argv(node, rest) if node.raw_arg else split_words(rest)
     _check_option_words(argv)
@@ -187,6 +187,11 @@ def _check_option_words(argv: list[str]) -> None:
             count += 1
             if count > MAX_OPTION_WORDS:
                 raise CommandError(f"too many options in one line (more than {MAX_OPTION_WORDS})")
+
+
+def _shown(word: str) -> str:
+    """A word as an error quotes it: on one line and short."""
+    return repr(word if len(word) <= 40 else word[:37] + "...")
 
 
 def _group_usage(group: Group) -> str:

@@ -99,6 +99,10 @@ _STANDARD_TAGS = frozenset(
 )
 
 
+# The user's config may also use YAML's other safe types (dates, !!binary, !!set …) and !include.
+_CONFIG_TAGS = frozenset(tag for tag in yaml.SafeLoader.yaml_constructors if tag) | {"!include"}
+
+
 class _Builder:
     """Turns a composed YAML node tree into Python data plus a SourceMap.
 
@@ -118,8 +122,9 @@ class _Builder:
         self.smap.places.setdefault(loc, _where(self.file, node))
         if node.tag == "!include" and self.trusted:
             return self._include(node, loc)
-        if not self.trusted and node.tag not in _STANDARD_TAGS:
-            raise ConfigError(f"{_where(self.file, node)}: tag {_short(node.tag)} is not allowed in data files")
+        if node.tag not in (_CONFIG_TAGS if self.trusted else _STANDARD_TAGS):
+            where = "in data files" if not self.trusted else "here"
+            raise ConfigError(f"{_where(self.file, node)}: tag {_short(node.tag)} is not allowed {where}")
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
@@ -269,8 +274,9 @@ def load_data_yaml(path: str | os.PathLike[str]) -> tuple[Any, SourceMap]:
 def _load(file: Path, trusted: bool, seen: tuple[Path, ...]) -> tuple[Any, SourceMap]:
     text = read_text(file, MAX_YAML_BYTES)
     smap = SourceMap(file)
-    loader = (_Loader if trusted else _DataLoader)(text, file)
+    loader: _Loader | None = None
     try:
+        loader = (_Loader if trusted else _DataLoader)(text, file)  # the reader refuses control characters here
         node = loader.get_single_node()
         if node is None:
             return {}, smap
@@ -290,4 +296,5 @@ def _load(file: Path, trusted: bool, seen: tuple[Path, ...]) -> tuple[Any, Sourc
     except RecursionError:
         raise ConfigError(f"{file}: nested more than {MAX_DEPTH} levels deep") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()

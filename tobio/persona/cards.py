@@ -154,9 +154,9 @@ def _normalize(raw: Any, source: str) -> dict[str, Any]:
         raise ConfigError(f"{source}: a Character Card is a JSON object, not {type(raw).__name__}")
     spec = raw.get("spec")
     if spec is None and "data" not in raw and isinstance(raw.get("name"), str):
-        rest = {key: copy.deepcopy(value) for key, value in raw.items() if key not in V1_FIELDS}
+        rest = {key: copy.deepcopy(value) for key, value in raw.items() if key not in V1_FIELDS and key != "spec"}
         card = {"spec": V2, "spec_version": "2.0", **rest, "data": {key: raw.get(key, "") for key in V1_FIELDS}}
-    elif spec in REQUIRED and isinstance(raw.get("data"), dict):
+    elif isinstance(spec, str) and spec in REQUIRED and isinstance(raw.get("data"), dict):
         card = copy.deepcopy(raw)
     else:
         shown = repr(spec) if len(repr(spec)) <= 40 else repr(spec)[:37] + "..."
