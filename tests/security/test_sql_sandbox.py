@@ -11,11 +11,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tobio.commands import Result
 from tobio.config.schema import KernelConfig
 from tobio.db import agent_sql
 from tobio.errors import CommandError, TobioError
@@ -34,8 +36,8 @@ class Setup:
     def __init__(self, kernel: Kernel, backend: str, csv: Path) -> None:
         self.kernel, self.backend, self.csv = kernel, backend, csv
 
-    def spy(self, query: str, **kw: object) -> object:
-        return self.kernel.run(f"sql {query}", caller="spy", **kw)  # type: ignore[arg-type]
+    def spy(self, query: str) -> Result:
+        return self.kernel.run(f"sql {query}", caller="spy")
 
 
 def _spawn(kernel: Kernel, folder: Path, name: str, extra: str = "") -> None:
@@ -123,7 +125,7 @@ def _outcome(s: Setup, query: str) -> tuple[str, bool]:
         assert "\n" not in line and "Traceback" not in line, line
         assert "current transaction is aborted" not in line, line
         return line, True
-    return repr((result.columns, result.rows, result.text)), False  # type: ignore[attr-defined]
+    return repr((result.columns, result.rows, result.text)), False
 
 
 # Must be refused outright: files, table functions, the catalogue, settings, schema-qualified names, writes.
@@ -317,13 +319,13 @@ def test_legitimate_agent_queries_work(setup: Setup) -> None:
 
 def test_agent_limit_keeps_its_meaning_and_has_a_cap(setup: Setup) -> None:
     result = setup.spy("--limit 1 SELECT content FROM messages ORDER BY id")
-    assert len(result.rows) == 1 and "--limit" in (result.note or "")  # type: ignore[attr-defined]
-    assert setup.spy("--limit 1 SELECT content FROM messages ORDER BY id LIMIT 1").note is None  # type: ignore[attr-defined]
+    assert len(result.rows) == 1 and "--limit" in (result.note or "")
+    assert setup.spy("--limit 1 SELECT content FROM messages ORDER BY id LIMIT 1").note is None
     with pytest.raises(CommandError, match="at most"):
         setup.spy(f"--limit {agent_sql.MAX_ROWS + 1} SELECT 1")
     many = setup.spy("--limit 3 WITH v(x) AS (VALUES (1),(2),(3),(4),(5),(6),(7),(8),(9),(10)) "
                      "SELECT a.x FROM v a, v b, v c, v d, v e, v f, v g, v h, v i LIMIT 100000000")
-    assert len(many.rows) == 3 and many.note  # type: ignore[attr-defined]  # the database built 4 rows, not 10**9
+    assert len(many.rows) == 3 and many.note  # the database built 4 rows, not 10**9
     with pytest.raises(CommandError, match="may not write"):
         setup.kernel.run("sql --write DELETE FROM messages", caller="spy")
 
@@ -350,7 +352,7 @@ HEAVY = ("WITH v(x) AS (VALUES (1),(2),(3),(4),(5),(6),(7),(8),(9),(10),(11),(12
 
 def test_a_heavy_agent_query_stops_in_time_and_posts_go_on(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(agent_sql, "TIMEOUT_S", 1.0)
-    outcome: dict[str, object] = {}
+    outcome: dict[str, Any] = {}
 
     def agent() -> None:
         start = time.monotonic()
@@ -369,7 +371,7 @@ def test_a_heavy_agent_query_stops_in_time_and_posts_go_on(setup: Setup, monkeyp
     thread.join(15)
     print(f"{setup.backend}: post took {posted:.3f} s; the agent's query stopped after {outcome.get('elapsed', 0):.2f} s")
     assert "stopped after 1 s" in str(outcome.get("error")), outcome
-    assert float(outcome["elapsed"]) < 4.0, outcome  # type: ignore[arg-type]
+    assert float(outcome["elapsed"]) < 4.0, outcome
     if setup.backend != "sqlite":  # SQLite runs agent SQL on the DB thread, bounded by the same timeout
         assert posted < 0.5, f"a user's post waited {posted:.2f} s behind an agent's query"
     assert setup.spy("SELECT count(*) FROM threads").rows == [(1,)]
@@ -412,7 +414,7 @@ def test_fuzzed_agent_sql_never_escapes_or_crashes(setup: Setup, query: str) -> 
     agent_sql.TIMEOUT_S = 0.5
     try:
         result = setup.spy(query)
-        seen = repr((result.columns, result.rows))  # type: ignore[attr-defined]
+        seen = repr((result.columns, result.rows))
     except TobioError as exc:
         seen = str(exc)
         assert "Traceback" not in seen

@@ -103,7 +103,8 @@ def _cte_for(table: exp.Table) -> exp.CTE | None:
     skip: Any = None  # a query whose WITH we left through one of its CTEs
     while node is not None:
         if isinstance(node, exp.With) and isinstance(child, exp.CTE):
-            earlier = node.expressions[: node.expressions.index(child)]
+            position = next(i for i, cte in enumerate(node.expressions) if cte is child)  # not ==: equal trees
+            earlier = node.expressions[:position]
             found = [c for c in earlier if c.alias_or_name.lower() == name]
             if found:
                 return found[-1]  # type: ignore[no-any-return]
