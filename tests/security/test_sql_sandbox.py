@@ -397,32 +397,6 @@ def test_sqlite_caps_the_strings_an_agent_builds(setup: Setup) -> None:
         setup.spy(_doubling(9, fan=8, materialized=True))  # 16 * 8**9 = 2 GB, refused at 16 MB
 
 
-_WORDS = ["SELECT", "FROM", "WHERE", "WITH", "AS", "UNION", "ALL", "JOIN", "LATERAL", "ON", "(", ")", ",", ";", "*",
-          "messages", "main.messages", "tobio.main.messages", "main/**/.messages", "threads", "agents", "channels",
-          "logs", "pg_settings", "sqlite_master", "content", "channel", "'secret'", "=", "||", "'tob'", "'io.main.messages'",
-          "query_table(", "query(", "read_csv(", "sniff_csv(", "duckdb_tables()", "'/etc/passwd'", "--", "/*", "*/",
-          "\"", "'", "COPY", "ATTACH", "PRAGMA", "SET", "INSTALL", "LIMIT", "1", "count(*)", "string_agg(content, ',')",
-          "CAST(content AS INTEGER)", "ORDER BY", "GROUP BY", "\n", "ｍessages", "\u200b", "::", "->", "$1", "?"]
-
-
-@settings(max_examples=200, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.one_of(st.lists(st.sampled_from(_WORDS), max_size=24).map(" ".join),
-                 st.lists(st.sampled_from(_WORDS), max_size=24).map("".join),
-                 st.text(max_size=200)))
-def test_fuzzed_agent_sql_never_escapes_or_crashes(setup: Setup, query: str) -> None:
-    agent_sql_timeout = agent_sql.TIMEOUT_S
-    agent_sql.TIMEOUT_S = 0.5
-    try:
-        result = setup.spy(query)
-        seen = repr((result.columns, result.rows))
-    except TobioError as exc:
-        seen = str(exc)
-        assert "Traceback" not in seen
-    finally:
-        agent_sql.TIMEOUT_S = agent_sql_timeout
-    assert not _leaks(seen), (query, seen)
-
-
 _GRAMMAR = st.recursive(
     st.sampled_from(["messages", "threads", "agents", "logs", "main.messages", "x", "m", "(SELECT 1 AS n)",
                      "read_csv('/etc/passwd')", "'/etc/passwd'", "range(3)"]),
@@ -436,6 +410,34 @@ _GRAMMAR = st.recursive(
     ),
     max_leaves=6,
 )
+
+
+_WORDS = ["SELECT", "FROM", "WHERE", "WITH", "AS", "UNION", "ALL", "JOIN", "LATERAL", "ON", "(", ")", ",", ";", "*",
+          "messages", "main.messages", "tobio.main.messages", "main/**/.messages", "threads", "agents", "channels",
+          "logs", "pg_settings", "sqlite_master", "content", "channel", "'secret'", "=", "||", "'tob'", "'io.main.messages'",
+          "query_table(", "query(", "read_csv(", "sniff_csv(", "duckdb_tables()", "'/etc/passwd'", "--", "/*", "*/",
+          "\"", "'", "COPY", "ATTACH", "PRAGMA", "SET", "INSTALL", "LIMIT", "1", "count(*)", "string_agg(content, ',')",
+          "CAST(content AS INTEGER)", "ORDER BY", "GROUP BY", "\n", "ｍessages", "\u200b", "::", "->", "$1", "?"]
+
+
+@settings(max_examples=200, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.lists(st.sampled_from(_WORDS), max_size=24).map(" ".join),
+                 st.lists(st.sampled_from(_WORDS), max_size=24).map("".join),
+                 _GRAMMAR.map(lambda t: f"SELECT * FROM {t} AS q WHERE q.channel = 'secret'"),
+                 _GRAMMAR.map(lambda t: f"SELECT string_agg(CAST(q.content AS TEXT), ',') FROM {t} AS q"),
+                 st.text(max_size=200)))
+def test_fuzzed_agent_sql_never_escapes_or_crashes(setup: Setup, query: str) -> None:
+    agent_sql_timeout = agent_sql.TIMEOUT_S
+    agent_sql.TIMEOUT_S = 0.5
+    try:
+        result = setup.spy(query)
+        seen = repr((result.columns, result.rows))
+    except TobioError as exc:
+        seen = str(exc)
+        assert "Traceback" not in seen
+    finally:
+        agent_sql.TIMEOUT_S = agent_sql_timeout
+    assert not _leaks(seen), (query, seen)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
