@@ -351,7 +351,7 @@ HEAVY = ("WITH v(x) AS (VALUES (1),(2),(3),(4),(5),(6),(7),(8),(9),(10),(11),(12
 
 
 def test_a_heavy_agent_query_stops_in_time_and_posts_go_on(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(agent_sql, "TIMEOUT_S", 1.0)
+    monkeypatch.setattr(agent_sql, "TIMEOUT_S", 2.0)
     outcome: dict[str, Any] = {}
 
     def agent() -> None:
@@ -370,10 +370,10 @@ def test_a_heavy_agent_query_stops_in_time_and_posts_go_on(setup: Setup, monkeyp
     posted = time.monotonic() - start
     thread.join(15)
     print(f"{setup.backend}: post took {posted:.3f} s; the agent's query stopped after {outcome.get('elapsed', 0):.2f} s")
-    assert "stopped after 1 s" in str(outcome.get("error")), outcome
-    assert float(outcome["elapsed"]) < 4.0, outcome
+    assert "stopped after 2 s" in str(outcome.get("error")), outcome
+    assert float(outcome["elapsed"]) < 5.0, outcome
     if setup.backend != "sqlite":  # SQLite runs agent SQL on the DB thread, bounded by the same timeout
-        assert posted < 0.5, f"a user's post waited {posted:.2f} s behind an agent's query"
+        assert posted < 1.0, f"a user's post waited {posted:.2f} s behind an agent's query"  # blocked: >= 1.7 s
     assert setup.spy("SELECT count(*) FROM threads").rows == [(1,)]
 
 
