@@ -77,3 +77,23 @@ def test_embedding_has_the_right_size(kernel: Kernel) -> None:
 def test_token_count_uses_the_models_tokenizer(kernel: Kernel) -> None:
     model = kernel.models.get("chat-default")
     assert kernel.call(model.count_tokens("Hello there, trains!")) == 5
+
+
+def test_each_speakers_prompt_is_restored_from_the_kv_cache(kernel: Kernel) -> None:
+    """Two agents take turns on one model: each one's evaluated prompt comes back from the RAM cache
+    instead of being read again, and the run records how much was reused."""
+    model = kernel.models.get("chat-default")
+    tobio = [SYSTEM, {"role": "user", "content": "Hi! Tell me about the night train to the coast, please."}]
+    mara = [{"role": "system", "content": "You are Mara, a retired train conductor with many stories."},
+            {"role": "user", "content": "Good evening, Mara. How was the platform today?"}]
+    params = {"max_tokens": 8, "temperature": 0.0}
+    first = kernel.call(model.run(tobio, params=params).wait())
+    kernel.call(model.run(mara, params=params).wait())  # evicts tobio's tokens from the live context
+    again = kernel.call(model.run([*tobio, {"role": "assistant", "content": first.text},
+                                   {"role": "user", "content": "And the dining car?"}], params=params).wait())
+    assert again.prompt_tokens and again.cached_tokens is not None
+    assert again.cached_tokens >= 0.6 * again.prompt_tokens, (again.cached_tokens, again.prompt_tokens)
+    kernel.call(kernel.flush())
+    stored = dict(kernel.run(f"run show {again.id}").rows)
+    assert stored["cached_tokens"] == again.cached_tokens
+    assert "cached" in kernel.run("run ls").columns

@@ -52,6 +52,7 @@ class Run:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_tokens: int | None = None
     finish_reason: str | None = None
     error: str | None = None
     created_at: datetime = field(default_factory=utcnow)
@@ -143,6 +144,8 @@ class RunManager:
                             run.prompt_tokens = chunk.prompt_tokens
                         if chunk.completion_tokens is not None:
                             run.completion_tokens = chunk.completion_tokens
+                        if chunk.cached_tokens is not None:
+                            run.cached_tokens = chunk.cached_tokens
                         if chunk.finish_reason:
                             run.finish_reason = chunk.finish_reason
                         yield chunk
@@ -213,7 +216,7 @@ class RunManager:
                           str(call.get("name")), {"arguments": call.get("arguments")}, None, now))
         values = dict(
             status=run.status, completed_at=now, ttft_ms=run.ttft_ms, latency_ms=run.latency_ms,
-            prompt_tokens=run.prompt_tokens, completion_tokens=run.completion_tokens,
+            prompt_tokens=run.prompt_tokens, completion_tokens=run.completion_tokens, cached_tokens=run.cached_tokens,
             error=redact_text(run.error) if run.error else run.error,
         )
 

@@ -59,6 +59,12 @@ def m003_handled(conn: Connection) -> None:
     ))
 
 
+@migration
+def m004_cached_tokens(conn: Connection) -> None:
+    """How many of a run's prompt tokens a cache served (the local KV state cache, a server's prefix cache)."""
+    add_column_if_missing(conn, "runs", metadata.tables["runs"].c.cached_tokens)
+
+
 def add_column_if_missing(conn: Connection, table: str, column: sa.Column) -> None:
     """Helper for later migrations: `ALTER TABLE … ADD COLUMN` unless it is already there."""
     existing = {c["name"] for c in sa.inspect(conn).get_columns(table)}

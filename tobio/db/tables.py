@@ -152,6 +152,7 @@ RunRow = Table(
     column("completion_tokens", BigInteger, null=True),
     column("error", Text, null=True),
     column("message_id", Id, null=True),  # the message it produced, once posted
+    column("cached_tokens", BigInteger, null=True),  # of prompt_tokens, reused from a KV/prefix cache
     Index("ix_runs_agent", "agent_id"),
     Index("ix_runs_status", "status"),
 )

@@ -113,8 +113,8 @@ def _run_commands(group: Group) -> None:
 
         def read(conn: sa.Connection) -> list[tuple]:
             query = (
-                sa.select(RunRow.id, AgentRow.name, RunRow.model, RunRow.status, RunRow.prompt_tokens, RunRow.completion_tokens,
-                          RunRow.ttft_ms, RunRow.latency_ms, RunRow.created_at, RunRow.error)
+                sa.select(RunRow.id, AgentRow.name, RunRow.model, RunRow.status, RunRow.prompt_tokens, RunRow.cached_tokens,
+                          RunRow.completion_tokens, RunRow.ttft_ms, RunRow.latency_ms, RunRow.created_at, RunRow.error)
                 .outerjoin(AgentRow, AgentRow.id == RunRow.agent_id)
                 .order_by(RunRow.id.desc()).limit(last)
             )
@@ -126,10 +126,12 @@ def _run_commands(group: Group) -> None:
 
         rows = [
             (r[0], r[1] or "-", r[2], r[3] + (" (dangling)" if r[3] in ("queued", "in_progress") and r[0] not in live else ""),
-             r[4], r[5], round(r[6]) if r[6] is not None else None, round(r[7]) if r[7] is not None else None, r[8], r[9] or "")
+             r[4], r[5], r[6], round(r[7]) if r[7] is not None else None, round(r[8]) if r[8] is not None else None,
+             r[9], r[10] or "")
             for r in await ctx.kernel.db.call(read)
         ]
-        return table(["run", "agent", "model", "status", "prompt", "completion", "ttft ms", "ms", "created", "error"], rows)
+        return table(["run", "agent", "model", "status", "prompt", "cached", "completion", "ttft ms", "ms", "created", "error"],
+                     rows)
 
     @group.command("show", Arg("id", type=int, help="run id", complete="run"))
     async def show(ctx: Context, id: int) -> Result:
@@ -144,7 +146,7 @@ def _run_commands(group: Group) -> None:
         if run is None:
             raise CommandError(f"no run {id} (see `run ls`)")
         fields = [(c, getattr(run, c)) for c in ("id", "status", "model", "provider", "provider_model", "purpose", "params",
-                  "thread_id", "message_id", "prompt_tokens", "completion_tokens", "ttft_ms", "latency_ms", "created_at", "error")]
+                  "thread_id", "message_id", "prompt_tokens", "cached_tokens", "completion_tokens", "ttft_ms", "latency_ms", "created_at", "error")]
         fields = [(c, redact(v)) for c, v in fields]  # rows written before redaction existed may hold secrets
         fields += [(f"step {s.id} {s.kind}", {"name": s.name, "params": redact(s.params), "result": s.result}) for s in steps]
         return table(["field", "value"], fields, title=f"run {id}")

@@ -56,6 +56,7 @@ class Chunk:
     tool_call: dict[str, Any] | None = None  # {"id", "name", "arguments": str}
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_tokens: int | None = None  # of prompt_tokens, how many came from a cache instead of being evaluated
     finish_reason: str | None = None
 
 

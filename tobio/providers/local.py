@@ -44,6 +44,10 @@ class LocalConfig(ProviderConfig):
     n_threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
     n_batch: int = Field(512, ge=8)
     seed: int = Field(-1, description="-1 for random")
+    kv_cache_mb: int = Field(
+        256, ge=0, le=65536,
+        description="RAM for saved KV states (least recently used dropped first), so an agent's already-read "
+                    "prompt is restored instead of re-read when it speaks again after another; 0 turns it off")
 
 
 class _Loaded:
@@ -109,6 +113,12 @@ def _llama(path: Path, config: LocalConfig) -> _Loaded:
                     n_batch=config.n_batch, seed=config.seed, verbose=True,
                 )
             model.verbose = False  # no per-call timing prints from here on
+            if config.kv_cache_mb:
+                from llama_cpp.llama_cache import LlamaRAMCache
+
+                # Agents share one model, so each speaker's prompt evicts the previous one's KV cells.
+                # The RAM cache keeps evaluated states by token prefix and restores the longest match.
+                model.set_cache(LlamaRAMCache(capacity_bytes=config.kv_cache_mb << 20))
             _llamas[key] = _Loaded(model)
         return _llamas[key]
 
@@ -126,6 +136,26 @@ def _embedder(name: str) -> _Loaded:
 
                 _embedders[path] = _Loaded(SentenceTransformer(path, device="cpu"))
         return _embedders[path]
+
+
+def _reset_eval_counters(llama: Any) -> None:
+    import llama_cpp
+
+    llama_cpp.llama_perf_context_reset(llama._ctx.ctx)
+
+
+def _cached_prompt_tokens(llama: Any, prompt_tokens: int) -> int:
+    """Prompt tokens reused from the context or the KV state cache: those llama.cpp did not evaluate.
+
+    llama.cpp counts batched prompt decodes in n_p_eval; a one-token remainder is decoded alone and
+    counted with the generated tokens, so when n_p_eval is 0 we claim at most all but one token.
+    """
+    import llama_cpp
+
+    evaluated = llama_cpp.llama_perf_context(llama._ctx.ctx).n_p_eval
+    if evaluated == 0:
+        return max(0, prompt_tokens - 1)
+    return max(0, prompt_tokens - evaluated)
 
 
 def _quiet_transformers() -> None:
@@ -166,6 +196,7 @@ class LocalProvider(Provider):
                 loaded = _llama(gguf_path(request.model), self.config)
                 with loaded.lock:
                     llama = loaded.model
+                    _reset_eval_counters(llama)
                     produced = 0
                     finish = None
                     pending: list[str] = []
@@ -189,7 +220,9 @@ class LocalProvider(Provider):
                     if pending:
                         put(Chunk(text="".join(pending)))
                     prompt_tokens = max(0, llama.n_tokens - produced)
-                put(Chunk(prompt_tokens=prompt_tokens, completion_tokens=produced, finish_reason=finish))
+                    cached = _cached_prompt_tokens(llama, prompt_tokens)
+                put(Chunk(prompt_tokens=prompt_tokens, completion_tokens=produced, cached_tokens=cached,
+                          finish_reason=finish))
             except ProviderError as exc:
                 put(exc)
             except Exception as exc:  # noqa: BLE001 - reported on the loop as a ProviderError

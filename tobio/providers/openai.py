@@ -60,6 +60,13 @@ class _ToolCall:
         return {"id": self.id, "name": self.name, "arguments": "".join(self.arguments)}
 
 
+def _cached_tokens(usage: Any) -> int | None:
+    """Prompt tokens the server's prefix cache served (OpenAI and vLLM report them; others say nothing)."""
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) if details is not None else None
+    return cached if isinstance(cached, int) else None
+
+
 class OpenAIProvider(Provider):
     """Chat and embeddings from an OpenAI-compatible HTTP server."""
 
@@ -151,7 +158,8 @@ class OpenAIProvider(Provider):
             for _, call in sorted(calls.items()):
                 yield Chunk(tool_call=call.as_dict())
             if usage is not None:
-                yield Chunk(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
+                yield Chunk(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                            cached_tokens=_cached_tokens(usage))
             yield Chunk(finish_reason=finish)
         except openai.OpenAIError as exc:
             raise self._error(exc, request.model) from None
