@@ -34,7 +34,10 @@ from tobio.errors import CommandError
 TIMEOUT_S = 5.0  # per agent statement, from the moment it starts running
 MAX_ROWS = 1000  # the most rows an agent may ask for (`sql --limit`)
 MAX_CHARS = 1_000_000  # the most text a result may hold, summed over its cells
-MAX_VALUE_BYTES = 16_000_000  # the longest string or blob an agent statement may build (SQLite enforces it)
+# The longest string or blob an agent statement may build. SQLite enforces it; PostgreSQL caps values at
+# 1 GB itself; DuckDB has no per-value cap, so a string doubled through many CTE levels is bounded
+# only by the timeout and DuckDB's memory_limit (replace/repeat/lpad, which grow fastest, are refused).
+MAX_VALUE_BYTES = 16_000_000
 _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tobio-agent-sql")  # 2 cores are common
 _SCOPE_PREFIX = "_tobio_scope_"
 
