@@ -23,7 +23,10 @@ def make_hook(people: People, depth: int) -> Any:
             return
         facts = people.known(agent.id, person)
         thoughts = people.reflections.get((agent.id, person), [])
-        text = person_block(person, facts, thoughts)
+        sender = agent.kernel.agents.live.get(person)
+        is_user = sender is None or sender.type_name == "user"
+        me = getattr(getattr(agent, "persona", None), "name", agent.name)
+        text = person_block(me, person, facts, thoughts, is_user=is_user)
         if text:
             prompt.injections.append(Injection(depth, "system", text))
         prompt.notes["people"] = {"person": person, "facts": facts, "reflections": len(thoughts), "depth": depth}

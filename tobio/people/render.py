@@ -1,46 +1,56 @@
-"""How what an agent knows about someone reads in its prompt: short, plain sentences with the name in
-each, which a 135M-parameter model copies from far more reliably than from a key: value list."""
+"""How what an agent knows about someone reads in its prompt.
+
+Measured on SmolLM2-135M (bench/person.py and a format sweep): a short parenthesised note, headed with
+the agent's own name and stating each fact the way the agent would say it back to the person ("your
+dog is called Biscuit"), one message above the newest, is copied into answers more often than a
+third-person list ("Ada's dog: Biscuit"), which the model tends to recite as its own biography.
+"""
 
 from __future__ import annotations
 
 _TEMPLATES = {
-    "age": "{n} is {v}.",
-    "job": "{n} works as a {v}.",
-    "workplace": "{n} works at {v}.",
-    "is": "{n} is {v}.",
-    "home": "{n} lives in {v}.",
-    "from": "{n} is from {v}.",
-    "birthday": "{n}'s birthday is {v}.",
-    "likes": "{n} likes {v}.",
-    "dislikes": "{n} dislikes {v}.",
+    "name": "your name is {v}.",
+    "age": "you are {v}.",
+    "job": "you work as a {v}.",
+    "workplace": "you work at {v}.",
+    "is": "you are {v}.",
+    "home": "you live in {v}.",
+    "from": "you are from {v}.",
+    "birthday": "your birthday is {v}.",
+    "likes": "you like {v}.",
+    "dislikes": "you dislike {v}.",
 }
-_SKIP = {"name", "relationship", "feeling"}
+_DERIVED = {"relationship", "feeling"}
 
 
 def display_name(person: str, facts: dict[str, str]) -> str:
-    """The name they gave, else their agent name with a capital (a front end's default `user` stays vague)."""
-    if facts.get("name"):
-        return facts["name"]
-    return "the user" if person in ("user", "User") else person[:1].upper() + person[1:]
+    """The name they gave, else their agent name with a capital."""
+    return facts.get("name") or person[:1].upper() + person[1:]
 
 
-def person_block(person: str, facts: dict[str, str], reflections: list[str] | None = None) -> str:
-    """The per-person block placed next to the newest message ('' when there is nothing to say)."""
+def fact_sentence(key: str, value: str) -> str:
+    template = _TEMPLATES.get(key) or ("your " + key + " is {v}." if key.startswith("favourite") else "your " + key + " is called {v}.")
+    text = template.format(v=value)
+    return text[:1].upper() + text[1:]
+
+
+def person_block(me: str, person: str, facts: dict[str, str], reflections: list[str] | None = None,
+                 is_user: bool = True) -> str:
+    """The per-person note placed next to the newest message ('' when there is nothing to say)."""
     name = display_name(person, facts)
-    lines = []
-    if facts.get("name"):
-        lines.append(f"You are talking with {name}. Their name is {name}.")
-    for key, value in facts.items():
-        if key in _SKIP:
-            continue
-        template = _TEMPLATES.get(key) or ("{n}'s " + key + " is {v}." if key.startswith("favourite") else "{n}'s " + key + " is called {v}.")
-        lines.append(template.format(n=name, v=value))
-    if facts.get("relationship"):
-        lines.append(f"To you, {name} is {facts['relationship']}.")
-    if facts.get("feeling") and facts["feeling"] != "neutral":
-        lines.append(f"You feel {facts['feeling']}.")
+    told = [fact_sentence(k, v) for k, v in facts.items() if k not in _DERIVED]
+    parts = [f"(Notes for {me}."]
+    if facts.get("name") or not is_user:
+        parts.append(f"The user is {name}." if is_user else f"You are talking with {name}.")
+    if told:
+        parts.append("Remember: " + " ".join(told))
+    feeling = facts.get("feeling", "neutral")
+    if feeling.startswith("hurt"):
+        parts.append(f"{name} has been rude to you; you feel hurt.")
+    elif feeling.startswith("warm"):
+        parts.append(f"You like {name}.")
     for thought in reflections or []:
-        lines.append(f"Your thought: {thought}")
-    if not lines:
+        parts.append(f"Your thought: {thought}")
+    if len(parts) == 1:
         return ""
-    return f"What you know about {name}: " + " ".join(lines)
+    return " ".join(parts) + ")"
