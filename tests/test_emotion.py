@@ -62,11 +62,13 @@ def test_mood_line_and_temperature_reach_the_prompt(duckdb_url: str, tmp_path: P
         write(tmp_path / "ada.yaml", "name: Ada\ndescription: An engineer.\ninitial_mood: {pleasure: 0.5}\n")
         spawn(kernel, tmp_path / "agent.yaml", "name: ada\ntype: persona\npersona: ada.yaml\nchannels: [room]\n")
         calm = kernel.run("agent prompt ada")
-        system = calm.rows[0][2]
-        assert "Your mood right now:" in system and "pleasure +0.50" in system
+        mood = [row[2] for row in calm.rows if "Your mood right now:" in row[2]]
+        assert mood and "pleasure +0.50" in mood[0]
+        assert "Your mood right now:" not in calm.rows[0][2]  # not in the system prompt: it would change every turn
         kernel.run("emotion set ada --arousal 0.9 --pleasure -0.8")
         tense = kernel.run("agent prompt ada")
-        assert "angry" in tense.rows[0][2] or "anxious" in tense.rows[0][2]
+        mood = [row[2] for row in tense.rows if "Your mood right now:" in row[2]]
+        assert "angry" in mood[0] or "anxious" in mood[0]
         assert tense.data["params"]["temperature"] == pytest.approx(0.5 + 0.3 * 0.9, abs=0.01)
     finally:
         kernel.close()

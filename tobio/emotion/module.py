@@ -117,7 +117,11 @@ class EmotionModule(Module):
         at = prompt.incoming.created_at if prompt.incoming is not None else utcnow()
         affect = self.mood(agent, at).affect
         if self.settings.mood_in_prompt:
-            prompt.system_extra.append(mood_line(affect))
+            from tobio.persona.prompt import NEXT_TO_NEWEST, Injection  # prompts exist only where persona is
+
+            # Next to the newest message, not in the system prompt: the mood changes every turn, and a
+            # changed system prompt would make the model read the whole conversation again.
+            prompt.injections.append(Injection(NEXT_TO_NEWEST, "system", mood_line(affect)))
         model = self.kernel.models.models.get(getattr(agent.config, "model", ""))
         base = prompt.params.get("temperature", (model.spec.params if model else {}).get("temperature", 0.7))
         prompt.params["temperature"] = round(max(0.0, min(1.5, base + self.settings.temperature_gain * affect.arousal)), 3)

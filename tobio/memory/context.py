@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from tobio.db.history import Context, thread_context, thread_messages
 from tobio.memory.items import Hit
 from tobio.messages import Message
+from tobio.persona.prompt import NEXT_TO_NEWEST, SUMMARY_PREFIX, Injection
 
 if TYPE_CHECKING:
     from tobio.memory.service import Memory
@@ -23,8 +24,17 @@ if TYPE_CHECKING:
     from tobio.persona.prompt import Prompt
 
 
+PRIVATE_PREFIX = "dm."  # private channels: what is said there is recalled only there
+
+
+def private_elsewhere(item_channel: str | None, here: str | None) -> bool:
+    """Whether a memory comes from a private conversation other than the one being answered, and so
+    must not be recalled here (Ada's DM with the agent never surfaces when Ben talks to it)."""
+    return bool(item_channel) and str(item_channel).startswith(PRIVATE_PREFIX) and item_channel != here
+
+
 def memory_line(hit: Hit) -> str:
-    """How a retrieved memory reads in the system prompt."""
+    """How a retrieved memory reads in the prompt (next to the newest message)."""
     who = "summary" if hit.item.kind == "summary" else (hit.item.sender or "someone")
     return f"Memory ({hit.item.created_at:%Y-%m-%d}, {who}): {hit.item.content}"
 
@@ -92,7 +102,7 @@ def make_hook(memory: Memory) -> Any:
         summary = context.summary
         if summary:
             summary = await memory.tokens.truncate(model, summary, min(config.summary_tokens, max(0, available // 3)))
-        summary_cost = (await memory.tokens.text(model, f"Earlier in this conversation: {summary}") + 1) if summary else 0
+        summary_cost = (await memory.tokens.text(model, SUMMARY_PREFIX + summary) + overhead) if summary else 0
         room = available - summary_cost - min(config.memory_tokens, max(0, available // 4))
 
         history: list[Message] = []
@@ -110,8 +120,11 @@ def make_hook(memory: Memory) -> Any:
         dropped = len(context.messages) - len(history)
 
         query = prompt.incoming.content if prompt.incoming else (history[-1].content if history else "")
+        here = prompt.incoming.channel if prompt.incoming else (history[-1].channel if history else None)
         exclude = {("message", m.id) for m in history}
-        hits = await memory.search(agent.id, query, exclude=exclude) if config.k and query else []
+        hits = await memory.search(agent.id, query, k=config.k * 2, exclude=exclude) if config.k and query else []
+        private = sum(private_elsewhere(h.item.channel, here) for h in hits)
+        hits = [h for h in hits if not private_elsewhere(h.item.channel, here)][:config.k]
         left = min(config.memory_tokens, available - summary_cost - used)
         lines: list[str] = []
         kept: list[Hit] = []
@@ -125,13 +138,17 @@ def make_hook(memory: Memory) -> Any:
 
         prompt.summary = summary
         prompt.history = history
-        prompt.system_extra.extend(lines)
+        # Recalled memories change every turn: they go next to the newest message, not into the system
+        # prompt, so the persona, examples and history before them stay a reusable prefix.
+        recalled = Injection(NEXT_TO_NEWEST, "system", "\n".join(lines))
+        prompt.injections.append(recalled)
         # Guarantee: measure the real thing and shed memories, then oldest history, until it fits.
         total = await _prompt_tokens(memory, model, prompt)
         while total > config.budget_tokens - config.reserve_tokens and (lines or len(prompt.history) > 1):
             if lines:
-                prompt.system_extra.remove(lines.pop())
+                lines.pop()
                 kept.pop()
+                recalled.content = "\n".join(lines)
             else:
                 prompt.history.pop(0)
                 dropped += 1
@@ -142,6 +159,7 @@ def make_hook(memory: Memory) -> Any:
             "budget": config.budget_tokens, "prompt_tokens": total, "fixed_tokens": fixed,
             "summary": bool(summary), "history": len(prompt.history), "dropped_pending_summary": dropped,
             "memories": [f"{h.item.kind}:{h.item.source_id}" for h in kept],
+            "private_elsewhere_skipped": private,
             "ms": round((time.perf_counter() - began) * 1000, 2),
         }
 

@@ -159,7 +159,8 @@ class Memory:
                 self.summarizer.note(thread_id, agent_id, await self.tokens.message(self.tokenizer_for(agent_id), message))
         return len(fresh)
 
-    async def index_summary(self, summary_id: int, agent_id: int, content: str, when: datetime) -> None:
+    async def index_summary(self, summary_id: int, agent_id: int, content: str, when: datetime,
+                            channel: str | None = None) -> None:
         """Embed a new summary so it can be retrieved later like a message."""
         if not self.config.index or not content:
             return
@@ -169,7 +170,7 @@ class Memory:
         await self.kernel.db.call(store.insert_items, self.kernel.db, [row])
         index = self.indexes.get(agent_id)
         if index is not None:
-            index.add(Item("summary", summary_id, when, row[4], None, content), vec)
+            index.add(Item("summary", summary_id, when, row[4], None, content, channel), vec)
 
     # -- retrieval -------------------------------------------------------------------------------
     async def index_for(self, agent_id: int) -> AgentIndex:

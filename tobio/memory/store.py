@@ -63,13 +63,13 @@ def agent_items(conn: Connection, agent: int, model: str) -> list[tuple[Item, np
     )
     summaries = (
         sa.select(MemoryItemRow.source_id, MemoryItemRow.created_at, MemoryItemRow.importance,
-                  MemoryItemRow.__table__.c.vector, SummaryRow.content)
+                  MemoryItemRow.__table__.c.vector, SummaryRow.content, ThreadRow.channel)
         .join(SummaryRow, SummaryRow.id == MemoryItemRow.source_id)
         .join(ThreadRow, ThreadRow.id == SummaryRow.thread_id)
         .where(MemoryItemRow.kind == "summary", MemoryItemRow.model == model, ThreadRow.agent_id == agent)
     )
     out = [(Item("message", r[0], r[1], r[2], r[4], r[5], r[6]), vector(r[3])) for r in conn.execute(messages)]
-    out += [(Item("summary", r[0], r[1], r[2], None, r[4]), vector(r[3])) for r in conn.execute(summaries)]
+    out += [(Item("summary", r[0], r[1], r[2], None, r[4], r[5]), vector(r[3])) for r in conn.execute(summaries)]
     return out
 
 

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 PromptHook = Callable[["Prompt"], Awaitable[None]]
 ROLES = ("system", "user", "assistant")
+NEXT_TO_NEWEST = 1  # depth of per-turn text (mood, recalled memories, triggered lore): just above the newest message
+SUMMARY_PREFIX = "Earlier in this conversation: "
 
 
 @dataclass
@@ -79,11 +81,16 @@ class Prompt:
         their depth, then the card's post-history instructions."""
         persona = self.agent.persona
         env = self.macro_env()
-        extra = ([f"Earlier in this conversation: {self.summary}"] if self.summary else []) + self.system_extra
-        out: list[dict[str, Any]] = [{"role": "system", "content": persona.system_prompt(extra, env=env, before=self.system_before)}]
+        # Stable first, volatile last, so a model's KV cache (or a server's prefix cache) reuses the prompt:
+        # persona and examples never change between turns, the summary only when memory rewrites it, and
+        # the history only grows; per-turn text goes in as injections next to the newest message.
+        out: list[dict[str, Any]] = [{"role": "system", "content": persona.system_prompt(
+            self.system_extra, env=env, before=self.system_before)}]
         out += [{"role": "system", "content": text} for text in self.examples_before]
         out += persona.example_messages(env)
         out += [{"role": "system", "content": text} for text in self.examples_after]
+        if self.summary:
+            out.append({"role": "system", "content": SUMMARY_PREFIX + self.summary})
         start = len(out)
         others = {m.sender for m in self.history if m.sender != self.agent.name}
         named = len(others) > 1  # several speakers: say who said what
