@@ -198,3 +198,35 @@ def test_reflections_every_n_messages_are_versioned_and_shown(duckdb_url: str, t
         assert any("Your thought: They like dogs a lot." in str(m["content"]) for m in messages)
     finally:
         kernel.close()
+
+
+def test_the_json_bundle_adds_facts_the_rules_miss(duckdb_url: str, tmp_path: Path) -> None:
+    providers = {"s": {"type": "scripted", "replies": ["Nice."], "embed_dim": 64},
+                 "j": {"type": "scripted", "replies": ['{"facts": [{"key": "hometown", "value": "Porto"}]}']}}
+    models = {"m": {"provider": "s", "model": "x", "purpose": "chat"},
+              "summarize": {"provider": "s", "model": "x", "purpose": "summarize"},
+              "embed": {"provider": "s", "model": "x", "purpose": "embed"},
+              "json-fix": {"provider": "j", "model": "x", "purpose": "json"}}
+    settings = {"memory": {"tokenizer_model": "m"}, "people": {"model_extract": True, "reflect_every": 0}}
+    config = KernelConfig(modules=["models", "persona", "memory", "people"], providers=providers, models=models, settings=settings)
+    kernel = Kernel(config, database=duckdb_url).start()
+    try:
+        _spawn(kernel, tmp_path)
+        ask(kernel, "ada", "We moved to Porto last spring. My name is Ada.")
+        tobio = kernel.agents.get("tobio")
+        people = PeopleModule.of(kernel)
+        wait_until(lambda: people.known(tobio.id, "ada").get("hometown"))
+        sources = {r["key"]: r["source"] for r in kernel.run("memory facts tobio ada").records()}
+        assert sources["hometown"] == "model" and sources["name"] == "rule"
+    finally:
+        kernel.close()
+
+
+def test_block_wording() -> None:
+    from tobio.people.render import person_block
+
+    text = person_block("Tobio", "ada", {"name": "Ada", "dog": "Biscuit", "home": "Lisbon", "feeling": "hurt and wary"})
+    assert text == ("(Notes for Tobio. The user is Ada. Remember: Your name is Ada. Your dog is called Biscuit. "
+                    "You live in Lisbon. Ada has been rude to you; you feel hurt.)")
+    assert person_block("Tobio", "sam", {"relationship": "someone you have just met", "feeling": "neutral"}) == ""
+    assert person_block("Mara", "tobio", {}, is_user=False) == "(Notes for Mara. You are talking with Tobio.)"
