@@ -29,7 +29,10 @@ if TYPE_CHECKING:
     from tobio.kernel import Kernel
     from tobio.models.bundle import Model
 
-_UNFINISHED = RunRow.status.in_([const("queued"), const("in_progress")])  # runs no one has completed yet
+# Runs no one has completed yet. Through lower(): DuckDB 1.5.6 was seen to answer `status IN (...)`
+# wrongly (missing rows) on its indexed `status` after a kill -9 and recovery, and missing a leftover
+# here leaves it `in_progress` for ever; a computed value is compared row by row.
+_UNFINISHED = sa.func.lower(RunRow.status).in_([const("queued"), const("in_progress")])
 
 log = logging.getLogger(__name__)
 FINAL = ("completed", "failed", "cancelled", "expired")

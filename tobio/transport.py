@@ -23,7 +23,8 @@ from tobio.messages import Delivery, Delta, Message
 
 MESSAGE_COLUMNS = ("id", "agent_id", "thread_id", "channel", "role", "created_at", "content", "metadata")
 REPLY_COLUMNS = (*MESSAGE_COLUMNS, "reply_to")  # only replies carry it, so plain posts write no extra column
-THREAD_COLUMNS = ("id", "agent_id", "channel", "name", "opened_at", "closed_at", "checkpoint_message_id", "handled_message_id")
+THREAD_COLUMNS = ("id", "agent_id", "channel", "name", "opened_at", "closed_at", "checkpoint_message_id")
+HANDLED_COLUMNS = ("thread_id", "message_id")  # a new thread's handling cursor: nothing handled yet
 PUSH_COLUMNS = ("thread_id", "message_id")
 CHANNEL_COLUMNS = ("name", "topic", "created_at")
 
@@ -102,10 +103,11 @@ class Transport:
         # Register before awaiting so a post racing with this subscribe already sees the thread.
         self.channels.setdefault(channel, {})[receiver.id] = Subscription(receiver, channel, thread_id)
         self._fanout.pop(channel, None)
-        thread = (thread_id, receiver.id, channel, f"{receiver.name}@{channel}", now, None, None, 0)
+        thread = (thread_id, receiver.id, channel, f"{receiver.name}@{channel}", now, None, None)
         try:
             await self.writer.write(
                 ("channels", CHANNEL_COLUMNS, self._channel_rows(channel, now)), ("threads", THREAD_COLUMNS, [thread]),
+                ("handled", HANDLED_COLUMNS, [(thread_id, 0)]),
             )
         except Exception:
             self.channels[channel].pop(receiver.id, None)

@@ -2,7 +2,7 @@
 
 Delivery is at least once: a push is durable before it reaches an inbox, and on start every agent's
 inbox is rebuilt, in order, from the pushes it has not handled. Handling is idempotent: an agent's
-handling cursor (`threads.handled_message_id`) moves in the same transaction as its reply and its
+handling cursor (`handled.message_id`, one row per thread) moves in the same transaction as its reply and its
 state, so after a crash a message is either answered and marked, or neither, and is handled again.
 Hence exactly one reply per message. Messages an agent sees and chooses not to answer (floors,
 `reply_to`, `ignore`) move the cursor too: "seen, not answered", told apart by having no message
@@ -19,17 +19,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tobio.db.literals import const
-from tobio.db.tables import AgentRow, MessageRow, PushRow, ThreadRow
+from tobio.db.tables import AgentRow, HandledRow, MessageRow, PushRow, ThreadRow
 from tobio.db.writer import Set
 from tobio.messages import Delivery, Message
 
-CURSOR = ("handled_message_id",)
+CURSOR = ("message_id",)
 _sender = AgentRow.alias("sender")
 
 
 def cursor_set(thread_id: int, message_id: int) -> Set:
     """The writer `set` that records everything in `thread_id` up to `message_id` as handled."""
-    return ("threads", "id", CURSOR, thread_id, (message_id,))
+    return ("handled", "thread_id", CURSOR, thread_id, (message_id,))
 
 
 def _unhandled(*columns: sa.ColumnElement) -> sa.Select:
@@ -39,9 +39,10 @@ def _unhandled(*columns: sa.ColumnElement) -> sa.Select:
         .select_from(PushRow)
         .join(ThreadRow, ThreadRow.id == PushRow.thread_id)
         .join(MessageRow, MessageRow.id == PushRow.message_id)
+        .outerjoin(HandledRow, HandledRow.thread_id == PushRow.thread_id)
         .where(
             ThreadRow.closed_at.is_(None),
-            PushRow.message_id > sa.func.coalesce(ThreadRow.handled_message_id, const(0)),
+            PushRow.message_id > sa.func.coalesce(HandledRow.message_id, const(0)),
             sa.or_(MessageRow.agent_id.is_(None), MessageRow.agent_id != ThreadRow.agent_id),
         )
     )

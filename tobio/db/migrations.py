@@ -35,7 +35,7 @@ def utcnow() -> datetime:
 @migration
 def m001_initial(conn: Connection) -> None:
     """The seed schema: agents, state, channels, threads, messages, pushes, steps, summaries, logs."""
-    names = ("agents", "state", "channels", "threads", "messages", "pushes", "steps", "summaries", "logs")
+    names = ("agents", "state", "channels", "threads", "messages", "pushes", "steps", "summaries", "logs")  # as of m001
     metadata.create_all(conn, tables=[metadata.tables[n] for n in names])
 
 
@@ -47,22 +47,22 @@ def m002_runs(conn: Connection) -> None:
 
 
 @migration
-def m003_handled(conn: Connection) -> None:
-    """Durable handling: a cursor per thread (`threads.handled_message_id`) and the message a reply answers
+def m003_handling(conn: Connection) -> None:
+    """Durable handling: a cursor per thread (`handled`) and the message a reply answers
     (`messages.reply_to`). Threads opened before this count what was already pushed to them as handled:
     nothing recorded otherwise, and answering a whole history again at the first start would be worse."""
-    add_column_if_missing(conn, "threads", metadata.tables["threads"].c.handled_message_id)
+    metadata.tables["handled"].create(conn, checkfirst=True)
     add_column_if_missing(conn, "messages", metadata.tables["messages"].c.reply_to)
     conn.execute(sa.text(
-        "UPDATE threads SET handled_message_id = (SELECT max(p.message_id) FROM pushes p WHERE p.thread_id = threads.id)"
-        " WHERE handled_message_id IS NULL"
+        "INSERT INTO handled (thread_id, message_id) SELECT t.id, coalesce(max(p.message_id), 0) FROM threads t"
+        " LEFT JOIN pushes p ON p.thread_id = t.id WHERE t.id NOT IN (SELECT thread_id FROM handled) GROUP BY t.id"
     ))
 
 
 @migration
-def m004_cached_tokens(conn: Connection) -> None:
-    """How many of a run's prompt tokens a cache served (the local KV state cache, a server's prefix cache)."""
-    add_column_if_missing(conn, "runs", metadata.tables["runs"].c.cached_tokens)
+def m004_runs_status_unindexed(conn: Connection) -> None:
+    """Drop the index on `runs.status` (see tables.py: DuckDB lost entries of it recovering from kill -9)."""
+    conn.exec_driver_sql("DROP INDEX IF EXISTS ix_runs_status")
 
 
 def add_column_if_missing(conn: Connection, table: str, column: sa.Column) -> None:

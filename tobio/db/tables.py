@@ -100,10 +100,6 @@ ThreadRow = Table(
     column("opened_at", DateTime()),
     column("closed_at", DateTime(), null=True),
     column("checkpoint_message_id", Id, null=True),
-    # Handling cursor: the agent has handled (answered, or seen and chosen not to) every message pushed to
-    # this thread up to this id; what was pushed after it is unhandled. It moves in the same transaction
-    # as the reply, so a crash can neither lose a reply nor repeat one. NULL: nothing handled yet.
-    column("handled_message_id", Id, null=True),
     Index("ix_threads_agent", "agent_id", "id"),
     Index("ix_threads_channel", "channel"),
 )
@@ -131,6 +127,18 @@ PushRow = Table(
     column("message_id", Id, primary_key=True, autoincrement=False),
 )
 
+# Handling cursor, one per thread: its agent has handled (answered, or seen and chosen not to) every
+# message pushed to the thread up to `message_id`; what was pushed after it is unhandled. It moves in
+# the same transaction as the reply, so a crash can neither lose a reply nor repeat one. A table of
+# its own, not a column of `threads`: it changes with every message, and DuckDB 1.5 has been seen to
+# answer filters on an indexed text column wrongly (`threads.channel`, `runs.status`) after rows of
+# the table were updated and the file recovered from a kill -9.
+HandledRow = Table(
+    "handled",
+    column("thread_id", Id, primary_key=True, autoincrement=False),
+    column("message_id", Id),
+)
+
 # One model call on a thread (the thread/run/step shape): what it cost and how it went.
 RunRow = Table(
     "runs",
@@ -154,7 +162,9 @@ RunRow = Table(
     column("message_id", Id, null=True),  # the message it produced, once posted
     column("cached_tokens", BigInteger, null=True),  # of prompt_tokens, reused from a KV/prefix cache
     Index("ix_runs_agent", "agent_id"),
-    Index("ix_runs_status", "status"),
+    # No index on `status`: it changes on every run, and DuckDB 1.5.6 was seen to lose entries of that
+    # index when recovering from a kill -9 ("Failed to delete all rows from index"), which then made the
+    # sweep that expires the dead process's runs fail fatally. A scan of `runs` by status is cheap.
 )
 
 # An action taken while producing a message: a model call, a tool or command call.

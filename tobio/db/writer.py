@@ -3,6 +3,12 @@
 While one batch is being written on the DB thread, new writes queue up; the next flush takes them
 all. Under load that turns N tiny transactions into a few large ones, with no added latency when idle.
 
+The DB thread takes the next batch itself as soon as it has committed one, instead of waiting for
+the kernel's loop to hand it over. A loop that wakes 1,000 posters at once runs all of them before
+anything else, so a hand-over from the loop would come only after that burst, and the loop and the
+database would take turns instead of working at the same time. Likewise a burst that has queued
+`eager_rows` rows starts a flush right away rather than at its end.
+
 Invariant others rely on: writes commit in the order they were submitted, and the transport takes a
 message's id and submits its write in one synchronous step, so a thread's messages become durable in
 id order. Memory's summarizer and prompt hook cache "everything up to id N" on that basis (a path
@@ -17,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from itertools import chain, repeat
 from typing import Any
 
@@ -35,28 +43,39 @@ SetKey = tuple[str, str, tuple[str, ...]]
 Fan = tuple[str, tuple[str, str], tuple[Any, ...], Any]
 
 
-class GroupCommitWriter:
-    """Buffers inserts from the kernel's loop and flushes them in batches on the DB thread."""
+@dataclass(slots=True)
+class _Batch:
+    """Everything queued since the last flush: it commits as one transaction."""
 
-    def __init__(self, db: Database, max_delay_s: float = 0.0, max_rows: int = 200_000) -> None:
+    rows: dict[tuple[str, tuple[str, ...]], Rows] = field(default_factory=dict)
+    fans: dict[tuple[str, tuple[str, str]], tuple[list[tuple[Any, ...]], list[Any]]] = field(default_factory=dict)
+    sets: dict[SetKey, dict[Any, tuple[Any, ...]]] = field(default_factory=dict)
+    statements: list[Callable[[Connection], None]] = field(default_factory=list)
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    count: int = 0  # rows queued, to decide when to start flushing
+
+    def empty(self) -> bool:
+        return not (self.rows or self.fans or self.sets or self.statements or self.waiters)
+
+
+class GroupCommitWriter:
+    """Buffers writes from the kernel's loop; the DB thread commits them in batches, back to back."""
+
+    def __init__(self, db: Database, max_delay_s: float = 0.0, eager_rows: int = 2048) -> None:
         self.db = db
         self.max_delay_s = max_delay_s
-        self.max_rows = max_rows
-        self._pending: dict[tuple[str, tuple[str, ...]], Rows] = {}
-        self._pending_count = 0
-        self._waiters: list[asyncio.Future[None]] = []
-        self._statements: list[Callable[[Connection], None]] = []
-        self._sets: dict[SetKey, dict[Any, tuple[Any, ...]]] = {}
-        self._fans: dict[tuple[str, tuple[str, str]], tuple[list[tuple[Any, ...]], list[Any]]] = {}
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.eager_rows = eager_rows
+        self._batch = _Batch()
+        self._lock = threading.Lock()  # the loop adds to the batch while the DB thread may take it
+        self._flushing = False  # a flush is queued or running on the DB thread
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0
         self.rows_written = 0
 
     def start(self) -> None:
-        """Start the flush loop on the running event loop."""
-        self._wake = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="tobio-writer")
+        """Accept writes from the running event loop."""
+        self._loop = asyncio.get_running_loop()
 
     def write(
         self, *writes: Write, then: Callable[[Connection], None] | None = None, sets: Sequence[Set] = (),
@@ -68,14 +87,9 @@ class GroupCommitWriter:
         rows by key after the inserts; `then(conn)` runs last, in the same transaction (e.g. an UPDATE
         that must commit together with them).
         """
-        if fan is not None:
-            keys, values = self._fans.get(fan[:2]) or self._fans.setdefault(fan[:2], ([], []))
-            keys.append(fan[2])
-            values.append(fan[3])
-            self._pending_count += len(fan[2])
-        self.queue(*writes, then=then, sets=sets)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(future)
+        loop = self._running()
+        future: asyncio.Future[None] = loop.create_future()
+        self._add(writes, then, sets, fan, future)
         return future
 
     def queue(self, *writes: Write, then: Callable[[Connection], None] | None = None, sets: Sequence[Set] = ()) -> None:
@@ -83,72 +97,118 @@ class GroupCommitWriter:
 
         Same order and atomicity as `write`: a crash loses a queued record whole, never half of it.
         """
-        if self._task is None or self._task.done():
-            raise RuntimeError("writer is not running")
-        for table, columns, rows in writes:
-            if rows:
-                self._pending.setdefault((table, columns), []).extend(rows)
-                self._pending_count += len(rows)
-        for table, key_column, columns, key, values in sets:
-            self._sets.setdefault((table, key_column, columns), {})[key] = values
-        if then is not None:
-            self._statements.append(then)
-        assert self._wake is not None
-        self._wake.set()
+        self._running()
+        self._add(writes, then, sets, None, None)
 
     async def flush(self) -> None:
         """Wait until everything written so far is durable."""
-        if self._task is not None and not self._task.done():
+        if self._loop is not None:
             await self.write()
 
     async def close(self) -> None:
-        """Flush what is pending, then stop."""
+        """Flush what is pending, then refuse further writes."""
         await self.flush()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        if self._timer is not None:
+            self._timer.cancel()
+        self._loop = None
 
-    async def _run(self) -> None:
-        assert self._wake is not None
-        while True:
-            await self._wake.wait()
-            if self.max_delay_s and self._pending_count < self.max_rows:
-                await asyncio.sleep(self.max_delay_s)
-            self._wake.clear()
-            batch, waiters, statements, sets, fans = self._pending, self._waiters, self._statements, self._sets, self._fans
-            self._pending, self._waiters, self._statements, self._sets, self._fans = {}, [], [], {}, {}
-            self._pending_count = 0
-            try:
-                await self.db.call(self._flush, batch, fans, sets, statements)
-            except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
-                log.error("group commit of %d rows failed: %s", sum(map(len, batch.values())), exc)
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_exception(exc)
-                continue
+    # -- the loop's side --------------------------------------------------------------------------
+    def _running(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError("writer is not running")
+        return self._loop
+
+    def _add(self, writes: Sequence[Write], then: Callable[[Connection], None] | None, sets: Sequence[Set],
+             fan: Fan | None, future: asyncio.Future[None] | None) -> None:
+        with self._lock:
+            batch = self._batch
+            for table, columns, rows in writes:
+                if rows:
+                    batch.rows.setdefault((table, columns), []).extend(rows)
+                    batch.count += len(rows)
+            if fan is not None:
+                keys, values = batch.fans.get(fan[:2]) or batch.fans.setdefault(fan[:2], ([], []))
+                keys.append(fan[2])
+                values.append(fan[3])
+                batch.count += len(fan[2])
+            for table, key_column, columns, key, values_ in sets:
+                batch.sets.setdefault((table, key_column, columns), {})[key] = values_
+            if then is not None:
+                batch.statements.append(then)
+            if future is not None:
+                batch.waiters.append(future)
+            if self._flushing:
+                return  # the DB thread takes this batch when it is done with the current one
+            if batch.count >= self.eager_rows or not self.max_delay_s:
+                self._start_flush()
+                return
+        if self._timer is None:
+            self._timer = self._running().call_later(self.max_delay_s, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        with self._lock:
+            if not self._flushing and not self._batch.empty():
+                self._start_flush()
+
+    def _start_flush(self) -> None:
+        """Hand the DB thread a flush (called with the lock held)."""
+        self._flushing = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.db._executor.submit(self._flush_next)  # the DB thread, directly: see the module docstring
+
+    def _settle(self, waiters: list[asyncio.Future[None]], error: BaseException | None) -> None:
+        if error is None:
             self.batches += 1
-            for waiter in waiters:
-                if not waiter.done():
+        for waiter in waiters:
+            if not waiter.done():
+                if error is None:
                     waiter.set_result(None)
+                else:
+                    waiter.set_exception(error)
 
-    def _flush(
-        self, conn: Connection, batch: dict[tuple[str, tuple[str, ...]], Rows],
-        fans: dict[tuple[str, tuple[str, str]], tuple[list[tuple[Any, ...]], list[Any]]],
-        sets: dict[SetKey, dict[Any, tuple[Any, ...]]], statements: list[Callable[[Connection], None]],
-    ) -> None:
-        for (table, columns), rows in batch.items():
+    # -- the DB thread's side ----------------------------------------------------------------------
+    def _flush_next(self) -> None:
+        """Commit the queued batch; if more was queued meanwhile, queue another flush behind whatever
+        else waits for the DB thread (reads are not starved by a steady stream of writes)."""
+        with self._lock:
+            batch, self._batch = self._batch, _Batch()
+        loop = self._loop
+        error: BaseException | None = None
+        if not batch.empty():
+            try:
+                self.db._run(self._flush, batch)
+            except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
+                log.error("group commit of %d rows failed: %s", batch.count, exc)
+                error = exc
+            if loop is not None:
+                try:
+                    loop.call_soon_threadsafe(self._settle, batch.waiters, error)
+                except RuntimeError:  # the loop is closed: nobody is waiting any more
+                    pass
+        with self._lock:
+            if self._batch.empty():
+                self._flushing = False
+                return
+        try:
+            self.db._executor.submit(self._flush_next)
+        except RuntimeError:  # the database is closing
+            with self._lock:
+                self._flushing = False
+
+    def _flush(self, conn: Connection, batch: _Batch) -> None:
+        for (table, columns), rows in batch.rows.items():
             self.db.bulk_insert(conn, table, columns, rows)
             self.rows_written += len(rows)
-        for (table, columns), (keys, values) in fans.items():
+        for (table, columns), (keys, values) in batch.fans.items():
             # Columns straight from the queued tuples, in C: no tuple per row, no transpose.
             key_column = list(chain.from_iterable(keys))
             value_column = list(chain.from_iterable(map(repeat, values, map(len, keys))))
             insert_columns(self.db, conn, table, columns, [key_column, value_column])
             self.rows_written += len(key_column)
-        for (table, key_column, columns), by_key in sets.items():
+        for (table, key_column, columns), by_key in batch.sets.items():
             bulk_update(self.db, conn, table, key_column, columns, by_key)
-        for statement in statements:
+        for statement in batch.statements:
             statement(conn)

@@ -101,8 +101,9 @@ class PersonaAgent(Agent):
         history = context.messages
         if incoming is not None and history and history[-1].id > incoming.id:
             # Handling a backlog (after a restart, or when slower than the channel): answer the message
-            # as it stood, not with what was said after it in view.
-            history = [m for m in history if m.id <= incoming.id]
+            # as it stood, not with what was said after it in view. (The window is the thread's newest
+            # messages, so what came just before it may be missing; the message itself never is.)
+            history = [m for m in history if m.id < incoming.id] + [incoming]
         prompt = Prompt(self, thread_id, incoming, context.summary, history, params=dict(self.config.params))
         for hook in self.kernel.agents.prompt_hooks_for(self):
             await hook(prompt)
