@@ -76,8 +76,9 @@ def test_persona_files_follow_no_tags(tmp_path: Path, secret_env: str, value: st
     path = write(tmp_path / "evil.yaml", f"name: Evil\nrelationships: {value}\n")
     with pytest.raises(ConfigError) as info:
         load_persona(path)
-    assert secret_env not in str(info.value)
-    assert "\n" not in str(info.value)
+    message = str(info.value)
+    assert secret_env not in message and "\n" not in message
+    assert "tag" in message and "not allowed" in message and f"{path}:2" in message
 
 
 def test_wrong_shape_errors_name_the_field_not_the_value(tmp_path: Path) -> None:
@@ -88,7 +89,7 @@ def test_wrong_shape_errors_name_the_field_not_the_value(tmp_path: Path) -> None
 
 
 def test_kernel_config_include_of_wrong_shape_does_not_print_the_included_values(tmp_path: Path) -> None:
-    write(tmp_path / "creds.yaml", f"- {SECRET}\n- {SECRET}\n")
+    write(tmp_path / "creds.yaml", CREDS)
     path = write(tmp_path / "kernel.yaml", "channels: !include creds.yaml\nlog_level: LOUD\n")
     with pytest.raises(ConfigError) as info:
         load_kernel_config(path)
@@ -191,6 +192,8 @@ def test_force_replaces_a_symlink_instead_of_writing_through_it(kernel: Kernel, 
     "persona export mira {data}/../escape.json",
     "persona export mira {link_dir}/x.json",
     "persona export mira {data}/ok.png --image {outside_png}",
+    "persona import {card} --force",
+    "persona export mira {data}/card.json --force",
 ])
 def test_agent_paths_stay_inside_the_data_dir(kernel: Kernel, tmp_path: Path, line: str) -> None:
     data = data_dir()

@@ -78,6 +78,7 @@ def register(kernel: Kernel, registry: PersonaRegistry, owner: Any) -> None:
         from tobio.persona.schema import load_persona
 
         personas = _personas_dir(ctx)
+        _no_force_for_agents(ctx, force)
         path = _allowed_path(ctx, file, "file")
         target_dir = _allowed_path(ctx, dir, "--dir") if dir else personas
         persona = load_persona(path) if path.suffix.lower() in (".yaml", ".yml") else import_card(path)
@@ -96,6 +97,7 @@ def register(kernel: Kernel, registry: PersonaRegistry, owner: Any) -> None:
         from tobio.persona.cards import card_bytes, persona_to_yaml
 
         version, current = registry.get(persona)
+        _no_force_for_agents(ctx, force)
         path = _allowed_path(ctx, file, "file")
         picture = _allowed_path(ctx, image, "--image") if image else None
         if path.suffix.lower() in (".yaml", ".yml"):
@@ -108,6 +110,12 @@ def register(kernel: Kernel, registry: PersonaRegistry, owner: Any) -> None:
 
 def _personas_dir(ctx: Context) -> Path:
     return Path(ctx.kernel.config.base_dir) / "personas"
+
+
+def _no_force_for_agents(ctx: Context, force: bool) -> None:
+    """An agent never overwrites a file: another persona's file, or one the user keeps."""
+    if force and ctx.caller != "user":
+        raise CommandError(f"agent '{ctx.caller}' may not overwrite files (--force is for the user)")
 
 
 def _allowed_path(ctx: Context, given: str, what: str) -> Path:
