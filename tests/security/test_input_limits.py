@@ -158,6 +158,18 @@ def test_deep_json_is_one_line(tmp_path: Path, depth: int, container: str) -> No
     assert "levels deep" in one_line_error(lambda: import_card(path), ConfigError)
 
 
+def test_millions_of_tiny_chunks_are_refused(tmp_path: Path) -> None:
+    empty = struct.pack(">I", 0) + b"tIME" + struct.pack(">I", zlib.crc32(b"tIME"))
+    path = write(tmp_path / "chunks.png", b"\x89PNG\r\n\x1a\n" + empty * 2_000_000)
+    tracemalloc.start()
+    try:
+        assert "too many" in one_line_error(lambda: read_card(path), ConfigError, seconds=5.0)  # tracemalloc is slow
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 60 * 1024 * 1024, f"peak {peak >> 20} MB"
+
+
 def test_card_file_size_is_capped(tmp_path: Path) -> None:
     path = tmp_path / "huge.json"
     with open(path, "wb") as handle:

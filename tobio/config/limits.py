@@ -17,3 +17,4 @@ MAX_LINE_CHARS = 1024 * 1024  # one command line
 THREAD_PARSE_CHARS = 64 * 1024  # longer lines are parsed off the kernel's loop
 INT_MAX = 2**31 - 1  # default upper bound of an integer command argument
 MAX_OPTION_WORDS = 64  # words that look like options in one command line (argparse is quadratic in them)
+MAX_PNG_CHUNKS = 20_000  # chunks in one PNG (real images have a few, or a few thousand IDAT pieces)

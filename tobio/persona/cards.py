@@ -16,7 +16,7 @@ import json
 import re
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from tobio.config import jsondata
 from tobio.config.files import read_bytes
-from tobio.config.limits import MAX_CARD_TEXT_BYTES, MAX_IMPORT_BYTES, MAX_TOTAL_TEXT_BYTES
+from tobio.config.limits import MAX_CARD_TEXT_BYTES, MAX_IMPORT_BYTES, MAX_PNG_CHUNKS, MAX_TOTAL_TEXT_BYTES
 from tobio.errors import ConfigError
 from tobio.persona.schema import Persona
 
@@ -245,29 +245,32 @@ _TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
 _CARD_KEYS = ("ccv3", "chara")  # in order of preference: V3 says to use `ccv3` when both are there
 
 
-def _png_chunks(blob: bytes, source: object) -> list[tuple[bytes, bytes]]:
+def _png_chunks(blob: bytes, source: object) -> Iterator[tuple[bytes, bytes]]:
     """(type, body) of each chunk up to IEND; CRCs are not checked, as image viewers don't either.
 
-    Text chunks together may hold at most MAX_TOTAL_TEXT_BYTES, compressed or not.
+    A generator, so a file of millions of empty chunks costs no memory; their number is capped anyway,
+    and text chunks together may hold at most MAX_TOTAL_TEXT_BYTES, compressed or not.
     """
     if not blob.startswith(_PNG):
         raise ConfigError(f"{source}: not a PNG file")
-    chunks, pos, text = [], len(_PNG), 0
+    pos, text, count = len(_PNG), 0, 0
     while pos < len(blob):
         if pos + 12 > len(blob):
             raise ConfigError(f"{source}: truncated PNG")
         length, kind = struct.unpack_from(">I4s", blob, pos)
         if pos + 12 + length > len(blob):
             raise ConfigError(f"{source}: truncated PNG ({kind.decode('latin-1')} chunk)")
+        count += 1
+        if count > MAX_PNG_CHUNKS:
+            raise ConfigError(f"{source}: too many PNG chunks (more than {MAX_PNG_CHUNKS})")
         if kind in _TEXT_CHUNKS:
             text += length
             if text > MAX_TOTAL_TEXT_BYTES:
                 raise ConfigError(f"{source}: PNG text chunks too large (more than {MAX_TOTAL_TEXT_BYTES >> 20} MB)")
-        chunks.append((kind, blob[pos + 8 : pos + 8 + length]))
+        yield kind, blob[pos + 8 : pos + 8 + length]
         pos += 12 + length
         if kind == b"IEND":
             break
-    return chunks
 
 
 def _is_card_chunk(kind: bytes, body: bytes) -> bool:
