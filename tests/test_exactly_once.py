@@ -294,3 +294,30 @@ def test_wait_counts_loading_models_as_busy(duckdb_url: str) -> None:
         assert loaded.is_set()
     finally:
         kernel.close()
+
+
+def test_upgrading_a_database_counts_its_history_as_handled(db_url: str, tmp_path: Path) -> None:
+    """A database from before handling was recorded: its agents must not answer their whole past again."""
+    import sqlalchemy as sa
+
+    path = write(tmp_path / "echo.yaml", AGENT.format(name="echo", extra=""))
+    kernel = start(KernelConfig(modules=["scripted"]), db_url)
+    try:
+        kernel.run(f"agent spawn {path}")
+        for i in range(3):
+            kernel.run(f"channel post talk line {i}")
+        kernel.run("wait --quiet 0.1")
+    finally:
+        kernel.close()
+    engine = sa.create_engine(db_url)  # back to the shape before m003: no cursors at all
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE handled")
+        conn.exec_driver_sql("DELETE FROM schema_migrations WHERE name = 'm003_handling'")
+    engine.dispose()
+    kernel = start(KernelConfig(modules=["scripted"]), db_url)
+    try:
+        kernel.run("wait --quiet 0.2")
+        assert [r[-1] for r in kernel.run("agent ls").rows] == [0]
+        assert kernel.run("sql SELECT count(*) FROM messages WHERE agent_id IS NOT NULL").rows[0][0] == 3
+    finally:
+        kernel.close()

@@ -48,12 +48,15 @@ def _unhandled(*columns: sa.ColumnElement) -> sa.Select:
     )
 
 
-def unhandled_deliveries(conn: Connection) -> dict[int, list[Delivery]]:
-    """Every agent's unhandled pushes, oldest first: agent id -> deliveries to put back in its inbox."""
+def unhandled_deliveries(conn: Connection, agent_id: int | None = None) -> dict[int, list[Delivery]]:
+    """Every agent's (or one agent's) unhandled pushes, oldest first: agent id -> deliveries to put
+    back in its inbox."""
     query = _unhandled(
         ThreadRow.agent_id, PushRow.thread_id, MessageRow.id, MessageRow.channel, _sender.name, MessageRow.role,
         MessageRow.content, MessageRow.created_at, MessageRow.agent_id, MessageRow.thread_id, MessageRow.metadata_,
     ).outerjoin(_sender, _sender.id == MessageRow.agent_id).order_by(PushRow.message_id, PushRow.thread_id)
+    if agent_id is not None:
+        query = query.where(ThreadRow.agent_id == const(agent_id))
     out: dict[int, list[Delivery]] = {}
     for agent_id, thread_id, *fields in conn.execute(query):
         out.setdefault(agent_id, []).append(Delivery(Message(*fields), thread_id))

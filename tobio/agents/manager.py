@@ -182,7 +182,7 @@ class AgentManager:
         self._saved[agent.id] = (json.dumps(state, sort_keys=True), now)
         open_threads = await self._open_threads(agent.id)
         self._attach(agent, open_threads)
-        backlog = (await self._backlog()).get(agent.id, []) if open_threads else []
+        backlog = (await self._backlog(agent.id)).get(agent.id, []) if open_threads else []
         await self._start(agent, backlog)
         return agent
 
@@ -191,10 +191,10 @@ class AgentManager:
         for channel, thread_id in open_threads.items():
             self.kernel.transport.restore(agent, channel, thread_id)
 
-    async def _backlog(self) -> dict[int, list[Delivery]]:
-        """Every agent's unhandled pushes (after what is queued is durable, marks included)."""
+    async def _backlog(self, agent_id: int | None = None) -> dict[int, list[Delivery]]:
+        """Every agent's (or one agent's) unhandled pushes, once what is queued is durable (marks too)."""
         await self.kernel.writer.flush()
-        return await self.kernel.db.call(unhandled_deliveries)
+        return await self.kernel.db.call(unhandled_deliveries, agent_id)
 
     async def _start(self, agent: Agent, backlog: list[Delivery]) -> None:
         """Refill the inbox with the backlog, ahead of anything delivered meanwhile; subscribe; run."""
