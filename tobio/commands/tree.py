@@ -11,6 +11,7 @@ import argparse
 import inspect
 import math
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,30 @@ class Arg:
     @property
     def takes_value(self) -> bool:
         return not self.flag
+
+
+def confine_paths(args: list[Arg], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """For an agent's call: every file argument (`complete="file"`) resolved inside the data directory.
+
+    Declared once on the argument, so every command that takes a file, now or added by a module later,
+    keeps agents' reads and writes in the data directory; a relative path is taken from there."""
+    from tobio.paths import data_dir, within
+
+    root = data_dir()
+    out = dict(kwargs)
+    for arg in args:
+        if arg.complete != "file" or out.get(arg.dest) is None:
+            continue
+        value = out[arg.dest]
+        paths = []
+        for item in value if isinstance(value, list) else [value]:
+            path = Path(str(item)).expanduser()
+            inside = within(path if path.is_absolute() else root / path, root)
+            if inside is None:
+                raise CommandError(f"{arg.dest}: agents may only name files inside the data directory ({root})")
+            paths.append(str(inside))
+        out[arg.dest] = paths if isinstance(value, list) else paths[0]
+    return out
 
 
 def _one_line(message: str, limit: int = 200) -> str:
@@ -174,6 +199,8 @@ class Command(Node):
 
     async def invoke(self, ctx: Context, kwargs: dict[str, Any]) -> Any:
         assert self.func is not None
+        if ctx.caller != "user":
+            kwargs = confine_paths(self.args, kwargs)
         out = self.func(ctx, **kwargs)
         if inspect.isawaitable(out):
             out = await out
