@@ -110,3 +110,18 @@ def test_assets_are_written_only_inside_the_data_dir(tmp_path: Path) -> None:
         save_assets("x", {"../../outside.txt": b"x"}, root=tmp_path)
     assert save_assets("../../etc", {"a.txt": b"x"}, root=tmp_path) == tmp_path / "charx" / "etc"
     assert not (tmp_path.parent / "outside.txt").exists()
+
+
+def test_persona_commands_import_and_export_charx(tmp_path: Path, duckdb_url: str) -> None:
+    """`persona import x.charx` keeps the assets; `persona export NAME y.charx` gives them back."""
+    from tobio.config.schema import KernelConfig
+    from tobio.kernel import Kernel
+
+    members = {"assets/icon/images/main.png": ICON, "assets/other/notes.txt": b"hello"}
+    source = charx(tmp_path / "vela.charx", {"card.json": json.dumps(v3_card()).encode(), **members})
+    with Kernel(KernelConfig(modules=["persona"], base_dir=tmp_path / "conf"), database=duckdb_url) as kernel:
+        assert "persona 'vela'" in kernel.run(f"persona import {source}").text
+        kernel.run(f"persona export vela {tmp_path / 'back.charx'}")
+    card, files = read_charx(tmp_path / "back.charx")
+    assert files == members
+    assert card["data"]["name"] == read_charx(source)[0]["data"]["name"]

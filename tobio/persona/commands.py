@@ -65,9 +65,10 @@ def register(kernel: Kernel, registry: PersonaRegistry, owner: Any) -> None:
         rows = [(v.version, v.created_at, v.changed_by, v.change) for v in await registry.versions(persona)]
         return table(["version", "at", "by", "change"], rows)
 
-    @group.command("import", Arg("file", help="a Character Card (.json/.png, V1-V3) or a persona .yaml", complete="file"),
+    @group.command("import", Arg("file", help="a Character Card (.json/.png/.charx, V1-V3) or a persona .yaml",
+                                 complete="file"),
                    Arg("--name", help="persona key (default: from the file); made a safe slug"),
-                   Arg("--dir", help="where to write the persona file (default: the config's personas/)"),
+                   Arg("--dir", help="where to write the persona file (default: the config's personas/)", complete="file"),
                    Arg("--force", flag=True, help="overwrite an existing persona file"))
     async def import_(ctx: Context, file: str, name: str | None, dir: str | None, force: bool) -> Result:
         """Import a card or persona file: writes personas/KEY.yaml and records a version.
@@ -81,14 +82,27 @@ def register(kernel: Kernel, registry: PersonaRegistry, owner: Any) -> None:
         _no_force_for_agents(ctx, force)
         path = _allowed_path(ctx, file, "file")
         target_dir = _allowed_path(ctx, dir, "--dir") if dir else personas
-        persona = load_persona(path) if path.suffix.lower() in (".yaml", ".yml") else import_card(path)
-        key = slug(name or (path.stem if path.suffix.lower() in (".yaml", ".yml") else persona.name))
+        assets: dict[str, bytes] = {}
+        suffix = path.suffix.lower()
+        if suffix in (".yaml", ".yml"):
+            persona = load_persona(path)
+        elif suffix == ".charx":
+            from tobio.persona.charx import import_charx
+
+            persona, assets = import_charx(path)
+        else:
+            persona = import_card(path)
+        key = slug(name or (path.stem if suffix in (".yaml", ".yml") else persona.name))
         target = target_dir / f"{key}.yaml"
         write_file(target, persona_to_yaml(persona).encode("utf-8"), force=force)
+        if assets:  # a CHARX's pictures and other members, kept so an export gives them back
+            from tobio.persona.charx import save_assets
+
+            save_assets(key, assets)
         version = await registry.record(key, persona, ctx.caller, f"imported from {path.name}", str(target))
         return Result(text=f"imported {persona.name} as persona '{key}' (version {version}) into {target}")
 
-    @group.command("export", KEY, Arg("file", help=".json / .png (Character Card) or .yaml"),
+    @group.command("export", KEY, Arg("file", help=".json / .png / .charx (Character Card) or .yaml", complete="file"),
                    Arg("--card-version", type=int, default=2, choices=(2, 3), help="card spec version"),
                    Arg("--image", help="PNG to carry the card (default: a plain placeholder)", complete="file"),
                    Arg("--force", flag=True, help="overwrite an existing file"))
@@ -102,6 +116,10 @@ def register(kernel: Kernel, registry: PersonaRegistry, owner: Any) -> None:
         picture = _allowed_path(ctx, image, "--image") if image else None
         if path.suffix.lower() in (".yaml", ".yml"):
             blob = persona_to_yaml(current).encode("utf-8")
+        elif path.suffix.lower() == ".charx":
+            from tobio.persona.charx import charx_bytes, load_assets
+
+            blob = charx_bytes(current, load_assets(persona))
         else:
             blob = card_bytes(current, path, version=card_version, image=picture)
         write_file(path, blob, force=force)
