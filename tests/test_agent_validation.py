@@ -80,3 +80,27 @@ def test_scene_with_an_unknown_opening_speaker_spawns_nobody(duckdb_url: str, tm
         assert agent_names(kernel) == [] and not kernel.agents.live
     finally:
         kernel.close()
+
+
+@pytest.mark.parametrize("bad", ["has space", "a/b", "../up", "", "x" * 129, "tab\there", "nul\x00", "-lead", "é"])
+def test_channel_names_are_checked_wherever_a_channel_is_made(bad: str, duckdb_url: str, tmp_path: Path) -> None:
+    kernel = make_kernel(duckdb_url)
+    try:
+        path = write(tmp_path / "echo.yaml", ECHO.format(name="echo"))
+        kernel.run(f"agent spawn {path}")
+        for line in (f"channel post {bad!r} hello", f"channel sub echo {bad!r}"):
+            with pytest.raises(TobioError) as err:
+                kernel.run(line)
+            assert "channel" in one_line(err) or bad in ("", "-lead")  # these read as a missing argument
+        known = [r[0] for r in kernel.run("sql SELECT name FROM channels").rows]
+        assert bad not in known
+        kernel.run("channel post dm.ada.echo-2 hello")  # the usual shapes still work
+    finally:
+        kernel.close()
+
+
+def test_unknown_settings_section_is_an_error(duckdb_url: str) -> None:
+    config = KernelConfig(modules=["scripted"], settings={"emotoin": {"half_life_s": 10}})
+    with pytest.raises(TobioError) as err:
+        Kernel(config, database=duckdb_url).start()
+    assert "settings.emotoin" in one_line(err) and "emotion" in str(err.value)

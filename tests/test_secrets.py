@@ -71,3 +71,9 @@ def test_a_failed_run_stores_no_key(tmp_path: Path) -> None:
         dump = kernel.run("sql SELECT * FROM runs;").to_plain() + kernel.run("sql SELECT * FROM logs;").to_plain()
         assert "chat-remote" in dump
         assert KEY not in dump
+
+
+@pytest.mark.parametrize("text", ["expected e.g. duckdb:///path/tobio.duckdb", "see http://127.0.0.1:5006/ now",
+                                  "sqlite:////tmp/x.db"])
+def test_text_without_secrets_is_left_as_written(text: str) -> None:
+    assert redact_text(text) == text

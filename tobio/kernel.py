@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from tobio.agents.manager import AgentManager
 from tobio.commands.context import Context
-from tobio.commands.parse import resolve
+from tobio.commands.parse import aresolve
 from tobio.commands.result import Result
 from tobio.commands.tree import Command, Group
 from tobio.config.schema import KernelConfig, load_kernel_config
@@ -58,6 +58,10 @@ class Kernel:
         self.config = config
         self.database_url = database or config.database or default_database_url()
         self.spawn_agents = spawn_agents
+        if database:  # a URL from a flag or a caller: checked here (kernel.yaml's is checked where it is read)
+            from tobio.config.database_url import check_database_url
+
+            check_database_url(database, "--database")
         self.db = Database(self.database_url)
         self.commands = Group(name="", help="")
         self.modules = ModuleManager(self)
@@ -121,6 +125,7 @@ class Kernel:
 
         self._log_handler = logs.install(self, self.config.log_level)
         await self.transport.load()
+        self.modules.check_settings_names()
         await self.modules.load("database", *self.config.modules)
         for channel in self.config.channels:
             await self.transport.create_channel(channel)
@@ -202,7 +207,7 @@ class Kernel:
 
     async def execute(self, line: str, *, caller: str = "user", emit: Callable[[Any], None] | None = None) -> Result:
         """Parse and run `line` on the kernel's loop."""
-        invocation = resolve(self.commands, line)
+        invocation = await aresolve(self.commands, line)  # a long line is parsed off the loop
         if invocation is None:
             return Result()
         node = invocation.node

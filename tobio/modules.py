@@ -171,6 +171,17 @@ class ModuleManager:
             log.info("loaded module %s", name)
         return done
 
+    def check_settings_names(self) -> None:
+        """A `settings:` section must name a module this kernel knows: a typo would otherwise be ignored."""
+        import difflib
+
+        self.discover()
+        for name in self.kernel.config.settings:
+            if name not in self.available:
+                close = difflib.get_close_matches(name, list(self.available), n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"modules: {', '.join(sorted(self.available))}"
+                raise ModuleError(f"kernel.yaml settings.{name}: no module named '{name}' ({hint})")
+
     def _settings(self, name: str, module: Module) -> Any:
         raw = self.kernel.config.settings.get(name, {})
         if module.Settings is None:

@@ -42,6 +42,8 @@ def redact_url(url: str) -> str:
             query_text = "&".join(f"{k}={REDACTED if is_secret_name(k) else v}" for k, v in query)
         else:
             query_text = parts.query
+        if netloc == parts.netloc and query_text == parts.query:
+            return url  # nothing secret: as written (urlunsplit would turn duckdb:///x into duckdb:/x)
         return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query_text, parts.fragment))
     except ValueError:  # not a URL after all (a bad port, say): keep the scheme only
         return url.split("://", 1)[0] + "://" + REDACTED

@@ -15,9 +15,12 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+import re
+
 from tobio.db.database import Database
 from tobio.db.migrations import utcnow
 from tobio.db.tables import ChannelRow, ThreadRow
+from tobio.errors import AgentError
 from tobio.db.writer import GroupCommitWriter, Set, Write
 from tobio.messages import Delivery, Delta, Message
 
@@ -27,6 +30,16 @@ THREAD_COLUMNS = ("id", "agent_id", "channel", "name", "opened_at", "closed_at",
 HANDLED_COLUMNS = ("thread_id", "message_id")  # a new thread's handling cursor: nothing handled yet
 PUSH_COLUMNS = ("thread_id", "message_id")
 CHANNEL_COLUMNS = ("name", "topic", "created_at")
+
+CHANNEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def check_channel_name(channel: str) -> None:
+    """Channel names are identifiers (letters, digits, `_ . -`; `dm.ada.tobio`): they show up in
+    tables, completion and file names of exports, so spaces, slashes and control characters stay out."""
+    if not isinstance(channel, str) or not CHANNEL_NAME.fullmatch(channel):
+        shown = repr(channel[:40] + ("..." if len(channel) > 40 else "")) if isinstance(channel, str) else repr(channel)
+        raise AgentError(f"bad channel name {shown}: use letters, digits, '_', '.' and '-' (at most 128)")
 
 
 class Receiver(Protocol):
@@ -71,6 +84,7 @@ class Transport:
         """Rows to write when a channel is first used (batched with whatever uses it)."""
         if channel in self._known_channels:
             return []
+        check_channel_name(channel)
         self._known_channels.add(channel)
         self.channels.setdefault(channel, {})
         return [(channel, "", created_at)]
