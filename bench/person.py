@@ -169,9 +169,14 @@ class Transcript:
     """What was said, for --transcript and for debugging a score."""
 
     lines: list[dict[str, Any]] = field(default_factory=list)
+    path: str | None = None  # written as it goes, so a slow run can be watched
 
     def add(self, system: str, category: str, who: str, text: str) -> None:
-        self.lines.append({"system": system, "category": category, "who": who, "text": text})
+        line = {"system": system, "category": category, "who": who, "text": text}
+        self.lines.append(line)
+        if self.path:
+            with open(self.path, "a") as out:
+                out.write(json.dumps(line) + "\n")
 
 
 # -- the two systems under test ---------------------------------------------------------------------
@@ -462,6 +467,47 @@ async def interview(system: Any, plan: Plan, only: set[str], log: Transcript, ke
     return out
 
 
+# -- prompt format variants (measured in-process, without editing tobio/persona) -----------------------
+def apply_variant(name: str) -> None:
+    """Patch how persona prompts are built, to measure which format the small model follows best.
+    `baseline` changes nothing; the others are candidates for tobio/persona/prompt.py and schema.py."""
+    from tobio.persona import prompt as prompt_mod
+    from tobio.persona import schema
+
+    if name == "baseline":
+        return
+    original_system = schema.Persona.system_prompt
+    original_messages = prompt_mod.Prompt.messages
+    if name == "short-system":  # who it is and how it speaks; no personality list, no goals
+        def short(self: Persona, extra: list[str] | None = None, env: Any = None, before: list[str] | None = None) -> str:
+            lines = [*(before or []), f"You are {self.name}. {self.description}".strip(), self.speaking_style, *(extra or []),
+                     f"Answer as {self.name} in one to three short sentences."]
+            return "\n".join(line for line in lines if line)
+        schema.Persona.system_prompt = short  # type: ignore[method-assign]
+    elif name == "persona-near":  # a one-line reminder of who it is just above the newest message
+        def near(self: Any) -> list[dict[str, Any]]:
+            persona = self.agent.persona
+            self.injections.append(prompt_mod.Injection(1, "system", f"You are {persona.name}. {persona.description}"))
+            try:
+                return original_messages(self)
+            finally:
+                self.injections.pop()
+        prompt_mod.Prompt.messages = near  # type: ignore[method-assign]
+    elif name == "fewshot-system":  # example dialogue as text in the system prompt instead of chat turns
+        def examples_in_system(self: Persona, extra: list[str] | None = None, env: Any = None, before: list[str] | None = None) -> str:
+            shots = [f"Example: {e.user} -> {e.reply}" for e in self.example_dialogue]
+            return original_system(self, [*shots, *(extra or [])], env=env, before=before)
+        schema.Persona.system_prompt = examples_in_system  # type: ignore[method-assign]
+        schema.Persona.example_messages = lambda self, env=None: []  # type: ignore[method-assign]
+    elif name == "stop":  # stop at a blank line or a made-up next turn
+        def with_stop(self: Any) -> list[dict[str, Any]]:
+            self.params.setdefault("stop", ["\n\n", "\nUser:", "User:", "\n#"])
+            return original_messages(self)
+        prompt_mod.Prompt.messages = with_stop  # type: ignore[method-assign]
+    else:
+        raise SystemExit(f"--variant: unknown {name!r}")
+
+
 # -- setup -----------------------------------------------------------------------------------------
 def kernel_config(args: argparse.Namespace) -> tuple[KernelConfig, str]:
     """The kernel the bench runs in, and the chat bundle under test."""
@@ -473,6 +519,9 @@ def kernel_config(args: argparse.Namespace) -> tuple[KernelConfig, str]:
     settings: dict[str, dict[str, Any]] = {}
     if "people" in modules:
         settings["people"] = {"depth": args.people_depth, "reflect_every": args.reflect_every}
+        for item in args.people:
+            key, _, value = item.partition("=")
+            settings["people"][key] = json.loads(value) if value[:1] in "0123456789tf[{\"" else value
     config = KernelConfig(modules=modules, providers=providers, models=models, settings=settings, log_level="WARNING")
     if args.model == "scripted":  # plumbing only: deterministic echoes, hashed embeddings
         replies = ["I'm Tobio, an artificial person who loves trains.", "You said: {last}", "Nice to meet you!"]
@@ -498,7 +547,9 @@ def kernel_config(args: argparse.Namespace) -> tuple[KernelConfig, str]:
 async def run(args: argparse.Namespace, kernel: Kernel, workdir: Path, bundle: str) -> dict[str, Any]:
     plan = Plan.quick() if args.quick else Plan()
     only = set(args.only or CATEGORIES)
-    log = Transcript()
+    log = Transcript(path=args.transcript)
+    if args.transcript:
+        Path(args.transcript).write_text("")
     tobio = TobioSystem(kernel, workdir, bundle, args.seed, args.timeout)
     began = time.perf_counter()
     scores = await interview(tobio, plan, only, log, kernel)
@@ -517,9 +568,9 @@ async def run(args: argparse.Namespace, kernel: Kernel, workdir: Path, bundle: s
     out["quick"] = args.quick
     out["seed"] = args.seed
     out["without"] = sorted(args.without)
+    out["variant"] = args.variant
+    out["people_settings"] = args.people
     out["seconds"] = {"tobio": round(tobio_s, 1), "total": round(time.perf_counter() - began, 1)}
-    if args.transcript:
-        Path(args.transcript).write_text("\n".join(json.dumps(line) for line in log.lines) + "\n")
     return out
 
 
@@ -533,9 +584,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-bare", action="store_true", help="skip the bare model (no bare_score or lift)")
     parser.add_argument("--people-depth", type=int, default=1, help="where the per-person block goes (messages above the newest)")
     parser.add_argument("--reflect-every", type=int, default=20, help="messages from a person between reflections (0: never)")
+    parser.add_argument("--people", nargs="*", default=[], metavar="KEY=VALUE", help="people module settings (sign=false, private_dms=false…)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for one reply")
     parser.add_argument("--transcript", help="write every line said (JSON lines) to this file")
+    parser.add_argument("--variant", default="baseline", help="prompt format: baseline, short-system, persona-near, fewshot-system, stop")
     args = parser.parse_args(argv)
+    apply_variant(args.variant)
     logging.basicConfig(level=logging.WARNING)
     config, bundle = kernel_config(args)
     with tempfile.TemporaryDirectory(prefix="tobio-person-") as tmp:

@@ -226,7 +226,8 @@ def test_block_wording() -> None:
     from tobio.people.render import person_block
 
     text = person_block("Tobio", "ada", {"name": "Ada", "dog": "Biscuit", "home": "Lisbon", "feeling": "hurt and wary"})
-    assert text == ("(Notes for Tobio. The user is Ada. Remember: Your name is Ada. Your dog is called Biscuit. "
+    assert text == ("(Notes: The user is Ada. Remember: Your name is Ada. Your dog is called Biscuit. "
                     "You live in Lisbon. Ada has been rude to you; you feel hurt.)")
+    assert person_block("Tobio", "ada", {"name": "Ada"}, sign=True).startswith("(Notes for Tobio. The user is Ada.")
     assert person_block("Tobio", "sam", {"relationship": "someone you have just met", "feeling": "neutral"}) == ""
-    assert person_block("Mara", "tobio", {}, is_user=False) == "(Notes for Mara. You are talking with Tobio.)"
+    assert person_block("Mara", "tobio", {}, is_user=False) == "(Notes: You are talking with Tobio.)"

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from tobio.persona.prompt import Prompt
 
 
-def make_hook(people: People, depth: int) -> Any:
+def make_hook(people: People, depth: int, sign: bool = False) -> Any:
     """Build the hook bound to this service; `depth` counts messages up from the newest (0: after it)."""
 
     async def people_hook(prompt: Prompt) -> None:
@@ -26,7 +26,7 @@ def make_hook(people: People, depth: int) -> Any:
         sender = agent.kernel.agents.live.get(person)
         is_user = sender is None or sender.type_name == "user"
         me = getattr(getattr(agent, "persona", None), "name", agent.name)
-        text = person_block(me, person, facts, thoughts, is_user=is_user)
+        text = person_block(me, person, facts, thoughts, is_user=is_user, sign=sign)
         if text:
             prompt.injections.append(Injection(depth, "system", text))
         prompt.notes["people"] = {"person": person, "facts": facts, "reflections": len(thoughts), "depth": depth}

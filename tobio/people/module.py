@@ -25,6 +25,7 @@ class PeopleSettings(BaseModel):
     extract_model: str = Field("json", description="bundle (or purpose) for model extraction")
     depth: int = Field(1, ge=0, le=20, description="where the block goes: messages above the newest (0: after it)")
     in_prompt: bool = True
+    sign: bool = Field(False, description="head the note with the agent's own name (\"Notes for Tobio\"); off: measured, the model then calls the user by its own name")
     private_dms: bool = Field(True, description="never recall one person's private (dm.*) messages to another")
     reflect_every: int = Field(20, ge=0, description="reflect after this many messages from a person (0: never)")
     reflections: int = Field(3, ge=1, le=10, description="thoughts per reflection")
@@ -68,7 +69,7 @@ class PeopleModule(Module):
             people.listeners.append(self._model_extract)
         self._unobserve = kernel.transport.observe(people.observe)
         if self.settings.in_prompt:
-            kernel.agents.add_prompt_hook(make_hook(people, self.settings.depth), owner=self)
+            kernel.agents.add_prompt_hook(make_hook(people, self.settings.depth, self.settings.sign), owner=self)
         if self.settings.private_dms:
             kernel.agents.add_prompt_hook(make_guard(kernel), owner=self, last=True)  # after memory's (loaded first)
         commands.register(kernel, people, owner=self)

@@ -1,9 +1,10 @@
 """How what an agent knows about someone reads in its prompt.
 
-Measured on SmolLM2-135M (bench/person.py and a format sweep): a short parenthesised note, headed with
-the agent's own name and stating each fact the way the agent would say it back to the person ("your
-dog is called Biscuit"), one message above the newest, is copied into answers more often than a
-third-person list ("Ada's dog: Biscuit"), which the model tends to recite as its own biography.
+Measured on SmolLM2-135M (bench/person.py and a format sweep): a short parenthesised note stating each
+fact the way the agent would say it back to the person ("your dog is called Biscuit"), one message
+above the newest, is copied into answers more often than a third-person list ("Ada's dog: Biscuit"),
+which the model tends to recite as its own biography. Heading it with the agent's own name ("Notes for
+Tobio") halved the facts score: the model then answered "your name is Tobio".
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ def fact_sentence(key: str, value: str) -> str:
 
 
 def person_block(me: str, person: str, facts: dict[str, str], reflections: list[str] | None = None,
-                 is_user: bool = True) -> str:
-    """The per-person note placed next to the newest message ('' when there is nothing to say)."""
+                 is_user: bool = True, sign: bool = False) -> str:
+    """The per-person note placed next to the newest message ('' when there is nothing to say).
+    `sign`: head it with the agent's own name ("Notes for Tobio")."""
     name = display_name(person, facts)
     told = [fact_sentence(k, v) for k, v in facts.items() if k not in _DERIVED]
-    parts = [f"(Notes for {me}."]
+    parts = [f"(Notes for {me}." if sign else "(Notes:"]
     if facts.get("name") or not is_user:
         parts.append(f"The user is {name}." if is_user else f"You are talking with {name}.")
     if told:
