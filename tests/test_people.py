@@ -231,3 +231,32 @@ def test_block_wording() -> None:
     assert person_block("Tobio", "ada", {"name": "Ada"}, sign=True).startswith("(Notes for Tobio. The user is Ada.")
     assert person_block("Tobio", "sam", {"relationship": "someone you have just met", "feeling": "neutral"}) == ""
     assert person_block("Mara", "tobio", {}, is_user=False) == "(Notes: You are talking with Tobio.)"
+
+
+def test_guard_drops_a_summary_of_another_private_conversation(kernel: Kernel) -> None:
+    """Memory skips other private messages itself; a summary carries no channel, so the guard catches it."""
+    import sqlalchemy as sa
+
+    from tobio.db.migrations import utcnow
+    from tobio.db.tables import SummaryRow
+    from tobio.people.privacy import make_guard
+    from tobio.persona.prompt import Injection, Prompt
+
+    ask(kernel, "ada", "My dog is called Biscuit.")
+    ask(kernel, "ben", "Hello.")
+    tobio = kernel.agents.get("tobio")
+    ada_thread = kernel.transport.subscription(tobio.id, "dm.ada.tobio").thread_id
+    ben_thread = kernel.transport.subscription(tobio.id, "dm.ben.tobio").thread_id
+
+    def add_summaries(conn: Any) -> None:
+        for sid, thread in ((900, ada_thread), (901, ben_thread)):
+            conn.execute(sa.insert(SummaryRow).values(id=sid, thread_id=thread, checkpoint_message_id=1, content="x", created_at=utcnow()))
+
+    kernel.db.call_sync(add_summaries)
+    incoming = kernel.call(kernel.agents.get("ben").say("dm.ben.tobio", "What is Ada's dog called?", role="user"))
+    prompt = Prompt(tobio, ben_thread, incoming)
+    prompt.injections.append(Injection(1, "system", "Memory (a): Ada's dog Biscuit\nMemory (b): hello\nMemory (c): mine"))
+    prompt.notes["memory"] = {"memories": ["summary:900", f"message:{incoming.id}", "summary:901"]}
+    kernel.call(make_guard(kernel)(prompt))
+    assert prompt.injections[0].content == "Memory (b): hello\nMemory (c): mine"
+    assert prompt.notes["memory"]["memories"] == [f"message:{incoming.id}", "summary:901"]

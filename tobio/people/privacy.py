@@ -1,10 +1,10 @@
 """Privacy between people: what someone said in a private channel (`dm.…`) is not recalled to anyone else.
 
-Memory retrieves from everything pushed to the agent, across all its threads, so without this guard
-a question from Ben could bring back Ada's private messages (the bench's `people` probe caught it).
-The guard runs after memory's hook and drops retrieved memories whose message (or summarised thread)
-belongs to another private channel. Memory could filter them itself; until it does, this keeps the
-promise the per-person block makes.
+Memory retrieves from everything pushed to the agent, across all its threads; it now skips other
+private conversations' *messages* itself, but a summary item carries no channel, so the summary of
+Ada's private thread could still be recalled when Ben talks to the agent. This guard runs after
+memory's hook and drops recalled memories whose message or summarised thread belongs to another
+private channel, keeping the promise the per-person block makes.
 """
 
 from __future__ import annotations
@@ -48,18 +48,27 @@ def make_guard(kernel: Kernel) -> Any:
         if not kept or prompt.incoming is None:
             return
         here = prompt.incoming.channel
-        lines = [i for i, text in enumerate(prompt.system_extra) if text.startswith(MEMORY_PREFIX)]
-        if len(lines) != len(kept):  # not the layout this guard knows: leave the prompt alone
-            return
         messages = [int(k.split(":")[1]) for k in kept if k.startswith("message:")]
         summaries = [int(k.split(":")[1]) for k in kept if k.startswith("summary:")]
         where = await kernel.db.call(_channels, messages, summaries)
-        drop = [pos for pos, key in zip(lines, kept) if is_private(where.get(key)) and where.get(key) != here]
+        drop = {key for key in kept if is_private(where.get(key)) and where.get(key) != here}
         if not drop:
             return
-        for pos in sorted(drop, reverse=True):
-            del prompt.system_extra[pos]
-        notes["memories"] = [k for pos, k in zip(lines, kept) if pos not in drop]
+        # Memory's lines are either one injection next to the newest message (one line per memory) or
+        # system lines; either way they are in `kept` order. Anything else: leave the prompt alone.
+        for injection in prompt.injections:
+            lines = injection.content.split("\n")
+            if len(lines) == len(kept) and all(line.startswith(MEMORY_PREFIX) for line in lines):
+                injection.content = "\n".join(line for line, key in zip(lines, kept) if key not in drop)
+                break
+        else:
+            positions = [i for i, text in enumerate(prompt.system_extra) if text.startswith(MEMORY_PREFIX)]
+            if len(positions) != len(kept):
+                return
+            for pos, key in sorted(zip(positions, kept), reverse=True):
+                if key in drop:
+                    del prompt.system_extra[pos]
+        notes["memories"] = [k for k in kept if k not in drop]
         prompt.notes["people_privacy"] = {"dropped": len(drop)}
 
     return privacy_guard
