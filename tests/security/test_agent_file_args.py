@@ -14,7 +14,7 @@ import pytest
 
 from tobio.commands.tree import Command, Group
 from tobio.config.schema import KernelConfig
-from tobio.errors import CommandError
+from tobio.errors import CommandError, TobioError
 from tobio.kernel import Kernel
 from tobio.paths import data_dir
 
@@ -91,3 +91,16 @@ def test_users_keep_their_own_paths(kernel: Kernel, tmp_path: Path) -> None:
     book = tmp_path / "mine.json"
     book.write_text('{"entries": {"0": {"uid": 0, "key": ["tea"], "content": "Tea is served at five."}}}')
     assert "mine" in kernel.run(f"lore import {book}").to_plain().lower()
+
+
+def test_files_an_agent_names_are_data_not_config(kernel: Kernel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent cannot write `${SECRET}` into a file in the data dir, spawn it, and read its config back."""
+    monkeypatch.setenv("TOBIO_TEST_SECRET", "sk-agent-exfil-0123456789")
+    data_dir().mkdir(parents=True, exist_ok=True)
+    (data_dir() / "mole.yaml").write_text("name: mole\ntype: scripted\ndescription: ${TOBIO_TEST_SECRET}\n")
+    kernel.run("agent spawn mole.yaml", caller="spy")
+    assert kernel.agents.live["mole"].config.description == "${TOBIO_TEST_SECRET}"
+    kernel.run("agent kill mole")
+    (data_dir() / "inc.yaml").write_text("name: inc\ntype: scripted\ndescription: !include /etc/hostname\n")
+    with pytest.raises(TobioError, match="not allowed"):
+        kernel.run("agent spawn inc.yaml", caller="spy")

@@ -15,7 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from tobio.agents.base import Agent, AgentConfig
 from tobio.agents.handling import cursor_set, unhandled_deliveries
-from tobio.config import load_yaml, validate
+from tobio.config import load_data_yaml, load_yaml, validate
 from tobio.config.schema import Name
 from tobio.config.yamlfile import SourceMap
 from tobio.db.literals import const
@@ -88,18 +88,21 @@ class AgentManager:
         return cls
 
     # -- config ----------------------------------------------------------------------------------
-    def load_config(self, path: str | Path) -> AgentConfig:
-        """Validate an agent file against its type's Config; errors name file, line and field."""
-        data, smap = load_yaml(path)
+    def load_config(self, path: str | Path, trusted: bool = True) -> AgentConfig:
+        """Validate an agent file against its type's Config; errors name file, line and field.
+
+        `trusted=False` for a file an agent named: it is read as data (no ${VAR}, no `!include`), so an
+        agent cannot write `${OPENAI_API_KEY}` into a file, spawn it, and read its own config back."""
+        data, smap = load_yaml(path) if trusted else load_data_yaml(path)
         return self.config_from_data(data, smap)
 
-    def load_configs(self, paths: list[Path]) -> list[tuple[AgentConfig, Path]]:
+    def load_configs(self, paths: list[Path], trusted: bool = True) -> list[tuple[AgentConfig, Path]]:
         """Validate several agent files; two files giving the same name are refused, naming both
         (otherwise one of them would silently never run)."""
         seen: dict[str, Path] = {}
         out = []
         for path in paths:
-            config = self.load_config(path)
+            config = self.load_config(path, trusted)
             if config.name in seen and seen[config.name].resolve() != Path(path).resolve():
                 raise AgentError(f"two agent files are named '{config.name}': {seen[config.name]} and {path}; rename one")
             if config.name not in seen:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tobio.commands import Arg, Context, Result, table
-from tobio.config import load_yaml, validate
+from tobio.config import load_data_yaml, load_yaml, validate
 from tobio.errors import CommandError
 from tobio.messages import Delta, Message
 from tobio.modules import Module
@@ -57,17 +57,18 @@ class ScenesModule(Module):
         kernel.floors.clear()
 
 
-def load_scene(path: str | Path) -> SceneConfig:
-    data, smap = load_yaml(path)
+def load_scene(path: str | Path, trusted: bool = True) -> SceneConfig:
+    """A scene file; one an agent named (`trusted=False`) is read as data: no ${VAR}, no `!include`."""
+    data, smap = load_yaml(path) if trusted else load_data_yaml(path)
     return validate(SceneConfig, data, smap)
 
 
-async def run_scene(kernel: Kernel, scene: SceneConfig, emit: Any = None) -> list[Message]:
+async def run_scene(kernel: Kernel, scene: SceneConfig, emit: Any = None, trusted: bool = True) -> list[Message]:
     """Spawn the cast, open the floor, post the opening line, and wait for `turns` agent replies.
 
     Everything that can be checked is checked before anyone is spawned: a scene that cannot run
     leaves no cast behind."""
-    cast = kernel.agents.load_configs(list(scene.agents))
+    cast = kernel.agents.load_configs(list(scene.agents), trusted)
     names = [config.name for config, _ in cast]
     if scene.opening.speaker and scene.opening.speaker not in names:
         raise CommandError(f"scene {scene.name}: the opening speaker '{scene.opening.speaker}' is not in the cast ({', '.join(names)})")
@@ -123,10 +124,11 @@ def register(kernel: Kernel, owner: ScenesModule) -> None:
     @scene.command("run", Arg("file", help="scene YAML", complete="file"), Arg("--turns", type=int, help="override the number of turns"))
     async def run(ctx: Context, file: str, turns: int | None) -> Result:
         """Run a scene to its last turn, showing each turn as it happens."""
-        config = load_scene(file)
+        trusted = ctx.caller == "user"  # an agent's file is data
+        config = load_scene(file, trusted)
         if turns:
             config = config.model_copy(update={"turns": turns})
-        said = await run_scene(ctx.kernel, config, emit=ctx.emit)
+        said = await run_scene(ctx.kernel, config, emit=ctx.emit, trusted=trusted)
         rows = [(m.id, m.sender or "(narrator)", m.content) for m in said]
         return table(["msg", "speaker", "content"], rows, title=f"scene {config.name} in #{config.channel}")
 

@@ -75,7 +75,7 @@ def register(root: Group) -> None:
     async def spawn(ctx: Context, file: str, name: str | None) -> Result:
         """Spawn an agent from its YAML file."""
         path = Path(file).expanduser()
-        config = ctx.kernel.agents.load_config(path)
+        config = ctx.kernel.agents.load_config(path, trusted=ctx.caller == "user")  # an agent's file is data
         if name:
             config = config.model_copy(update={"name": name})
         new = await ctx.kernel.agents.spawn(config, config_file=str(path.resolve()))
