@@ -53,20 +53,10 @@ def tuned_config(max_tokens: int, seed: int) -> Any:
 
 async def chat(kernel: Any, agent: str, turns: int) -> None:
     """Talk to `agent` in its DM channel, one line at a time, waiting for each reply."""
-    me, channel = await kernel.agents.open_dm("user", agent)
+    from tobio.agents.conversation import exchange
+
     for i in range(turns):
-        replied: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def on_delivery(delivery: Any) -> None:
-            if delivery.message.channel == channel and delivery.message.sender == agent and not replied.done():
-                replied.set_result(None)
-
-        stop = me.watch(on_delivery)
-        try:
-            await me.say(channel, f"{LINES[i % len(LINES)]} ({i + 1})", role="user")
-            await asyncio.wait_for(replied, 300)
-        finally:
-            stop()
+        await exchange(kernel, agent, f"{LINES[i % len(LINES)]} ({i + 1})")
 
 
 def chat_runs(kernel: Any, where: str) -> list[tuple[int, int, float]]:

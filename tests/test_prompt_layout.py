@@ -8,13 +8,12 @@ model's own chat template and tokenizer.
 
 from __future__ import annotations
 
-import asyncio
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tobio.agents.conversation import exchange
 from tobio.config.schema import load_kernel_config
 from tobio.kernel import Kernel
 
@@ -40,15 +39,8 @@ def turns_of_a_chat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Ke
     kernel.runs.create = remember  # type: ignore[method-assign]
 
     async def talk() -> None:
-        me, channel = await kernel.agents.open_dm("ada", "tobio")
         for line in LINES:
-            replied: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            stop = me.watch(lambda d: replied.set_result(None) if d.message.sender == "tobio" and not replied.done() else None)
-            try:
-                await me.say(channel, line, role="user")
-                await asyncio.wait_for(replied, 240)
-            finally:
-                stop()
+            await exchange(kernel, "tobio", line, user="ada", timeout=240)
 
     kernel.call(talk())
     return kernel, sent
