@@ -68,8 +68,8 @@ def register(kernel: Kernel, people: People, owner: Any) -> None:
         await people.flush()
         if history:
             versions = await ctx.kernel.db.call(store.fact_history, agent_id, person)
-            rows = [(v.id, v.key, v.value, v.source, v.message_id, v.created_at, v.superseded_at) for v in versions]
-            return table(["id", "key", "value", "source", "message", "since", "until"], rows,
+            versions_rows = [(v.id, v.key, v.value, v.source, v.message_id, v.created_at, v.superseded_at) for v in versions]
+            return table(["id", "key", "value", "source", "message", "since", "until"], versions_rows,
                          note="; ".join(changed) or None)
         current = people.people_of(agent_id).get(person, {})
         rows = [(k, v.value, v.source, v.message_id, v.created_at) for k, v in current.items()]

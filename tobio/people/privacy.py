@@ -33,7 +33,7 @@ def _channels(conn: Connection, messages: list[int], summaries: list[int]) -> di
         for mid, channel in conn.execute(sa.select(MessageRow.id, MessageRow.channel).where(MessageRow.id.in_(messages))):
             out[f"message:{mid}"] = channel
     if summaries:
-        query = sa.select(SummaryRow.id, ThreadRow.channel).join(ThreadRow, ThreadRow.id == SummaryRow.thread_id)
+        query = sa.select(SummaryRow.id, ThreadRow.channel).join(ThreadRow.__table__, ThreadRow.id == SummaryRow.thread_id)
         for sid, channel in conn.execute(query.where(SummaryRow.id.in_(summaries))):
             out[f"summary:{sid}"] = channel
     return out
@@ -44,8 +44,10 @@ def make_guard(kernel: Kernel) -> Any:
 
     async def privacy_guard(prompt: Prompt) -> None:
         notes = prompt.notes.get("memory")
-        kept = list(notes.get("memories", [])) if isinstance(notes, dict) else []
-        if not kept or prompt.incoming is None:
+        if not isinstance(notes, dict) or prompt.incoming is None:
+            return
+        kept = list(notes.get("memories", []))
+        if not kept:
             return
         here = prompt.incoming.channel
         messages = [int(k.split(":")[1]) for k in kept if k.startswith("message:")]

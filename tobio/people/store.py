@@ -40,9 +40,9 @@ def current_facts(conn: Connection) -> list[FactVersion]:
 def write_facts(conn: Connection, new: list[tuple[Any, ...]], superseded: list[int], at: datetime) -> None:
     """Supersede old versions and insert new ones in one transaction."""
     if superseded:
-        conn.execute(sa.update(PersonFactRow).where(PersonFactRow.id.in_(superseded)).values(superseded_at=at))
+        conn.execute(sa.update(PersonFactRow.__table__).where(PersonFactRow.id.in_(superseded)).values(superseded_at=at))
     if new:
-        conn.execute(sa.insert(PersonFactRow), [dict(zip(FACT_COLUMNS, row)) for row in new])
+        conn.execute(sa.insert(PersonFactRow.__table__), [dict(zip(FACT_COLUMNS, row)) for row in new])
 
 
 def facts_at(conn: Connection, agent_id: int, at: datetime, person: str | None = None) -> dict[str, dict[str, str]]:
@@ -76,10 +76,10 @@ def current_reflections(conn: Connection) -> list[tuple[int, str | None, str]]:
 def write_reflections(conn: Connection, agent_id: int, person: str | None, rows: list[tuple[Any, ...]], at: datetime) -> None:
     """The new batch of reflections about `person` replaces the previous one (kept, superseded)."""
     who = ReflectionRow.person.is_(None) if person is None else ReflectionRow.person == person
-    conn.execute(sa.update(ReflectionRow).where(ReflectionRow.agent_id == agent_id, who, ReflectionRow.superseded_at.is_(None))
+    conn.execute(sa.update(ReflectionRow.__table__).where(ReflectionRow.agent_id == agent_id, who, ReflectionRow.superseded_at.is_(None))
                  .values(superseded_at=at))
     if rows:
-        conn.execute(sa.insert(ReflectionRow), [dict(zip(REFLECTION_COLUMNS, row)) for row in rows])
+        conn.execute(sa.insert(ReflectionRow.__table__), [dict(zip(REFLECTION_COLUMNS, row)) for row in rows])
 
 
 def reflections_at(conn: Connection, agent_id: int, at: datetime) -> list[tuple[str | None, str]]:
