@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from tobio.config.schema import KernelConfig, ModelSpec  # noqa: E402
 from tobio.kernel import Kernel  # noqa: E402
-from tobio.messages import Delivery, Message  # noqa: E402
+from tobio.messages import Message  # noqa: E402
 from tobio.models.registry import DEFAULT_MODELS  # noqa: E402
 from tobio.persona.schema import Persona, load_persona  # noqa: E402
 
@@ -215,23 +215,12 @@ class TobioSystem:
         await self.kernel.arun(f"agent spawn {self.agent_file(name, persona)}")
 
     async def ask(self, agent: str, user: str, text: str) -> str:
-        """Say `text` in the user's private channel and wait for the agent's reply (as chat.ask does)."""
-        kernel = self.kernel
-        me, channel = await kernel.agents.open_dm(user, agent)
-        kernel.floors.setdefault(channel, Muted(channel, agent))
-        replied: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        """Say `text` in the user's private channel and wait for the agent's reply (the public `exchange`)."""
+        from tobio.agents.conversation import exchange
 
-        def on_delivery(delivery: Delivery) -> None:
-            message = delivery.message
-            if message.channel == channel and message.sender == agent and not replied.done():
-                replied.set_result(message.content)
-
-        stop = me.watch(on_delivery)  # type: ignore[attr-defined]
-        try:
-            await me.say(channel, text, role="user")
-            return await asyncio.wait_for(replied, self.timeout)
-        finally:
-            stop()
+        _, channel = await self.kernel.agents.open_dm(user, agent)
+        self.kernel.floors.setdefault(channel, Muted(channel, agent))
+        return (await exchange(self.kernel, agent, text, user=user, timeout=self.timeout)).content
 
     async def distract(self, agent: str, user: str, count: int, start: int) -> None:
         """Record `count` small-talk turns (the user's line, then the agent's canned reply)."""

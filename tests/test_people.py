@@ -3,7 +3,6 @@ replayed at T, listed and edited with `memory people` / `memory facts`, and refl
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,6 @@ import pytest
 
 from tobio.config.schema import KernelConfig
 from tobio.kernel import Kernel
-from tobio.messages import Delivery
 from tobio.people.extract import extract
 from tobio.people.module import PeopleModule
 from tobio.people.reflection import parse_reflections
@@ -51,24 +49,10 @@ def _spawn(kernel: Kernel, tmp_path: Path, model: str = "m") -> None:
 
 
 def ask(kernel: Kernel, user: str, text: str) -> str:
-    """Say `text` to tobio in the user's private channel and wait for its answer (as jupyter's `ask`)."""
+    """Say `text` to tobio in the user's private channel and wait for its answer."""
+    from tobio.agents.conversation import exchange
 
-    async def go() -> str:
-        me, channel = await kernel.agents.open_dm(user, "tobio")
-        replied: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-
-        def on_delivery(delivery: Delivery) -> None:
-            if delivery.message.channel == channel and delivery.message.sender == "tobio" and not replied.done():
-                replied.set_result(delivery.message.content)
-
-        stop = me.watch(on_delivery)  # type: ignore[attr-defined]
-        try:
-            await me.say(channel, text, role="user")
-            return await asyncio.wait_for(replied, 30)
-        finally:
-            stop()
-
-    return kernel.call(go())
+    return kernel.call(exchange(kernel, "tobio", text, user=user, timeout=30)).content
 
 
 def prompt_of(kernel: Kernel, user: str, text: str) -> list[dict[str, Any]]:
