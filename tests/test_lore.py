@@ -260,7 +260,7 @@ def test_standalone_world_import_attach_versions_and_export(duckdb_url: str, tmp
         messages = kernel.run("agent prompt vela").data["messages"]
         assert messages[0]["content"].startswith("The town is called Vell.\nYou are Vela.")  # constant: stable system prompt
         near = [m for m in messages if "harbor freezes" in m["content"]]
-        assert near and near[0]["content"] == "The harbor freezes in winter; Vela hates it." and near[0]["role"] == "system"
+        assert near and near[0]["content"].startswith("The harbor freezes in winter; Vela hates it.") and near[0]["role"] == "system"
         tide = next(m for m in messages if m["content"] == "Tides are high at dusk.")
         assert tide["role"] == "assistant"
         assert "Only with ships." not in "\n".join(m["content"] for m in messages)
