@@ -45,8 +45,9 @@ class Chat:
         self._person, self._stop_listening = await self.kernel.acall(self._join(forward))
 
     async def _join(self, forward: Callable[[Message | Delta], None]) -> tuple[Any, Callable[[], None]]:
-        person, _ = await self.kernel.agents.open_dm(self.user, self.agent, self.channel)
-        return person, self.kernel.transport.listen(self.channel, forward)
+        stop = self.kernel.transport.listen(self.channel, forward)  # first, so the greeting is shown
+        person, _ = await self.kernel.agents.open_dm(self.user, self.agent, self.channel, greet=True)
+        return person, stop
 
     @property
     def paused(self) -> bool:

@@ -109,3 +109,30 @@ def test_greeting_choices_for_an_agent() -> None:
     assert greeting(agent, "Ada", 1) == "Back again, Ada?"  # type: ignore[arg-type]
     agent.persona = Persona(name="Quiet")
     assert greeting(agent) is None  # type: ignore[arg-type]
+
+
+def test_a_new_chat_opens_with_the_cards_greeting(tmp_path: Path, duckdb_url: str) -> None:
+    """As SillyTavern opens a chat: the card's first message, macros filled in for whoever opens it, once."""
+    import json
+
+    from tobio.config.schema import KernelConfig
+    from tobio.kernel import Kernel
+
+    card = {"spec": "chara_card_v2", "spec_version": "2.0", "data": {
+        "name": "Flux", "description": "A cat.", "personality": "", "scenario": "", "first_mes": "*{{char}} blinks at {{user}}*",
+        "mes_example": "", "tags": [], "creator": "", "character_version": "", "extensions": {}}}
+    (tmp_path / "flux.json").write_text(json.dumps(card))
+    providers = {"s": {"type": "scripted", "replies": ["Meow."]}}
+    models = {"chat-default": {"provider": "s", "model": "x", "purpose": "chat"}}
+    config = KernelConfig(modules=["models", "persona"], providers=providers, models=models, base_dir=tmp_path)
+    with Kernel(config, database=duckdb_url) as kernel:
+        kernel.run(f"persona import {tmp_path / 'flux.json'}")
+        (tmp_path / "flux-agent.yaml").write_text("name: flux\ntype: persona\npersona: personas/flux.yaml\n")
+        kernel.run(f"agent spawn {tmp_path / 'flux-agent.yaml'}")
+        for _ in range(2):  # opening the same conversation again does not greet twice
+            kernel.call(kernel.agents.open_dm("ada", "flux", greet=True))
+        kernel.call(kernel.flush())
+        said = kernel.run("sql SELECT content FROM messages WHERE channel = 'dm.ada.flux';").rows
+        assert [row[0] for row in said] == ["*Flux blinks at ada*"]
+        kernel.call(kernel.agents.open_dm("ben", "flux"))  # without greet (ask(), tests): nothing said
+        assert not kernel.run("sql SELECT content FROM messages WHERE channel = 'dm.ben.flux';").rows

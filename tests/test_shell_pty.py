@@ -86,6 +86,7 @@ def test_the_main_job_chats_with_tobio_on_the_embedded_model(tmp_path: Path) -> 
     root = Path(__file__).resolve().parent.parent
     child = spawn(["--config", "configs/kernel.yaml", "--chat", "tobio"], {**shell_env(tmp_path), "HF_HUB_OFFLINE": "1"}, root)
     try:
+        child.expect("What should I call you\\?")  # a new conversation opens with the persona's greeting
         child.expect("chat:tobio> ")
         child.send("Hello! What is your name?\r")
         # Tokens stream into a live line ending in ▌; the finished reply is then printed as one line.
@@ -102,5 +103,6 @@ def test_the_main_job_chats_with_tobio_on_the_embedded_model(tmp_path: Path) -> 
             "SELECT a.name, m.content FROM messages m JOIN agents a ON a.id = m.agent_id "
             "WHERE m.channel LIKE 'dm.%.tobio' ORDER BY m.id"
         ).fetchall()
-    assert said[0] == ("user", "Hello! What is your name?"), said
-    assert said[1][0] == "tobio" and said[1][1].strip(), said
+    assert said[0] == ("tobio", "Hi! I'm Tobio. What should I call you?"), said  # configs/personas/tobio.yaml's greeting
+    assert said[1] == ("user", "Hello! What is your name?"), said
+    assert said[2][0] == "tobio" and said[2][1].strip(), said

@@ -81,6 +81,9 @@ class Agent:
     async def on_message(self, delivery: Delivery) -> None:
         """React to one message pushed to one of this agent's threads."""
 
+    async def greet(self, channel: str, person: str) -> None:
+        """Open a new conversation with `person` on `channel` (a persona says its card's first message)."""
+
     def state_dict(self) -> dict[str, Any]:
         """The agent's mutable state, JSON-able."""
         return {}

@@ -138,15 +138,18 @@ class AgentManager:
             await self.kernel.transport.subscribe(agent, channel)
         return agent
 
-    async def open_dm(self, user: str, agent: str, channel: str | None = None) -> tuple[Agent, str]:
+    async def open_dm(self, user: str, agent: str, channel: str | None = None, greet: bool = False) -> tuple[Agent, str]:
         """The private channel (`dm.USER.AGENT` unless given) where the person `user` talks with `agent`,
-        both subscribed; returns (the user's agent, the channel). Every front end's chat starts here."""
+        both subscribed; returns (the user's agent, the channel). Every front end's chat starts here.
+        `greet`: a conversation that is new starts with the agent's greeting (a card's first message)."""
         target = self.get(agent)
         if target.type_name == "user":
             raise AgentError(f"'{agent}' is a person at a front end, not an agent")
         channel = channel or f"dm.{user}.{agent}"
         person = await self.ensure_user(user, channels=(channel,))
         await self.kernel.transport.subscribe(target, channel)
+        if greet:
+            await target.greet(channel, user)
         return person, channel
 
     # -- spawn / restore ------------------------------------------------------------------------

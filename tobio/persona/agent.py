@@ -64,6 +64,19 @@ class PersonaAgent(Agent):
         if registry is not None:
             self.persona_key, self.persona = await registry.from_file(self.config.persona)
 
+    async def greet(self, channel: str, person: str) -> None:
+        """Say the card's first message (macros filled in for `person`) when the conversation is new,
+        as SillyTavern opens a chat; a channel that already has messages is not greeted again."""
+        from tobio.persona.prompt import greeting
+
+        text = greeting(self, person)
+        if not text:
+            return
+        await self.kernel.flush()
+        said = await self.kernel.db.call(_messages_on, channel)
+        if said == 0:
+            await self.say(channel, text)
+
     def refresh_persona(self) -> None:
         """Use the newest version of the persona (a `persona set` shows up on the next turn)."""
         registry = self._registry()
@@ -176,3 +189,12 @@ def tidy(text: str) -> str:
     if ends and ends[-1] < len(text) and ends[-1] > len(text) // 3:
         return text[: ends[-1]]
     return text
+
+
+def _messages_on(conn: Any, channel: str) -> int:
+    import sqlalchemy as sa
+
+    from tobio.db.tables import MessageRow
+
+    return int(conn.execute(sa.select(sa.func.count()).select_from(MessageRow.__table__)
+                            .where(MessageRow.channel == channel)).scalar() or 0)
