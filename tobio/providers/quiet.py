@@ -30,10 +30,14 @@ def route_llama_log() -> None:
 
     @llama_cpp.llama_log_callback  # type: ignore[misc]  # ctypes CFUNCTYPE decorator, untyped
     def _to_logging(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        if level in (2, 3):  # GGML_LOG_LEVEL_WARN, GGML_LOG_LEVEL_ERROR
-            log.warning("%s", text.decode("utf-8", "replace").rstrip())
+        # ggml.h: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (a continued line: keep it quiet)
+        line = text.decode("utf-8", "replace").rstrip()
+        if level == 4:
+            log.error("%s", line)
+        elif level == 3:
+            log.warning("%s", line)
         else:
-            log.debug("%s", text.decode("utf-8", "replace").rstrip())
+            log.debug("%s", line)
 
     _callback = _to_logging
     llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
