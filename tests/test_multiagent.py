@@ -94,3 +94,30 @@ def test_failing_provider_is_retried_logged_and_paused_without_stalling_others(d
         assert sick.inbox.qsize() >= 1  # the rest waits in its inbox, not lost
     finally:
         kernel.close()
+
+
+def test_messages_passed_over_do_not_break_a_run_of_failures(duckdb_url: str, tmp_path: Path) -> None:
+    """Another agent's chatter between two failed turns is passed over, not a success: the failing
+    persona is still paused after max_failures turns that failed."""
+    config = KernelConfig(
+        modules=["scripted", "models", "persona"],
+        providers={"bad": {"type": "scripted", "fail_every": 1, "max_retries": 0}},
+        models={"broken": {"provider": "bad", "model": "x"}},
+    )
+    kernel = Kernel(config, database=duckdb_url).start()
+    try:
+        write(tmp_path / "p.yaml", "name: P\n")
+        sick_file = write(tmp_path / "sick.yaml", "name: sick\ntype: persona\npersona: p.yaml\nmodel: broken\nchannels: [room]\nmax_failures: 2\n")
+        bot_file = write(tmp_path / "bot.yaml", "name: bot\ntype: scripted\nchannels: [room]\n")
+        kernel.run(f"agent spawn {sick_file}")
+        kernel.run(f"agent spawn {bot_file}")
+        sick, bot = kernel.agents.live["sick"], kernel.agents.live["bot"]
+        kernel.run("channel post room first")
+        wait_until(lambda: sick.failures == 1)
+        kernel.call(bot.say("room", "just a bot passing by"))  # sick passes it over: not its to answer
+        wait_until(lambda: sick.handled == 1)
+        assert sick.failures == 1
+        kernel.run("channel post room second")
+        wait_until(lambda: sick.status == "paused")
+    finally:
+        kernel.close()

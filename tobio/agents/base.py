@@ -78,8 +78,10 @@ class Agent:
     async def on_start(self) -> None:
         """Called once the agent is subscribed and its state loaded."""
 
-    async def on_message(self, delivery: Delivery) -> None:
-        """React to one message pushed to one of this agent's threads."""
+    async def on_message(self, delivery: Delivery) -> bool | None:
+        """React to one message pushed to one of this agent's threads. Return False for a message passed
+        over on purpose (not this agent's turn): it is marked seen, and neither ends nor extends a run of
+        failures."""
 
     async def greet(self, channel: str, person: str) -> None:
         """Open a new conversation with `person` on `channel` (a persona says its card's first message)."""
@@ -163,9 +165,10 @@ class Agent:
             self.current = delivery
             token = _handling.set(delivery)
             try:
-                await self.on_message(delivery)
+                outcome = await self.on_message(delivery)
                 self.handled += 1
-                self.failures = 0
+                if outcome is not False:  # a message passed over says nothing about whether the agent works
+                    self.failures = 0
             except asyncio.CancelledError:
                 self.current = None
                 raise

@@ -122,9 +122,9 @@ class PersonaAgent(Agent):
             await hook(prompt)
         return prompt
 
-    async def on_message(self, delivery: Delivery) -> None:
+    async def on_message(self, delivery: Delivery) -> bool | None:
         if not await self.should_answer(delivery):
-            return
+            return False
         channel = delivery.message.channel
         assert channel is not None
         model = self.kernel.models.get(self.config.model)
