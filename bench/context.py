@@ -24,6 +24,7 @@ from tobio.kernel import Kernel  # noqa: E402
 from tobio.memory.config import MemoryConfig  # noqa: E402
 from tobio.memory.module import MemoryModule  # noqa: E402
 from tobio.memory.service import Memory  # noqa: E402
+from tobio.models.module import models_of  # noqa: E402
 
 
 def main() -> None:
@@ -58,7 +59,7 @@ async def converse(kernel: Kernel, turns: int) -> dict[str, object]:
     ada.pause()  # its inbox fills; we build its prompts ourselves, one per turn
     user = await kernel.agents.ensure_user("visitor", ("mill",))
     thread = kernel.transport.subscription(ada.id, "mill").thread_id
-    model = kernel.models.get("m")
+    model = models_of(kernel).get("m")
     memory = Memory.of(kernel)
     prompt_tokens, hook_ms, model_ms, turn_ms = [], [], [], []
     began = time.perf_counter()

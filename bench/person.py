@@ -43,9 +43,11 @@ sys.path.insert(0, str(ROOT))
 
 from tobio.config.schema import KernelConfig, ModelSpec  # noqa: E402
 from tobio.kernel import Kernel  # noqa: E402
-from tobio.messages import Message  # noqa: E402
+from tobio.hooks import SHOULD_ANSWER  # noqa: E402
+from tobio.messages import Delivery  # noqa: E402
 from tobio.models.registry import DEFAULT_MODELS  # noqa: E402
 from tobio.persona.schema import Persona, load_persona  # noqa: E402
+from tobio.models.module import models_of  # noqa: E402
 
 PERSONAS = ROOT / "configs" / "personas"
 CATEGORIES = ("self", "facts", "people", "mood", "fresh", "voice")
@@ -180,19 +182,10 @@ class Transcript:
 
 
 # -- the two systems under test ---------------------------------------------------------------------
-class Muted:
-    """A floor for a private channel: the agent answers everything except recorded distractor turns.
-    It still receives those as pushes (they are in its history, memory and summaries)."""
-
-    policy = "bench"
-    max_agent_turns = 0
-    streak = spoken = 0
-
-    def __init__(self, channel: str, agent: str) -> None:
-        self.channel, self.members = channel, [agent]
-
-    async def decide(self, message: Message) -> str | None:
-        return None if (message.metadata or {}).get("bench") == "distractor" else self.members[0]
+async def skip_distractors(agent: Any, delivery: Delivery) -> bool | None:
+    """A SHOULD_ANSWER hook: recorded distractor turns are not answered (the agent still receives them as
+    pushes: they are in its history, memory and summaries); everything else is left to the agent."""
+    return False if (delivery.message.metadata or {}).get("bench") == "distractor" else None
 
 
 class TobioSystem:
@@ -203,6 +196,7 @@ class TobioSystem:
     def __init__(self, kernel: Kernel, workdir: Path, model: str, seed: int, timeout: float) -> None:
         self.kernel, self.workdir, self.model, self.seed, self.timeout = kernel, workdir, model, seed, timeout
         self.files: dict[str, Path] = {}
+        kernel.hooks.add(SHOULD_ANSWER, skip_distractors)
 
     def agent_file(self, name: str, persona: str) -> Path:
         path = self.workdir / f"{name}.yaml"
@@ -218,15 +212,13 @@ class TobioSystem:
         """Say `text` in the user's private channel and wait for the agent's reply (the public `exchange`)."""
         from tobio.agents.conversation import exchange
 
-        _, channel = await self.kernel.agents.open_dm(user, agent)
-        self.kernel.floors.setdefault(channel, Muted(channel, agent))
+        await self.kernel.agents.open_dm(user, agent)
         return (await exchange(self.kernel, agent, text, user=user, timeout=self.timeout)).content
 
     async def distract(self, agent: str, user: str, count: int, start: int) -> None:
         """Record `count` small-talk turns (the user's line, then the agent's canned reply)."""
         kernel = self.kernel
         me, channel = await kernel.agents.open_dm(user, agent)
-        kernel.floors.setdefault(channel, Muted(channel, agent))
         speaker = kernel.agents.get(agent)
         for i in range(count):
             line, reply = DISTRACTORS[(start + i) % len(DISTRACTORS)]
@@ -269,7 +261,7 @@ class BareSystem:
     label = "bare"
 
     def __init__(self, kernel: Kernel, model: str, seed: int) -> None:
-        self.kernel, self.model, self.seed = kernel, kernel.models.get(model), seed
+        self.kernel, self.model, self.seed = kernel, models_of(kernel).get(model), seed
         self.history: dict[tuple[str, str], list[dict[str, str]]] = {}
         self.personas: dict[str, Persona] = {}
 
@@ -428,7 +420,7 @@ async def _voice(kernel: Kernel, scene: list[tuple[str, str]]) -> float:
     replies = [(who, text) for who, text in scene if text.strip()]
     if not replies:
         return 0.0
-    embed = kernel.models.get_for("embed")
+    embed = models_of(kernel).get_for("embed")
     vectors = np.asarray(await embed.embed([t for _, t in replies] + examples["tobio"] + examples["mara"]), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-9
     n = len(replies)
@@ -573,7 +565,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-bare", action="store_true", help="skip the bare model (no bare_score or lift)")
     parser.add_argument("--people-depth", type=int, default=1, help="where the per-person block goes (messages above the newest)")
     parser.add_argument("--reflect-every", type=int, default=20, help="messages from a person between reflections (0: never)")
-    parser.add_argument("--people", nargs="*", default=[], metavar="KEY=VALUE", help="people module settings (sign=false, private_dms=false…)")
+    parser.add_argument("--people", nargs="*", default=[], metavar="KEY=VALUE", help="people module settings (sign=false, in_prompt=false…)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for one reply")
     parser.add_argument("--transcript", help="write every line said (JSON lines) to this file")
     parser.add_argument("--variant", default="baseline", help="prompt format: baseline, short-system, persona-near, fewshot-system, stop")

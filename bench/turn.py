@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from tobio.models.module import models_of, runs_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -48,7 +49,7 @@ def main() -> None:
             kernel.run(f"agent spawn {agent}")
             tobio = kernel.agents.live["tobio"]
             # Load the model once before timing anything (both paths share this copy).
-            kernel.call(kernel.models.get("chat-default").run([{"role": "user", "content": "hi"}], params={"max_tokens": 2}).wait())
+            kernel.call(models_of(kernel).get("chat-default").run([{"role": "user", "content": "hi"}], params={"max_tokens": 2}).wait())
             llama = next(iter(local._llamas.values())).model
             llama.set_cache(None)  # both paths evaluate every prompt: this measures overhead, not the KV cache
 
@@ -65,14 +66,14 @@ def main() -> None:
                 return elapsed, run
 
             kernel.runs_done = {}  # type: ignore[attr-defined]
-            original = kernel.runs.create
+            original = runs_of(kernel).create
 
             def remember(*a, **kw):  # noqa: ANN002, ANN003, ANN202 - keep each run object for the numbers
                 run = original(*a, **kw)
                 kernel.runs_done[run.id] = run  # type: ignore[attr-defined]
                 return run
 
-            kernel.runs.create = remember  # type: ignore[method-assign]
+            runs_of(kernel).create = remember  # type: ignore[method-assign]
             turn_ms, model_ms, tobio_tps, direct_tps = [], [], [], []
             lengths: list[tuple[int, int]] = []
             for i in range(args.turns):

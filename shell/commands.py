@@ -11,6 +11,7 @@ from typing import Any
 
 from tobio.commands import Arg, Context, Group, Result
 from tobio.errors import CommandError
+from tobio.models.module import ModelsModule
 
 
 class ShellCommands:
@@ -86,8 +87,9 @@ async def wait_quiet(kernel: Any, quiet: float, timeout: float) -> None:
             state = tuple((a.name, a.handled, a.failures, a.inbox.qsize()) for a in running)
             if state != seen:
                 seen, last[0] = state, now
-            runs = getattr(getattr(kernel, "runs", None), "live", {})
-            thinking = [r for r in list(runs.values()) if getattr(r, "status", "") == "in_progress"]
+            models = kernel.modules.get(ModelsModule)
+            runs = list(models.runs.live.values()) if models is not None else []
+            thinking = [r for r in runs if r.status == "in_progress"]
             busy = [f"{a.name}: {a.inbox.qsize()} in inbox" for a in running if a.inbox.qsize()]
             busy += [f"{a.name}: handling a message" for a in running if getattr(a, "current", None) is not None]
             busy += ["a model is running"] if thinking else []

@@ -175,11 +175,12 @@ def test_restart_in_the_middle_of_a_persona_run_expires_it_and_answers_once(duck
         import json, sys, time
         from tobio.config.schema import KernelConfig
         from tobio.kernel import Kernel
+        from tobio.models.module import runs_of
 
         kernel = Kernel(KernelConfig(**json.loads(sys.argv[2])), database=sys.argv[1]).start()
         kernel.post_sync("talk", "are you there?", role="user")
         echo = kernel.agents.live["echo"]
-        while not kernel.runs.live:
+        while not runs_of(kernel).live:
             time.sleep(0.01)
         kernel.call(kernel.writer.flush())  # the run's start is durable: it is in progress on disk
         print("running", flush=True)

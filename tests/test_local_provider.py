@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from tobio.config.schema import KernelConfig
 from tobio.kernel import Kernel
+from tobio.models.module import models_of
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ SYSTEM = {"role": "system", "content": "You are Tobio, a warm artificial person 
 
 
 def test_chat_turn(kernel: Kernel) -> None:
-    model = kernel.models.get("chat-default")
+    model = models_of(kernel).get("chat-default")
     run = kernel.call(model.run([SYSTEM, {"role": "user", "content": "Hi! What is your name?"}]).wait())
     assert run.status == "completed"
     assert len(run.text.split()) >= 2
@@ -37,7 +38,7 @@ def test_chat_turn(kernel: Kernel) -> None:
 
 
 def test_streaming_yields_many_pieces(kernel: Kernel) -> None:
-    model = kernel.models.get("chat-default")
+    model = models_of(kernel).get("chat-default")
     run = model.run([SYSTEM, {"role": "user", "content": "Tell me about steam trains."}], params={"max_tokens": 40})
 
     async def collect() -> list[str]:
@@ -55,34 +56,34 @@ class Feeling(BaseModel):
 
 
 def test_json_object_validates(kernel: Kernel) -> None:
-    model = kernel.models.get("json-fix")
+    model = models_of(kernel).get("json-fix")
     value = kernel.call(model.json("I just won a prize and I am thrilled! How does the speaker feel?", Feeling))
     assert isinstance(value, Feeling)
 
 
 def test_classification_among_labels(kernel: Kernel) -> None:
-    model = kernel.models.get("classify")
+    model = models_of(kernel).get("classify")
     label = kernel.call(model.classify("I love this, it is wonderful!", ["positive", "negative", "neutral"],
                                        instruction="What is the sentiment of the text?"))
     assert label in ("positive", "negative", "neutral")
 
 
 def test_embedding_has_the_right_size(kernel: Kernel) -> None:
-    vectors = kernel.call(kernel.models.get("embed").embed(["I love trains", "Locomotives are great", "Stock markets fell"]))
+    vectors = kernel.call(models_of(kernel).get("embed").embed(["I love trains", "Locomotives are great", "Stock markets fell"]))
     assert [len(v) for v in vectors] == [384, 384, 384]
     dot = lambda a, b: sum(x * y for x, y in zip(a, b))  # noqa: E731 - normalised vectors
     assert dot(vectors[0], vectors[1]) > dot(vectors[0], vectors[2])
 
 
 def test_token_count_uses_the_models_tokenizer(kernel: Kernel) -> None:
-    model = kernel.models.get("chat-default")
+    model = models_of(kernel).get("chat-default")
     assert kernel.call(model.count_tokens("Hello there, trains!")) == 5
 
 
 def test_each_speakers_prompt_is_restored_from_the_kv_cache(kernel: Kernel) -> None:
     """Two agents take turns on one model: each one's evaluated prompt comes back from the RAM cache
     instead of being read again, and the run records how much was reused."""
-    model = kernel.models.get("chat-default")
+    model = models_of(kernel).get("chat-default")
     tobio = [SYSTEM, {"role": "user", "content": "Hi! Tell me about the night train to the coast, please."}]
     mara = [{"role": "system", "content": "You are Mara, a retired train conductor with many stories."},
             {"role": "user", "content": "Good evening, Mara. How was the platform today?"}]

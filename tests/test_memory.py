@@ -14,6 +14,7 @@ import pytest
 from tobio.config.schema import KernelConfig
 from tobio.db.history import thread_context
 from tobio.errors import CommandError
+from tobio.hooks import HISTORY_SOURCE, PROMPT
 from tobio.kernel import Kernel
 from tobio.memory.config import MemoryConfig
 from tobio.memory.module import MemoryModule
@@ -274,7 +275,7 @@ def test_hooks_before_memory_see_the_whole_unsummarised_history(duckdb_url: str,
         async def count_history(prompt: Any) -> None:
             seen.append(len(prompt.history))
 
-        kernel.agents.add_prompt_hook(count_history, owner="test")
+        counting = kernel.hooks.add(PROMPT, count_history)
 
         async def converse() -> Any:
             (user,) = await _users(kernel, "user")
@@ -287,8 +288,8 @@ def test_hooks_before_memory_see_the_whole_unsummarised_history(duckdb_url: str,
         prompt = kernel.call(converse())
         assert seen == [30]
         assert prompt.history and prompt.history[-1].content == "note 29"
-        kernel.agents.forget_owner("test")
+        kernel.hooks.remove(counting)
         kernel.run("mod unload memory")
-        assert kernel.agents.history_source() is None  # unloading memory gives the persona its own read back
+        assert kernel.hooks.get(HISTORY_SOURCE) == ()  # unloading memory gives the persona its own read back
     finally:
         kernel.close()

@@ -11,6 +11,7 @@ from tobio.agents.base import Agent
 from tobio.agents.handling import unhandled_counts
 from tobio.config.schema import KernelConfig
 from tobio.db.history import agent_history
+from tobio.hooks import AGENT_TYPE
 from tobio.kernel import Kernel
 from tobio.messages import Delivery
 
@@ -36,7 +37,7 @@ class Recorder(Agent):
 def test_100_agents_in_10_channels_exchange_1000_messages_each(duckdb_url: str) -> None:
     kernel = Kernel(KernelConfig(log_level="WARNING"), database=duckdb_url).start()
     try:
-        kernel.agents.register_type(Recorder)
+        kernel.hooks.add(AGENT_TYPE, Recorder)
         for i in range(AGENTS):
             config = Recorder.Config(name=f"a{i}", type="recorder", channels=[f"c{i % CHANNELS}"])
             kernel.call(kernel.agents.spawn(config))

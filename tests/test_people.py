@@ -217,30 +217,22 @@ def test_block_wording() -> None:
     assert person_block("Mara", "tobio", {}, is_user=False) == "(Notes: You are talking with Tobio.)"
 
 
-def test_guard_drops_a_summary_of_another_private_conversation(kernel: Kernel) -> None:
-    """Memory skips other private messages itself; a summary carries no channel, so the guard catches it."""
-    import sqlalchemy as sa
-
+def test_memory_never_recalls_a_summary_of_another_private_conversation(kernel: Kernel) -> None:
+    """A summary item carries its thread's channel, so memory's own filter keeps Ada's private thread
+    from Ben, as it does her messages (no second pass over the prompt is needed)."""
     from tobio.db.migrations import utcnow
-    from tobio.db.tables import SummaryRow
-    from tobio.people.privacy import make_guard
-    from tobio.persona.prompt import Injection, Prompt
+    from tobio.memory.service import Memory
 
     ask(kernel, "ada", "My dog is called Biscuit.")
     ask(kernel, "ben", "Hello.")
     tobio = kernel.agents.get("tobio")
-    ada_thread = kernel.transport.subscription(tobio.id, "dm.ada.tobio").thread_id
+    memory = Memory.of(kernel)
+    for sid, channel in ((900, "dm.ada.tobio"), (901, "dm.ben.tobio")):
+        kernel.call(memory.index_summary(sid, tobio.id, f"Summary {sid}: Ada's dog is called Biscuit.", utcnow(), channel))
     ben_thread = kernel.transport.subscription(tobio.id, "dm.ben.tobio").thread_id
-
-    def add_summaries(conn: Any) -> None:
-        for sid, thread in ((900, ada_thread), (901, ben_thread)):
-            conn.execute(sa.insert(SummaryRow).values(id=sid, thread_id=thread, checkpoint_message_id=1, content="x", created_at=utcnow()))
-
-    kernel.db.call_sync(add_summaries)
-    incoming = kernel.call(kernel.agents.get("ben").say("dm.ben.tobio", "What is Ada's dog called?", role="user"))
-    prompt = Prompt(tobio, ben_thread, incoming)
-    prompt.injections.append(Injection(1, "system", "Memory (a): Ada's dog Biscuit\nMemory (b): hello\nMemory (c): mine"))
-    prompt.notes["memory"] = {"memories": ["summary:900", f"message:{incoming.id}", "summary:901"]}
-    kernel.call(make_guard(kernel)(prompt))
-    assert prompt.injections[0].content == "Memory (b): hello\nMemory (c): mine"
-    assert prompt.notes["memory"]["memories"] == [f"message:{incoming.id}", "summary:901"]
+    incoming = kernel.call(kernel.agents.get("ben").say("dm.ben.tobio", "What is Ada's dog Biscuit called?", role="user"))
+    prompt = kernel.call(tobio.build_prompt(ben_thread, incoming))
+    recalled = prompt.notes["memory"]["memories"]
+    assert "summary:901" in recalled  # Ben's own conversation is recalled to him
+    assert "summary:900" not in recalled and prompt.notes["memory"]["private_elsewhere_skipped"] >= 1
+    assert "Summary 900" not in str(prompt.messages())

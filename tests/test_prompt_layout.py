@@ -16,6 +16,7 @@ import pytest
 from tobio.agents.conversation import exchange
 from tobio.config.schema import load_kernel_config
 from tobio.kernel import Kernel
+from tobio.models.module import runs_of
 
 ROOT = Path(__file__).resolve().parent.parent
 LINES = ["Hi Tobio! My name is Ada.", "Do you like steam trains?", "I am feeling a bit sad today.",
@@ -29,14 +30,14 @@ def turns_of_a_chat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Ke
     models = {**config.models, "chat-default": chat.model_copy(update={"params": {**chat.params, "max_tokens": 12, "seed": 3}})}
     kernel = Kernel(config.model_copy(update={"models": models}), database=f"duckdb:///{tmp_path / 'layout.duckdb'}").start()
     sent: list[list[dict[str, Any]]] = []
-    original = kernel.runs.create
+    original = runs_of(kernel).create
 
     def remember(model: Any, messages: list[dict[str, Any]], *args: Any, **kwargs: Any) -> Any:
         if model.name == "chat-default":
             sent.append([dict(m) for m in messages])
         return original(model, messages, *args, **kwargs)
 
-    kernel.runs.create = remember  # type: ignore[method-assign]
+    runs_of(kernel).create = remember  # type: ignore[method-assign]
 
     async def talk() -> None:
         for line in LINES:

@@ -17,6 +17,7 @@ from tobio.providers.base import ProviderError
 
 from conftest import write
 from helpers import wait_until
+from tobio.models.module import models_of
 
 
 def start(url: str, **scripted: Any) -> Kernel:
@@ -39,7 +40,7 @@ def run_row(kernel: Kernel, run_id: int) -> dict[str, Any]:
 def test_run_is_recorded_with_tokens_timing_and_step(url: str) -> None:
     kernel = start(url, replies=["hello {last}"], token_delay_s=0.01)
     try:
-        model = kernel.models.get("m")
+        model = models_of(kernel).get("m")
         run = kernel.call(model.run([{"role": "user", "content": "there"}], params={"temperature": 0.5}).wait())
         assert run.text == "hello there" and run.status == "completed"
         row = run_row(kernel, run.id)
@@ -56,8 +57,8 @@ def test_run_is_recorded_with_tokens_timing_and_step(url: str) -> None:
 def test_retryable_failures_are_retried_with_backoff(url: str) -> None:
     kernel = start(url, replies=["ok"], fail_first=2)
     try:
-        run = kernel.call(kernel.models.get("m").run([{"role": "user", "content": "x"}]).wait())
-        assert run.text == "ok" and kernel.models.providers["s"].calls == 3
+        run = kernel.call(models_of(kernel).get("m").run([{"role": "user", "content": "x"}]).wait())
+        assert run.text == "ok" and models_of(kernel).providers["s"].calls == 3
         warnings = kernel.run("log tail --level WARNING").rows
         assert sum("retry" in r[-1] for r in warnings) == 2
     finally:
@@ -67,7 +68,7 @@ def test_retryable_failures_are_retried_with_backoff(url: str) -> None:
 def test_non_retryable_failure_marks_run_failed_with_error(url: str) -> None:
     kernel = start(url, replies=["ok"], fail_first=1, fail_retryable=False)
     try:
-        run = kernel.models.get("m").run([{"role": "user", "content": "x"}])
+        run = models_of(kernel).get("m").run([{"role": "user", "content": "x"}])
         with pytest.raises(ProviderError, match="failure on call 1"):
             kernel.call(run.wait())
         row = run_row(kernel, run.id)
@@ -79,7 +80,7 @@ def test_non_retryable_failure_marks_run_failed_with_error(url: str) -> None:
 def test_cancel_mid_stream(url: str) -> None:
     kernel = start(url, replies=[" ".join(f"w{i}" for i in range(200))], token_delay_s=0.01)
     try:
-        run = kernel.models.get("m").run([{"role": "user", "content": "x"}])
+        run = models_of(kernel).get("m").run([{"role": "user", "content": "x"}])
 
         async def stream_then_cancel() -> int:
             n = 0
@@ -126,9 +127,9 @@ def test_json_repair_after_broken_output(url: str) -> None:
     broken = 'Sure! ```json\n{"mood": "happy", "intensity": 7}\n```'
     kernel = start(url, replies=[broken, '{"mood": "happy", "intensity": 0.7,}'])
     try:
-        value = kernel.call(kernel.models.get("m").json("How do you feel?", Feeling))
+        value = kernel.call(models_of(kernel).get("m").json("How do you feel?", Feeling))
         assert value == Feeling(mood="happy", intensity=0.7)
-        assert kernel.models.providers["s"].calls == 2  # one answer, one repair
+        assert models_of(kernel).providers["s"].calls == 2  # one answer, one repair
         infos = kernel.run("log tail --grep repair").rows
         assert any("intensity" in r[-1] for r in infos)
     finally:
@@ -139,7 +140,7 @@ def test_json_repair_gives_up_with_raw_text_kept(url: str) -> None:
     kernel = start(url, replies=["no json here"])
     try:
         with pytest.raises(JSONRepairError) as err:
-            kernel.call(kernel.models.get("m").json("How do you feel?", Feeling, tries=2))
+            kernel.call(models_of(kernel).get("m").json("How do you feel?", Feeling, tries=2))
         assert err.value.raw == ["no json here"] * 3
         assert "after 2 repairs" in str(err.value)
     finally:

@@ -10,6 +10,7 @@ import pytest
 from tobio.config.schema import KernelConfig
 from tobio.kernel import Kernel
 from tobio.secrets import is_secret_name, redact, redact_text, redact_url
+from tobio.models.module import models_of
 
 KEY = "sk-live-abcdefghijklmnopqrstuvwxyz0123"
 
@@ -57,7 +58,7 @@ def test_commands_never_show_a_key(tmp_path: Path) -> None:
 def test_a_failed_run_stores_no_key(tmp_path: Path) -> None:
     """The run fails (nothing listens on port 9); its params, error and the logs keep no key."""
     with kernel_with_secrets(tmp_path) as kernel:
-        model = kernel.models.get("chat-remote")
+        model = models_of(kernel).get("chat-remote")
 
         async def attempt() -> None:
             run = model.run([{"role": "user", "content": "hi"}])

@@ -26,10 +26,9 @@ from tobio.config.schema import KernelConfig, load_kernel_config
 from tobio.db.database import Database
 from tobio.db.writer import GroupCommitWriter
 from tobio.errors import CommandError, TobioError
+from tobio.hooks import Hooks
 from tobio.messages import Message
-from tobio.models.registry import ModelRegistry
 from tobio.modules import ModuleManager
-from tobio.runs import RunManager
 from tobio.paths import default_database_url, find_config
 from tobio.tasks import TaskManager
 from tobio.transport import Transport
@@ -63,19 +62,16 @@ class Kernel:
 
             check_database_url(database, "--database")
         self.db = Database(self.database_url)
+        self.hooks = Hooks()  # every extension point (tobio/hooks.py)
         self.commands = Group(name="", help="")
         self.modules = ModuleManager(self)
         self.agents = AgentManager(self)
         self.tasks = TaskManager()
-        self.models = ModelRegistry(self)
-        self.runs = RunManager(self)
-        self.floors: dict[str, Any] = {}  # channel -> turn-taking Floor (scenes module)
-        self.replay_hooks: list[tuple[Any, Any]] = []  # (owner, async fn(snapshot)): modules add to replays
-        self.writer: GroupCommitWriter | None = None
-        self.transport: Transport = None  # type: ignore[assignment]  # set in _boot
+        self.writer = GroupCommitWriter(self.db, max_delay_s=config.group_commit_ms / 1000)
+        self.transport = Transport(self.db, self.writer, self.hooks)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._log_handler: Any = None
+        self._log_handler: logging.Handler | None = None
         self.is_running = False
         from tobio.commands.builtin import register_builtins
 
@@ -117,9 +113,7 @@ class Kernel:
 
     async def _boot(self) -> None:
         await asyncio.to_thread(self.db.open)
-        self.writer = GroupCommitWriter(self.db, max_delay_s=self.config.group_commit_ms / 1000)
         self.writer.start()
-        self.transport = Transport(self.db, self.writer)
         self.is_running = True
         from tobio import logs
 
@@ -149,8 +143,7 @@ class Kernel:
             await self.agents.stop_all()
             await self.tasks.shutdown()
             await self.modules.unload_all()
-            if self.writer is not None:
-                await self.writer.close()
+            await self.writer.close()
         finally:
             self.is_running = False
             if self._log_handler is not None:
@@ -242,12 +235,6 @@ class Kernel:
             log.warning("agent %s was refused command %r (not in its whitelist)", caller, path)
             raise CommandError(f"agent '{caller}' may not run '{path}' (allowed: {', '.join(allowed) or 'nothing'})")
 
-    def forget_owner(self, owner: Any) -> None:
-        """Drop everything a module registered: commands, agent types."""
-        self.commands.remove_owned_by(owner)
-        self.agents.forget_owner(owner)
-        self.replay_hooks = [h for h in self.replay_hooks if h[0] is not owner]
-
     # -- messaging shortcuts ---------------------------------------------------------------------
     async def post(self, channel: str, content: str, **kwargs: Any) -> Message:
         """Post on the kernel's loop (see Transport.post)."""
@@ -258,5 +245,4 @@ class Kernel:
 
     async def flush(self) -> None:
         """Wait until every write so far is durable."""
-        if self.writer is not None:
-            await self.acall(self.writer.flush())
+        await self.acall(self.writer.flush())

@@ -38,8 +38,6 @@ class DatabaseLogHandler(logging.Handler):
 
     def _write(self, level: str, logger: str, created: datetime, text: str) -> None:
         writer = self.kernel.writer
-        if writer is None:
-            return
         log_id = self.kernel.db.next_ids("logs")
         future = writer.write(("logs", LOG_COLUMNS, [(log_id, level, logger, created, text)]))
         future.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)

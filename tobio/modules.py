@@ -2,6 +2,9 @@
 
 A dependency is a module class; any loaded (or loadable) subclass satisfies it, so `Memory` can say
 it needs `Database` without naming an implementation. Order comes from graphlib; exit runs in reverse.
+`optional_dependencies` are Linux's soft dependencies: loaded first when they are being loaded too,
+never loaded for the module, and free to be unloaded under it (look them up with `get`, expect None).
+What a module registers (tobio/hooks.py, commands, tasks) is owned by it and removed with it.
 Third-party modules are found through the `tobio.modules` entry-point group; `TOBIO_LOAD_PLUGINS`
 (comma-separated names, or empty for none) limits which entry points are read.
 """
@@ -12,17 +15,19 @@ import graphlib
 import logging
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from tobio.errors import ModuleError
+from tobio.hooks import Point, owned_by
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "tobio.modules"
+M = TypeVar("M", bound="Module")
 
 
 class Module:
@@ -31,15 +36,16 @@ class Module:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     dependencies: ClassVar[tuple[type[Module], ...]] = ()
+    optional_dependencies: ClassVar[tuple[type[Module], ...]] = ()  # ordered first if loaded; may be absent
     core: ClassVar[bool] = False  # core modules cannot be unloaded
     Settings: ClassVar[type[BaseModel] | None] = None  # its `settings:` section in kernel.yaml, if any
     settings: Any = None  # the validated Settings, set before module_init
 
     async def module_init(self, kernel: Kernel) -> None:
-        """Register commands, agent types, providers; acquire resources."""
+        """Register hooks and commands (owned by this module without saying so); acquire resources."""
 
     async def module_exit(self, kernel: Kernel) -> None:
-        """Release what module_init acquired. Commands it registered are removed for it."""
+        """Release what module_init acquired. Hooks, commands and tasks it registered are removed for it."""
 
 
 class Database(Module):
@@ -117,9 +123,28 @@ class ModuleManager:
         cls = self.available[name]
         return [self.provider_of(dep, name) for dep in cls.dependencies]
 
+    def optional_names(self, name: str, among: Iterable[str]) -> list[str]:
+        """The soft dependencies of `name` that are loaded or in `among` (being loaded with it)."""
+        present = set(self.loaded) | set(among)
+        return [n for dep in self.available[name].optional_dependencies for n in sorted(present)
+                if n in self.available and issubclass(self.available[n], dep) and n != name]
+
+    def get(self, cls: type[M]) -> M | None:
+        """The loaded module of type `cls` (a subclass counts), or None: typed, unlike a name lookup."""
+        return next((m for m in self.loaded.values() if isinstance(m, cls)), None)
+
+    def need(self, cls: type[M], wanted_by: str = "this") -> M:
+        """Like `get`, but a missing module is a clear error naming what to load."""
+        module = self.get(cls)
+        if module is None:
+            raise ModuleError(f"{wanted_by} needs the {cls.name or cls.__name__} module: `mod load {cls.name}`")
+        return module
+
     def load_order(self, names: Iterable[str]) -> list[str]:
-        """All modules needed for `names`, dependencies first. Raises on unknown names and cycles."""
+        """All modules needed for `names`, dependencies first, otherwise in the order given. Raises on
+        unknown names and cycles."""
         self.discover()
+        names = list(names)
         graph: dict[str, list[str]] = {}
         todo = list(names)
         while todo:
@@ -130,11 +155,24 @@ class ModuleManager:
                 raise ModuleError(f"no module named '{name}' (available: {', '.join(sorted(self.available))})")
             graph[name] = self.dependency_names(name)
             todo.extend(graph[name])
+        for name in graph:  # soft dependencies order, never add
+            graph[name] = graph[name] + [n for n in self.optional_names(name, graph) if n in graph]
         try:
-            return list(graphlib.TopologicalSorter(graph).static_order())
+            graphlib.TopologicalSorter(graph).prepare()
         except graphlib.CycleError as exc:
             cycle = exc.args[1]
             raise ModuleError(f"dependency cycle: {' -> '.join(reversed(cycle))}") from None
+        order: list[str] = []  # depth-first from the names in the order given: kernel.yaml's order holds
+
+        def visit(name: str) -> None:
+            if name not in order:
+                for dep in graph[name]:
+                    visit(dep)
+                order.append(name)
+
+        for name in names:
+            visit(name)
+        return order
 
     def dependants(self, name: str) -> list[str]:
         """Loaded modules that need `name`, directly or not, in the order they must be unloaded."""
@@ -162,14 +200,38 @@ class ModuleManager:
             module = self.available[name]()
             module.settings = self._settings(name, module)
             try:
-                await module.module_init(self.kernel)
+                with owned_by(module):
+                    self._add_declared_hooks(module)
+                    await module.module_init(self.kernel)
             except Exception as exc:
-                self.kernel.forget_owner(module)
+                await self.forget(module)
                 raise ModuleError(f"module '{name}' failed to initialise: {exc}") from exc
             self.loaded[name] = module
             done.append(name)
             log.info("loaded module %s", name)
         return done
+
+    def _add_declared_hooks(self, module: Module) -> None:
+        """Methods marked `@implements(POINT)` on the module's class, added bound to it."""
+        for attr in dir(type(module)):
+            marks: list[tuple[Point[Any], str | None, int]] = getattr(getattr(type(module), attr, None), "__tobio_hooks__", [])
+            for point, key, order in marks:
+                self.kernel.hooks.add(point, getattr(module, attr), key=key, order=order, owner=module)
+
+    async def forget(self, module: Module) -> None:
+        """Remove everything `module` registered: hooks, commands, and its tasks (cancelled)."""
+        kernel = self.kernel
+        kernel.hooks.forget(module)
+        kernel.commands.remove_owned_by(module)
+        await kernel.tasks.cancel_owned(module)
+
+    def registered_by(self, module: Module) -> list[tuple[str, str]]:
+        """(kind, what) for everything `module` registered, for `mod info`."""
+        kernel = self.kernel
+        rows = [("hook", r.describe()) for r in kernel.hooks.of(module)]
+        rows += [("command", n.path) for n in kernel.commands.walk() if n.owner is module]
+        rows += [("task", f"{t.id} {t.name}") for t in kernel.tasks.list() if kernel.tasks.owned(t, module)]
+        return rows
 
     def check_settings_names(self) -> None:
         """A `settings:` section must name a module this kernel knows: a typo would otherwise be ignored."""
@@ -208,10 +270,11 @@ class ModuleManager:
         order = users + [name]
         for victim in order:
             module = self.loaded[victim]
+            self.kernel.hooks.forget(module)  # no new calls into a module while it exits
             try:
                 await module.module_exit(self.kernel)
             finally:
-                self.kernel.forget_owner(module)
+                await self.forget(module)
                 del self.loaded[victim]
                 log.info("unloaded module %s", victim)
         return order
@@ -220,8 +283,9 @@ class ModuleManager:
         """Exit every module in reverse load order (kernel shutdown)."""
         for name in reversed(list(self.loaded)):
             module = self.loaded.pop(name)
+            self.kernel.hooks.forget(module)
             try:
                 await module.module_exit(self.kernel)
             except Exception as exc:  # noqa: BLE001 - keep shutting the rest down
                 log.error("module %s failed to exit: %s", name, exc)
-            self.kernel.forget_owner(module)
+            await self.forget(module)

@@ -1,8 +1,9 @@
 """Time travel: what an agent had at time T, reconstructed from the database alone.
 
 The messages pushed to its threads up to T, the summary that was current, its state_dict (from the
-`state` table, where every superseded state is kept) and the affect inside it decayed to T. Nothing
-is read from the live agent, so a replay after a restart, or of a killed agent, works the same.
+`state` table, where every superseded state is kept), and what loaded modules add at the REPLAY hook
+point (emotion: the affect decayed to T; memory, people, lore: what they held then). Nothing is read
+from the live agent, so a replay after a restart, or of a killed agent, works the same.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tobio.db.history import agent_history
 from tobio.db.migrations import utcnow
 from tobio.db.tables import AgentRow, Row, StateRow, SummaryRow, ThreadRow
 from tobio.errors import AgentError, CommandError
+from tobio.hooks import REPLAY
 from tobio.messages import Message
 
 if TYPE_CHECKING:
@@ -121,21 +123,10 @@ async def replay(kernel: Kernel, name: str, at: datetime) -> Snapshot:
     for thread_id, (content, checkpoint) in summaries.items():
         if thread_id in views:
             views[thread_id].summary, views[thread_id].checkpoint = content, checkpoint
-    snapshot = Snapshot(name, at, list(views.values()), state, _affect_at(kernel, state, at), agent.id)
-    for _, hook in list(kernel.replay_hooks):
-        await hook(snapshot)
+    snapshot = Snapshot(name, at, list(views.values()), state, None, agent.id)
+    for step in kernel.hooks.get(REPLAY):  # emotion adds the affect; memory, people and lore what they knew
+        await step(snapshot)
     return snapshot
-
-
-def _affect_at(kernel: Kernel, state: dict[str, Any], at: datetime) -> dict[str, float] | None:
-    emotion = (state or {}).get("modules", {}).get("emotion")
-    if not emotion:
-        return None
-    from tobio.emotion.affect import Mood
-
-    module = kernel.modules.loaded.get("emotion")
-    half_life = module.settings.half_life_s if module is not None else 0.0
-    return Mood.from_state(emotion).at_time(at, half_life).affect.as_dict()
 
 
 def diff(before: Snapshot, after: Snapshot) -> list[tuple[str, Any, Any]]:

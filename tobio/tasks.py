@@ -9,9 +9,13 @@ from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tobio.db.migrations import utcnow
+from tobio.hooks import current_owner
+
+if TYPE_CHECKING:
+    from tobio.modules import Module
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,7 @@ class TaskInfo:
     kind: str
     owner: str | None
     task: asyncio.Task[Any]
+    module: Module | None = None  # the module that started it: unloading the module cancels it
     started_at: datetime = field(default_factory=utcnow)
     paused: bool = False
 
@@ -45,10 +50,12 @@ class TaskManager:
         self.live: dict[int, TaskInfo] = {}
         self.finished: deque[TaskInfo] = deque(maxlen=keep_finished)
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], name: str, kind: str = "task", owner: str | None = None) -> TaskInfo:
-        """Run `coro` as a kernel task (call on the kernel's loop)."""
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str, kind: str = "task", owner: str | None = None,
+              module: Module | None = None) -> TaskInfo:
+        """Run `coro` as a kernel task (call on the kernel's loop). `module` defaults to the module whose
+        init is running; a module's work started later (from an observer) names it, or uses its name as owner."""
         task = asyncio.get_running_loop().create_task(coro, name=name)
-        info = TaskInfo(next(self._ids), name, kind, owner, task)
+        info = TaskInfo(next(self._ids), name, kind, owner, task, module or current_owner())
         self.live[info.id] = info
         task.add_done_callback(lambda _t: self._finished(info))
         return info
@@ -76,6 +83,17 @@ class TaskManager:
         info.task.cancel()
         await asyncio.gather(info.task, return_exceptions=True)
         return True
+
+    @staticmethod
+    def owned(info: TaskInfo, module: Module) -> bool:
+        return info.module is module or (info.kind != "agent" and info.owner == module.name)
+
+    async def cancel_owned(self, module: Module) -> None:
+        """Cancel and wait for every live task `module` started (it is being unloaded)."""
+        tasks = [info.task for info in self.live.values() if self.owned(info, module)]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def shutdown(self) -> None:
         """Cancel everything still running and wait for it."""

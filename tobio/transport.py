@@ -22,6 +22,7 @@ from tobio.db.migrations import utcnow
 from tobio.db.tables import ChannelRow, ThreadRow
 from tobio.errors import AgentError
 from tobio.db.writer import GroupCommitWriter, Set, Write
+from tobio.hooks import ON_MESSAGE, Hooks
 from tobio.messages import Delivery, Delta, Message
 
 MESSAGE_COLUMNS = ("id", "agent_id", "thread_id", "channel", "role", "created_at", "content", "metadata")
@@ -61,16 +62,16 @@ class Subscription:
 class Transport:
     """Channels, subscriptions and posting. Lives on the kernel's loop."""
 
-    def __init__(self, db: Database, writer: GroupCommitWriter) -> None:
+    def __init__(self, db: Database, writer: GroupCommitWriter, hooks: Hooks | None = None) -> None:
         self.db = db
         self.writer = writer
+        self.hooks = hooks or Hooks()  # ON_MESSAGE observers: modules that index what was said
         self.channels: dict[str, dict[int, Subscription]] = {}
         self._known_channels: set[str] = set()
         # channel -> (receiver id, deliver, thread id) per subscriber, and the thread ids as one tuple:
         # built when subscriptions change, not on every post (the hot path reads it as is).
         self._fanout: dict[str, tuple[list[tuple[int, Callable[[Delivery], None], int]], tuple[int, ...]]] = {}
         self._listeners: dict[str, set[Callable[[Message | Delta], None]]] = {}
-        self._observers: list[Callable[[Message], None]] = []
 
     # -- channels ------------------------------------------------------------------------------
     async def load(self) -> None:
@@ -163,15 +164,6 @@ class Transport:
         self._listeners.setdefault(channel, set()).add(callback)
         return lambda: self._listeners.get(channel, set()).discard(callback)
 
-    def observe(self, callback: Callable[[Message], None]) -> Callable[[], None]:
-        """Call `callback` (on the kernel's loop) for every message once it is durable, on any channel.
-
-        For modules that index what was said (memory); keep it cheap: queue work, do not await.
-        Returns a function that stops observing.
-        """
-        self._observers.append(callback)
-        return lambda: self._observers.remove(callback) if callback in self._observers else None
-
     def stream(self, channel: str, delta: Delta) -> None:
         """Publish a streamed piece of a message to the channel's listeners (not stored)."""
         for callback in tuple(self._listeners.get(channel, ())):
@@ -232,7 +224,7 @@ class Transport:
                 deliver(Delivery(message, thread_id))
         for callback in tuple(self._listeners.get(channel, ())):
             callback(message)
-        for observer in self._observers:
+        for observer in self.hooks.get(ON_MESSAGE):
             observer(message)
         return message
 

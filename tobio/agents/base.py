@@ -24,6 +24,7 @@ from pydantic import Field
 
 from tobio.agents.inbox import Inbox
 from tobio.config.schema import Frozen, Name
+from tobio.hooks import SHOULD_ANSWER
 from tobio.messages import Delivery, Delta, Message
 
 if TYPE_CHECKING:
@@ -85,6 +86,15 @@ class Agent:
 
     async def greet(self, channel: str, person: str) -> None:
         """Open a new conversation with `person` on `channel` (a persona says its card's first message)."""
+
+    async def hooks_say(self, delivery: Delivery) -> bool | None:
+        """What the SHOULD_ANSWER hooks (a scene's turn-taking floor) say about answering `delivery`:
+        the first opinion wins; None when no hook has one. Agent types that take turns ask it first."""
+        for decide in self.kernel.hooks.get(SHOULD_ANSWER):
+            verdict = await decide(self, delivery)
+            if verdict is not None:
+                return verdict
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         """The agent's mutable state, JSON-able."""

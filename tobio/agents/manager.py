@@ -23,6 +23,7 @@ from tobio.db.migrations import utcnow
 from tobio.db.tables import AgentRow, Row, ThreadRow
 from tobio.db.writer import Set, Write
 from tobio.errors import AgentError, ConfigError
+from tobio.hooks import AGENT_TYPE
 from tobio.messages import Delivery
 
 if TYPE_CHECKING:
@@ -41,44 +42,15 @@ class AgentManager:
         from tobio.agents.user import UserAgent
 
         self.kernel = kernel
-        self.types: dict[str, type[Agent]] = {UserAgent.type_name: UserAgent}
-        self._type_owner: dict[str, Any] = {UserAgent.type_name: None}
+        kernel.hooks.add(AGENT_TYPE, UserAgent, key=UserAgent.type_name)
         self.live: dict[str, Agent] = {}
-        self._prompt_hooks: list[tuple[Any, Any, bool]] = []  # (owner, hook, last)
-        self._history_sources: list[tuple[Any, Any]] = []  # (owner, async fn(agent, thread_id) -> Context)
         self._saved: dict[int, tuple[str, Any]] = {}  # agent id -> (state json, since)
 
     # -- types -----------------------------------------------------------------------------------
-    def register_type(self, cls: type[Agent], owner: Any = None) -> None:
-        """Make an agent type spawnable (modules call this in module_init)."""
-        self.types[cls.type_name] = cls
-        self._type_owner[cls.type_name] = owner
-
-    def add_prompt_hook(self, hook: Any, owner: Any = None, last: bool = False) -> None:
-        """Let a module add to persona agents' prompts (see tobio.persona.prompt). `last` hooks run after
-        all others (memory, which enforces the token budget on what the others added)."""
-        self._prompt_hooks.append((owner, hook, last))
-
-    def prompt_hooks_for(self, agent: Agent) -> list[Any]:
-        return [hook for _, hook, last in sorted(self._prompt_hooks, key=lambda h: h[2])]
-
-    def set_history_source(self, source: Any, owner: Any = None) -> None:
-        """Let a module supply the summary and messages a persona prompt starts from, instead of the
-        persona's own read of its newest `context_messages` (memory: everything since the checkpoint,
-        kept between turns so a turn reads only what is new). The latest one set wins."""
-        self._history_sources.append((owner, source))
-
-    def history_source(self) -> Any:
-        """The async `source(agent, thread_id) -> db.history.Context` to use, or None."""
-        return self._history_sources[-1][1] if self._history_sources else None
-
-    def forget_owner(self, owner: Any) -> None:
-        self._prompt_hooks = [h for h in self._prompt_hooks if h[0] is not owner]
-        self._history_sources = [s for s in self._history_sources if s[0] is not owner]
-        for name, who in list(self._type_owner.items()):
-            if who is owner:
-                self.types.pop(name, None)
-                del self._type_owner[name]
+    @property
+    def types(self) -> dict[str, type[Agent]]:
+        """Spawnable agent types by name (modules add them at the AGENT_TYPE hook point)."""
+        return self.kernel.hooks.keyed(AGENT_TYPE)
 
     def type_for(self, type_name: str, where: str = "") -> type[Agent]:
         cls = self.types.get(type_name)

@@ -1,4 +1,5 @@
-"""Which rows an agent's `sql` sees: one scoped SELECT per table, registered by whoever owns the table.
+"""Which rows an agent's `sql` sees: one scoped SELECT per table, registered by whoever owns the table
+(the SQL_SCOPE hook point: the kernel adds CORE_SCOPES below, a module its own tables').
 
 tobio.db.agent_sql copies `relation_sql(...)` of every table an agent names into a temporary table
 and runs the agent's statement on those copies alone, so these filters are the whole of what an
@@ -9,7 +10,7 @@ says otherwise. Filters are trusted SQL over the real table `t`, with `{me}` for
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 
@@ -21,33 +22,23 @@ class Scope:
     select: str = "t.*"
 
 
-SCOPES: dict[str, Scope] = {}
-
-
-def register_scope(table: str, where: str, select: str = "t.*") -> None:
-    """Let agents read their rows of `table` (e.g. a module's own table keyed by agent_id)."""
-    SCOPES[table.lower()] = Scope(where=where, select=select)
-
-
-register_scope("threads", "t.agent_id = {me}")
-register_scope("pushes", "t.thread_id IN (SELECT id FROM {real_threads} WHERE agent_id = {me})")
-register_scope(
-    "messages",
-    "t.agent_id = {me} OR t.id IN (SELECT p.message_id FROM {real_pushes} p JOIN {real_threads} h "
-    "ON h.id = p.thread_id WHERE h.agent_id = {me})",
-)
-register_scope("summaries", "t.thread_id IN (SELECT id FROM {real_threads} WHERE agent_id = {me})")
-register_scope("state", "t.agent_id = {me}")
-register_scope("runs", "t.agent_id = {me}")
-register_scope("steps", "t.agent_id = {me}")
-register_scope("channels", "TRUE")
-# Other agents appear by name and type only.
-register_scope(
-    "agents",
-    "TRUE",
-    select="t.id, t.name, t.type, t.status, t.created_at, CASE WHEN t.id = {me} THEN t.config END AS config, "
-    "CASE WHEN t.id = {me} THEN t.state_dict END AS state_dict",
-)
+CORE_SCOPES: dict[str, Scope] = {
+    "threads": Scope("t.agent_id = {me}"),
+    "pushes": Scope("t.thread_id IN (SELECT id FROM {real_threads} WHERE agent_id = {me})"),
+    "messages": Scope(
+        "t.agent_id = {me} OR t.id IN (SELECT p.message_id FROM {real_pushes} p JOIN {real_threads} h "
+        "ON h.id = p.thread_id WHERE h.agent_id = {me})"),
+    "summaries": Scope("t.thread_id IN (SELECT id FROM {real_threads} WHERE agent_id = {me})"),
+    "state": Scope("t.agent_id = {me}"),
+    "runs": Scope("t.agent_id = {me}"),
+    "steps": Scope("t.agent_id = {me}"),
+    "channels": Scope("TRUE"),
+    # Other agents appear by name and type only.
+    "agents": Scope(
+        "TRUE",
+        select="t.id, t.name, t.type, t.status, t.created_at, CASE WHEN t.id = {me} THEN t.config END AS config, "
+        "CASE WHEN t.id = {me} THEN t.state_dict END AS state_dict"),
+}
 
 
 class _RealNames(dict[str, str]):
@@ -63,11 +54,13 @@ class _RealNames(dict[str, str]):
         raise KeyError(key)
 
 
-def relation_sql(table: str, known: Collection[str], real: Callable[[str], str], me: int | None) -> str | None:
+def relation_sql(table: str, known: Collection[str], real: Callable[[str], str], me: int | None,
+                 scopes: Mapping[str, Scope]) -> str | None:
     """The SELECT an agent's reference to `table` runs instead; None when the table does not exist.
 
     `known` are the database's real tables, `real(name)` their qualified names, `me` the agent's id
-    (None: an agent trusted with every agent's rows, still read-only and without files or catalogue).
+    (None: an agent trusted with every agent's rows, still read-only and without files or catalogue),
+    `scopes` the registered SQL_SCOPEs by lower-case table name.
     """
     name = table.lower()
     if name not in known:
@@ -75,7 +68,7 @@ def relation_sql(table: str, known: Collection[str], real: Callable[[str], str],
     source = real(name)
     if me is None:
         return f"SELECT * FROM {source} AS t"
-    scope = SCOPES.get(name)
+    scope = scopes.get(name)
     if scope is None:
         return f"SELECT * FROM {source} AS t WHERE FALSE"
     names = _RealNames(me, real)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tobio.agents.base import Agent, AgentConfig
 from tobio.messages import Delivery
+from tobio.hooks import AGENT_TYPE
 from tobio.modules import Database, Module
 
 if TYPE_CHECKING:
@@ -114,4 +115,4 @@ class ScriptedModule(Module):
     dependencies = (Database,)
 
     async def module_init(self, kernel: Kernel) -> None:
-        kernel.agents.register_type(ScriptedAgent, owner=self)
+        kernel.hooks.add(AGENT_TYPE, ScriptedAgent)

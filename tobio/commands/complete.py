@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tobio.commands.tree import Arg, Command, Group
+from tobio.hooks import COMPLETION_SOURCE
 
 if TYPE_CHECKING:
     from tobio.commands.result import Result
@@ -421,11 +422,6 @@ _FUNCTIONS_SQL = (
 )
 
 
-def _model_help(model: Any) -> str:
-    spec = model.spec
-    return f"{spec.provider} {spec.model} · {spec.purpose}".replace("  ", " ")
-
-
 def _functions_of(result: Result) -> list[tuple[str, str]]:
     return [(name, (description or kind)[:60]) for name, kind, description in result.rows or []]
 
@@ -468,30 +464,12 @@ class KernelSources:
         self._threads.invalidate()
 
     def values(self, source: str) -> list[tuple[str, str]]:
-        kernel = self.kernel
-        if source == "agent":
-            return [(n, f"{a.type_name} · {a.status}{' · ' + a.config.description if a.config.description else ''}")
-                    for n, a in sorted(list(kernel.agents.live.items()))]
-        if source == "channel":
-            subs = kernel.transport.channels
-            return [(n, f"{len(subs.get(n, {}))} subscribed") for n in kernel.transport.known_channels()]
-        if source == "module":
-            manager = kernel.modules
-            return [(n, f"{'loaded' if n in manager.loaded else 'available'} · {c.description}".strip(" ·"))
-                    for n, c in sorted(list(manager.available.items()))]
-        if source == "task":
-            return [(str(t.id), f"{t.name} · {t.state}") for t in kernel.tasks.list()]
-        if source == "model":
-            return [(n, _model_help(m)) for n, m in sorted(list(kernel.models.models.items()))]
-        if source == "provider":
-            providers = kernel.models.providers
-            return [(n, str(getattr(p.config, "type", ""))) for n, p in sorted(list(providers.items()))]
-        if source == "run":
-            runs = getattr(getattr(kernel, "runs", None), "live", {})
-            return [(str(i), f"{r.model.name} · {r.status}") for i, r in sorted(list(runs.items()))]
+        """A COMPLETION_SOURCE's values (tobio/hooks.py: the kernel's own and those modules add); threads
+        are kept here, fetched in the background, because listing them is a query."""
         if source == "thread":
             return list(self._threads.get())
-        return []
+        found = self.kernel.hooks.lookup(COMPLETION_SOURCE, source)
+        return found(self.kernel) if found is not None else []
 
     def sql_schema(self) -> dict[str, list[tuple[str, str]]]:
         return self._schema.get()

@@ -15,6 +15,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tobio.hooks import current_owner
 from tobio.config.limits import INT_MAX
 from tobio.errors import CommandError
 
@@ -215,9 +216,12 @@ class Group(Node):
     aliases: dict[str, str] = field(default_factory=dict)
 
     def add(self, node: Node, owner: Any = None) -> Node:
+        """Attach `node`; it belongs to `owner`, else to the module whose `module_init` is running (so a
+        module's commands leave with it without saying so), else to the kernel."""
         if node.name in self.children:
             raise ValueError(f"command {node.name!r} already exists in {self.path or 'the root'}")
         node.parent = self
+        owner = owner if owner is not None else current_owner()
         if owner is not None:
             node.owner = owner
         self.children[node.name] = node

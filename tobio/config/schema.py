@@ -104,18 +104,18 @@ def load_kernel_config(path: str | Path | None) -> KernelConfig:
 
 
 def check_provider_config(name: str, entry: dict[str, Any], smap: SourceMap) -> Any:
-    """Validate one `providers:` entry against its type's Config; errors point at the file and line."""
+    """Validate one `providers:` entry against its type's Config; errors point at the file and line.
+
+    A type no installed package provides may be added by a module (the PROVIDER_TYPE hook): the
+    models module checks those when it starts, after the modules listed before it."""
     from tobio.errors import ConfigError
-    from tobio.providers import provider_type, provider_types
+    from tobio.providers import provider_type
 
     kind = entry.get("type")
-    cls = provider_type(str(kind)) if kind else None
-    if cls is None:
-        raise ConfigError(
-            f"{smap.where(('type',))}: field 'providers.{name}.type': unknown provider type {kind!r} "
-            f"(expected one of: {', '.join(sorted(provider_types()))})"
-        )
-    return validate(cls.Config, entry, smap)
+    if not kind or not isinstance(kind, str):
+        raise ConfigError(f"{smap.where(())}: field 'providers.{name}.type': field required (a provider type, e.g. openai)")
+    cls = provider_type(kind)
+    return validate(cls.Config, entry, smap) if cls is not None else None
 
 
 __all__ = ["Frozen", "KernelConfig", "ModelSpec", "Name", "RelPath", "SourceMap", "load_kernel_config"]

@@ -19,14 +19,14 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
-from tobio.agents.sandbox import relation_sql
+from tobio.agents.sandbox import Scope, relation_sql
 from tobio.db.database import Database
 from tobio.db.sql_guard import CTE_PREFIX, compile_agent_sql
 from tobio.errors import CommandError
@@ -51,6 +51,7 @@ class AgentQuery:
     query: str
     me: int | None  # the agent's id; None when its config grants every agent's rows
     limit: int
+    scopes: Mapping[str, Scope] = field(default_factory=dict)  # table -> the rows agents may read
     timeout_s: float = field(default_factory=lambda: TIMEOUT_S)
     timed_out: bool = False
     stop: Callable[[], None] | None = None
@@ -104,7 +105,7 @@ def _plan(job: AgentQuery, backend: str, known: set[str], real_prefix: str, temp
         if job.me is None:  # every agent's rows: nothing to hide, read the table itself
             return real(name)
         temp = f"{_SCOPE_PREFIX}{name}"
-        copies[temp] = relation_sql(name, known, real, job.me) or "SELECT NULL WHERE FALSE"
+        copies[temp] = relation_sql(name, known, real, job.me, job.scopes) or "SELECT NULL WHERE FALSE"
         return f"{temp_prefix}{_quote(temp)}"
 
     return _Plan(sql=compile_agent_sql(job.query, backend, relations, job.limit), copies=copies)
@@ -275,13 +276,14 @@ def _run_sqlite(conn: Connection, job: AgentQuery) -> AgentResult:
                 pass
 
 
-async def run_agent_query(db: Database, query: str, me: int | None, limit: int) -> AgentResult:
-    """Run one agent statement; `me` is the agent's id (None: every agent's rows). One-line errors."""
+async def run_agent_query(db: Database, query: str, me: int | None, limit: int, scopes: Mapping[str, Scope]) -> AgentResult:
+    """Run one agent statement; `me` is the agent's id (None: every agent's rows), `scopes` the SQL_SCOPE
+    hooks by table. One-line errors."""
     if limit < 0:
         raise CommandError("--limit must be 0 or more")
     if limit > MAX_ROWS:
         raise CommandError(f"agents may fetch at most {MAX_ROWS} rows (--limit {MAX_ROWS} or less)")
-    job = AgentQuery(query=query, me=me, limit=limit)
+    job = AgentQuery(query=query, me=me, limit=limit, scopes={k.lower(): v for k, v in scopes.items()})
     if db.dialect == "sqlite":
         return await db.call(_run_sqlite, job)
     if db.dialect == "duckdb":

@@ -18,11 +18,14 @@ from tobio.db.migrations import utcnow
 from tobio.emotion.affect import Affect, Mood
 from tobio.emotion.appraise import Direction, LexiconAppraiser, ModelAppraiser
 from tobio.messages import Message
+from tobio.hooks import ON_MESSAGE, PROMPT, REPLAY, implements
 from tobio.modules import Database, Module
+from tobio.models.module import models_of
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
     from tobio.persona.prompt import Prompt
+    from tobio.replay import Snapshot
 
 log = logging.getLogger(__name__)
 KEY = "emotion"
@@ -53,12 +56,14 @@ class EmotionModule(Module):
 
         self.kernel = kernel
         self.lexicon = LexiconAppraiser(self.settings.gain)
-        self._stop_observing = kernel.transport.observe(self._observe)
-        kernel.agents.add_prompt_hook(self.prompt_hook, owner=self)
         register(kernel.commands, self)
 
-    async def module_exit(self, kernel: Kernel) -> None:
-        self._stop_observing()
+    @implements(REPLAY)
+    async def replay(self, snapshot: Snapshot) -> None:
+        """The mood the agent was in at the snapshot's time (its state then, decayed to that moment)."""
+        emotion = (snapshot.state or {}).get("modules", {}).get(KEY)
+        if emotion:
+            snapshot.affect = Mood.from_state(emotion).at_time(snapshot.at, self.settings.half_life_s).affect.as_dict()
 
     # -- state -----------------------------------------------------------------------------------
     def baseline(self, agent: Agent) -> Affect:
@@ -80,7 +85,8 @@ class EmotionModule(Module):
         return agent.type_name != "user"
 
     # -- appraisal -------------------------------------------------------------------------------
-    def _observe(self, message: Message) -> None:
+    @implements(ON_MESSAGE)
+    def observe(self, message: Message) -> None:
         """Appraise a durable message for its sender (outgoing) and each live receiver (incoming)."""
         if not message.content or message.channel is None:
             return
@@ -89,12 +95,13 @@ class EmotionModule(Module):
             if isinstance(agent, Agent) and self.feels(agent):
                 direction: Direction = "outgoing" if agent.id == message.sender_id else "incoming"
                 if self.settings.appraiser == "model":
-                    self.kernel.tasks.spawn(self._appraise_with_model(agent, message, direction), name=f"appraise:{agent.name}", kind="job")
+                    self.kernel.tasks.spawn(self._appraise_with_model(agent, message, direction), name=f"appraise:{agent.name}",
+                                            kind="job", module=self)
                 else:
                     self.apply(agent, self.lexicon.score(message.content, direction), message.created_at)
 
     async def _appraise_with_model(self, agent: Agent, message: Message, direction: Direction) -> None:
-        appraiser = ModelAppraiser(self.kernel.models.get_for("classify"), self.settings.gain)
+        appraiser = ModelAppraiser(models_of(self.kernel).get_for("classify"), self.settings.gain)
         try:
             delta = await appraiser.appraise(message.content, direction)
         except Exception as exc:  # noqa: BLE001 - fall back rather than lose the appraisal
@@ -111,6 +118,7 @@ class EmotionModule(Module):
         return mood
 
     # -- feedback --------------------------------------------------------------------------------
+    @implements(PROMPT)
     async def prompt_hook(self, prompt: Prompt) -> None:
         """Add the mood line and let arousal adjust the temperature."""
         agent = prompt.agent
@@ -122,7 +130,7 @@ class EmotionModule(Module):
             # Next to the newest message, not in the system prompt: the mood changes every turn, and a
             # changed system prompt would make the model read the whole conversation again.
             prompt.injections.append(Injection(NEXT_TO_NEWEST, "system", mood_line(affect)))
-        model = self.kernel.models.models.get(getattr(agent.config, "model", ""))
+        model = models_of(self.kernel).models.get(getattr(agent.config, "model", ""))
         base = prompt.params.get("temperature", (model.spec.params if model else {}).get("temperature", 0.7))
         prompt.params["temperature"] = round(max(0.0, min(1.5, base + self.settings.temperature_gain * affect.arousal)), 3)
         prompt.notes[KEY] = {"affect": affect.as_dict(), "label": affect.label, "temperature": prompt.params["temperature"]}

@@ -56,10 +56,12 @@ class ChatView:
         self._render()
 
     def _show_mood(self) -> None:
-        emotion = self.kernel.modules.loaded.get("emotion")
+        from tobio.emotion.module import EmotionModule
+
+        emotion = self.kernel.modules.get(EmotionModule)
         agent = self.kernel.agents.live.get(self.agent)
         if emotion is not None and agent is not None:
-            affect = emotion.mood(agent).affect  # type: ignore[attr-defined]
+            affect = emotion.mood(agent).affect
             self.mood.value = (f"<small>{html.escape(self.agent)} feels <b>{affect.label}</b> "
                                f"(pleasure {affect.pleasure:+.2f}, arousal {affect.arousal:+.2f})</small>")
 

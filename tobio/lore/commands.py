@@ -14,6 +14,7 @@ from tobio.lore.hook import card_book
 from tobio.lore.schema import LOGIC_NAMES, ROLES, Book, Entry
 from tobio.lore.store import read_world_file
 from tobio.paths import slug
+from tobio.persona.module import PersonaModule
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -31,8 +32,8 @@ def _target(agent: str | None, channel: str | None) -> tuple[str, str]:
 
 def _card_books(kernel: Kernel) -> dict[str, Book]:
     """`card:KEY` books of the personas the registry knows (agents' own lorebooks)."""
-    module = kernel.modules.loaded.get("persona")
-    registry = getattr(module, "registry", None)
+    module = kernel.modules.get(PersonaModule)
+    registry = module.registry if module is not None else None
     out: dict[str, Book] = {}
     for key, (_, persona) in (registry.current.items() if registry is not None else []):
         book = card_book(type("P", (), {"persona": persona, "persona_key": key, "name": key})())

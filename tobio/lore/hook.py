@@ -28,10 +28,12 @@ from tobio.lore.schema import AFTER, AN_BOTTOM, AN_TOP, AT_DEPTH, BEFORE, EM_BOT
 from tobio.messages import Message
 from tobio.persona.macros import MacroEnv, apply_macros
 from tobio.persona.prompt import Injection
-from tobio.runs import STEP_COLUMNS
+from tobio.models.runs import STEP_COLUMNS
+from tobio.models.module import models_of
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
+    from tobio.memory.service import Memory
     from tobio.lore.module import LoreModule, LoreSettings
     from tobio.persona.prompt import Prompt
 
@@ -136,25 +138,32 @@ class LoreHook:
         return Engine(books, settings, rng=rng, macro=(lambda s: apply_macros(s, env)) if env else (lambda s: s),
                       count_tokens=counter)
 
+    def _memory(self) -> Memory | None:
+        """Memory's service when its module is loaded (a soft dependency: lore works without it)."""
+        from tobio.memory.module import MemoryModule
+
+        module = self.kernel.modules.get(MemoryModule)
+        return module.memory if module is not None else None
+
     def budget(self, agent: Any) -> int:
         """The lore budget: `budget_tokens`, or `budget_share` of memory's prompt budget when memory is loaded."""
         cfg = self.settings
-        memory = getattr(self.kernel.modules.loaded.get("memory"), "memory", None)
+        memory = self._memory()
         if memory is not None:
             return max(1, min(cfg.budget_tokens, int(cfg.budget_share * memory.config.budget_tokens)))
         return cfg.budget_tokens
 
     def _tokenizer(self, agent: Any) -> Any:
-        memory = getattr(self.kernel.modules.loaded.get("memory"), "memory", None)
+        memory = self._memory()
         if memory is not None:
             return memory.tokenizer_for(agent.id)
         try:
-            return self.kernel.models.get(agent.config.model)
+            return models_of(self.kernel).get(agent.config.model)
         except Exception:  # noqa: BLE001 - no model: count words instead
             return None
 
     def _counter(self, model: Any) -> Any:
-        memory = getattr(self.kernel.modules.loaded.get("memory"), "memory", None)
+        memory = self._memory()
 
         async def count(text: str) -> int:
             if memory is not None:

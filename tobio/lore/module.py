@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tobio.hooks import ON_MESSAGE, PROMPT, REPLAY
+from tobio.memory.module import MemoryModule
 from tobio.modules import Database, Module
 from tobio.persona.module import PersonaModule
 
@@ -13,6 +15,7 @@ if TYPE_CHECKING:
     from tobio.kernel import Kernel
     from tobio.lore.hook import LoreHook
     from tobio.lore.store import LoreStore
+    from tobio.replay import Snapshot
 
 
 class LoreSettings(BaseModel):
@@ -35,12 +38,12 @@ class LoreModule(Module):
     name = "lore"
     description = "World Info: lorebook entries enter persona prompts when their keys come up; SillyTavern chats in and out."
     dependencies = (Database, PersonaModule)
+    optional_dependencies = (MemoryModule,)  # its token budget and tokenizer, when loaded
     Settings = LoreSettings
 
     def __init__(self) -> None:
         self.store: LoreStore | None = None  # type: ignore[assignment]
         self.hook: LoreHook | None = None
-        self._unobserve: Any = None
         self._overrides: dict[str, Any] = {}
 
     def settings_now(self) -> LoreSettings:
@@ -62,16 +65,12 @@ class LoreModule(Module):
         self.store = LoreStore(kernel)
         await self.store.setup()
         self.hook = LoreHook(kernel, self)
-        kernel.agents.add_prompt_hook(self.hook, owner=self)
-        self._unobserve = kernel.transport.observe(self.hook.observe)
+        kernel.hooks.add(PROMPT, self.hook)
+        kernel.hooks.add(ON_MESSAGE, self.hook.observe)
 
-        async def replay(snapshot: Any) -> None:
+        async def replay(snapshot: Snapshot) -> None:
             snapshot.extra["lore"] = await kernel.db.call(lore_steps, snapshot.agent_id, snapshot.at)
 
-        kernel.replay_hooks.append((self, replay))
+        kernel.hooks.add(REPLAY, replay)
         commands.register(kernel, self, owner=self)
         stchat.register(kernel, owner=self)
-
-    async def module_exit(self, kernel: Kernel) -> None:
-        if self._unobserve is not None:
-            self._unobserve()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from tobio.hooks import HISTORY_SOURCE, LAST, ON_MESSAGE, PROMPT, REPLAY
 from tobio.memory.config import MemoryConfig
 from tobio.models.module import ModelsModule
 from tobio.modules import Database, Module
@@ -28,13 +29,13 @@ class MemoryModule(Module):
 
     def __init__(self) -> None:
         self.memory: Memory | None = None
-        self._unobserve: Any = None
 
     async def module_init(self, kernel: Kernel) -> None:
         from tobio.db.migrations import migrate
         from tobio.memory import commands
         from tobio.memory.context import make_hook, thread_history
         from tobio.memory.migrations import MIGRATIONS
+        from tobio.memory.replay import make_replay_hook
         from tobio.memory.service import Memory
 
         def setup(conn: Any) -> None:
@@ -46,18 +47,14 @@ class MemoryModule(Module):
         # kernel.yaml's settings.memory when given, else the class-level config (tests override that).
         self.memory = Memory(kernel, self.settings if "memory" in kernel.config.settings else type(self).config)
         self.memory.start()
-        self._unobserve = kernel.transport.observe(self.memory.observe)
         memory = self.memory
-        kernel.agents.set_history_source(lambda _agent, thread_id: thread_history(memory, thread_id), owner=self)
-        kernel.agents.add_prompt_hook(make_hook(memory), owner=self, last=True)  # it enforces the budget
+        kernel.hooks.add(ON_MESSAGE, memory.observe)
+        kernel.hooks.add(HISTORY_SOURCE, lambda _agent, thread_id: thread_history(memory, thread_id))
+        kernel.hooks.add(PROMPT, make_hook(memory), order=LAST)  # it enforces the budget on what others added
+        kernel.hooks.add(REPLAY, make_replay_hook(kernel))
         commands.register(kernel, self.memory, owner=self)
-        from tobio.memory.replay import make_replay_hook
-
-        kernel.replay_hooks.append((self, make_replay_hook(kernel)))
 
     async def module_exit(self, kernel: Kernel) -> None:
-        if self._unobserve is not None:
-            self._unobserve()
         if self.memory is not None:
             await self.memory.stop()
 

@@ -17,6 +17,7 @@ from tobio.memory.text import importance, spoken
 from tobio.memory.tokens import TokenCounter
 from tobio.messages import Message
 from tobio.models.bundle import Model
+from tobio.models.module import models_of
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -47,11 +48,12 @@ class Memory:
     @staticmethod
     def of(kernel: Kernel) -> Memory:
         """The running memory service of `kernel` (for tools, notebooks and tests)."""
-        module = kernel.modules.loaded.get("memory")
-        memory = getattr(module, "memory", None)
-        if memory is None:
+        from tobio.memory.module import MemoryModule  # the module imports this file
+
+        module = kernel.modules.get(MemoryModule)
+        if module is None or module.memory is None:
             raise LookupError("the memory module is not loaded (mod load memory)")
-        return memory  # type: ignore[no-any-return]
+        return module.memory
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -76,20 +78,20 @@ class Memory:
     # -- models ----------------------------------------------------------------------------------
     @property
     def embed_model(self) -> Model:
-        return self.kernel.models.get_for(self.config.embed_model)
+        return models_of(self.kernel).get_for(self.config.embed_model)
 
     def chat_model_of(self, agent_id: int) -> Model | None:
         """The live agent's own chat model, if it has one (persona agents)."""
         for agent in self.kernel.agents.live.values():
             if agent.id == agent_id:
                 name = getattr(agent.config, "model", None)
-                if isinstance(name, str) and name in self.kernel.models.models:
-                    return self.kernel.models.get(name)
+                if isinstance(name, str) and name in models_of(self.kernel).models:
+                    return models_of(self.kernel).get(name)
         return None
 
     def tokenizer_for(self, agent_id: int) -> Model:
         """The agent's own chat model when it has one (its tokenizer is what the budget is about)."""
-        return self.chat_model_of(agent_id) or self.kernel.models.get_for(self.config.tokenizer_model)
+        return self.chat_model_of(agent_id) or models_of(self.kernel).get_for(self.config.tokenizer_model)
 
     def auto_summarize(self, agent_id: int) -> bool:
         """Summaries are written as threads grow only for agents whose prompts they keep small."""

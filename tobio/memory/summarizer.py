@@ -24,6 +24,7 @@ from tobio.db.history import thread_messages
 from tobio.db.migrations import utcnow
 from tobio.memory import store
 from tobio.messages import Message
+from tobio.models.module import models_of
 
 if TYPE_CHECKING:
     from tobio.memory.service import Memory
@@ -186,7 +187,7 @@ class Summarizer:
             chunk = _chunk(messages, counts, memory, total, threshold, force)
             text = "\n".join(f"{m.sender or 'narrator'}: {m.content}" for m in chunk)
             prompt = (f"Summary so far: {previous}\n\nNew messages:\n{text}" if previous else f"Messages:\n{text}")
-            model = memory.kernel.models.get_for(memory.config.summarize_model)
+            model = models_of(memory.kernel).get_for(memory.config.summarize_model)
             content = await model.summarize(prompt)
             content = await memory.tokens.truncate(tokenizer, content, memory.config.summary_tokens)
             summary_id = db.next_ids("summaries")

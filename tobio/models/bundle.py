@@ -15,7 +15,7 @@ from tobio.providers.base import Provider
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
-    from tobio.runs import Run
+    from tobio.models.runs import Run
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -35,8 +35,10 @@ class Model:
         return str(self.spec.path) if self.spec.path else self.spec.model
 
     def run(self, messages: list[dict[str, Any]], **kwargs: Any) -> Run:
-        """A queued run on this model (see tobio.runs.Run): iterate `run.deltas()` or `await run.wait()`."""
-        return self.kernel.runs.create(self, messages, **kwargs)
+        """A queued run on this model (see tobio.models.runs.Run): iterate `run.deltas()` or `await run.wait()`."""
+        from tobio.models.module import runs_of  # the module imports this file
+
+        return runs_of(self.kernel).create(self, messages, **kwargs)
 
     async def chat(self, messages: list[dict[str, Any]], **kwargs: Any) -> str:
         """The whole reply text."""
@@ -61,7 +63,9 @@ class Model:
         text = await self.chat(messages, json_schema=json_schema, **kwargs)
         raw = [text]
         value, problem = validate_text(text, schema)
-        fixer = fixer or self.kernel.models.get_for("json", default=self)
+        from tobio.models.module import models_of
+
+        fixer = fixer or models_of(self.kernel).get_for("json", default=self)
         for attempt in range(tries):
             if value is not None:
                 return value

@@ -11,6 +11,7 @@ from tobio.commands import Arg, Context, Group, Result, table
 from tobio.db.tables import AgentRow, RunRow, StepRow
 from tobio.errors import CommandError
 from tobio.secrets import redact
+from tobio.models.module import models_of, runs_of
 
 STATUSES = ("queued", "in_progress", "completed", "failed", "cancelled", "expired")
 
@@ -25,13 +26,13 @@ def _model_commands(group: Group) -> None:
     @group.command("ls")
     def ls(ctx: Context) -> Result:
         """List model bundles."""
-        rows = [(m.name, m.spec.purpose, m.provider.name, m.provider_model, redact(m.spec.params) or "") for m in ctx.kernel.models.models.values()]
+        rows = [(m.name, m.spec.purpose, m.provider.name, m.provider_model, redact(m.spec.params) or "") for m in models_of(ctx.kernel).models.values()]
         return table(["model", "purpose", "provider", "provider model", "params"], rows)
 
     @group.command("show", Arg("name", help="model bundle", complete="model"))
     async def show(ctx: Context, name: str) -> Result:
         """Show a bundle and what it has cost so far (runs, tokens, latency)."""
-        model = ctx.kernel.models.get(name)
+        model = models_of(ctx.kernel).get(name)
         await ctx.kernel.flush()
 
         def usage(conn: sa.Connection) -> tuple:
@@ -55,7 +56,7 @@ def _model_commands(group: Group) -> None:
     )
     async def test(ctx: Context, name: str, prompt: list[str], system: str | None) -> Result:
         """Send one prompt to a bundle and stream the reply (embed bundles: show the vector)."""
-        model = ctx.kernel.models.get(name)
+        model = models_of(ctx.kernel).get(name)
         text = " ".join(prompt)
         began = time.perf_counter()
         if model.spec.purpose == "embed":
@@ -76,7 +77,7 @@ def _provider_commands(group: Group) -> None:
     def ls(ctx: Context) -> Result:
         """List configured providers (secrets never shown)."""
         rows = []
-        for name, provider in ctx.kernel.models.providers.items():
+        for name, provider in models_of(ctx.kernel).providers.items():
             info = redact(provider.describe())
             details = ", ".join(f"{k}={v}" for k, v in info.items() if k not in ("type", "description"))
             rows.append((name, info.get("type"), details, info.get("description", "")))
@@ -85,13 +86,13 @@ def _provider_commands(group: Group) -> None:
     @group.command("test", Arg("name", help="provider", complete="provider"))
     async def test(ctx: Context, name: str) -> Result:
         """Check a provider answers: list its models and time a tiny chat on its first chat bundle."""
-        provider = ctx.kernel.models.providers.get(name)
+        provider = models_of(ctx.kernel).providers.get(name)
         if provider is None:
             raise CommandError(f"no provider named '{name}' (see `provider ls`)")
         began = time.perf_counter()
         models = await provider.list_models()
         lines = [f"models: {', '.join(models) or '(none listed)'} ({(time.perf_counter() - began) * 1000:.0f} ms)"]
-        bundle = next((m for m in ctx.kernel.models.models.values() if m.provider is provider and m.spec.purpose != "embed"), None)
+        bundle = next((m for m in models_of(ctx.kernel).models.values() if m.provider is provider and m.spec.purpose != "embed"), None)
         if bundle is not None:
             run = bundle.run([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello."}], params={"max_tokens": 12})
             await run.wait()
@@ -109,7 +110,7 @@ def _run_commands(group: Group) -> None:
     async def ls(ctx: Context, status: str | None, agent: str | None, last: int) -> Result:
         """List recent runs: model, status, tokens, latency."""
         await ctx.kernel.flush()
-        live = set(ctx.kernel.runs.live)
+        live = set(runs_of(ctx.kernel).live)
 
         def read(conn: sa.Connection) -> list[tuple]:
             query = (
@@ -156,10 +157,10 @@ def _run_commands(group: Group) -> None:
     async def cancel(ctx: Context, id: int | None, dangling: bool) -> Result:
         """Cancel a live run, or mark dangling runs cancelled."""
         if dangling:
-            ids = await ctx.kernel.runs.cancel_dangling()
+            ids = await runs_of(ctx.kernel).cancel_dangling()
             return Result(text=f"cancelled {len(ids)} dangling run(s){': ' + ', '.join(map(str, ids)) if ids else ''}")
         if id is None:
             raise CommandError("give a run id or --dangling", usage="usage: run cancel [--dangling] [id]")
-        if not await ctx.kernel.runs.cancel(id):
+        if not await runs_of(ctx.kernel).cancel(id):
             raise CommandError(f"run {id} is not running (see `run ls`)")
         return Result(text=f"cancelling run {id}")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from tobio.config.schema import ModelSpec
 from tobio.errors import ProviderSetupError
+from tobio.hooks import PROVIDER_TYPE
 from tobio.models.bundle import Model
 from tobio.providers import provider_type, provider_types
 from tobio.providers.base import Provider
@@ -39,10 +40,13 @@ class ModelRegistry:
     def configure(self, providers: dict[str, dict[str, Any]], models: dict[str, ModelSpec]) -> None:
         """Instantiate providers (lazily: no weights load here) and bind bundles to them."""
         for name, entry in {**DEFAULT_PROVIDERS, **providers}.items():
-            cls = provider_type(entry.get("type", ""))
+            kind = str(entry.get("type", ""))
+            cls = self.kernel.hooks.lookup(PROVIDER_TYPE, kind) or provider_type(kind)
             if cls is None:
+                known = sorted({*provider_types(), *self.kernel.hooks.keyed(PROVIDER_TYPE)})
                 raise ProviderSetupError(
-                    f"provider '{name}': unknown type {entry.get('type')!r} (known: {', '.join(sorted(provider_types()))})")
+                    f"provider '{name}': unknown type {kind!r} (known: {', '.join(known)}; a module that adds one "
+                    f"must be loaded before models)")
             self.providers[name] = cls(name, cls.Config.model_validate(entry))
         # The defaults are always there (nothing loads until used); the config overrides them by name.
         specs = {name: ModelSpec.model_validate(spec) for name, spec in DEFAULT_MODELS.items()}

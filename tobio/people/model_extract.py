@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from tobio.messages import Message
 from tobio.people.extract import Fact
+from tobio.models.module import models_of
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -35,7 +36,7 @@ PROMPT = ("List the facts the speaker states about themselves in this message (t
 async def model_facts(kernel: Kernel, people: People, agent: Any, person: str, message: Message, bundle: str) -> None:
     """Ask the bundle for facts in `message` and record them with source `model`."""
     try:
-        model = kernel.models.get_for(bundle) if bundle not in kernel.models.models else kernel.models.get(bundle)
+        model = models_of(kernel).get_for(bundle) if bundle not in models_of(kernel).models else models_of(kernel).get(bundle)
         found = await model.json(PROMPT.format(text=message.content), StatedFacts)
         facts = [Fact(i.key.strip().lower()[:64], i.value.strip()) for i in found.facts if i.key.strip() and i.value.strip()]
         people.learn(agent.id, person, facts, message.id, "model", at=message.created_at)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tobio.hooks import ON_MESSAGE, PROMPT, REPLAY
 from tobio.memory.module import MemoryModule
 from tobio.models.module import ModelsModule
 from tobio.modules import Database, Module
@@ -26,7 +27,6 @@ class PeopleSettings(BaseModel):
     depth: int = Field(1, ge=0, le=20, description="where the block goes: messages above the newest (0: after it)")
     in_prompt: bool = True
     sign: bool = Field(False, description="head the note with the agent's own name (\"Notes for Tobio\"); off: measured, the model then calls the user by its own name")
-    private_dms: bool = Field(True, description="never recall one person's private (dm.*) messages to another")
     reflect_every: int = Field(20, ge=0, description="reflect after this many messages from a person (0: never)")
     reflections: int = Field(3, ge=1, le=10, description="thoughts per reflection")
 
@@ -43,14 +43,12 @@ class PeopleModule(Module):
     def __init__(self) -> None:
         self.people: People | None = None
         self.reflector: Reflector | None = None
-        self._unobserve: Any = None
 
     async def module_init(self, kernel: Kernel) -> None:
         from tobio.db.migrations import migrate
         from tobio.people import commands
         from tobio.people.hook import make_hook
         from tobio.people.migrations import MIGRATIONS
-        from tobio.people.privacy import make_guard
         from tobio.people.reflection import Reflector
         from tobio.people.replay import make_replay_hook
         from tobio.people.service import People
@@ -67,31 +65,27 @@ class PeopleModule(Module):
         people.listeners.append(self.reflector.on_message)
         if self.settings.model_extract:
             people.listeners.append(self._model_extract)
-        self._unobserve = kernel.transport.observe(people.observe)
+        kernel.hooks.add(ON_MESSAGE, people.observe)
         if self.settings.in_prompt:
-            kernel.agents.add_prompt_hook(make_hook(people, self.settings.depth, self.settings.sign), owner=self)
-        if self.settings.private_dms:
-            kernel.agents.add_prompt_hook(make_guard(kernel), owner=self, last=True)  # after memory's (loaded first)
+            kernel.hooks.add(PROMPT, make_hook(people, self.settings.depth, self.settings.sign))
         commands.register(kernel, people, owner=self)
-        kernel.replay_hooks.append((self, make_replay_hook(kernel, people)))
+        kernel.hooks.add(REPLAY, make_replay_hook(kernel, people))
 
     def _model_extract(self, agent: Any, person: str, message: Any) -> None:
         from tobio.people.model_extract import model_facts
 
         assert self.people is not None
         self.people.kernel.tasks.spawn(model_facts(self.people.kernel, self.people, agent, person, message, self.settings.extract_model),
-                                       name="people:extract", kind="job", owner="people")
+                                       name="people:extract", kind="job", module=self)
 
     async def module_exit(self, kernel: Kernel) -> None:
-        if self._unobserve is not None:
-            self._unobserve()
         if self.people is not None:
             await self.people.flush()
 
     @staticmethod
     def of(kernel: Kernel) -> People:
         """The running people service of `kernel` (benches, notebooks, tests)."""
-        module = kernel.modules.loaded.get("people")
-        if not isinstance(module, PeopleModule) or module.people is None:
+        module = kernel.modules.get(PeopleModule)
+        if module is None or module.people is None:
             raise LookupError("the people module is not loaded (mod load people)")
         return module.people

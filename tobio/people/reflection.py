@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from tobio.db.history import thread_context
 from tobio.messages import Message
+from tobio.models.module import models_of
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -62,7 +63,7 @@ class Reflector:
             context = await self.kernel.db.call(thread_context, sub.thread_id, self.settings.reflect_every)
             name = self.people.known(agent.id, person).get("name", person)
             lines = "\n".join(f"{m.sender or 'narrator'}: {m.content}" for m in context.messages if m.content)
-            model = self.kernel.models.get(getattr(agent.config, "model", "chat-default"))
+            model = models_of(self.kernel).get(getattr(agent.config, "model", "chat-default"))
             me = getattr(getattr(agent, "persona", None), "name", agent.name)
             prompt = [
                 {"role": "system", "content": f"You are {me}. You think about your conversations in short notes."},

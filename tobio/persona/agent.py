@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from tobio.agents.base import Agent, AgentConfig
 from tobio.config.schema import RelPath
-from tobio.db.history import thread_context
 from tobio.errors import AgentError
 from tobio.messages import Delivery, Message
+from tobio.persona.pipeline import assemble
 from tobio.persona.prompt import Prompt
 from tobio.persona.schema import Persona, load_persona
+from tobio.models.module import models_of, runs_of
+
+if TYPE_CHECKING:
+    from tobio.persona.registry import PersonaRegistry
 
 _SENTENCE_END = re.compile(r"[.!?…](?=\s|$)")
 
@@ -50,14 +54,16 @@ class PersonaAgent(Agent):
     def check_config(cls, kernel: Any, config: AgentConfig) -> None:
         """A persona whose model bundle does not exist could only fail on its first message."""
         assert isinstance(config, PersonaAgentConfig)
-        bundles = kernel.models.models
+        bundles = models_of(kernel).models
         if config.model not in bundles:
             known = ", ".join(sorted(bundles)) or "none: load the models module"
             raise AgentError(f"agent '{config.name}': no model bundle named '{config.model}' (known: {known})")
 
-    def _registry(self) -> Any:
-        module = self.kernel.modules.loaded.get("persona")
-        return getattr(module, "registry", None)
+    def _registry(self) -> PersonaRegistry | None:
+        from tobio.persona.module import PersonaModule
+
+        module = self.kernel.modules.get(PersonaModule)
+        return module.registry if module is not None else None
 
     async def on_start(self) -> None:
         registry = self._registry()
@@ -95,9 +101,9 @@ class PersonaAgent(Agent):
         sender = delivery.message.sender
         if sender == self.name or delivery.message.channel is None:
             return False
-        floor = self.kernel.floors.get(delivery.message.channel)
-        if floor is not None and self.name in floor.members:
-            return await floor.decide(delivery.message) == self.name
+        verdict = await self.hooks_say(delivery)  # turn-taking (scenes' floors)
+        if verdict is not None:
+            return verdict
         if sender is None:
             return True  # posted by the kernel / an operator
         other = self.kernel.agents.live.get(sender)
@@ -106,28 +112,15 @@ class PersonaAgent(Agent):
     async def build_prompt(self, thread_id: int, incoming: Message | None = None) -> Prompt:
         """The thread's latest summary and recent messages, then whatever loaded modules add."""
         self.refresh_persona()
-        source = self.kernel.agents.history_source()
-        if source is not None:  # memory: the whole unsummarised history, which its hook then fits to budget
-            context = await source(self, thread_id)
-        else:
-            context = await self.kernel.db.call(thread_context, thread_id, self.config.context_messages)
-        history = context.messages
-        if incoming is not None and history and history[-1].id > incoming.id:
-            # Handling a backlog (after a restart, or when slower than the channel): answer the message
-            # as it stood, not with what was said after it in view. (The window is the thread's newest
-            # messages, so what came just before it may be missing; the message itself never is.)
-            history = [m for m in history if m.id < incoming.id] + [incoming]
-        prompt = Prompt(self, thread_id, incoming, context.summary, history, params=dict(self.config.params))
-        for hook in self.kernel.agents.prompt_hooks_for(self):
-            await hook(prompt)
-        return prompt
+        return await assemble(self, thread_id, incoming, context_messages=self.config.context_messages,
+                              params=self.config.params)
 
     async def on_message(self, delivery: Delivery) -> bool | None:
         if not await self.should_answer(delivery):
             return False
         channel = delivery.message.channel
         assert channel is not None
-        model = self.kernel.models.get(self.config.model)
+        model = models_of(self.kernel).get(self.config.model)
         prompt = await self.build_prompt(delivery.thread_id, delivery.message)
         messages = prompt.messages()
         if self.config.commands:
@@ -148,7 +141,7 @@ class PersonaAgent(Agent):
         """Post the reply with the turn already counted: the state commits with the reply and its mark."""
         self.last_run, self.turns = run.id, self.turns + 1
         message = await self.say(channel, tidy(text), metadata=metadata)
-        await self.kernel.runs.link(run, message.id)
+        await runs_of(self.kernel).link(run, message.id)
 
 
     async def _use_commands(self, model: Any, messages: list[dict[str, Any]], prompt: Prompt, thread_id: int,

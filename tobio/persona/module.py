@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tobio.hooks import AGENT_TYPE, COMPLETION_SOURCE
 from tobio.models.module import ModelsModule
 from tobio.modules import Database, Module
 
@@ -26,12 +27,17 @@ class PersonaModule(Module):
 
         self.registry = PersonaRegistry(kernel)
         await self.registry.setup()
-        kernel.agents.register_type(PersonaAgent, owner=self)
-        register_commands(kernel, self)
+        kernel.hooks.add(AGENT_TYPE, PersonaAgent)
+        kernel.hooks.add(COMPLETION_SOURCE, self.completions, key="persona")
+        register_commands(kernel)
         commands.register(kernel, self.registry, owner=self)
 
+    def completions(self, kernel: Kernel) -> list[tuple[str, str]]:
+        """Persona keys for `complete="persona"`, with their version and name."""
+        return [(key, f"v{version} · {persona.name}") for key, (version, persona) in sorted(self.registry.current.items())]
 
-def register_commands(kernel: Kernel, owner: Module) -> None:
+
+def register_commands(kernel: Kernel) -> None:
     """`agent prompt NAME`: exactly what the model would see for the agent's next reply."""
     from tobio.commands import Arg, Context, Result
     from tobio.errors import AgentError
@@ -39,7 +45,7 @@ def register_commands(kernel: Kernel, owner: Module) -> None:
 
     @kernel.commands.group("agent").command(
         "prompt", Arg("name", help="persona agent", complete="agent"),
-        Arg("--channel", help="which of its threads (default: the first)", complete="channel"), owner=owner,
+        Arg("--channel", help="which of its threads (default: the first)", complete="channel"),
     )
     async def prompt(ctx: Context, name: str, channel: str | None) -> Result:
         """Show the final prompt the agent's model would get now (persona, mood, memory, history)."""

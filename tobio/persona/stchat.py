@@ -310,8 +310,10 @@ def register(kernel: Kernel, owner: Any) -> None:
 
 async def _backfill(ctx: Any, agent_ids: list[int]) -> str:
     """memory's public backfill per agent, progress streamed to the front end."""
-    module = ctx.kernel.modules.loaded.get("memory")
-    memory = getattr(module, "memory", None)
+    from tobio.memory.module import MemoryModule
+
+    module = ctx.kernel.modules.get(MemoryModule)
+    memory = module.memory if module is not None else None
     if memory is None:
         return "memory is not loaded: no backfill (mod load memory, then memory backfill)"
     total = {"done": 0, "summaries": 0}

@@ -15,10 +15,11 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from tobio.errors import TobioError
+from tobio.models.module import runs_of
 
 if TYPE_CHECKING:
     from tobio.persona.agent import PersonaAgent
-    from tobio.runs import Run
+    from tobio.models.runs import Run
 
 log = logging.getLogger(__name__)
 TEXT_CALL = re.compile(r"^\s*/cmd\s+(.+?)\s*$", re.DOTALL)
@@ -65,7 +66,7 @@ async def execute(agent: PersonaAgent, command: str, run: Run, trigger_id: int |
     except TobioError as exc:
         output = f"error: {exc}"
         outcome = {"ok": False, "error": str(exc)}
-    await agent.kernel.runs.record_step(run.id, agent.id, "command", line.split()[0] if line.split() else "?",
+    await runs_of(agent.kernel).record_step(run.id, agent.id, "command", line.split()[0] if line.split() else "?",
                                         {"command": line}, outcome, message_id=trigger_id)
     if len(output) > MAX_OUTPUT:
         output = output[:MAX_OUTPUT] + "\n(output cut)"

@@ -3,7 +3,7 @@
 Back ends speak Chat Completions (streaming, JSON schema, embeddings); Tobio keeps the retired
 Assistants *shape* as its own record: a Run on a thread produces Steps. A provider only has to turn a
 `ChatRequest` into an async stream of `Chunk`s; recording, timing, retries at the run level,
-cancellation and JSON repair live in tobio/runs.py and tobio/models.py, once for every provider.
+cancellation and JSON repair live in tobio/models/runs.py and tobio/models/bundle.py, once for every provider.
 """
 
 from __future__ import annotations
@@ -61,9 +61,9 @@ class Chunk:
 
 
 class Provider:
-    """Base class. Subclasses set `type_name` and `Config`, and implement `stream_chat` (and `embed`)."""
+    """Base class. Subclasses set `Config` and implement `stream_chat` (and `embed`). The type name is
+    written once: where the class is registered (its `tobio.providers` entry point, or PROVIDER_TYPE)."""
 
-    type_name: ClassVar[str] = ""
     Config: ClassVar[type[ProviderConfig]] = ProviderConfig
     supports_json_schema: ClassVar[bool] = False  # constrained decoding available
     supports_tools: ClassVar[bool] = False
@@ -79,7 +79,7 @@ class Provider:
 
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
         """One vector per text."""
-        raise ProviderError(f"provider '{self.name}' ({self.type_name}) does not do embeddings")
+        raise ProviderError(f"provider '{self.name}' ({self.config.type}) does not do embeddings")
 
     async def count_tokens(self, model: str, text: str) -> int:
         """Tokens in `text` by the model's own tokenizer (rough estimate when the back end has none)."""
@@ -94,4 +94,4 @@ class Provider:
 
     def describe(self) -> dict[str, Any]:
         """What `provider ls` shows; never secrets."""
-        return {"type": self.type_name, "description": self.config.description}
+        return {"type": self.config.type, "description": self.config.description}

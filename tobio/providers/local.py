@@ -171,7 +171,6 @@ def _quiet_transformers() -> None:
 class LocalProvider(Provider):
     """llama.cpp for chat/json/classify/summarize; sentence-transformers for embed."""
 
-    type_name = "local"
     Config = LocalConfig
     supports_json_schema = True
     config: LocalConfig

@@ -70,7 +70,6 @@ def _cached_tokens(usage: Any) -> int | None:
 class OpenAIProvider(Provider):
     """Chat and embeddings from an OpenAI-compatible HTTP server."""
 
-    type_name = "openai"
     Config = OpenAIConfig
     supports_json_schema = True
     supports_tools = True

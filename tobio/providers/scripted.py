@@ -34,7 +34,6 @@ class ScriptedProviderConfig(ProviderConfig):
 class ScriptedProvider(Provider):
     """Deterministic stand-in for a model."""
 
-    type_name = "scripted"
     Config = ScriptedProviderConfig
     config: ScriptedProviderConfig
 

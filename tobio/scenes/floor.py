@@ -14,6 +14,7 @@ import re
 from typing import TYPE_CHECKING, Literal
 
 from tobio.messages import Message
+from tobio.models.module import models_of
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -77,7 +78,7 @@ class Floor:
                 return named
         if self.policy == "model":
             recent = f"{message.sender or 'someone'} said: {message.content}"
-            choice = await self.kernel.models.get_for("classify").classify(
+            choice = await models_of(self.kernel).get_for("classify").classify(
                 recent, candidates, instruction="Who should speak next in this conversation?")
             return choice
         return self._round_robin(message.sender)

@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tobio.commands import Arg, Context, Result, table
 from tobio.config import load_data_yaml, load_yaml, validate
 from tobio.errors import CommandError
-from tobio.messages import Delta, Message
+from tobio.agents.base import Agent
+from tobio.hooks import SHOULD_ANSWER, implements
+from tobio.messages import Delivery, Delta, Message
 from tobio.modules import Module
 from tobio.persona.module import PersonaModule
 from tobio.scenes.floor import Floor, Policy
@@ -48,13 +50,21 @@ class ScenesModule(Module):
     Settings = ScenesSettings
     settings: ScenesSettings
 
+    def __init__(self) -> None:
+        self.floors: dict[str, Floor] = {}  # channel -> who speaks next there
+
     async def module_init(self, kernel: Kernel) -> None:
         for channel, floor in self.settings.floors.items():
-            kernel.floors[channel] = Floor(kernel, channel, floor.members, floor.policy, floor.max_agent_turns)
+            self.floors[channel] = Floor(kernel, channel, floor.members, floor.policy, floor.max_agent_turns)
         register(kernel, self)
 
-    async def module_exit(self, kernel: Kernel) -> None:
-        kernel.floors.clear()
+    @implements(SHOULD_ANSWER)
+    async def take_turns(self, agent: Agent, delivery: Delivery) -> bool | None:
+        """In a channel with a floor, a member answers only when the floor picks it; elsewhere no opinion."""
+        floor = self.floors.get(delivery.message.channel or "")
+        if floor is None or agent.name not in floor.members:
+            return None
+        return await floor.decide(delivery.message) == agent.name
 
 
 def load_scene(path: str | Path, trusted: bool = True) -> SceneConfig:
@@ -68,11 +78,12 @@ async def run_scene(kernel: Kernel, scene: SceneConfig, emit: Any = None, truste
 
     Everything that can be checked is checked before anyone is spawned: a scene that cannot run
     leaves no cast behind."""
+    floors = kernel.modules.need(ScenesModule, "a scene").floors
     cast = kernel.agents.load_configs(list(scene.agents), trusted)
     names = [config.name for config, _ in cast]
     if scene.opening.speaker and scene.opening.speaker not in names:
         raise CommandError(f"scene {scene.name}: the opening speaker '{scene.opening.speaker}' is not in the cast ({', '.join(names)})")
-    if scene.channel in kernel.floors:
+    if scene.channel in floors:
         raise CommandError(f"channel '{scene.channel}' already has a floor (a scene running there?)")
     for config, _ in cast:
         kernel.agents.type_for(config.type).check_config(kernel, config)
@@ -81,10 +92,10 @@ async def run_scene(kernel: Kernel, scene: SceneConfig, emit: Any = None, truste
             await kernel.agents.spawn(config, config_file=str(path))
     for name in names:
         await kernel.transport.subscribe(kernel.agents.get(name), scene.channel)
-    if scene.channel in kernel.floors:
+    if scene.channel in floors:
         raise CommandError(f"channel '{scene.channel}' already has a floor (a scene running there?)")
     floor = Floor(kernel, scene.channel, names, scene.policy, max_agent_turns=scene.turns + 1)
-    kernel.floors[scene.channel] = floor
+    floors[scene.channel] = floor
     said: list[Message] = []
     done = asyncio.Event()
     replies = [-1 if scene.opening.speaker else 0]  # the opening line is not a turn
@@ -114,10 +125,11 @@ async def run_scene(kernel: Kernel, scene: SceneConfig, emit: Any = None, truste
         return said
     finally:
         stop()
-        kernel.floors.pop(scene.channel, None)
+        floors.pop(scene.channel, None)
 
 
 def register(kernel: Kernel, owner: ScenesModule) -> None:
+    floors = owner.floors
     scene = kernel.commands.group("scene", "Scenes: several persona agents in a channel, from a file.", owner=owner)
     floor = kernel.commands.group("floor", "Turn-taking in channels with several persona agents.", owner=owner)
 
@@ -135,7 +147,7 @@ def register(kernel: Kernel, owner: ScenesModule) -> None:
     @floor.command("ls")
     def ls(ctx: Context) -> Result:
         """List channels with a floor: members, policy, cap, and agent turns so far."""
-        rows = [(f.channel, ", ".join(f.members), f.policy, f.max_agent_turns, f.streak, f.spoken) for f in ctx.kernel.floors.values()]
+        rows = [(f.channel, ", ".join(f.members), f.policy, f.max_agent_turns, f.streak, f.spoken) for f in floors.values()]
         return table(["channel", "members", "policy", "max agent turns", "streak", "agent turns"], rows)
 
     @floor.command(
@@ -151,12 +163,12 @@ def register(kernel: Kernel, owner: ScenesModule) -> None:
                      if getattr(s.receiver, "type_name", "") == "persona"]
         if len(names) < 1:
             raise CommandError(f"no persona agents in '{channel}'; give --members")
-        ctx.kernel.floors[channel] = Floor(ctx.kernel, channel, names, policy, max_agent_turns)  # type: ignore[arg-type]
+        floors[channel] = Floor(ctx.kernel, channel, names, cast(Policy, policy), max_agent_turns)  # choices= checked it
         return Result(text=f"{channel}: {policy} among {', '.join(names)}, at most {max_agent_turns} agent turns in a row")
 
     @floor.command("clear", Arg("channel", complete="channel", help="channel"))
     def clear(ctx: Context, channel: str) -> Result:
         """Remove a channel's floor (persona agents then answer people only)."""
-        if ctx.kernel.floors.pop(channel, None) is None:
+        if floors.pop(channel, None) is None:
             raise CommandError(f"'{channel}' has no floor")
         return Result(text=f"{channel}: floor removed")

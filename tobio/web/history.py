@@ -27,8 +27,10 @@ def talkers(kernel: Kernel) -> list[str]:
 
 def configured_agent(kernel: Kernel) -> str | None:
     """`settings: {web: {default_agent: NAME}}` in kernel.yaml, when the web module is loaded."""
-    module = kernel.modules.loaded.get("web")
-    return getattr(getattr(module, "settings", None), "default_agent", None)
+    from tobio.web.module import WebModule
+
+    module = kernel.modules.get(WebModule)
+    return module.settings.default_agent if module is not None else None
 
 
 def opening_agent(kernel: Kernel, wanted: str | None = None) -> tuple[str | None, str]:
@@ -66,8 +68,7 @@ async def earlier_messages(kernel: Kernel, agent: str, last: int = HISTORY_LIMIT
         return [(name or "kernel", content) for name, content in reversed(rows) if content]
 
     async def on_kernel_loop() -> list[tuple[str, str]]:
-        if kernel.writer is not None:
-            await kernel.writer.flush()  # what was just said is on the page too
+        await kernel.writer.flush()  # what was just said is on the page too
         return await kernel.db.call(read)
 
     return await kernel.acall(on_kernel_loop())

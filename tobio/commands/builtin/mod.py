@@ -25,7 +25,7 @@ def register(root: Group) -> None:
 
     @mod.command("info", Arg("name", help="module name", complete="module"))
     def info(ctx: Context, name: str) -> Result:
-        """Show a module's description, dependencies and where it comes from."""
+        """Show a module's description, dependencies, where it comes from and what it registered."""
         manager = ctx.kernel.modules
         manager.discover()
         cls = manager.available.get(name)
@@ -39,9 +39,14 @@ def register(root: Group) -> None:
             ("core", "yes" if cls.core else "no"),
             ("description", cls.description),
         ]
-        owned = [n.path for n in ctx.kernel.commands.walk() if n.owner is manager.loaded.get(name)] if name in manager.loaded else []
-        if owned:
-            rows.append(("commands", ", ".join(owned)))
+        if cls.optional_dependencies:
+            rows.insert(4, ("optional", ", ".join(d.__name__ for d in cls.optional_dependencies)))
+        module = manager.loaded.get(name)
+        if module is not None:  # what it added to the kernel: unloading removes exactly this
+            kinds: dict[str, list[str]] = {}
+            for kind, what in manager.registered_by(module):
+                kinds.setdefault(kind, []).append(what)
+            rows += [(f"{kind}s", "\n".join(items)) for kind, items in kinds.items()]
         return table(["field", "value"], rows)
 
     @mod.command("load", Arg("names", nargs="+", help="modules to load", complete="module"))

@@ -141,6 +141,7 @@ def register(root: Group) -> None:
 async def _agent_sql(ctx: Context, query: str, write: bool, limit: int) -> Result:
     """An agent asking: one SELECT over its own rows (all rows if its config says so), never a write."""
     from tobio.db.agent_sql import run_agent_query
+    from tobio.hooks import SQL_SCOPE
 
     agent = ctx.agent
     if agent is None:
@@ -151,6 +152,6 @@ async def _agent_sql(ctx: Context, query: str, write: bool, limit: int) -> Resul
         raise CommandError("no SQL statement given", usage="usage: sql [--limit N] QUERY")
     me = None if getattr(agent.config, "sql_all_rows", False) else agent.id
     await ctx.kernel.flush()  # what was posted before the query is visible to it
-    result = await run_agent_query(ctx.kernel.db, query, me, limit)
+    result = await run_agent_query(ctx.kernel.db, query, me, limit, ctx.kernel.hooks.keyed(SQL_SCOPE))
     note = f"showing the first {limit} rows; use --limit" if result.truncated else None
     return Result(columns=result.columns, rows=result.rows, note=note)

@@ -1,0 +1,229 @@
+"""An example module that uses every extension point: each agent keeps a diary of whom it talked with.
+
+Copy this file to start a module. It shows, in order: settings, a table of its own (migrated, and
+readable by agents through `sql`), a transport observer, a prompt step, a replay step, a turn-taking
+opinion, a completion source, commands, a background task, an agent type that reuses the prompt
+pipeline, and a provider type. Nothing here names an owner: the module manager records this module
+as the owner of all of it, and `mod unload diary` removes all of it (see tests/test_example_module.py).
+
+Use it from Python (a package would name `DiaryModule` in its `tobio.modules` entry points instead):
+
+    kernel = Kernel("configs/kernel.yaml")
+    kernel.modules.register(DiaryModule)
+    kernel.start()
+    kernel.run("mod load diary")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.engine import Connection
+
+from tobio.agents.base import Agent, AgentConfig
+from tobio.agents.sandbox import Scope
+from tobio.commands import Arg, Context, Result, table
+from tobio.config.schema import RelPath
+from tobio.db.migrations import migrate, utcnow
+from tobio.db.tables import metadata
+from tobio.hooks import (AGENT_TYPE, COMPLETION_SOURCE, ON_MESSAGE, PROMPT, PROVIDER_TYPE, REPLAY, SHOULD_ANSWER,
+                         SQL_SCOPE, implements)
+from tobio.messages import Delivery, Message
+from tobio.models.module import models_of
+from tobio.modules import Database, Module
+from tobio.persona.pipeline import assemble
+from tobio.persona.prompt import NEXT_TO_NEWEST, Injection, Prompt
+from tobio.persona.schema import Persona, load_persona
+from tobio.providers.base import ChatRequest, Chunk, Provider, ProviderConfig
+
+if TYPE_CHECKING:
+    from tobio.kernel import Kernel
+    from tobio.replay import Snapshot
+
+# -- its table: one line per message an agent heard from someone ------------------------------------
+DiaryRow = sa.Table(
+    "diary_entries", metadata,  # the kernel's MetaData: its group-commit writer looks tables up there
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("agent_id", sa.BigInteger, nullable=False, index=True),
+    sa.Column("partner", sa.String(64), nullable=False),
+    sa.Column("channel", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+)
+COLUMNS = ("id", "agent_id", "partner", "channel", "created_at")
+
+
+def m001_diary(conn: Connection) -> None:
+    """The diary table."""
+    DiaryRow.create(conn, checkfirst=True)
+
+
+class DiarySettings(BaseModel):
+    """`settings: {diary: {keep_days: 30}}` in kernel.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    keep_days: int = Field(30, ge=1, description="entries older than this are deleted (hourly)")
+    in_prompt: bool = Field(True, description="remind agents whom they have talked with")
+
+
+class DiaryModule(Module):
+    """Whom each agent has talked with, remembered, shown to it, and readable by it."""
+
+    name = "diary"
+    description = "Example module: a diary per agent of whom it talked with (every extension point, in one file)."
+    dependencies = (Database,)
+    Settings = DiarySettings
+    settings: DiarySettings
+
+    def __init__(self) -> None:
+        self.met: dict[int, Counter[str]] = {}  # agent id -> partner -> messages heard
+        self.quiet: set[str] = set()  # agents that answer nobody for now
+
+    async def module_init(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+
+        def setup(conn: Connection) -> None:
+            migrate(conn, [m001_diary], prefix="diary.")
+            kernel.db.track_ids(conn, "diary_entries")
+
+        await kernel.db.call(setup)
+        kernel.hooks.add(SQL_SCOPE, Scope("t.agent_id = {me}"), key="diary_entries")  # agents read their own
+        kernel.hooks.add(COMPLETION_SOURCE, self.diarists, key="diarist")
+        kernel.hooks.add(AGENT_TYPE, Diarist)
+        kernel.hooks.add(PROVIDER_TYPE, EchoProvider, key="echo")
+        kernel.tasks.spawn(self._tidy(), name="diary:tidy", kind="job")
+        register_commands(kernel, self)
+
+    # -- hooks declared on the class ----------------------------------------------------------------
+    @implements(ON_MESSAGE)
+    def observe(self, message: Message) -> None:
+        """Note who spoke to whom (an observer must not await: the row joins the next group commit)."""
+        if message.sender is None or message.channel is None:
+            return
+        hearers = [s.receiver for s in self.kernel.transport.channels.get(message.channel, {}).values()
+                   if isinstance(s.receiver, Agent) and s.receiver.name != message.sender]
+        rows = [(self.kernel.db.next_ids("diary_entries"), a.id, message.sender, message.channel, message.created_at)
+                for a in hearers]
+        for agent in hearers:
+            self.met.setdefault(agent.id, Counter())[message.sender] += 1
+        if rows:
+            self.kernel.writer.write(("diary_entries", COLUMNS, rows))
+
+    @implements(PROMPT)
+    async def remind(self, prompt: Prompt) -> None:
+        """One line next to the newest message: whom the agent has talked with most."""
+        met = self.met.get(prompt.agent.id)
+        if self.settings.in_prompt and met:
+            people = ", ".join(f"{who} ({n})" for who, n in met.most_common(3))
+            prompt.injections.append(Injection(NEXT_TO_NEWEST, "system", f"(Your diary: you have talked with {people}.)"))
+            prompt.notes["diary"] = dict(met)
+
+    @implements(REPLAY)
+    async def replay(self, snapshot: Snapshot) -> None:
+        """Whom the agent had talked with at the snapshot's time."""
+        snapshot.extra["diary"] = await self.kernel.db.call(_partners_until, snapshot.agent_id, snapshot.at)
+
+    @implements(SHOULD_ANSWER)
+    async def do_not_disturb(self, agent: Agent, delivery: Delivery) -> bool | None:
+        """A quiet agent answers nobody (False); otherwise no opinion (None), so floors and types decide."""
+        return False if agent.name in self.quiet else None
+
+    def diarists(self, kernel: Kernel) -> list[tuple[str, str]]:
+        """Agents with a diary, for `complete="diarist"`."""
+        return [(a.name, f"{sum(self.met.get(a.id, Counter()).values())} entries")
+                for a in kernel.agents.live.values() if a.id in self.met]
+
+    async def _tidy(self) -> None:
+        """Hourly, forget entries older than `keep_days` (a task: cancelled when the module unloads)."""
+        while True:
+            cutoff = utcnow() - timedelta(days=self.settings.keep_days)
+            await self.kernel.db.call(lambda conn: conn.execute(sa.delete(DiaryRow).where(DiaryRow.c.created_at < cutoff)))
+            await asyncio.sleep(3600)
+
+
+def _partners_until(conn: Connection, agent_id: int, at: datetime) -> dict[str, int]:
+    query = (sa.select(DiaryRow.c.partner, sa.func.count()).where(DiaryRow.c.agent_id == agent_id, DiaryRow.c.created_at <= at)
+             .group_by(DiaryRow.c.partner))
+    return {partner: int(n) for partner, n in conn.execute(query)}
+
+
+# -- commands: registered in module_init, owned by the module without saying so ----------------------
+def register_commands(kernel: Kernel, diary: DiaryModule) -> None:
+    group = kernel.commands.group("diary", "Whom each agent has talked with.")
+
+    @group.command("show", Arg("agent", help="an agent", complete="diarist"))
+    async def show(ctx: Context, agent: str) -> Result:
+        """Whom the agent has talked with, most first."""
+        met = diary.met.get(ctx.kernel.agents.get(agent).id, Counter())
+        return table(["partner", "messages"], met.most_common())
+
+    @group.command("quiet", Arg("agent", help="an agent", complete="agent"), Arg("state", choices=("on", "off")))
+    def quiet(ctx: Context, agent: str, state: str) -> Result:
+        """Let an agent answer nobody (on) or go back to normal (off)."""
+        (diary.quiet.add if state == "on" else diary.quiet.discard)(ctx.kernel.agents.get(agent).name)
+        return Result(text=f"{agent}: do not disturb {state}")
+
+
+# -- an agent type that thinks with a model and reuses the prompt pipeline ---------------------------
+class DiaristConfig(AgentConfig):
+    """`type: diarist`: a persona file and a model bundle, like a persona agent, one sentence a reply."""
+
+    type: Literal["diarist"] = "diarist"
+    persona: RelPath
+    model: str = "chat-default"
+
+
+class Diarist(Agent):
+    """Answers people in one sentence. Memory, mood, lore and this diary reach its prompt through
+    `assemble` (the PROMPT hooks); floors and do-not-disturb through `hooks_say`."""
+
+    type_name = "diarist"
+    Config = DiaristConfig
+    config: DiaristConfig
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.persona: Persona = load_persona(self.config.persona)
+
+    async def on_message(self, delivery: Delivery) -> bool | None:
+        message = delivery.message
+        if message.sender in (None, self.name) or message.channel is None:
+            return False
+        if await self.hooks_say(delivery) is False:
+            return False
+        prompt = await assemble(self, delivery.thread_id, message, params={"max_tokens": 48})
+        run = models_of(self.kernel).get(self.config.model).run(prompt.messages(), params=prompt.params,
+                                                                thread_id=delivery.thread_id, agent_id=self.id)
+        await run.wait()
+        await self.say(message.channel, run.text.split("\n")[0].strip() or "…", metadata={"run_id": run.id})
+        return True
+
+
+# -- a provider type: a stand-in model that echoes the last user message ----------------------------
+class EchoConfig(ProviderConfig):
+    """`providers: {echo: {type: echo, prefix: "You said: "}}`."""
+
+    prefix: str = ""
+
+
+class EchoProvider(Provider):
+    """Streams the last user message back, word by word (a provider needs only `stream_chat`)."""
+
+    Config = EchoConfig
+    config: EchoConfig
+
+    async def stream_chat(self, request: ChatRequest, cancel: asyncio.Event) -> AsyncIterator[Chunk]:
+        last = next((str(m["content"]) for m in reversed(request.messages) if m.get("role") == "user"), "")
+        words = re.findall(r"\S+\s*", self.config.prefix + last)
+        for word in words:
+            if cancel.is_set():
+                return
+            yield Chunk(text=word)
+        yield Chunk(prompt_tokens=sum(len(str(m.get("content", "")).split()) for m in request.messages),
+                    completion_tokens=len(words), finish_reason="stop")
