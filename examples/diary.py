@@ -37,7 +37,7 @@ from tobio.hooks import (AGENT_TYPE, COMPLETION_SOURCE, ON_MESSAGE, PROMPT, PROV
                          SQL_SCOPE, implements)
 from tobio.messages import Delivery, Message
 from tobio.models.module import models_of
-from tobio.modules import Database, Module
+from tobio.modules import DatabaseModule, Module
 from tobio.persona.pipeline import assemble
 from tobio.persona.prompt import NEXT_TO_NEWEST, Injection, Prompt
 from tobio.persona.schema import Persona, load_persona
@@ -77,7 +77,7 @@ class DiaryModule(Module):
 
     name = "diary"
     description = "Example module: a diary per agent of whom it talked with (every extension point, in one file)."
-    dependencies = (Database,)
+    dependencies = (DatabaseModule,)
     Settings = DiarySettings
     settings: DiarySettings
 

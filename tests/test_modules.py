@@ -9,7 +9,7 @@ import pytest
 from tobio.commands import Context
 from tobio.errors import ModuleError
 from tobio.kernel import Kernel
-from tobio.modules import Database, Module
+from tobio.modules import DatabaseModule, Module
 
 from conftest import make_kernel
 
@@ -18,7 +18,7 @@ events: list[str] = []
 
 class Storage(Module):
     name = "storage"
-    dependencies = (Database,)
+    dependencies = (DatabaseModule,)
 
     async def module_init(self, kernel: Kernel) -> None:
         events.append("init storage")
@@ -134,7 +134,7 @@ def test_failed_init_leaves_nothing_behind(k: Kernel) -> None:
 def test_builtin_module_found_through_entry_point(k: Kernel) -> None:
     info = dict(k.run("mod info scripted").rows)
     assert info["class"] == "tobio.agents.scripted.ScriptedModule"
-    assert info["needs"] == "Database"
+    assert info["needs"] == "DatabaseModule"
 
 
 def test_shutdown_exits_modules_in_reverse(duckdb_url: str) -> None:

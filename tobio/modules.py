@@ -1,7 +1,7 @@
 """Modules, modelled on Linux LKMs: a name, the module *types* they need, `module_init`, `module_exit`.
 
 A dependency is a module class; any loaded (or loadable) subclass satisfies it, so `Memory` can say
-it needs `Database` without naming an implementation. Order comes from graphlib; exit runs in reverse.
+it needs `DatabaseModule` without naming an implementation. Order comes from graphlib; exit runs in reverse.
 `optional_dependencies` are Linux's soft dependencies: loaded first when they are being loaded too,
 never loaded for the module, and free to be unloaded under it (look them up with `get`, expect None).
 What a module registers (tobio/hooks.py, commands, tasks) is owned by it and removed with it.
@@ -48,7 +48,7 @@ class Module:
         """Release what module_init acquired. Hooks, commands and tasks it registered are removed for it."""
 
 
-class Database(Module):
+class DatabaseModule(Module):
     """The kernel's database, as a module type others can depend on (always loaded)."""
 
     name = "database"
@@ -82,7 +82,7 @@ class ModuleManager:
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
-        self.available: dict[str, type[Module]] = {"database": Database}
+        self.available: dict[str, type[Module]] = {"database": DatabaseModule}
         self.loaded: dict[str, Module] = {}
         self._discovered = False
 

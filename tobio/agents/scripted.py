@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tobio.agents.base import Agent, AgentConfig
 from tobio.messages import Delivery
 from tobio.hooks import AGENT_TYPE
-from tobio.modules import Database, Module
+from tobio.modules import DatabaseModule, Module
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -112,7 +112,7 @@ class ScriptedModule(Module):
 
     name = "scripted"
     description = "Scripted agents: deterministic replies from lists and regex rules."
-    dependencies = (Database,)
+    dependencies = (DatabaseModule,)
 
     async def module_init(self, kernel: Kernel) -> None:
         kernel.hooks.add(AGENT_TYPE, ScriptedAgent)

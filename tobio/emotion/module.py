@@ -19,7 +19,7 @@ from tobio.emotion.affect import Affect, Mood
 from tobio.emotion.appraise import Direction, LexiconAppraiser, ModelAppraiser
 from tobio.messages import Message
 from tobio.hooks import ON_MESSAGE, PROMPT, REPLAY, implements
-from tobio.modules import Database, Module
+from tobio.modules import DatabaseModule, Module
 from tobio.models.module import models_of
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class EmotionModule(Module):
 
     name = "emotion"
     description = "Pleasure/arousal/dominance per agent, appraised from messages, fed back into prompts."
-    dependencies = (Database,)
+    dependencies = (DatabaseModule,)
     Settings = EmotionSettings
     settings: EmotionSettings
 

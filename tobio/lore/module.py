@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tobio.hooks import ON_MESSAGE, PROMPT, REPLAY
 from tobio.memory.module import MemoryModule
-from tobio.modules import Database, Module
+from tobio.modules import DatabaseModule, Module
 from tobio.persona.module import PersonaModule
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ class LoreModule(Module):
 
     name = "lore"
     description = "World Info: lorebook entries enter persona prompts when their keys come up; SillyTavern chats in and out."
-    dependencies = (Database, PersonaModule)
+    dependencies = (DatabaseModule, PersonaModule)
     optional_dependencies = (MemoryModule,)  # its token budget and tokenizer, when loaded
     Settings = LoreSettings
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from tobio.hooks import HISTORY_SOURCE, LAST, ON_MESSAGE, PROMPT, REPLAY
 from tobio.memory.config import MemoryConfig
 from tobio.models.module import ModelsModule
-from tobio.modules import Database, Module
+from tobio.modules import DatabaseModule, Module
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -23,7 +23,7 @@ class MemoryModule(Module):
 
     name = "memory"
     description = "Recursive thread summaries within a token budget; retrieval by relevance, recency, importance."
-    dependencies = (Database, ModelsModule)
+    dependencies = (DatabaseModule, ModelsModule)
     config: ClassVar[MemoryConfig] = MemoryConfig()
     Settings = MemoryConfig  # `settings: {memory: {...}}` in kernel.yaml
 

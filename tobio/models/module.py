@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from tobio.hooks import COMPLETION_SOURCE
 from tobio.models.registry import ModelRegistry
 from tobio.models.runs import RunManager
-from tobio.modules import Database, Module
+from tobio.modules import DatabaseModule, Module
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -18,7 +18,7 @@ class ModelsModule(Module):
 
     name = "models"
     description = "Model providers and bundles; every run recorded with its steps."
-    dependencies = (Database,)
+    dependencies = (DatabaseModule,)
 
     async def module_init(self, kernel: Kernel) -> None:
         from tobio.models import commands

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tobio.hooks import ON_MESSAGE, PROMPT, REPLAY
 from tobio.memory.module import MemoryModule
 from tobio.models.module import ModelsModule
-from tobio.modules import Database, Module
+from tobio.modules import DatabaseModule, Module
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -36,7 +36,7 @@ class PeopleModule(Module):
 
     name = "people"
     description = "What each agent knows about each person it talks with, and its reflections on them; versioned."
-    dependencies = (Database, ModelsModule, MemoryModule)
+    dependencies = (DatabaseModule, ModelsModule, MemoryModule)
     Settings = PeopleSettings
     settings: PeopleSettings
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from tobio.hooks import AGENT_TYPE, COMPLETION_SOURCE
 from tobio.models.module import ModelsModule
-from tobio.modules import Database, Module
+from tobio.modules import DatabaseModule, Module
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -17,7 +17,7 @@ class PersonaModule(Module):
 
     name = "persona"
     description = "Persona agents: artificial people from persona files, thinking with a model bundle."
-    dependencies = (Database, ModelsModule)
+    dependencies = (DatabaseModule, ModelsModule)
 
     async def module_init(self, kernel: Kernel) -> None:
         from tobio.persona.agent import PersonaAgent
