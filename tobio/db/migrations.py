@@ -90,9 +90,9 @@ def migrate(conn: Connection, migrations: list[Migration] | None = None, prefix:
     Modules with tables of their own call this from module_init with their own list and a prefix
     (`memory.m001_embeddings`), so their schema is versioned the same way as the kernel's.
     """
-    if not table_exists(conn, MigrationRow.__tablename__):
-        MigrationRow.__table__.create(conn)
-    applied = set(conn.execute(sa.select(MigrationRow.name)).scalars())
+    if not table_exists(conn, str(MigrationRow.name)):  # a plain str: `const` refuses quoted_name
+        MigrationRow.create(conn)
+    applied = set(conn.execute(sa.select(MigrationRow.c.name)).scalars())
     ran = []
     for fn in MIGRATIONS if migrations is None else migrations:
         name = f"{prefix}{fn.__name__}"

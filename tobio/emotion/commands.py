@@ -44,7 +44,7 @@ def register(root: Group, module: EmotionModule) -> None:
         await ctx.kernel.flush()
 
         def read(conn: sa.Connection) -> list[dict]:
-            query = sa.select(StateRow.state_dict).where(StateRow.agent_id == target.id).order_by(StateRow.id)
+            query = sa.select(StateRow.c.state_dict).where(StateRow.c.agent_id == target.id).order_by(StateRow.c.id)
             return [s for s in conn.execute(query).scalars()]
 
         states = await ctx.kernel.db.call(read) + [ctx.kernel.agents.full_state(target)]

@@ -30,11 +30,11 @@ def is_private(channel: str | None) -> bool:
 def _channels(conn: Connection, messages: list[int], summaries: list[int]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     if messages:
-        for mid, channel in conn.execute(sa.select(MessageRow.id, MessageRow.channel).where(MessageRow.id.in_(messages))):
+        for mid, channel in conn.execute(sa.select(MessageRow.c.id, MessageRow.c.channel).where(MessageRow.c.id.in_(messages))):
             out[f"message:{mid}"] = channel
     if summaries:
-        query = sa.select(SummaryRow.id, ThreadRow.channel).join(ThreadRow.__table__, ThreadRow.id == SummaryRow.thread_id)
-        for sid, channel in conn.execute(query.where(SummaryRow.id.in_(summaries))):
+        query = sa.select(SummaryRow.c.id, ThreadRow.c.channel).join(ThreadRow, ThreadRow.c.id == SummaryRow.c.thread_id)
+        for sid, channel in conn.execute(query.where(SummaryRow.c.id.in_(summaries))):
             out[f"summary:{sid}"] = channel
     return out
 

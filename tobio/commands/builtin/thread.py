@@ -24,20 +24,20 @@ def register(root: Group) -> None:
         await ctx.kernel.flush()
 
         def read(conn: sa.Connection) -> list[tuple]:
-            pushes = sa.select(PushRow.thread_id, sa.func.count().label("n")).group_by(PushRow.thread_id).subquery()
+            pushes = sa.select(PushRow.c.thread_id, sa.func.count().label("n")).group_by(PushRow.c.thread_id).subquery()
             query = (
-                sa.select(ThreadRow.id, AgentRow.name, ThreadRow.channel, ThreadRow.opened_at, ThreadRow.closed_at,
-                          sa.func.coalesce(pushes.c.n, 0), ThreadRow.checkpoint_message_id)
-                .join(AgentRow, AgentRow.id == ThreadRow.agent_id)
-                .outerjoin(pushes, pushes.c.thread_id == ThreadRow.id)
-                .order_by(ThreadRow.id)
+                sa.select(ThreadRow.c.id, AgentRow.c.name, ThreadRow.c.channel, ThreadRow.c.opened_at, ThreadRow.c.closed_at,
+                          sa.func.coalesce(pushes.c.n, 0), ThreadRow.c.checkpoint_message_id)
+                .join(AgentRow, AgentRow.c.id == ThreadRow.c.agent_id)
+                .outerjoin(pushes, pushes.c.thread_id == ThreadRow.c.id)
+                .order_by(ThreadRow.c.id)
             )
             if agent:
-                query = query.where(AgentRow.name == agent)
+                query = query.where(AgentRow.c.name == agent)
             if channel:
-                query = query.where(ThreadRow.channel == channel)
+                query = query.where(ThreadRow.c.channel == channel)
             if open:
-                query = query.where(ThreadRow.closed_at.is_(None))
+                query = query.where(ThreadRow.c.closed_at.is_(None))
             return [tuple(r) for r in conn.execute(query)]
 
         rows = await ctx.kernel.db.call(read)
@@ -53,7 +53,7 @@ def register(root: Group) -> None:
         await ctx.kernel.flush()
 
         def read(conn: sa.Connection):  # noqa: ANN202
-            row = conn.execute(sa.select(ThreadRow).where(ThreadRow.id == id)).first()
+            row = conn.execute(sa.select(ThreadRow).where(ThreadRow.c.id == id)).first()
             return row, (thread_context(conn, id, last) if row else None)
 
         row, context = await ctx.kernel.db.call(read)
