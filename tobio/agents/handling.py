@@ -15,6 +15,8 @@ coalesced UPDATE per batch instead of one per push.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -32,7 +34,7 @@ def cursor_set(thread_id: int, message_id: int) -> Set:
     return ("handled", "thread_id", CURSOR, thread_id, (message_id,))
 
 
-def _unhandled(*columns: sa.ColumnElement) -> sa.Select:
+def _unhandled(*columns: sa.ColumnElement[Any]) -> sa.Select[Any]:
     """Pushes to open threads after their cursor, not counting the thread owner's own messages."""
     return (
         sa.select(*columns)

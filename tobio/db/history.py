@@ -6,8 +6,10 @@ channels it was in. `pushes` is keyed (thread_id, message_id), so per-thread rea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -22,7 +24,7 @@ _MESSAGE_COLUMNS = (
 )
 
 
-def _message(row: sa.Row) -> Message:
+def _message(row: Sequence[Any]) -> Message:
     return Message(*row[: len(_MESSAGE_COLUMNS)])
 
 
@@ -67,8 +69,7 @@ def thread_messages(
     if after is not None:
         query = query.where(PushRow.c.message_id > after)
     if last is not None:
-        rows = conn.execute(query.order_by(PushRow.c.message_id.desc()).limit(last)).all()
-        rows.reverse()
+        rows = conn.execute(query.order_by(PushRow.c.message_id.desc()).limit(last)).all()[::-1]
     else:
         query = query.order_by(PushRow.c.message_id)
         rows = conn.execute(query if first is None else query.limit(first)).all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -34,7 +35,7 @@ def retrievable_at(conn: Connection, agent_id: int, at: object) -> list[str]:
     return [f"{kind}:{source}" for kind, source in conn.execute(query)]
 
 
-def make_replay_hook(kernel: Kernel):  # noqa: ANN201 - async (Snapshot) -> None
+def make_replay_hook(kernel: Kernel) -> Callable[[Snapshot], Awaitable[None]]:
     async def hook(snapshot: Snapshot) -> None:
         snapshot.extra["memories"] = await kernel.db.call(retrievable_at, snapshot.agent_id, snapshot.at)
 

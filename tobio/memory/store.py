@@ -95,7 +95,7 @@ def receivers(conn: Connection, message_ids: Sequence[int]) -> list[tuple[int, i
         .join(ThreadRow, ThreadRow.c.id == PushRow.c.thread_id)
         .where(PushRow.c.message_id.in_(list(message_ids)))
     )
-    return [tuple(r) for r in conn.execute(query)]  # type: ignore[misc]
+    return [tuple(r) for r in conn.execute(query)]
 
 
 def unindexed_messages(conn: Connection, model: str, agent: int | None, limit: int) -> list[Message]:
@@ -126,7 +126,7 @@ def threads_of(conn: Connection, agent: int | None) -> list[tuple[int, int]]:
     query = sa.select(ThreadRow.c.id, ThreadRow.c.agent_id).order_by(ThreadRow.c.id)
     if agent is not None:
         query = query.where(ThreadRow.c.agent_id == agent)
-    return [tuple(r) for r in conn.execute(query)]  # type: ignore[misc]
+    return [tuple(r) for r in conn.execute(query)]
 
 
 def thread_state(conn: Connection, thread_id: int) -> tuple[int, int | None, str | None] | None:

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tobio.commands import Arg, Context, Group, Result, table
-from tobio.db.tables import AgentRow, RunRow, StepRow
+from tobio.db.tables import AgentRow, Row, RunRow, StepRow
 from tobio.errors import CommandError
 from tobio.secrets import redact
 
@@ -34,7 +34,7 @@ def _model_commands(group: Group) -> None:
         model = ctx.kernel.models.get(name)
         await ctx.kernel.flush()
 
-        def usage(conn: sa.Connection) -> tuple:
+        def usage(conn: sa.Connection) -> tuple[Any, ...]:
             return tuple(conn.execute(
                 sa.select(sa.func.count(), sa.func.sum(RunRow.c.prompt_tokens), sa.func.sum(RunRow.c.completion_tokens),
                           sa.func.avg(RunRow.c.latency_ms), sa.func.avg(RunRow.c.ttft_ms)).where(RunRow.c.model == name)
@@ -111,7 +111,7 @@ def _run_commands(group: Group) -> None:
         await ctx.kernel.flush()
         live = set(ctx.kernel.runs.live)
 
-        def read(conn: sa.Connection) -> list[tuple]:
+        def read(conn: sa.Connection) -> list[tuple[Any, ...]]:
             query = (
                 sa.select(RunRow.c.id, AgentRow.c.name, RunRow.c.model, RunRow.c.status, RunRow.c.prompt_tokens, RunRow.c.cached_tokens,
                           RunRow.c.completion_tokens, RunRow.c.ttft_ms, RunRow.c.latency_ms, RunRow.c.created_at, RunRow.c.error)
@@ -138,7 +138,7 @@ def _run_commands(group: Group) -> None:
         """Show one run with its parameters and steps."""
         await ctx.kernel.flush()
 
-        def read(conn: sa.Connection):  # noqa: ANN202
+        def read(conn: sa.Connection) -> tuple[Row | None, list[Row]]:
             run = conn.execute(sa.select(RunRow).where(RunRow.c.id == id)).first()
             return run, list(conn.execute(sa.select(StepRow).where(StepRow.c.run_id == id).order_by(StepRow.c.id)))
 

@@ -70,7 +70,7 @@ def current_reflections(conn: Connection) -> list[tuple[int, str | None, str]]:
     """(agent_id, person, content) of every reflection not superseded, oldest first."""
     query = sa.select(ReflectionRow.c.agent_id, ReflectionRow.c.person, ReflectionRow.c.content).where(
         ReflectionRow.c.superseded_at.is_(None)).order_by(ReflectionRow.c.id)
-    return [tuple(r) for r in conn.execute(query)]  # type: ignore[misc]
+    return [tuple(r) for r in conn.execute(query)]
 
 
 def write_reflections(conn: Connection, agent_id: int, person: str | None, rows: list[tuple[Any, ...]], at: datetime) -> None:
@@ -88,4 +88,4 @@ def reflections_at(conn: Connection, agent_id: int, at: datetime) -> list[tuple[
         ReflectionRow.c.agent_id == agent_id, ReflectionRow.c.created_at <= at,
         sa.or_(ReflectionRow.c.superseded_at.is_(None), ReflectionRow.c.superseded_at > at),
     ).order_by(ReflectionRow.c.id)
-    return [tuple(r) for r in conn.execute(query)]  # type: ignore[misc]
+    return [tuple(r) for r in conn.execute(query)]

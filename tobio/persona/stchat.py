@@ -193,6 +193,7 @@ async def import_chat(kernel: Kernel, chat: Chat, channel: str, names: dict[str,
         conn.execute(sa.update(AgentRow).where(AgentRow.c.id.in_(list(agents.values())), AgentRow.c.created_at > first)
                      .values(created_at=first))
 
+    assert kernel.writer is not None  # a command runs on a started kernel
     await kernel.writer.write(("channels", CHANNEL_COLUMNS, channel_rows), ("threads", THREAD_COLUMNS, thread_rows),
                               ("messages", MESSAGE_COLUMNS, messages), ("pushes", PUSH_COLUMNS, pushes), then=backdate)
     for name, agent_id in agents.items():

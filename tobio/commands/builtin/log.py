@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from tobio.commands import Arg, Context, Group, Result, table
@@ -24,7 +26,7 @@ def register(root: Group) -> None:
         await ctx.kernel.flush()
         wanted = LEVELS[LEVELS.index(level):]
 
-        def read(conn: sa.Connection) -> list[tuple]:
+        def read(conn: sa.Connection) -> list[tuple[Any, ...]]:
             query = sa.select(LogRow.c.id, LogRow.c.created_at, LogRow.c.level, LogRow.c.logger, LogRow.c.content).where(
                 LogRow.c.level.in_(wanted)
             )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from tobio.commands import Arg, Context, Group, Result, table
+from tobio.db.history import Context as ThreadContext
 from tobio.db.history import thread_context
-from tobio.db.tables import AgentRow, PushRow, ThreadRow
+from tobio.db.tables import AgentRow, PushRow, Row, ThreadRow
 from tobio.errors import CommandError
 
 
@@ -23,7 +26,7 @@ def register(root: Group) -> None:
         """List threads with their owner, channel, status and number of messages received."""
         await ctx.kernel.flush()
 
-        def read(conn: sa.Connection) -> list[tuple]:
+        def read(conn: sa.Connection) -> list[tuple[Any, ...]]:
             pushes = sa.select(PushRow.c.thread_id, sa.func.count().label("n")).group_by(PushRow.c.thread_id).subquery()
             query = (
                 sa.select(ThreadRow.c.id, AgentRow.c.name, ThreadRow.c.channel, ThreadRow.c.opened_at, ThreadRow.c.closed_at,
@@ -52,13 +55,14 @@ def register(root: Group) -> None:
         """Show a thread's context: its latest summary and the messages after the checkpoint."""
         await ctx.kernel.flush()
 
-        def read(conn: sa.Connection):  # noqa: ANN202
+        def read(conn: sa.Connection) -> tuple[Row, ThreadContext] | None:
             row = conn.execute(sa.select(ThreadRow).where(ThreadRow.c.id == id)).first()
-            return row, (thread_context(conn, id, last) if row else None)
+            return (row, thread_context(conn, id, last)) if row else None
 
-        row, context = await ctx.kernel.db.call(read)
-        if row is None:
+        found = await ctx.kernel.db.call(read)
+        if found is None:
             raise CommandError(f"no thread {id} (see `thread ls`)")
+        row, context = found
         rows = [(m.id, m.created_at, m.sender or "-", m.role, m.content) for m in context.messages]
         title = f"thread {id} ({row.name}{', closed' if row.closed_at else ''})"
         text = f"summary up to message {context.checkpoint}: {context.summary}" if context.summary else None
