@@ -89,25 +89,25 @@ class Snapshot:
 
 
 def _read(conn: Connection, name: str, at: datetime) -> tuple[Row, list[Row], list, dict[int, tuple[str, int]], dict[str, Any]]:
-    agent = conn.execute(sa.select(AgentRow).where(AgentRow.name == name)).first()
+    agent = conn.execute(sa.select(AgentRow).where(AgentRow.c.name == name)).first()
     if agent is None:
         raise AgentError(f"no agent named '{name}' (see `agent ls --all`)")
     if agent.created_at > at:
         raise AgentError(f"'{name}' did not exist yet at {at:%Y-%m-%d %H:%M:%S} (created {agent.created_at:%Y-%m-%d %H:%M:%S})")
     threads = list(conn.execute(
-        sa.select(ThreadRow).where(ThreadRow.agent_id == agent.id, ThreadRow.opened_at <= at).order_by(ThreadRow.id)))
+        sa.select(ThreadRow).where(ThreadRow.c.agent_id == agent.id, ThreadRow.c.opened_at <= at).order_by(ThreadRow.c.id)))
     history = agent_history(conn, agent.id, until=at)
     summaries: dict[int, tuple[str, int]] = {}
     for thread_id, content, checkpoint in conn.execute(
-        sa.select(SummaryRow.thread_id, SummaryRow.content, SummaryRow.checkpoint_message_id)
-        .join(ThreadRow, ThreadRow.id == SummaryRow.thread_id)
-        .where(ThreadRow.agent_id == agent.id, SummaryRow.created_at <= at)
-        .order_by(SummaryRow.checkpoint_message_id)
+        sa.select(SummaryRow.c.thread_id, SummaryRow.c.content, SummaryRow.c.checkpoint_message_id)
+        .join(ThreadRow, ThreadRow.c.id == SummaryRow.c.thread_id)
+        .where(ThreadRow.c.agent_id == agent.id, SummaryRow.c.created_at <= at)
+        .order_by(SummaryRow.c.checkpoint_message_id)
     ):
         summaries[thread_id] = (content, checkpoint)  # the latest one wins
     state = conn.execute(
-        sa.select(StateRow.state_dict).where(StateRow.agent_id == agent.id, StateRow.created_at <= at, StateRow.superseded_at > at)
-        .order_by(StateRow.id.desc()).limit(1)
+        sa.select(StateRow.c.state_dict).where(StateRow.c.agent_id == agent.id, StateRow.c.created_at <= at, StateRow.c.superseded_at > at)
+        .order_by(StateRow.c.id.desc()).limit(1)
     ).scalar()
     return agent, threads, history, summaries, state if state is not None else agent.state_dict
 

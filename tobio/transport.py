@@ -76,7 +76,7 @@ class Transport:
     # -- channels ------------------------------------------------------------------------------
     async def load(self) -> None:
         """Read the known channels at start-up."""
-        names = await self.db.call(lambda c: list(c.execute(sa.select(ChannelRow.name)).scalars()))
+        names = await self.db.call(lambda c: list(c.execute(sa.select(ChannelRow.c.name)).scalars()))
         self._known_channels.update(names)
         for name in names:
             self.channels.setdefault(name, {})
@@ -145,7 +145,7 @@ class Transport:
         await self.writer.flush()  # pushes already queued to this thread land before it closes
 
         def close(conn: Connection) -> None:
-            conn.execute(sa.update(ThreadRow).where(ThreadRow.id == sub.thread_id).values(closed_at=utcnow()))
+            conn.execute(sa.update(ThreadRow).where(ThreadRow.c.id == sub.thread_id).values(closed_at=utcnow()))
 
         await self.db.call(close)
         return sub.thread_id

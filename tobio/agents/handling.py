@@ -15,6 +15,8 @@ coalesced UPDATE per batch instead of one per push.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -32,18 +34,18 @@ def cursor_set(thread_id: int, message_id: int) -> Set:
     return ("handled", "thread_id", CURSOR, thread_id, (message_id,))
 
 
-def _unhandled(*columns: sa.ColumnElement) -> sa.Select:
+def _unhandled(*columns: sa.ColumnElement[Any]) -> sa.Select[Any]:
     """Pushes to open threads after their cursor, not counting the thread owner's own messages."""
     return (
         sa.select(*columns)
         .select_from(PushRow)
-        .join(ThreadRow, ThreadRow.id == PushRow.thread_id)
-        .join(MessageRow, MessageRow.id == PushRow.message_id)
-        .outerjoin(HandledRow, HandledRow.thread_id == PushRow.thread_id)
+        .join(ThreadRow, ThreadRow.c.id == PushRow.c.thread_id)
+        .join(MessageRow, MessageRow.c.id == PushRow.c.message_id)
+        .outerjoin(HandledRow, HandledRow.c.thread_id == PushRow.c.thread_id)
         .where(
-            ThreadRow.closed_at.is_(None),
-            PushRow.message_id > sa.func.coalesce(HandledRow.message_id, const(0)),
-            sa.or_(MessageRow.agent_id.is_(None), MessageRow.agent_id != ThreadRow.agent_id),
+            ThreadRow.c.closed_at.is_(None),
+            PushRow.c.message_id > sa.func.coalesce(HandledRow.c.message_id, const(0)),
+            sa.or_(MessageRow.c.agent_id.is_(None), MessageRow.c.agent_id != ThreadRow.c.agent_id),
         )
     )
 
@@ -52,11 +54,11 @@ def unhandled_deliveries(conn: Connection, agent_id: int | None = None) -> dict[
     """Every agent's (or one agent's) unhandled pushes, oldest first: agent id -> deliveries to put
     back in its inbox."""
     query = _unhandled(
-        ThreadRow.agent_id, PushRow.thread_id, MessageRow.id, MessageRow.channel, _sender.name, MessageRow.role,
-        MessageRow.content, MessageRow.created_at, MessageRow.agent_id, MessageRow.thread_id, MessageRow.metadata_,
-    ).outerjoin(_sender, _sender.id == MessageRow.agent_id).order_by(PushRow.message_id, PushRow.thread_id)
+        ThreadRow.c.agent_id, PushRow.c.thread_id, MessageRow.c.id, MessageRow.c.channel, _sender.c.name, MessageRow.c.role,
+        MessageRow.c.content, MessageRow.c.created_at, MessageRow.c.agent_id, MessageRow.c.thread_id, MessageRow.c.metadata,
+    ).outerjoin(_sender, _sender.c.id == MessageRow.c.agent_id).order_by(PushRow.c.message_id, PushRow.c.thread_id)
     if agent_id is not None:
-        query = query.where(ThreadRow.agent_id == const(agent_id))
+        query = query.where(ThreadRow.c.agent_id == const(agent_id))
     out: dict[int, list[Delivery]] = {}
     for agent_id, thread_id, *fields in conn.execute(query):
         out.setdefault(agent_id, []).append(Delivery(Message(*fields), thread_id))
@@ -65,5 +67,5 @@ def unhandled_deliveries(conn: Connection, agent_id: int | None = None) -> dict[
 
 def unhandled_counts(conn: Connection) -> dict[int, int]:
     """agent id -> how many pushes to its open threads it has not handled (from the database alone)."""
-    query = _unhandled(ThreadRow.agent_id, sa.func.count()).group_by(ThreadRow.agent_id)
+    query = _unhandled(ThreadRow.c.agent_id, sa.func.count()).group_by(ThreadRow.c.agent_id)
     return {agent_id: count for agent_id, count in conn.execute(query)}

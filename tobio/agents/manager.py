@@ -138,7 +138,7 @@ class AgentManager:
         config_json = config.model_dump(mode="json")
 
         def read(conn: Connection) -> Row | None:
-            return conn.execute(sa.select(AgentRow).where(AgentRow.name == config.name)).first()
+            return conn.execute(sa.select(AgentRow).where(AgentRow.c.name == config.name)).first()
 
         existing = await self.kernel.db.call(read)
         agent = cls(self.kernel, config, existing.id if existing else self.kernel.db.next_ids("agents"))
@@ -154,7 +154,7 @@ class AgentManager:
             if existing is None:
                 conn.execute(sa.insert(AgentRow).values(id=agent.id, name=config.name, state_dict=state, created_at=now, **values))
             else:
-                conn.execute(sa.update(AgentRow).where(AgentRow.id == agent.id).values(state_dict=state, **values))
+                conn.execute(sa.update(AgentRow).where(AgentRow.c.id == agent.id).values(state_dict=state, **values))
 
         await self.kernel.db.call(upsert)
         self._saved[agent.id] = (json.dumps(state, sort_keys=True), now)
@@ -186,8 +186,8 @@ class AgentManager:
 
     async def _open_threads(self, agent_id: int) -> dict[str, int]:
         def read(conn: Connection) -> dict[str, int]:
-            query = sa.select(ThreadRow.channel, ThreadRow.id).where(
-                ThreadRow.agent_id == agent_id, ThreadRow.closed_at.is_(None), ThreadRow.channel.is_not(None)
+            query = sa.select(ThreadRow.c.channel, ThreadRow.c.id).where(
+                ThreadRow.c.agent_id == agent_id, ThreadRow.c.closed_at.is_(None), ThreadRow.c.channel.is_not(None)
             )
             return {channel: thread_id for channel, thread_id in conn.execute(query)}
 
@@ -197,8 +197,8 @@ class AgentManager:
         """Bring back every agent that was running or paused when the kernel last stopped."""
 
         def read(conn: Connection) -> tuple[list[Row], list[Row]]:
-            agents = list(conn.execute(sa.select(AgentRow).where(AgentRow.status != const("killed")).order_by(AgentRow.id)))
-            threads = list(conn.execute(sa.select(ThreadRow).where(ThreadRow.closed_at.is_(None))))
+            agents = list(conn.execute(sa.select(AgentRow).where(AgentRow.c.status != const("killed")).order_by(AgentRow.c.id)))
+            threads = list(conn.execute(sa.select(ThreadRow).where(ThreadRow.c.closed_at.is_(None))))
             return agents, threads
 
         rows, threads = await self.kernel.db.call(read)
@@ -227,7 +227,7 @@ class AgentManager:
     # -- control ---------------------------------------------------------------------------------
     async def _set_status(self, agent: Agent, status: str) -> None:
         def update(conn: Connection) -> None:
-            conn.execute(sa.update(AgentRow).where(AgentRow.id == agent.id).values(status=status, updated_at=utcnow()))
+            conn.execute(sa.update(AgentRow).where(AgentRow.c.id == agent.id).values(status=status, updated_at=utcnow()))
 
         await self.kernel.db.call(update)
 

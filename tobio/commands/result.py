@@ -76,7 +76,10 @@ class Result:
             columns = self.columns or []
             cells = [[cell(v) for v in row] for row in self.rows or []]
             widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-            fmt = lambda row: "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip()  # noqa: E731
+
+            def fmt(row: list[str]) -> str:
+                return "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip()
+
             parts.append("\n".join([fmt(columns)] + [fmt(r) for r in cells]))
         if self.note:
             parts.append(f"({self.note})")

@@ -230,23 +230,31 @@ class _Loader(yaml.SafeLoader):
         self.depth = 0
         self.aliases = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:  # type: ignore[override]
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
             self.aliases += 1
             if self.aliases > MAX_YAML_ALIASES:
-                mark = self.peek_event().start_mark
-                raise ConfigError(f"{self.file}:{mark.line + 1}: too many aliases (more than {MAX_YAML_ALIASES})")
+                raise ConfigError(f"{self._where()}: too many aliases (more than {MAX_YAML_ALIASES})")
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            mark = self.peek_event().start_mark
-            raise ConfigError(f"{self.file}:{mark.line + 1}: nested more than {MAX_DEPTH} levels deep")
+            raise ConfigError(f"{self._where()}: nested more than {MAX_DEPTH} levels deep")
         try:
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
         finally:
             self.depth -= 1
 
+    def _where(self) -> str:
+        """file:line of the next event, for errors."""
+        event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]  # types-PyYAML leaves Parser.peek_event unannotated
+        mark = event.start_mark
+        return f"{self.file}:{mark.line + 1}" if mark else str(self.file)
 
-_Loader.add_constructor("!include", lambda loader, node: loader.construct_scalar(node))
+
+def _include(loader: _Loader, node: yaml.ScalarNode) -> str:
+    return loader.construct_scalar(node)
+
+
+_Loader.add_constructor("!include", _include)
 
 
 class _DataLoader(_Loader):

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from tobio.db.database import SMALL_BATCH, Database, _dump, _json_columns
+from tobio.db.database import SMALL_BATCH, Database, _dump, _json_columns, duckdb_connection
 from tobio.db.literals import NotLiteral, values_list
 from tobio.db.tables import metadata
 
@@ -30,7 +30,7 @@ def insert_columns(db: Database, conn: Connection, table: str, columns: tuple[st
         return
     import pyarrow as pa
 
-    raw = conn.connection.dbapi_connection
+    raw = duckdb_connection(conn)
     names = ", ".join(f'"{c}"' for c in columns)
     view = f"_tobio_columns_{table}"
     raw.register(view, pa.table(dict(zip(columns, values))))
@@ -55,7 +55,7 @@ def bulk_update(
         )
         conn.execute(statement, [{"k_": key, **{f"v_{c}": v for c, v in zip(columns, values)}} for key, values in by_key.items()])
         return
-    raw = conn.connection.dbapi_connection
+    raw = duckdb_connection(conn)
     json_cols = _json_columns(table)
     names = (key_column, *columns)
     rows = [[key, *((_dump(v) if c in json_cols else v) for c, v in zip(columns, values))] for key, values in by_key.items()]

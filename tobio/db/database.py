@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -23,9 +23,21 @@ from tobio.db.literals import NotLiteral, values_list
 from tobio.db.tables import ID_TABLES, metadata
 from tobio.errors import DatabaseError, DatabaseLockedError
 
+if TYPE_CHECKING:
+    import sqlite3
+
+    import duckdb
+    import psycopg
+
 T = TypeVar("T")
 _LOCK_PID = re.compile(r"PID (\d+)")
 SMALL_BATCH = 32  # rows; below this a parameterised VALUES insert beats registering an Arrow table
+
+
+def duckdb_connection(conn: Connection) -> duckdb.DuckDBPyConnection:
+    """The DuckDB connection under `conn`, for Arrow views and literal batches SQLAlchemy does not wrap."""
+    # duckdb-engine's ConnectionWrapper passes every attribute through to the DuckDB connection.
+    return cast("duckdb.DuckDBPyConnection", conn.connection.dbapi_connection)
 
 
 def _describe_open_error(url: str, exc: BaseException) -> DatabaseError:
@@ -152,11 +164,11 @@ class Database:
         try:
             raw = conn.connection.dbapi_connection
             if self.dialect == "duckdb":
-                raw.interrupt()
+                duckdb_connection(conn).interrupt()
             elif self.dialect == "postgresql":
-                raw.cancel()
+                cast("psycopg.Connection[Any]", raw).cancel()
             elif self.dialect == "sqlite":
-                raw.interrupt()
+                cast("sqlite3.Connection", raw).interrupt()
         except Exception as exc:  # noqa: BLE001 - best effort
             import logging
 
@@ -179,7 +191,7 @@ class Database:
         if not rows:
             return
         if self.dialect == "duckdb":
-            raw = conn.connection.dbapi_connection
+            raw = duckdb_connection(conn)
             json_cols = _json_columns(table)
             names = ", ".join(f'"{c}"' for c in columns)
         if self.dialect == "duckdb" and len(rows) <= SMALL_BATCH:

@@ -6,8 +6,10 @@ channels it was in. `pushes` is keyed (thread_id, message_id), so per-thread rea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -17,12 +19,12 @@ from tobio.messages import Message
 
 _sender = AgentRow.alias("sender")
 _MESSAGE_COLUMNS = (
-    MessageRow.id, MessageRow.channel, _sender.name, MessageRow.role, MessageRow.content,
-    MessageRow.created_at, MessageRow.agent_id, MessageRow.thread_id, MessageRow.metadata_,
+    MessageRow.c.id, MessageRow.c.channel, _sender.c.name, MessageRow.c.role, MessageRow.c.content,
+    MessageRow.c.created_at, MessageRow.c.agent_id, MessageRow.c.thread_id, MessageRow.c.metadata,
 )
 
 
-def _message(row: sa.Row) -> Message:
+def _message(row: Sequence[Any]) -> Message:
     return Message(*row[: len(_MESSAGE_COLUMNS)])
 
 
@@ -39,22 +41,22 @@ def agent_history(
 ) -> list[HistoryItem]:
     """Everything pushed to the agent's threads (optionally up to `until`), by thread then message order."""
     query = (
-        sa.select(PushRow.thread_id, *_MESSAGE_COLUMNS)
-        .join(ThreadRow, ThreadRow.id == PushRow.thread_id)
-        .join(MessageRow, MessageRow.id == PushRow.message_id)
-        .outerjoin(_sender, _sender.id == MessageRow.agent_id)
-        .where(ThreadRow.agent_id == agent_id)
-        .order_by(PushRow.thread_id, PushRow.message_id)
+        sa.select(PushRow.c.thread_id, *_MESSAGE_COLUMNS)
+        .join(ThreadRow, ThreadRow.c.id == PushRow.c.thread_id)
+        .join(MessageRow, MessageRow.c.id == PushRow.c.message_id)
+        .outerjoin(_sender, _sender.c.id == MessageRow.c.agent_id)
+        .where(ThreadRow.c.agent_id == agent_id)
+        .order_by(PushRow.c.thread_id, PushRow.c.message_id)
     )
     if until is not None:
-        query = query.where(MessageRow.created_at <= until)
+        query = query.where(MessageRow.c.created_at <= until)
     if thread_id is not None:
-        query = query.where(PushRow.thread_id == thread_id)
+        query = query.where(PushRow.c.thread_id == thread_id)
     return [HistoryItem(row[0], _message(row[1:])) for row in conn.execute(query)]
 
 
 _THREAD_MESSAGES = sa.select(*_MESSAGE_COLUMNS).select_from(
-    sa.join(PushRow, MessageRow, MessageRow.id == PushRow.message_id).outerjoin(_sender, _sender.id == MessageRow.agent_id)
+    sa.join(PushRow, MessageRow, MessageRow.c.id == PushRow.c.message_id).outerjoin(_sender, _sender.c.id == MessageRow.c.agent_id)
 )
 
 
@@ -63,14 +65,13 @@ def thread_messages(
 ) -> list[Message]:
     """Messages pushed to one thread, oldest first; `after` a message id, `last` keeps only the newest n,
     `first` only the oldest n."""
-    query = _THREAD_MESSAGES.where(PushRow.thread_id == thread_id)
+    query = _THREAD_MESSAGES.where(PushRow.c.thread_id == thread_id)
     if after is not None:
-        query = query.where(PushRow.message_id > after)
+        query = query.where(PushRow.c.message_id > after)
     if last is not None:
-        rows = conn.execute(query.order_by(PushRow.message_id.desc()).limit(last)).all()
-        rows.reverse()
+        rows = conn.execute(query.order_by(PushRow.c.message_id.desc()).limit(last)).all()[::-1]
     else:
-        query = query.order_by(PushRow.message_id)
+        query = query.order_by(PushRow.c.message_id)
         rows = conn.execute(query if first is None else query.limit(first)).all()
     return [_message(row) for row in rows]
 
@@ -87,9 +88,9 @@ class Context:
 def latest_summary(conn: Connection, thread_id: int) -> tuple[str, int] | None:
     """(content, checkpoint message id) of the thread's newest summary, if it has one."""
     row = conn.execute(
-        sa.select(SummaryRow.content, SummaryRow.checkpoint_message_id)
-        .where(SummaryRow.thread_id == thread_id)
-        .order_by(SummaryRow.checkpoint_message_id.desc())
+        sa.select(SummaryRow.c.content, SummaryRow.c.checkpoint_message_id)
+        .where(SummaryRow.c.thread_id == thread_id)
+        .order_by(SummaryRow.c.checkpoint_message_id.desc())
         .limit(1)
     ).first()
     return (row[0], row[1]) if row else None

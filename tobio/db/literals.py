@@ -29,9 +29,10 @@ def literal(value: Any) -> str:
         return "NULL"
     kind = type(value)
     if kind is str:
-        if "\x00" in value:
+        text: str = value
+        if "\x00" in text:
             raise NotLiteral("NUL in a string")
-        return "'" + value.replace("'", "''") + "'"
+        return "'" + text.replace("'", "''") + "'"
     if kind is bool:
         return "TRUE" if value else "FALSE"
     if kind is int:

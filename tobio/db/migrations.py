@@ -9,8 +9,9 @@ then append `mNNN_what(conn)` below that brings an existing database to the same
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -65,7 +66,7 @@ def m004_runs_status_unindexed(conn: Connection) -> None:
     conn.exec_driver_sql("DROP INDEX IF EXISTS ix_runs_status")
 
 
-def add_column_if_missing(conn: Connection, table: str, column: sa.Column) -> None:
+def add_column_if_missing(conn: Connection, table: str, column: sa.Column[Any]) -> None:
     """Helper for later migrations: `ALTER TABLE … ADD COLUMN` unless it is already there."""
     existing = {c["name"] for c in sa.inspect(conn).get_columns(table)}
     if column.name not in existing:
@@ -84,15 +85,15 @@ def table_exists(conn: Connection, name: str) -> bool:
     return bool(conn.execute(query).scalar())
 
 
-def migrate(conn: Connection, migrations: list[Migration] | None = None, prefix: str = "") -> list[str]:
+def migrate(conn: Connection, migrations: Sequence[Migration] | None = None, prefix: str = "") -> list[str]:
     """Run the migrations this database has not seen yet; returns their names.
 
     Modules with tables of their own call this from module_init with their own list and a prefix
     (`memory.m001_embeddings`), so their schema is versioned the same way as the kernel's.
     """
-    if not table_exists(conn, MigrationRow.__tablename__):
-        MigrationRow.__table__.create(conn)
-    applied = set(conn.execute(sa.select(MigrationRow.name)).scalars())
+    if not table_exists(conn, str(MigrationRow.name)):  # a plain str: `const` refuses quoted_name
+        MigrationRow.create(conn)
+    applied = set(conn.execute(sa.select(MigrationRow.c.name)).scalars())
     ran = []
     for fn in MIGRATIONS if migrations is None else migrations:
         name = f"{prefix}{fn.__name__}"

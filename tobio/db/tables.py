@@ -5,8 +5,8 @@ SERIAL, and client ids let the group-commit writer bulk-insert messages and thei
 Timestamps are naive UTC.
 
 Tables are SQLAlchemy Core, not ORM classes: `sqlalchemy.orm` alone costs ~65 ms of every start,
-and Tobio reads rows, it never keeps objects in sync with them. `Table` still lets code write
-`AgentRow.name` for a column, `sa.select(AgentRow)` for the table, and `AgentRow.__table__`.
+and Tobio reads rows, it never keeps objects in sync with them. Code writes `AgentRow.c.name` for a
+column and `sa.select(AgentRow)` for the table; plain `sa.Table`s, so mypy sees every column.
 """
 
 from __future__ import annotations
@@ -15,38 +15,16 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, String, Text
+from sqlalchemy.schema import SchemaItem
 
 Id = BigInteger
 Row = sa.Row[Any]  # what reading any of these tables gives
 metadata = sa.MetaData()
 
 
-class Table:
-    """A Core table whose columns read like mapped attributes; `attrs` renames (`metadata_` → `metadata`)."""
-
-    def __init__(self, name: str, *items: sa.SchemaItem, attrs: dict[str, str] | None = None) -> None:
-        self.__table__ = sa.Table(name, metadata, *items)
-        self.__tablename__ = name
-        self._attrs = attrs or {}
-
-    def __getattr__(self, attr: str) -> sa.Column[Any]:
-        table = self.__dict__.get("__table__")  # absent while copy/pickle builds an empty instance
-        name = self.__dict__.get("_attrs", {}).get(attr, attr)
-        if table is not None and name in table.c:
-            return table.c[name]  # type: ignore[no-any-return]
-        raise AttributeError(f"table {self.__dict__.get('__tablename__', '?')} has no column {attr!r}")
-
-    def __clause_element__(self) -> sa.FromClause:
-        return self.__table__
-
-    def alias(self, name: str) -> Table:
-        """The same table under another name, for self-joins (`AgentRow.alias("sender").name`)."""
-        view = object.__new__(Table)
-        view.__dict__.update(__table__=self.__table__.alias(name), __tablename__=self.__tablename__, _attrs=self._attrs)
-        return view
-
-    def __repr__(self) -> str:
-        return f"<table {self.__tablename__}>"
+def table(name: str, *items: SchemaItem) -> sa.Table:
+    """A table in the kernel's metadata: `T.c.name` for a column, `T.alias("sender")` for a self-join."""
+    return sa.Table(name, metadata, *items)
 
 
 def id_column() -> sa.Column[int]:
@@ -59,7 +37,7 @@ def column(name: str, type_: Any, *, null: bool = False, **kw: Any) -> sa.Column
 
 
 # One agent: its type, the config it was spawned with, its lifecycle status and current state.
-AgentRow = Table(
+AgentRow = table(
     "agents",
     id_column(),
     column("name", String(64), unique=True),
@@ -73,7 +51,7 @@ AgentRow = Table(
 )
 
 # A superseded state_dict: the history of an agent's inner life, one row per change.
-StateRow = Table(
+StateRow = table(
     "state",
     id_column(),
     column("agent_id", Id, index=True),
@@ -83,7 +61,7 @@ StateRow = Table(
 )
 
 # A named place where messages are posted.
-ChannelRow = Table(
+ChannelRow = table(
     "channels",
     column("name", String(64), primary_key=True),
     column("topic", Text, default=""),
@@ -91,7 +69,7 @@ ChannelRow = Table(
 )
 
 # One contiguous experience of one agent: usually one channel subscription.
-ThreadRow = Table(
+ThreadRow = table(
     "threads",
     id_column(),
     column("agent_id", Id),
@@ -105,7 +83,7 @@ ThreadRow = Table(
 )
 
 # A message, written once for its channel; who received it is in `pushes`.
-MessageRow = Table(
+MessageRow = table(
     "messages",
     id_column(),
     column("agent_id", Id, null=True),  # the sender; None for the kernel itself
@@ -117,11 +95,10 @@ MessageRow = Table(
     column("metadata", JSON, null=True),
     column("reply_to", Id, null=True),  # the message its sender was handling when it posted this (its answer)
     Index("ix_messages_channel", "channel"),
-    attrs={"metadata_": "metadata"},
 )
 
 # Message → thread: what an agent actually received. Its subjective history is these rows.
-PushRow = Table(
+PushRow = table(
     "pushes",
     column("thread_id", Id, primary_key=True, autoincrement=False),
     column("message_id", Id, primary_key=True, autoincrement=False),
@@ -133,14 +110,14 @@ PushRow = Table(
 # its own, not a column of `threads`: it changes with every message, and DuckDB 1.5 has been seen to
 # answer filters on an indexed text column wrongly (`threads.channel`, `runs.status`) after rows of
 # the table were updated and the file recovered from a kill -9.
-HandledRow = Table(
+HandledRow = table(
     "handled",
     column("thread_id", Id, primary_key=True, autoincrement=False),
     column("message_id", Id),
 )
 
 # One model call on a thread (the thread/run/step shape): what it cost and how it went.
-RunRow = Table(
+RunRow = table(
     "runs",
     id_column(),
     column("thread_id", Id, null=True),
@@ -168,7 +145,7 @@ RunRow = Table(
 )
 
 # An action taken while producing a message: a model call, a tool or command call.
-StepRow = Table(
+StepRow = table(
     "steps",
     id_column(),
     column("run_id", Id, null=True, index=True),
@@ -182,7 +159,7 @@ StepRow = Table(
 )
 
 # A summary of a thread up to and including its checkpoint message.
-SummaryRow = Table(
+SummaryRow = table(
     "summaries",
     id_column(),
     column("thread_id", Id),
@@ -193,7 +170,7 @@ SummaryRow = Table(
 )
 
 # The kernel's log, queryable like everything else.
-LogRow = Table(
+LogRow = table(
     "logs",
     id_column(),
     column("level", String(10)),
@@ -203,7 +180,7 @@ LogRow = Table(
 )
 
 # Which schema migrations have run, and when.
-MigrationRow = Table(
+MigrationRow = table(
     "schema_migrations",
     column("name", String(128), primary_key=True),
     column("applied_at", DateTime()),
@@ -212,3 +189,18 @@ MigrationRow = Table(
 
 # Tables whose ids the kernel allocates, in the order the writer flushes them.
 ID_TABLES = ("agents", "state", "threads", "messages", "steps", "summaries", "logs", "runs")
+
+
+def versions_table(name: str, key: str) -> sa.Table:
+    """Every version of every `key` (a persona, a lorebook): its whole content, and who changed it when."""
+    return table(
+        name,
+        id_column(),
+        column(key, String(64), index=True),
+        column("version", BigInteger),
+        column("data", JSON),
+        column("changed_by", String(64)),
+        column("change", Text),
+        column("source", Text, null=True),
+        column("created_at", DateTime()),
+    )

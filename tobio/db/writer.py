@@ -36,7 +36,7 @@ from tobio.db.database import Database
 
 log = logging.getLogger(__name__)
 Rows = list[Sequence[Any]]
-Write = tuple[str, tuple[str, ...], Rows]
+Write = tuple[str, tuple[str, ...], Sequence[Sequence[Any]]]  # (table, columns, rows)
 Set = tuple[str, str, tuple[str, ...], Any, tuple[Any, ...]]  # (table, key column, columns, key, values)
 SetKey = tuple[str, str, tuple[str, ...]]
 # (table, (key column, value column), keys, value): one row (key, value) per key, e.g. a post's pushes
@@ -208,7 +208,7 @@ class GroupCommitWriter:
             value_column = list(chain.from_iterable(map(repeat, values, map(len, keys))))
             insert_columns(self.db, conn, table, columns, [key_column, value_column])
             self.rows_written += len(key_column)
-        for (table, key_column, columns), by_key in batch.sets.items():
-            bulk_update(self.db, conn, table, key_column, columns, by_key)
+        for (table, key_name, columns), by_key in batch.sets.items():
+            bulk_update(self.db, conn, table, key_name, columns, by_key)
         for statement in batch.statements:
             statement(conn)

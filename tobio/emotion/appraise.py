@@ -26,10 +26,17 @@ class Appraiser(Protocol):
 
 
 @lru_cache(maxsize=1)
-def _vader():  # noqa: ANN202 - SentimentIntensityAnalyzer
+def _vader() -> _Polarity:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-    return SentimentIntensityAnalyzer()
+    analyzer: _Polarity = SentimentIntensityAnalyzer()  # vaderSentiment ships no type hints
+    return analyzer
+
+
+class _Polarity(Protocol):
+    """What Tobio uses of vaderSentiment's SentimentIntensityAnalyzer."""
+
+    def polarity_scores(self, text: str) -> dict[str, float]: ...
 
 
 class LexiconAppraiser:

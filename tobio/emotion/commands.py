@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -43,8 +43,8 @@ def register(root: Group, module: EmotionModule) -> None:
         target = ctx.kernel.agents.get(agent)
         await ctx.kernel.flush()
 
-        def read(conn: sa.Connection) -> list[dict]:
-            query = sa.select(StateRow.state_dict).where(StateRow.agent_id == target.id).order_by(StateRow.id)
+        def read(conn: sa.Connection) -> list[dict[str, Any]]:
+            query = sa.select(StateRow.c.state_dict).where(StateRow.c.agent_id == target.id).order_by(StateRow.c.id)
             return [s for s in conn.execute(query).scalars()]
 
         states = await ctx.kernel.db.call(read) + [ctx.kernel.agents.full_state(target)]
@@ -74,7 +74,7 @@ def register(root: Group, module: EmotionModule) -> None:
                 raise CommandError(f"--{name} must be between -1 and 1 (got {value})")
         mood = module.mood(target)
         which = mood.baseline if baseline else mood.affect
-        changed = Affect(**{k: values[k] if values[k] is not None else getattr(which, k) for k in DIMENSIONS})
+        changed = Affect(**{k: getattr(which, k) if (v := values[k]) is None else v for k in DIMENSIONS})
         mood = Mood(mood.affect, changed, mood.at) if baseline else Mood(changed, mood.baseline, mood.at)
         module.set_mood(target, mood)
         await ctx.kernel.agents.save_state(target)

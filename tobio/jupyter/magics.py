@@ -59,6 +59,7 @@ class TobioMagics(Magics):
                 continue
             results.append(result)
             if cell is not None:
+                assert self.shell is not None  # a cell magic runs inside a shell
                 self.shell.display_pub.publish({"text/plain": result.to_plain(), "text/html": result._repr_html_()})
         if cell is None and results:
             return results[-1]

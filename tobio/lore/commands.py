@@ -19,6 +19,7 @@ from tobio.persona.module import PersonaModule
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
     from tobio.lore.module import LoreModule
+    from tobio.lore.store import LoreStore
 
 BOOK = Arg("book", help="lorebook name (see `lore ls`); card:KEY is a persona's own book")
 POSITIONS = ("before", "after", "AN top", "AN bottom", "at depth", "EM top", "EM bottom")
@@ -62,7 +63,7 @@ def entry_row(entry: Entry) -> tuple[Any, ...]:
 def register(kernel: Kernel, module: LoreModule, owner: Any) -> None:
     group = kernel.commands.group("lore", "World Info: lorebooks that enter prompts when their keys come up.", owner=owner)
 
-    def store():  # noqa: ANN202 - LoreStore
+    def store() -> LoreStore:
         assert module.store is not None
         return module.store
 
@@ -82,12 +83,12 @@ def register(kernel: Kernel, module: LoreModule, owner: Any) -> None:
         """Show a book's entries: keys, logic, order, position, timing, decorators."""
         name = book
         if version is not None:
-            rows = [r for r in await store().versions(name) if r.version == version]
-            if not rows:
+            found = [r for r in await store().versions(name) if r.version == version]
+            if not found:
                 raise CommandError(f"lorebook '{name}' has no version {version}")
             from tobio.lore.schema import parse_book
 
-            shown = parse_book(name, rows[0].data)
+            shown = parse_book(name, found[0].data)
         else:
             shown = _lookup(ctx, name, store())
         rows = [entry_row(e) for e in shown.entries]

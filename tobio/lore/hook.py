@@ -230,13 +230,13 @@ class LoreHook:
 
 def _count(conn: Connection, thread_id: int) -> int:
     """Messages in the thread so far: the clock sticky, cooldown and delay count in."""
-    return int(conn.execute(sa.select(sa.func.count()).select_from(PushRow).where(PushRow.thread_id == thread_id)).scalar() or 0)
+    return int(conn.execute(sa.select(sa.func.count()).select_from(PushRow).where(PushRow.c.thread_id == thread_id)).scalar() or 0)
 
 
 def lore_steps(conn: Connection, agent_id: int, at: Any, limit: int = 20) -> list[dict[str, Any]]:
     """The newest `lore` steps of an agent up to `at`: which entries fired for which reply."""
-    rows = conn.execute(sa.select(StepRow.message_id, StepRow.run_id, StepRow.result, StepRow.created_at)
-                        .where(StepRow.agent_id == agent_id, StepRow.kind == "lore", StepRow.created_at <= at)
-                        .order_by(StepRow.id.desc()).limit(limit))
+    rows = conn.execute(sa.select(StepRow.c.message_id, StepRow.c.run_id, StepRow.c.result, StepRow.c.created_at)
+                        .where(StepRow.c.agent_id == agent_id, StepRow.c.kind == "lore", StepRow.c.created_at <= at)
+                        .order_by(StepRow.c.id.desc()).limit(limit))
     return [{"message": m, "run": r, "fired": [f.get("label") for f in (res or {}).get("fired", [])], "at": str(c)}
             for m, r, res, c in rows]

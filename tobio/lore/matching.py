@@ -6,12 +6,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from types import ModuleType
 from typing import Any
 
 from tobio.lore.schema import AND_ALL, AND_ANY, LOGIC_NAMES, NOT_ALL, NOT_ANY, Book, Entry
 
+_regex: ModuleType | None
 try:  # a timeout stops a hostile pattern from hanging the turn; `re` has none
-    import regex as _regex
+    import regex
+
+    _regex = regex
 except ImportError:  # pragma: no cover - depends on the environment
     _regex = None
 

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy import JSON, BigInteger, DateTime, String, Text
+from sqlalchemy import DateTime, String
 from sqlalchemy.engine import Connection
 
 from tobio.config.jsondata import loads
 from tobio.db.migrations import utcnow
-from tobio.db.tables import Row, Table, column, id_column
+from tobio.db.tables import Row, column, id_column, table, versions_table
 from tobio.errors import CommandError, ConfigError
 from tobio.lore.schema import Book, parse_book
 from tobio.paths import slug
@@ -30,20 +30,10 @@ if TYPE_CHECKING:
 MAX_BOOK_BYTES = 8 * 1024 * 1024
 MAX_BOOK_DEPTH = 32
 
-LoreVersionRow = Table(
-    "lore_versions",
-    id_column(),
-    column("book", String(64), index=True),
-    column("version", BigInteger),
-    column("data", JSON),
-    column("changed_by", String(64)),
-    column("change", Text),
-    column("source", Text, null=True),
-    column("created_at", DateTime()),
-)
+LoreVersionRow = versions_table("lore_versions", "book")
 
 # A book attached to an agent (its world) or a channel (a shared world for a scene); detached rows stay.
-LoreAttachRow = Table(
+LoreAttachRow = table(
     "lore_attachments",
     id_column(),
     column("book", String(64), index=True),
@@ -55,8 +45,8 @@ LoreAttachRow = Table(
 
 
 def m001_lore(conn: Connection) -> None:
-    LoreVersionRow.__table__.create(conn, checkfirst=True)
-    LoreAttachRow.__table__.create(conn, checkfirst=True)
+    LoreVersionRow.create(conn, checkfirst=True)
+    LoreAttachRow.create(conn, checkfirst=True)
 
 
 MIGRATIONS = [m001_lore]
@@ -112,10 +102,10 @@ class LoreStore:
             migrate(conn, MIGRATIONS, prefix="lore.")
             self.kernel.db.track_ids(conn, "lore_versions")
             self.kernel.db.track_ids(conn, "lore_attachments")
-            versions = list(conn.execute(sa.select(LoreVersionRow.book, LoreVersionRow.version, LoreVersionRow.data)
-                                         .order_by(LoreVersionRow.version)))
-            attached = list(conn.execute(sa.select(LoreAttachRow).where(LoreAttachRow.detached_at.is_(None))
-                                         .order_by(LoreAttachRow.id)))
+            versions = list(conn.execute(sa.select(LoreVersionRow.c.book, LoreVersionRow.c.version, LoreVersionRow.c.data)
+                                         .order_by(LoreVersionRow.c.version)))
+            attached = list(conn.execute(sa.select(LoreAttachRow).where(LoreAttachRow.c.detached_at.is_(None))
+                                         .order_by(LoreAttachRow.c.id)))
             return versions, attached
 
         versions, attached = await self.kernel.db.call(setup)
@@ -144,13 +134,14 @@ class LoreStore:
         row = dict(id=self.kernel.db.next_ids("lore_versions"), book=key, version=version + 1, data=copy.deepcopy(data),
                    changed_by=changed_by, change=change, source=source, created_at=utcnow())
         self.current[key] = (version + 1, copy.deepcopy(data))
+        assert self.kernel.writer is not None  # the store is set up by a started kernel
         await self.kernel.writer.write(("lore_versions", tuple(row), [tuple(row.values())]))
         return version + 1
 
     async def versions(self, key: str) -> list[Row]:
         await self.kernel.flush()
         return await self.kernel.db.call(lambda conn: list(conn.execute(
-            sa.select(LoreVersionRow).where(LoreVersionRow.book == key).order_by(LoreVersionRow.version))))
+            sa.select(LoreVersionRow).where(LoreVersionRow.c.book == key).order_by(LoreVersionRow.c.version))))
 
     async def attach(self, key: str, kind: str, target: str) -> bool:
         self.get(key)
@@ -159,6 +150,7 @@ class LoreStore:
         row = dict(id=self.kernel.db.next_ids("lore_attachments"), book=key, kind=kind, target=target,
                    attached_at=utcnow(), detached_at=None)
         self.attached.append((key, kind, target))
+        assert self.kernel.writer is not None  # the store is set up by a started kernel
         await self.kernel.writer.write(("lore_attachments", tuple(row), [tuple(row.values())]))
         return True
 
@@ -170,8 +162,8 @@ class LoreStore:
 
         def update(conn: Connection) -> None:
             conn.execute(sa.update(LoreAttachRow).where(
-                LoreAttachRow.book == key, LoreAttachRow.kind == kind, LoreAttachRow.target == target,
-                LoreAttachRow.detached_at.is_(None)).values(detached_at=utcnow()))
+                LoreAttachRow.c.book == key, LoreAttachRow.c.kind == kind, LoreAttachRow.c.target == target,
+                LoreAttachRow.c.detached_at.is_(None)).values(detached_at=utcnow()))
 
         await self.kernel.db.call(update)
         return True

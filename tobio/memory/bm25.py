@@ -99,10 +99,10 @@ class BM25:
         for term, tf in new.items():
             before = old.get(term)
             if before is None:
-                posting = postings.get(term)
-                if posting is None:
-                    posting = postings[term] = _Posting()
-                posting.append(doc, tf)
+                found = postings.get(term)
+                if found is None:
+                    found = postings[term] = _Posting()
+                found.append(doc, tf)
             elif before != tf:
                 posting = postings[term]
                 posting.tfs[posting.find(doc)] = tf

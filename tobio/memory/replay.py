@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -19,22 +20,22 @@ def retrievable_at(conn: Connection, agent_id: int, at: object) -> list[str]:
     """Memory items (`message:ID`, `summary:ID`) the agent's retrieval could return at `at`: embedded
     messages pushed to it by then and summaries of its threads written by then, minus what it had been
     made to forget by then."""
-    mine = sa.select(ThreadRow.id).where(ThreadRow.agent_id == agent_id)
-    pushed = sa.select(PushRow.message_id).where(PushRow.thread_id.in_(mine))
-    forgotten = sa.select(ForgottenRow.message_id).where(ForgottenRow.agent_id == agent_id, ForgottenRow.created_at <= at)
-    summaries = sa.select(SummaryRow.id).where(SummaryRow.thread_id.in_(mine), SummaryRow.created_at <= at)
-    query = sa.select(MemoryItemRow.kind, MemoryItemRow.source_id).where(
-        MemoryItemRow.created_at <= at,
+    mine = sa.select(ThreadRow.c.id).where(ThreadRow.c.agent_id == agent_id)
+    pushed = sa.select(PushRow.c.message_id).where(PushRow.c.thread_id.in_(mine))
+    forgotten = sa.select(ForgottenRow.c.message_id).where(ForgottenRow.c.agent_id == agent_id, ForgottenRow.c.created_at <= at)
+    summaries = sa.select(SummaryRow.c.id).where(SummaryRow.c.thread_id.in_(mine), SummaryRow.c.created_at <= at)
+    query = sa.select(MemoryItemRow.c.kind, MemoryItemRow.c.source_id).where(
+        MemoryItemRow.c.created_at <= at,
         sa.or_(
-            sa.and_(MemoryItemRow.kind == "message", MemoryItemRow.source_id.in_(pushed),
-                    MemoryItemRow.source_id.not_in(forgotten)),
-            sa.and_(MemoryItemRow.kind == "summary", MemoryItemRow.source_id.in_(summaries)),
+            sa.and_(MemoryItemRow.c.kind == "message", MemoryItemRow.c.source_id.in_(pushed),
+                    MemoryItemRow.c.source_id.not_in(forgotten)),
+            sa.and_(MemoryItemRow.c.kind == "summary", MemoryItemRow.c.source_id.in_(summaries)),
         ),
-    ).order_by(MemoryItemRow.kind, MemoryItemRow.source_id)
+    ).order_by(MemoryItemRow.c.kind, MemoryItemRow.c.source_id)
     return [f"{kind}:{source}" for kind, source in conn.execute(query)]
 
 
-def make_replay_hook(kernel: Kernel):  # noqa: ANN201 - async (Snapshot) -> None
+def make_replay_hook(kernel: Kernel) -> Callable[[Snapshot], Awaitable[None]]:
     async def hook(snapshot: Snapshot) -> None:
         snapshot.extra["memories"] = await kernel.db.call(retrievable_at, snapshot.agent_id, snapshot.at)
 

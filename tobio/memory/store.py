@@ -36,37 +36,37 @@ def vector(value: Any) -> np.ndarray:
 
 
 def agent_id(conn: Connection, name: str) -> int | None:
-    return conn.execute(sa.select(AgentRow.id).where(AgentRow.name == name)).scalar()
+    return conn.execute(sa.select(AgentRow.c.id).where(AgentRow.c.name == name)).scalar()
 
 
 def _agent_messages(agent: int) -> sa.Select[Any]:
     return (
-        sa.select(PushRow.message_id)
-        .join(ThreadRow, ThreadRow.id == PushRow.thread_id)
-        .where(ThreadRow.agent_id == agent)
+        sa.select(PushRow.c.message_id)
+        .join(ThreadRow, ThreadRow.c.id == PushRow.c.thread_id)
+        .where(ThreadRow.c.agent_id == agent)
     )
 
 
 def agent_items(conn: Connection, agent: int, model: str) -> list[tuple[Item, np.ndarray]]:
     """Every memory this agent may retrieve, with its vector; messages carry their channel (for context)."""
-    forgotten = sa.select(ForgottenRow.message_id).where(ForgottenRow.agent_id == agent)
+    forgotten = sa.select(ForgottenRow.c.message_id).where(ForgottenRow.c.agent_id == agent)
     sender = AgentRow.alias("sender")
     messages = (
-        sa.select(MemoryItemRow.source_id, MemoryItemRow.created_at, MemoryItemRow.importance,
-                  MemoryItemRow.__table__.c.vector,
-                  sender.name, MessageRow.content, MessageRow.channel)
-        .join(MessageRow, MessageRow.id == MemoryItemRow.source_id)
-        .outerjoin(sender, sender.id == MessageRow.agent_id)
-        .where(MemoryItemRow.kind == "message", MemoryItemRow.model == model,
-               MemoryItemRow.source_id.in_(_agent_messages(agent)), MemoryItemRow.source_id.not_in(forgotten))
-        .order_by(MessageRow.id)  # the order live indexing adds them in
+        sa.select(MemoryItemRow.c.source_id, MemoryItemRow.c.created_at, MemoryItemRow.c.importance,
+                  MemoryItemRow.c.vector,
+                  sender.c.name, MessageRow.c.content, MessageRow.c.channel)
+        .join(MessageRow, MessageRow.c.id == MemoryItemRow.c.source_id)
+        .outerjoin(sender, sender.c.id == MessageRow.c.agent_id)
+        .where(MemoryItemRow.c.kind == "message", MemoryItemRow.c.model == model,
+               MemoryItemRow.c.source_id.in_(_agent_messages(agent)), MemoryItemRow.c.source_id.not_in(forgotten))
+        .order_by(MessageRow.c.id)  # the order live indexing adds them in
     )
     summaries = (
-        sa.select(MemoryItemRow.source_id, MemoryItemRow.created_at, MemoryItemRow.importance,
-                  MemoryItemRow.__table__.c.vector, SummaryRow.content, ThreadRow.channel)
-        .join(SummaryRow, SummaryRow.id == MemoryItemRow.source_id)
-        .join(ThreadRow, ThreadRow.id == SummaryRow.thread_id)
-        .where(MemoryItemRow.kind == "summary", MemoryItemRow.model == model, ThreadRow.agent_id == agent)
+        sa.select(MemoryItemRow.c.source_id, MemoryItemRow.c.created_at, MemoryItemRow.c.importance,
+                  MemoryItemRow.c.vector, SummaryRow.c.content, ThreadRow.c.channel)
+        .join(SummaryRow, SummaryRow.c.id == MemoryItemRow.c.source_id)
+        .join(ThreadRow, ThreadRow.c.id == SummaryRow.c.thread_id)
+        .where(MemoryItemRow.c.kind == "summary", MemoryItemRow.c.model == model, ThreadRow.c.agent_id == agent)
     )
     out = [(Item("message", r[0], r[1], r[2], r[4], r[5], r[6]), vector(r[3])) for r in conn.execute(messages)]
     out += [(Item("summary", r[0], r[1], r[2], None, r[4], r[5]), vector(r[3])) for r in conn.execute(summaries)]
@@ -80,8 +80,8 @@ def insert_items(conn: Connection, db: Database, rows: Sequence[tuple[Any, ...]]
     existing: set[tuple[str, int]] = set()
     for kind in {r[1] for r in rows}:
         ids = [r[2] for r in rows if r[1] == kind]
-        query = sa.select(MemoryItemRow.source_id).where(MemoryItemRow.kind == kind, MemoryItemRow.source_id.in_(ids),
-                                                        MemoryItemRow.model == rows[0][5])
+        query = sa.select(MemoryItemRow.c.source_id).where(MemoryItemRow.c.kind == kind, MemoryItemRow.c.source_id.in_(ids),
+                                                        MemoryItemRow.c.model == rows[0][5])
         existing |= {(kind, i) for i in conn.execute(query).scalars()}
     fresh = [r for r in rows if (r[1], r[2]) not in existing]
     db.bulk_insert(conn, "memory_items", ITEM_COLUMNS, fresh)
@@ -91,47 +91,47 @@ def insert_items(conn: Connection, db: Database, rows: Sequence[tuple[Any, ...]]
 def receivers(conn: Connection, message_ids: Sequence[int]) -> list[tuple[int, int, int]]:
     """(message_id, agent_id, thread_id) for every push of these messages."""
     query = (
-        sa.select(PushRow.message_id, ThreadRow.agent_id, PushRow.thread_id)
-        .join(ThreadRow, ThreadRow.id == PushRow.thread_id)
-        .where(PushRow.message_id.in_(list(message_ids)))
+        sa.select(PushRow.c.message_id, ThreadRow.c.agent_id, PushRow.c.thread_id)
+        .join(ThreadRow, ThreadRow.c.id == PushRow.c.thread_id)
+        .where(PushRow.c.message_id.in_(list(message_ids)))
     )
-    return [tuple(r) for r in conn.execute(query)]  # type: ignore[misc]
+    return [tuple(r) for r in conn.execute(query)]
 
 
 def unindexed_messages(conn: Connection, model: str, agent: int | None, limit: int) -> list[Message]:
     """The oldest messages with content and no embedding by `model` (for backfill)."""
-    done = sa.select(MemoryItemRow.source_id).where(MemoryItemRow.kind == "message", MemoryItemRow.model == model)
+    done = sa.select(MemoryItemRow.c.source_id).where(MemoryItemRow.c.kind == "message", MemoryItemRow.c.model == model)
     query = (
-        sa.select(MessageRow.id, MessageRow.channel, AgentRow.name, MessageRow.role, MessageRow.content, MessageRow.created_at)
-        .outerjoin(AgentRow, AgentRow.id == MessageRow.agent_id)
-        .where(MessageRow.content != "", MessageRow.id.not_in(done))
-        .order_by(MessageRow.id)
+        sa.select(MessageRow.c.id, MessageRow.c.channel, AgentRow.c.name, MessageRow.c.role, MessageRow.c.content, MessageRow.c.created_at)
+        .outerjoin(AgentRow, AgentRow.c.id == MessageRow.c.agent_id)
+        .where(MessageRow.c.content != "", MessageRow.c.id.not_in(done))
+        .order_by(MessageRow.c.id)
         .limit(limit)
     )
     if agent is not None:
-        query = query.where(MessageRow.id.in_(_agent_messages(agent)))
+        query = query.where(MessageRow.c.id.in_(_agent_messages(agent)))
     return [Message(*r) for r in conn.execute(query)]
 
 
 def count_unindexed(conn: Connection, model: str, agent: int | None) -> int:
-    done = sa.select(MemoryItemRow.source_id).where(MemoryItemRow.kind == "message", MemoryItemRow.model == model)
-    query = sa.select(sa.func.count()).select_from(MessageRow).where(MessageRow.content != "", MessageRow.id.not_in(done))
+    done = sa.select(MemoryItemRow.c.source_id).where(MemoryItemRow.c.kind == "message", MemoryItemRow.c.model == model)
+    query = sa.select(sa.func.count()).select_from(MessageRow).where(MessageRow.c.content != "", MessageRow.c.id.not_in(done))
     if agent is not None:
-        query = query.where(MessageRow.id.in_(_agent_messages(agent)))
+        query = query.where(MessageRow.c.id.in_(_agent_messages(agent)))
     return int(conn.execute(query).scalar() or 0)
 
 
 def threads_of(conn: Connection, agent: int | None) -> list[tuple[int, int]]:
     """(thread_id, agent_id) of every thread, or one agent's."""
-    query = sa.select(ThreadRow.id, ThreadRow.agent_id).order_by(ThreadRow.id)
+    query = sa.select(ThreadRow.c.id, ThreadRow.c.agent_id).order_by(ThreadRow.c.id)
     if agent is not None:
-        query = query.where(ThreadRow.agent_id == agent)
-    return [tuple(r) for r in conn.execute(query)]  # type: ignore[misc]
+        query = query.where(ThreadRow.c.agent_id == agent)
+    return [tuple(r) for r in conn.execute(query)]
 
 
 def thread_state(conn: Connection, thread_id: int) -> tuple[int, int | None, str | None] | None:
     """(agent_id, checkpoint, latest summary) of a thread, None if there is no such thread."""
-    agent = conn.execute(sa.select(ThreadRow.agent_id).where(ThreadRow.id == thread_id)).scalar()
+    agent = conn.execute(sa.select(ThreadRow.c.agent_id).where(ThreadRow.c.id == thread_id)).scalar()
     if agent is None:
         return None
     latest = latest_summary(conn, thread_id)
@@ -155,27 +155,27 @@ def write_summary(conn: Connection, summary: tuple[Any, ...], span: tuple[Any, .
     conn.execute(sa.insert(SummaryRow).values(id=summary_id, thread_id=thread_id, checkpoint_message_id=checkpoint,
                                               content=content, created_at=created_at))
     conn.execute(sa.insert(SummarySpanRow).values(dict(zip(SPAN_COLUMNS, span))))
-    conn.execute(sa.update(ThreadRow).where(ThreadRow.id == thread_id).values(checkpoint_message_id=checkpoint))
+    conn.execute(sa.update(ThreadRow).where(ThreadRow.c.id == thread_id).values(checkpoint_message_id=checkpoint))
 
 
 def summaries(conn: Connection, agent: int | None = None, thread_id: int | None = None) -> list[tuple[Any, ...]]:
     """(thread, id, first, checkpoint, messages, tokens, created_at, content), oldest first."""
     query = (
-        sa.select(SummaryRow.thread_id, SummaryRow.id, SummarySpanRow.first_message_id, SummaryRow.checkpoint_message_id,
-                  SummarySpanRow.messages, SummarySpanRow.tokens, SummaryRow.created_at, SummaryRow.content)
-        .outerjoin(SummarySpanRow, SummarySpanRow.summary_id == SummaryRow.id)
-        .join(ThreadRow, ThreadRow.id == SummaryRow.thread_id)
-        .order_by(SummaryRow.thread_id, SummaryRow.checkpoint_message_id)
+        sa.select(SummaryRow.c.thread_id, SummaryRow.c.id, SummarySpanRow.c.first_message_id, SummaryRow.c.checkpoint_message_id,
+                  SummarySpanRow.c.messages, SummarySpanRow.c.tokens, SummaryRow.c.created_at, SummaryRow.c.content)
+        .outerjoin(SummarySpanRow, SummarySpanRow.c.summary_id == SummaryRow.c.id)
+        .join(ThreadRow, ThreadRow.c.id == SummaryRow.c.thread_id)
+        .order_by(SummaryRow.c.thread_id, SummaryRow.c.checkpoint_message_id)
     )
     if agent is not None:
-        query = query.where(ThreadRow.agent_id == agent)
+        query = query.where(ThreadRow.c.agent_id == agent)
     if thread_id is not None:
-        query = query.where(SummaryRow.thread_id == thread_id)
+        query = query.where(SummaryRow.c.thread_id == thread_id)
     return [tuple(r) for r in conn.execute(query)]
 
 
 def was_pushed(conn: Connection, agent: int, message_id: int) -> bool:
-    return conn.execute(_agent_messages(agent).where(PushRow.message_id == message_id).limit(1)).first() is not None
+    return conn.execute(_agent_messages(agent).where(PushRow.c.message_id == message_id).limit(1)).first() is not None
 
 
 def forget(conn: Connection, row: tuple[Any, ...]) -> None:
@@ -189,14 +189,14 @@ def stats(conn: Connection) -> list[tuple[str, Any]]:
 
     items = sa.select(sa.func.count()).select_from(MemoryItemRow)
     return [
-        ("embedded messages", count(items.where(MemoryItemRow.kind == "message"))),
-        ("embedded summaries", count(items.where(MemoryItemRow.kind == "summary"))),
+        ("embedded messages", count(items.where(MemoryItemRow.c.kind == "message"))),
+        ("embedded summaries", count(items.where(MemoryItemRow.c.kind == "summary"))),
         ("summaries", count(sa.select(sa.func.count()).select_from(SummaryRow))),
-        ("summarised threads", count(sa.select(sa.func.count(sa.distinct(SummaryRow.thread_id))))),
+        ("summarised threads", count(sa.select(sa.func.count(sa.distinct(SummaryRow.c.thread_id))))),
         ("forgotten", count(sa.select(sa.func.count()).select_from(ForgottenRow))),
         ("messages", count(sa.select(sa.func.count()).select_from(MessageRow))),
     ]
 
 
 def created_at(conn: Connection, message_id: int) -> datetime | None:
-    return conn.execute(sa.select(MessageRow.created_at).where(MessageRow.id == message_id)).scalar()
+    return conn.execute(sa.select(MessageRow.c.created_at).where(MessageRow.c.id == message_id)).scalar()

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy import BigInteger, DateTime, Float, Index, String, Text
 from sqlalchemy.ext.compiler import compiles
 
-from tobio.db.tables import Id, Table, column, id_column
+from tobio.db.tables import Id, column, id_column, table
 
 
 class Vector(sa.types.TypeDecorator[list[float]]):
@@ -36,7 +36,7 @@ def _vector_duckdb(type_: Vector, compiler: Any, **kw: Any) -> str:
 
 
 # One embedded memory: a message (`kind='message'`) or a summary (`kind='summary'`).
-MemoryItemRow = Table(
+MemoryItemRow = table(
     "memory_items",
     id_column(),
     column("kind", String(16)),
@@ -49,7 +49,7 @@ MemoryItemRow = Table(
 )
 
 # Which messages a summary folded in: (first, last] of the thread after the previous checkpoint.
-SummarySpanRow = Table(
+SummarySpanRow = table(
     "memory_summary_spans",
     column("summary_id", Id, primary_key=True, autoincrement=False),
     column("thread_id", Id, index=True),
@@ -60,7 +60,7 @@ SummarySpanRow = Table(
 )
 
 # A message an agent must no longer retrieve, with who asked and why.
-ForgottenRow = Table(
+ForgottenRow = table(
     "memory_forgotten",
     id_column(),
     column("agent_id", Id, index=True),

@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 
+class _Choice(BaseModel):
+    label: str  # narrowed to the labels by `classify`
+
+
 class Model:
     """A named bundle bound to a live provider. Agents name bundles (`model: chat-default`)."""
 
@@ -82,9 +86,10 @@ class Model:
 
     async def classify(self, text: str, labels: list[str], *, instruction: str = "Classify the text.", **kwargs: Any) -> str:
         """One of `labels` for `text` (constrained to the labels where the provider can)."""
-        choice = create_model("Choice", label=(Literal[tuple(labels)], ...))  # type: ignore[call-overload]
+        label: Any = Literal[tuple(labels)]  # a type built from run-time values: mypy cannot see it
+        choice = create_model("Choice", __base__=_Choice, label=(label, ...))
         prompt = f"{instruction}\nLabels: {', '.join(labels)}\nText: {text}\nAnswer with the label."
-        return (await self.json(prompt, choice, **kwargs)).label  # type: ignore[attr-defined]
+        return (await self.json(prompt, choice, **kwargs)).label
 
     async def summarize(self, text: str, *, focus: str = "", **kwargs: Any) -> str:
         system = "Summarize the conversation briefly and factually. Keep names, facts, dates and feelings."

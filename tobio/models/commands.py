@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tobio.commands import Arg, Context, Group, Result, table
-from tobio.db.tables import AgentRow, RunRow, StepRow
+from tobio.db.tables import AgentRow, Row, RunRow, StepRow
 from tobio.errors import CommandError
 from tobio.secrets import redact
 from tobio.models.module import models_of, runs_of
@@ -35,10 +35,10 @@ def _model_commands(group: Group) -> None:
         model = models_of(ctx.kernel).get(name)
         await ctx.kernel.flush()
 
-        def usage(conn: sa.Connection) -> tuple:
+        def usage(conn: sa.Connection) -> tuple[Any, ...]:
             return tuple(conn.execute(
-                sa.select(sa.func.count(), sa.func.sum(RunRow.prompt_tokens), sa.func.sum(RunRow.completion_tokens),
-                          sa.func.avg(RunRow.latency_ms), sa.func.avg(RunRow.ttft_ms)).where(RunRow.model == name)
+                sa.select(sa.func.count(), sa.func.sum(RunRow.c.prompt_tokens), sa.func.sum(RunRow.c.completion_tokens),
+                          sa.func.avg(RunRow.c.latency_ms), sa.func.avg(RunRow.c.ttft_ms)).where(RunRow.c.model == name)
             ).one())
 
         runs, prompt, completion, latency, ttft = await ctx.kernel.db.call(usage)
@@ -112,17 +112,17 @@ def _run_commands(group: Group) -> None:
         await ctx.kernel.flush()
         live = set(runs_of(ctx.kernel).live)
 
-        def read(conn: sa.Connection) -> list[tuple]:
+        def read(conn: sa.Connection) -> list[tuple[Any, ...]]:
             query = (
-                sa.select(RunRow.id, AgentRow.name, RunRow.model, RunRow.status, RunRow.prompt_tokens, RunRow.cached_tokens,
-                          RunRow.completion_tokens, RunRow.ttft_ms, RunRow.latency_ms, RunRow.created_at, RunRow.error)
-                .outerjoin(AgentRow, AgentRow.id == RunRow.agent_id)
-                .order_by(RunRow.id.desc()).limit(last)
+                sa.select(RunRow.c.id, AgentRow.c.name, RunRow.c.model, RunRow.c.status, RunRow.c.prompt_tokens, RunRow.c.cached_tokens,
+                          RunRow.c.completion_tokens, RunRow.c.ttft_ms, RunRow.c.latency_ms, RunRow.c.created_at, RunRow.c.error)
+                .outerjoin(AgentRow, AgentRow.c.id == RunRow.c.agent_id)
+                .order_by(RunRow.c.id.desc()).limit(last)
             )
             if status:
-                query = query.where(RunRow.status == status)
+                query = query.where(RunRow.c.status == status)
             if agent:
-                query = query.where(AgentRow.name == agent)
+                query = query.where(AgentRow.c.name == agent)
             return [tuple(r) for r in conn.execute(query)][::-1]
 
         rows = [
@@ -139,9 +139,9 @@ def _run_commands(group: Group) -> None:
         """Show one run with its parameters and steps."""
         await ctx.kernel.flush()
 
-        def read(conn: sa.Connection):  # noqa: ANN202
-            run = conn.execute(sa.select(RunRow).where(RunRow.id == id)).first()
-            return run, list(conn.execute(sa.select(StepRow).where(StepRow.run_id == id).order_by(StepRow.id)))
+        def read(conn: sa.Connection) -> tuple[Row | None, list[Row]]:
+            run = conn.execute(sa.select(RunRow).where(RunRow.c.id == id)).first()
+            return run, list(conn.execute(sa.select(StepRow).where(StepRow.c.run_id == id).order_by(StepRow.c.id)))
 
         run, steps = await ctx.kernel.db.call(read)
         if run is None:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 # Runs no one has completed yet. Through lower(): DuckDB 1.5.6 was seen to answer `status IN (...)`
 # wrongly (missing rows) on its indexed `status` after a kill -9 and recovery, and missing a leftover
 # here leaves it `in_progress` for ever; a computed value is compared row by row.
-_UNFINISHED = sa.func.lower(RunRow.status).in_([const("queued"), const("in_progress")])
+_UNFINISHED = sa.func.lower(RunRow.c.status).in_([const("queued"), const("in_progress")])
 
 log = logging.getLogger(__name__)
 FINAL = ("completed", "failed", "cancelled", "expired")
@@ -224,7 +224,7 @@ class RunManager:
         )
 
         def update(conn: Connection) -> None:
-            conn.execute(sa.update(RunRow).where(RunRow.id == run.id).values(**values))
+            conn.execute(sa.update(RunRow).where(RunRow.c.id == run.id).values(**values))
 
         self._background(self.kernel.writer.write(("steps", STEP_COLUMNS, steps), then=update), f"end of run {run.id}")
 
@@ -232,8 +232,8 @@ class RunManager:
         """Record that `run` produced message `message_id` (the run and its steps point at it)."""
 
         def update(conn: Connection) -> None:
-            conn.execute(sa.update(RunRow).where(RunRow.id == run.id).values(message_id=message_id))
-            conn.execute(sa.update(StepRow).where(StepRow.run_id == run.id).values(message_id=message_id))
+            conn.execute(sa.update(RunRow).where(RunRow.c.id == run.id).values(message_id=message_id))
+            conn.execute(sa.update(StepRow).where(StepRow.c.run_id == run.id).values(message_id=message_id))
 
         self._background(self.kernel.writer.write(then=update), f"message of run {run.id}")
 
@@ -258,9 +258,9 @@ class RunManager:
         """At start-up: runs recorded as queued/in progress belong to a process that is gone; mark them expired."""
 
         def sweep(conn: Connection) -> list[int]:
-            ids = list(conn.execute(sa.select(RunRow.id).where(_UNFINISHED)).scalars())
+            ids = list(conn.execute(sa.select(RunRow.c.id).where(_UNFINISHED)).scalars())
             if ids:
-                conn.execute(sa.update(RunRow).where(RunRow.id.in_(ids)).values(
+                conn.execute(sa.update(RunRow).where(RunRow.c.id.in_(ids)).values(
                     status="expired", error="the process running it stopped", completed_at=utcnow()))
             return ids
 
@@ -275,10 +275,10 @@ class RunManager:
         await self.kernel.flush()
 
         def sweep(conn: Connection) -> list[int]:
-            ids = [i for i in conn.execute(sa.select(RunRow.id).where(_UNFINISHED)).scalars() if i not in live]
+            ids = [i for i in conn.execute(sa.select(RunRow.c.id).where(_UNFINISHED)).scalars() if i not in live]
             if ids:
                 conn.execute(
-                    sa.update(RunRow).where(RunRow.id.in_(ids)).values(status="cancelled", error="dangling: cancelled", completed_at=utcnow())
+                    sa.update(RunRow).where(RunRow.c.id.in_(ids)).values(status="cancelled", error="dangling: cancelled", completed_at=utcnow())
                 )
             return ids
 

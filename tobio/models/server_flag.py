@@ -64,7 +64,7 @@ def first_served_model(base_url: str, api_key: str | None, timeout_s: float = 5.
         raise ConfigError(f"--model: cannot list the models of {base_url} ({reason}); "
                           "is the server running? Name one with URL#MODEL") from None
     models = body.get("data") if isinstance(body, dict) else None
-    ids = [m.get("id") for m in models or [] if isinstance(m, dict) and isinstance(m.get("id"), str)]
+    ids: list[str] = [m["id"] for m in models or [] if isinstance(m, dict) and isinstance(m.get("id"), str)]
     if not ids:
         raise ConfigError(f"--model: {base_url} lists no models; name one with URL#MODEL")
     return ids[0]

@@ -32,27 +32,27 @@ class FactVersion:
 
 def current_facts(conn: Connection) -> list[FactVersion]:
     """Every fact not superseded, of every agent (loaded once at start; the module keeps it current)."""
-    query = sa.select(*[PersonFactRow.__table__.c[c] for c in FACT_COLUMNS]).where(
-        PersonFactRow.superseded_at.is_(None)).order_by(PersonFactRow.id)
+    query = sa.select(*[PersonFactRow.c[c] for c in FACT_COLUMNS]).where(
+        PersonFactRow.c.superseded_at.is_(None)).order_by(PersonFactRow.c.id)
     return [FactVersion(*row) for row in conn.execute(query)]
 
 
 def write_facts(conn: Connection, new: list[tuple[Any, ...]], superseded: list[int], at: datetime) -> None:
     """Supersede old versions and insert new ones in one transaction."""
     if superseded:
-        conn.execute(sa.update(PersonFactRow.__table__).where(PersonFactRow.id.in_(superseded)).values(superseded_at=at))
+        conn.execute(sa.update(PersonFactRow).where(PersonFactRow.c.id.in_(superseded)).values(superseded_at=at))
     if new:
-        conn.execute(sa.insert(PersonFactRow.__table__), [dict(zip(FACT_COLUMNS, row)) for row in new])
+        conn.execute(sa.insert(PersonFactRow), [dict(zip(FACT_COLUMNS, row)) for row in new])
 
 
 def facts_at(conn: Connection, agent_id: int, at: datetime, person: str | None = None) -> dict[str, dict[str, str]]:
     """What the agent believed about each person at `at`: {person: {key: value}}."""
-    query = sa.select(PersonFactRow.person, PersonFactRow.key, PersonFactRow.value).where(
-        PersonFactRow.agent_id == agent_id, PersonFactRow.created_at <= at,
-        sa.or_(PersonFactRow.superseded_at.is_(None), PersonFactRow.superseded_at > at),
-    ).order_by(PersonFactRow.id)
+    query = sa.select(PersonFactRow.c.person, PersonFactRow.c.key, PersonFactRow.c.value).where(
+        PersonFactRow.c.agent_id == agent_id, PersonFactRow.c.created_at <= at,
+        sa.or_(PersonFactRow.c.superseded_at.is_(None), PersonFactRow.c.superseded_at > at),
+    ).order_by(PersonFactRow.c.id)
     if person is not None:
-        query = query.where(PersonFactRow.person == person)
+        query = query.where(PersonFactRow.c.person == person)
     out: dict[str, dict[str, str]] = {}
     for who, key, value in conn.execute(query):
         out.setdefault(who, {})[key] = value
@@ -61,31 +61,31 @@ def facts_at(conn: Connection, agent_id: int, at: datetime, person: str | None =
 
 def fact_history(conn: Connection, agent_id: int, person: str) -> list[FactVersion]:
     """Every version of every fact about `person`, oldest first."""
-    query = sa.select(*[PersonFactRow.__table__.c[c] for c in FACT_COLUMNS]).where(
-        PersonFactRow.agent_id == agent_id, PersonFactRow.person == person).order_by(PersonFactRow.id)
+    query = sa.select(*[PersonFactRow.c[c] for c in FACT_COLUMNS]).where(
+        PersonFactRow.c.agent_id == agent_id, PersonFactRow.c.person == person).order_by(PersonFactRow.c.id)
     return [FactVersion(*row) for row in conn.execute(query)]
 
 
 def current_reflections(conn: Connection) -> list[tuple[int, str | None, str]]:
     """(agent_id, person, content) of every reflection not superseded, oldest first."""
-    query = sa.select(ReflectionRow.agent_id, ReflectionRow.person, ReflectionRow.content).where(
-        ReflectionRow.superseded_at.is_(None)).order_by(ReflectionRow.id)
-    return [tuple(r) for r in conn.execute(query)]  # type: ignore[misc]
+    query = sa.select(ReflectionRow.c.agent_id, ReflectionRow.c.person, ReflectionRow.c.content).where(
+        ReflectionRow.c.superseded_at.is_(None)).order_by(ReflectionRow.c.id)
+    return [tuple(r) for r in conn.execute(query)]
 
 
 def write_reflections(conn: Connection, agent_id: int, person: str | None, rows: list[tuple[Any, ...]], at: datetime) -> None:
     """The new batch of reflections about `person` replaces the previous one (kept, superseded)."""
-    who = ReflectionRow.person.is_(None) if person is None else ReflectionRow.person == person
-    conn.execute(sa.update(ReflectionRow.__table__).where(ReflectionRow.agent_id == agent_id, who, ReflectionRow.superseded_at.is_(None))
+    who = ReflectionRow.c.person.is_(None) if person is None else ReflectionRow.c.person == person
+    conn.execute(sa.update(ReflectionRow).where(ReflectionRow.c.agent_id == agent_id, who, ReflectionRow.c.superseded_at.is_(None))
                  .values(superseded_at=at))
     if rows:
-        conn.execute(sa.insert(ReflectionRow.__table__), [dict(zip(REFLECTION_COLUMNS, row)) for row in rows])
+        conn.execute(sa.insert(ReflectionRow), [dict(zip(REFLECTION_COLUMNS, row)) for row in rows])
 
 
 def reflections_at(conn: Connection, agent_id: int, at: datetime) -> list[tuple[str | None, str]]:
     """(person, content) of the reflections the agent held at `at`."""
-    query = sa.select(ReflectionRow.person, ReflectionRow.content).where(
-        ReflectionRow.agent_id == agent_id, ReflectionRow.created_at <= at,
-        sa.or_(ReflectionRow.superseded_at.is_(None), ReflectionRow.superseded_at > at),
-    ).order_by(ReflectionRow.id)
-    return [tuple(r) for r in conn.execute(query)]  # type: ignore[misc]
+    query = sa.select(ReflectionRow.c.person, ReflectionRow.c.content).where(
+        ReflectionRow.c.agent_id == agent_id, ReflectionRow.c.created_at <= at,
+        sa.or_(ReflectionRow.c.superseded_at.is_(None), ReflectionRow.c.superseded_at > at),
+    ).order_by(ReflectionRow.c.id)
+    return [tuple(r) for r in conn.execute(query)]

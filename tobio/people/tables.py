@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from sqlalchemy import DateTime, Index, String, Text
 
-from tobio.db.tables import Id, Table, column, id_column
+from tobio.db.tables import Id, column, id_column, table
 
 # One version of one fact an agent holds about a person (key: name, dog, home, job, likes, relationship, feeling…).
-PersonFactRow = Table(
+PersonFactRow = table(
     "people_facts",
     id_column(),
     column("agent_id", Id),
@@ -26,7 +26,7 @@ PersonFactRow = Table(
 )
 
 # A short reflection (Park et al.) the agent wrote after talking with someone; superseded by the next batch.
-ReflectionRow = Table(
+ReflectionRow = table(
     "people_reflections",
     id_column(),
     column("agent_id", Id, index=True),

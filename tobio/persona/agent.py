@@ -189,5 +189,5 @@ def _messages_on(conn: Any, channel: str) -> int:
 
     from tobio.db.tables import MessageRow
 
-    return int(conn.execute(sa.select(sa.func.count()).select_from(MessageRow.__table__)
-                            .where(MessageRow.channel == channel)).scalar() or 0)
+    return int(conn.execute(sa.select(sa.func.count()).select_from(MessageRow)
+                            .where(MessageRow.c.channel == channel)).scalar() or 0)

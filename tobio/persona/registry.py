@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from pydantic import ValidationError
-from sqlalchemy import JSON, BigInteger, DateTime, String, Text
 from sqlalchemy.engine import Connection
 
 from tobio.config.jsondata import depth
 from tobio.config.limits import MAX_DEPTH
 from tobio.db.literals import const
 from tobio.db.migrations import utcnow
-from tobio.db.tables import Row, Table, column, id_column
+from tobio.db.tables import Row, versions_table
 from tobio.errors import CommandError
 from tobio.persona.schema import Persona, load_persona
 
@@ -30,21 +29,11 @@ if TYPE_CHECKING:
 
 
 # One version of a persona: its whole content, and who made the change.
-PersonaVersionRow = Table(
-    "persona_versions",
-    id_column(),
-    column("persona", String(64), index=True),  # the key: file stem or import name
-    column("version", BigInteger),
-    column("data", JSON),
-    column("changed_by", String(64)),
-    column("change", Text),
-    column("source", Text, null=True),
-    column("created_at", DateTime()),
-)
+PersonaVersionRow = versions_table("persona_versions", "persona")  # key: file stem or import name
 
 
 def m001_persona_versions(conn: Connection) -> None:
-    PersonaVersionRow.__table__.create(conn, checkfirst=True)
+    PersonaVersionRow.create(conn, checkfirst=True)
 
 
 MIGRATIONS = [m001_persona_versions]
@@ -75,10 +64,10 @@ class PersonaRegistry:
         def setup(conn: Connection) -> dict[str, tuple[int, dict[str, Any]]]:
             migrate(conn, MIGRATIONS, prefix="persona.")
             self.kernel.db.track_ids(conn, "persona_versions")
-            latest = sa.select(PersonaVersionRow.persona, sa.func.max(PersonaVersionRow.version).label("v")).group_by(
-                PersonaVersionRow.persona).subquery()
-            rows = conn.execute(sa.select(PersonaVersionRow.persona, PersonaVersionRow.version, PersonaVersionRow.data).join(
-                latest, sa.and_(latest.c.persona == PersonaVersionRow.persona, latest.c.v == PersonaVersionRow.version)))
+            latest = sa.select(PersonaVersionRow.c.persona, sa.func.max(PersonaVersionRow.c.version).label("v")).group_by(
+                PersonaVersionRow.c.persona).subquery()
+            rows = conn.execute(sa.select(PersonaVersionRow.c.persona, PersonaVersionRow.c.version, PersonaVersionRow.c.data).join(
+                latest, sa.and_(latest.c.persona == PersonaVersionRow.c.persona, latest.c.v == PersonaVersionRow.c.version)))
             return {key: (version, data) for key, version, data in rows}
 
         for key, (version, data) in (await self.kernel.db.call(setup)).items():
@@ -92,6 +81,7 @@ class PersonaRegistry:
         row = dict(id=self.kernel.db.next_ids("persona_versions"), persona=key, version=version + 1, data=_dump(persona),
                    changed_by=changed_by, change=change, source=source, created_at=utcnow())
         self.current[key] = (version + 1, persona)
+        assert self.kernel.writer is not None  # the registry is set up by a started kernel
         await self.kernel.writer.write(("persona_versions", tuple(row), [tuple(row.values())]))
         return version + 1
 
@@ -112,8 +102,8 @@ class PersonaRegistry:
     async def _versions_from_file(self, key: str) -> dict[str, Any] | None:
         def read(conn: Connection) -> dict[str, Any] | None:
             return conn.execute(
-                sa.select(PersonaVersionRow.data).where(PersonaVersionRow.persona == const(key), PersonaVersionRow.changed_by == const("file"))
-                .order_by(PersonaVersionRow.version.desc()).limit(const(1))).scalar()
+                sa.select(PersonaVersionRow.c.data).where(PersonaVersionRow.c.persona == const(key), PersonaVersionRow.c.changed_by == const("file"))
+                .order_by(PersonaVersionRow.c.version.desc()).limit(const(1))).scalar()
 
         await self.kernel.flush()
         return await self.kernel.db.call(read)
@@ -152,8 +142,8 @@ class PersonaRegistry:
 
     async def versions(self, key: str) -> list[Row]:
         def read(conn: Connection) -> list[Row]:
-            return list(conn.execute(sa.select(PersonaVersionRow).where(PersonaVersionRow.persona == key)
-                                     .order_by(PersonaVersionRow.version)))
+            return list(conn.execute(sa.select(PersonaVersionRow).where(PersonaVersionRow.c.persona == key)
+                                     .order_by(PersonaVersionRow.c.version)))
 
         await self.kernel.flush()
         return await self.kernel.db.call(read)

@@ -163,8 +163,8 @@ async def import_chat(kernel: Kernel, chat: Chat, channel: str, names: dict[str,
     if missing:
         raise CommandError(f"no agent named {', '.join(missing)}: spawn them first or map names with --as NAME=AGENT")
     agents.update({names[s]: rows[names[s]][0] for s in chat.speakers})
-    taken = await kernel.db.call(lambda c: set(c.execute(sa.select(ThreadRow.agent_id).where(
-        ThreadRow.channel == channel, ThreadRow.closed_at.is_(None))).scalars()))
+    taken = await kernel.db.call(lambda c: set(c.execute(sa.select(ThreadRow.c.agent_id).where(
+        ThreadRow.c.channel == channel, ThreadRow.c.closed_at.is_(None))).scalars()))
     if taken & set(agents.values()):
         raise CommandError(f"channel {channel} already has threads of these agents: import into another (--channel)")
     times: list[datetime] = []
@@ -190,9 +190,10 @@ async def import_chat(kernel: Kernel, chat: Chat, channel: str, names: dict[str,
 
     def backdate(conn: Connection) -> None:
         """Agents existed when the chat happened: `agent replay` at its times finds them."""
-        conn.execute(sa.update(AgentRow).where(AgentRow.id.in_(list(agents.values())), AgentRow.created_at > first)
+        conn.execute(sa.update(AgentRow).where(AgentRow.c.id.in_(list(agents.values())), AgentRow.c.created_at > first)
                      .values(created_at=first))
 
+    assert kernel.writer is not None  # a command runs on a started kernel
     await kernel.writer.write(("channels", CHANNEL_COLUMNS, channel_rows), ("threads", THREAD_COLUMNS, thread_rows),
                               ("messages", MESSAGE_COLUMNS, messages), ("pushes", PUSH_COLUMNS, pushes), then=backdate)
     for name, agent_id in agents.items():
@@ -233,9 +234,9 @@ async def export_thread(kernel: Kernel, thread_id: int) -> str:
     await kernel.flush()
 
     def read(conn: Connection) -> tuple[Any, list[Any], dict[str, str]]:
-        thread = conn.execute(sa.select(ThreadRow, AgentRow.name.label("owner")).join(AgentRow, AgentRow.id == ThreadRow.agent_id)
-                              .where(ThreadRow.id == thread_id)).first()
-        types = {r.name: r.type for r in conn.execute(sa.select(AgentRow.name, AgentRow.type))}
+        thread = conn.execute(sa.select(ThreadRow, AgentRow.c.name.label("owner")).join(AgentRow, AgentRow.c.id == ThreadRow.c.agent_id)
+                              .where(ThreadRow.c.id == thread_id)).first()
+        types = {r.name: r.type for r in conn.execute(sa.select(AgentRow.c.name, AgentRow.c.type))}
         return thread, thread_messages(conn, thread_id) if thread else [], types
 
     thread, messages, types = await kernel.db.call(read)

@@ -152,7 +152,7 @@ def _cached_prompt_tokens(llama: Any, prompt_tokens: int) -> int:
     """
     import llama_cpp
 
-    evaluated = llama_cpp.llama_perf_context(llama._ctx.ctx).n_p_eval
+    evaluated: int = llama_cpp.llama_perf_context(llama._ctx.ctx).n_p_eval
     if evaluated == 0:
         return max(0, prompt_tokens - 1)
     return max(0, prompt_tokens - evaluated)
@@ -232,7 +232,13 @@ class LocalProvider(Provider):
         _generating.add(stop)
         _llama_thread().submit(generate)
         watcher = asyncio.ensure_future(cancel.wait())
-        watcher.add_done_callback(lambda w: (stop.set(), queue.put_nowait(None)) if not w.cancelled() else None)
+
+        def wake(w: asyncio.Future[Any]) -> None:
+            if not w.cancelled():
+                stop.set()
+                queue.put_nowait(None)
+
+        watcher.add_done_callback(wake)
         try:
             while True:
                 item = await queue.get()
@@ -250,7 +256,8 @@ class LocalProvider(Provider):
         def encode() -> list[list[float]]:
             loaded = _embedder(model)
             with loaded.lock:
-                return loaded.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True).tolist()
+                vectors: list[list[float]] = loaded.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True).tolist()
+                return vectors
 
         try:
             return await asyncio.to_thread(encode)

@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import inspect
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import openai
 from openai.resources.chat.completions import AsyncCompletions
 from pydantic import Field, SecretStr
 
 from tobio.providers.base import ChatRequest, Chunk, Provider, ProviderConfig, ProviderError
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -32,7 +36,15 @@ _OWN_ARGS = {"self", "messages", "model", "stream", "stream_options", "tools", "
              "extra_body", "timeout"}
 SDK_ARGS = frozenset(inspect.signature(AsyncCompletions.create).parameters) - _OWN_ARGS
 NO_KEY = "no-key"  # the SDK insists on a key; local servers ignore this one
-_END = object()
+
+
+class _End(enum.Enum):
+    """The end of a stream, or a wait cut short: a sentinel mypy can narrow away."""
+
+    END = enum.auto()
+
+
+_END = _End.END
 
 
 class OpenAIConfig(ProviderConfig):
@@ -196,7 +208,8 @@ class OpenAIProvider(Provider):
         if request.tools:
             args["tools"] = request.tools
         return await client.chat.completions.create(
-            model=request.model, messages=request.messages, stream=True, stream_options={"include_usage": True},
+            model=request.model, messages=cast("list[ChatCompletionMessageParam]", request.messages),  # wire-format dicts
+            stream=True, stream_options={"include_usage": True},
             extra_body=extra or None, **args)
 
     # -- embeddings and models ------------------------------------------------------------------
@@ -274,7 +287,7 @@ class OpenAIProvider(Provider):
         return ProviderError(f"{where}: {_first_line(str(exc))}")
 
 
-async def _unless(awaitable: Awaitable[T], cancelled: asyncio.Future[Any]) -> T | object:
+async def _unless(awaitable: Awaitable[T], cancelled: asyncio.Future[Any]) -> T | Literal[_End.END]:
     """Await `awaitable` unless `cancelled` finishes first; then cancel it (closing its stream) and return _END."""
     if cancelled.done():
         if inspect.iscoroutine(awaitable):

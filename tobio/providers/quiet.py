@@ -28,7 +28,7 @@ def route_llama_log() -> None:
         return
     import llama_cpp
 
-    @llama_cpp.llama_log_callback  # type: ignore[misc]  # ctypes CFUNCTYPE decorator, untyped
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]  # ctypes CFUNCTYPE decorator, untyped
     def _to_logging(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         # ggml.h: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (a continued line: keep it quiet)
         line = text.decode("utf-8", "replace").rstrip()
@@ -75,7 +75,7 @@ def quiet_this_thread() -> Iterator[None]:
     me = threading.get_ident()
     real_out, real_err = sys.stdout, sys.stderr
     out, err = _ThreadFilter(real_out, me), _ThreadFilter(real_err, me)
-    sys.stdout, sys.stderr = out, err  # type: ignore[assignment]  # a TextIO in all but name
+    sys.stdout, sys.stderr = out, err  # a TextIO in all but name
     try:
         yield
     finally:

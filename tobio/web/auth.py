@@ -9,12 +9,12 @@ token to one server and compares it in constant time.
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Any, cast
 
 from panel.auth import BasicAuthProvider, BasicLoginHandler
 
 
-class TokenAuthProvider(BasicAuthProvider):  # type: ignore[misc]
+class TokenAuthProvider(BasicAuthProvider):
     """Any user name, the one token as password; the token lives only in this object's handler class."""
 
     def __init__(self, token: str) -> None:
@@ -27,9 +27,10 @@ class TokenAuthProvider(BasicAuthProvider):  # type: ignore[misc]
             BasicLoginHandler.set_current_user(handler, user or "user")
 
         # a class per server: Panel's provider sets its login settings as class attributes
-        self._handler: Any = type("TokenLoginHandler", (BasicLoginHandler,),
-                             {"_validate": validate, "set_current_user": set_current_user})
-        super().__init__()  # after: Bokeh's provider checks login_handler while it initialises
+        self._handler = cast("type[BasicLoginHandler]", type("TokenLoginHandler", (BasicLoginHandler,),
+                             {"_validate": validate, "set_current_user": set_current_user}))  # a subclass built at run time
+        # after: Bokeh's provider checks login_handler while it initialises
+        super().__init__()  # type: ignore[no-untyped-call]  # Panel's BasicAuthProvider.__init__ is unannotated
 
     def __repr__(self) -> str:  # never show the token, even in a debugger or a log of locals
         return "TokenAuthProvider(token=***)"

@@ -59,11 +59,11 @@ async def earlier_messages(kernel: Kernel, agent: str, last: int = HISTORY_LIMIT
     channel = channel_for(agent)
 
     def read(conn: Connection) -> list[tuple[str, str]]:
-        query = (sa.select(AgentRow.name, MessageRow.content)
-                 .select_from(MessageRow.__table__)
-                 .outerjoin(AgentRow.__table__, AgentRow.id == MessageRow.agent_id)
-                 .where(MessageRow.channel == channel)
-                 .order_by(MessageRow.id.desc()).limit(last))
+        query = (sa.select(AgentRow.c.name, MessageRow.c.content)
+                 .select_from(MessageRow)
+                 .outerjoin(AgentRow, AgentRow.c.id == MessageRow.c.agent_id)
+                 .where(MessageRow.c.channel == channel)
+                 .order_by(MessageRow.c.id.desc()).limit(last))
         rows = conn.execute(query).all()
         return [(name or "kernel", content) for name, content in reversed(rows) if content]
 

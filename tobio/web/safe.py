@@ -13,7 +13,7 @@ import panel as pn
 from panel.util import HTML_SANITIZER
 
 
-class SafeMarkdown(pn.pane.Markdown):  # type: ignore[misc]
+class SafeMarkdown(pn.pane.Markdown):
     """Markdown without scripts, event handlers or javascript: links."""
 
     def _transform_object(self, obj: Any) -> dict[str, Any]:
@@ -24,4 +24,4 @@ class SafeMarkdown(pn.pane.Markdown):  # type: ignore[misc]
 
 def render(value: Any) -> SafeMarkdown:
     """A ChatMessage renderer: every string shown in the chat becomes a SafeMarkdown pane."""
-    return SafeMarkdown(value, hard_line_break=True)
+    return SafeMarkdown(value, hard_line_break=True)  # type: ignore[no-untyped-call]  # Panel's Markdown.__init__ is unannotated

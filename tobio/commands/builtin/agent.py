@@ -18,7 +18,7 @@ NAME = Arg("name", help="agent name", complete="agent")
 
 async def _row(ctx: Context, name: str) -> Row:
     def read(conn: sa.Connection) -> Row | None:
-        return conn.execute(sa.select(AgentRow).where(AgentRow.name == name)).first()
+        return conn.execute(sa.select(AgentRow).where(AgentRow.c.name == name)).first()
 
     row = await ctx.kernel.db.call(read)
     if row is None:
@@ -38,9 +38,10 @@ def register(root: Group) -> None:
         kernel = ctx.kernel
 
         def read(conn: sa.Connection) -> list[Row]:
-            query = sa.select(AgentRow).order_by(AgentRow.id)
-            return list(conn.execute(query if all else query.where(AgentRow.status != const("killed"))))
+            query = sa.select(AgentRow).order_by(AgentRow.c.id)
+            return list(conn.execute(query if all else query.where(AgentRow.c.status != const("killed"))))
 
+        assert kernel.writer is not None  # a command runs on a started kernel
         await kernel.writer.flush()  # handled marks nobody waited for count too
         unhandled = await kernel.db.call(unhandled_counts)
         rows = []
@@ -109,7 +110,7 @@ def register(root: Group) -> None:
             return table(["key", "value"], sorted(current.items()), data=current)
 
         def read(conn: sa.Connection) -> list[Row]:
-            return list(conn.execute(sa.select(StateRow).where(StateRow.agent_id == row.id).order_by(StateRow.id)))
+            return list(conn.execute(sa.select(StateRow).where(StateRow.c.agent_id == row.id).order_by(StateRow.c.id)))
 
         rows = [(s.created_at, s.superseded_at, s.state_dict) for s in await ctx.kernel.db.call(read)]
         rows.append((row.updated_at, None, current))

@@ -21,7 +21,7 @@ def register(root: Group) -> None:
         transport = ctx.kernel.transport
 
         def counts(conn: sa.Connection) -> dict[str, int]:
-            query = sa.select(MessageRow.channel, sa.func.count()).group_by(MessageRow.channel)
+            query = sa.select(MessageRow.c.channel, sa.func.count()).group_by(MessageRow.c.channel)
             return {name: n for name, n in conn.execute(query)}
 
         await ctx.kernel.flush()

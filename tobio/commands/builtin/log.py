@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from tobio.commands import Arg, Context, Group, Result, table
@@ -24,13 +26,13 @@ def register(root: Group) -> None:
         await ctx.kernel.flush()
         wanted = LEVELS[LEVELS.index(level):]
 
-        def read(conn: sa.Connection) -> list[tuple]:
-            query = sa.select(LogRow.id, LogRow.created_at, LogRow.level, LogRow.logger, LogRow.content).where(
-                LogRow.level.in_(wanted)
+        def read(conn: sa.Connection) -> list[tuple[Any, ...]]:
+            query = sa.select(LogRow.c.id, LogRow.c.created_at, LogRow.c.level, LogRow.c.logger, LogRow.c.content).where(
+                LogRow.c.level.in_(wanted)
             )
             if grep:
-                query = query.where(LogRow.content.contains(grep))
-            rows = conn.execute(query.order_by(LogRow.id.desc()).limit(lines)).all()
+                query = query.where(LogRow.c.content.contains(grep))
+            rows = conn.execute(query.order_by(LogRow.c.id.desc()).limit(lines)).all()
             return [tuple(r[1:]) for r in reversed(rows)]
 
         return table(["at", "level", "logger", "message"], await ctx.kernel.db.call(read))

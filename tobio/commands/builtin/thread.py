@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from tobio.commands import Arg, Context, Group, Result, table
+from tobio.db.history import Context as ThreadContext
 from tobio.db.history import thread_context
-from tobio.db.tables import AgentRow, PushRow, ThreadRow
+from tobio.db.tables import AgentRow, PushRow, Row, ThreadRow
 from tobio.errors import CommandError
 
 
@@ -23,21 +26,21 @@ def register(root: Group) -> None:
         """List threads with their owner, channel, status and number of messages received."""
         await ctx.kernel.flush()
 
-        def read(conn: sa.Connection) -> list[tuple]:
-            pushes = sa.select(PushRow.thread_id, sa.func.count().label("n")).group_by(PushRow.thread_id).subquery()
+        def read(conn: sa.Connection) -> list[tuple[Any, ...]]:
+            pushes = sa.select(PushRow.c.thread_id, sa.func.count().label("n")).group_by(PushRow.c.thread_id).subquery()
             query = (
-                sa.select(ThreadRow.id, AgentRow.name, ThreadRow.channel, ThreadRow.opened_at, ThreadRow.closed_at,
-                          sa.func.coalesce(pushes.c.n, 0), ThreadRow.checkpoint_message_id)
-                .join(AgentRow, AgentRow.id == ThreadRow.agent_id)
-                .outerjoin(pushes, pushes.c.thread_id == ThreadRow.id)
-                .order_by(ThreadRow.id)
+                sa.select(ThreadRow.c.id, AgentRow.c.name, ThreadRow.c.channel, ThreadRow.c.opened_at, ThreadRow.c.closed_at,
+                          sa.func.coalesce(pushes.c.n, 0), ThreadRow.c.checkpoint_message_id)
+                .join(AgentRow, AgentRow.c.id == ThreadRow.c.agent_id)
+                .outerjoin(pushes, pushes.c.thread_id == ThreadRow.c.id)
+                .order_by(ThreadRow.c.id)
             )
             if agent:
-                query = query.where(AgentRow.name == agent)
+                query = query.where(AgentRow.c.name == agent)
             if channel:
-                query = query.where(ThreadRow.channel == channel)
+                query = query.where(ThreadRow.c.channel == channel)
             if open:
-                query = query.where(ThreadRow.closed_at.is_(None))
+                query = query.where(ThreadRow.c.closed_at.is_(None))
             return [tuple(r) for r in conn.execute(query)]
 
         rows = await ctx.kernel.db.call(read)
@@ -52,13 +55,14 @@ def register(root: Group) -> None:
         """Show a thread's context: its latest summary and the messages after the checkpoint."""
         await ctx.kernel.flush()
 
-        def read(conn: sa.Connection):  # noqa: ANN202
-            row = conn.execute(sa.select(ThreadRow).where(ThreadRow.id == id)).first()
-            return row, (thread_context(conn, id, last) if row else None)
+        def read(conn: sa.Connection) -> tuple[Row, ThreadContext] | None:
+            row = conn.execute(sa.select(ThreadRow).where(ThreadRow.c.id == id)).first()
+            return (row, thread_context(conn, id, last)) if row else None
 
-        row, context = await ctx.kernel.db.call(read)
-        if row is None:
+        found = await ctx.kernel.db.call(read)
+        if found is None:
             raise CommandError(f"no thread {id} (see `thread ls`)")
+        row, context = found
         rows = [(m.id, m.created_at, m.sender or "-", m.role, m.content) for m in context.messages]
         title = f"thread {id} ({row.name}{', closed' if row.closed_at else ''})"
         text = f"summary up to message {context.checkpoint}: {context.summary}" if context.summary else None
