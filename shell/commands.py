@@ -7,9 +7,11 @@ and `wait` run on the kernel like any command and make `.tsh` scripts determinis
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from tobio.commands import Arg, Context, Group, Result
+from tobio.commands.tree import Handler
 from tobio.errors import CommandError
 from tobio.models.module import ModelsModule
 
@@ -21,7 +23,7 @@ class ShellCommands:
         """Add `exit`, `chat`, `sleep` and `wait` unless the tree already has them."""
         taken = set(root.children)
 
-        def command(name: str, *args: Arg, aliases: tuple[str, ...] = ()):  # noqa: ANN202 - a decorator
+        def command(name: str, *args: Arg, aliases: tuple[str, ...] = ()) -> Callable[[Handler], Handler]:
             if name in taken:
                 return lambda func: func
             return root.command(name, *args, aliases=tuple(a for a in aliases if a not in taken), owner=self)

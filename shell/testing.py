@@ -15,7 +15,10 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shell.output import Style
 
 ECHO_AGENT = """name: echo
 type: scripted
@@ -65,7 +68,7 @@ def shell_env(data_dir: str | os.PathLike[str]) -> dict[str, str]:
 class PipeShell:
     """A Repl reading from a pipe; `type()` sends keys, `expect()` waits for printed text."""
 
-    def __init__(self, kernel: Any, style: str = "plain") -> None:
+    def __init__(self, kernel: Any, style: Style = "plain") -> None:
         from shell.commands import ShellCommands
         from shell.output import Printer
         from shell.session import Session
@@ -75,7 +78,7 @@ class PipeShell:
         self.kernel = kernel
         self.out, self.err = io.StringIO(), io.StringIO()
         self.session = Session(kernel, shell_owner=owner)
-        self.printer = Printer(style, out=self.out, err=self.err)  # type: ignore[arg-type]
+        self.printer = Printer(style, out=self.out, err=self.err)
         self._seen = 0
         self.pipe: Any = None
         self.repl: Any = None

@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tobio.agents.manager import AgentManager
 from tobio.commands.context import Context
@@ -32,6 +32,9 @@ from tobio.modules import ModuleManager
 from tobio.paths import default_database_url, find_config
 from tobio.tasks import TaskManager
 from tobio.transport import Transport
+
+if TYPE_CHECKING:
+    from tobio.logs import DatabaseLogHandler
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,7 +74,7 @@ class Kernel:
         self.transport = Transport(self.db, self.writer, self.hooks)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._log_handler: logging.Handler | None = None
+        self._log_handler: DatabaseLogHandler | None = None
         self.is_running = False
         from tobio.commands.builtin import register_builtins
 
@@ -205,7 +208,7 @@ class Kernel:
             return Result()
         node = invocation.node
         if invocation.help:
-            return Result(text=node.help_text())  # type: ignore[attr-defined]
+            return Result(text=node.help_text())
         if isinstance(node, Group):
             return Result(text=node.help_text(), enter=node)
         assert isinstance(node, Command)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from tobio.db.history import agent_history
+from tobio.db.history import HistoryItem, agent_history
 from tobio.db.migrations import utcnow
 from tobio.db.tables import AgentRow, Row, StateRow, SummaryRow, ThreadRow
 from tobio.errors import AgentError, CommandError
@@ -88,7 +88,7 @@ class Snapshot:
         ]
 
 
-def _read(conn: Connection, name: str, at: datetime) -> tuple[Row, list[Row], list, dict[int, tuple[str, int]], dict[str, Any]]:
+def _read(conn: Connection, name: str, at: datetime) -> tuple[Row, list[Row], list[HistoryItem], dict[int, tuple[str, int]], dict[str, Any]]:
     agent = conn.execute(sa.select(AgentRow).where(AgentRow.c.name == name)).first()
     if agent is None:
         raise AgentError(f"no agent named '{name}' (see `agent ls --all`)")
@@ -151,10 +151,10 @@ def diff(before: Snapshot, after: Snapshot) -> list[tuple[str, Any, Any]]:
     if before.affect != after.affect:
         rows.append(("affect", before.affect, after.affect))
     for key in sorted(set(before.extra) | set(after.extra)):
-        old, new = before.extra.get(key), after.extra.get(key)
-        if old != new:
-            if isinstance(old, list) and isinstance(new, list):
-                rows.append((key, len(old), f"{len(new)} ({len(new) - len(old):+d})"))
+        was, now = before.extra.get(key), after.extra.get(key)
+        if was != now:
+            if isinstance(was, list) and isinstance(now, list):
+                rows.append((key, len(was), f"{len(now)} ({len(now) - len(was):+d})"))
             else:
-                rows.append((key, old, new))
+                rows.append((key, was, now))
     return rows

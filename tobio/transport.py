@@ -152,7 +152,8 @@ class Transport:
 
     @staticmethod
     def _build_fanout(subs: dict[int, Subscription]) -> tuple[list[tuple[int, Callable[[Delivery], None], int]], tuple[int, ...]]:
-        targets = [(sub.receiver.id, sub.receiver.deliver, sub.thread_id) for sub in subs.values()]
+        targets: list[tuple[int, Callable[[Delivery], None], int]] = [
+            (sub.receiver.id, sub.receiver.deliver, sub.thread_id) for sub in subs.values()]
         return targets, tuple(sub.thread_id for sub in subs.values())
 
     # -- listeners (front ends watching a channel without being an agent) -----------------------
@@ -212,7 +213,7 @@ class Transport:
         mid = message.id
         if reply_to is None:
             row: tuple[Any, ...] = (mid, sender_id, message.thread_id, channel, role, created_at, content, metadata)
-            inserts = [("messages", MESSAGE_COLUMNS, [row])]
+            inserts: list[Write] = [("messages", MESSAGE_COLUMNS, [row])]
         else:
             row = (mid, sender_id, message.thread_id, channel, role, created_at, content, metadata, reply_to)
             inserts = [("messages", REPLY_COLUMNS, [row])]

@@ -27,6 +27,7 @@ from tobio.hooks import AGENT_TYPE
 from tobio.messages import Delivery
 
 if TYPE_CHECKING:
+    from tobio.tasks import TaskInfo
     from tobio.kernel import Kernel
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,7 @@ class AgentManager:
 
         await self.kernel.db.call(update)
 
-    def _task_of(self, agent: Agent):  # noqa: ANN202 - TaskInfo | None
+    def _task_of(self, agent: Agent) -> TaskInfo | None:
         return next((t for t in self.kernel.tasks.live.values() if t.kind == "agent" and t.owner == agent.name), None)
 
     async def pause(self, name: str) -> Agent:

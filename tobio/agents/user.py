@@ -7,6 +7,7 @@ the person types is posted with `say`, so their view is reconstructed like anyon
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from tobio.agents.base import Agent, AgentConfig
 from tobio.messages import Delivery
@@ -24,7 +25,7 @@ class UserAgent(Agent):
     type_name = "user"
     Config = UserConfig
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._watchers: set[Callable[[Delivery], None]] = set()
 

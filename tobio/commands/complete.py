@@ -140,9 +140,9 @@ class CommandCompleter:
             child = node.get(word.value) if text[word.start] not in QUOTES else None
             if child is None and i == 0 and base is not self.root:
                 child = self.root.get(word.value)  # root commands stay reachable from a subshell
-            if child is None:
+            if not isinstance(child, (Group, Command)):
                 return []
-            node = child  # type: ignore[assignment]
+            node = child
         if isinstance(node, Command):
             return self._arguments(node, text, [], current)
         return self._children(node, current, extra if not words else None, fallback=node is not self.root and not words)
@@ -212,7 +212,7 @@ class CommandCompleter:
 
     def _values(self, arg: Arg, word: Word, consumed: list[Word]) -> list[Candidate]:
         if arg.choices:
-            return _matching([(c, arg.help) for c in arg.choices], word, "value")
+            return _matching([(str(c), arg.help) for c in arg.choices], word, "value")
         if arg.complete == "command":
             node: Any = self.root
             for w in consumed:
@@ -472,7 +472,9 @@ class KernelSources:
         return found(self.kernel) if found is not None else []
 
     def sql_schema(self) -> dict[str, list[tuple[str, str]]]:
-        return self._schema.get()
+        schema: dict[str, list[tuple[str, str]]] = self._schema.get()
+        return schema
 
     def sql_functions(self) -> list[tuple[str, str]]:
-        return self._functions.get()
+        functions: list[tuple[str, str]] = self._functions.get()
+        return functions

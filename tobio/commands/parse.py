@@ -56,7 +56,7 @@ def split_words(text: str) -> list[str]:
     words: list[str] = []
     pos, end = 0, len(text)
     while True:
-        pos = _SPACES.match(text, pos).end()  # type: ignore[union-attr]
+        pos = _SPACES.match(text, pos).end()  # type: ignore[union-attr]  # `\s*` matches everywhere
         if pos >= end:
             return words
         match = _WORD.match(text, pos)

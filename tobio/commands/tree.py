@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import inspect
 import math
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from tobio.hooks import current_owner
 from tobio.config.limits import INT_MAX
@@ -37,9 +37,9 @@ class Arg:
     default: Any = None
     nargs: str | int | None = None
     flag: bool = False
-    choices: tuple[str, ...] | None = None
+    choices: tuple[str | int, ...] | None = None
     complete: str | None = None
-    metavar: str | None = None
+    metavar: str | tuple[str, ...] | None = None  # a tuple names each of nargs=N values
     raw: bool = False  # positional taking the rest of the line verbatim (quotes kept), e.g. SQL
     min: float | None = None  # for int/float: the smallest value accepted (ints: 0 unless told)
     max: float | None = None  # for int/float: the largest value accepted (ints: INT_MAX unless told)
@@ -57,7 +57,7 @@ class Arg:
         return not self.flag
 
 
-def confine_paths(args: list[Arg], kwargs: dict[str, Any]) -> dict[str, Any]:
+def confine_paths(args: Sequence[Arg], kwargs: dict[str, Any]) -> dict[str, Any]:
     """For an agent's call: every file argument (`complete="file"`) resolved inside the data directory.
 
     Declared once on the argument, so every command that takes a file, now or added by a module later,
@@ -126,10 +126,10 @@ def _bound(value: float) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise CommandError(_one_line(message), usage=_one_line(self.format_usage().strip(), 500))
 
-    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         raise CommandError(_one_line(message or "bad arguments"), usage=_one_line(self.format_usage().strip(), 500))
 
 
@@ -148,6 +148,10 @@ class Node:
             parts.append(node.name)
             node = node.parent
         return " ".join(reversed(parts))
+
+    def help_text(self) -> str:
+        """What `help PATH` and `PATH --help` print (commands and groups say more)."""
+        return f"{self.path}: {self.help}"
 
 
 @dataclass(eq=False)

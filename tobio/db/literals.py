@@ -66,7 +66,7 @@ class Const(sa.ColumnElement[Any]):
 
 @compiles(Const)
 def _bound(element: Const, compiler: Any, **kw: Any) -> str:
-    return compiler.process(sa.bindparam(None, element.value, type_=element.type, unique=True), **kw)  # type: ignore[no-any-return]
+    return compiler.process(sa.bindparam(None, element.value, type_=element.type, unique=True), **kw)  # type: ignore[no-any-return]  # SQLAlchemy's compiler.process returns Any
 
 
 @compiles(Const, "duckdb")

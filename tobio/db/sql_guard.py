@@ -107,14 +107,14 @@ def _cte_for(table: exp.Table) -> exp.CTE | None:
             earlier = node.expressions[:position]
             found = [c for c in earlier if c.alias_or_name.lower() == name]
             if found:
-                return found[-1]  # type: ignore[no-any-return]
+                return found[-1]  # type: ignore[no-any-return]  # sqlglot's expressions list is untyped
             skip = node.parent
         else:
             with_ = _arg(node, "with")
             if isinstance(with_, exp.With) and node is not skip:
                 found = [c for c in with_.expressions if c.alias_or_name.lower() == name]
                 if found:
-                    return found[-1]  # type: ignore[no-any-return]
+                    return found[-1]  # type: ignore[no-any-return]  # sqlglot's expressions list is untyped
         child, node = node, node.parent
     return None
 

@@ -13,7 +13,7 @@ from datetime import datetime
 DIMENSIONS = ("pleasure", "arousal", "dominance")
 
 # Mehrabian's PAD octants, named for people rather than papers.
-OCTANTS = {
+OCTANTS: dict[tuple[int, ...], str] = {
     (1, 1, 1): "exuberant", (1, 1, -1): "excited", (1, -1, 1): "relaxed", (1, -1, -1): "content",
     (-1, 1, 1): "angry", (-1, 1, -1): "anxious", (-1, -1, 1): "disdainful", (-1, -1, -1): "sad",
 }
@@ -56,7 +56,7 @@ class Affect:
         if self.intensity < 0.12:
             return "calm"
         signs = tuple(1 if getattr(self, k) >= 0 else -1 for k in DIMENSIONS)
-        name = OCTANTS[signs]  # type: ignore[index]
+        name = OCTANTS[signs]
         return f"very {name}" if self.intensity > 0.6 else f"slightly {name}" if self.intensity < 0.25 else name
 
     def as_dict(self) -> dict[str, float]:
@@ -79,4 +79,7 @@ class Mood:
 
     @classmethod
     def from_state(cls, state: dict[str, object]) -> Mood:
-        return cls(Affect(**state["affect"]), Affect(**state["baseline"]), datetime.fromisoformat(str(state["at"])))  # type: ignore[arg-type]
+        affect, baseline = state["affect"], state["baseline"]
+        if not isinstance(affect, dict) or not isinstance(baseline, dict):
+            raise ValueError("a mood's state holds 'affect' and 'baseline' mappings")
+        return cls(Affect(**affect), Affect(**baseline), datetime.fromisoformat(str(state["at"])))

@@ -49,7 +49,8 @@ class ChatView:
             self._partial[item.stream_id] = self._partial.get(item.stream_id, "") + item.text
         else:
             stream_id = (item.metadata or {}).get("stream_id")
-            self._partial.pop(stream_id, None)
+            if isinstance(stream_id, str):
+                self._partial.pop(stream_id, None)
             self.lines.append((item.sender or "kernel", item.content))
             if item.sender == self.agent:
                 self._show_mood()

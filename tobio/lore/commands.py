@@ -28,7 +28,7 @@ POSITIONS = ("before", "after", "AN top", "AN bottom", "at depth", "EM top", "EM
 def _target(agent: str | None, channel: str | None) -> tuple[str, str]:
     if bool(agent) == bool(channel):
         raise CommandError("give exactly one of --agent NAME or --channel NAME")
-    return ("agent", agent) if agent else ("channel", channel)  # type: ignore[return-value]
+    return ("agent", agent) if agent else ("channel", channel or "")
 
 
 def _card_books(kernel: Kernel) -> dict[str, Book]:
@@ -60,8 +60,8 @@ def entry_row(entry: Entry) -> tuple[Any, ...]:
             entry.content[:80])
 
 
-def register(kernel: Kernel, module: LoreModule, owner: Any) -> None:
-    group = kernel.commands.group("lore", "World Info: lorebooks that enter prompts when their keys come up.", owner=owner)
+def register(kernel: Kernel, module: LoreModule) -> None:
+    group = kernel.commands.group("lore", "World Info: lorebooks that enter prompts when their keys come up.")
 
     def store() -> LoreStore:
         assert module.store is not None
@@ -172,11 +172,11 @@ def register(kernel: Kernel, module: LoreModule, owner: Any) -> None:
                      data={"fired": [f.entry.key for f in activation.fired], "why": activation.why()})
 
 
-def _lookup(ctx: Context, name: str, store: Any) -> Book:
+def _lookup(ctx: Context, name: str, store: LoreStore) -> Book:
     if name.startswith("card:"):
         found = _card_books(ctx.kernel).get(name)
         if found is None:
             raise CommandError(f"no persona lorebook '{name}' (see `lore ls`)")
         return found
-    return store.book(name)  # type: ignore[no-any-return]
+    return store.book(name)
 

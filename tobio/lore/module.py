@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tobio.hooks import ON_MESSAGE, PROMPT, REPLAY
+from tobio.hooks import ON_MESSAGE, PROMPT, REPLAY, PromptStep
 from tobio.memory.module import MemoryModule
 from tobio.modules import DatabaseModule, Module
 from tobio.persona.module import PersonaModule
@@ -42,7 +42,7 @@ class LoreModule(Module):
     Settings = LoreSettings
 
     def __init__(self) -> None:
-        self.store: LoreStore | None = None  # type: ignore[assignment]
+        self.store: LoreStore | None = None
         self.hook: LoreHook | None = None
         self._overrides: dict[str, Any] = {}
 
@@ -65,12 +65,13 @@ class LoreModule(Module):
         self.store = LoreStore(kernel)
         await self.store.setup()
         self.hook = LoreHook(kernel, self)
-        kernel.hooks.add(PROMPT, self.hook)
+        step: PromptStep = self.hook  # a callable object: say which point's type it has
+        kernel.hooks.add(PROMPT, step)
         kernel.hooks.add(ON_MESSAGE, self.hook.observe)
 
         async def replay(snapshot: Snapshot) -> None:
             snapshot.extra["lore"] = await kernel.db.call(lore_steps, snapshot.agent_id, snapshot.at)
 
         kernel.hooks.add(REPLAY, replay)
-        commands.register(kernel, self, owner=self)
-        stchat.register(kernel, owner=self)
+        commands.register(kernel, self)
+        stchat.register(kernel)

@@ -134,7 +134,6 @@ class LoreStore:
         row = dict(id=self.kernel.db.next_ids("lore_versions"), book=key, version=version + 1, data=copy.deepcopy(data),
                    changed_by=changed_by, change=change, source=source, created_at=utcnow())
         self.current[key] = (version + 1, copy.deepcopy(data))
-        assert self.kernel.writer is not None  # the store is set up by a started kernel
         await self.kernel.writer.write(("lore_versions", tuple(row), [tuple(row.values())]))
         return version + 1
 
@@ -150,7 +149,6 @@ class LoreStore:
         row = dict(id=self.kernel.db.next_ids("lore_attachments"), book=key, kind=kind, target=target,
                    attached_at=utcnow(), detached_at=None)
         self.attached.append((key, kind, target))
-        assert self.kernel.writer is not None  # the store is set up by a started kernel
         await self.kernel.writer.write(("lore_attachments", tuple(row), [tuple(row.values())]))
         return True
 

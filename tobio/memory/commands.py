@@ -28,8 +28,8 @@ async def _agent_id(ctx: Context, name: str) -> int:
     return found
 
 
-def register(kernel: Kernel, memory: Memory, owner: Any) -> None:
-    group = kernel.commands.group("memory", "What agents remember: summaries and long-term retrieval.", owner=owner)
+def register(kernel: Kernel, memory: Memory) -> None:
+    group = kernel.commands.group("memory", "What agents remember: summaries and long-term retrieval.")
 
     @group.command("search", Arg("agent", help="whose memories", complete="agent"), Arg("query", help="what to recall"),
                    Arg("-k", type=int, default=5, help="how many"))

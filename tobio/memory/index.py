@@ -19,8 +19,10 @@ rebuilds everything.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Set as AbstractSet
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from tobio.memory.bm25 import BM25, grow
 from tobio.memory.config import MemoryConfig
@@ -56,7 +58,7 @@ class AgentIndex:
     def __len__(self) -> int:
         return self._live
 
-    def add(self, item: Item, vector: np.ndarray) -> None:
+    def add(self, item: Item, vector: ArrayLike) -> None:
         key = (item.kind, item.source_id)
         if key in self._keys:
             return
@@ -147,18 +149,24 @@ class AgentIndex:
         if link == self._prev[position]:
             return
         chain = [position]
-        for later in order[at + 1 : at + self._built[0]]:  # type: ignore[index]
+        for later in order[at + 1 : at + self._context[0]]:
             if self._prev[later] != chain[-1]:
                 break
             chain.append(later)
-        before = [self._document(p) for p in chain] if self._built[0] else []  # type: ignore[index]
+        before = [self._document(p) for p in chain] if self._context[0] else []
         self._prev[position] = link
         for p, old in zip(chain, before):
             self.bm25.replace(p, old, self._document(p))
 
+    @property
+    def _context(self) -> tuple[int, float, float]:
+        """The context settings the derived state was built for (the first refresh sets them)."""
+        assert self._built is not None, "the index is refreshed before it is read"
+        return self._built
+
     def _within(self, earlier: int, later: int) -> bool:
         """Whether no pause longer than the gap separates two messages (a sitting)."""
-        return self._times[later] - self._times[earlier] <= self._built[2] * 3600  # type: ignore[index]
+        return self._times[later] - self._times[earlier] <= self._context[2] * 3600
 
     def _when(self, position: int) -> tuple[float, int]:
         """Conversation order: time said, then id (timestamps, so naive and aware datetimes compare)."""
@@ -166,7 +174,7 @@ class AgentIndex:
 
     def _document(self, position: int) -> dict[str, float]:
         """The item's own terms at weight 1, then each earlier turn's at context_weight^distance."""
-        turns, factor, _ = self._built  # type: ignore[misc]
+        turns, factor, _ = self._context
         doc: dict[str, float] = {}
         for term in self._terms[position]:
             doc[term] = doc.get(term, 0.0) + 1.0
@@ -180,14 +188,15 @@ class AgentIndex:
         return doc
 
     def search(
-        self, query: str, vector: np.ndarray, config: MemoryConfig, k: int, exclude: set[tuple[str, int]] = frozenset()  # type: ignore[assignment]
+        self, query: str, vector: ArrayLike, config: MemoryConfig, k: int, exclude: AbstractSet[tuple[str, int]] = frozenset()
     ) -> list[Hit]:
         """Top k by w_rel·relevance + w_rec·recency + w_imp·importance, each component in 0..1."""
         if not self.items or k <= 0:
             return []
         n = len(self.items)
         self._refresh(config)
-        cosine = self._matrix[:n] @ np.asarray(vector, dtype=np.float32)  # type: ignore[index]
+        assert self._matrix is not None  # items exist, so the matrix does
+        cosine = self._matrix[:n] @ np.asarray(vector, dtype=np.float32)
         relevance = config.hybrid_alpha * _minmax(cosine)
         if config.hybrid_alpha < 1:
             lexical = self.bm25.scores(terms(query))

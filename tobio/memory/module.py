@@ -52,7 +52,7 @@ class MemoryModule(Module):
         kernel.hooks.add(HISTORY_SOURCE, lambda _agent, thread_id: thread_history(memory, thread_id))
         kernel.hooks.add(PROMPT, make_hook(memory), order=LAST)  # it enforces the budget on what others added
         kernel.hooks.add(REPLAY, make_replay_hook(kernel))
-        commands.register(kernel, self.memory, owner=self)
+        commands.register(kernel, self.memory)
 
     async def module_exit(self, kernel: Kernel) -> None:
         if self.memory is not None:

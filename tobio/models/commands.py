@@ -16,10 +16,10 @@ from tobio.models.module import models_of, runs_of
 STATUSES = ("queued", "in_progress", "completed", "failed", "cancelled", "expired")
 
 
-def register(root: Group, owner: Any) -> None:
-    _model_commands(root.group("model", "Model bundles: provider + model + purpose + parameters.", owner=owner))
-    _provider_commands(root.group("provider", "Model back ends (local, openai, scripted, plugins).", owner=owner))
-    _run_commands(root.group("run", "Recorded model runs and their steps.", owner=owner))
+def register(root: Group) -> None:
+    _model_commands(root.group("model", "Model bundles: provider + model + purpose + parameters."))
+    _provider_commands(root.group("provider", "Model back ends (local, openai, scripted, plugins)."))
+    _run_commands(root.group("run", "Recorded model runs and their steps."))
 
 
 def _model_commands(group: Group) -> None:

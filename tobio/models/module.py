@@ -27,7 +27,7 @@ class ModelsModule(Module):
         self.runs = RunManager(kernel)
         self.registry.configure(kernel.config.providers, kernel.config.models)
         await self.runs.expire_leftovers()
-        commands.register(kernel.commands, owner=self)
+        commands.register(kernel.commands)
         kernel.hooks.add(COMPLETION_SOURCE, self.model_names, key="model")
         kernel.hooks.add(COMPLETION_SOURCE, self.provider_names, key="provider")
         kernel.hooks.add(COMPLETION_SOURCE, self.live_runs, key="run")

@@ -154,7 +154,7 @@ class RunManager:
                         yield chunk
                     break
                 except ProviderError as exc:
-                    await stream.aclose()
+                    await _close(stream)
                     # Retry only what has not streamed yet: a half reply cannot be taken back.
                     if exc.retryable and not got_text and attempt < retries and not run.cancel_event.is_set():
                         attempt += 1
@@ -164,7 +164,7 @@ class RunManager:
                         continue
                     raise
                 finally:
-                    await stream.aclose()  # stops the provider's stream for real on cancel or break
+                    await _close(stream)  # stops the provider's stream for real on cancel or break
                     run.model_ms += (time.perf_counter() - model_began) * 1000
             run.status = "cancelled" if run.cancel_event.is_set() else "completed"
         except asyncio.CancelledError:
@@ -185,7 +185,7 @@ class RunManager:
 
     # -- records -----------------------------------------------------------------------------------
     def _params(self, run: Run) -> dict[str, Any]:
-        params = redact({k: v for k, v in run.request.params.items() if k.lower() not in SECRET_PARAMS})
+        params: dict[str, Any] = redact({k: v for k, v in run.request.params.items() if k.lower() not in SECRET_PARAMS})
         if run.request.json_schema is not None:
             params["json_schema"] = run.request.json_schema
         if run.request.tools:
@@ -212,7 +212,7 @@ class RunManager:
 
     def _record_end(self, run: Run) -> None:
         now = utcnow()
-        steps = [(self.kernel.db.next_ids("steps"), run.id, None, run.agent_id, "message_creation", run.model.name,
+        steps: list[tuple[Any, ...]] = [(self.kernel.db.next_ids("steps"), run.id, None, run.agent_id, "message_creation", run.model.name,
                   None, {"text": run.text, "finish_reason": run.finish_reason}, now)]
         for call in run.tool_calls:
             steps.append((self.kernel.db.next_ids("steps"), run.id, None, run.agent_id, "tool_call",
@@ -283,3 +283,10 @@ class RunManager:
             return ids
 
         return await self.kernel.db.call(sweep)
+
+
+async def _close(stream: AsyncIterator[Chunk]) -> None:
+    """Stop a provider's stream for real (an async generator's `aclose`; a plain iterator has none)."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()

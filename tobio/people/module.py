@@ -68,7 +68,7 @@ class PeopleModule(Module):
         kernel.hooks.add(ON_MESSAGE, people.observe)
         if self.settings.in_prompt:
             kernel.hooks.add(PROMPT, make_hook(people, self.settings.depth, self.settings.sign))
-        commands.register(kernel, people, owner=self)
+        commands.register(kernel, people)
         kernel.hooks.add(REPLAY, make_replay_hook(kernel, people))
 
     def _model_extract(self, agent: Any, person: str, message: Any) -> None:

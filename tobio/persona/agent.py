@@ -127,7 +127,7 @@ class PersonaAgent(Agent):
             messages, answered = await self._use_commands(model, messages, prompt, delivery.thread_id, delivery.message.id)
             if answered is not None:  # the model answered without asking for a command: that is the reply
                 await self._reply(channel, answered, answered.text, {"run_id": answered.id})
-                return
+                return True
         run = model.run(messages, params=prompt.params, thread_id=delivery.thread_id, agent_id=self.id)
         self.last_run = run.id
         if self.config.stream:
@@ -136,6 +136,7 @@ class PersonaAgent(Agent):
         else:
             await run.wait()
             await self._reply(channel, run, run.text, {"run_id": run.id})
+        return True
 
     async def _reply(self, channel: str, run: Any, text: str, metadata: dict[str, Any]) -> None:
         """Post the reply with the turn already counted: the state commits with the reply and its mark."""

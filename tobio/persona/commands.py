@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 KEY = Arg("persona", help="persona key (file name without .yaml)", complete="persona")
 
 
-def register(kernel: Kernel, registry: PersonaRegistry, owner: Any) -> None:
-    group = kernel.commands.group("persona", "Personas: who the agents are, curated and versioned.", owner=owner)
+def register(kernel: Kernel, registry: PersonaRegistry) -> None:
+    group = kernel.commands.group("persona", "Personas: who the agents are, curated and versioned.")
 
     @group.command("ls")
     def ls(ctx: Context) -> Result:

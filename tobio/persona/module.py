@@ -30,7 +30,7 @@ class PersonaModule(Module):
         kernel.hooks.add(AGENT_TYPE, PersonaAgent)
         kernel.hooks.add(COMPLETION_SOURCE, self.completions, key="persona")
         register_commands(kernel)
-        commands.register(kernel, self.registry, owner=self)
+        commands.register(kernel, self.registry)
 
     def completions(self, kernel: Kernel) -> list[tuple[str, str]]:
         """Persona keys for `complete="persona"`, with their version and name."""

@@ -81,7 +81,6 @@ class PersonaRegistry:
         row = dict(id=self.kernel.db.next_ids("persona_versions"), persona=key, version=version + 1, data=_dump(persona),
                    changed_by=changed_by, change=change, source=source, created_at=utcnow())
         self.current[key] = (version + 1, persona)
-        assert self.kernel.writer is not None  # the registry is set up by a started kernel
         await self.kernel.writer.write(("persona_versions", tuple(row), [tuple(row.values())]))
         return version + 1
 

@@ -193,7 +193,6 @@ async def import_chat(kernel: Kernel, chat: Chat, channel: str, names: dict[str,
         conn.execute(sa.update(AgentRow).where(AgentRow.c.id.in_(list(agents.values())), AgentRow.c.created_at > first)
                      .values(created_at=first))
 
-    assert kernel.writer is not None  # a command runs on a started kernel
     await kernel.writer.write(("channels", CHANNEL_COLUMNS, channel_rows), ("threads", THREAD_COLUMNS, thread_rows),
                               ("messages", MESSAGE_COLUMNS, messages), ("pushes", PUSH_COLUMNS, pushes), then=backdate)
     for name, agent_id in agents.items():
@@ -277,10 +276,10 @@ def _with_mes(st: dict[str, Any], text: str) -> dict[str, Any]:
 # --- commands -------------------------------------------------------------------------------------
 
 
-def register(kernel: Kernel, owner: Any) -> None:
+def register(kernel: Kernel) -> None:
     from tobio.commands import Arg, Context, Result
 
-    group = kernel.commands.group("transcript", "SillyTavern chats: import a chat JSONL as history, export a thread. (`chat AGENT` talks.)", owner=owner)
+    group = kernel.commands.group("transcript", "SillyTavern chats: import a chat JSONL as history, export a thread. (`chat AGENT` talks.)")
 
     @group.command("import", Arg("file", help="a SillyTavern chat .jsonl (single or group)", complete="file"),
                    Arg("--channel", help="channel for the imported threads (default: st.NAME)"),

@@ -36,7 +36,11 @@ def provider_type(name: str) -> type[Provider] | None:
     if ep is None:
         return None
     try:
-        return ep.load()
+        cls = ep.load()
     except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop the kernel
         log.error("provider entry point %s (%s) failed to import: %s", ep.name, ep.value, exc)
         return None
+    if not (isinstance(cls, type) and issubclass(cls, Provider)):
+        log.error("provider entry point %s (%s) does not name a Provider subclass", ep.name, ep.value)
+        return None
+    return cls

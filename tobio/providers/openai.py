@@ -366,6 +366,7 @@ def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
 
 
 def _root_message(exc: BaseException) -> str:
-    while exc.__cause__ is not None or exc.__context__ is not None:
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    inner: BaseException | None = exc
+    while inner is not None:
+        exc, inner = inner, inner.__cause__ or inner.__context__
     return _first_line(str(exc) or type(exc).__name__)

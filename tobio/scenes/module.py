@@ -128,10 +128,10 @@ async def run_scene(kernel: Kernel, scene: SceneConfig, emit: Any = None, truste
         floors.pop(scene.channel, None)
 
 
-def register(kernel: Kernel, owner: ScenesModule) -> None:
-    floors = owner.floors
-    scene = kernel.commands.group("scene", "Scenes: several persona agents in a channel, from a file.", owner=owner)
-    floor = kernel.commands.group("floor", "Turn-taking in channels with several persona agents.", owner=owner)
+def register(kernel: Kernel, scenes: ScenesModule) -> None:
+    floors = scenes.floors
+    scene = kernel.commands.group("scene", "Scenes: several persona agents in a channel, from a file.")
+    floor = kernel.commands.group("floor", "Turn-taking in channels with several persona agents.")
 
     @scene.command("run", Arg("file", help="scene YAML", complete="file"), Arg("--turns", type=int, help="override the number of turns"))
     async def run(ctx: Context, file: str, turns: int | None) -> Result:

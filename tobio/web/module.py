@@ -32,7 +32,7 @@ class WebModule(Module):
     async def module_init(self, kernel: Kernel) -> None:
         self.server: Any = None
         self.url = ""
-        group = kernel.commands.group("web", "The web UI: a chat page served by this kernel.", owner=self)
+        group = kernel.commands.group("web", "The web UI: a chat page served by this kernel.")
 
         @group.command("serve", Arg("--port", type=int, default=5006, help="TCP port"),
                        Arg("--address", default="127.0.0.1", help="bind address (other than loopback needs --token)"),

@@ -41,7 +41,6 @@ def register(root: Group) -> None:
             query = sa.select(AgentRow).order_by(AgentRow.c.id)
             return list(conn.execute(query if all else query.where(AgentRow.c.status != const("killed"))))
 
-        assert kernel.writer is not None  # a command runs on a started kernel
         await kernel.writer.flush()  # handled marks nobody waited for count too
         unhandled = await kernel.db.call(unhandled_counts)
         rows = []

@@ -16,4 +16,4 @@ def register(root: Group) -> None:
         node, pos = walk_path(ctx.kernel.commands, " ".join(command))
         if pos < len(" ".join(command)):
             raise CommandError(f"no command '{' '.join(command)}' (try `help`)")
-        return Result(text=node.help_text())  # type: ignore[attr-defined]
+        return Result(text=node.help_text())
