@@ -222,13 +222,14 @@ class Repl:
         from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
         from prompt_toolkit.completion import ThreadedCompleter
         from prompt_toolkit.filters import Condition
-        from prompt_toolkit.history import FileHistory, InMemoryHistory
+        from prompt_toolkit.history import InMemoryHistory
         from prompt_toolkit.key_binding import KeyBindings
         from prompt_toolkit.lexers import DynamicLexer, PygmentsLexer
         from prompt_toolkit.styles import Style
         from pygments.lexers.sql import SqlLexer
 
         from shell.completer import ShellCompleter
+        from shell.history import RedactingFileHistory
         from tobio.commands.complete import CommandCompleter
 
         keys = KeyBindings()
@@ -244,7 +245,7 @@ class Repl:
         sql = PygmentsLexer(SqlLexer)
         engine = CommandCompleter(self.session.root, self.sources)
         return PromptSession(
-            history=FileHistory(self.history_path) if self.history_path else InMemoryHistory(),
+            history=RedactingFileHistory(self.history_path) if self.history_path else InMemoryHistory(),
             auto_suggest=AutoSuggestFromHistory(),
             completer=ThreadedCompleter(ShellCompleter(self.session, engine)),
             complete_while_typing=False,

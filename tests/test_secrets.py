@@ -78,3 +78,21 @@ def test_a_failed_run_stores_no_key(tmp_path: Path) -> None:
                                   "sqlite:////tmp/x.db"])
 def test_text_without_secrets_is_left_as_written(text: str) -> None:
     assert redact_text(text) == text
+
+
+@pytest.mark.parametrize(("typed", "kept"), [
+    ("model add x --api-key abc123def", "model add x --api-key ***"),
+    ("tobio-shell --token=xyz789 chat", "tobio-shell --token=*** chat"),
+    ("sql SELECT 1 -- password: hunter2", "sql SELECT 1 -- password: ***"),
+    ("run --model http://me:pw@host/v1 hi", "run --model http://***@host/v1 hi"),
+    ("OPENAI_API_KEY=sk-abcdefghijklmnopqrstuv ./dev run", "OPENAI_API_KEY=*** ./dev run"),
+    ("persona set tobio goals 'find the key to the shed'", "persona set tobio goals 'find the key to the shed'"),
+    ("model test m --max-tokens 9 max_tokens=5", "model test m --max-tokens 9 max_tokens=5"),
+])
+def test_the_shell_history_file_keeps_no_secret(tmp_path: Path, typed: str, kept: str) -> None:
+    from shell.history import RedactingFileHistory
+
+    path = tmp_path / "history"
+    RedactingFileHistory(str(path)).store_string(typed)
+    assert kept in path.read_text()
+    assert list(RedactingFileHistory(str(path)).load_history_strings()) == [kept]

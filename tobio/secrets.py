@@ -56,6 +56,19 @@ def redact_text(text: str) -> str:
     return _KEYLIKE.sub(REDACTED, text)
 
 
+_SECRET_FLAG = re.compile(r"(--?([A-Za-z0-9][\w-]*))(=|\s+)('[^']*'|\"[^\"]*\"|\S+)")
+_SECRET_ASSIGN = re.compile(r"\b([A-Za-z_][\w-]*)(\s*[:=]\s*)('[^']*'|\"[^\"]*\"|[^\s,;&]+)")
+
+
+def redact_command(line: str) -> str:
+    """A command line with the values of credential-named flags and assignments (`--api-key X`,
+    `--token=X`, `password: X`, `OPENAI_API_KEY=X`) hidden, then `redact_text`: what a shell history
+    or a transcript may keep of a line someone typed."""
+    line = _SECRET_FLAG.sub(lambda m: f"{m.group(1)}{m.group(3)}{REDACTED}" if is_secret_name(m.group(2)) else m.group(0), line)
+    line = _SECRET_ASSIGN.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}" if is_secret_name(m.group(1)) else m.group(0), line)
+    return redact_text(line)
+
+
 def _says_nothing(value: Any) -> bool:
     return value is None or isinstance(value, bool) or (isinstance(value, str) and value in _SAYS_NOTHING)
 
