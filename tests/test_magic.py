@@ -58,6 +58,12 @@ def test_bad_command_shows_a_clear_error_and_the_kernel_keeps_working(ip: Intera
     assert ip.run_line_magic("tobio", "agent ls").rows
 
 
+def test_bad_quoting_in_the_start_options_is_one_line_and_changes_nothing(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    assert ip.run_line_magic("tobio", "--config 'unterminated") is None
+    assert capsys.readouterr().err.strip().startswith("error: ")
+    assert ip.run_line_magic("tobio", "agent ls") is not None  # the configured kernel is still the one in use
+
+
 def test_chatview_button_sends_and_the_reply_arrives(ip: InteractiveShell) -> None:
     import time
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from typing import Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 
+from tobio.commands.parse import split_words
 from tobio.commands.result import Result
 from tobio.errors import CommandError, TobioError
 
@@ -37,8 +37,12 @@ class TobioMagics(Magics):
 
             return ChatView(line.split()[1])  # `%tobio chat tobio`: a chat widget in the cell
         if line.strip().startswith("--config") or line.strip().startswith("--database"):
-            options = _options(line)
-            configure(options.get("--config"), options.get("--database"))
+            try:
+                options = _options(line)
+                configure(options.get("--config"), options.get("--database"))
+            except TobioError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return None
             line = ""
             if not cell:
                 return None
@@ -67,7 +71,7 @@ class TobioMagics(Magics):
 
 
 def _options(line: str) -> dict[str, str]:
-    words = shlex.split(line)
+    words = split_words(line)  # the command line's own parser: bounded, one clear error for bad quoting
     out = {}
     for i, word in enumerate(words):
         if word in ("--config", "--database") and i + 1 < len(words):
