@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from tobio.commands import Arg, Context, Result, table
 from tobio.errors import CommandError
-from tobio.paths import data_dir, slug, within, write_file
+from tobio.paths import slug, write_file
 from tobio.persona.registry import field_diff
 
 if TYPE_CHECKING:
@@ -80,8 +80,8 @@ def register(kernel: Kernel, registry: PersonaRegistry) -> None:
 
         personas = _personas_dir(ctx)
         _no_force_for_agents(ctx, force)
-        path = _allowed_path(ctx, file, "file")
-        target_dir = _allowed_path(ctx, dir, "--dir") if dir else personas
+        path = _path(file, "file")
+        target_dir = _path(dir, "--dir") if dir else personas
         assets: dict[str, bytes] = {}
         suffix = path.suffix.lower()
         if suffix in (".yaml", ".yml"):
@@ -112,8 +112,8 @@ def register(kernel: Kernel, registry: PersonaRegistry) -> None:
 
         version, current = registry.get(persona)
         _no_force_for_agents(ctx, force)
-        path = _allowed_path(ctx, file, "file")
-        picture = _allowed_path(ctx, image, "--image") if image else None
+        path = _path(file, "file")
+        picture = _path(image, "--image") if image else None
         if path.suffix.lower() in (".yaml", ".yml"):
             blob = persona_to_yaml(current).encode("utf-8")
         elif path.suffix.lower() == ".charx":
@@ -136,22 +136,12 @@ def _no_force_for_agents(ctx: Context, force: bool) -> None:
         raise CommandError(f"agent '{ctx.caller}' may not overwrite files (--force is for the user)")
 
 
-def _allowed_path(ctx: Context, given: str, what: str) -> Path:
-    """The user may name any path; an agent only paths inside the data dir or the personas folder.
-
-    Resolved with symlinks followed, so neither `..` nor a link leads an agent's file out.
-    """
+def _path(given: str, what: str) -> Path:
+    """A path argument as a Path. An agent's was already confined to the data directory, symlinks
+    followed, before the command ran (every `complete="file"` argument is: commands/tree.py)."""
     if "\0" in given:
         raise CommandError(f"{what}: not a valid path")
-    path = Path(given).expanduser()
-    if ctx.caller == "user":
-        return path
-    if not path.is_absolute():
-        path = data_dir() / path
-    inside = within(path, data_dir(), _personas_dir(ctx))
-    if inside is None:
-        raise CommandError(f"agent '{ctx.caller}' may only use paths inside the data directory or personas/ ({what})")
-    return inside
+    return Path(given).expanduser()
 
 
 async def _version_data(registry: PersonaRegistry, key: str, version: int | None) -> dict[str, Any]:
