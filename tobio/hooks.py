@@ -22,7 +22,7 @@ from tobio.errors import TobioError
 if TYPE_CHECKING:
     from tobio.agents.base import Agent
     from tobio.agents.sandbox import Scope
-    from tobio.db.history import Context as HistoryContext
+    from tobio.db.history import ThreadContext
     from tobio.kernel import Kernel
     from tobio.messages import Delivery, Message
     from tobio.modules import Module
@@ -48,7 +48,7 @@ class Point(Generic[T]):
 # -- the points -------------------------------------------------------------------------------------
 ShouldAnswer = Callable[["Agent", "Delivery"], Awaitable["bool | None"]]
 PromptStep = Callable[["Prompt"], Awaitable[None]]
-HistorySource = Callable[["Agent", int], Awaitable["HistoryContext"]]
+HistorySource = Callable[["Agent", int], Awaitable["ThreadContext"]]
 MessageObserver = Callable[["Message"], None]
 ReplayStep = Callable[["Snapshot"], Awaitable[None]]
 CompletionSource = Callable[["Kernel"], list[tuple[str, str]]]

@@ -77,7 +77,7 @@ def thread_messages(
 
 
 @dataclass(frozen=True)
-class Context:
+class ThreadContext:
     """What a thread's owner has in mind: the latest summary and the messages after its checkpoint."""
 
     summary: str | None
@@ -96,8 +96,8 @@ def latest_summary(conn: Connection, thread_id: int) -> tuple[str, int] | None:
     return (row[0], row[1]) if row else None
 
 
-def thread_context(conn: Connection, thread_id: int, last: int = 50) -> Context:
+def thread_context(conn: Connection, thread_id: int, last: int = 50) -> ThreadContext:
     """Latest summary of the thread plus (up to) the last `last` messages after its checkpoint."""
     summary = latest_summary(conn, thread_id)
     checkpoint = summary[1] if summary else None
-    return Context(summary[0] if summary else None, checkpoint, thread_messages(conn, thread_id, after=checkpoint, last=last))
+    return ThreadContext(summary[0] if summary else None, checkpoint, thread_messages(conn, thread_id, after=checkpoint, last=last))

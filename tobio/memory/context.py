@@ -13,7 +13,7 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from tobio.db.history import Context, thread_context, thread_messages
+from tobio.db.history import ThreadContext, thread_context, thread_messages
 from tobio.memory.items import Hit
 from tobio.messages import Message
 from tobio.persona.prompt import NEXT_TO_NEWEST, SUMMARY_PREFIX, Injection
@@ -53,7 +53,7 @@ async def _prompt_tokens(memory: Memory, model: Model, prompt: Prompt) -> int:
     return total
 
 
-async def thread_history(memory: Memory, thread_id: int) -> Context:
+async def thread_history(memory: Memory, thread_id: int) -> ThreadContext:
     """The thread's latest summary and the messages after its checkpoint (the newest max_history_messages).
 
     The thread's tail (see summarizer.Tail) is what earlier reads found while no summary was written
@@ -72,7 +72,7 @@ async def thread_history(memory: Memory, thread_id: int) -> Context:
             # Reads are contiguous runs of the thread's pushes (commits go in id order), so two that meet
             # miss nothing between them; the tail's summary is current (no write was issued since it was read).
             tail = summarizer.extend(tail, thread_id, fresh)
-            return Context(tail.summary, tail.checkpoint, tail.messages)
+            return ThreadContext(tail.summary, tail.checkpoint, tail.messages)
     generation = summarizer.generation.get(thread_id, 0)
     context = await memory.kernel.db.call(thread_context, thread_id, most)
     upto = context.messages[-1].id if context.messages else context.checkpoint
@@ -91,7 +91,7 @@ def make_hook(memory: Memory) -> Any:
         model = memory.tokenizer_for(agent.id)
         overhead = config.message_overhead_tokens
         # The persona started from memory's history source (thread_history): the whole unsummarised history.
-        context = Context(prompt.summary, None, list(prompt.history))
+        context = ThreadContext(prompt.summary, None, list(prompt.history))
 
         # What the persona costs before memory adds anything.
         prompt.summary, prompt.history = None, []

@@ -20,7 +20,7 @@ class Exchange(BaseModel):
     reply: str
 
 
-class Mood(BaseModel):
+class InitialMood(BaseModel):
     """Baseline affect: pleasure, arousal, dominance in [-1, 1]."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -40,7 +40,7 @@ class Persona(BaseModel):
     example_dialogue: list[Exchange] = Field(default_factory=list)
     goals: list[str] = Field(default_factory=list)
     relationships: dict[str, str] = Field(default_factory=dict)
-    initial_mood: Mood = Field(default_factory=Mood)
+    initial_mood: InitialMood = Field(default_factory=InitialMood)
     greeting: str | None = None
     card: dict[str, Any] = Field(
         default_factory=dict,
