@@ -31,7 +31,7 @@ class ProviderError(TobioError):
 class ProviderConfig(Frozen):
     """A provider entry in kernel.yaml / models.yaml `providers:`; types add their own fields."""
 
-    type: str
+    type: str = Field("", description="the provider type, as registered (the entry point's or PROVIDER_TYPE key)")
     description: str = ""
     timeout_s: float = Field(120.0, gt=0, description="longest wait for a reply (or between streamed chunks)")
     max_retries: int = Field(3, ge=0, description="retries on 429/5xx/timeouts, with exponential backoff")

@@ -39,7 +39,6 @@ CHAT_PARAMS = ("temperature", "top_p", "top_k", "min_p", "max_tokens", "stop", "
 class LocalConfig(ProviderConfig):
     """Settings for in-process models."""
 
-    type: str = "local"
     n_ctx: int = Field(4096, ge=256, description="context window in tokens")
     n_threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
     n_batch: int = Field(512, ge=8)

@@ -50,7 +50,6 @@ _END = _End.END
 class OpenAIConfig(ProviderConfig):
     """An `openai` provider entry: where the server is and how to authenticate."""
 
-    type: str = "openai"
     base_url: str | None = Field(None, description="e.g. http://127.0.0.1:8080/v1; empty means api.openai.com")
     api_key: SecretStr | None = Field(None, description="write ${ENV_VAR}; never stored or shown")
     organization: str | None = None

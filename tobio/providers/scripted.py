@@ -20,7 +20,6 @@ _WORD = re.compile(r"\w+")
 class ScriptedProviderConfig(ProviderConfig):
     """Replies cycle through `replies`; `{last}` is the last user message. Failures come first."""
 
-    type: str = "scripted"
     replies: list[str] = Field(default_factory=lambda: ["You said: {last}"])
     latency_s: float = Field(0.0, ge=0, description="wait before the first token")
     token_delay_s: float = Field(0.0, ge=0, description="wait between streamed words")
