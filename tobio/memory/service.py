@@ -36,6 +36,9 @@ class Memory:
         self.indexes: dict[int, AgentIndex] = {}
         self._loading: dict[int, asyncio.Task[AgentIndex]] = {}
         self.fixed_tokens: dict[int, int] = {}  # agent id -> last measured persona/system cost
+        # kind -> fn(conn, agent_id, embed model) giving (Item, vector) of the agent's items of that kind that
+        # another module keeps (people's reflections): read with the agent's messages and summaries
+        self.sources: dict[str, Callable[[Any, int, str], list[tuple[Item, Any]]]] = {}
         self._queue: list[Message] = []
         self._wake = asyncio.Event()
         self._busy = False
@@ -162,15 +165,27 @@ class Memory:
     async def index_summary(self, summary_id: int, agent_id: int, content: str, when: datetime,
                             channel: str | None = None) -> None:
         """Embed a new summary so it can be retrieved later like a message."""
-        if not self.config.index or not content:
+        await self.index_item(Item("summary", summary_id, when, importance(content), None, content, channel), agent_id)
+
+    async def index_item(self, item: Item, agent_id: int) -> None:
+        """Embed something the agent holds other than a message (a summary, a reflection) so recall finds
+        it like a message. Kinds other modules add are loaded back through `sources`."""
+        if not self.config.index or not item.content:
             return
         model = self.embed_model
-        vec = (await model.embed([content]))[0]
-        row = (self.kernel.db.next_ids("memory_items"), "summary", summary_id, when, importance(content), model.name, list(map(float, vec)))
+        vec = (await model.embed([item.text]))[0]
+        row = (self.kernel.db.next_ids("memory_items"), item.kind, item.source_id, item.created_at, item.importance, model.name,
+               list(map(float, vec)))
         await self.kernel.db.call(store.insert_items, self.kernel.db, [row])
         index = self.indexes.get(agent_id)
         if index is not None:
-            index.add(Item("summary", summary_id, when, row[4], None, content, channel), vec)
+            index.add(item, vec)
+
+    def drop_item(self, agent_id: int, kind: str, source_id: int) -> None:
+        """Stop recalling an item another module superseded (its record stays in that module's tables)."""
+        index = self.indexes.get(agent_id)
+        if index is not None:
+            index.forget(kind, source_id)
 
     # -- retrieval -------------------------------------------------------------------------------
     async def index_for(self, agent_id: int) -> AgentIndex:
@@ -192,6 +207,9 @@ class Memory:
         try:
             for item, vec in await self.kernel.db.call(store.agent_items, agent_id, self.embed_model.name):
                 index.add(item, vec)
+            for source in list(self.sources.values()):
+                for item, vec in await self.kernel.db.call(source, agent_id, self.embed_model.name):
+                    index.add(item, vec)
         except BaseException:
             self.indexes.pop(agent_id, None)
             raise

@@ -29,6 +29,7 @@ class PeopleSettings(BaseModel):
     private_dms: bool = Field(True, description="never recall one person's private (dm.*) messages to another")
     reflect_every: int = Field(20, ge=0, description="reflect after this many messages from a person (0: never)")
     reflections: int = Field(3, ge=1, le=10, description="thoughts per reflection")
+    reflections_in_memory: bool = Field(False, description="also index reflections for memory's recall (bench/person.py: facts no better, so off)")
 
 
 class PeopleModule(Module):

@@ -9,7 +9,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from tobio.db.tables import MessageRow
+from tobio.memory.items import Item
+from tobio.memory.tables import MemoryItemRow
 from tobio.people.tables import PersonFactRow, ReflectionRow
+
+REFLECTION = "reflection"  # the memory item kind of a reflection
 
 FACT_COLUMNS = ("id", "agent_id", "person", "key", "value", "source", "message_id", "created_at", "superseded_at")
 REFLECTION_COLUMNS = ("id", "agent_id", "person", "content", "upto_message_id", "created_at", "superseded_at")
@@ -66,9 +71,9 @@ def fact_history(conn: Connection, agent_id: int, person: str) -> list[FactVersi
     return [FactVersion(*row) for row in conn.execute(query)]
 
 
-def current_reflections(conn: Connection) -> list[tuple[int, str | None, str]]:
-    """(agent_id, person, content) of every reflection not superseded, oldest first."""
-    query = sa.select(ReflectionRow.agent_id, ReflectionRow.person, ReflectionRow.content).where(
+def current_reflections(conn: Connection) -> list[tuple[int, int, str | None, str]]:
+    """(id, agent_id, person, content) of every reflection not superseded, oldest first."""
+    query = sa.select(ReflectionRow.id, ReflectionRow.agent_id, ReflectionRow.person, ReflectionRow.content).where(
         ReflectionRow.superseded_at.is_(None)).order_by(ReflectionRow.id)
     return [tuple(r) for r in conn.execute(query)]  # type: ignore[misc]
 
@@ -89,3 +94,21 @@ def reflections_at(conn: Connection, agent_id: int, at: datetime) -> list[tuple[
         sa.or_(ReflectionRow.superseded_at.is_(None), ReflectionRow.superseded_at > at),
     ).order_by(ReflectionRow.id)
     return [tuple(r) for r in conn.execute(query)]  # type: ignore[misc]
+
+
+def reflection_items(conn: Connection, agent_id: int, model: str) -> list[tuple[Item, Any]]:
+    """The agent's current reflections as memory items with their vectors (memory's source for kind
+    `reflection`), each with the channel of the conversation it came from, so a thought about a
+    private chat is recalled only there."""
+    from tobio.memory.store import vector
+
+    query = (
+        sa.select(ReflectionRow.id, MemoryItemRow.created_at, MemoryItemRow.importance, MemoryItemRow.__table__.c.vector,
+                  ReflectionRow.person, ReflectionRow.content, MessageRow.channel)
+        .join(MemoryItemRow.__table__, sa.and_(MemoryItemRow.kind == REFLECTION, MemoryItemRow.source_id == ReflectionRow.id,
+                                               MemoryItemRow.model == model))
+        .outerjoin(MessageRow.__table__, MessageRow.id == ReflectionRow.upto_message_id)
+        .where(ReflectionRow.agent_id == agent_id, ReflectionRow.superseded_at.is_(None))
+        .order_by(ReflectionRow.id)
+    )
+    return [(Item(REFLECTION, r[0], r[1], r[2], r[4], r[5], r[6]), vector(r[3])) for r in conn.execute(query)]
