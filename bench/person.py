@@ -463,6 +463,10 @@ def apply_variant(name: str) -> None:
     from tobio.persona import prompt as prompt_mod
     from tobio.persona import schema
 
+    if "," in name:  # several at once
+        for part in name.split(","):
+            apply_variant(part)
+        return
     if name == "baseline":
         return
     original_system = schema.Persona.system_prompt
@@ -493,6 +497,10 @@ def apply_variant(name: str) -> None:
             self.params.setdefault("stop", ["\n\n", "\nUser:", "User:", "\n#"])
             return original_messages(self)
         prompt_mod.Prompt.messages = with_stop  # type: ignore[method-assign]
+    elif name == "no-fresh":  # no resampling of stale replies (tobio/persona/freshness.py)
+        from tobio.persona import freshness
+
+        freshness.RESAMPLES = 0
     else:
         raise SystemExit(f"--variant: unknown {name!r}")
 
@@ -576,7 +584,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--people", nargs="*", default=[], metavar="KEY=VALUE", help="people module settings (sign=false, private_dms=false…)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for one reply")
     parser.add_argument("--transcript", help="write every line said (JSON lines) to this file")
-    parser.add_argument("--variant", default="baseline", help="prompt format: baseline, short-system, persona-near, fewshot-system, stop")
+    parser.add_argument("--variant", default="baseline", help="prompt format: baseline, short-system, persona-near, fewshot-system, stop; no-fresh (no resampling); comma-separated to combine")
     args = parser.parse_args(argv)
     apply_variant(args.variant)
     logging.basicConfig(level=logging.WARNING)
