@@ -236,10 +236,12 @@ class TobioSystem:
             pass
 
     def pleasure(self, agent: str) -> float | None:
-        module = self.kernel.modules.loaded.get("emotion")
+        from tobio.emotion.module import EmotionModule
+
+        module = self.kernel.modules.get(EmotionModule)
         if module is None:
             return None
-        return float(module.mood(self.kernel.agents.get(agent)).affect.pleasure)  # type: ignore[attr-defined]
+        return float(module.mood(self.kernel.agents.get(agent)).affect.pleasure)
 
     def baseline(self, agent: str) -> float:
         return float(load_persona(PERSONAS / "tobio.yaml").initial_mood.pleasure)
@@ -455,6 +457,10 @@ def apply_variant(name: str) -> None:
     from tobio.persona import prompt as prompt_mod
     from tobio.persona import schema
 
+    if "," in name:  # several at once
+        for part in name.split(","):
+            apply_variant(part)
+        return
     if name == "baseline":
         return
     original_system = schema.Persona.system_prompt
@@ -485,6 +491,10 @@ def apply_variant(name: str) -> None:
             self.params.setdefault("stop", ["\n\n", "\nUser:", "User:", "\n#"])
             return original_messages(self)
         prompt_mod.Prompt.messages = with_stop  # type: ignore[method-assign]
+    elif name == "no-fresh":  # no resampling of stale replies (tobio/persona/freshness.py)
+        from tobio.persona import freshness
+
+        freshness.RESAMPLES = 0
     else:
         raise SystemExit(f"--variant: unknown {name!r}")
 
@@ -568,7 +578,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--people", nargs="*", default=[], metavar="KEY=VALUE", help="people module settings (sign=false, in_prompt=false…)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for one reply")
     parser.add_argument("--transcript", help="write every line said (JSON lines) to this file")
-    parser.add_argument("--variant", default="baseline", help="prompt format: baseline, short-system, persona-near, fewshot-system, stop")
+    parser.add_argument("--variant", default="baseline", help="prompt format: baseline, short-system, persona-near, fewshot-system, stop; no-fresh (no resampling); comma-separated to combine")
     args = parser.parse_args(argv)
     apply_variant(args.variant)
     logging.basicConfig(level=logging.WARNING)

@@ -15,7 +15,7 @@ from tobio.commands.complete import CommandCompleter, KernelSources
 from tobio.config.schema import KernelConfig
 from tobio.db.migrations import utcnow
 from tobio.errors import ModuleError, TobioError
-from tobio.hooks import HISTORY_SOURCE, POINTS
+from tobio.hooks import HISTORY_SOURCE, MEMORY_SOURCE, POINTS
 from tobio.kernel import Kernel
 from tobio.persona.pipeline import assemble
 from tobio.persona.prompt import Prompt
@@ -54,7 +54,7 @@ def ask(kernel: Kernel, text: str, user: str = "ada", timeout: float = 20, agent
 def test_every_extension_point_is_used_and_works(kernel: Kernel, tmp_path: Path) -> None:
     module = kernel.modules.loaded["diary"]
     used = {r.point for r in kernel.hooks.of(module)}
-    assert used == set(POINTS) - {HISTORY_SOURCE}  # replacing the history is memory's job
+    assert used == set(POINTS) - {HISTORY_SOURCE, MEMORY_SOURCE}  # memory's own: its history, its recall
 
     # agent type + provider type + prompt pipeline: the diarist answers through the echo provider
     assert ask(kernel, "hello there") == "You said: hello there"

@@ -236,3 +236,40 @@ def test_memory_never_recalls_a_summary_of_another_private_conversation(kernel: 
     assert "summary:901" in recalled  # Ben's own conversation is recalled to him
     assert "summary:900" not in recalled and prompt.notes["memory"]["private_elsewhere_skipped"] >= 1
     assert "Summary 900" not in str(prompt.messages())
+
+
+def test_reflections_join_memory_recalled_only_in_their_conversation(duckdb_url: str, tmp_path: Path) -> None:
+    """A reflection is indexed as the agent's memory (kind `reflection`): recall finds the current batch,
+    not the one it replaced, in the private chat it came from and not in another's, also after a restart."""
+    from tobio.memory.service import Memory
+
+    def recalled(k: Kernel) -> list[tuple[str, int, str]]:
+        hits = k.call(Memory.of(k).search(k.agents.get("tobio").id, "They like dogs a lot. I feel warm toward them.", k=20))
+        return [(h.item.kind, h.item.source_id, h.item.content) for h in hits if h.item.kind == "reflection"]
+
+    kernel = start(duckdb_url, reflect_every=2, reflections=2, reflections_in_memory=True)
+    try:
+        write(tmp_path / "tobio.yaml", "name: Tobio\n")
+        agent = write(tmp_path / "agent.yaml", "name: tobio\ntype: persona\npersona: tobio.yaml\nmodel: thinker\nstream: false\n")
+        kernel.run(f"agent spawn {agent}")
+        people = PeopleModule.of(kernel)
+        tobio = kernel.agents.get("tobio")
+        for text in ["My name is Ada.", "I have a dog called Biscuit.", "I like long walks.", "See you."]:
+            ask(kernel, "ada", text)
+        reflector = kernel.modules.need(PeopleModule).reflector
+        assert reflector is not None
+        wait_until(lambda: reflector.written == 2 and not reflector.busy())
+        kernel.call(Memory.of(kernel).settle())
+        current = people.reflection_ids[(tobio.id, "ada")]
+        assert sorted(i for _, i, _ in recalled(kernel)) == sorted(current)  # the first batch is no longer recalled
+        for_ada = "\n".join(str(m["content"]) for m in prompt_of(kernel, "ada", "Do you remember what they like, dogs?"))
+        assert "your thought about ada): They like dogs a lot." in for_ada
+        for_ben = "\n".join(str(m["content"]) for m in prompt_of(kernel, "ben", "Do you remember what they like, dogs?"))
+        assert "They like dogs" not in for_ben  # a thought about a private chat stays there
+    finally:
+        kernel.close()
+    kernel = start(duckdb_url, reflect_every=0, reflections_in_memory=True)  # the agent comes back with the kernel
+    try:
+        assert sorted(i for _, i, _ in recalled(kernel)) == sorted(current)
+    finally:
+        kernel.close()

@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from tobio.agents.base import Agent
     from tobio.agents.sandbox import Scope
     from tobio.db.history import ThreadContext
+    from sqlalchemy.engine import Connection
+
     from tobio.kernel import Kernel
+    from tobio.memory.items import Item
     from tobio.messages import Delivery, Message
     from tobio.modules import Module
     from tobio.persona.prompt import Prompt
@@ -52,6 +55,7 @@ HistorySource = Callable[["Agent", int], Awaitable["ThreadContext"]]
 MessageObserver = Callable[["Message"], None]
 ReplayStep = Callable[["Snapshot"], Awaitable[None]]
 CompletionSource = Callable[["Kernel"], list[tuple[str, str]]]
+MemorySource = Callable[["Connection", int, str], list[tuple["Item", Any]]]
 
 SHOULD_ANSWER: Point[ShouldAnswer] = Point(
     "should_answer", "May this agent answer this delivery? True/False decides (first opinion wins); None: no opinion.")
@@ -67,6 +71,9 @@ COMPLETION_SOURCE: Point[CompletionSource] = Point(
     "completion_source", "Values (and a note each) for arguments declared with `complete=KEY`.", keyed=True)
 SQL_SCOPE: Point[Scope] = Point(
     "sql_scope", "Which rows of table KEY an agent's `sql` may read; tables nobody scopes read as empty.", keyed=True)
+MEMORY_SOURCE: Point[MemorySource] = Point(
+    "memory_source", "Memory items of kind KEY (with vectors) an agent's recall loads back: (conn, agent_id, embed model).",
+    keyed=True)
 AGENT_TYPE: Point[type[Agent]] = Point(
     "agent_type", "A spawnable agent class, keyed by the `type:` agent files give.", keyed=True)
 PROVIDER_TYPE: Point[type[Provider]] = Point(
@@ -76,7 +83,7 @@ LAST = 1000
 """The `order` of a PROMPT step that must see what every other step added (memory fits it all to budget)."""
 
 POINTS: tuple[Point[Any], ...] = (SHOULD_ANSWER, PROMPT, HISTORY_SOURCE, ON_MESSAGE, REPLAY, COMPLETION_SOURCE,
-                                  SQL_SCOPE, AGENT_TYPE, PROVIDER_TYPE)
+                                  SQL_SCOPE, MEMORY_SOURCE, AGENT_TYPE, PROVIDER_TYPE)
 """Commands are the tenth point: `kernel.commands.command(...)` / `.group(...)`, owned the same way."""
 
 

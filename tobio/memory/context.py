@@ -35,7 +35,13 @@ def private_elsewhere(item_channel: str | None, here: str | None) -> bool:
 
 def memory_line(hit: Hit) -> str:
     """How a retrieved memory reads in the prompt (next to the newest message)."""
-    who = "summary" if hit.item.kind == "summary" else (hit.item.sender or "someone")
+    kind = hit.item.kind
+    if kind == "summary":
+        who = "summary"
+    elif kind == "reflection":  # its sender is whom the thought is about
+        who = f"your thought about {hit.item.sender}" if hit.item.sender else "your thought"
+    else:
+        who = hit.item.sender or "someone"
     return f"Memory ({hit.item.created_at:%Y-%m-%d}, {who}): {hit.item.content}"
 
 

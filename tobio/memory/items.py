@@ -12,7 +12,7 @@ from tobio.memory.text import spoken
 class Item:
     """A memory as the index holds it."""
 
-    kind: str  # message | summary
+    kind: str  # message | summary | reflection (people)
     source_id: int
     created_at: datetime
     importance: float

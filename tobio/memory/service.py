@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tobio.db.migrations import utcnow
+from tobio.hooks import MEMORY_SOURCE
 from tobio.memory import store
 from tobio.memory.config import MemoryConfig
 from tobio.memory.items import Hit, Item
@@ -164,15 +165,27 @@ class Memory:
     async def index_summary(self, summary_id: int, agent_id: int, content: str, when: datetime,
                             channel: str | None = None) -> None:
         """Embed a new summary so it can be retrieved later like a message."""
-        if not self.config.index or not content:
+        await self.index_item(Item("summary", summary_id, when, importance(content), None, content, channel), agent_id)
+
+    async def index_item(self, item: Item, agent_id: int) -> None:
+        """Embed something the agent holds other than a message (a summary, a reflection) so recall finds
+        it like a message. Kinds other modules add are loaded back through their MEMORY_SOURCE hook."""
+        if not self.config.index or not item.content:
             return
         model = self.embed_model
-        vec = (await model.embed([content]))[0]
-        row = (self.kernel.db.next_ids("memory_items"), "summary", summary_id, when, importance(content), model.name, list(map(float, vec)))
+        vec = (await model.embed([item.text]))[0]
+        row = (self.kernel.db.next_ids("memory_items"), item.kind, item.source_id, item.created_at, item.importance, model.name,
+               list(map(float, vec)))
         await self.kernel.db.call(store.insert_items, self.kernel.db, [row])
         index = self.indexes.get(agent_id)
         if index is not None:
-            index.add(Item("summary", summary_id, when, row[4], None, content, channel), vec)
+            index.add(item, vec)
+
+    def drop_item(self, agent_id: int, kind: str, source_id: int) -> None:
+        """Stop recalling an item another module superseded (its record stays in that module's tables)."""
+        index = self.indexes.get(agent_id)
+        if index is not None:
+            index.forget(kind, source_id)
 
     # -- retrieval -------------------------------------------------------------------------------
     async def index_for(self, agent_id: int) -> AgentIndex:
@@ -194,6 +207,9 @@ class Memory:
         try:
             for item, vec in await self.kernel.db.call(store.agent_items, agent_id, self.embed_model.name):
                 index.add(item, vec)
+            for source in self.kernel.hooks.keyed(MEMORY_SOURCE).values():  # other modules' kinds (people's reflections)
+                for item, vec in await self.kernel.db.call(source, agent_id, self.embed_model.name):
+                    index.add(item, vec)
         except BaseException:
             self.indexes.pop(agent_id, None)
             raise

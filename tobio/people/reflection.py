@@ -1,6 +1,9 @@
 """Reflection (Park et al. 2023): every N messages from someone, the agent writes a few short thoughts
 about them and the conversation. They replace its previous thoughts about that person (versioned in
-people_reflections, so replay shows what it believed at T) and appear in its per-person block."""
+people_reflections, so replay shows what it believed at T) and appear in its per-person block. With
+`reflections_in_memory` they also join its memory: indexed as `reflection` items in the channel they
+came from, recall brings them back like messages (only in that conversation when it is private), and
+a replaced batch is no longer recalled."""
 
 from __future__ import annotations
 
@@ -44,6 +47,12 @@ class Reflector:
         self.counts: dict[tuple[int, str], int] = {}
         self.running: set[tuple[int, str]] = set()
         self.written = 0
+        self.memory = _memory(kernel) if settings.reflections_in_memory else None
+        if self.memory is not None:  # reflections join the agent's memory: recall reads them back with its messages
+            from tobio.hooks import MEMORY_SOURCE
+            from tobio.people.store import REFLECTION, reflection_items
+
+            kernel.hooks.add(MEMORY_SOURCE, reflection_items, key=REFLECTION)
 
     def on_message(self, agent: Any, person: str, message: Message) -> None:
         every = self.settings.reflect_every
@@ -73,12 +82,37 @@ class Reflector:
             text = await model.chat(prompt, params={"max_tokens": 80, "temperature": 0.3, "seed": 7})
             thoughts = parse_reflections(text, self.settings.reflections)
             if thoughts:
-                self.people.set_reflections(agent.id, person, thoughts, message.id)
+                new, old = self.people.set_reflections(agent.id, person, thoughts, message.id)
+                await self._remember(agent.id, person, thoughts, new, old, message)
                 self.written += 1
         except Exception:  # noqa: BLE001 - a failed reflection must not disturb the conversation
             log.exception("people: reflection of %s about %s failed", agent.name, person)
         finally:
             self.running.discard((agent.id, person))
 
+    async def _remember(self, agent_id: int, person: str, thoughts: list[str], new: list[int], old: list[int], message: Message) -> None:
+        """Index the new thoughts as the agent's memories (kind `reflection`, in the channel they came
+        from, so privacy holds); the batch they replace is no longer recalled."""
+        if self.memory is None:
+            return
+        from tobio.memory.items import Item
+        from tobio.memory.text import importance
+        from tobio.people.store import REFLECTION
+
+        for reflection_id in old:
+            self.memory.drop_item(agent_id, REFLECTION, reflection_id)
+        for reflection_id, thought in zip(new, thoughts):
+            item = Item(REFLECTION, reflection_id, message.created_at, importance(thought), person, thought, message.channel)
+            await self.memory.index_item(item, agent_id)
+
     def busy(self) -> bool:
         return bool(self.running)
+
+
+def _memory(kernel: Kernel) -> Any:
+    from tobio.memory.service import Memory
+
+    try:
+        return Memory.of(kernel)
+    except LookupError:
+        return None

@@ -53,14 +53,16 @@ class People:
         self.settings = settings
         self.facts: dict[int, dict[str, dict[str, FactVersion]]] = {}  # agent id -> person -> key -> current version
         self.reflections: dict[tuple[int, str | None], list[str]] = {}
+        self.reflection_ids: dict[tuple[int, str | None], list[int]] = {}  # the current ones' row ids, same order
         self._pending: set[asyncio.Task[None]] = set()
         self.listeners: list[Any] = []  # fn(agent, person, message) after a person's message was learnt from
 
     async def load(self) -> None:
         for fact in await self.kernel.db.call(store.current_facts):
             self.facts.setdefault(fact.agent_id, {}).setdefault(fact.person, {})[fact.key] = fact
-        for agent_id, person, content in await self.kernel.db.call(store.current_reflections):
+        for reflection_id, agent_id, person, content in await self.kernel.db.call(store.current_reflections):
             self.reflections.setdefault((agent_id, person), []).append(content)
+            self.reflection_ids.setdefault((agent_id, person), []).append(reflection_id)
 
     # -- reading ---------------------------------------------------------------------------------
     def known(self, agent_id: int, person: str) -> dict[str, str]:
@@ -134,13 +136,17 @@ class People:
         self._write(store.write_facts, [], [old.id], utcnow())
         return True
 
-    def set_reflections(self, agent_id: int, person: str | None, lines: list[str], upto: int | None) -> None:
-        """A new batch of reflections about `person` replaces the previous one (which stays, superseded)."""
+    def set_reflections(self, agent_id: int, person: str | None, lines: list[str], upto: int | None) -> tuple[list[int], list[int]]:
+        """A new batch of reflections about `person` replaces the previous one (which stays, superseded).
+        Returns the new rows' ids and those of the batch it replaced."""
         now = utcnow()
         first = self.kernel.db.next_ids("people_reflections", max(1, len(lines)))
         rows = [(first + i, agent_id, person, line, upto, now, None) for i, line in enumerate(lines)]
         self.reflections[(agent_id, person)] = list(lines)
+        old = self.reflection_ids.get((agent_id, person), [])
+        self.reflection_ids[(agent_id, person)] = [row[0] for row in rows]
         self._write(store.write_reflections, agent_id, person, rows, now)
+        return [row[0] for row in rows], old
 
     def _write(self, fn: Any, *args: Any) -> None:
         """Queue a write on the DB thread (in call order); failures are logged, never raised into a post."""

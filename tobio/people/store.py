@@ -9,7 +9,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from tobio.db.tables import MessageRow
+from tobio.memory.items import Item
+from tobio.memory.tables import MemoryItemRow
 from tobio.people.tables import PersonFactRow, ReflectionRow
+
+REFLECTION = "reflection"  # the memory item kind of a reflection
 
 FACT_COLUMNS = ("id", "agent_id", "person", "key", "value", "source", "message_id", "created_at", "superseded_at")
 REFLECTION_COLUMNS = ("id", "agent_id", "person", "content", "upto_message_id", "created_at", "superseded_at")
@@ -66,11 +71,11 @@ def fact_history(conn: Connection, agent_id: int, person: str) -> list[FactVersi
     return [FactVersion(*row) for row in conn.execute(query)]
 
 
-def current_reflections(conn: Connection) -> list[tuple[int, str | None, str]]:
-    """(agent_id, person, content) of every reflection not superseded, oldest first."""
-    query = sa.select(ReflectionRow.c.agent_id, ReflectionRow.c.person, ReflectionRow.c.content).where(
+def current_reflections(conn: Connection) -> list[tuple[int, int, str | None, str]]:
+    """(id, agent_id, person, content) of every reflection not superseded, oldest first."""
+    query = sa.select(ReflectionRow.c.id, ReflectionRow.c.agent_id, ReflectionRow.c.person, ReflectionRow.c.content).where(
         ReflectionRow.c.superseded_at.is_(None)).order_by(ReflectionRow.c.id)
-    return [tuple(r) for r in conn.execute(query)]
+    return [(int(i), int(a), p, str(c)) for i, a, p, c in conn.execute(query)]
 
 
 def write_reflections(conn: Connection, agent_id: int, person: str | None, rows: list[tuple[Any, ...]], at: datetime) -> None:
@@ -88,4 +93,22 @@ def reflections_at(conn: Connection, agent_id: int, at: datetime) -> list[tuple[
         ReflectionRow.c.agent_id == agent_id, ReflectionRow.c.created_at <= at,
         sa.or_(ReflectionRow.c.superseded_at.is_(None), ReflectionRow.c.superseded_at > at),
     ).order_by(ReflectionRow.c.id)
-    return [tuple(r) for r in conn.execute(query)]
+    return [(p, str(c)) for p, c in conn.execute(query)]
+
+
+def reflection_items(conn: Connection, agent_id: int, model: str) -> list[tuple[Item, Any]]:
+    """The agent's current reflections as memory items with their vectors (memory's source for kind
+    `reflection`), each with the channel of the conversation it came from, so a thought about a
+    private chat is recalled only there."""
+    from tobio.memory.store import vector
+
+    query = (
+        sa.select(ReflectionRow.c.id, MemoryItemRow.c.created_at, MemoryItemRow.c.importance, MemoryItemRow.c.vector,
+                  ReflectionRow.c.person, ReflectionRow.c.content, MessageRow.c.channel)
+        .join(MemoryItemRow, sa.and_(MemoryItemRow.c.kind == REFLECTION, MemoryItemRow.c.source_id == ReflectionRow.c.id,
+                                     MemoryItemRow.c.model == model))
+        .outerjoin(MessageRow, MessageRow.c.id == ReflectionRow.c.upto_message_id)
+        .where(ReflectionRow.c.agent_id == agent_id, ReflectionRow.c.superseded_at.is_(None))
+        .order_by(ReflectionRow.c.id)
+    )
+    return [(Item(REFLECTION, r[0], r[1], r[2], r[4], r[5], r[6]), vector(r[3])) for r in conn.execute(query)]

@@ -13,6 +13,7 @@ from tobio.agents.base import Agent, AgentConfig
 from tobio.config.schema import RelPath
 from tobio.errors import AgentError
 from tobio.messages import Delivery, Message
+from tobio.persona.freshness import fresh_reply
 from tobio.persona.pipeline import assemble
 from tobio.persona.prompt import Prompt
 from tobio.persona.schema import Persona, load_persona
@@ -132,10 +133,12 @@ class PersonaAgent(Agent):
         self.last_run = run.id
         if self.config.stream:
             text, stream_id = await self.relay(channel, run.deltas())
+            run, text = await fresh_reply(self, prompt, messages, run, text)  # a resample replaces the streamed draft
             await self._reply(channel, run, text, {"run_id": run.id, "stream_id": stream_id})
         else:
             await run.wait()
-            await self._reply(channel, run, run.text, {"run_id": run.id})
+            run, text = await fresh_reply(self, prompt, messages, run, run.text)
+            await self._reply(channel, run, text, {"run_id": run.id})
         return True
 
     async def _reply(self, channel: str, run: Any, text: str, metadata: dict[str, Any]) -> None:
