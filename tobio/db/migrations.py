@@ -66,6 +66,20 @@ def m004_runs_status_unindexed(conn: Connection) -> None:
     conn.exec_driver_sql("DROP INDEX IF EXISTS ix_runs_status")
 
 
+@migration
+def m005_no_secondary_indexes_on_duckdb(conn: Connection) -> None:
+    """Drop DuckDB's secondary indexes (kernel's and modules' alike): a crash can leave them missing rows
+    (see tables.py). Primary keys and UNIQUE constraints are not among them (`duckdb_indexes()` lists
+    only CREATE INDEX ones) and stay."""
+    if conn.dialect.name != "duckdb":
+        return
+    names = conn.exec_driver_sql(
+        "SELECT index_name FROM duckdb_indexes() WHERE database_name = current_database() AND schema_name = current_schema()"
+    ).scalars().all()
+    for name in names:
+        conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{name}"')
+
+
 def add_column_if_missing(conn: Connection, table: str, column: sa.Column[Any]) -> None:
     """Helper for later migrations: `ALTER TABLE … ADD COLUMN` unless it is already there."""
     existing = {c["name"] for c in sa.inspect(conn).get_columns(table)}
