@@ -10,7 +10,8 @@ then append `mNNN_what(conn)` below that brings an existing database to the same
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+import time
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,8 +30,14 @@ def migration(fn: Migration) -> Migration:
     return fn
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    """Now as naive UTC, to the microsecond (truncated, as `datetime.now` does)."""
+    # The same value as datetime.now(timezone.utc).replace(tzinfo=None) at a quarter of its cost: every
+    # post and every handled mark is stamped with it.
+    return _EPOCH + timedelta(microseconds=time.time_ns() // 1000)
 
 
 @migration
