@@ -80,7 +80,6 @@ class Transport:
         # tuple: built when subscriptions change, not on every post (the hot path reads it as is).
         self._fanout: dict[str, Fanout] = {}
         self._listeners: dict[str, set[Callable[[Message | Delta], None]]] = {}
-        self._deliver_batch = self._deliver  # one bound method: the writer groups a batch's posts by it
 
     # -- channels ------------------------------------------------------------------------------
     async def load(self) -> None:
@@ -247,11 +246,13 @@ class Transport:
             inserts.append(("channels", CHANNEL_COLUMNS, self._channel_rows(channel, created_at)))
         if thread_ids:  # delivered by `_deliver` once durable, before this post's caller wakes up
             await self.writer.write(*inserts, *writes, sets=sets, fan=("pushes", PUSH_COLUMNS, thread_ids, mid),
-                                    after=(self._deliver_batch, (message, targets)))
+                                    after=(self._deliver, (message, targets)))
         else:
             await self.writer.write(*inserts, *writes, sets=sets)
-        for callback in tuple(self._listeners.get(channel, ())):
-            callback(message)
+        listeners = self._listeners.get(channel)
+        if listeners:
+            for callback in tuple(listeners):
+                callback(message)
         for observer in self.hooks.get(ON_MESSAGE):
             observer(message)
         return message

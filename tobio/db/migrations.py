@@ -87,6 +87,24 @@ def m005_no_secondary_indexes_on_duckdb(conn: Connection) -> None:
         conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{name}"')
 
 
+@migration
+def m006_pushes_unkeyed_on_duckdb(conn: Connection) -> None:
+    """Rebuild `pushes` without its primary key on DuckDB (see tables.py: it cost the writer, never a
+    reader). DuckDB cannot drop a key, so the rows move to a new table, in message order."""
+    if conn.dialect.name != "duckdb":
+        return
+    keyed = conn.exec_driver_sql(
+        "SELECT count(*) FROM duckdb_constraints() WHERE database_name = current_database() AND schema_name = current_schema()"
+        " AND table_name = 'pushes' AND constraint_type = 'PRIMARY KEY'"
+    ).scalar()
+    if not keyed:
+        return
+    conn.exec_driver_sql("CREATE TABLE _pushes_m006 (thread_id BIGINT NOT NULL, message_id BIGINT NOT NULL)")
+    conn.exec_driver_sql("INSERT INTO _pushes_m006 SELECT thread_id, message_id FROM pushes ORDER BY message_id, thread_id")
+    conn.exec_driver_sql("DROP TABLE pushes")
+    conn.exec_driver_sql("ALTER TABLE _pushes_m006 RENAME TO pushes")
+
+
 def add_column_if_missing(conn: Connection, table: str, column: sa.Column[Any]) -> None:
     """Helper for later migrations: `ALTER TABLE … ADD COLUMN` unless it is already there."""
     existing = {c["name"] for c in sa.inspect(conn).get_columns(table)}

@@ -117,10 +117,15 @@ MessageRow = table(
 )
 
 # Message → thread: what an agent actually received. Its subjective history is these rows.
+# (thread_id, message_id) is unique by construction (a post pushes a fresh message id once to each
+# distinct subscription). It is declared a key everywhere but on DuckDB, where the key's index was ~40%
+# of the group-commit writer's time (a batch of 500 posts to 10 subscribers inserts 5,000 keys) and is
+# never used to read: DuckDB scans `pushes` for a thread either way.
 PushRow = table(
     "pushes",
-    column("thread_id", Id, primary_key=True, autoincrement=False),
-    column("message_id", Id, primary_key=True, autoincrement=False),
+    column("thread_id", Id),
+    column("message_id", Id),
+    sa.PrimaryKeyConstraint("thread_id", "message_id").ddl_if(callable_=_not_duckdb),
 )
 
 # Handling cursor, one per thread: its agent has handled (answered, or seen and chosen not to) every
