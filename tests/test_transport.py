@@ -182,3 +182,69 @@ def test_group_commit_batches_concurrent_posts(duckdb_url: str) -> None:
         assert kernel.writer.batches - before < 50  # 500 posts, a handful of transactions
     finally:
         kernel.close()
+
+
+def test_a_batch_of_posts_is_pushed_and_delivered_in_order_to_each_receiver(db_url: str) -> None:
+    """Posts to two channels, some by a subscriber, committed together: every receiver gets its share in
+    id order on the right thread, senders not their own, and the pushes say the same."""
+    from tobio.messages import Delivery
+
+    class Recorder:
+        def __init__(self, receiver_id: int, name: str) -> None:
+            self.id, self.name, self.got = receiver_id, name, []
+
+        def deliver(self, delivery: Delivery) -> None:
+            self.got.append(delivery)
+
+        def deliver_many(self, deliveries: list[Delivery]) -> None:
+            self.got.extend(deliveries)
+
+    kernel = make_kernel(db_url)
+    try:
+        channels = {"x": ["a", "b"], "y": ["b"], "z": ["a", "b"]}
+        receivers = {name: Recorder(900 + i, name) for i, name in enumerate(channels)}
+        threads = {(name, channel): kernel.call(kernel.transport.subscribe(receivers[name], channel))
+                   for name, subscribed in channels.items() for channel in subscribed}
+
+        async def burst() -> None:
+            posts = [kernel.transport.post("a" if i % 3 else "b", f"m{i}", role="user") for i in range(60)]
+            posts += [kernel.transport.post("b", f"z{i}", sender=receivers["z"]) for i in range(5)]
+            await asyncio.gather(*posts)
+
+        before = kernel.writer.batches
+        kernel.call(burst())
+        assert kernel.writer.batches - before < 30  # batched, so the grouping by receiver is exercised
+        rows = kernel.run("sql SELECT id, channel, agent_id FROM messages ORDER BY id").rows
+        for name, receiver in receivers.items():
+            expected = [(mid, threads[(name, channel)]) for mid, channel, sender in rows
+                        if channel in channels[name] and sender != receiver.id]
+            assert [(d.message.id, d.thread_id) for d in receiver.got] == expected, name
+        pushes = set(kernel.run("sql --limit=10000 SELECT thread_id, message_id FROM pushes").rows)
+        assert pushes == {(threads[(name, channel)], mid) for name in channels for mid, channel, _ in rows
+                          if channel in channels[name]}
+    finally:
+        kernel.close()
+
+
+def test_an_after_commit_callback_that_fails_does_not_stop_the_batch(duckdb_url: str) -> None:
+    kernel = make_kernel(duckdb_url)
+    seen: list[int] = []
+
+    def broken(items: list[int]) -> None:
+        raise RuntimeError("boom")
+
+    try:
+        async def writes() -> None:
+            from tobio.transport import CHANNEL_COLUMNS
+            from tobio.db.migrations import utcnow
+
+            await asyncio.gather(
+                kernel.writer.write(("channels", CHANNEL_COLUMNS, [("c1", "", utcnow())]), after=(broken, 1)),
+                kernel.writer.write(("channels", CHANNEL_COLUMNS, [("c2", "", utcnow())]), after=(seen.extend, 2)),
+            )
+
+        kernel.call(writes())
+        assert seen == [2]
+        assert {r[0] for r in kernel.run("sql SELECT name FROM channels").rows} >= {"c1", "c2"}
+    finally:
+        kernel.close()

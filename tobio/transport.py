@@ -2,7 +2,8 @@
 
 A subscription *is* a thread: subscribing opens one, unsubscribing closes it, and what an agent
 experienced is exactly the pushes to its threads. A post is acknowledged only after the message and
-its pushes are committed (group commit), then it is delivered to live inboxes.
+its pushes are committed (group commit), then it is delivered to live inboxes: the writer hands the
+transport each committed batch of posts, and every receiver gets its share of it in one call.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import repeat
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -51,6 +53,12 @@ class Receiver(Protocol):
 
     def deliver(self, delivery: Delivery) -> None: ...
 
+    def deliver_many(self, deliveries: list[Delivery]) -> None: ...
+
+
+Target = tuple[int, Callable[[list[Delivery]], None], int]  # receiver id, its deliver_many, its thread id
+Fanout = tuple[list[Target], tuple[int, ...]]  # a channel's targets, and their thread ids
+
 
 @dataclass(slots=True)
 class Subscription:
@@ -68,9 +76,9 @@ class Transport:
         self.hooks = hooks or Hooks()  # ON_MESSAGE observers: modules that index what was said
         self.channels: dict[str, dict[int, Subscription]] = {}
         self._known_channels: set[str] = set()
-        # channel -> (receiver id, deliver, thread id) per subscriber, and the thread ids as one tuple:
-        # built when subscriptions change, not on every post (the hot path reads it as is).
-        self._fanout: dict[str, tuple[list[tuple[int, Callable[[Delivery], None], int]], tuple[int, ...]]] = {}
+        # channel -> (receiver id, deliver_many, thread id) per subscriber, and the thread ids as one
+        # tuple: built when subscriptions change, not on every post (the hot path reads it as is).
+        self._fanout: dict[str, Fanout] = {}
         self._listeners: dict[str, set[Callable[[Message | Delta], None]]] = {}
 
     # -- channels ------------------------------------------------------------------------------
@@ -151,10 +159,27 @@ class Transport:
         return sub.thread_id
 
     @staticmethod
-    def _build_fanout(subs: dict[int, Subscription]) -> tuple[list[tuple[int, Callable[[Delivery], None], int]], tuple[int, ...]]:
-        targets: list[tuple[int, Callable[[Delivery], None], int]] = [
-            (sub.receiver.id, sub.receiver.deliver, sub.thread_id) for sub in subs.values()]
+    def _build_fanout(subs: dict[int, Subscription]) -> Fanout:
+        targets: list[Target] = [(sub.receiver.id, sub.receiver.deliver_many, sub.thread_id) for sub in subs.values()]
         return targets, tuple(sub.thread_id for sub in subs.values())
+
+    @staticmethod
+    def _deliver(posts: list[tuple[Message, list[Target]]]) -> None:
+        """Deliver a committed batch of posts, in order: each run of posts to the same subscribers goes
+        to each receiver in one call (senders do not receive their own messages)."""
+        start, end = 0, len(posts)
+        while start < end:
+            targets = posts[start][1]
+            stop = start + 1
+            while stop < end and posts[stop][1] is targets:
+                stop += 1
+            messages = [message for message, _ in posts[start:stop]]
+            senders = {message.sender_id for message in messages}
+            for receiver_id, deliver_many, thread_id in targets:
+                mine = messages if receiver_id not in senders else [m for m in messages if m.sender_id != receiver_id]
+                if mine:
+                    deliver_many(list(map(Delivery, mine, repeat(thread_id))))
+            start = stop
 
     # -- listeners (front ends watching a channel without being an agent) -----------------------
     def listen(self, channel: str, callback: Callable[[Message | Delta], None]) -> Callable[[], None]:
@@ -219,12 +244,15 @@ class Transport:
             inserts = [("messages", REPLY_COLUMNS, [row])]
         if channel not in self._known_channels:
             inserts.append(("channels", CHANNEL_COLUMNS, self._channel_rows(channel, created_at)))
-        await self.writer.write(*inserts, *writes, sets=sets, fan=("pushes", PUSH_COLUMNS, thread_ids, mid) if thread_ids else None)
-        for receiver_id, deliver, thread_id in targets:
-            if receiver_id != sender_id:
-                deliver(Delivery(message, thread_id))
-        for callback in tuple(self._listeners.get(channel, ())):
-            callback(message)
+        if thread_ids:  # delivered by `_deliver` once durable, before this post's caller wakes up
+            await self.writer.write(*inserts, *writes, sets=sets, fan=("pushes", PUSH_COLUMNS, thread_ids, mid),
+                                    after=(self._deliver, (message, targets)))
+        else:
+            await self.writer.write(*inserts, *writes, sets=sets)
+        listeners = self._listeners.get(channel)
+        if listeners:
+            for callback in tuple(listeners):
+                callback(message)
         for observer in self.hooks.get(ON_MESSAGE):
             observer(message)
         return message

@@ -142,9 +142,14 @@ class Agent:
         return "".join(parts), stream_id
 
     def deliver(self, delivery: Delivery) -> None:
-        """Called by the transport after the push is durable."""
+        """Put one durable push in the inbox."""
         self.delivered += 1
         self.inbox.put_nowait(delivery)
+
+    def deliver_many(self, deliveries: list[Delivery]) -> None:
+        """Called by the transport with this agent's share of a batch of durable pushes, in order."""
+        self.delivered += len(deliveries)
+        self.inbox.put_many(deliveries)
 
     # -- lifecycle (kernel) ----------------------------------------------------------------------
     @property

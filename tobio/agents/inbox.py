@@ -29,6 +29,13 @@ class Inbox(Generic[T]):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def put_many(self, items: list[T]) -> None:
+        """`put_nowait` for each of `items`, in order, waking the consumer once."""
+        self._items.extend(items)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     def put_front(self, items: Iterable[T], key: Callable[[T], Hashable]) -> None:
         """Put `items` ahead of what is queued, in their order, skipping any whose key is already queued
         (a backlog read from the database while live deliveries kept arriving)."""

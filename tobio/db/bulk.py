@@ -4,12 +4,15 @@
   per row costs DuckDB a statement each (~100 µs); joining the table to the new values costs one.
   DuckDB gets the values as literals (small) or an Arrow view (large), like `Database.bulk_insert`;
   SQLite and PostgreSQL get one executemany, which their drivers already run as a prepared loop.
-- `insert_columns`: rows given as columns (a post's pushes: every thread id of the channel, one
-  message id), so nobody builds a tuple per row and DuckDB gets Arrow arrays without a transpose.
+- `insert_fans`: a post's pushes, one row per thread id of its channel, given as groups (the
+  channel's thread ids, the ids of the messages posted to it). DuckDB expands them itself from one
+  short statement: 500 posts to 10 subscribers are 500 ids in the SQL, not 5,000 rows built in Python
+  and scanned from Arrow (whose scan needs the GIL the kernel's loop is busy with).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,24 +23,29 @@ from tobio.db.literals import NotLiteral, values_list
 from tobio.db.tables import metadata
 
 
-def insert_columns(db: Database, conn: Connection, table: str, columns: tuple[str, ...], values: list[list[Any]]) -> None:
-    """Insert rows given column by column (no JSON columns here: plain values only)."""
-    count = len(values[0]) if values else 0
+def insert_fans(db: Database, conn: Connection, table: str, columns: tuple[str, str],
+                groups: list[tuple[tuple[Any, ...], list[Any]]]) -> int:
+    """Insert a row (key, value) for every key of every value of each group; returns the row count."""
+    count = sum(len(keys) * len(values) for keys, values in groups)
     if not count:
-        return
-    if db.dialect != "duckdb" or count <= SMALL_BATCH:
-        db.bulk_insert(conn, table, columns, list(zip(*values)))
-        return
-    import pyarrow as pa
+        return 0
+    if db.dialect == "duckdb" and all(_ints(keys) and _ints(values) for keys, values in groups):
+        # Keys as a list literal (a channel's thread ids: few), values as one string DuckDB splits
+        # (many: a long list literal costs DuckDB an expression per element to bind).
+        rows = ", ".join(f"([{', '.join(map(str, keys))}]::BIGINT[], '{','.join(map(str, values))}')" for keys, values in groups)
+        key, value = (f'"{c}"' for c in columns)
+        duckdb_connection(conn).execute(
+            f"INSERT INTO {table} ({key}, {value}) SELECT unnest(g.k), g.v FROM"
+            f" (SELECT k, unnest(string_split(v, ',')::BIGINT[]) AS v FROM (VALUES {rows}) AS g0(k, v)) AS g"
+        )
+        return count
+    db.bulk_insert(conn, table, columns, [(k, v) for keys, values in groups for v in values for k in keys])
+    return count
 
-    raw = duckdb_connection(conn)
-    names = ", ".join(f'"{c}"' for c in columns)
-    view = f"_tobio_columns_{table}"
-    raw.register(view, pa.table(dict(zip(columns, values))))
-    try:
-        raw.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {view}")
-    finally:
-        raw.unregister(view)
+
+def _ints(values: Sequence[Any]) -> bool:
+    """Plain ints only (not bools, whose str() DuckDB would read as a name)."""
+    return all(type(v) is int for v in values)
 
 
 def bulk_update(

@@ -7,6 +7,16 @@ Timestamps are naive UTC.
 Tables are SQLAlchemy Core, not ORM classes: `sqlalchemy.orm` alone costs ~65 ms of every start,
 and Tobio reads rows, it never keeps objects in sync with them. Code writes `AgentRow.c.name` for a
 column and `sa.select(AgentRow)` for the table; plain `sa.Table`s, so mypy sees every column.
+
+No secondary indexes on DuckDB (`Index(...)`, `index=True` are created on PostgreSQL and SQLite
+only). DuckDB 1.5.6 loses them across a crash: rows of a file killed with its WAL pending are replayed
+into a secondary index lazily, and a process that opens and closes the file without touching that
+index (a `tobio -c`, a test, the DuckDB CLI) checkpoints it without them. From then on a lookup through
+it misses those rows (`WHERE channel = 'talk'` → 0 rows), a unique one accepts duplicates, and
+deleting or updating them fails fatally ("Failed to delete all rows from index"); see duckdb/duckdb
+#23788 and PR #23848. Primary keys and UNIQUE constraints are bound eagerly and are not affected
+(`agents.name` stays UNIQUE), and a scan is fast at Tobio's sizes. tests/test_recovery_indexes.py
+replays that sequence with kill -9.
 """
 
 from __future__ import annotations
@@ -23,8 +33,17 @@ metadata = sa.MetaData()
 
 
 def table(name: str, *items: SchemaItem) -> sa.Table:
-    """A table in the kernel's metadata: `T.c.name` for a column, `T.alias("sender")` for a self-join."""
-    return sa.Table(name, metadata, *items)
+    """A table in the kernel's metadata: `T.c.name` for a column, `T.alias("sender")` for a self-join.
+    Its secondary indexes are created everywhere but on DuckDB (see the module docstring)."""
+    created = sa.Table(name, metadata, *items)
+    for index in created.indexes:
+        index.ddl_if(callable_=_not_duckdb)
+    return created
+
+
+def _not_duckdb(ddl: Any, target: Any, bind: Any, tables: Any = None, state: Any = None, *, dialect: sa.Dialect,
+                compiler: Any = None, checkfirst: bool = False) -> bool:
+    return dialect.name != "duckdb"
 
 
 def id_column() -> sa.Column[int]:
@@ -98,18 +117,22 @@ MessageRow = table(
 )
 
 # Message → thread: what an agent actually received. Its subjective history is these rows.
+# (thread_id, message_id) is unique by construction (a post pushes a fresh message id once to each
+# distinct subscription). It is declared a key everywhere but on DuckDB, where the key's index was ~40%
+# of the group-commit writer's time (a batch of 500 posts to 10 subscribers inserts 5,000 keys) and is
+# never used to read: DuckDB scans `pushes` for a thread either way.
 PushRow = table(
     "pushes",
-    column("thread_id", Id, primary_key=True, autoincrement=False),
-    column("message_id", Id, primary_key=True, autoincrement=False),
+    column("thread_id", Id),
+    column("message_id", Id),
+    sa.PrimaryKeyConstraint("thread_id", "message_id").ddl_if(callable_=_not_duckdb),
 )
 
 # Handling cursor, one per thread: its agent has handled (answered, or seen and chosen not to) every
 # message pushed to the thread up to `message_id`; what was pushed after it is unhandled. It moves in
 # the same transaction as the reply, so a crash can neither lose a reply nor repeat one. A table of
-# its own, not a column of `threads`: it changes with every message, and DuckDB 1.5 has been seen to
-# answer filters on an indexed text column wrongly (`threads.channel`, `runs.status`) after rows of
-# the table were updated and the file recovered from a kill -9.
+# its own, not a column of `threads`: it changes with every message, and an UPDATE of a wide row costs
+# more than one of two ids.
 HandledRow = table(
     "handled",
     column("thread_id", Id, primary_key=True, autoincrement=False),
@@ -139,9 +162,8 @@ RunRow = table(
     column("message_id", Id, null=True),  # the message it produced, once posted
     column("cached_tokens", BigInteger, null=True),  # of prompt_tokens, reused from a KV/prefix cache
     Index("ix_runs_agent", "agent_id"),
-    # No index on `status`: it changes on every run, and DuckDB 1.5.6 was seen to lose entries of that
-    # index when recovering from a kill -9 ("Failed to delete all rows from index"), which then made the
-    # sweep that expires the dead process's runs fail fatally. A scan of `runs` by status is cheap.
+    # No index on `status` anywhere: the sweep that expires a dead process's runs updates it, and on
+    # DuckDB a stale index made that sweep fail fatally (see the module docstring).
 )
 
 # An action taken while producing a message: a model call, a tool or command call.
