@@ -15,8 +15,9 @@ from tobio.commands.complete import CommandCompleter, KernelSources
 from tobio.config.schema import KernelConfig
 from tobio.db.migrations import utcnow
 from tobio.errors import ModuleError, TobioError
-from tobio.hooks import HISTORY_SOURCE, MEMORY_SOURCE, POINTS
+from tobio.hooks import HISTORY_SOURCE, MEMORY_SOURCE, ON_MESSAGE, POINTS
 from tobio.kernel import Kernel
+from tobio.messages import Message
 from tobio.persona.pipeline import assemble
 from tobio.persona.prompt import Prompt
 from tobio.replay import replay
@@ -90,6 +91,15 @@ async def _prompt_of(kernel: Kernel) -> Prompt:
     sam = kernel.agents.get("sam")
     sub = kernel.transport.subscriptions_of(sam.id)[0]
     return await assemble(sam, sub.thread_id, None)
+
+
+def test_a_failing_observer_fails_no_post_and_hides_nothing_from_the_others(kernel: Kernel) -> None:
+    def broken(message: Message) -> None:
+        raise RuntimeError("observer bug")
+
+    kernel.hooks.add(ON_MESSAGE, broken, order=-1)  # runs before the diary's
+    assert ask(kernel, "still there?") == "You said: still there?"
+    assert kernel.run("diary show sam").rows == [("ada", 1)]
 
 
 def test_unload_removes_everything_and_it_loads_again(kernel: Kernel) -> None:

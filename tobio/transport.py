@@ -8,6 +8,8 @@ transport each committed batch of posts, and every receiver gets its share of it
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,8 +18,6 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-
-import re
 
 from tobio.db.database import Database
 from tobio.db.migrations import utcnow
@@ -35,6 +35,8 @@ PUSH_COLUMNS = ("thread_id", "message_id")
 CHANNEL_COLUMNS = ("name", "topic", "created_at")
 
 CHANNEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+log = logging.getLogger(__name__)
 
 
 def check_channel_name(channel: str) -> None:
@@ -249,12 +251,20 @@ class Transport:
                                     after=(self._deliver, (message, targets)))
         else:
             await self.writer.write(*inserts, *writes, sets=sets)
+        # The message is durable and delivered: a failing listener or module observer is logged, and
+        # neither fails the post nor keeps the others from seeing the message.
         listeners = self._listeners.get(channel)
         if listeners:
             for callback in tuple(listeners):
-                callback(message)
+                try:
+                    callback(message)
+                except Exception:  # noqa: BLE001
+                    log.exception("a listener on %s failed on message %d", channel, mid)
         for observer in self.hooks.get(ON_MESSAGE):
-            observer(message)
+            try:
+                observer(message)
+            except Exception:  # noqa: BLE001
+                log.exception("ON_MESSAGE observer %s failed on message %d", getattr(observer, "__qualname__", observer), mid)
         return message
 
 
