@@ -10,7 +10,8 @@ an empty context. Prints one JSON object:
 - ttft_ms_p50_turn_100: median TTFT of the last ten chat turns; new_tokens_eval_ms_p50: median time to
   evaluate those turns' uncached tokens alone; ratio: the two divided (goal <= 2);
 - cache_reuse: cached / prompt tokens, mean over turns 10 to 100 (goal >= 0.8);
-- scene_*: the same over the scene's last ten turns, and its reuse over turns 5 to 40 (goal >= 0.7).
+- scene_*: the same over the scene's last ten turns, and its reuse over turns 5 to 40 (goal >= 0.7);
+- resample_share: runs that resampled a stale reply, per turn (each turn is measured by its first run).
 """
 
 from __future__ import annotations
@@ -60,12 +61,23 @@ async def chat(kernel: Any, agent: str, turns: int) -> None:
 
 
 def chat_runs(kernel: Any, where: str) -> list[tuple[int, int, float]]:
-    """(prompt tokens, cached tokens, ttft ms) of completed chat runs matching `where`, in order."""
+    """(prompt tokens, cached tokens, ttft ms) of each turn's first chat run matching `where`, in order.
+
+    A reply found stale is resampled (tobio/persona/freshness.py): those runs read the same prompt again,
+    all of it cached, and would flatter the reuse; a turn is measured by the run that first answered it."""
     rows = kernel.run(
-        "sql SELECT r.prompt_tokens, r.cached_tokens, r.ttft_ms FROM runs r JOIN threads t ON t.id = r.thread_id "
+        "sql SELECT r.id, r.prompt_tokens, r.cached_tokens, r.ttft_ms FROM runs r JOIN threads t ON t.id = r.thread_id "
         f"WHERE r.purpose = 'chat' AND r.status = 'completed' AND {where} ORDER BY r.id;"
     ).rows
-    return [(int(p or 0), int(c or 0), float(t or 0.0)) for p, c, t in rows]
+    resamples = resample_runs(kernel)
+    return [(int(p or 0), int(c or 0), float(t or 0.0)) for i, p, c, t in rows if int(i) not in resamples]
+
+
+def resample_runs(kernel: Any) -> set[int]:
+    """Ids of the runs that resampled a stale reply (each `resample` step names the run it made)."""
+    rows = kernel.run("sql SELECT result FROM steps WHERE kind = 'resample';").rows
+    results = [json.loads(r) if isinstance(r, str) else r for (r,) in rows]
+    return {int(r["run"]) for r in results if isinstance(r, dict) and r.get("run") is not None}
 
 
 def new_token_eval_ms(counts: list[int]) -> list[float]:
@@ -100,6 +112,12 @@ def figures(runs: list[tuple[int, int, float]], reuse_from: int, prefix: str) ->
     }
 
 
+def resample_share(kernel: Any) -> float:
+    """Resampled runs per first run: what repetition control adds to the model's work."""
+    firsts = len(chat_runs(kernel, "TRUE"))
+    return round(len(resample_runs(kernel)) / firsts, 3) if firsts else 0.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--turns", type=int, default=100)
@@ -119,9 +137,10 @@ def main() -> None:
             kernel.call(kernel.flush())
             talk = chat_runs(kernel, "t.channel LIKE 'dm.%'")
             scene = chat_runs(kernel, "t.channel = 'platform'")
-            out = {"turns": len(talk), "scene_turns": len(scene)}
+            out: dict[str, Any] = {"turns": len(talk), "scene_turns": len(scene)}
             out.update(figures(talk, 10, ""))
             out.update(figures(scene, 5, "scene_"))
+            out["resample_share"] = resample_share(kernel)
         out["seconds"] = round(time.perf_counter() - began, 1)
     print(json.dumps(out))
 

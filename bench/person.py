@@ -500,6 +500,15 @@ def apply_variant(name: str) -> None:
 
 
 # -- setup -----------------------------------------------------------------------------------------
+def _settings(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs as a module's settings (numbers, booleans, lists and strings in JSON; else text)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key] = json.loads(value) if value[:1] in "0123456789tf[{\"" else value
+    return out
+
+
 def kernel_config(args: argparse.Namespace) -> tuple[KernelConfig, str]:
     """The kernel the bench runs in, and the chat bundle under test."""
     modules = ["models", "persona", "emotion", "memory", "scenes", "people"]
@@ -509,10 +518,9 @@ def kernel_config(args: argparse.Namespace) -> tuple[KernelConfig, str]:
     bundle = "chat-default"
     settings: dict[str, dict[str, Any]] = {}
     if "people" in modules:
-        settings["people"] = {"depth": args.people_depth, "reflect_every": args.reflect_every}
-        for item in args.people:
-            key, _, value = item.partition("=")
-            settings["people"][key] = json.loads(value) if value[:1] in "0123456789tf[{\"" else value
+        settings["people"] = {"depth": args.people_depth, "reflect_every": args.reflect_every, **_settings(args.people)}
+    if "memory" in modules and args.memory:
+        settings["memory"] = _settings(args.memory)
     config = KernelConfig(modules=modules, providers=providers, models=models, settings=settings, log_level="WARNING")
     if args.model == "scripted":  # plumbing only: deterministic echoes, hashed embeddings
         replies = ["I'm Tobio, an artificial person who loves trains.", "You said: {last}", "Nice to meet you!"]
@@ -561,6 +569,7 @@ async def run(args: argparse.Namespace, kernel: Kernel, workdir: Path, bundle: s
     out["without"] = sorted(args.without)
     out["variant"] = args.variant
     out["people_settings"] = args.people
+    out["memory_settings"] = args.memory
     out["seconds"] = {"tobio": round(tobio_s, 1), "total": round(time.perf_counter() - began, 1)}
     return out
 
@@ -576,6 +585,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--people-depth", type=int, default=1, help="where the per-person block goes (messages above the newest)")
     parser.add_argument("--reflect-every", type=int, default=20, help="messages from a person between reflections (0: never)")
     parser.add_argument("--people", nargs="*", default=[], metavar="KEY=VALUE", help="people module settings (sign=false, in_prompt=false…)")
+    parser.add_argument("--memory", nargs="*", default=[], metavar="KEY=VALUE", help="memory module settings (k=3, memory_tokens=128…)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for one reply")
     parser.add_argument("--transcript", help="write every line said (JSON lines) to this file")
     parser.add_argument("--variant", default="baseline", help="prompt format: baseline, short-system, persona-near, fewshot-system, stop; no-fresh (no resampling); comma-separated to combine")
