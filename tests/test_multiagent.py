@@ -34,6 +34,34 @@ class Recorder(Agent):
         self.seen.append((delivery.thread_id, delivery.message.id))
 
 
+def test_an_agent_with_a_backlog_lets_the_loop_run(duckdb_url: str) -> None:
+    """A message handler that never awaits must not hold the loop for a whole backlog: others get turns."""
+    kernel = Kernel(KernelConfig(log_level="WARNING"), database=duckdb_url).start()
+    try:
+        kernel.hooks.add(AGENT_TYPE, Recorder)
+        recorder = kernel.call(kernel.agents.spawn(Recorder.Config(name="r", type="recorder", channels=["c"])))
+        assert isinstance(recorder, Recorder)
+
+        async def backlog() -> None:
+            recorder.pause()
+            for n in range(300):
+                await kernel.transport.post("c", f"line {n}", role="user")
+
+        kernel.call(backlog())
+
+        async def resume_and_look() -> int:
+            recorder.resume()
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            return len(recorder.seen)
+
+        seen_meanwhile = kernel.call(resume_and_look())
+        assert 0 < seen_meanwhile < 300
+        wait_until(lambda: len(recorder.seen) == 300)
+    finally:
+        kernel.close()
+
+
 def test_100_agents_in_10_channels_exchange_1000_messages_each(duckdb_url: str) -> None:
     kernel = Kernel(KernelConfig(log_level="WARNING"), database=duckdb_url).start()
     try:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from tobio.kernel import Kernel
 
 log = logging.getLogger(__name__)
+YIELD_EVERY = 32  # messages an agent handles in a row before it lets the loop run others
 # The delivery the current task is handling: only the agent's own task sees it, so a `say` made by
 # other code (a front end, a test) while the agent is mid-message is not taken for its reply.
 _handling: ContextVar[Delivery | None] = ContextVar("tobio_handling", default=None)
@@ -202,6 +203,8 @@ class Agent:
             writes, sets = agents.handling_record(self, delivery)
             if writes or sets:
                 self.kernel.writer.queue(*writes, sets=sets)
+            if self.handled % YIELD_EVERY == 0 and not self.inbox.empty():
+                await asyncio.sleep(0)  # a backlog handled without awaiting would hold the loop (and every other agent)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} ({self.status})>"
