@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from tobio.config.schema import KernelConfig
 from tobio.db.history import agent_history, thread_messages
 from tobio.kernel import Kernel
@@ -246,5 +248,34 @@ def test_an_after_commit_callback_that_fails_does_not_stop_the_batch(duckdb_url:
         kernel.call(writes())
         assert seen == [2]
         assert {r[0] for r in kernel.run("sql SELECT name FROM channels").rows} >= {"c1", "c2"}
+    finally:
+        kernel.close()
+
+
+def test_rows_for_an_unknown_table_are_refused_when_queued_and_spoil_no_batch(duckdb_url: str) -> None:
+    """A module's write to a table the schema lacks fails at once, for that module; the posts queued with
+    it in the same group commit land as if it had never been tried."""
+    kernel = make_kernel(duckdb_url, log_level="WARNING")
+    try:
+        async def mixed() -> list[str]:
+            errors = []
+            posting = [asyncio.ensure_future(kernel.transport.post("c", f"line {n}", role="user")) for n in range(5)]
+            for bad in [("no_such_table", ("id",), [(1,)]), ("messages", ("id", "no_such_column"), [(1, 2)])]:
+                try:
+                    kernel.writer.queue(bad)
+                except ValueError as exc:
+                    errors.append(str(exc))
+            await asyncio.gather(*posting)
+            return errors
+
+        errors = kernel.call(mixed())
+        assert errors == ["no table 'no_such_table' in the schema (a module's table belongs on tobio.db.tables.metadata)",
+                          "table 'messages' has no column 'no_such_column'"]
+        assert len(channel_ids(kernel, "c")) == 5
+        async def awaited() -> None:
+            await kernel.writer.write(("no_such_table", ("id",), [(1,)]))
+
+        with pytest.raises(ValueError, match="no table 'no_such_table'"):
+            kernel.call(awaited())
     finally:
         kernel.close()

@@ -37,6 +37,7 @@ from sqlalchemy.engine import Connection
 
 from tobio.db.bulk import bulk_update, insert_fans
 from tobio.db.database import Database
+from tobio.db.tables import metadata
 
 log = logging.getLogger(__name__)
 Rows = list[Sequence[Any]]
@@ -80,6 +81,7 @@ class GroupCommitWriter:
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0
+        self._checked: set[tuple[str, tuple[str, ...]]] = set()  # (table, columns) known to be in the schema
         self.rows_written = 0
 
     def start(self) -> None:
@@ -127,8 +129,27 @@ class GroupCommitWriter:
             raise RuntimeError("writer is not running")
         return self._loop
 
+    def _check(self, table: str, columns: tuple[str, ...]) -> None:
+        """Refuse rows for a table or column the schema does not have, here, where the caller hears of it:
+        at flush time the bad rows would fail the whole batch, other people's posts with it."""
+        if (table, columns) in self._checked:
+            return
+        known = metadata.tables.get(table)
+        if known is None:
+            raise ValueError(f"no table {table!r} in the schema (a module's table belongs on tobio.db.tables.metadata)")
+        missing = [c for c in columns if c not in known.c]
+        if missing:
+            raise ValueError(f"table {table!r} has no column {', '.join(map(repr, missing))}")
+        self._checked.add((table, columns))
+
     def _add(self, writes: Sequence[Write], then: Callable[[Connection], None] | None, sets: Sequence[Set],
              fan: Fan | None, future: asyncio.Future[None] | None, after: After | None) -> None:
+        for table, columns, _rows in writes:
+            self._check(table, tuple(columns))
+        for table, key_column, columns, _key, _values in sets:
+            self._check(table, (key_column, *columns))
+        if fan is not None:
+            self._check(fan[0], tuple(fan[1]))
         with self._lock:
             batch = self._batch
             for table, columns, rows in writes:
