@@ -218,3 +218,30 @@ def test_mid_stream_failure_posts_nothing(url: str, tmp_path: Path) -> None:
         assert kernel.run("sql SELECT count(*) FROM messages WHERE agent_id IS NOT NULL").rows == [(0,)]
     finally:
         kernel.close()
+
+
+def test_model_calls_from_background_jobs_are_marked_background(url: str) -> None:
+    """A run started inside a kernel job (a summary, a reflection) says so on its request, however deep
+    the call; one started by an agent or a command does not: the local provider serves replies first."""
+    kernel = start(url, replies=["ok"])
+    try:
+        model = models_of(kernel).get("m")
+        seen: dict[str, bool] = {}
+
+        async def ask(label: str) -> None:
+            run = model.run([{"role": "user", "content": label}])
+            seen[label] = run.request.background
+            await run.wait()
+
+        async def nested() -> None:
+            await asyncio.gather(ask("job"))  # a child task inherits the job's context
+
+        async def go() -> None:
+            await kernel.tasks.spawn(nested(), name="test:job", kind="job").task
+            await kernel.tasks.spawn(ask("task"), name="test:task", kind="task").task
+            await ask("direct")
+
+        kernel.call(go())
+        assert seen == {"job": True, "task": False, "direct": False}
+    finally:
+        kernel.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import logging
 from collections import deque
@@ -18,6 +19,16 @@ if TYPE_CHECKING:
     from tobio.modules import Module
 
 log = logging.getLogger(__name__)
+BACKGROUND_KINDS = ("job",)  # work nobody is waiting on: summaries, extraction, reflection, indexing
+_background: contextvars.ContextVar[bool] = contextvars.ContextVar("tobio_background", default=False)
+
+
+def in_background() -> bool:
+    """Whether the running code belongs to a background job (spawned with kind "job"), however deep.
+
+    Model calls made there queue behind a reply someone is waiting for (tobio/models/runs.py marks
+    their requests), so a summary written between two turns does not delay the next turn's first token."""
+    return _background.get()
 
 
 @dataclass(eq=False)
@@ -54,7 +65,10 @@ class TaskManager:
               module: Module | None = None) -> TaskInfo:
         """Run `coro` as a kernel task (call on the kernel's loop). `module` defaults to the module whose
         init is running; a module's work started later (from an observer) names it, or uses its name as owner."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
+        context = contextvars.copy_context()
+        if kind in BACKGROUND_KINDS:
+            context.run(_background.set, True)
+        task = asyncio.get_running_loop().create_task(coro, name=name, context=context)
         info = TaskInfo(next(self._ids), name, kind, owner, task, module or current_owner())
         self.live[info.id] = info
         task.add_done_callback(lambda _t: self._finished(info))

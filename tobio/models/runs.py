@@ -24,6 +24,7 @@ from tobio.db.literals import const
 from tobio.db.migrations import utcnow
 from tobio.db.tables import RunRow, StepRow
 from tobio.providers.base import ChatRequest, Chunk, ProviderError
+from tobio.tasks import in_background
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -114,7 +115,7 @@ class RunManager:
     ) -> Run:
         """A queued run (recorded when it starts, so a run never started costs nothing)."""
         merged = {**model.spec.params, **(params or {})}
-        request = ChatRequest(model.provider_model, messages, merged, json_schema, tools)
+        request = ChatRequest(model.provider_model, messages, merged, json_schema, tools, background=in_background())
         run = Run(self.kernel.db.next_ids("runs"), model, request, thread_id, agent_id, self)
         self.live[run.id] = run
         return run

@@ -46,6 +46,7 @@ class ChatRequest:
     params: dict[str, Any] = field(default_factory=dict)  # temperature, max_tokens, top_p, stop, seed, ...
     json_schema: dict[str, Any] | None = None  # constrain the reply to this JSON schema when supported
     tools: list[dict[str, Any]] | None = None  # Chat Completions tool definitions
+    background: bool = False  # nobody waits on it (a summary, a reflection): a local model serves it after replies
 
 
 @dataclass(frozen=True)
