@@ -72,6 +72,12 @@ class Database:
         self._next_ids: dict[str, int] = {}
         self._closed = False
         self._active: Connection | None = None
+        # Which call is running on the DB thread, so cancelling one interrupts that call and never the
+        # next: DuckDB interrupts whatever statement is executing when asked, and a call's future reports
+        # "not cancellable" both while it runs and once it is done. The lock keeps the DB thread from
+        # moving on to the next call while an interrupt is being delivered.
+        self._running: object | None = None
+        self._running_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self) -> None:
@@ -125,8 +131,10 @@ class Database:
             self._active = conn  # the DB thread's connection, so another thread can interrupt it
         return conn
 
-    def _run(self, fn: Callable[..., T], *args: Any) -> T:
+    def _run(self, fn: Callable[..., T], *args: Any, token: object | None = None) -> T:
         conn = self._connection()
+        with self._running_lock:
+            self._running = token
         try:
             with conn.begin():
                 return fn(conn, *args)
@@ -135,6 +143,8 @@ class Database:
                 self._local.conn = None
             raise
         finally:
+            with self._running_lock:
+                self._running = None
             if conn.in_transaction():
                 conn.rollback()
 
@@ -148,16 +158,25 @@ class Database:
         """Async form of `call_sync`, for code on the kernel's loop. Cancelling it interrupts the query."""
         if self._closed:
             raise DatabaseError("database is closed")
-        future = self._executor.submit(self._run, fn, *args)
+        token = object()
+        future = self._executor.submit(self._run, fn, *args, token=token)
         try:
             return await asyncio.shield(asyncio.wrap_future(future))
         except asyncio.CancelledError:
-            if not future.cancel():  # already running: stop the statement, not just our wait
-                self.interrupt()
+            if not future.cancel():  # running (or just done): stop its statement, not just our wait
+                self.interrupt(token)
             raise
 
-    def interrupt(self) -> None:
-        """Interrupt the statement running on the DB thread (DuckDB; PostgreSQL cancels the query)."""
+    def interrupt(self, token: object | None = None) -> None:
+        """Interrupt the statement running on the DB thread (DuckDB; PostgreSQL cancels the query).
+
+        With `token`, only if the call it names is still the one running."""
+        with self._running_lock:
+            if token is not None and self._running is not token:
+                return
+            self._interrupt()
+
+    def _interrupt(self) -> None:
         conn = self._active
         if conn is None or conn.closed:
             return
