@@ -63,7 +63,8 @@ def test_mood_line_and_temperature_reach_the_prompt(duckdb_url: str, tmp_path: P
         spawn(kernel, tmp_path / "agent.yaml", "name: ada\ntype: persona\npersona: ada.yaml\nchannels: [room]\n")
         calm = kernel.run("agent prompt ada")
         mood = [row[2] for row in calm.rows if "Your mood right now:" in row[2]]
-        assert mood and "pleasure +0.50" in mood[0]
+        assert mood and "Your mood right now: exuberant." in mood[0] and "pleasure" not in mood[0]  # a name, not numbers
+        assert calm.data["notes"]["emotion"]["affect"]["pleasure"] == pytest.approx(0.5)
         assert "Your mood right now:" not in calm.rows[0][2]  # not in the system prompt: it would change every turn
         kernel.run("emotion set ada --arousal 0.9 --pleasure -0.8")
         tense = kernel.run("agent prompt ada")

@@ -137,8 +137,11 @@ class EmotionModule(Module):
 
 
 def mood_line(affect: Affect) -> str:
-    """What the agent is told about its own mood."""
-    return (
-        f"Your mood right now: {affect.label} (pleasure {affect.pleasure:+.2f}, arousal {affect.arousal:+.2f}, "
-        f"dominance {affect.dominance:+.2f}). Let it colour how you answer."
-    )
+    """What the agent is told about its own mood: its name only.
+
+    The numbers (pleasure, arousal, dominance) stay in `agent prompt`'s notes and the agent's state. In
+    the prompt they changed every turn, so the block next to the newest message was never the same
+    twice, and on SmolLM2-135M "(pleasure +0.41, arousal +0.16, …)" set off parenthesised German
+    replies that then copied themselves turn after turn (5 of the latency bench's first 12 turns); with
+    the label alone those turns answered in English (tried on the same prompts and seeds)."""
+    return f"Your mood right now: {affect.label}. Let it colour how you answer."
