@@ -30,9 +30,10 @@ if TYPE_CHECKING:
     from tobio.kernel import Kernel
     from tobio.models.bundle import Model
 
-# Runs no one has completed yet. Through lower(): DuckDB 1.5.6 was seen to answer `status IN (...)`
-# wrongly (missing rows) on its indexed `status` after a kill -9 and recovery, and missing a leftover
-# here leaves it `in_progress` for ever; a computed value is compared row by row.
+# Runs no one has completed yet. Through lower(), a computed value compared row by row: DuckDB 1.5.6
+# answered `status IN (...)` wrongly after a kill -9 through a secondary index on `status` (duckdb#23788).
+# Tobio no longer creates secondary indexes on DuckDB (migration m005), so this only guards files that an
+# older version or another tool indexed; a missed leftover would stay `in_progress` for ever.
 _UNFINISHED = sa.func.lower(RunRow.c.status).in_([const("queued"), const("in_progress")])
 
 log = logging.getLogger(__name__)
