@@ -151,8 +151,8 @@ class Hooks:
             key = getattr(value, "type_name", None) or None
         if point.keyed and not key:
             raise TobioError(f"hook point {point.name} needs a key")
-        if point.keyed and self.lookup(point, key or "") is not None:
-            holder = next(r for r in self._entries if r.point is point and r.key == key)
+        holder = next((r for r in self._entries if r.point is point and r.key == key), None) if point.keyed else None
+        if holder is not None:
             who = f"module '{holder.owner.name}'" if holder.owner is not None else "the kernel"
             raise TobioError(f"{point.name} '{key}' is already registered by {who}")
         entry = Registration(point, value, owner if owner is not None else current_owner(), key, order, next(self._seq))

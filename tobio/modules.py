@@ -269,23 +269,24 @@ class ModuleManager:
             )
         order = users + [name]
         for victim in order:
-            module = self.loaded[victim]
-            self.kernel.hooks.forget(module)  # no new calls into a module while it exits
-            try:
-                await module.module_exit(self.kernel)
-            finally:
-                await self.forget(module)
-                del self.loaded[victim]
-                log.info("unloaded module %s", victim)
+            await self._exit(victim)
+            log.info("unloaded module %s", victim)
         return order
 
     async def unload_all(self) -> None:
         """Exit every module in reverse load order (kernel shutdown)."""
         for name in reversed(list(self.loaded)):
-            module = self.loaded.pop(name)
-            self.kernel.hooks.forget(module)
             try:
-                await module.module_exit(self.kernel)
+                await self._exit(name)
             except Exception as exc:  # noqa: BLE001 - keep shutting the rest down
                 log.error("module %s failed to exit: %s", name, exc)
+
+    async def _exit(self, name: str) -> None:
+        """Unhook `name`, run its module_exit, and remove what it registered even if that fails."""
+        module = self.loaded[name]
+        self.kernel.hooks.forget(module)  # no new calls into a module while it exits
+        try:
+            await module.module_exit(self.kernel)
+        finally:
             await self.forget(module)
+            del self.loaded[name]
