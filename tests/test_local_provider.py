@@ -163,16 +163,17 @@ def rss_mb() -> float:
 
 
 def test_saved_states_hold_kv_cells_only(kernel: Kernel) -> None:
-    """Saving a state costs its KV cells (about 1 MB here), not a copy of the logits buffer (about 100 MB)."""
+    """Saving a state costs its KV cells (about 1 MB here), not also a copy of the logits buffer (9 MB here,
+    100 MB from 512 tokens on), which LlamaRAMCache kept with each state without counting it."""
     model = models_of(kernel).get("chat-default")
     names = ["Ada", "Bo", "Cy", "Di", "Ed", "Flo", "Gus"]
     kernel.call(model.run(agent(names[-1], "Hello!"), params=PARAMS).wait())
-    states = loaded_chat_model(kernel).states
-    saves, before = states.saves, rss_mb()
+    before = rss_mb()
     for name in names:
         kernel.call(model.run(agent(name, "Hello! Which carriage is yours?"), params=PARAMS).wait())
-    assert states.saves - saves == len(names)
-    assert rss_mb() - before < 50, rss_mb() - before
+    grown = rss_mb() - before
+    assert grown < 3 * len(names), grown  # measured: 8-11 MB here, 77 MB with LlamaRAMCache
+    assert len(loaded_chat_model(kernel).states) >= len(names)
 
 
 def test_the_store_stays_within_its_bound(kernel: Kernel) -> None:
