@@ -50,8 +50,10 @@ def main() -> None:
             tobio = kernel.agents.live["tobio"]
             # Load the model once before timing anything (both paths share this copy).
             kernel.call(models_of(kernel).get("chat-default").run([{"role": "user", "content": "hi"}], params={"max_tokens": 2}).wait())
-            llama = next(iter(local._llamas.values())).model
-            llama.set_cache(None)  # both paths evaluate every prompt: this measures overhead, not the KV cache
+            loaded = next(iter(local._llamas.values()))
+            llama = loaded.model
+            if loaded.states is not None:
+                loaded.states.capacity = 0  # both paths evaluate every prompt: this measures overhead, not saved KV states
 
             async def one_turn(text: str) -> tuple[float, object]:
                 user = await kernel.agents.ensure_user("user", channels=("lobby",))

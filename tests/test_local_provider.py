@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 from pydantic import BaseModel
@@ -98,3 +98,107 @@ def test_each_speakers_prompt_is_restored_from_the_kv_cache(kernel: Kernel) -> N
     stored = dict(kernel.run(f"run show {again.id}").rows)
     assert stored["cached_tokens"] == again.cached_tokens
     assert "cached" in kernel.run("run ls").columns
+
+
+PARAMS = {"max_tokens": 8, "temperature": 0.0, "seed": 1}
+
+
+def agent(name: str, line: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": f"You are {name}, who works on the night train and tells short stories."},
+            {"role": "user", "content": line}]
+
+
+def loaded_chat_model(kernel: Kernel) -> Any:
+    """The shared llama.cpp model behind chat-default, loaded if no test has loaded it yet."""
+    from tobio.providers import local
+
+    if not local._llamas:
+        kernel.call(models_of(kernel).get("chat-default").run([SYSTEM], params={"max_tokens": 1}).wait())
+    return next(iter(local._llamas.values()))
+
+
+def test_a_restored_state_answers_like_a_fresh_evaluation(kernel: Kernel) -> None:
+    """The KV state saved when another speaker took the context gives the same greedy reply as
+    evaluating the whole prompt again, and the run counts the restored prefix as cached."""
+    model = models_of(kernel).get("chat-default")
+    tobio = agent("Tobio", "Hi! Tell me about the night train to the coast, please.")
+    first = kernel.call(model.run(tobio, params=PARAMS).wait())
+    kernel.call(model.run(agent("Mara", "Good evening. How was the platform today?"), params=PARAMS).wait())
+    states = loaded_chat_model(kernel).states
+    restores = states.restores
+    follow_up = [*tobio, {"role": "assistant", "content": first.text}, {"role": "user", "content": "And the dining car?"}]
+    restored = kernel.call(model.run(follow_up, params=PARAMS).wait())
+    assert states.restores == restores + 1
+    assert restored.prompt_tokens and restored.cached_tokens
+    assert restored.cached_tokens >= 0.6 * restored.prompt_tokens, (restored.cached_tokens, restored.prompt_tokens)
+    loaded = loaded_chat_model(kernel)
+    with loaded.lock:
+        loaded.model.reset()
+        loaded.states.clear()
+    fresh = kernel.call(model.run(follow_up, params=PARAMS).wait())
+    assert fresh.cached_tokens == 0
+    assert fresh.text == restored.text
+
+
+def test_alternating_speakers_each_get_their_prefix_back(kernel: Kernel) -> None:
+    """Two agents with growing histories take turns: from their second turn on, each one's whole previous
+    prompt (and its reply) comes back instead of being read again."""
+    model = models_of(kernel).get("chat-default")
+    chats = [agent("Tobio", "Where does the night train stop first?"), agent("Mara", "What did the guard say?")]
+    previous = [0, 0]
+    for turn in range(3):
+        for i, chat in enumerate(chats):
+            run = kernel.call(model.run(chat, params=PARAMS).wait())
+            assert run.prompt_tokens and run.cached_tokens is not None
+            if turn:
+                assert run.cached_tokens >= previous[i], (turn, run.cached_tokens, run.prompt_tokens, previous[i])
+            previous[i] = run.prompt_tokens
+            chat += [{"role": "assistant", "content": run.text}, {"role": "user", "content": f"Go on, part {turn + 2}."}]
+
+
+def rss_mb() -> float:
+    import psutil
+
+    return float(psutil.Process().memory_info().rss) / 2**20
+
+
+def test_saved_states_hold_kv_cells_only(kernel: Kernel) -> None:
+    """Saving a state costs its KV cells (about 1 MB here), not also a copy of the logits buffer (9 MB here,
+    100 MB from 512 tokens on), which LlamaRAMCache kept with each state without counting it."""
+    model = models_of(kernel).get("chat-default")
+    names = ["Ada", "Bo", "Cy", "Di", "Ed", "Flo", "Gus"]
+    kernel.call(model.run(agent(names[-1], "Hello!"), params=PARAMS).wait())
+    before = rss_mb()
+    for name in names:
+        kernel.call(model.run(agent(name, "Hello! Which carriage is yours?"), params=PARAMS).wait())
+    grown = rss_mb() - before
+    assert grown < 3 * len(names), grown  # measured: 8-11 MB here, 77 MB with LlamaRAMCache
+    assert len(loaded_chat_model(kernel).states) >= len(names)
+
+
+def test_the_store_stays_within_its_bound(kernel: Kernel) -> None:
+    """With room for two states, many speakers in turn leave at most two, and the byte count covers all held."""
+    import sys
+
+    from tobio.providers.kv_states import ENTRY_OVERHEAD
+
+    model = models_of(kernel).get("chat-default")
+    states = loaded_chat_model(kernel).states
+    capacity = states.capacity
+    with loaded_chat_model(kernel).lock:
+        loaded_chat_model(kernel).model.reset()
+        states.clear()
+    try:
+        for name in ["Ada", "Bo"]:
+            kernel.call(model.run(agent(name, "Hello! Which carriage is yours?"), params=PARAMS).wait())
+        assert len(states) == 1
+        states.capacity = int(2.5 * states.nbytes)  # the speakers' prompts are the same length
+        for name in ["Cy", "Di", "Ed", "Flo", "Gus"]:
+            kernel.call(model.run(agent(name, "Hello! Which carriage is yours?"), params=PARAMS).wait())
+            held = list(states._states.values())
+            assert states.nbytes <= states.capacity
+            assert states.nbytes == sum(len(s.data) + s.tokens.nbytes + ENTRY_OVERHEAD for s in held)
+            assert all(sys.getsizeof(s.data) + sys.getsizeof(s.tokens) + sys.getsizeof(s) <= len(s.data) + s.tokens.nbytes + ENTRY_OVERHEAD for s in held)
+        assert len(states) == 2
+    finally:
+        states.capacity = capacity

@@ -14,7 +14,6 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ from tobio.progress import loading
 from tobio.providers.base import ChatRequest, Chunk, Provider, ProviderConfig, ProviderError
 from tobio.providers.cpu import require_cpu_baseline
 from tobio.providers.files import BUNDLED_EMBEDDERS, BUNDLED_GGUF, embedder_path, gguf_path
+from tobio.providers.kv_states import KVStates
+from tobio.providers.priority import PriorityThread
 from tobio.providers.quiet import quiet_this_thread, route_llama_log
 
 log = logging.getLogger(__name__)
@@ -46,14 +47,16 @@ class LocalConfig(ProviderConfig):
     kv_cache_mb: int = Field(
         256, ge=0, le=65536,
         description="RAM for saved KV states (least recently used dropped first), so an agent's already-read "
-                    "prompt is restored instead of re-read when it speaks again after another; 0 turns it off")
+                    "prompt is restored instead of re-read when it speaks again after another; 0 turns it off. "
+                    "The first model loaded with a given file and n_ctx sets it for the process")
 
 
 class _Loaded:
-    """A model in memory plus the lock that serialises its use."""
+    """A model in memory plus the lock that serialises its use (and, for chat models, its saved KV states)."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, states: KVStates | None = None) -> None:
         self.model = model
+        self.states = states
         self.lock = threading.Lock()
 
 
@@ -61,16 +64,15 @@ _llamas: dict[tuple[str, int], _Loaded] = {}
 _embedders: dict[str, _Loaded] = {}
 _load_lock = threading.Lock()
 _generating: set[threading.Event] = set()  # stop flags of generations in progress
-_executor: ThreadPoolExecutor | None = None
+_executor: PriorityThread | None = None
 
 
-def _llama_thread() -> ThreadPoolExecutor:
-    """One long-lived thread runs every generation: llama.cpp's OpenMP builds a new thread team for each
-    new calling thread, which cost ~12% of tokens/s when each generation had a fresh thread."""
+def _llama_thread() -> PriorityThread:
+    """The one long-lived thread that runs every generation, replies before background work."""
     global _executor
     with _load_lock:
         if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tobio-llama")
+            _executor = PriorityThread("tobio-llama")
         return _executor
 
 
@@ -87,6 +89,8 @@ def stop_generations(wait_s: float = 10.0) -> None:
 def _close_models() -> None:
     """Free llama.cpp models before interpreter teardown (their __del__ fails once modules are gone)."""
     stop_generations()
+    if _executor is not None:
+        _executor.shutdown(timeout=10.0)  # queued generations see their stop flags and return at once
     for loaded in _llamas.values():
         try:
             loaded.model.close()
@@ -112,13 +116,10 @@ def _llama(path: Path, config: LocalConfig) -> _Loaded:
                     n_batch=config.n_batch, seed=config.seed, verbose=True,
                 )
             model.verbose = False  # no per-call timing prints from here on
-            if config.kv_cache_mb:
-                from llama_cpp.llama_cache import LlamaRAMCache
-
-                # Agents share one model, so each speaker's prompt evicts the previous one's KV cells.
-                # The RAM cache keeps evaluated states by token prefix and restores the longest match.
-                model.set_cache(LlamaRAMCache(capacity_bytes=config.kv_cache_mb << 20))
-            _llamas[key] = _Loaded(model)
+            # Agents share one model, so each speaker's prompt evicts the previous one's KV cells: the
+            # store keeps evaluated states by token prefix and restores the longest match.
+            states = KVStates(model, config.kv_cache_mb << 20).install() if config.kv_cache_mb else None
+            _llamas[key] = _Loaded(model, states)
         return _llamas[key]
 
 
@@ -190,10 +191,16 @@ class LocalProvider(Provider):
                 stop.set()
 
         def generate() -> None:
+            if stop.is_set():  # cancelled, or shutting down, while it waited in the queue
+                put(Chunk(finish_reason="cancelled"))
+                put(None)
+                return
             try:
                 loaded = _llama(gguf_path(request.model), self.config)
                 with loaded.lock:
                     llama = loaded.model
+                    if loaded.states is not None:
+                        loaded.states.next_request(background=request.background)
                     _reset_eval_counters(llama)
                     produced = 0
                     finish = None
@@ -229,7 +236,7 @@ class LocalProvider(Provider):
                 put(None)
 
         _generating.add(stop)
-        _llama_thread().submit(generate)
+        _llama_thread().submit(generate, background=request.background)
         watcher = asyncio.ensure_future(cancel.wait())
 
         def wake(w: asyncio.Future[Any]) -> None:
