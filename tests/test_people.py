@@ -91,6 +91,16 @@ def test_reflections_are_parsed_one_per_line() -> None:
     assert parse_reflections(text, 2) == ["Ada loves her dog Biscuit.", "I feel happy talking to her."]
 
 
+def test_reflections_that_echo_the_conversation_are_not_thoughts() -> None:
+    """Seen on the embedded model: "Your thought: Tobio: (smiling) You're not alone in this world!"."""
+    said = ["You're not alone in this world! I'm glad you've found the right person.", "My dog is called Biscuit."]
+    text = ("Tobio: (smiling) You're not alone in this world!\n"
+            "You're not alone in this world, I'm glad\n"
+            "Ada seems lonely but kind.\n"
+            "Her dog Biscuit matters a lot to her.")
+    assert parse_reflections(text, 3, said) == ["Ada seems lonely but kind.", "Her dog Biscuit matters a lot to her."]
+
+
 # -- per person, isolated, in the prompt ----------------------------------------------------------
 def test_facts_are_kept_per_person_and_never_shown_to_another(kernel: Kernel) -> None:
     ask(kernel, "ada", "Hi! My name is Ada and my dog is called Biscuit.")
@@ -163,10 +173,10 @@ def test_facts_survive_a_restart(duckdb_url: str, tmp_path: Path) -> None:
 
 
 def test_reflections_every_n_messages_are_versioned_and_shown(duckdb_url: str, tmp_path: Path) -> None:
-    kernel = start(duckdb_url, reflect_every=2, reflections=2)
+    kernel = start(duckdb_url, reflect_every=2, reflections=2, reflect_model="thinker")
     try:
         write(tmp_path / "tobio.yaml", "name: Tobio\n")
-        agent = write(tmp_path / "agent.yaml", "name: tobio\ntype: persona\npersona: tobio.yaml\nmodel: thinker\nstream: false\n")
+        agent = write(tmp_path / "agent.yaml", "name: tobio\ntype: persona\npersona: tobio.yaml\nmodel: m\nstream: false\n")
         kernel.run(f"agent spawn {agent}")
         for text in ["My name is Ada.", "I have a dog called Biscuit.", "I like long walks.", "See you."]:
             ask(kernel, "ada", text)
@@ -247,10 +257,10 @@ def test_reflections_join_memory_recalled_only_in_their_conversation(duckdb_url:
         hits = k.call(Memory.of(k).search(k.agents.get("tobio").id, "They like dogs a lot. I feel warm toward them.", k=20))
         return [(h.item.kind, h.item.source_id, h.item.content) for h in hits if h.item.kind == "reflection"]
 
-    kernel = start(duckdb_url, reflect_every=2, reflections=2, reflections_in_memory=True)
+    kernel = start(duckdb_url, reflect_every=2, reflections=2, reflections_in_memory=True, reflect_model="thinker")
     try:
         write(tmp_path / "tobio.yaml", "name: Tobio\n")
-        agent = write(tmp_path / "agent.yaml", "name: tobio\ntype: persona\npersona: tobio.yaml\nmodel: thinker\nstream: false\n")
+        agent = write(tmp_path / "agent.yaml", "name: tobio\ntype: persona\npersona: tobio.yaml\nmodel: m\nstream: false\n")
         kernel.run(f"agent spawn {agent}")
         people = PeopleModule.of(kernel)
         tobio = kernel.agents.get("tobio")

@@ -29,6 +29,7 @@ class PeopleSettings(BaseModel):
     sign: bool = Field(False, description="head the note with the agent's own name (\"Notes for Tobio\"); off: measured, the model then calls the user by its own name")
     reflect_every: int = Field(20, ge=0, description="reflect after this many messages from a person (0: never)")
     reflections: int = Field(3, ge=1, le=10, description="thoughts per reflection")
+    reflect_model: str = Field("", description="bundle that writes reflections (empty: the agent's own chat model)")
     reflections_in_memory: bool = Field(False, description="also index reflections for memory's recall (bench/person.py: facts no better, so off)")
 
 
