@@ -282,3 +282,16 @@ def test_api_key_never_shown(server: LlamaServer, caplog: pytest.LogCaptureFixtu
     refused = raises(config(base_url=f"http://127.0.0.1:{free_port()}/v1", max_retries=0), lambda p: p.list_models())
     for text in (str(wrong), repr(wrong), str(refused), caplog.text):
         assert KEY not in text
+
+
+def test_cached_prompt_tokens_are_read_from_the_servers_usage() -> None:
+    """OpenAI and vLLM report their prefix cache's share as usage.prompt_tokens_details.cached_tokens
+    (the run records it next to prompt_tokens); a server that says nothing leaves it unknown, not 0."""
+    from openai.types import CompletionUsage
+
+    from tobio.providers.openai import _cached_tokens
+
+    reported = CompletionUsage(prompt_tokens=900, completion_tokens=12, total_tokens=912, prompt_tokens_details={"cached_tokens": 768})
+    assert _cached_tokens(reported) == 768
+    assert _cached_tokens(CompletionUsage(prompt_tokens=900, completion_tokens=12, total_tokens=912)) is None
+    assert _cached_tokens(None) is None
