@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -24,9 +24,11 @@ from tobio.progress import loading
 from tobio.providers.base import ChatRequest, Chunk, Provider, ProviderConfig, ProviderError
 from tobio.providers.cpu import require_cpu_baseline
 from tobio.providers.files import BUNDLED_EMBEDDERS, BUNDLED_GGUF, embedder_path, gguf_path
-from tobio.providers.kv_states import KVStates
 from tobio.providers.priority import PriorityThread
 from tobio.providers.quiet import quiet_this_thread, route_llama_log
+
+if TYPE_CHECKING:
+    from tobio.providers.kv_states import KVStates
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,8 @@ def _llama(path: Path, config: LocalConfig) -> _Loaded:
             model.verbose = False  # no per-call timing prints from here on
             # Agents share one model, so each speaker's prompt evicts the previous one's KV cells: the
             # store keeps evaluated states by token prefix and restores the longest match.
+            from tobio.providers.kv_states import KVStates  # numpy: only once a model is loaded (startup imports nothing heavy)
+
             states = KVStates(model, config.kv_cache_mb << 20).install() if config.kv_cache_mb else None
             _llamas[key] = _Loaded(model, states)
         return _llamas[key]
