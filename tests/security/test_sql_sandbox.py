@@ -7,6 +7,7 @@ come back to it: not in rows, not in an error line. Its legitimate questions mus
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -113,7 +114,9 @@ def test_a_persona_cannot_post_another_agents_secret_to_the_lobby(db_url: str, t
 
 
 def _leaks(text: str) -> bool:
-    return SECRET in text or "7419" in text or FILE_SECRET in text or "root:x:0" in text
+    """The secret, or its code as a number of its own: a run's timing such as 0.07369700074195862 holds
+    the digits 7419 by chance (seen once in a clean run), and that is no leak."""
+    return SECRET in text or re.search(r"(?<!\d)7419(?!\d)", text) is not None or FILE_SECRET in text or "root:x:0" in text
 
 
 def _outcome(s: Setup, query: str) -> tuple[str, bool]:
