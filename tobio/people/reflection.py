@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from tobio.db.history import thread_context
 from tobio.messages import Message
 from tobio.models.module import models_of
-from tobio.persona.freshness import overlap
+from tobio.persona.freshness import staleness
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -24,22 +24,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s*")
 _SPEAKER = re.compile(r"^[\w .'-]{1,40}:\s")  # "Tobio: …", a transcript line
-COPIED = 0.5  # share of a thought's word trigrams found in one message of the conversation
 
 
 def parse_reflections(text: str, most: int, said: list[str] | None = None) -> list[str]:
     """Up to `most` one-line thoughts from a model's answer (bullets and numbering dropped).
 
-    A line that is a transcript line ("Tobio: …") or copies a message of the conversation (`said`) is
-    not a thought: a small model often echoes the conversation back, and the echo then sat in every
-    prompt's per-person note, where the agent copied it again into its replies."""
+    A line that is a transcript line ("Tobio: …") or copies a message of the conversation (`said`; the
+    same test as a stale reply's, tobio/persona/freshness.py) is not a thought: a small model often
+    echoes the conversation back, and the echo then sat in every prompt's per-person note, where the
+    agent copied it again into its replies."""
     out: list[str] = []
     for line in text.splitlines():
         line = _BULLET.sub("", line).strip().strip('"')
         words = line.split()
         if not 3 <= len(words) <= 30 or line.endswith(":") or line in out or _SPEAKER.match(line):
             continue
-        if any(overlap(line, message) >= COPIED for message in said or ()):
+        if said and staleness(line, [], said).stale():
             continue
         out.append(line)
         if len(out) >= most:
@@ -81,7 +81,8 @@ class Reflector:
                 return
             context = await self.kernel.db.call(thread_context, sub.thread_id, self.settings.reflect_every)
             name = self.people.known(agent.id, person).get("name", person)
-            lines = "\n".join(f"{m.sender or 'narrator'}: {m.content}" for m in context.messages if m.content)
+            said = [m for m in context.messages if m.content]
+            lines = "\n".join(f"{m.sender or 'narrator'}: {m.content}" for m in said)
             model = models_of(self.kernel).get(self.settings.reflect_model or getattr(agent.config, "model", "chat-default"))
             me = getattr(getattr(agent, "persona", None), "name", agent.name)
             prompt = [
@@ -90,7 +91,7 @@ class Reflector:
                                             f"thoughts about {name} and how you feel about them, one per line."},
             ]
             text = await model.chat(prompt, params={"max_tokens": 80, "temperature": 0.3, "seed": 7})
-            thoughts = parse_reflections(text, self.settings.reflections, [m.content for m in context.messages if m.content])
+            thoughts = parse_reflections(text, self.settings.reflections, [m.content for m in said])
             if thoughts:
                 new, old = self.people.set_reflections(agent.id, person, thoughts, message.id)
                 await self._remember(agent.id, person, thoughts, new, old, message)
