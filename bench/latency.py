@@ -11,7 +11,10 @@ an empty context. Prints one JSON object:
   evaluate those turns' uncached tokens alone; ratio: the two divided (goal <= 2);
 - cache_reuse: cached / prompt tokens, mean over turns 10 to 100 (goal >= 0.8);
 - scene_*: the same over the scene's last ten turns, and its reuse over turns 5 to 40 (goal >= 0.7);
-- resample_share: runs that resampled a stale reply, per turn (each turn is measured by its first run).
+- resample_share: runs that resampled a stale reply, per turn (each turn is measured by its first run);
+- prefill_tokens_per_turn: tokens the agents' prefills read after their replies (the next turn's opening,
+  read before the next line arrives), per turn: work moved off the reply's path, not saved. Here each
+  line follows the last reply at once, so a prefill often runs while the next line's prompt is built.
 """
 
 from __future__ import annotations
@@ -52,12 +55,15 @@ def tuned_config(max_tokens: int, seed: int) -> Any:
     return config.model_copy(update={"models": models, "log_level": "WARNING"})
 
 
-async def chat(kernel: Any, agent: str, turns: int) -> None:
-    """Talk to `agent` in its DM channel, one line at a time, waiting for each reply."""
+async def chat(kernel: Any, agent: str, turns: int, read_s: float = 0.0) -> None:
+    """Talk to `agent` in its DM channel, one line at a time, waiting for each reply and then `read_s`
+    (a person reading it before typing the next line)."""
     from tobio.agents.conversation import exchange
 
     for i in range(turns):
         await exchange(kernel, agent, f"{LINES[i % len(LINES)]} ({i + 1})")
+        if read_s:
+            await asyncio.sleep(read_s)
 
 
 def chat_runs(kernel: Any, where: str) -> list[tuple[int, int, float]]:
@@ -118,12 +124,22 @@ def resample_share(kernel: Any) -> float:
     return round(len(resample_runs(kernel)) / firsts, 3) if firsts else 0.0
 
 
+def prefill_tokens_per_turn(kernel: Any) -> float:
+    """Tokens prefill runs evaluated, per first chat run."""
+    rows = kernel.run("sql SELECT prompt_tokens, cached_tokens FROM runs WHERE purpose = 'prefill' AND status = 'completed';").rows
+    firsts = len(chat_runs(kernel, "TRUE"))
+    return round(sum(int(p or 0) - int(c or 0) for p, c in rows) / firsts, 1) if firsts else 0.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--turns", type=int, default=100)
     parser.add_argument("--scene-turns", type=int, default=40)
     parser.add_argument("--max-tokens", type=int, default=40)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--read-s", type=float, default=0.0,
+                        help="seconds the chat's user waits after each reply before the next line (default 0: at once, "
+                             "the worst case for prefills); the scene's agents always answer at once")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from tobio.kernel import Kernel
@@ -132,15 +148,16 @@ def main() -> None:
         os.environ["TOBIO_DATA_DIR"] = tmp
         began = time.perf_counter()
         with Kernel(tuned_config(args.max_tokens, args.seed), database=f"duckdb:///{tmp}/latency.duckdb") as kernel:
-            kernel.call(chat(kernel, "tobio", args.turns))
+            kernel.call(chat(kernel, "tobio", args.turns, args.read_s))
             kernel.run(f"scene run {ROOT / 'configs' / 'scenes' / 'station.yaml'} --turns {args.scene_turns}")
             kernel.call(kernel.flush())
             talk = chat_runs(kernel, "t.channel LIKE 'dm.%'")
             scene = chat_runs(kernel, "t.channel = 'platform'")
-            out: dict[str, Any] = {"turns": len(talk), "scene_turns": len(scene)}
+            out: dict[str, Any] = {"turns": len(talk), "scene_turns": len(scene), "read_s": args.read_s}
             out.update(figures(talk, 10, ""))
             out.update(figures(scene, 5, "scene_"))
             out["resample_share"] = resample_share(kernel)
+            out["prefill_tokens_per_turn"] = prefill_tokens_per_turn(kernel)
         out["seconds"] = round(time.perf_counter() - began, 1)
     print(json.dumps(out))
 

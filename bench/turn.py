@@ -44,7 +44,9 @@ def main() -> None:
         persona = Path(tmp) / "tobio.yaml"
         persona.write_text("name: Tobio\ndescription: A warm artificial person who loves trains.\n")
         agent = Path(tmp) / "agent.yaml"
-        agent.write_text(f"name: tobio\ntype: persona\npersona: {persona}\nchannels: [lobby]\nparams: {json.dumps(params)}\n")
+        # No prefill: the direct path below drives the model from this thread, and both paths start from an empty cache.
+        agent.write_text(f"name: tobio\ntype: persona\npersona: {persona}\nchannels: [lobby]\nprefill: false\n"
+                         f"params: {json.dumps(params)}\n")
         kernel = Kernel(KernelConfig(modules=["models", "persona"], log_level="WARNING"), database=f"duckdb:///{tmp}/turn.duckdb").start()
         try:
             kernel.run(f"agent spawn {agent}")

@@ -102,7 +102,7 @@ def test_dangling_runs_are_listed_and_cancelled(url: str) -> None:
     try:
         kernel.run("sql --write INSERT INTO runs (id, model, provider, provider_model, purpose, status, created_at) "
                    "VALUES (999, 'm', 's', 'x', 'chat', 'in_progress', now())")
-        assert "(dangling)" in kernel.run("run ls").rows[-1][3]
+        assert "(dangling)" in kernel.run("run ls").rows[-1][4]
         assert kernel.run("run cancel --dangling").text == "cancelled 1 dangling run(s): 999"
         assert run_row(kernel, 999)["status"] == "cancelled"
         with pytest.raises(CommandError, match="not running"):

@@ -90,6 +90,16 @@ class Memory:
                     return models_of(self.kernel).get(name)
         return None
 
+    def summarized(self, agent_id: int, thread_id: int) -> None:
+        """A summary was written for the thread: its agent's next prompt opens with it and the history it
+        kept, so let a persona read that ahead (its prefill) rather than on the next turn, which would
+        otherwise re-read its whole kept history."""
+        from tobio.persona.agent import PersonaAgent  # persona imports nothing of memory's at module level
+
+        for agent in self.kernel.agents.live.values():
+            if agent.id == agent_id and isinstance(agent, PersonaAgent):
+                agent.read_ahead(thread_id)
+
     def tokenizer_for(self, agent_id: int) -> Model:
         """The agent's own chat model when it has one (its tokenizer is what the budget is about)."""
         return self.chat_model_of(agent_id) or models_of(self.kernel).get_for(self.config.tokenizer_model)

@@ -212,6 +212,7 @@ class Summarizer:
             rest = messages[len(chunk):]
             self.keep_tail(thread_id, generation, content, last.id, rest, rest[-1].id if rest else last.id, len(messages) < READ_LIMIT)
             log.info("thread %s: summary %s folds %d messages (%d tokens) up to %s", thread_id, summary_id, len(chunk), chunk_tokens, last.id)
+            memory.summarized(agent_id, thread_id)
             await memory.index_summary(summary_id, agent_id, content, last.created_at, last.channel)
             return NewSummary(summary_id, thread_id, chunk[0].id, last.id, len(chunk), content)
 

@@ -44,6 +44,14 @@ class Model:
 
         return runs_of(self.kernel).create(self, messages, **kwargs)
 
+    def prefill(self, messages: list[dict[str, Any]], **kwargs: Any) -> Run | None:
+        """Have the provider read `messages` ahead into its cache, so the next request that starts with them
+        evaluates only what follows (recorded as a run of purpose "prefill"). None when the provider keeps
+        no cache of its own to fill (a server's prefix cache fills itself on the next request)."""
+        if not self.provider.supports_prefill:
+            return None
+        return self.run(messages, prefill=True, **kwargs)
+
     async def chat(self, messages: list[dict[str, Any]], **kwargs: Any) -> str:
         """The whole reply text."""
         return (await self.run(messages, **kwargs).wait()).text

@@ -115,7 +115,8 @@ def _run_commands(group: Group) -> None:
         def read(conn: sa.Connection) -> list[tuple[Any, ...]]:
             query = (
                 sa.select(RunRow.c.id, AgentRow.c.name, RunRow.c.model, RunRow.c.status, RunRow.c.prompt_tokens, RunRow.c.cached_tokens,
-                          RunRow.c.completion_tokens, RunRow.c.ttft_ms, RunRow.c.latency_ms, RunRow.c.created_at, RunRow.c.error)
+                          RunRow.c.completion_tokens, RunRow.c.ttft_ms, RunRow.c.latency_ms, RunRow.c.created_at, RunRow.c.error,
+                          RunRow.c.purpose)
                 .outerjoin(AgentRow, AgentRow.c.id == RunRow.c.agent_id)
                 .order_by(RunRow.c.id.desc()).limit(last)
             )
@@ -126,13 +127,14 @@ def _run_commands(group: Group) -> None:
             return [tuple(r) for r in conn.execute(query)][::-1]
 
         rows = [
-            (r[0], r[1] or "-", r[2], r[3] + (" (dangling)" if r[3] in ("queued", "in_progress") and r[0] not in live else ""),
+            (r[0], r[1] or "-", r[2], r[11], r[3] + (" (dangling)" if r[3] in ("queued", "in_progress") and r[0] not in live else ""),
              r[4], r[5], r[6], round(r[7]) if r[7] is not None else None, round(r[8]) if r[8] is not None else None,
              r[9], r[10] or "")
             for r in await ctx.kernel.db.call(read)
         ]
-        return table(["run", "agent", "model", "status", "prompt", "cached", "completion", "ttft ms", "ms", "created", "error"],
-                     rows)
+        # `for`: the model's purpose, or "prefill" for a prompt read ahead after a reply (nothing generated)
+        return table(["run", "agent", "model", "for", "status", "prompt", "cached", "completion", "ttft ms", "ms", "created",
+                      "error"], rows)
 
     @group.command("show", Arg("id", type=int, help="run id", complete="run"))
     async def show(ctx: Context, id: int) -> Result:

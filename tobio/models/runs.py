@@ -113,10 +113,12 @@ class RunManager:
         agent_id: int | None = None,
         json_schema: dict[str, Any] | None = None,
         tools: list[dict[str, Any]] | None = None,
+        prefill: bool = False,
     ) -> Run:
         """A queued run (recorded when it starts, so a run never started costs nothing)."""
         merged = {**model.spec.params, **(params or {})}
-        request = ChatRequest(model.provider_model, messages, merged, json_schema, tools, background=in_background())
+        request = ChatRequest(model.provider_model, messages, merged, json_schema, tools, background=in_background(),
+                              prefill=prefill)
         run = Run(self.kernel.db.next_ids("runs"), model, request, thread_id, agent_id, self)
         self.live[run.id] = run
         return run
@@ -207,7 +209,8 @@ class RunManager:
     def _record_start(self, run: Run) -> None:
         row = dict(
             id=run.id, thread_id=run.thread_id, agent_id=run.agent_id, model=run.model.name,
-            provider=run.model.provider.name, provider_model=run.request.model, purpose=run.model.spec.purpose,
+            provider=run.model.provider.name, provider_model=run.request.model,
+            purpose="prefill" if run.request.prefill else run.model.spec.purpose,
             params=self._params(run), status="in_progress", created_at=run.created_at, started_at=utcnow(),
         )
         self._background(self.kernel.writer.write(("runs", tuple(row), [tuple(row.values())])), f"start of run {run.id}")

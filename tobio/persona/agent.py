@@ -3,8 +3,10 @@ with a prompt built from its persona file and its thread's context, streaming th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
@@ -12,17 +14,20 @@ from pydantic import Field
 from tobio.agents.base import Agent, AgentConfig
 from tobio.config.schema import RelPath
 from tobio.errors import AgentError
+from tobio.hooks import HISTORY_SOURCE
 from tobio.messages import Delivery, Message
 from tobio.persona.freshness import fresh_reply
 from tobio.persona.pipeline import assemble
 from tobio.persona.prompt import Prompt
 from tobio.persona.schema import Persona, load_persona
+from tobio.providers.base import ProviderError
 from tobio.models.module import models_of, runs_of
 
 if TYPE_CHECKING:
     from tobio.persona.registry import PersonaRegistry
 
 _SENTENCE_END = re.compile(r"[.!?…](?=\s|$)")
+LAST_TURNS_KEPT = 64  # threads whose last turn an agent keeps to prefill from (least recently used dropped)
 
 
 class PersonaAgentConfig(AgentConfig):
@@ -34,6 +39,9 @@ class PersonaAgentConfig(AgentConfig):
     context_messages: int = Field(12, ge=1, le=500, description="recent messages of the thread in the prompt (with memory loaded, its token budget decides instead)")
     answer_agents: bool = Field(False, description="also answer other non-human agents (beware of endless loops)")
     stream: bool = True
+    prefill: bool = Field(True, description="after each reply, read the next turn's opening into the model's cache "
+                                            "in the background, so the next reply reads only what is new (the "
+                                            "embedded model; a server's prefix cache needs no help)")
     params: dict[str, Any] = Field(default_factory=dict, description="sampling parameters over the bundle's")
 
 
@@ -50,6 +58,8 @@ class PersonaAgent(Agent):
         self.persona_key: str | None = None  # set once the registry knows it (on_start)
         self.turns = 0
         self.last_run: int | None = None
+        # Each thread's last prompt and the reply it got: what the next turn's prompt will open with.
+        self._last_turns: OrderedDict[int, tuple[Prompt, Message]] = OrderedDict()
 
     @classmethod
     def check_config(cls, kernel: Any, config: AgentConfig) -> None:
@@ -134,19 +144,56 @@ class PersonaAgent(Agent):
         if self.config.stream:
             text, stream_id = await self.relay(channel, run.deltas())
             run, text = await fresh_reply(self, prompt, messages, run, text)  # a resample replaces the streamed draft
-            await self._reply(channel, run, text, {"run_id": run.id, "stream_id": stream_id})
+            message = await self._reply(channel, run, text, {"run_id": run.id, "stream_id": stream_id})
         else:
             await run.wait()
             run, text = await fresh_reply(self, prompt, messages, run, run.text)
-            await self._reply(channel, run, text, {"run_id": run.id})
+            message = await self._reply(channel, run, text, {"run_id": run.id})
+        self._last_turns[delivery.thread_id] = (prompt, message)
+        self._last_turns.move_to_end(delivery.thread_id)
+        while len(self._last_turns) > LAST_TURNS_KEPT:
+            self._last_turns.popitem(last=False)
+        self.read_ahead(delivery.thread_id)
         return True
 
-    async def _reply(self, channel: str, run: Any, text: str, metadata: dict[str, Any]) -> None:
+    async def _reply(self, channel: str, run: Any, text: str, metadata: dict[str, Any]) -> Message:
         """Post the reply with the turn already counted: the state commits with the reply and its mark."""
         self.last_run, self.turns = run.id, self.turns + 1
         message = await self.say(channel, tidy(text), metadata=metadata)
         await runs_of(self.kernel).link(run, message.id)
+        return message
 
+    def read_ahead(self, thread_id: int) -> None:
+        """Prefill the next turn's opening on `thread_id` as a background job: the embedded model reads the
+        last exchange (or, after memory wrote a summary, the summary and the history it kept) while the other
+        side reads and types, instead of after their next line arrives. Called after each reply, and by
+        memory after it summarises a thread. Replies still go first: a prefill that finds its turn already
+        answered does nothing (tobio/providers/kv_states.py)."""
+        last = self._last_turns.get(thread_id)
+        model = models_of(self.kernel).models.get(self.config.model)
+        if not self.config.prefill or last is None or model is None or not model.provider.supports_prefill:
+            return
+        prompt, reply = last
+
+        async def prefill() -> None:
+            opening = await self._next_opening(prompt, reply)
+            run = model.prefill(opening, params=prompt.params, thread_id=thread_id, agent_id=self.id)
+            if run is not None:
+                with contextlib.suppress(ProviderError):  # recorded as a failed run; the next turn reads it all
+                    await run.wait()
+
+        self.kernel.tasks.spawn(prefill(), name=f"{self.name}:prefill", kind="job", owner=self.name)
+
+    async def _next_opening(self, prompt: Prompt, reply: Message) -> list[dict[str, Any]]:
+        """This turn's prompt without its per-turn messages, plus the reply; from the new summary on if one
+        was written since the prompt was built (the history source says so)."""
+        sources = self.kernel.hooks.get(HISTORY_SOURCE)
+        if sources:
+            context = await sources[-1](self, prompt.thread_id)
+            if context.summary and context.summary != prompt.summary:
+                kept = [m for m in context.messages if m.id < reply.id]
+                return prompt.next_opening([*kept, reply], summary=context.summary)
+        return prompt.next_opening([*prompt.history, reply])
 
     async def _use_commands(self, model: Any, messages: list[dict[str, Any]], prompt: Prompt, thread_id: int,
                             trigger_id: int, rounds: int = 3) -> tuple[list[dict[str, Any]], Any]:

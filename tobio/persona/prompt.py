@@ -88,31 +88,49 @@ class Prompt:
     def messages(self) -> list[dict[str, Any]]:
         """Chat Completions messages: system, example dialogue, the history in chat roles, injections at
         their depth, then the card's post-history instructions."""
-        persona = self.agent.persona
-        env = self.macro_env()
         # Stable first, volatile last, so a model's KV cache (or a server's prefix cache) reuses the prompt:
         # persona and examples never change between turns, the summary only when memory rewrites it, and
         # the history only grows; per-turn text goes in as injections next to the newest message.
+        env = self.macro_env()
+        head = self._head(env, self.summary)
+        out = _inject(head + self._history(self.history), len(head), [*self.injections, self._reminder(env)])
+        closing = self.agent.persona.post_history(env)
+        if closing:
+            out.append({"role": "system", "content": closing})
+        return out
+
+    def next_opening(self, history: list[Message], summary: str | None = None) -> list[dict[str, Any]]:
+        """How the next turn's prompt will begin: this prompt's head (with `summary` instead of its own, if
+        given) and `history` (this prompt's, plus the reply), without this turn's injections and closing, which
+        the next turn puts next to its own newest message. What an agent prefills (Model.prefill)."""
+        env = self.macro_env()
+        head = self._head(env, self.summary if summary is None else summary)
+        return [*head, *self._history(history)]
+
+    def _head(self, env: MacroEnv, summary: str | None) -> list[dict[str, Any]]:
+        """System prompt, example dialogue and summary: what stays the same from turn to turn."""
+        persona = self.agent.persona
         out: list[dict[str, Any]] = [{"role": "system", "content": persona.system_prompt(
             self.system_extra, env=env, before=self.system_before)}]
         out += [{"role": "system", "content": text} for text in self.examples_before]
         out += persona.example_messages(env)
         out += [{"role": "system", "content": text} for text in self.examples_after]
-        if self.summary:
-            out.append({"role": "system", "content": SUMMARY_PREFIX + self.summary})
-        start = len(out)
-        others = {m.sender for m in self.history if m.sender != self.agent.name}
+        if summary:
+            out.append({"role": "system", "content": SUMMARY_PREFIX + summary})
+        return out
+
+    def _history(self, history: list[Message]) -> list[dict[str, Any]]:
+        """Messages in chat roles: the agent's own lines as the assistant's, the rest as the user's (named
+        when several others speak)."""
+        others = {m.sender for m in history if m.sender != self.agent.name}
         named = len(others) > 1  # several speakers: say who said what
-        for message in self.history:
+        out: list[dict[str, Any]] = []
+        for message in history:
             if message.sender == self.agent.name:
                 out.append({"role": "assistant", "content": message.content})
             else:
                 who = message.sender or "Narrator"
                 out.append({"role": "user", "content": f"{who}: {message.content}" if named else message.content})
-        out = _inject(out, start, [*self.injections, self._reminder(env)])
-        closing = persona.post_history(env)
-        if closing:
-            out.append({"role": "system", "content": closing})
         return out
 
 

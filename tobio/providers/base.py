@@ -47,6 +47,10 @@ class ChatRequest:
     json_schema: dict[str, Any] | None = None  # constrain the reply to this JSON schema when supported
     tools: list[dict[str, Any]] | None = None  # Chat Completions tool definitions
     background: bool = False  # nobody waits on it (a summary, a reflection): a local model serves it after replies
+    # Only read the prompt, so that a later request extending it finds it cached; no reply is generated.
+    # Sent after a reply with the next turn's opening (see Model.prefill); providers without a cache they
+    # control skip it (supports_prefill).
+    prefill: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class Provider:
     supports_json_schema: ClassVar[bool] = False  # constrained decoding available
     supports_tools: ClassVar[bool] = False
     retries_itself: ClassVar[bool] = False  # the client library already retries 429/5xx (runs must not again)
+    supports_prefill: ClassVar[bool] = False  # reads a prompt ahead into a cache it keeps (ChatRequest.prefill)
 
     def __init__(self, name: str, config: ProviderConfig) -> None:
         self.name = name

@@ -13,7 +13,10 @@ saving 1000 tokens takes 4-7 ms and restoring them 4-5 ms (LlamaRAMCache: 40-125
 while evaluating them takes 8-21 ms *a token*. So a restore pays off for any real prefix, and saving
 only at a switch, rather than after every completion, costs nothing while one agent keeps talking.
 Background requests' own contexts are not saved: summaries and reflections rarely share a prefix with
-the next one.
+the next one. Nor is a context whose tokens the next prompt reuses anyway, moved (kv_reuse).
+
+Each prompt then uses whichever source spares it the most evaluation, the live context or a saved
+state: its shared prefix plus the chunks kv_reuse can move into place.
 
 Everything here runs on the one llama thread, under the model's lock.
 """
@@ -23,17 +26,31 @@ from __future__ import annotations
 import ctypes
 import logging
 from collections import OrderedDict
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from tobio.providers.kv_reuse import (
+    Plan,
+    apply_plan,
+    can_insert,
+    can_shift,
+    first_turn_end,
+    plan_reuse,
+    shared_prefix,
+)
+
 log = logging.getLogger(__name__)
 
 SEQ = 0  # llama-cpp-python decodes everything into sequence 0
 ENTRY_OVERHEAD = 512  # bytes of Python objects around each state's buffers (entry, array header, dict slot)
+PREFILL_SLACK = 4  # a prefill's closing tokens (the template's cue for a reply) that the next prompt replaces
+# Tokens a prefill reads between checks for a waiting reply: 32 take ~0.1-0.2 s on SmolLM2-135M with 2 cores,
+# the most a reply waits for a prefill it interrupts.
+PREFILL_CHUNK = 32
 MIN_LOSS = 32  # a reply's tokens a new prompt must drop before they are worth saving (not a retokenised tail)
 # A restore replaces the whole context: worth it when it spares evaluating MIN_GAIN tokens more than
 # the live context already shares (the fixed costs: clearing, replaying the last token), plus the copy
@@ -52,24 +69,25 @@ class _State:
         return len(self.data) + self.tokens.nbytes + ENTRY_OVERHEAD
 
 
-def shared_prefix(a: npt.NDArray[np.intc], b: npt.NDArray[np.intc]) -> int:
-    """Length of the common prefix of two token arrays."""
-    n = min(len(a), len(b))
-    if n == 0:
-        return 0
-    differ = np.flatnonzero(a[:n] != b[:n])
-    return int(differ[0]) if len(differ) else n
+def _reach(plan: Plan) -> int:
+    """How far into the old context the plan reuses: tokens past this point are lost with it."""
+    return max([plan.prefix, *(c.src + c.size for c in plan.chunks)])
 
 
 class KVStates:
-    """KV states of one `Llama` by token prefix, least recently used dropped first within `capacity` bytes.
+    """KV states of one `Llama` by token prefix, least recently used dropped first within `capacity` bytes,
+    and chunk reuse (runs of at least `reuse_min_tokens` moved into place; 0 turns it off).
 
     `install` hooks the model's `generate`, the one place that sees each prompt's exact tokens just
     before llama-cpp-python matches them against the live context."""
 
-    def __init__(self, llama: Any, capacity: int) -> None:
+    def __init__(self, llama: Any, capacity: int, reuse_min_tokens: int = 0) -> None:
         self.llama = llama
         self.capacity = capacity
+        self.reuse_min_tokens = reuse_min_tokens if can_shift(llama) else 0
+        self._inserts = can_insert(llama)
+        self._anchor = 0  # the current prompt's first turn, which a reused context must share
+        self.moves = 0  # prompts that reused chunks moved from elsewhere in a context
         self.nbytes = 0
         self.saves = 0
         self.restores = 0
@@ -77,6 +95,12 @@ class KVStates:
         self._ids = 0
         self._kept = np.zeros(0, dtype=np.intc)  # the live tokens a reply produced, not yet saved
         self._background = False  # the class of the request about to generate
+        self._prefill = False
+        self.prefills_skipped = 0
+        self.prefills_cut = 0
+        self.prefill_read = 0  # tokens the last prefill evaluated
+        self.yield_to: Callable[[], bool] = lambda: False  # whether a reply is waiting for the model
+        self.prompt_tokens = 0  # of the last prompt generated from
         self._last_background = True  # the class of the last request that generated
 
     def install(self) -> KVStates:
@@ -84,15 +108,51 @@ class KVStates:
         generate = self.llama.generate
 
         def generate_with_states(tokens: Sequence[int], *args: Any, **kwargs: Any) -> Generator[int, Any, None]:
+            self.prompt_tokens = len(tokens)
+            if self._prefill:
+                self.prefill(tokens)
+                return
             self.before(tokens)
             yield from generate(tokens, *args, **kwargs)
 
         self.llama.generate = generate_with_states
         return self
 
-    def next_request(self, *, background: bool) -> None:
-        """Say whether the next generation is background work (its context is not worth saving)."""
-        self._background = background
+    def next_request(self, *, background: bool, prefill: bool = False) -> None:
+        """Say whether the next generation is background work (its context is not worth saving), or a
+        prefill (read the prompt, keep it like a reply's context, generate nothing)."""
+        self._background = background and not prefill
+        self._prefill = prefill
+
+    def prefill(self, tokens: Sequence[int]) -> None:
+        """Read `tokens` into the live context unless it or a saved state already holds all but the last
+        few (a prefill that arrives after the turn it prepared for has nothing left to do).
+
+        It reads PREFILL_CHUNK tokens at a time and stops as soon as a reply is waiting (`yield_to`): what it
+        read is still a cached prefix for that reply, which reads the rest itself, so a prefill running when
+        the next line arrives costs that reply at most one chunk's wait."""
+        prompt = np.asarray(tokens, dtype=np.intc)
+        have = max([shared_prefix(self.llama.input_ids[: self.llama.n_tokens], prompt),
+                    *(shared_prefix(state.tokens, prompt) for state in self._states.values())])
+        self.prefill_read = 0
+        if have >= len(prompt) - PREFILL_SLACK:
+            self.prefills_skipped += 1
+            return
+        self.before(tokens)
+        import llama_cpp
+
+        llama = self.llama
+        start = min(shared_prefix(llama.input_ids[: llama.n_tokens], prompt), len(prompt) - 1)
+        llama.n_tokens = start
+        for at in range(start, len(prompt), PREFILL_CHUNK):
+            if self.yield_to():
+                self.prefills_cut += 1
+                break
+            llama.eval(prompt[at:at + PREFILL_CHUNK].tolist())
+        # Finish the queued decodes now: llama.cpp would otherwise count them with the next request's work.
+        llama_cpp.llama_synchronize(llama._ctx.ctx)
+        llama._requires_eval = True  # no fresh logits for a sampler: the next prompt replays its last token
+        self.prefill_read = llama.n_tokens - start
 
     def __len__(self) -> int:
         return len(self._states)
@@ -104,24 +164,40 @@ class KVStates:
         self.nbytes = 0
 
     def before(self, tokens: Sequence[int]) -> None:
-        """Save the live reply context if this prompt would overwrite it, then restore the best saved prefix."""
+        """Save the live reply context if this prompt would lose it, then set up the best source of
+        reused tokens (the live context or a saved state) and move its reusable chunks into place."""
         prompt = np.asarray(tokens, dtype=np.intc)
+        self._anchor = first_turn_end(self.llama, prompt) if self.reuse_min_tokens else 0
         live = self.llama.input_ids[: self.llama.n_tokens]
         if not self._last_background:
             self._kept = live.copy()
         self._last_background = self._background
-        shared = shared_prefix(live, prompt)
+        plan = self._plan(live, prompt)
         keep = shared_prefix(self._kept, live)
-        if keep - shared >= MIN_LOSS:
+        if self.capacity and keep - min(keep, _reach(plan)) >= MIN_LOSS:
             self._save(keep)
             self._kept = self._kept[:0]
-        best, best_shared = None, 0
+            plan = self._plan(self.llama.input_ids[: self.llama.n_tokens], prompt)
+        best, best_plan = None, plan
         for key, state in self._states.items():
-            n = shared_prefix(state.tokens, prompt)
-            if n > best_shared:
-                best, best_shared = key, n
-        if best is not None and best_shared - shared >= MIN_GAIN + RESTORE_COST * len(self._states[best].tokens):
-            self._restore(best)
+            candidate = self._plan(state.tokens, prompt)
+            if (candidate.reused > best_plan.reused
+                    and candidate.reused - plan.reused >= MIN_GAIN + RESTORE_COST * len(state.tokens)):
+                best, best_plan = key, candidate
+        if best is not None and not self._restore(best):
+            return
+        if best_plan.chunks:
+            try:
+                apply_plan(self.llama, prompt, best_plan)
+            except Exception as exc:  # noqa: BLE001 - correctness first: read the whole prompt instead
+                log.warning("could not move reused KV cells (%s); evaluating the prompt instead", exc)
+                self.llama._ctx.kv_cache_clear()
+                self.llama.reset()
+                return
+            self.moves += 1
+
+    def _plan(self, cached: npt.NDArray[np.intc], prompt: npt.NDArray[np.intc]) -> Plan:
+        return plan_reuse(cached, prompt, self.reuse_min_tokens, inserts=self._inserts, anchor=self._anchor)
 
     def _save(self, n: int) -> None:
         """Keep the first `n` live tokens' KV cells (the cells after them are dropped from the context)."""
@@ -153,7 +229,7 @@ class KVStates:
         self.nbytes += state.nbytes
         self.saves += 1
 
-    def _restore(self, key: int) -> None:
+    def _restore(self, key: int) -> bool:
         import llama_cpp
 
         llama = self.llama
@@ -167,12 +243,13 @@ class KVStates:
             log.warning("could not restore a KV state of %d tokens; evaluating the prompt instead", len(state.tokens))
             self._drop(key)
             llama.reset()
-            return
+            return False
         n = len(state.tokens)
         llama.input_ids[:n] = state.tokens
         llama.n_tokens = n
         llama._requires_eval = True  # no logits were restored: generate() re-evaluates the last prompt token
         self.restores += 1
+        return True
 
     def _drop(self, key: int) -> None:
         self.nbytes -= self._states.pop(key).nbytes

@@ -51,6 +51,12 @@ class LocalConfig(ProviderConfig):
         description="RAM for saved KV states (least recently used dropped first), so an agent's already-read "
                     "prompt is restored instead of re-read when it speaks again after another; 0 turns it off. "
                     "The first model loaded with a given file and n_ctx sets it for the process")
+    kv_reuse_min_tokens: int = Field(
+        0, ge=0, le=4096,
+        description="also reuse runs of at least this many tokens that moved (the last exchange after the previous "
+                    "turn's notes, history after a new summary) by shifting their KV cells, as llama.cpp's "
+                    "--cache-reuse does; approximate, since moved cells keep what they attended to before: on "
+                    "SmolLM2-135M it made replies copy earlier ones (5x the resamples), so 0, off, is the default")
 
 
 class _Loaded:
@@ -76,6 +82,11 @@ def _llama_thread() -> PriorityThread:
         if _executor is None:
             _executor = PriorityThread("tobio-llama")
         return _executor
+
+
+def _reply_waiting() -> bool:
+    """Whether a reply is queued for the llama thread."""
+    return _executor is not None and _executor.foreground_waiting()
 
 
 def stop_generations(wait_s: float = 10.0) -> None:
@@ -117,12 +128,19 @@ def _llama(path: Path, config: LocalConfig) -> _Loaded:
                     model_path=str(path), n_ctx=config.n_ctx, n_threads=config.n_threads or os.cpu_count(),
                     n_batch=config.n_batch, seed=config.seed, verbose=True,
                 )
+                if config.kv_reuse_min_tokens:
+                    from tobio.providers.kv_reuse import with_parking_sequence
+
+                    with_parking_sequence(model)
             model.verbose = False  # no per-call timing prints from here on
             # Agents share one model, so each speaker's prompt evicts the previous one's KV cells: the
             # store keeps evaluated states by token prefix and restores the longest match.
             from tobio.providers.kv_states import KVStates  # numpy: only once a model is loaded (startup imports nothing heavy)
 
-            states = KVStates(model, config.kv_cache_mb << 20).install() if config.kv_cache_mb else None
+            states = None
+            if config.kv_cache_mb or config.kv_reuse_min_tokens:
+                states = KVStates(model, config.kv_cache_mb << 20, config.kv_reuse_min_tokens).install()
+                states.yield_to = _reply_waiting  # a prefill steps aside for a reply
             _llamas[key] = _Loaded(model, states)
         return _llamas[key]
 
@@ -177,6 +195,7 @@ class LocalProvider(Provider):
 
     Config = LocalConfig
     supports_json_schema = True
+    supports_prefill = True
     config: LocalConfig
 
     async def stream_chat(self, request: ChatRequest, cancel: asyncio.Event) -> AsyncIterator[Chunk]:
@@ -185,6 +204,8 @@ class LocalProvider(Provider):
         stop = threading.Event()
         kwargs = {k: v for k, v in request.params.items() if k in CHAT_PARAMS}
         kwargs.setdefault("max_tokens", 256)
+        if request.prefill:  # the store reads the prompt and stops before the first token (kv_states.py)
+            kwargs.update(max_tokens=1, temperature=0.0)
         if request.json_schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
 
@@ -204,7 +225,10 @@ class LocalProvider(Provider):
                 with loaded.lock:
                     llama = loaded.model
                     if loaded.states is not None:
-                        loaded.states.next_request(background=request.background)
+                        loaded.states.next_request(background=request.background, prefill=request.prefill)
+                    elif request.prefill:  # no store to keep it in: nothing to do
+                        put(Chunk(finish_reason="stop"))
+                        return
                     _reset_eval_counters(llama)
                     produced = 0
                     finish = None
@@ -228,8 +252,10 @@ class LocalProvider(Provider):
                         finish = choice.get("finish_reason") or finish
                     if pending:
                         put(Chunk(text="".join(pending)))
-                    prompt_tokens = max(0, llama.n_tokens - produced)
+                    prompt_tokens = loaded.states.prompt_tokens if loaded.states else max(0, llama.n_tokens - produced)
                     cached = _cached_prompt_tokens(llama, prompt_tokens)
+                    if request.prefill and loaded.states:
+                        cached = prompt_tokens - loaded.states.prefill_read
                 put(Chunk(prompt_tokens=prompt_tokens, completion_tokens=produced, cached_tokens=cached,
                           finish_reason=finish))
             except ProviderError as exc:

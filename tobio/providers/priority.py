@@ -25,7 +25,7 @@ FAIRNESS = 4  # foreground jobs served in a row, while background work waits, be
 class PriorityThread:
     """A single-thread executor with two FIFO queues: foreground jobs before background ones.
 
-    Running work is never pre-empted. So that background work (summaries keeping prompts inside their
+    Running work is not pre-empted, but may step aside itself (`foreground_waiting`). So that background work (summaries keeping prompts inside their
     budget) cannot starve under a steady stream of replies, one background job is served after every
     FAIRNESS foreground jobs that went ahead of it: a bounded delay that needs no clock, and in the
     usual case (a human typing, agents taking turns) replies still never wait behind a summary queued
@@ -53,6 +53,10 @@ class PriorityThread:
             self._queues[background].append((future, fn))
             self._ready.notify()
         return future
+
+    def foreground_waiting(self) -> bool:
+        """Whether a reply is queued: long background work that can stop part-way (a prefill) checks this."""
+        return bool(self._queues[0])
 
     def _next(self) -> tuple[Future[Any], Callable[[], Any]] | None:
         """The job to run next (None once shut down and drained); call with the condition held."""
