@@ -75,6 +75,13 @@ def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
     yield k
     k.close()
     mp.undo()
+    from tobio.providers import local
+
+    # Free this module's model: later tests take "the loaded chat model" to be the default one.
+    for key in [key for key in local._llamas if key[1] == 2048]:
+        ours = local._llamas.pop(key)
+        with ours.lock:
+            ours.model.close()
 
 
 PARAMS = {"max_tokens": 12, "temperature": 0.0, "seed": 1}

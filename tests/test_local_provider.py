@@ -112,9 +112,9 @@ def loaded_chat_model(kernel: Kernel) -> Any:
     """The shared llama.cpp model behind chat-default, loaded if no test has loaded it yet."""
     from tobio.providers import local
 
-    if not local._llamas:
+    if not any(n_ctx == 4096 for _, n_ctx in local._llamas):
         kernel.call(models_of(kernel).get("chat-default").run([SYSTEM], params={"max_tokens": 1}).wait())
-    return next(iter(local._llamas.values()))
+    return next(m for (_, n_ctx), m in local._llamas.items() if n_ctx == 4096)  # the default context's model
 
 
 def test_a_restored_state_answers_like_a_fresh_evaluation(kernel: Kernel) -> None:

@@ -34,9 +34,9 @@ def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
 def loaded(kernel: Kernel) -> Any:
     from tobio.providers import local
 
-    if not local._llamas:
+    if not any(n_ctx == 4096 for _, n_ctx in local._llamas):
         kernel.call(models_of(kernel).get("chat-default").run([PERSONA], params={"max_tokens": 1}).wait())
-    return next(iter(local._llamas.values()))
+    return next(m for (_, n_ctx), m in local._llamas.items() if n_ctx == 4096)  # the default context's model
 
 
 def reset(kernel: Kernel) -> None:

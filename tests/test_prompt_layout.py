@@ -159,7 +159,7 @@ def assert_token_prefix(sent: list[list[dict[str, Any]]]) -> None:
 
     from tobio.providers import local
 
-    llama = next(iter(local._llamas.values())).model
+    llama = next(m for (_, n_ctx), m in local._llamas.items() if n_ctx == 4096).model  # the default context's model
     template = llama.metadata["tokenizer.chat_template"]
     eos = llama.detokenize([llama.token_eos()]).decode()
     bos = llama.detokenize([llama.token_bos()]).decode()
