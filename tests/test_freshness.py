@@ -164,3 +164,34 @@ def test_a_failed_resample_keeps_the_reply(duckdb_url: str, tmp_path: Path) -> N
         assert ask(kernel, "Tell me more.") == SAME  # call 3, the resample, failed: the stale reply still goes out
     finally:
         kernel.close()
+
+
+# -- echoes of the instructions ---------------------------------------------------------------------
+ECHO = "You are Tobio. An artificial person who loves trains."  # the reminder spawn()'s persona gets
+
+
+def test_only_whole_sentences_copied_from_an_instruction_are_cut() -> None:
+    from tobio.persona.echo import strip_echoes
+
+    mood = "Your mood right now: cheerful. Let it colour how you answer."
+    assert strip_echoes(f"Trains are great! (3). {ECHO}", [ECHO, mood]) == "Trains are great! (3)."
+    assert strip_echoes(f"Hello!\n{ECHO}\nLet it colour how you answer.", [ECHO, mood]) == "Hello!"
+    kept = ["I'm Tobio, an artificial person who loves trains.", "Your dog is called Biscuit.", "I see.", "Yes, you are."]
+    for text in kept:  # its own voice, a fact from a note, too short to judge, words of an instruction but not a sentence of one
+        assert strip_echoes(text, [ECHO, mood]) == text
+    assert strip_echoes(ECHO, []) == ECHO
+
+
+def test_a_copied_reminder_is_not_said_and_an_echo_alone_is_resampled(duckdb_url: str, tmp_path: Path) -> None:
+    kernel = start(duckdb_url, [f"Trains are great! {ECHO}", ECHO, FRESH])
+    try:
+        spawn(kernel, tmp_path)
+        assert ask(kernel, "Hello.") == "Trains are great!"  # judged fresh on what it says: no resample
+        assert calls(kernel) == 1
+        assert ask(kernel, "Who are you?") == FRESH  # nothing but the reminder: sampled again
+        [(_, _, _, result)] = steps(kernel)
+        assert result["with"] == "echo" and result["rejected"] == "" and result["like"] == ECHO
+        rows = kernel.run("sql SELECT content FROM messages WHERE role = 'assistant' ORDER BY id;").rows
+        assert [r[0] for r in rows] == ["Trains are great!", FRESH]
+    finally:
+        kernel.close()

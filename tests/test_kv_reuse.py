@@ -1,5 +1,5 @@
-"""Chunk reuse (`kv_reuse_min_tokens`, off by default): tokens a prompt shares with the live context at
-other positions are moved, not read again.
+"""Chunk reuse (`kv_reuse`, by default only after a new summary): tokens a prompt shares with the live
+context at other positions are moved, not read again.
 
 The planning tests need no model; the rest run the embedded model the way a chat's turns use it."""
 
@@ -69,7 +69,7 @@ def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
     mp = pytest.MonkeyPatch()
     mp.setenv("TOBIO_DATA_DIR", str(tmp_path_factory.mktemp("data")))
     # Its own provider and n_ctx, so its own model instance: the parking sequence is set up at load.
-    config = KernelConfig(modules=["models"], providers={"moving": {"type": "local", "n_ctx": 2048, "kv_reuse_min_tokens": 32}},
+    config = KernelConfig(modules=["models"], providers={"moving": {"type": "local", "n_ctx": 2048, "kv_reuse": "always", "kv_reuse_min_tokens": 32}},
                           models={"chat-moving": {"provider": "moving", "model": "smollm2", "purpose": "chat"}})
     k = Kernel(config, database=f"duckdb:///{tmp_path_factory.mktemp('db') / 'r.duckdb'}").start()
     yield k
@@ -128,15 +128,30 @@ def tokens(kernel: Kernel, messages: list[dict[str, str]]) -> int:
     return len(model.tokenize(text.encode(), add_bos=False, special=True))
 
 
-def two_turns(kernel: Kernel, first: list[dict[str, str]], second: list[dict[str, str]]) -> Any:
-    """Run `first`, then `second` with the first reply in place of its `REPLY` message's content."""
+def two_turns(kernel: Kernel, first: list[dict[str, str]], second: list[dict[str, str]], **then: Any) -> Any:
+    """Run `first`, then `second` (with `then`'s run options) with the first reply in place of its `REPLY`
+    message's content."""
     model = models_of(kernel).get("chat-moving")
     reply = kernel.call(model.run(first, params=PARAMS).wait()).text
     second = [{**m, "content": reply} if m["content"] == REPLY else m for m in second]
-    return kernel.call(model.run(second, params=PARAMS).wait())
+    return kernel.call(model.run(second, params=PARAMS, **then).wait())
 
 
 REPLY = "(the first turn's reply)"
+
+
+NEW_SUMMARY = {"role": "system", "content": "Earlier: they talked about boats, a storm in 1987, and how Biscuit "
+                                            "steals socks from the washing line."}
+
+
+def summary_turns() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """Two turns on either side of a new summary (NEW_SUMMARY), which replaces four old exchanges."""
+    old = {"role": "system", "content": "Earlier: the user asked about boats and Ada told of a storm in 1987."}
+    ask = {"role": "user", "content": "What is the weather like?"}
+    first = [PERSONA_MSG, old, *exchanges(8), ask]
+    second = [PERSONA_MSG, NEW_SUMMARY, *exchanges(4, start=4), ask, {"role": "assistant", "content": REPLY},
+              {"role": "user", "content": "Shall we walk Biscuit?"}]
+    return first, second
 
 
 def test_a_turn_reads_only_its_notes_and_new_line(kernel: Kernel) -> None:
@@ -169,13 +184,7 @@ def test_a_new_summary_reads_only_itself_and_the_new_line(kernel: Kernel) -> Non
     the new line are read, and the context holds exactly the prompt afterwards (one sequence, no gaps)."""
     import llama_cpp
 
-    old = {"role": "system", "content": "Earlier: the user asked about boats and Ada told of a storm in 1987."}
-    new = {"role": "system", "content": "Earlier: they talked about boats, a storm in 1987, and how Biscuit "
-                                        "steals socks from the washing line."}
-    ask = {"role": "user", "content": "What is the weather like?"}
-    first = [PERSONA_MSG, old, *exchanges(8), ask]
-    second = [PERSONA_MSG, new, *exchanges(4, start=4), ask, {"role": "assistant", "content": REPLY},
-              {"role": "user", "content": "Shall we walk Biscuit?"}]
+    first, second = summary_turns()
     try:
         model = fresh(kernel, 32)
         run = two_turns(kernel, first, second)
@@ -188,8 +197,28 @@ def test_a_new_summary_reads_only_itself_and_the_new_line(kernel: Kernel) -> Non
     finally:
         fresh(kernel, 32)
     read = run.prompt_tokens - run.cached_tokens
-    assert read <= tokens(kernel, [new]) + tokens(kernel, second[-2:]) + 12, (read, run.prompt_tokens)
+    assert read <= tokens(kernel, [NEW_SUMMARY]) + tokens(kernel, second[-2:]) + 12, (read, run.prompt_tokens)
     assert run.status == "completed" and run.text.strip()
+
+
+def test_by_default_cells_move_only_for_a_history_a_summary_moved(kernel: Kernel) -> None:
+    """`kv_reuse: after_summary`, the default: a request moves chunks only when it says its history moved
+    (the persona agent says so on the turn after a new summary, and for that turn's prefill)."""
+    first, second = summary_turns()
+    states = loaded(kernel).states
+    try:
+        fresh(kernel, 32)
+        states.always = False
+        moves = states.moves
+        unsaid = two_turns(kernel, first, second)
+        assert states.moves == moves
+        fresh(kernel, 32)
+        said = two_turns(kernel, first, second, history_moved=True)
+        assert states.moves == moves + 1
+    finally:
+        states.always = True
+        fresh(kernel, 32)
+    assert said.prompt_tokens - said.cached_tokens < (unsaid.prompt_tokens - unsaid.cached_tokens) / 2
 
 
 def test_moved_cells_predict_like_a_fresh_read(kernel: Kernel) -> None:

@@ -302,3 +302,34 @@ def test_a_forgotten_turn_leaves_the_document_of_the_turn_after_it() -> None:
     index.forget("message", 4)
     index.search("lantern", np.ones(4, dtype=np.float32), config, 3)
     assert index._order["room"] == [2, 5] and index._prev[5] == -1
+
+
+def test_recall_skips_what_the_prompt_already_says() -> None:
+    from tobio.memory.context import distinct
+    from tobio.messages import Message
+
+    def hit(i: int, text: str) -> Hit:
+        return Hit(Item("message", i, T0, 0.5, "ada", text), 1.0 - i / 10, 0.5, 0.5, 0.5)
+
+    window = [Message(9, "dm.ada", "ada", "user", "Which train is the fastest you know? (40)", T0)]
+    hits = [hit(1, "Which train is the fastest you know? (16)"),  # the question asked again, already in the window
+            hit(2, "My dog Biscuit hates the fast trains."),
+            hit(3, "my dog biscuit hates the fast trains!"),  # a better-ranked memory said it
+            hit(4, "Fine."),  # too short to judge: kept
+            hit(5, "We took the night train to Vienna in May."),
+            hit(6, "I painted the shed blue.")]
+    kept, skipped = distinct(hits, window, k=3)
+    assert [h.item.source_id for h in kept] == [2, 4, 5] and skipped == 2
+    assert [h.item.source_id for h in distinct(hits, [], k=10)[0]] == [1, 2, 4, 5, 6]
+
+
+def test_recalled_memories_read_best_first_with_date_and_who() -> None:
+    from tobio.memory.context import recalled_text
+
+    hits = [Hit(Item("message", 2, T0 + timedelta(days=1), 0.5, "ada", "Biscuit ate my sock."), 0.9, 0.5, 0.5, 0.5),
+            Hit(Item("reflection", 3, T0, 0.5, "ada", "Ada loves her dog."), 0.8, 0.5, 0.5, 0.5),
+            Hit(Item("summary", 1, T0, 0.5, None, "They talked about dogs."), 0.7, 0.5, 0.5, 0.5)]
+    assert recalled_text(hits) == ("Memory (2024-05-02, ada): Biscuit ate my sock.\n"
+                                   "Memory (2024-05-01, your thought about ada): Ada loves her dog.\n"
+                                   "Memory (2024-05-01, summary): They talked about dogs.")
+    assert recalled_text([]) == ""

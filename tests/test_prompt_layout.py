@@ -129,6 +129,10 @@ def test_after_a_summary_the_next_turn_reads_only_what_is_new(tmp_path: Path, mo
         assert summarised, "no summary was written: the budget is too large for this chat"
         first = next(i for i, prompt in enumerate(chat.sent) if any(m["content"].startswith(SUMMARY_PREFIX) for m in prompt))
         assert first > 0 and any(chat.sent[first][:len(o)] == o for o in summarised)  # the summary turn was read ahead
+        # ... reading the summary, with the history it kept moved behind it rather than read again
+        moved = [run for kind, _, run in chat.runs if kind == "prefill" and run.request.history_moved]
+        assert moved and all(run.prompt_tokens - run.cached_tokens < run.prompt_tokens / 2 for run in moved), \
+            [(run.prompt_tokens, run.cached_tokens) for run in moved]
         assert_read_ahead(chat, len(LONGER) - 1)
     finally:
         chat.kernel.close()

@@ -52,6 +52,7 @@ class Run:
     thread_id: int | None
     agent_id: int | None
     manager: RunManager
+    purpose: str = "chat"  # what it was for, as recorded (the bundle's purpose, "prefill", "reflect", …)
     status: str = "queued"
     text: str = ""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
@@ -114,12 +115,16 @@ class RunManager:
         json_schema: dict[str, Any] | None = None,
         tools: list[dict[str, Any]] | None = None,
         prefill: bool = False,
+        purpose: str | None = None,
+        history_moved: bool = False,
     ) -> Run:
-        """A queued run (recorded when it starts, so a run never started costs nothing)."""
+        """A queued run (recorded when it starts, so a run never started costs nothing). `purpose` is what
+        `run ls` shows it was for: the bundle's purpose unless the caller says (a reflection on the chat model)."""
         merged = {**model.spec.params, **(params or {})}
         request = ChatRequest(model.provider_model, messages, merged, json_schema, tools, background=in_background(),
-                              prefill=prefill)
-        run = Run(self.kernel.db.next_ids("runs"), model, request, thread_id, agent_id, self)
+                              prefill=prefill, history_moved=history_moved)
+        run = Run(self.kernel.db.next_ids("runs"), model, request, thread_id, agent_id, self,
+                  purpose=purpose or ("prefill" if prefill else model.spec.purpose))
         self.live[run.id] = run
         return run
 
@@ -210,7 +215,7 @@ class RunManager:
         row = dict(
             id=run.id, thread_id=run.thread_id, agent_id=run.agent_id, model=run.model.name,
             provider=run.model.provider.name, provider_model=run.request.model,
-            purpose="prefill" if run.request.prefill else run.model.spec.purpose,
+            purpose=run.purpose,
             params=self._params(run), status="in_progress", created_at=run.created_at, started_at=utcnow(),
         )
         self._background(self.kernel.writer.write(("runs", tuple(row), [tuple(row.values())])), f"start of run {run.id}")

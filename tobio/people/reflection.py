@@ -90,7 +90,7 @@ class Reflector:
                 {"role": "user", "content": f"Conversation with {name}:\n{lines}\n\nWrite {self.settings.reflections} short "
                                             f"thoughts about {name} and how you feel about them, one per line."},
             ]
-            text = await model.chat(prompt, params={"max_tokens": 80, "temperature": 0.3, "seed": 7})
+            text = await model.chat(prompt, params={"max_tokens": 80, "temperature": 0.3, "seed": 7}, purpose="reflect")
             thoughts = parse_reflections(text, self.settings.reflections, [m.content for m in said])
             if thoughts:
                 new, old = self.people.set_reflections(agent.id, person, thoughts, message.id)

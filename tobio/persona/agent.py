@@ -16,6 +16,7 @@ from tobio.config.schema import RelPath
 from tobio.errors import AgentError
 from tobio.hooks import HISTORY_SOURCE
 from tobio.messages import Delivery, Message
+from tobio.persona.echo import strip_echoes
 from tobio.persona.freshness import fresh_reply
 from tobio.persona.pipeline import assemble
 from tobio.persona.prompt import Prompt
@@ -137,9 +138,12 @@ class PersonaAgent(Agent):
         if self.config.commands:
             messages, answered = await self._use_commands(model, messages, prompt, delivery.thread_id, delivery.message.id)
             if answered is not None:  # the model answered without asking for a command: that is the reply
-                await self._reply(channel, answered, answered.text, {"run_id": answered.id})
+                said = strip_echoes(answered.text, prompt.instructions()) or answered.text
+                await self._reply(channel, answered, said, {"run_id": answered.id})
                 return True
-        run = model.run(messages, params=prompt.params, thread_id=delivery.thread_id, agent_id=self.id)
+        last = self._last_turns.get(delivery.thread_id)
+        moved = last is not None and prompt.summary is not None and prompt.summary != last[0].summary
+        run = model.run(messages, params=prompt.params, thread_id=delivery.thread_id, agent_id=self.id, history_moved=moved)
         self.last_run = run.id
         if self.config.stream:
             text, stream_id = await self.relay(channel, run.deltas())
@@ -176,24 +180,24 @@ class PersonaAgent(Agent):
         prompt, reply = last
 
         async def prefill() -> None:
-            opening = await self._next_opening(prompt, reply)
-            run = model.prefill(opening, params=prompt.params, thread_id=thread_id, agent_id=self.id)
+            opening, moved = await self._next_opening(prompt, reply)
+            run = model.prefill(opening, params=prompt.params, thread_id=thread_id, agent_id=self.id, history_moved=moved)
             if run is not None:
                 with contextlib.suppress(ProviderError):  # recorded as a failed run; the next turn reads it all
                     await run.wait()
 
         self.kernel.tasks.spawn(prefill(), name=f"{self.name}:prefill", kind="job", owner=self.name)
 
-    async def _next_opening(self, prompt: Prompt, reply: Message) -> list[dict[str, Any]]:
+    async def _next_opening(self, prompt: Prompt, reply: Message) -> tuple[list[dict[str, Any]], bool]:
         """This turn's prompt without its per-turn messages, plus the reply; from the new summary on if one
-        was written since the prompt was built (the history source says so)."""
+        was written since the prompt was built (the history source says so), and then whether it was."""
         sources = self.kernel.hooks.get(HISTORY_SOURCE)
         if sources:
             context = await sources[-1](self, prompt.thread_id)
             if context.summary and context.summary != prompt.summary:
                 kept = [m for m in context.messages if m.id < reply.id]
-                return prompt.next_opening([*kept, reply], summary=context.summary)
-        return prompt.next_opening([*prompt.history, reply])
+                return prompt.next_opening([*kept, reply], summary=context.summary), True
+        return prompt.next_opening([*prompt.history, reply]), False
 
     async def _use_commands(self, model: Any, messages: list[dict[str, Any]], prompt: Prompt, thread_id: int,
                             trigger_id: int, rounds: int = 3) -> tuple[list[dict[str, Any]], Any]:

@@ -10,6 +10,9 @@ and one or two resamples at a higher temperature and repeat penalty, with a new 
 fresh reply. Each resample is recorded as a `resample` step of the run that produced the posted
 message (what was rejected, how much it overlapped, with what), so `run show` explains it. When every
 candidate is stale the least stale one is posted: a turn always gets an answer.
+
+Candidates are judged, and posted, without the sentences they copied from their instructions (echo.py);
+one that was nothing but such a copy is as stale as can be.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tobio.models.module import runs_of
+from tobio.persona.echo import strip_echoes
 from tobio.providers.base import ProviderError
 
 if TYPE_CHECKING:
@@ -125,12 +129,18 @@ async def fresh_reply(agent: PersonaAgent, prompt: Prompt, messages: list[dict[s
             others = [*others, prompt.incoming.content][-OTHERS_RECENT:]
     mine = identity_words(agent.persona)
     asked = prompt.incoming.content if prompt.incoming is not None else ""
-    first = staleness(tidy(text), own, others, mine, asked)
+    instructions = prompt.instructions()
+
+    def judged(raw: str) -> tuple[Staleness, str]:
+        said = strip_echoes(tidy(raw), instructions)
+        return (staleness(said, own, others, mine, asked) if said else Staleness(1.0, "echo", raw)), said
+
+    first, said = judged(text)
     if not first.stale(threshold) or resamples <= 0:
-        return run, text
-    # (staleness, run, text, the parameters it was sampled with)
+        return run, said or text
+    # (staleness, run, text as it would be said, the parameters it was sampled with)
     sampled = dict(run.request.params)  # the bundle's parameters with the turn's over them
-    candidates: list[tuple[Staleness, Run, str, dict[str, Any]]] = [(first, run, text, sampled)]
+    candidates: list[tuple[Staleness, Run, str, dict[str, Any]]] = [(first, run, said, sampled)]
     for attempt in range(1, resamples + 1):
         params = penalised(sampled, attempt)
         again = run.model.run(messages, params=params, thread_id=prompt.thread_id, agent_id=agent.id)
@@ -138,7 +148,8 @@ async def fresh_reply(agent: PersonaAgent, prompt: Prompt, messages: list[dict[s
             await again.wait()
         except ProviderError:  # a failed resample (recorded as a failed run) leaves the reply it had
             break
-        candidates.append((staleness(tidy(again.text), own, others, mine, asked), again, again.text, params))
+        again_staleness, again_said = judged(again.text)
+        candidates.append((again_staleness, again, again_said, params))
         if not candidates[-1][0].stale(threshold):
             break
     chosen = min(candidates, key=lambda c: c[0].score)  # the earliest of the least stale
@@ -150,4 +161,5 @@ async def fresh_reply(agent: PersonaAgent, prompt: Prompt, messages: list[dict[s
              "params": {k: after[3][k] for k in ("temperature", "repeat_penalty", "presence_penalty", "seed") if k in after[3]}},
             {"rejected_run": before[1].id, "rejected": before[2], "overlap": why.score, "with": why.source, "like": why.against,
              "run": after[1].id, "run_overlap": after[0].score, "chosen": after[1] is chosen[1]})
-    return chosen[1], chosen[2]
+    # Every candidate only repeated its instructions: say that rather than nothing.
+    return chosen[1], chosen[2] or (text if chosen[1] is run else chosen[1].text)

@@ -31,11 +31,15 @@ SUMMARY_PREFIX = "Earlier in this conversation: "
 
 @dataclass
 class Injection:
-    """Text placed `depth` messages above the newest one (0: after it), as `role`."""
+    """Text placed `depth` messages above the newest one (0: after it), as `role`.
+
+    `instruction`: it tells the agent how to act (the mood line, the reminder) rather than what is so
+    (memories, notes on people, World Info); a reply's sentences copied from it are cut (echo.py)."""
 
     depth: int
     role: str
     content: str
+    instruction: bool = False
 
 
 @dataclass
@@ -71,7 +75,7 @@ class Prompt:
         One sentence, so the part re-read every turn stays short."""
         persona = self.agent.persona
         text = f"You are {persona.name}. {_first_sentence(persona.description)}".strip()
-        return Injection(NEXT_TO_NEWEST, "system", apply_macros(text, env))
+        return Injection(NEXT_TO_NEWEST, "system", apply_macros(text, env), instruction=True)
 
     def macro_env(self) -> MacroEnv:
         """What `{{char}}`, `{{user}}`, `{{group}}` … stand for in this prompt; `{{pick}}` is stable per thread."""
@@ -98,6 +102,14 @@ class Prompt:
         if closing:
             out.append({"role": "system", "content": closing})
         return out
+
+    def instructions(self) -> list[str]:
+        """What this prompt tells the agent to be or do, which it must not say back (tobio/persona/echo.py):
+        the reminder, instruction injections (the mood line) and the card's post-history instructions."""
+        env = self.macro_env()
+        texts = [item.content for item in self.injections if item.instruction]
+        closing = self.agent.persona.post_history(env)
+        return [*texts, self._reminder(env).content, *([closing] if closing else [])]
 
     def next_opening(self, history: list[Message], summary: str | None = None) -> list[dict[str, Any]]:
         """How the next turn's prompt will begin: this prompt's head (with `summary` instead of its own, if

@@ -51,6 +51,9 @@ class ChatRequest:
     # Sent after a reply with the next turn's opening (see Model.prefill); providers without a cache they
     # control skip it (supports_prefill).
     prefill: bool = False
+    # The prompt's history moved since the last request on its thread (a new summary replaced older
+    # messages): a provider that can may reuse what it read of it at the new positions (kv_reuse.py).
+    history_moved: bool = False
 
 
 @dataclass(frozen=True)

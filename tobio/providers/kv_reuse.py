@@ -17,6 +17,15 @@ position, so each move lands in room that was freed.
 New tokens that belong between two moved chunks (a new summary before kept history) are decoded at
 their own positions while the chunks wait in sequence 1: llama.cpp appends to a sequence only after
 its last position.
+
+When (`LocalConfig.kv_reuse`): by default only for a request that says its history moved
+(`ChatRequest.history_moved`: the persona agent's turn after a new summary, and that summary's prefill).
+Moving the last exchange every turn (`always`) made SmolLM2-135M's replies copy earlier ones: a reply's
+cells were computed right after the previous turn's notes, the new notes read almost the same, and the
+model carried on with the old reply (stale replies resampled per turn 0.41 -> 1.34 in bench/latency.py).
+Once per summary, the kept history's cells carry what they attended to among the messages the summary
+replaced, which the prompt no longer shows; bench/person.py scored 0.752 before and after it was turned
+on (together with session 6's echo and recall changes).
 """
 
 from __future__ import annotations

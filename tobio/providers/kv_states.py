@@ -48,9 +48,10 @@ log = logging.getLogger(__name__)
 SEQ = 0  # llama-cpp-python decodes everything into sequence 0
 ENTRY_OVERHEAD = 512  # bytes of Python objects around each state's buffers (entry, array header, dict slot)
 PREFILL_SLACK = 4  # a prefill's closing tokens (the template's cue for a reply) that the next prompt replaces
-# Tokens a prefill reads between checks for a waiting reply: 32 take ~0.1-0.2 s on SmolLM2-135M with 2 cores,
-# the most a reply waits for a prefill it interrupts.
-PREFILL_CHUNK = 32
+# Tokens a prefill reads between checks for a waiting reply: the most a reply waits for a prefill it interrupts.
+# On SmolLM2-135M with 2 cores, 32 made replies wait 0.18-0.25 s (bench/latency.py, a line sent the moment the
+# reply ends, so a prefill is nearly always running); 16 take ~0.1 s.
+PREFILL_CHUNK = 16
 MIN_LOSS = 32  # a reply's tokens a new prompt must drop before they are worth saving (not a retokenised tail)
 # A restore replaces the whole context: worth it when it spares evaluating MIN_GAIN tokens more than
 # the live context already shares (the fixed costs: clearing, replaying the last token), plus the copy
@@ -76,15 +77,18 @@ def _reach(plan: Plan) -> int:
 
 class KVStates:
     """KV states of one `Llama` by token prefix, least recently used dropped first within `capacity` bytes,
-    and chunk reuse (runs of at least `reuse_min_tokens` moved into place; 0 turns it off).
+    and chunk reuse (runs of at least `reuse_min_tokens` moved into place; 0 turns it off) for requests
+    whose history moved, or for every request with `always`.
 
     `install` hooks the model's `generate`, the one place that sees each prompt's exact tokens just
     before llama-cpp-python matches them against the live context."""
 
-    def __init__(self, llama: Any, capacity: int, reuse_min_tokens: int = 0) -> None:
+    def __init__(self, llama: Any, capacity: int, reuse_min_tokens: int = 0, *, always: bool = False) -> None:
         self.llama = llama
         self.capacity = capacity
         self.reuse_min_tokens = reuse_min_tokens if can_shift(llama) else 0
+        self.always = always
+        self._moves = always  # whether the request about to generate may move chunks
         self._inserts = can_insert(llama)
         self._anchor = 0  # the current prompt's first turn, which a reused context must share
         self.moves = 0  # prompts that reused chunks moved from elsewhere in a context
@@ -99,6 +103,7 @@ class KVStates:
         self.prefills_skipped = 0
         self.prefills_cut = 0
         self.prefill_read = 0  # tokens the last prefill evaluated
+        self.inserted = 0  # tokens the last prompt's moves evaluated between moved chunks
         self.yield_to: Callable[[], bool] = lambda: False  # whether a reply is waiting for the model
         self.prompt_tokens = 0  # of the last prompt generated from
         self._last_background = True  # the class of the last request that generated
@@ -118,11 +123,13 @@ class KVStates:
         self.llama.generate = generate_with_states
         return self
 
-    def next_request(self, *, background: bool, prefill: bool = False) -> None:
-        """Say whether the next generation is background work (its context is not worth saving), or a
-        prefill (read the prompt, keep it like a reply's context, generate nothing)."""
+    def next_request(self, *, background: bool, prefill: bool = False, history_moved: bool = False) -> None:
+        """Say whether the next generation is background work (its context is not worth saving), a
+        prefill (read the prompt, keep it like a reply's context, generate nothing), or one whose history a
+        new summary moved (its kept history may be moved into place rather than read again)."""
         self._background = background and not prefill
         self._prefill = prefill
+        self._moves = self.always or history_moved
 
     def prefill(self, tokens: Sequence[int]) -> None:
         """Read `tokens` into the live context unless it or a saved state already holds all but the last
@@ -152,7 +159,7 @@ class KVStates:
         # Finish the queued decodes now: llama.cpp would otherwise count them with the next request's work.
         llama_cpp.llama_synchronize(llama._ctx.ctx)
         llama._requires_eval = True  # no fresh logits for a sampler: the next prompt replays its last token
-        self.prefill_read = llama.n_tokens - start
+        self.prefill_read = llama.n_tokens - start + self.inserted
 
     def __len__(self) -> int:
         return len(self._states)
@@ -167,7 +174,7 @@ class KVStates:
         """Save the live reply context if this prompt would lose it, then set up the best source of
         reused tokens (the live context or a saved state) and move its reusable chunks into place."""
         prompt = np.asarray(tokens, dtype=np.intc)
-        self._anchor = first_turn_end(self.llama, prompt) if self.reuse_min_tokens else 0
+        self._anchor = first_turn_end(self.llama, prompt) if self.reuse_min_tokens and self._moves else 0
         live = self.llama.input_ids[: self.llama.n_tokens]
         if not self._last_background:
             self._kept = live.copy()
@@ -186,9 +193,11 @@ class KVStates:
                 best, best_plan = key, candidate
         if best is not None and not self._restore(best):
             return
+        self.inserted = 0
         if best_plan.chunks:
             try:
                 apply_plan(self.llama, prompt, best_plan)
+                self.inserted = best_plan.end - best_plan.reused  # new tokens decoded between moved chunks
             except Exception as exc:  # noqa: BLE001 - correctness first: read the whole prompt instead
                 log.warning("could not move reused KV cells (%s); evaluating the prompt instead", exc)
                 self.llama._ctx.kv_cache_clear()
@@ -197,7 +206,7 @@ class KVStates:
             self.moves += 1
 
     def _plan(self, cached: npt.NDArray[np.intc], prompt: npt.NDArray[np.intc]) -> Plan:
-        return plan_reuse(cached, prompt, self.reuse_min_tokens, inserts=self._inserts, anchor=self._anchor)
+        return plan_reuse(cached, prompt, self.reuse_min_tokens if self._moves else 0, inserts=self._inserts, anchor=self._anchor)
 
     def _save(self, n: int) -> None:
         """Keep the first `n` live tokens' KV cells (the cells after them are dropped from the context)."""

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -51,12 +51,14 @@ class LocalConfig(ProviderConfig):
         description="RAM for saved KV states (least recently used dropped first), so an agent's already-read "
                     "prompt is restored instead of re-read when it speaks again after another; 0 turns it off. "
                     "The first model loaded with a given file and n_ctx sets it for the process")
-    kv_reuse_min_tokens: int = Field(
-        0, ge=0, le=4096,
-        description="also reuse runs of at least this many tokens that moved (the last exchange after the previous "
-                    "turn's notes, history after a new summary) by shifting their KV cells, as llama.cpp's "
-                    "--cache-reuse does; approximate, since moved cells keep what they attended to before: on "
-                    "SmolLM2-135M it made replies copy earlier ones (5x the resamples), so 0, off, is the default")
+    kv_reuse: Literal["off", "after_summary", "always"] = Field(
+        "after_summary",
+        description="when a prompt may reuse runs of tokens that moved, by shifting their KV cells as llama.cpp's "
+                    "--cache-reuse does: `after_summary`, only the history a new summary pushed to new positions "
+                    "(the turn after each summary reads the summary, not the whole kept history again); `always`, "
+                    "also the last exchange behind the previous turn's notes. Moved cells keep what they attended "
+                    "to before: on SmolLM2-135M `always` made replies copy earlier ones (3-5x the resamples)")
+    kv_reuse_min_tokens: int = Field(32, ge=0, le=4096, description="shortest run of tokens worth moving (0: none)")
 
 
 class _Loaded:
@@ -128,7 +130,8 @@ def _llama(path: Path, config: LocalConfig) -> _Loaded:
                     model_path=str(path), n_ctx=config.n_ctx, n_threads=config.n_threads or os.cpu_count(),
                     n_batch=config.n_batch, seed=config.seed, verbose=True,
                 )
-                if config.kv_reuse_min_tokens:
+                moves = config.kv_reuse_min_tokens if config.kv_reuse != "off" else 0
+                if moves:
                     from tobio.providers.kv_reuse import with_parking_sequence
 
                     with_parking_sequence(model)
@@ -138,8 +141,8 @@ def _llama(path: Path, config: LocalConfig) -> _Loaded:
             from tobio.providers.kv_states import KVStates  # numpy: only once a model is loaded (startup imports nothing heavy)
 
             states = None
-            if config.kv_cache_mb or config.kv_reuse_min_tokens:
-                states = KVStates(model, config.kv_cache_mb << 20, config.kv_reuse_min_tokens).install()
+            if config.kv_cache_mb or moves:
+                states = KVStates(model, config.kv_cache_mb << 20, moves, always=config.kv_reuse == "always").install()
                 states.yield_to = _reply_waiting  # a prefill steps aside for a reply
             _llamas[key] = _Loaded(model, states)
         return _llamas[key]
@@ -225,7 +228,8 @@ class LocalProvider(Provider):
                 with loaded.lock:
                     llama = loaded.model
                     if loaded.states is not None:
-                        loaded.states.next_request(background=request.background, prefill=request.prefill)
+                        loaded.states.next_request(background=request.background, prefill=request.prefill,
+                                                   history_moved=request.history_moved)
                     elif request.prefill:  # no store to keep it in: nothing to do
                         put(Chunk(finish_reason="stop"))
                         return
