@@ -2,7 +2,8 @@
 
 Everything the transport says on that channel (whole messages and streamed deltas) arrives on the
 kernel's loop and is handed to the shell's loop with `call_soon_threadsafe`; the REPL draws the
-replies still streaming under the prompt and prints each one above it when it is done.
+replies still streaming under the prompt and prints each one above it once it is posted: the posted
+text, which can differ from the streamed draft (a stale draft resampled, a copied instruction cut).
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ class Chat:
         self.user = user
         self.channel = channel or f"dm.{user}.{agent}"
         self.streams: dict[str, tuple[str, list[str]]] = {}  # stream id -> (sender, pieces so far)
-        self._ended: set[str] = set()  # streams already shown (or stopped): skip their final message
+        # Streamed to the end, the posted message not here yet: it is printed instead of the draft, which it
+        # may differ from (a stale draft resampled, a copied instruction cut: tobio/persona/freshness.py).
+        self._finishing: dict[str, tuple[str, str]] = {}  # stream id -> (sender, the whole draft)
+        self._ended: set[str] = set()  # streams stopped or already printed: skip their final message
         self._person: Any = None
         self._stop_listening: Callable[[], None] | None = None
         self._on_line: LineSink = lambda sender, text: None
@@ -56,6 +60,11 @@ class Chat:
 
     async def say(self, text: str) -> None:
         """Post what the person typed; returns once it is stored and delivered."""
+        # A draft whose message never came (its turn failed) is printed as it stood, before the next line.
+        for stream_id, (sender, draft) in list(self._finishing.items()):
+            del self._finishing[stream_id]
+            self._ended.add(stream_id)
+            self._on_line(sender, draft)
         await self.kernel.acall(self._person.say(self.channel, text, role="user"))
 
     def _receive(self, item: Message | Delta) -> None:
@@ -66,32 +75,35 @@ class Chat:
             pieces.append(item.text)
             if item.done:
                 del self.streams[item.stream_id]
-                self._ended.add(item.stream_id)
                 if "".join(pieces).strip():
-                    self._on_line(sender, "".join(pieces).strip())
+                    self._finishing[item.stream_id] = (sender, "".join(pieces).strip())
             self._on_change()
             return
         stream_id = (item.metadata or {}).get("stream_id")
         if stream_id in self._ended:
             self._ended.discard(stream_id)
             return
+        if isinstance(stream_id, str) and self._finishing.pop(stream_id, None) is not None:
+            self._on_change()
         if item.sender != self.user:
             self._on_line(item.sender or "kernel", item.content)
 
     def pending(self) -> list[tuple[str, str]]:
-        """Replies still streaming: (sender, text so far)."""
-        return [(sender, "".join(pieces)) for sender, pieces in self.streams.values()]
+        """Replies still streaming, or streamed and not yet posted: (sender, text so far)."""
+        return [*((sender, "".join(pieces)) for sender, pieces in self.streams.values()), *self._finishing.values()]
 
     def stop_streams(self) -> int:
         """Ctrl-C: cancel the agent's model runs and stop showing the replies in progress."""
         loop = self.kernel.loop
         if loop is not None:
             loop.call_soon_threadsafe(self._cancel_runs)
-        stopped = list(self.streams.items())
-        for stream_id, (sender, pieces) in stopped:
+        stopped = [*((i, sender, "".join(pieces)) for i, (sender, pieces) in self.streams.items()),
+                   *((i, sender, draft) for i, (sender, draft) in self._finishing.items())]
+        for stream_id, sender, text in stopped:
             self._ended.add(stream_id)
-            self._on_line(sender, "".join(pieces).strip() + " [stopped]")
+            self._on_line(sender, text.strip() + " [stopped]")
         self.streams.clear()
+        self._finishing.clear()
         self._on_change()
         return len(stopped)
 

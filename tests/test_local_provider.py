@@ -202,3 +202,47 @@ def test_the_store_stays_within_its_bound(kernel: Kernel) -> None:
         assert len(states) == 2
     finally:
         states.capacity = capacity
+
+
+def test_background_work_steps_aside_for_a_reply_and_loses_nothing(kernel: Kernel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With `background_steps_aside`, a reply that finds a summary mid-generation does not wait for it: the
+    summary stops, the reply goes, and the summary starts again after it; its text is handed over once, whole."""
+    import asyncio
+
+    model = models_of(kernel).get("chat-default")
+    monkeypatch.setattr(model.provider, "config", model.provider.config.model_copy(update={"background_steps_aside": True}))
+    story = [SYSTEM, {"role": "user", "content": "Tell me a long story about a night train crossing the mountains."}]
+    params = {"max_tokens": 160, "temperature": 0.0}
+    whole = kernel.call(model.run(story, params=params).wait())
+    loaded = loaded_chat_model(kernel)
+    before = loaded.stepped_aside
+
+    async def reply_during_a_summary() -> tuple[Any, Any, float, float]:
+        loop = asyncio.get_running_loop()
+        made: list[Any] = []
+
+        async def summarise() -> None:  # a run made inside a background job is background work
+            made.append(model.run(story, params=params))
+            pieces.extend([piece async for piece in made[0].deltas()])
+
+        job = kernel.tasks.spawn(summarise(), name="test:summary", kind="job")
+        while not made or made[0].status != "in_progress":
+            await asyncio.sleep(0.01)
+        summary = made[0]
+        assert summary.request.background
+        await asyncio.sleep(1.0)  # well into its 160 tokens (~4 s on 2 cores)
+        reply = await model.run([SYSTEM, {"role": "user", "content": "Hi!"}], params={"max_tokens": 8}).wait()
+        replied = loop.time()
+        await job.task
+        return summary, reply, replied, loop.time()
+
+    pieces: list[str] = []
+    summary, reply, replied, summarised = kernel.call(reply_during_a_summary())
+    assert loaded.stepped_aside == before + 1
+    assert replied < summarised and reply.ttft_ms is not None and reply.ttft_ms < 1000
+    # Handed over whole, once: the stopped attempt sent nothing, so nothing is doubled or cut.
+    assert summary.status == "completed" and pieces == [summary.text]
+    assert summary.completion_tokens == whole.completion_tokens == 160 or summary.finish_reason == "stop"
+    # ... and its restart restored the prompt it had read (kept for it when it stepped aside), once
+    assert summary.cached_tokens >= summary.prompt_tokens - 2, (summary.prompt_tokens, summary.cached_tokens)
+    assert not any(state.once for state in loaded.states._states.values())

@@ -235,6 +235,34 @@ def test_chat_shows_each_streamed_piece(streaming_kernel: Kernel) -> None:
     assert growing[:2] == ["You ", "You said: "]  # word by word, before the whole message
 
 
+def test_chat_prints_the_posted_reply_not_its_draft(streaming_kernel: Kernel) -> None:
+    """A streamed draft can differ from what the agent posts (a stale draft resampled, a recited instruction
+    cut): the shell keeps the draft under the prompt until the message comes, then prints the message."""
+    from datetime import datetime, timezone
+
+    from tobio.messages import Delta, Message
+
+    chat = Chat(streaming_kernel, "tobio")
+    lines: list[str] = []
+    chat._on_line = lambda sender, text: lines.append(f"{sender}: {text}")
+    now = datetime.now(timezone.utc)
+
+    def posted(i: int, text: str, stream_id: str) -> Message:
+        return Message(i, chat.channel, "tobio", "assistant", text, now, metadata={"stream_id": stream_id})
+
+    for piece in ("Trains are great! ", "You are Tobio."):
+        chat._receive(Delta(chat.channel, "tobio", "s1", piece))
+    chat._receive(Delta(chat.channel, "tobio", "s1", "", done=True))
+    assert lines == [] and chat.pending() == [("tobio", "Trains are great! You are Tobio.")]
+    chat._receive(posted(1, "Trains are great!", "s1"))
+    assert lines == ["tobio: Trains are great!"] and chat.pending() == []
+    chat._receive(Delta(chat.channel, "tobio", "s2", "Still here", done=False))
+    chat._receive(Delta(chat.channel, "tobio", "s2", "", done=True))
+    assert chat.stop_streams() == 1 and lines[-1] == "tobio: Still here [stopped]"
+    chat._receive(posted(2, "Still here, after all.", "s2"))  # stopped: its late message is not printed
+    assert len(lines) == 2
+
+
 # -- output --------------------------------------------------------------------------------------
 def test_printer_styles_and_truncation() -> None:
     result = Result(columns=["n", "word"], rows=[(i, f"w{i}") for i in range(30)], note="from a test")

@@ -13,7 +13,8 @@ saving 1000 tokens takes 4-7 ms and restoring them 4-5 ms (LlamaRAMCache: 40-125
 while evaluating them takes 8-21 ms *a token*. So a restore pays off for any real prefix, and saving
 only at a switch, rather than after every completion, costs nothing while one agent keeps talking.
 Background requests' own contexts are not saved: summaries and reflections rarely share a prefix with
-the next one. Nor is a context whose tokens the next prompt reuses anyway, moved (kv_reuse).
+the next one. The exception is one that stepped aside for a reply (local.py): its context is kept for its
+restart, which restores it instead of reading its prompt again, and is dropped once restored. Nor is a context whose tokens the next prompt reuses anyway, moved (kv_reuse).
 
 Each prompt then uses whichever source spares it the most evaluation, the live context or a saved
 state: its shared prefix plus the chunks kv_reuse can move into place.
@@ -64,6 +65,7 @@ RESTORE_COST = 1 / 64
 class _State:
     tokens: npt.NDArray[np.intc]
     data: bytearray
+    once: bool = False  # a background context kept for its own restart: dropped once restored
 
     @property
     def nbytes(self) -> int:
@@ -107,6 +109,7 @@ class KVStates:
         self.yield_to: Callable[[], bool] = lambda: False  # whether a reply is waiting for the model
         self.prompt_tokens = 0  # of the last prompt generated from
         self._last_background = True  # the class of the last request that generated
+        self._stepped_aside = False  # the live context is a background generation's that will start again
 
     def install(self) -> KVStates:
         """Route the model's generations through this store."""
@@ -161,6 +164,11 @@ class KVStates:
         llama._requires_eval = True  # no fresh logits for a sampler: the next prompt replays its last token
         self.prefill_read = llama.n_tokens - start + self.inserted
 
+    def stepped_aside(self) -> None:
+        """The background generation in the live context stopped for a reply and will start again: keep its
+        context at the next switch, like a reply's, so the restart restores its prompt instead of reading it."""
+        self._stepped_aside = True
+
     def __len__(self) -> int:
         return len(self._states)
 
@@ -176,17 +184,20 @@ class KVStates:
         prompt = np.asarray(tokens, dtype=np.intc)
         self._anchor = first_turn_end(self.llama, prompt) if self.reuse_min_tokens and self._moves else 0
         live = self.llama.input_ids[: self.llama.n_tokens]
-        if not self._last_background:
+        if not self._last_background or self._stepped_aside:
             self._kept = live.copy()
         self._last_background = self._background
         plan = self._plan(live, prompt)
         keep = shared_prefix(self._kept, live)
         if self.capacity and keep - min(keep, _reach(plan)) >= MIN_LOSS:
-            self._save(keep)
+            self._save(keep, once=self._stepped_aside)
             self._kept = self._kept[:0]
             plan = self._plan(self.llama.input_ids[: self.llama.n_tokens], prompt)
+        self._stepped_aside = False
         best, best_plan = None, plan
-        for key, state in self._states.items():
+        # A stepped-aside job's own context first: on a tie (another state holds the same prompt) it is the one
+        # to use up.
+        for key, state in sorted(self._states.items(), key=lambda item: not item[1].once):
             candidate = self._plan(state.tokens, prompt)
             if (candidate.reused > best_plan.reused
                     and candidate.reused - plan.reused >= MIN_GAIN + RESTORE_COST * len(state.tokens)):
@@ -208,7 +219,7 @@ class KVStates:
     def _plan(self, cached: npt.NDArray[np.intc], prompt: npt.NDArray[np.intc]) -> Plan:
         return plan_reuse(cached, prompt, self.reuse_min_tokens if self._moves else 0, inserts=self._inserts, anchor=self._anchor)
 
-    def _save(self, n: int) -> None:
+    def _save(self, n: int, once: bool = False) -> None:
         """Keep the first `n` live tokens' KV cells (the cells after them are dropped from the context)."""
         llama = self.llama
         if llama.n_tokens > n:
@@ -224,7 +235,7 @@ class KVStates:
             log.warning("could not save a KV state of %d tokens", n)
             return
         del data[written:]
-        state = _State(llama.input_ids[:n].copy(), data)
+        state = _State(llama.input_ids[:n].copy(), data, once)
         if state.nbytes > self.capacity:
             return
         for key, old in list(self._states.items()):
@@ -258,6 +269,8 @@ class KVStates:
         llama.n_tokens = n
         llama._requires_eval = True  # no logits were restored: generate() re-evaluates the last prompt token
         self.restores += 1
+        if state.once:
+            self._drop(key)
         return True
 
     def _drop(self, key: int) -> None:

@@ -59,6 +59,12 @@ class LocalConfig(ProviderConfig):
                     "also the last exchange behind the previous turn's notes. Moved cells keep what they attended "
                     "to before: on SmolLM2-135M `always` made replies copy earlier ones (3-5x the resamples)")
     kv_reuse_min_tokens: int = Field(32, ge=0, le=4096, description="shortest run of tokens worth moving (0: none)")
+    background_steps_aside: bool = Field(
+        False,
+        description="a background generation (summary, reflection, extraction) that a reply finds running stops, "
+                    "keeps its context and starts again after the reply, once per job. Replies wait less (TTFT "
+                    "ratio 1.80 -> 1.36 in bench/latency.py), but the background work finishes later, and "
+                    "bench/person.py lost a fact asked after 100 turns with it (0.752 -> 0.733), so it is off")
 
 
 class _Loaded:
@@ -68,6 +74,7 @@ class _Loaded:
         self.model = model
         self.states = states
         self.lock = threading.Lock()
+        self.stepped_aside = 0  # background generations stopped for a reply, then started again
 
 
 _llamas: dict[tuple[str, int], _Loaded] = {}
@@ -218,11 +225,19 @@ class LocalProvider(Provider):
             except RuntimeError:  # the kernel's loop closed under us (shutdown): nobody is listening
                 stop.set()
 
+        # With background_steps_aside, background work (a summary, a reflection) that a reply finds mid-generation
+        # steps aside, once: it stops, having sent nothing (its text is handed over whole), and starts again after
+        # the reply from its kept context.
+        may_step_aside = request.background and not request.prefill and self.config.background_steps_aside
+        stepped_aside = False
+
         def generate() -> None:
+            nonlocal stepped_aside
             if stop.is_set():  # cancelled, or shutting down, while it waited in the queue
                 put(Chunk(finish_reason="cancelled"))
                 put(None)
                 return
+            again = False
             try:
                 loaded = _llama(gguf_path(request.model), self.config)
                 with loaded.lock:
@@ -242,6 +257,12 @@ class LocalProvider(Provider):
                         if stop.is_set():
                             finish = "cancelled"
                             break
+                        if may_step_aside and not stepped_aside and _reply_waiting():
+                            stepped_aside = again = True
+                            loaded.stepped_aside += 1
+                            if loaded.states is not None:
+                                loaded.states.stepped_aside()
+                            break
                         choice = part["choices"][0]
                         text = choice.get("delta", {}).get("content") or ""
                         if text:
@@ -250,10 +271,16 @@ class LocalProvider(Provider):
                             # Hand tokens over in small batches: each hand-over wakes the kernel's loop,
                             # which competes with llama.cpp's threads for the same cores.
                             now = time.perf_counter()
-                            if now - last_put >= STREAM_BATCH_S:
+                            if not may_step_aside and now - last_put >= STREAM_BATCH_S:
                                 put(Chunk(text="".join(pending)))
                                 pending, last_put = [], now
                         finish = choice.get("finish_reason") or finish
+                    if again:
+                        try:
+                            _llama_thread().submit(generate, background=True)  # behind the waiting reply
+                            return
+                        except RuntimeError:  # shutting down: end it as cancelled
+                            again, finish = False, "cancelled"
                     if pending:
                         put(Chunk(text="".join(pending)))
                     prompt_tokens = loaded.states.prompt_tokens if loaded.states else max(0, llama.n_tokens - produced)
@@ -267,7 +294,8 @@ class LocalProvider(Provider):
             except Exception as exc:  # noqa: BLE001 - reported on the loop as a ProviderError
                 put(ProviderError(f"local model {request.model}: {type(exc).__name__}: {exc}"))
             finally:
-                put(None)
+                if not again:
+                    put(None)
 
         _generating.add(stop)
         _llama_thread().submit(generate, background=request.background)
