@@ -81,13 +81,16 @@ class Memory:
     def embed_model(self) -> Model:
         return models_of(self.kernel).get_for(self.config.embed_model)
 
+    def _live_agent(self, agent_id: int) -> Any:
+        """The live agent with this id, if any (the registry is keyed by name; memory's records by id)."""
+        return next((agent for agent in self.kernel.agents.live.values() if agent.id == agent_id), None)
+
     def chat_model_of(self, agent_id: int) -> Model | None:
         """The live agent's own chat model, if it has one (persona agents)."""
-        for agent in self.kernel.agents.live.values():
-            if agent.id == agent_id:
-                name = getattr(agent.config, "model", None)
-                if isinstance(name, str) and name in models_of(self.kernel).models:
-                    return models_of(self.kernel).get(name)
+        agent = self._live_agent(agent_id)
+        name = getattr(agent.config, "model", None) if agent is not None else None
+        if isinstance(name, str) and name in models_of(self.kernel).models:
+            return models_of(self.kernel).get(name)
         return None
 
     def summarized(self, agent_id: int, thread_id: int) -> None:
@@ -96,9 +99,9 @@ class Memory:
         otherwise re-read its whole kept history."""
         from tobio.persona.agent import PersonaAgent  # persona imports nothing of memory's at module level
 
-        for agent in self.kernel.agents.live.values():
-            if agent.id == agent_id and isinstance(agent, PersonaAgent):
-                agent.read_ahead(thread_id)
+        agent = self._live_agent(agent_id)
+        if isinstance(agent, PersonaAgent):
+            agent.read_ahead(thread_id)
 
     def tokenizer_for(self, agent_id: int) -> Model:
         """The agent's own chat model when it has one (its tokenizer is what the budget is about)."""
