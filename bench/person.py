@@ -454,7 +454,7 @@ async def interview(system: Any, plan: Plan, only: set[str], log: Transcript, ke
 def apply_variant(name: str) -> None:
     """Patch how persona prompts are built, to measure which format the small model follows best.
     `baseline` changes nothing; the others are candidates for tobio/persona/prompt.py and schema.py."""
-    from tobio.persona import prompt as prompt_mod
+    from tobio.turn import prompt as prompt_mod
     from tobio.persona import schema
 
     if "," in name:  # several at once
@@ -492,7 +492,7 @@ def apply_variant(name: str) -> None:
             return original_messages(self)
         prompt_mod.Prompt.messages = with_stop  # type: ignore[method-assign]
     elif name == "no-fresh":  # no resampling of stale replies (tobio/persona/freshness.py)
-        from tobio.persona import freshness
+        from tobio.turn import freshness
 
         freshness.RESAMPLES = 0
     else:

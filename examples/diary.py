@@ -1,9 +1,9 @@
 """An example module that uses every extension point: each agent keeps a diary of whom it talked with.
 
 Copy this file to start a module. It shows, in order: settings, a table of its own (migrated, and
-readable by agents through `sql`), a transport observer, a prompt step, a replay step, a turn-taking
-opinion, a completion source, commands, a background task, an agent type that reuses the prompt
-pipeline, and a provider type. Nothing here names an owner: the module manager records this module
+readable by agents through `sql`), a transport observer, a prompt step, a reply filter, an event
+subscriber, a replay step, a turn-taking opinion, a completion source, commands, a background task, an
+agent type that is the turn with a different reply filter (tobio/turn/), and a provider type. Nothing here names an owner: the module manager records this module
 as the owner of all of it, and `mod unload diary` removes all of it (see tests/test_example_module.py).
 
 Use it from Python (a package would name `DiaryModule` in its `tobio.modules` entry points instead):
@@ -30,18 +30,19 @@ from sqlalchemy.engine import Connection
 from tobio.agents.base import Agent, AgentConfig
 from tobio.agents.sandbox import Scope
 from tobio.commands import Arg, Context, Result, table
-from tobio.config.schema import RelPath
 from tobio.db.migrations import migrate, utcnow
 from tobio.db.tables import metadata
-from tobio.hooks import (AGENT_TYPE, COMPLETION_SOURCE, ON_MESSAGE, PROMPT, PROVIDER_TYPE, REPLAY, SHOULD_ANSWER,
-                         SQL_SCOPE, implements)
+from tobio.hooks import (AGENT_TYPE, COMPLETION_SOURCE, EVENT, ON_MESSAGE, PROMPT, PROVIDER_TYPE, REPLAY, REPLY_FILTER,
+                         SHOULD_ANSWER, SQL_SCOPE, implements)
 from tobio.messages import Delivery, Message
-from tobio.models.module import models_of
 from tobio.modules import DatabaseModule, Module
-from tobio.persona.pipeline import assemble
-from tobio.persona.prompt import NEXT_TO_NEWEST, Injection, Prompt
-from tobio.persona.schema import Persona, load_persona
 from tobio.providers.base import ChatRequest, Chunk, Provider, ProviderConfig
+from tobio.turn.agent import TurnAgent, TurnConfig
+from tobio.turn.character import Sketch
+from tobio.turn.events import Event, ReplyPosted
+from tobio.turn.placement import NEXT_TO_NEWEST, Injection
+from tobio.turn.prompt import Prompt
+from tobio.turn.reply import Reply, cut_echoes, first_line
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -84,6 +85,7 @@ class DiaryModule(Module):
     def __init__(self) -> None:
         self.met: dict[int, Counter[str]] = {}  # agent id -> partner -> messages heard
         self.quiet: set[str] = set()  # agents that answer nobody for now
+        self.replies: Counter[int] = Counter()  # agent id -> replies posted (told by ReplyPosted events)
 
     async def module_init(self, kernel: Kernel) -> None:
         self.kernel = kernel
@@ -113,7 +115,7 @@ class DiaryModule(Module):
         for agent in hearers:
             self.met.setdefault(agent.id, Counter())[message.sender] += 1
         if rows:
-            self.kernel.writer.write(("diary_entries", COLUMNS, rows))
+            self.kernel.writer.queue(("diary_entries", COLUMNS, rows))
 
     @implements(PROMPT)
     async def remind(self, prompt: Prompt) -> None:
@@ -123,6 +125,17 @@ class DiaryModule(Module):
             people = ", ".join(f"{who} ({n})" for who, n in met.most_common(3))
             prompt.injections.append(Injection(NEXT_TO_NEWEST, "system", f"(Your diary: you have talked with {people}.)"))
             prompt.notes["diary"] = dict(met)
+
+    @implements(REPLY_FILTER)
+    async def keep_it_private(self, reply: Reply) -> None:
+        """A reply never reads the diary line out (small models copy what sits next to the newest message)."""
+        reply.text = "\n".join(line for line in reply.text.split("\n") if not line.startswith("(Your diary:")) or "…"
+
+    @implements(EVENT)
+    async def count_replies(self, event: Event) -> None:
+        """Count replies as they are posted (an event subscriber ignores the kinds it does not know)."""
+        if isinstance(event, ReplyPosted):
+            self.replies[event.agent_id] += 1
 
     @implements(REPLAY)
     async def replay(self, snapshot: Snapshot) -> None:
@@ -160,8 +173,10 @@ def register_commands(kernel: Kernel, diary: DiaryModule) -> None:
     @group.command("show", Arg("agent", help="an agent", complete="diarist"))
     async def show(ctx: Context, agent: str) -> Result:
         """Whom the agent has talked with, most first."""
-        met = diary.met.get(ctx.kernel.agents.get(agent).id, Counter())
-        return table(["partner", "messages"], met.most_common())
+        who = ctx.kernel.agents.get(agent).id
+        shown = table(["partner", "messages"], diary.met.get(who, Counter()).most_common())
+        shown.note = f"{diary.replies[who]} replies"
+        return shown
 
     @group.command("quiet", Arg("agent", help="an agent", complete="agent"), Arg("state", choices=("on", "off")))
     def quiet(ctx: Context, agent: str, state: str) -> Result:
@@ -170,39 +185,27 @@ def register_commands(kernel: Kernel, diary: DiaryModule) -> None:
         return Result(text=f"{agent}: do not disturb {state}")
 
 
-# -- an agent type that thinks with a model and reuses the prompt pipeline ---------------------------
-class DiaristConfig(AgentConfig):
-    """`type: diarist`: a persona file and a model bundle, like a persona agent, one sentence a reply."""
+# -- an agent type: the turn every LLM agent takes, with a different reply filter ---------------------
+class DiaristConfig(TurnConfig):
+    """`type: diarist`: who it is in `description` (no persona file), a model bundle; one line a reply."""
 
     type: Literal["diarist"] = "diarist"
-    persona: RelPath
-    model: str = "chat-default"
+    stream: bool = False  # its filter cuts the reply to one line: a streamed draft would show more
+    params: dict[str, Any] = Field(default_factory=lambda: {"max_tokens": 48})
 
 
-class Diarist(Agent):
-    """Answers people in one sentence. Memory, mood, lore and this diary reach its prompt through
-    `assemble` (the PROMPT hooks); floors and do-not-disturb through `hooks_say`."""
+class Diarist(TurnAgent):
+    """A persona agent's turn (memory, mood, lore and this diary reach its prompt through the PROMPT steps;
+    floors and do-not-disturb through SHOULD_ANSWER), but its own filters keep one line, and never resample."""
 
     type_name = "diarist"
     Config = DiaristConfig
     config: DiaristConfig
+    filters = (first_line, cut_echoes)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.persona: Persona = load_persona(self.config.persona)
-
-    async def on_message(self, delivery: Delivery) -> bool | None:
-        message = delivery.message
-        if message.sender in (None, self.name) or message.channel is None:
-            return False
-        if await self.hooks_say(delivery) is False:
-            return False
-        prompt = await assemble(self, delivery.thread_id, message, params={"max_tokens": 48})
-        run = models_of(self.kernel).get(self.config.model).run(prompt.messages(), params=prompt.params,
-                                                                thread_id=delivery.thread_id, agent_id=self.id)
-        await run.wait()
-        await self.say(message.channel, run.text.split("\n")[0].strip() or "…", metadata={"run_id": run.id})
-        return True
+        self.persona = Sketch(self.name.capitalize(), self.config.description)
 
 
 # -- a provider type: a stand-in model that echoes the last user message ----------------------------

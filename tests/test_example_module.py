@@ -18,8 +18,8 @@ from tobio.errors import ModuleError, TobioError
 from tobio.hooks import HISTORY_SOURCE, MEMORY_SOURCE, ON_MESSAGE, POINTS
 from tobio.kernel import Kernel
 from tobio.messages import Message
-from tobio.persona.pipeline import assemble
-from tobio.persona.prompt import Prompt
+from tobio.turn.steps import assemble
+from tobio.turn.prompt import Prompt
 from tobio.replay import replay
 
 from conftest import write

@@ -12,7 +12,7 @@ import pytest
 from tobio.config.schema import KernelConfig
 from tobio.kernel import Kernel
 from tobio.models.module import models_of
-from tobio.persona.freshness import penalised, staleness
+from tobio.turn.freshness import penalised, staleness
 from tobio.providers.scripted import ScriptedProvider
 
 from conftest import write
@@ -171,7 +171,7 @@ ECHO = "You are Tobio. An artificial person who loves trains."  # the reminder s
 
 
 def test_only_whole_sentences_copied_from_an_instruction_are_cut() -> None:
-    from tobio.persona.echo import strip_echoes
+    from tobio.turn.echo import strip_echoes
 
     mood = "Your mood right now: cheerful. Let it colour how you answer."
     assert strip_echoes(f"Trains are great! (3). {ECHO}", [ECHO, mood]) == "Trains are great! (3)."

@@ -20,7 +20,7 @@ from tobio.config.schema import load_kernel_config
 from tobio.kernel import Kernel
 from tobio.models.module import runs_of
 from tobio.models.runs import FINAL
-from tobio.persona.prompt import SUMMARY_PREFIX
+from tobio.turn.prompt import SUMMARY_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
 LINES = ["Hi Tobio! My name is Ada.", "Do you like steam trains?", "I am feeling a bit sad today.",

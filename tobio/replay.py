@@ -124,8 +124,7 @@ async def replay(kernel: Kernel, name: str, at: datetime) -> Snapshot:
         if thread_id in views:
             views[thread_id].summary, views[thread_id].checkpoint = content, checkpoint
     snapshot = Snapshot(name, at, list(views.values()), state, None, agent.id)
-    for step in kernel.hooks.get(REPLAY):  # emotion adds the affect; memory, people and lore what they knew
-        await step(snapshot)
+    await kernel.hooks.each(REPLAY, snapshot)  # emotion adds the affect; memory, people and lore what they knew
     return snapshot
 
 

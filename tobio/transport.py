@@ -260,11 +260,7 @@ class Transport:
                     callback(message)
                 except Exception:  # noqa: BLE001
                     log.exception("a listener on %s failed on message %d", channel, mid)
-        for observer in self.hooks.get(ON_MESSAGE):
-            try:
-                observer(message)
-            except Exception:  # noqa: BLE001
-                log.exception("ON_MESSAGE observer %s failed on message %d", getattr(observer, "__qualname__", observer), mid)
+        self.hooks.notify(ON_MESSAGE, message)  # an observer's error is logged under its module's name
         return message
 
 

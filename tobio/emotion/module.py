@@ -21,10 +21,11 @@ from tobio.messages import Message
 from tobio.hooks import ON_MESSAGE, PROMPT, REPLAY, implements
 from tobio.modules import DatabaseModule, Module
 from tobio.models.module import models_of
+from tobio.turn.placement import NEXT_TO_NEWEST, Injection
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
-    from tobio.persona.prompt import Prompt
+    from tobio.turn.prompt import Prompt
     from tobio.replay import Snapshot
 
 log = logging.getLogger(__name__)
@@ -125,8 +126,6 @@ class EmotionModule(Module):
         at = prompt.incoming.created_at if prompt.incoming is not None else utcnow()
         affect = self.mood(agent, at).affect
         if self.settings.mood_in_prompt:
-            from tobio.persona.prompt import NEXT_TO_NEWEST, Injection  # prompts exist only where persona is
-
             # Next to the newest message, not in the system prompt: the mood changes every turn, and a
             # changed system prompt would make the model read the whole conversation again.
             prompt.injections.append(Injection(NEXT_TO_NEWEST, "system", mood_line(affect), instruction=True))

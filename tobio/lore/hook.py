@@ -26,8 +26,9 @@ from tobio.db.tables import PushRow, StepRow
 from tobio.lore.engine import Activation, Engine, Settings, TimedState
 from tobio.lore.schema import AFTER, AN_BOTTOM, AN_TOP, AT_DEPTH, BEFORE, EM_BOTTOM, EM_TOP, ROLES, Book, parse_book
 from tobio.messages import Message
-from tobio.persona.macros import MacroEnv, apply_macros
-from tobio.persona.prompt import Injection
+from tobio.turn.agent import TurnAgent
+from tobio.turn.placement import NEXT_TO_NEWEST, Injection
+from tobio.turn.prompt import Prompt
 from tobio.models.runs import STEP_COLUMNS
 from tobio.models.module import models_of
 
@@ -35,11 +36,9 @@ if TYPE_CHECKING:
     from tobio.kernel import Kernel
     from tobio.memory.service import Memory
     from tobio.lore.module import LoreModule, LoreSettings
-    from tobio.persona.prompt import Prompt
 
 log = logging.getLogger(__name__)
 STATE_KEY = "lore"
-NEXT_TO_NEWEST = 1  # triggered before/after-char lore goes just above the newest message
 
 
 _CARD_BOOKS: dict[int, tuple[Any, Book | None]] = {}  # id(persona) -> (persona, its parsed book)
@@ -128,14 +127,14 @@ class LoreHook:
 
     def engine(self, agent: Any, books: list[Book], prompt: Prompt | None, rng: random.Random | None = None) -> Engine:
         cfg = self.settings
-        persona = getattr(agent, "persona", None)
-        env = prompt.macro_env() if prompt is not None else MacroEnv(char=persona.name) if persona is not None else None
+        if prompt is None and isinstance(agent, TurnAgent):  # `lore test`: the agent as if it had no thread yet
+            prompt = Prompt(agent, 0, None)
         settings = Settings(scan_depth=cfg.scan_depth, budget_tokens=self.budget(agent), recursive=cfg.recursive,
                             max_recursion_steps=cfg.max_recursion_steps, case_sensitive=cfg.case_sensitive,
                             whole_words=cfg.match_whole_words)
         model = self._tokenizer(agent)
         counter = self._counter(model) if model is not None else None
-        return Engine(books, settings, rng=rng, macro=(lambda s: apply_macros(s, env)) if env else (lambda s: s),
+        return Engine(books, settings, rng=rng, macro=prompt.filler() if prompt is not None else (lambda s: s),
                       count_tokens=counter)
 
     def _memory(self) -> Memory | None:

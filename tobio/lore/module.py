@@ -1,4 +1,5 @@
-"""The `lore` module: World Info (lorebooks) in persona prompts, lorebook commands, SillyTavern chat import/export."""
+"""The `lore` module: World Info (lorebooks) in the prompts of agents that answer with a model, and lorebook
+commands. A persona's own book (its card's `character_book`) joins when the agent has one."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from tobio.hooks import ON_MESSAGE, PROMPT, REPLAY, PromptStep
 from tobio.memory.module import MemoryModule
 from tobio.modules import DatabaseModule, Module
-from tobio.persona.module import PersonaModule
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -36,8 +36,8 @@ class LoreModule(Module):
     """Lorebooks from cards and SillyTavern World Info files, activated by keys in the recent chat."""
 
     name = "lore"
-    description = "World Info: lorebook entries enter persona prompts when their keys come up; SillyTavern chats in and out."
-    dependencies = (DatabaseModule, PersonaModule)
+    description = "World Info: lorebook entries enter prompts when their keys come up."
+    dependencies = (DatabaseModule,)
     optional_dependencies = (MemoryModule,)  # its token budget and tokenizer, when loaded
     Settings = LoreSettings
 
@@ -60,7 +60,6 @@ class LoreModule(Module):
         from tobio.lore import commands
         from tobio.lore.hook import LoreHook, lore_steps
         from tobio.lore.store import LoreStore
-        from tobio.persona import stchat
 
         self.store = LoreStore(kernel)
         await self.store.setup()
@@ -74,4 +73,3 @@ class LoreModule(Module):
 
         kernel.hooks.add(REPLAY, replay)
         commands.register(kernel, self)
-        stchat.register(kernel)

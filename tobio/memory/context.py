@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 from tobio.db.history import ThreadContext, thread_context, thread_messages
 from tobio.memory.items import Hit
 from tobio.messages import Message
-from tobio.persona.freshness import ngrams
-from tobio.persona.prompt import NEXT_TO_NEWEST, SUMMARY_PREFIX, Injection
+from tobio.turn.freshness import ngrams
+from tobio.turn.placement import NEXT_TO_NEWEST, Injection
+from tobio.turn.prompt import SUMMARY_PREFIX
 
 if TYPE_CHECKING:
     from tobio.memory.service import Memory
     from tobio.models.bundle import Model
-    from tobio.persona.prompt import Prompt
+    from tobio.turn.prompt import Prompt
 
 
 REPEAT = 0.6  # share of a memory's word trigrams found in one message already in the prompt that makes it a repeat

@@ -93,16 +93,6 @@ class Memory:
             return models_of(self.kernel).get(name)
         return None
 
-    def summarized(self, agent_id: int, thread_id: int) -> None:
-        """A summary was written for the thread: its agent's next prompt opens with it and the history it
-        kept, so let a persona read that ahead (its prefill) rather than on the next turn, which would
-        otherwise re-read its whole kept history."""
-        from tobio.persona.agent import PersonaAgent  # persona imports nothing of memory's at module level
-
-        agent = self._live_agent(agent_id)
-        if isinstance(agent, PersonaAgent):
-            agent.read_ahead(thread_id)
-
     def tokenizer_for(self, agent_id: int) -> Model:
         """The agent's own chat model when it has one (its tokenizer is what the budget is about)."""
         return self.chat_model_of(agent_id) or models_of(self.kernel).get_for(self.config.tokenizer_model)
@@ -220,8 +210,11 @@ class Memory:
         try:
             for item, vec in await self.kernel.db.call(store.agent_items, agent_id, self.embed_model.name):
                 index.add(item, vec)
-            for source in self.kernel.hooks.keyed(MEMORY_SOURCE).values():  # other modules' kinds (people's reflections)
-                for item, vec in await self.kernel.db.call(source, agent_id, self.embed_model.name):
+            # Other modules' kinds (people's reflections), read in the database thread; a failing source is
+            # logged under its module's name and recall goes on without its kind (MEMORY_SOURCE isolates).
+            hooks, model = self.kernel.hooks, self.embed_model.name
+            for found in await self.kernel.db.call(lambda conn: hooks.collect(MEMORY_SOURCE, conn, agent_id, model)):
+                for item, vec in found:
                     index.add(item, vec)
         except BaseException:
             self.indexes.pop(agent_id, None)

@@ -25,6 +25,7 @@ from tobio.db.migrations import utcnow
 from tobio.memory import store
 from tobio.messages import Message
 from tobio.models.module import models_of
+from tobio.turn.events import SummaryWritten, publish
 
 if TYPE_CHECKING:
     from tobio.memory.service import Memory
@@ -212,7 +213,8 @@ class Summarizer:
             rest = messages[len(chunk):]
             self.keep_tail(thread_id, generation, content, last.id, rest, rest[-1].id if rest else last.id, len(messages) < READ_LIMIT)
             log.info("thread %s: summary %s folds %d messages (%d tokens) up to %s", thread_id, summary_id, len(chunk), chunk_tokens, last.id)
-            memory.summarized(agent_id, thread_id)
+            # Committed: tell who wants to know (persona agents read the new opening ahead, tobio/turn/prefill.py).
+            await publish(memory.kernel, SummaryWritten(agent_id, thread_id, summary_id, content))
             await memory.index_summary(summary_id, agent_id, content, last.created_at, last.channel)
             return NewSummary(summary_id, thread_id, chunk[0].id, last.id, len(chunk), content)
 

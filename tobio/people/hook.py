@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tobio.persona.prompt import Injection
+from tobio.turn.placement import Injection
 from tobio.people.render import person_block
 
 if TYPE_CHECKING:
     from tobio.people.service import People
-    from tobio.persona.prompt import Prompt
+    from tobio.turn.prompt import Prompt
 
 
 def make_hook(people: People, depth: int, sign: bool = False) -> Any:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from tobio.db.history import thread_context
 from tobio.messages import Message
 from tobio.models.module import models_of
-from tobio.persona.freshness import staleness
+from tobio.turn.freshness import staleness
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -30,7 +30,7 @@ def parse_reflections(text: str, most: int, said: list[str] | None = None) -> li
     """Up to `most` one-line thoughts from a model's answer (bullets and numbering dropped).
 
     A line that is a transcript line ("Tobio: …") or copies a message of the conversation (`said`; the
-    same test as a stale reply's, tobio/persona/freshness.py) is not a thought: a small model often
+    same test as a stale reply's, tobio/turn/freshness.py) is not a thought: a small model often
     echoes the conversation back, and the echo then sat in every prompt's per-person note, where the
     agent copied it again into its replies."""
     out: list[str] = []

@@ -1,10 +1,11 @@
-"""The `persona` module: persona agents (artificial people) configured from persona files."""
+"""The `persona` module: persona agents (artificial people) configured from persona files, and SillyTavern
+chats in and out."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tobio.hooks import AGENT_TYPE, COMPLETION_SOURCE
+from tobio.hooks import AGENT_TYPE, COMPLETION_SOURCE, EVENT
 from tobio.models.module import ModelsModule
 from tobio.modules import DatabaseModule, Module
 
@@ -13,24 +14,26 @@ if TYPE_CHECKING:
 
 
 class PersonaModule(Module):
-    """Registers the `persona` agent type."""
+    """Registers the `persona` agent type; reads a turn agent's next opening ahead after a new summary."""
 
     name = "persona"
-    description = "Persona agents: artificial people from persona files, thinking with a model bundle."
+    description = "Persona agents: artificial people from persona files, thinking with a model bundle; SillyTavern chats in and out."
     dependencies = (DatabaseModule, ModelsModule)
 
     async def module_init(self, kernel: Kernel) -> None:
+        from tobio.persona import commands, stchat
         from tobio.persona.agent import PersonaAgent
-
-        from tobio.persona import commands
         from tobio.persona.registry import PersonaRegistry
+        from tobio.turn.prefill import after_summary
 
         self.registry = PersonaRegistry(kernel)
         await self.registry.setup()
         kernel.hooks.add(AGENT_TYPE, PersonaAgent)
         kernel.hooks.add(COMPLETION_SOURCE, self.completions, key="persona")
+        kernel.hooks.add(EVENT, after_summary(kernel))  # memory's SummaryWritten: prefill the new opening
         register_commands(kernel)
         commands.register(kernel, self.registry)
+        stchat.register(kernel)
 
     def completions(self, kernel: Kernel) -> list[tuple[str, str]]:
         """Persona keys for `complete="persona"`, with their version and name."""
@@ -41,17 +44,17 @@ def register_commands(kernel: Kernel) -> None:
     """`agent prompt NAME`: exactly what the model would see for the agent's next reply."""
     from tobio.commands import Arg, Context, Result
     from tobio.errors import AgentError
-    from tobio.persona.agent import PersonaAgent
+    from tobio.turn.agent import TurnAgent
 
     @kernel.commands.group("agent").command(
-        "prompt", Arg("name", help="persona agent", complete="agent"),
+        "prompt", Arg("name", help="an agent that answers with a model (persona …)", complete="agent"),
         Arg("--channel", help="which of its threads (default: the first)", complete="channel"),
     )
     async def prompt(ctx: Context, name: str, channel: str | None) -> Result:
         """Show the final prompt the agent's model would get now (persona, mood, memory, history)."""
         agent = ctx.kernel.agents.get(name)
-        if not isinstance(agent, PersonaAgent):
-            raise AgentError(f"'{name}' is a {agent.type_name} agent; only persona agents have prompts")
+        if not isinstance(agent, TurnAgent):
+            raise AgentError(f"'{name}' is a {agent.type_name} agent; it answers without a prompt")
         subs = [s for s in ctx.kernel.transport.subscriptions_of(agent.id) if channel in (None, s.channel)]
         if not subs:
             raise AgentError(f"'{name}' has no thread{' on ' + channel if channel else ''} (see `thread ls --agent {name}`)")

@@ -12,7 +12,7 @@ message (what was rejected, how much it overlapped, with what), so `run show` ex
 candidate is stale the least stale one is posted: a turn always gets an answer.
 
 Candidates are judged, and posted, without the sentences they copied from their instructions (echo.py);
-one that was nothing but such a copy is as stale as can be.
+one that was nothing but such a copy is as stale as can be. `freshen` is the reply filter.
 """
 
 from __future__ import annotations
@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tobio.models.module import runs_of
-from tobio.persona.echo import strip_echoes
 from tobio.providers.base import ProviderError
+from tobio.turn.echo import strip_echoes
+from tobio.turn.reply import Reply, tidy
 
 if TYPE_CHECKING:
     from tobio.messages import Message
-    from tobio.persona.agent import PersonaAgent
-    from tobio.persona.prompt import Prompt
     from tobio.models.runs import Run
 
 _WORD = re.compile(r"[a-z0-9']+")
@@ -113,14 +112,19 @@ def penalised(params: dict[str, Any], attempt: int) -> dict[str, Any]:
     return out
 
 
-async def fresh_reply(agent: PersonaAgent, prompt: Prompt, messages: list[dict[str, Any]], run: Run, text: str,
-                      resamples: int | None = None, threshold: float | None = None) -> tuple[Run, str]:
-    """Return `run`'s reply if it is fresh, else the first fresh resample (or the least stale candidate).
+async def freshen(reply: Reply) -> None:
+    """Reply filter: resample a stale reply (see the module docstring)."""
+    reply.run, reply.text = await fresh_reply(reply)
 
-    `text` is `run`'s finished reply. Resamples are new runs on the same model and messages; each one
-    taken is recorded as a step of the run that is returned."""
-    from tobio.persona.agent import tidy
 
+async def fresh_reply(reply: Reply, resamples: int | None = None, threshold: float | None = None) -> tuple[Run, str]:
+    """Return the reply's run and text if it is fresh, else the first fresh resample (or the least stale
+    candidate).
+
+    Resamples are new runs on the same model and messages; each one taken is recorded as a step of the
+    run that is returned."""
+    prompt, messages, run, text = reply.prompt, reply.messages, reply.run, reply.text
+    agent = prompt.agent
     resamples = RESAMPLES if resamples is None else resamples
     threshold = THRESHOLD if threshold is None else threshold
     own, others = recent(prompt.history, agent.name)
