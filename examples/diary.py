@@ -129,7 +129,7 @@ class DiaryModule(Module):
     @implements(REPLY_FILTER)
     async def keep_it_private(self, reply: Reply) -> None:
         """A reply never reads the diary line out (small models copy what sits next to the newest message)."""
-        reply.text = "\n".join(line for line in reply.text.split("\n") if not line.startswith("(Your diary:")) or "…"
+        reply.text = re.sub(r"\s*\(Your diary:.*?\.\)", "", reply.text).strip() or "…"
 
     @implements(EVENT)
     async def count_replies(self, event: Event) -> None:

@@ -39,8 +39,7 @@ def kernel(duckdb_url: str, tmp_path: Path) -> Iterator[Kernel]:
     k = Kernel(config, database=duckdb_url)
     k.modules.register(DiaryModule)
     k.start()
-    write(tmp_path / "sam.yaml", "name: Sam\ndescription: A diarist.\n")
-    agent = write(tmp_path / "sam-agent.yaml", "name: sam\ntype: diarist\npersona: sam.yaml\nmodel: m\ncommands: [sql]\n")
+    agent = write(tmp_path / "sam-agent.yaml", "name: sam\ntype: diarist\ndescription: A diarist.\nmodel: m\ncommands: [sql]\n")
     k.run(f"agent spawn {agent}")
     try:
         yield k
@@ -60,24 +59,28 @@ def test_every_extension_point_is_used_and_works(kernel: Kernel, tmp_path: Path)
     # agent type + provider type + prompt pipeline: the diarist answers through the echo provider
     assert ask(kernel, "hello there") == "You said: hello there"
     assert ask(kernel, "and again") == "You said: and again"
+    # its own turn: one line a reply; the module's REPLY_FILTER: the diary line is never read out
+    assert ask(kernel, "one line\nand another") == "You said: one line"
+    assert ask(kernel, "so (Your diary: you have talked with ada (3).) what?") == "You said: so what?"
     prompt = kernel.call(_prompt_of(kernel))
-    assert "(Your diary: you have talked with ada (2).)" in str(prompt.messages())
+    assert "(Your diary: you have talked with ada (4).)" in str(prompt.messages())
     assert "emotion" in prompt.notes  # another module's PROMPT step reached the new agent type too
 
-    # command with a completion source
-    assert kernel.run("diary show sam").rows == [("ada", 2)]
+    # command with a completion source; EVENT: the replies it was told of
+    shown = kernel.run("diary show sam")
+    assert shown.rows == [("ada", 4)] and shown.note == "4 replies"
     completer = CommandCompleter(kernel.commands, KernelSources(kernel))
     assert [c.text.strip() for c in completer.complete("diary show s")] == ["sam"]
 
     # SQL_SCOPE: the agent reads its own diary rows, not another agent's
-    kernel.run("agent spawn " + str(write(tmp_path / "tom.yaml", "name: tom\ntype: diarist\npersona: sam.yaml\nmodel: m\n")))
+    kernel.run("agent spawn " + str(write(tmp_path / "tom.yaml", "name: tom\ntype: diarist\nmodel: m\n")))
     assert ask(kernel, "hi tom", user="ben", agent="tom") == "You said: hi tom"
     rows = kernel.run("sql SELECT partner, count(*) FROM diary_entries GROUP BY partner", caller="sam").rows
-    assert rows == [("ada", 2)]
+    assert rows == [("ada", 4)]
 
     # REPLAY: what the diary held at a time
     snapshot = kernel.call(replay(kernel, "sam", utcnow() + timedelta(seconds=1)))
-    assert snapshot.extra["diary"] == {"ada": 2}
+    assert snapshot.extra["diary"] == {"ada": 4}
 
     # SHOULD_ANSWER: do not disturb
     kernel.run("diary quiet sam on")
