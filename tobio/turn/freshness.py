@@ -133,7 +133,7 @@ async def fresh_reply(reply: Reply, resamples: int | None = None, threshold: flo
             others = [*others, prompt.incoming.content][-OTHERS_RECENT:]
     mine = identity_words(agent.persona)
     asked = prompt.incoming.content if prompt.incoming is not None else ""
-    instructions = prompt.instructions()
+    instructions = reply.instructions()
 
     def judged(raw: str) -> tuple[Staleness, str]:
         said = strip_echoes(tidy(raw), instructions)

@@ -29,6 +29,13 @@ class Reply:
     run: Run
     text: str
     notes: dict[str, Any] = field(default_factory=dict)  # what filters did
+    _instructions: list[str] | None = field(default=None, repr=False)
+
+    def instructions(self) -> list[str]:
+        """The prompt's instructions (Prompt.instructions), worked out once for all the filters."""
+        if self._instructions is None:
+            self._instructions = self.prompt.instructions()
+        return self._instructions
 
 
 def tidy(text: str) -> str:
@@ -48,7 +55,7 @@ async def trim_cut_off(reply: Reply) -> None:
 async def cut_echoes(reply: Reply) -> None:
     """Reply filter: drop sentences copied from the prompt's instructions (echo.py); a reply that was
     nothing else is left whole, for freshness to resample."""
-    reply.text = strip_echoes(reply.text, reply.prompt.instructions()) or reply.text
+    reply.text = strip_echoes(reply.text, reply.instructions()) or reply.text
 
 
 async def first_line(reply: Reply) -> None:
