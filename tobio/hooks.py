@@ -5,7 +5,9 @@ with `@implements(POINT)`. Either way the module manager records the module as t
 it, or a failed `module_init`, removes everything it added: hooks, commands, tasks, agent and provider
 types. No core file lists modules; `mod info NAME` shows what one registered.
 
-Points are typed: `hooks.add(PROMPT, fn)` is checked by mypy against `PromptStep`.
+Points are typed: `hooks.add(PROMPT, fn)` is checked by mypy against `PromptStep`. Each point also says
+how it is called (`Rule`) and what an implementation's exception does (`OnError`), and callers go through
+`Hooks.first / last / each / notify / collect`, which apply both: no call site decides them.
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ class EmotionModule(Module):
             # Next to the newest message, not in the system prompt: the mood changes every turn, and a
             # changed system prompt would make the model read the whole conversation again.
             prompt.injections.append(Injection(NEXT_TO_NEWEST, "system", mood_line(affect), instruction=True))
-        model = models_of(self.kernel).models.get(getattr(agent.config, "model", ""))
+        model = models_of(self.kernel).models.get(agent.config.model)
         base = prompt.params.get("temperature", (model.spec.params if model else {}).get("temperature", 0.7))
         prompt.params["temperature"] = round(max(0.0, min(1.5, base + self.settings.temperature_gain * affect.arousal)), 3)
         prompt.notes[KEY] = {"affect": affect.as_dict(), "label": affect.label, "temperature": prompt.params["temperature"]}

@@ -25,7 +25,7 @@ def make_hook(people: People, depth: int, sign: bool = False) -> Any:
         thoughts = people.reflections.get((agent.id, person), [])
         sender = agent.kernel.agents.live.get(person)
         is_user = sender is None or sender.type_name == "user"
-        me = getattr(getattr(agent, "persona", None), "name", agent.name)
+        me = agent.persona.name
         text = person_block(me, person, facts, thoughts, is_user=is_user, sign=sign)
         if text:
             prompt.injections.append(Injection(depth, "system", text))

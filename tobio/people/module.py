@@ -10,6 +10,7 @@ from tobio.hooks import ON_MESSAGE, PROMPT, REPLAY
 from tobio.memory.module import MemoryModule
 from tobio.models.module import ModelsModule
 from tobio.modules import DatabaseModule, Module
+from tobio.turn.placement import NEXT_TO_NEWEST
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -24,7 +25,7 @@ class PeopleSettings(BaseModel):
     rules: bool = Field(True, description="learn facts with the built-in rules (\"my name is…\", \"I live in…\")")
     model_extract: bool = Field(False, description="also ask the `json` bundle for facts (needs a capable model)")
     extract_model: str = Field("json", description="bundle (or purpose) for model extraction")
-    depth: int = Field(1, ge=0, le=20, description="where the block goes: messages above the newest (0: after it)")
+    depth: int = Field(NEXT_TO_NEWEST, ge=0, le=20, description="where the block goes: messages above the newest (0: after it)")
     in_prompt: bool = True
     sign: bool = Field(False, description="head the note with the agent's own name (\"Notes for Tobio\"); off: measured, the model then calls the user by its own name")
     reflect_every: int = Field(20, ge=0, description="reflect after this many messages from a person (0: never)")
