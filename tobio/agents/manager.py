@@ -153,11 +153,13 @@ class AgentManager:
         config_json = config.model_dump(mode="json")
 
         def read(conn: Connection) -> tuple[Row | None, list[str]]:
-            names = list(conn.execute(sa.select(AgentRow.c.name)).scalars())
-            return conn.execute(sa.select(AgentRow).where(AgentRow.c.name == config.name)).first(), names
+            # Valid names are ASCII (Name), where the look-alike key is the lower-cased name: one indexed
+            # lookup, not a scan of every agent per spawn.
+            alike = sa.select(AgentRow.c.name).where(sa.func.lower(AgentRow.c.name) == config.name.lower())
+            return conn.execute(sa.select(AgentRow).where(AgentRow.c.name == config.name)).first(), list(conn.execute(alike).scalars())
 
         existing, names = await self.kernel.db.call(read)
-        self._check_name(config, by, names + list(self.live))
+        self._check_name(config, by, names + [n for n in self.live if n.lower() == config.name.lower()])
         agent = cls(self.kernel, config, existing.id if existing else self.kernel.db.next_ids("agents"))
         if existing is not None and existing.state_dict:
             self.restore_state(agent, existing.state_dict)
