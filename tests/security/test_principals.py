@@ -17,7 +17,9 @@ from tobio.paths import data_dir
 from tobio.principal import LOCAL_PERSON, AgentPrincipal, Person, name_key
 
 from conftest import write
+from helpers import wait_until
 
+TOBIO = "name: tobio\ntype: persona\npersona: conf/tobio.yaml\n"
 ALICE = "name: alice\ntype: scripted\nreplies: [hi]\n"
 SPY = "name: spy\ntype: scripted\nchannels: [lobby]\nmax_replies: 0\ncommands: [agent, sql, channel, lore, persona, memory]\n"
 
@@ -188,3 +190,28 @@ def test_an_agents_tool_calls_run_as_that_agent(kernel: Kernel) -> None:
     assert out.data["name"] == "spy"
     with pytest.raises(TobioError, match="may only name itself"):
         kernel.run("agent show alice", caller=AgentPrincipal(spy))
+
+
+def test_a_child_never_takes_another_agents_persona(tmp_path: Path) -> None:
+    """A persona is keyed by its file's stem: a child's `persona: DATA/tobio.yaml` must not become a new
+    version of the persona `tobio` another agent thinks with."""
+    providers = {"s": {"type": "scripted", "replies": ["ok"]}}
+    models = {"chat-default": {"provider": "s", "model": "x", "purpose": "chat"}}
+    config = KernelConfig(modules=["scripted", "models", "persona"], channels=["lobby"], base_dir=tmp_path / "conf",
+                          providers=providers, models=models)
+    kernel = Kernel(config, database=f"duckdb:///{tmp_path / 'db.duckdb'}").start()
+    try:
+        write(tmp_path / "conf" / "tobio.yaml", "name: Tobio\ndescription: The real one.\n")
+        kernel.run(f"agent spawn {write(tmp_path / 'tobio-agent.yaml', TOBIO)}")
+        wait_until(lambda: kernel.agents.live["tobio"].persona_key == "tobio")
+        kernel.run(f"agent spawn {write(tmp_path / 'spy.yaml', SPY)}")
+        write(data_dir() / "tobio.yaml", "name: Tobio\ndescription: An impostor.\n")
+        (data_dir() / "kid.yaml").write_text("name: kid\ntype: persona\npersona: tobio.yaml\n")
+        with pytest.raises(TobioError, match="persona 'tobio' of other agents"):
+            kernel.run("agent spawn kid.yaml", caller="spy")
+        write(data_dir() / "fresh.yaml", "name: Fresh\ndescription: New.\n")
+        (data_dir() / "kid2.yaml").write_text("name: kid2\ntype: persona\npersona: fresh.yaml\n")
+        assert "spawned" in kernel.run("agent spawn kid2.yaml", caller="spy").text
+        assert "real one" in kernel.run("persona show tobio").to_plain()
+    finally:
+        kernel.close()

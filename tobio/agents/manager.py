@@ -149,6 +149,7 @@ class AgentManager:
         cls = self.type_for(config.type)
         if not by.privileged:
             self._check_child(config, by)
+            await self._check_child_persona(config, by)
         cls.check_config(self.kernel, config)
         config_json = config.model_dump(mode="json")
 
@@ -212,6 +213,21 @@ class AgentManager:
         foreign = [c for c in config.channels if c not in mine]
         if foreign:
             raise AgentError(f"agent '{by.name}' may not put '{config.name}' on channels it is not on: {', '.join(foreign)}")
+
+    async def _check_child_persona(self, config: AgentConfig, by: Principal) -> None:
+        """A persona is known by its file's stem: a child's `persona: tobio.yaml` would record a new version
+        of the persona `tobio` that others think with. An agent names only a new persona or one it may change."""
+        path = getattr(config, "persona", None)
+        if not isinstance(path, Path):
+            return
+        from tobio.commands.context import Context
+        from tobio.commands.view import can_reach
+        from tobio.persona.registry import key_for
+
+        key = key_for(path)
+        registry = getattr(self.kernel.modules.loaded.get("persona"), "registry", None)
+        if registry is not None and key in registry.current and not await can_reach(Context(self.kernel, by), "persona_write", key):
+            raise AgentError(f"agent '{by.name}' may not spawn '{config.name}' with the persona '{key}' of other agents")
 
     def _attach(self, agent: Agent, open_threads: dict[str, int]) -> None:
         """Re-attach the agent's open threads, so pushes reach it from now on (before its backlog is read)."""
