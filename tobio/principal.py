@@ -34,6 +34,12 @@ class Principal:
         """The live agent acting, if an agent is."""
         return None
 
+    @property
+    def label(self) -> str:
+        """Who, as recorded in `changed_by` columns; what an agent recorded is recognised by this later,
+        so it must never equal a person's or the kernel's own labels (`file`, `user`)."""
+        return self.name
+
     def allowed(self, action: str, resource: str = "") -> bool:
         """May this principal do `action` on `resource` at all (views are checked after this)?"""
         return self.privileged
@@ -69,6 +75,10 @@ class AgentPrincipal(Principal):
     @property
     def agent(self) -> Agent | None:
         return self._agent
+
+    @property
+    def label(self) -> str:
+        return f"agent:{self.name}"  # ':' is in no agent name, so no agent can pass for another recorder
 
     @property
     def agent_id(self) -> int | None:

@@ -215,3 +215,24 @@ def test_a_child_never_takes_another_agents_persona(tmp_path: Path) -> None:
         assert "real one" in kernel.run("persona show tobio").to_plain()
     finally:
         kernel.close()
+
+
+def test_what_an_agent_recorded_is_known_by_its_type_not_a_name(tmp_path: Path) -> None:
+    """Personas loaded from files are recorded by `file`: an agent called `file` does not own them."""
+    providers = {"s": {"type": "scripted", "replies": ["ok"]}}
+    models = {"chat-default": {"provider": "s", "model": "x", "purpose": "chat"}}
+    config = KernelConfig(modules=["scripted", "models", "persona"], base_dir=tmp_path / "conf", providers=providers,
+                          models=models)
+    kernel = Kernel(config, database=f"duckdb:///{tmp_path / 'db.duckdb'}").start()
+    try:
+        write(tmp_path / "conf" / "tobio.yaml", "name: Tobio\ndescription: Private notes 4242.\n")
+        kernel.run(f"agent spawn {write(tmp_path / 'tobio-agent.yaml', TOBIO)}")
+        wait_until(lambda: kernel.agents.live["tobio"].persona_key == "tobio")
+        kernel.run("agent kill tobio")
+        kernel.run(f"agent spawn {write(tmp_path / 'file.yaml', SPY.replace('spy', 'file'))}")
+        for line in ("persona show tobio", "persona set tobio description mine", "persona history tobio"):
+            with pytest.raises(TobioError, match="own persona"):
+                kernel.run(line, caller="file")
+        assert "4242" not in kernel.run("persona ls", caller="file").to_plain()
+    finally:
+        kernel.close()

@@ -132,7 +132,7 @@ async def _persona(ctx: Context, arg: Arg, value: Any) -> Any:
     registry = getattr(module, "registry", None)
     if registry is not None:
         versions = await registry.versions(str(value))
-        if versions and versions[0].changed_by == ctx.caller.name:
+        if versions and versions[0].changed_by == ctx.caller.label:
             return value
     raise CommandError(f"{arg.dest}: {_who(ctx)} may only name its own persona, not '{_short(value)}'")
 

@@ -44,7 +44,7 @@ async def in_view(ctx: Context, book: str) -> bool:
         if name == book and ((kind == "agent" and target == agent.name) or (kind == "channel" and ctx.sees_channel(target))):
             return True
     versions = await module.store.versions(book) if book in module.store.current else []
-    return bool(versions) and versions[0].changed_by == ctx.caller.name
+    return bool(versions) and versions[0].changed_by == ctx.caller.label
 
 
 async def _book_reach(ctx: Context, arg: Arg, value: Any) -> Any:
@@ -140,7 +140,7 @@ def register(kernel: Kernel, module: LoreModule) -> None:
         key = slug(name or path.stem, fallback="lorebook")
         if not ctx.caller.privileged and key in store().current:
             raise CommandError(f"agent '{ctx.caller.name}' may not change the existing lorebook '{key}'; give a new --name")
-        version = await store().record(key, data, ctx.caller.name, f"imported from {path.name}", str(path))
+        version = await store().record(key, data, ctx.caller.label, f"imported from {path.name}", str(path))
         entries = len(store().book(key).entries)
         return Result(text=f"imported lorebook '{key}' (version {version}, {entries} entries) from {path.name}")
 

@@ -68,7 +68,7 @@ def register(kernel: Kernel, memory: Memory) -> None:
         await ctx.kernel.flush()
         if not await ctx.kernel.db.call(store.was_pushed, agent_id, message_id):
             raise CommandError(f"message {message_id} was never pushed to {agent}")
-        record = await memory.forget(agent_id, message_id, reason, ctx.caller.name)
+        record = await memory.forget(agent_id, message_id, reason, ctx.caller.label)
         return Result(text=f"{agent} will no longer retrieve message {message_id} (record {record})")
 
     @group.command("stats", agents="agents")  # counts over everyone, no content

@@ -46,8 +46,8 @@ def register(kernel: Kernel, registry: PersonaRegistry) -> None:
                    Arg("value", nargs="+", help="text, or JSON for lists: '[\"warm\", \"shy\"]'"), agents="agents")
     async def set_(ctx: Context, persona: str, field: str, value: list[str]) -> Result:
         """Change one field; agents using the persona pick it up on their next turn."""
-        version, _ = await registry.set_field(persona, field, " ".join(value), ctx.caller.name)
-        return Result(text=f"{persona}: {field} changed (version {version}, by {ctx.caller.name})")
+        version, _ = await registry.set_field(persona, field, " ".join(value), ctx.caller.label)
+        return Result(text=f"{persona}: {field} changed (version {version}, by {ctx.caller.label})")
 
     @group.command("diff", KEY, Arg("versions", type=int, nargs="*", help="V1 [V2] (default: previous and current)"),
                    agents="agents")
@@ -106,7 +106,7 @@ def register(kernel: Kernel, registry: PersonaRegistry) -> None:
             from tobio.persona.charx import save_assets
 
             save_assets(key, assets)
-        version = await registry.record(key, persona, ctx.caller.name, f"imported from {path.name}", str(target))
+        version = await registry.record(key, persona, ctx.caller.label, f"imported from {path.name}", str(target))
         return Result(text=f"imported {persona.name} as persona '{key}' (version {version}) into {target}")
 
     @group.command("export", KEY, Arg("file", help=".json / .png / .charx (Character Card) or .yaml", complete="file"),
