@@ -80,6 +80,19 @@ def _is_config(kernel: Kernel, path: Path) -> bool:
     return (at_top and path.suffix.lower() in (".yaml", ".yml")) or _same(path, config_files(kernel))
 
 
+def is_private(kernel: Kernel, path: Path) -> bool:
+    """The kernel's own files, which no agent reads or writes: the database and its sidecars, the
+    configuration it started from, and secrets (the web page's cookie secret, any owner-only file)."""
+    from tobio.web.secret import SECRET_FILE
+
+    if _same(path, database_files(kernel) + config_files(kernel) + [data_dir() / SECRET_FILE]):
+        return True
+    try:
+        return path.is_file() and not path.stat().st_mode & 0o044  # readable by its owner alone: a secret
+    except OSError:
+        return False
+
+
 def _same(path: Path, others: list[Path]) -> bool:
     resolved = _resolved(path)
     return any(resolved == _resolved(other) for other in others)

@@ -89,7 +89,7 @@ class AgentPrincipal(Principal):
         return list(self._agent.config.commands) if self._agent is not None else []
 
     def allowed(self, action: str, resource: str = "") -> bool:
-        if action != RUN or self._agent is None:
+        if action != RUN or self._agent is None or self._agent.status == "killed":  # a late call of a killed agent
             return False
         return any(resource == p or resource.startswith(p + " ") for p in self.whitelist)
 

@@ -236,3 +236,15 @@ def test_what_an_agent_recorded_is_known_by_its_type_not_a_name(tmp_path: Path) 
         assert "4242" not in kernel.run("persona ls", caller="file").to_plain()
     finally:
         kernel.close()
+
+
+def test_an_agent_never_names_the_kernels_own_files(kernel: Kernel) -> None:
+    from tobio.web.secret import SECRET_FILE, cookie_secret
+
+    cookie_secret()
+    private = write(data_dir() / "notes.json", '{"entries": {}}')
+    private.chmod(0o600)
+    for line in (f"lore import {SECRET_FILE}", "lore import notes.json", "persona import tobio.duckdb",
+                 f"persona import {SECRET_FILE} --name x", "lore import tobio.duckdb.wal"):
+        with pytest.raises(TobioError, match="kernel's own files"):
+            kernel.run(line, caller="spy")

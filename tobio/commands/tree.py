@@ -63,11 +63,12 @@ class Arg:
         return not self.flag
 
 
-def confine_paths(args: Sequence[Arg], kwargs: dict[str, Any]) -> dict[str, Any]:
+def confine_paths(args: Sequence[Arg], kwargs: dict[str, Any], private: Callable[[Path], bool] | None = None) -> dict[str, Any]:
     """For an agent's call: every file argument (`complete="file"`) resolved inside the data directory.
 
     Declared once on the argument, so every command that takes a file, now or added by a module later,
-    keeps agents' reads and writes in the data directory; a relative path is taken from there."""
+    keeps agents' reads and writes in the data directory; a relative path is taken from there.
+    `private(path)`: the kernel's own files there (database, secrets), which an agent never names."""
     from tobio.paths import data_dir, within
 
     root = data_dir()
@@ -82,6 +83,9 @@ def confine_paths(args: Sequence[Arg], kwargs: dict[str, Any]) -> dict[str, Any]
             inside = within(path if path.is_absolute() else root / path, root)
             if inside is None:
                 raise CommandError(f"{arg.dest}: agents may only name files inside the data directory ({root})")
+            if private is not None and private(inside):
+                raise CommandError(f"{arg.dest}: agents may not name the kernel's own files, its database, "
+                                   f"configuration or secrets ({inside.name})")
             paths.append(str(inside))
         out[arg.dest] = paths if isinstance(value, list) else paths[0]
     return out
@@ -215,8 +219,9 @@ class Command(Node):
         assert self.func is not None
         if not ctx.caller.privileged:
             from tobio.commands.view import within_view
+            from tobio.confined import is_private
 
-            kwargs = await within_view(self, ctx, confine_paths(self.args, kwargs))
+            kwargs = await within_view(self, ctx, confine_paths(self.args, kwargs, lambda p: is_private(ctx.kernel, p)))
         out = self.func(ctx, **kwargs)
         if inspect.isawaitable(out):
             out = await out
