@@ -248,3 +248,11 @@ def test_an_agent_never_names_the_kernels_own_files(kernel: Kernel) -> None:
                  f"persona import {SECRET_FILE} --name x", "lore import tobio.duckdb.wal"):
         with pytest.raises(TobioError, match="kernel's own files"):
             kernel.run(line, caller="spy")
+
+
+def test_a_refused_spawn_is_one_short_line(kernel: Kernel) -> None:
+    commands = json.dumps(["x" * 5000] * 200)
+    file = agent_file("big", f"commands: {commands}\n")
+    with pytest.raises(TobioError) as refused:
+        kernel.run(f"agent spawn {file}", caller="spy")
+    assert "\n" not in str(refused.value) and len(str(refused.value)) < 400 and "197 more" in str(refused.value)

@@ -207,12 +207,12 @@ class AgentManager:
             raise AgentError(f"agent '{by.name}' may not spawn an agent with sql_all_rows")
         extra = [c for c in config.commands if not by.allowed(RUN, c)]
         if extra:
-            raise AgentError(f"agent '{by.name}' may not give '{config.name}' commands it lacks itself: {', '.join(extra)}")
+            raise AgentError(f"agent '{by.name}' may not give '{config.name}' commands it lacks itself: {_few(extra)}")
         parent = by.agent
         mine = {s.channel for s in self.kernel.transport.subscriptions_of(parent.id)} if parent is not None else set()
         foreign = [c for c in config.channels if c not in mine]
         if foreign:
-            raise AgentError(f"agent '{by.name}' may not put '{config.name}' on channels it is not on: {', '.join(foreign)}")
+            raise AgentError(f"agent '{by.name}' may not put '{config.name}' on channels it is not on: {_few(foreign)}")
 
     async def _check_child_persona(self, config: AgentConfig, by: Principal) -> None:
         """A persona is known by its file's stem: a child's `persona: tobio.yaml` would record a new version
@@ -401,3 +401,9 @@ def confine_config_paths(config: Any, smap: SourceMap) -> None:
             if isinstance(item, Path) and within(item, root) is None:
                 raise ConfigError(f"{smap.where((field,))}: field '{field}': a file an agent names must be inside "
                                   f"the data directory ({root})")
+
+
+def _few(items: list[str], count: int = 3, width: int = 40) -> str:
+    """A hostile file's list, shown in one short line."""
+    shown = ", ".join(repr(i) if len(i) <= width else repr(i[:width - 3] + "...") for i in items[:count])
+    return shown + (f" and {len(items) - count} more" if len(items) > count else "")
