@@ -127,6 +127,8 @@ def check_target(kernel: Kernel, caller: Principal, path: str | os.PathLike[str]
     resolved = within(target if target.is_absolute() else root / target, root, *inside)
     if resolved is None:
         raise CommandError(f"{who} may only write files inside the data directory ({root})")
+    if is_private(kernel, resolved):
+        raise CommandError(f"{who} may not write the kernel's own files ({resolved.name})")
     if not any(within(resolved, extra) for extra in inside) and _is_config(kernel, resolved):
         raise CommandError(f"{who} may not write the kernel's configuration ({resolved.name})")
     return resolved

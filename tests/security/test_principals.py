@@ -256,3 +256,12 @@ def test_a_refused_spawn_is_one_short_line(kernel: Kernel) -> None:
     with pytest.raises(TobioError) as refused:
         kernel.run(f"agent spawn {file}", caller="spy")
     assert "\n" not in str(refused.value) and len(str(refused.value)) < 400 and "197 more" in str(refused.value)
+
+
+def test_an_agent_cannot_plant_the_cookie_secret(kernel: Kernel) -> None:
+    from tobio.web.secret import SECRET_FILE
+
+    spy = AgentPrincipal(kernel.agents.live["spy"])
+    with pytest.raises(TobioError, match="own files"):
+        write_confined(kernel, spy, data_dir() / SECRET_FILE, b"known-to-the-spy" * 4)
+    assert not (data_dir() / SECRET_FILE).exists()
