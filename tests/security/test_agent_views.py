@@ -108,6 +108,13 @@ def seed(kernel: Kernel, tmp_path: Path) -> World:
 
     alice, person, threads, runs, messages = kernel.call(kernel.db.call(ids))
     assert threads and runs and messages
+    summarized = 0
+    for thread in threads:  # a summary holding the secret too
+        try:
+            summarized += SECRET in kernel.run(f"memory summarize {thread}").to_plain()
+        except TobioError:
+            pass  # nothing to summarise in that thread
+    assert summarized
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "keep.json").write_text("keep")
