@@ -45,8 +45,8 @@ class Arg:
     min: float | None = None  # for int/float: the smallest value accepted (ints: 0 unless told)
     max: float | None = None  # for int/float: the largest value accepted (ints: INT_MAX unless told)
     # What an agent caller may name here (tobio/commands/view.py): "self", "channel", "thread", "run",
-    # "persona", "fixed" (agents leave it as is), or a module's own. Unset: taken from `complete`
-    # ("agent" means "self", "channel" a channel the agent is on, ...), else any value.
+    # "persona", "fixed" (agents leave it as is), "any", or a module's own (view.add_reach). Unset: taken
+    # from `complete` ("agent" means "self", "channel" a channel the agent is on, ...), else any value.
     reach: str | None = None
     agent_value: Any = None  # with reach="fixed": what an agent gets instead of the default (e.g. its own role)
 

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 Reach = Callable[["Context", "Arg", Any], Awaitable[Any]]
 _REACHES: dict[str, Reach] = {}
 # An argument that completes these names refers to someone's things: an agent may only name its own.
-BY_COMPLETION = {"agent": "self", "channel": "channel", "thread": "thread", "run": "run", "persona": "persona"}
+# "task" has no check registered: naming a kernel task (anyone's) is refused to agents outright.
+BY_COMPLETION = {"agent": "self", "channel": "channel", "thread": "thread", "run": "run", "persona": "persona",
+                 "task": "task"}
 
 
 def add_reach(name: str, check: Reach) -> None:
@@ -38,8 +40,11 @@ async def can_reach(ctx: Context, kind: str, value: Any) -> bool:
         return True
     from tobio.commands.tree import Arg
 
+    check = _REACHES.get(kind)
+    if check is None:
+        return False
     try:
-        await _REACHES[kind](ctx, Arg(kind), value)
+        await check(ctx, Arg(kind), value)
     except CommandError:
         return False
     return True
