@@ -265,3 +265,11 @@ def test_an_agent_cannot_plant_the_cookie_secret(kernel: Kernel) -> None:
     with pytest.raises(TobioError, match="own files"):
         write_confined(kernel, spy, data_dir() / SECRET_FILE, b"known-to-the-spy" * 4)
     assert not (data_dir() / SECRET_FILE).exists()
+
+
+@pytest.mark.parametrize("name", ["user", "User", "ＵＳＥＲ", "ｕｓｅｒ", "user\u200b", "\u2060user", "us\u00ader", "usеr", "uѕer"])
+def test_look_alikes_of_the_persons_name_compare_equal(name: str) -> None:
+    from tobio.principal import is_person_name
+
+    assert name_key(name) == "user" and is_person_name(name)
+    assert not is_person_name("users") and not is_person_name("alice")
