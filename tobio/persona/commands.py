@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tobio.commands import Arg, Context, Result, table
-from tobio.confined import write_confined
+from tobio.confined import MAX_IMPORT_BYTES, WriteBudget, write_confined
 from tobio.errors import CommandError
 from tobio.paths import slug
 from tobio.persona.registry import field_diff
@@ -100,8 +100,10 @@ def register(kernel: Kernel, registry: PersonaRegistry) -> None:
         if not ctx.caller.privileged and key in registry.current:  # a new version would change who others are
             raise CommandError(f"agent '{ctx.caller.name}' may not change the existing persona '{key}'; give a new --name")
         target = target_dir / f"{key}.yaml"
-        write_confined(ctx.kernel, ctx.caller, target, persona_to_yaml(persona).encode("utf-8"), force=force,
-                       inside=(personas,) if not dir else ())
+        blob = persona_to_yaml(persona).encode("utf-8")
+        budget = WriteBudget(MAX_IMPORT_BYTES, f"importing {path.name}")
+        budget.spend(sum(len(b) for b in assets.values()))  # checked before anything is written
+        write_confined(ctx.kernel, ctx.caller, target, blob, force=force, inside=(personas,) if not dir else (), budget=budget)
         if assets:  # a CHARX's pictures and other members, kept so an export gives them back
             from tobio.persona.charx import save_assets
 
