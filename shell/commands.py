@@ -26,7 +26,10 @@ class ShellCommands:
         def command(name: str, *args: Arg, aliases: tuple[str, ...] = ()) -> Callable[[Handler], Handler]:
             if name in taken:
                 return lambda func: func
-            return root.command(name, *args, aliases=tuple(a for a in aliases if a not in taken), owner=self)
+            # The shell's own commands are a person's: an agent has no prompt to leave or chat from,
+            # and `sleep`/`wait` would only hold its turn.
+            return root.command(name, *args, aliases=tuple(a for a in aliases if a not in taken), owner=self,
+                                agents="people")
 
         @command("exit", Arg("code", type=int, nargs="?", help="leave the shell with this status"), aliases=("quit",))
         def exit_(ctx: Context, code: int | None) -> None:

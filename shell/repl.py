@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from shell.chat import Chat
 from shell.session import Mode, Session
 from tobio.errors import TobioError
+from tobio.principal import LOCAL_PERSON
 
 if TYPE_CHECKING:
     from prompt_toolkit import PromptSession
@@ -153,7 +154,7 @@ class Repl:
     # -- carrying out ------------------------------------------------------------------------
     async def _run(self, line: str) -> None:
         kernel = self.session.kernel
-        task = asyncio.ensure_future(kernel.arun(line, emit=self.printer.emit))
+        task = asyncio.ensure_future(kernel.arun(line, caller=LOCAL_PERSON, emit=self.printer.emit))  # the person at this prompt
         self._running = task
         try:
             result = await task

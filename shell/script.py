@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from tobio.errors import CommandError, TobioError
+from tobio.principal import LOCAL_PERSON
 
 if TYPE_CHECKING:
     from shell.output import Printer
@@ -167,7 +168,7 @@ class Batch:
 
     def _run(self, line: str, where: str) -> bool:
         kernel = self.session.kernel
-        future = kernel.submit(kernel.execute(line, emit=self.printer.emit))
+        future = kernel.submit(kernel.execute(line, caller=LOCAL_PERSON, emit=self.printer.emit))
         try:
             result = future.result()
         except KeyboardInterrupt:

@@ -30,6 +30,7 @@ from tobio.hooks import Hooks
 from tobio.messages import Message
 from tobio.modules import ModuleManager
 from tobio.paths import default_database_url, find_config
+from tobio.principal import RUN, Principal, principal_of
 from tobio.tasks import TaskManager
 from tobio.transport import Transport
 
@@ -193,16 +194,22 @@ class Kernel:
         return self._thread is not None and threading.current_thread() is self._thread
 
     # -- commands --------------------------------------------------------------------------------
-    def run(self, line: str, *, caller: str = "user", emit: Callable[[Any], None] | None = None) -> Result:
-        """Run one command line and return its Result; raises TobioError with a clear message."""
+    def run(self, line: str, *, caller: Principal | str | None = None, emit: Callable[[Any], None] | None = None) -> Result:
+        """Run one command line and return its Result; raises TobioError with a clear message.
+
+        `caller`: who typed it, handed over by the front end: a Principal, None for the local person,
+        or an agent's name (always an agent: no name makes a caller privileged)."""
         return self.call(self.execute(line, caller=caller, emit=emit))
 
-    async def arun(self, line: str, *, caller: str = "user", emit: Callable[[Any], None] | None = None) -> Result:
+    async def arun(self, line: str, *, caller: Principal | str | None = None,
+                   emit: Callable[[Any], None] | None = None) -> Result:
         """Async `run`, from any loop."""
         return await self.acall(self.execute(line, caller=caller, emit=emit))
 
-    async def execute(self, line: str, *, caller: str = "user", emit: Callable[[Any], None] | None = None) -> Result:
-        """Parse and run `line` on the kernel's loop."""
+    async def execute(self, line: str, *, caller: Principal | str | None = None,
+                      emit: Callable[[Any], None] | None = None) -> Result:
+        """Parse and run `line` on the kernel's loop, as `caller` (see `run`)."""
+        principal = principal_of(self, caller)
         invocation = await aresolve(self.commands, line)  # a long line is parsed off the loop
         if invocation is None:
             return Result()
@@ -212,10 +219,11 @@ class Kernel:
         if isinstance(node, Group):
             return Result(text=node.help_text(), enter=node)
         assert isinstance(node, Command)
-        agent = self.agents.live.get(caller) if caller != "user" else None
-        if caller != "user":
-            self._check_allowed(caller, node.path)
-        ctx = Context(kernel=self, caller=caller, agent=agent, emit_fn=emit)
+        if not principal.allowed(RUN, node.path):
+            allowed = getattr(principal, "whitelist", [])
+            log.warning("agent %s was refused command %r (not in its whitelist)", principal.name, node.path)
+            raise CommandError(f"agent '{principal.name}' may not run '{node.path}' (allowed: {', '.join(allowed) or 'nothing'})")
+        ctx = Context(kernel=self, caller=principal, emit_fn=emit)
         try:
             out = await node.invoke(ctx, invocation.kwargs)
         except TobioError:
@@ -230,13 +238,6 @@ class Kernel:
         if isinstance(out, Result):
             return out
         return Result(text=str(out))
-
-    def _check_allowed(self, caller: str, path: str) -> None:
-        agent = self.agents.live.get(caller)
-        allowed = agent.config.commands if agent is not None else []
-        if not any(path == p or path.startswith(p + " ") for p in allowed):
-            log.warning("agent %s was refused command %r (not in its whitelist)", caller, path)
-            raise CommandError(f"agent '{caller}' may not run '{path}' (allowed: {', '.join(allowed) or 'nothing'})")
 
     # -- messaging shortcuts ---------------------------------------------------------------------
     async def post(self, channel: str, content: str, **kwargs: Any) -> Message:

@@ -25,6 +25,8 @@ from tobio.db.writer import Set, Write
 from tobio.errors import AgentError, ConfigError
 from tobio.hooks import AGENT_TYPE
 from tobio.messages import Delivery
+from tobio.paths import data_dir, within
+from tobio.principal import LOCAL_PERSON, RUN, Principal, is_person_name, name_key
 
 if TYPE_CHECKING:
     from tobio.tasks import TaskInfo
@@ -61,13 +63,19 @@ class AgentManager:
         return cls
 
     # -- config ----------------------------------------------------------------------------------
-    def load_config(self, path: str | Path, trusted: bool = True) -> AgentConfig:
+    def load_config(self, path: str | Path, trusted: bool = True, by: Principal | None = None) -> AgentConfig:
         """Validate an agent file against its type's Config; errors name file, line and field.
 
-        `trusted=False` for a file an agent named: it is read as data (no ${VAR}, no `!include`), so an
-        agent cannot write `${OPENAI_API_KEY}` into a file, spawn it, and read its own config back."""
+        A file an agent named (`by` an agent, or `trusted=False`) is read as data (no ${VAR}, no
+        `!include`), so an agent cannot write `${OPENAI_API_KEY}` into a file, spawn it, and read its
+        own config back; and the files it names in turn (`persona:` …) must lie in the data directory."""
+        if by is not None:
+            trusted = by.privileged
         data, smap = load_yaml(path) if trusted else load_data_yaml(path)
-        return self.config_from_data(data, smap)
+        config = self.config_from_data(data, smap)
+        if not trusted:
+            confine_config_paths(config, smap)
+        return config
 
     def load_configs(self, paths: list[Path], trusted: bool = True) -> list[tuple[AgentConfig, Path]]:
         """Validate several agent files; two files giving the same name are refused, naming both
@@ -126,8 +134,12 @@ class AgentManager:
         return person, channel
 
     # -- spawn / restore ------------------------------------------------------------------------
-    async def spawn(self, config: AgentConfig, config_file: str | None = None) -> Agent:
-        """Create (or re-create, keeping its id and state) an agent, subscribe it and start its task."""
+    async def spawn(self, config: AgentConfig, config_file: str | None = None, by: Principal = LOCAL_PERSON) -> Agent:
+        """Create an agent, subscribe it and start its task; `by` is who asked.
+
+        A person may bring back an agent that was killed or stopped (same name: its id and state are
+        kept). An agent may only create new agents: never a name any agent has had (killed ones
+        included), never a person's name, never with more commands or channels than it has itself."""
         try:
             _NAME.validate_python(config.name)  # a name set after validation (`--name`, model_copy) is checked here
         except ValidationError:
@@ -135,13 +147,20 @@ class AgentManager:
         if config.name in self.live:
             raise AgentError(f"agent '{config.name}' is already running")
         cls = self.type_for(config.type)
+        if not by.privileged:
+            self._check_child(config, by)
+            await self._check_child_persona(config, by)
         cls.check_config(self.kernel, config)
         config_json = config.model_dump(mode="json")
 
-        def read(conn: Connection) -> Row | None:
-            return conn.execute(sa.select(AgentRow).where(AgentRow.c.name == config.name)).first()
+        def read(conn: Connection) -> tuple[Row | None, list[str]]:
+            # Valid names are ASCII (Name), where the look-alike key is the lower-cased name: one indexed
+            # lookup, not a scan of every agent per spawn.
+            alike = sa.select(AgentRow.c.name).where(sa.func.lower(AgentRow.c.name) == config.name.lower())
+            return conn.execute(sa.select(AgentRow).where(AgentRow.c.name == config.name)).first(), list(conn.execute(alike).scalars())
 
-        existing = await self.kernel.db.call(read)
+        existing, names = await self.kernel.db.call(read)
+        self._check_name(config, by, names + [n for n in self.live if n.lower() == config.name.lower()])
         agent = cls(self.kernel, config, existing.id if existing else self.kernel.db.next_ids("agents"))
         if existing is not None and existing.state_dict:
             self.restore_state(agent, existing.state_dict)
@@ -164,6 +183,51 @@ class AgentManager:
         backlog = (await self._backlog(agent.id)).get(agent.id, []) if open_threads else []
         await self._start(agent, backlog)
         return agent
+
+    @staticmethod
+    def _check_name(config: AgentConfig, by: Principal, taken: list[str]) -> None:
+        """Names of people and of agents never overlap, and look-alikes (`User`, `alice` vs `Alice`) count."""
+        key = name_key(config.name)
+        if is_person_name(config.name) and config.type != "user":
+            raise AgentError(f"'{config.name}' is the name of the person at a front end; an agent cannot take it")
+        for name in taken:
+            if name_key(name) != key:
+                continue
+            if name != config.name:
+                raise AgentError(f"'{config.name}' looks like the existing agent '{name}'; choose another name")
+            if not by.privileged:
+                raise AgentError(f"agent '{by.name}' may not spawn '{config.name}': that name is taken (a killed agent "
+                                 "is brought back by a person only, with its state)")
+
+    def _check_child(self, config: AgentConfig, by: Principal) -> None:
+        """An agent spawns nothing mightier than itself: no person, no more commands, channels or rows."""
+        if config.type == "user":
+            raise AgentError(f"agent '{by.name}' may not spawn a person (type: user)")
+        if config.sql_all_rows:
+            raise AgentError(f"agent '{by.name}' may not spawn an agent with sql_all_rows")
+        extra = [c for c in config.commands if not by.allowed(RUN, c)]
+        if extra:
+            raise AgentError(f"agent '{by.name}' may not give '{config.name}' commands it lacks itself: {_few(extra)}")
+        parent = by.agent
+        mine = {s.channel for s in self.kernel.transport.subscriptions_of(parent.id)} if parent is not None else set()
+        foreign = [c for c in config.channels if c not in mine]
+        if foreign:
+            raise AgentError(f"agent '{by.name}' may not put '{config.name}' on channels it is not on: {_few(foreign)}")
+
+    async def _check_child_persona(self, config: AgentConfig, by: Principal) -> None:
+        """A persona is known by its file's stem: a child's `persona: tobio.yaml` would record a new version
+        of the persona `tobio` that others think with. An agent names only a new persona or one it may change."""
+        path = getattr(config, "persona", None)
+        if not isinstance(path, Path):
+            return
+        from tobio.commands.context import Context
+        from tobio.commands.view import can_reach
+        from tobio.persona.registry import key_for
+
+        key = key_for(path)
+        registry = getattr(self.kernel.modules.loaded.get("persona"), "registry", None)
+        if registry is not None and key in registry.current and not await can_reach(Context(self.kernel, by), "persona_write", key):
+            raise AgentError(f"agent '{by.name}' may not spawn '{config.name}' with the persona '{key}' of other agents")
 
     def _attach(self, agent: Agent, open_threads: dict[str, int]) -> None:
         """Re-attach the agent's open threads, so pushes reach it from now on (before its backlog is read)."""
@@ -205,6 +269,10 @@ class AgentManager:
         rows, threads = await self.kernel.db.call(read)
         agents: list[Agent] = []
         for row in rows:
+            if is_person_name(row.name) and row.type != "user":
+                log.error("not restoring agent %s: a %s agent under a person's name (rename or kill it with sql)",
+                          row.name, row.type)
+                continue
             try:
                 cls = self.type_for(row.type)
                 config = cls.Config.model_validate(row.config, context={"base_dir": Path.cwd()})
@@ -321,3 +389,21 @@ class AgentManager:
             return False
         await self.kernel.writer.write(*writes, sets=sets)
         return True
+
+
+def confine_config_paths(config: Any, smap: SourceMap) -> None:
+    """Every file an agent-named config names (its Path fields, lists of them too) lies inside the data
+    directory, symlinks followed, as an agent's own path arguments do (commands/tree.py)."""
+    root = data_dir()
+    for field in type(config).model_fields:
+        value = getattr(config, field, None)
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, Path) and within(item, root) is None:
+                raise ConfigError(f"{smap.where((field,))}: field '{field}': a file an agent names must be inside "
+                                  f"the data directory ({root})")
+
+
+def _few(items: list[str], count: int = 3, width: int = 40) -> str:
+    """A hostile file's list, shown in one short line."""
+    shown = ", ".join(repr(i) if len(i) <= width else repr(i[:width - 3] + "...") for i in items[:count])
+    return shown + (f" and {len(items) - count} more" if len(items) > count else "")

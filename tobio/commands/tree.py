@@ -13,7 +13,7 @@ import math
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from tobio.hooks import current_owner
 from tobio.config.limits import INT_MAX
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from tobio.commands.result import Result
 
 Handler = Callable[..., "Result | str | None | Awaitable[Result | str | None]"]
+Access = Literal["undeclared", "people", "agents"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,11 @@ class Arg:
     raw: bool = False  # positional taking the rest of the line verbatim (quotes kept), e.g. SQL
     min: float | None = None  # for int/float: the smallest value accepted (ints: 0 unless told)
     max: float | None = None  # for int/float: the largest value accepted (ints: INT_MAX unless told)
+    # What an agent caller may name here (tobio/commands/view.py): "self", "channel", "thread", "run",
+    # "persona", "fixed" (agents leave it as is), "any", or a module's own (view.add_reach). Unset: taken
+    # from `complete` ("agent" means "self", "channel" a channel the agent is on, ...), else any value.
+    reach: str | None = None
+    agent_value: Any = None  # with reach="fixed": what an agent gets instead of the default (e.g. its own role)
 
     @property
     def positional(self) -> bool:
@@ -57,11 +63,12 @@ class Arg:
         return not self.flag
 
 
-def confine_paths(args: Sequence[Arg], kwargs: dict[str, Any]) -> dict[str, Any]:
+def confine_paths(args: Sequence[Arg], kwargs: dict[str, Any], private: Callable[[Path], bool] | None = None) -> dict[str, Any]:
     """For an agent's call: every file argument (`complete="file"`) resolved inside the data directory.
 
     Declared once on the argument, so every command that takes a file, now or added by a module later,
-    keeps agents' reads and writes in the data directory; a relative path is taken from there."""
+    keeps agents' reads and writes in the data directory; a relative path is taken from there.
+    `private(path)`: the kernel's own files there (database, secrets), which an agent never names."""
     from tobio.paths import data_dir, within
 
     root = data_dir()
@@ -76,6 +83,9 @@ def confine_paths(args: Sequence[Arg], kwargs: dict[str, Any]) -> dict[str, Any]
             inside = within(path if path.is_absolute() else root / path, root)
             if inside is None:
                 raise CommandError(f"{arg.dest}: agents may only name files inside the data directory ({root})")
+            if private is not None and private(inside):
+                raise CommandError(f"{arg.dest}: agents may not name the kernel's own files, its database, "
+                                   f"configuration or secrets ({inside.name})")
             paths.append(str(inside))
         out[arg.dest] = paths if isinstance(value, list) else paths[0]
     return out
@@ -160,6 +170,9 @@ class Command(Node):
 
     func: Handler | None = None
     args: tuple[Arg, ...] = ()
+    # Who may run it besides the person: "undeclared" (nobody: the default, so a command that says
+    # nothing is never an agent's), "people" (said explicitly), "agents" (within each Arg's reach).
+    agents: Access = "undeclared"
 
     @property
     def raw_arg(self) -> Arg | None:
@@ -204,8 +217,11 @@ class Command(Node):
 
     async def invoke(self, ctx: Context, kwargs: dict[str, Any]) -> Any:
         assert self.func is not None
-        if ctx.caller != "user":
-            kwargs = confine_paths(self.args, kwargs)
+        if not ctx.caller.privileged:
+            from tobio.commands.view import within_view
+            from tobio.confined import is_private
+
+            kwargs = await within_view(self, ctx, confine_paths(self.args, kwargs, lambda p: is_private(ctx.kernel, p)))
         out = self.func(ctx, **kwargs)
         if inspect.isawaitable(out):
             out = await out
@@ -240,12 +256,15 @@ class Group(Node):
         assert isinstance(node, Group)
         return node
 
-    def command(self, name: str, *args: Arg, aliases: tuple[str, ...] = (), owner: Any = None) -> Callable[[Handler], Handler]:
-        """Decorator: register `func` as `name`; its docstring's first line is the help."""
+    def command(self, name: str, *args: Arg, aliases: tuple[str, ...] = (), owner: Any = None,
+                agents: Access = "undeclared") -> Callable[[Handler], Handler]:
+        """Decorator: register `func` as `name`; its docstring's first line is the help. `agents` says
+        whether agents may run it ("agents", within its arguments' reach) or only people ("people")."""
 
         def register(func: Handler) -> Handler:
             doc = inspect.getdoc(func) or ""
-            self.add(Command(name=name, help=doc.splitlines()[0] if doc else "", func=func, args=args), owner)
+            command = Command(name=name, help=doc.splitlines()[0] if doc else "", func=func, args=args, agents=agents)
+            self.add(command, owner)
             for alias in aliases:
                 self.aliases[alias] = name
             return func

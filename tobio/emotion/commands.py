@@ -27,7 +27,8 @@ def sparkline(values: list[float]) -> str:
 def register(root: Group, module: EmotionModule) -> None:
     group = root.group("emotion", "Agents' affect: pleasure, arousal, dominance.", owner=module)
 
-    @group.command("show", NAME, Arg("--at", help="at this time (ISO, `now`, or --at=-5m), decayed from the last appraisal"))
+    @group.command("show", NAME, Arg("--at", help="at this time (ISO, `now`, or --at=-5m), decayed from the last appraisal"),
+                   agents="agents")
     def show(ctx: Context, agent: str, at: str | None) -> Result:
         """Show an agent's current mood (or at a time), its baseline and named emotion."""
         target = ctx.kernel.agents.get(agent)
@@ -37,7 +38,7 @@ def register(root: Group, module: EmotionModule) -> None:
         return Result(columns=["dimension", "now", "baseline"], rows=rows, note=note,
                       data={"affect": mood.affect.as_dict(), "baseline": mood.baseline.as_dict(), "label": mood.affect.label})
 
-    @group.command("history", NAME, Arg("--last", short="-n", type=int, default=60, help="how many changes"))
+    @group.command("history", NAME, Arg("--last", short="-n", type=int, default=60, help="how many changes"), agents="agents")
     async def history(ctx: Context, agent: str, last: int) -> Result:
         """Chart how an agent's mood changed (from the state table)."""
         target = ctx.kernel.agents.get(agent)
@@ -62,6 +63,7 @@ def register(root: Group, module: EmotionModule) -> None:
         "set", NAME,
         Arg("--pleasure", type=float, help="-1 … 1"), Arg("--arousal", type=float, help="-1 … 1"),
         Arg("--dominance", type=float, help="-1 … 1"), Arg("--baseline", flag=True, help="set the baseline instead"),
+        agents="agents",  # its own mood only (NAME reaches the caller alone)
     )
     async def set_(ctx: Context, agent: str, pleasure: float | None, arousal: float | None, dominance: float | None, baseline: bool) -> Result:
         """Set an agent's mood (or baseline) for an experiment; recorded like any change."""

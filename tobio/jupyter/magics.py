@@ -10,6 +10,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from tobio.commands.parse import split_words
 from tobio.commands.result import Result
 from tobio.errors import CommandError, TobioError
+from tobio.principal import LOCAL_PERSON
 
 
 @magics_class
@@ -54,7 +55,7 @@ class TobioMagics(Magics):
             if not command or command.startswith("#"):
                 continue
             try:
-                result = kernel.run(command)
+                result = kernel.run(command, caller=LOCAL_PERSON)  # the person at the notebook
             except CommandError as exc:
                 print(f"error: {exc}" + (f"\n{exc.usage}" if exc.usage else ""), file=sys.stderr)
                 continue

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tobio.commands import Arg, Context, Result, table
+from tobio.commands.view import add_reach
+from tobio.confined import write_confined
 from tobio.errors import CommandError
 from tobio.lore.engine import Engine, Settings
 from tobio.lore.hook import card_book
@@ -21,8 +23,37 @@ if TYPE_CHECKING:
     from tobio.lore.module import LoreModule
     from tobio.lore.store import LoreStore
 
-BOOK = Arg("book", help="lorebook name (see `lore ls`); card:KEY is a persona's own book")
+BOOK = Arg("book", help="lorebook name (see `lore ls`); card:KEY is a persona's own book", reach="book")
 POSITIONS = ("before", "after", "AN top", "AN bottom", "at depth", "EM top", "EM bottom")
+
+
+async def in_view(ctx: Context, book: str) -> bool:
+    """Whether `book` is in the caller's view: attached to it or to a channel it is on, its persona's own
+    book, or one it imported itself (a person sees every book)."""
+    if ctx.caller.privileged:
+        return True
+    from tobio.lore.module import LoreModule
+
+    module = ctx.kernel.modules.get(LoreModule)
+    agent = ctx.agent
+    if module is None or module.store is None or agent is None:
+        return False
+    if book.startswith("card:"):
+        return book == f"card:{getattr(agent, 'persona_key', None)}"
+    for name, kind, target in module.store.attached:
+        if name == book and ((kind == "agent" and target == agent.name) or (kind == "channel" and ctx.sees_channel(target))):
+            return True
+    versions = await module.store.versions(book) if book in module.store.current else []
+    return bool(versions) and versions[0].changed_by == ctx.caller.label
+
+
+async def _book_reach(ctx: Context, arg: Arg, value: Any) -> Any:
+    if value is not None and not await in_view(ctx, str(value)):
+        raise CommandError(f"{arg.dest}: agent '{ctx.caller.name}' has no lorebook '{str(value)[:40]}' in its view")
+    return value
+
+
+add_reach("book", _book_reach)
 
 
 def _target(agent: str | None, channel: str | None) -> tuple[str, str]:
@@ -67,18 +98,22 @@ def register(kernel: Kernel, module: LoreModule) -> None:
         assert module.store is not None
         return module.store
 
-    @group.command("ls")
-    def ls(ctx: Context) -> Result:
+    @group.command("ls", agents="agents")
+    async def ls(ctx: Context) -> Result:
         """List lorebooks: imported ones with their version and attachments, and personas' own."""
         rows: list[tuple[Any, ...]] = []
         for key, (version, _) in sorted(store().current.items()):
+            if not await in_view(ctx, key):
+                continue
             where = ", ".join(f"{kind} {target}" for b, kind, target in store().attached if b == key)
             rows.append((key, version, len(store().book(key).entries), where))
         for key, found in sorted(_card_books(ctx.kernel).items()):
+            if not await in_view(ctx, key):
+                continue
             rows.append((key, "-", len(found.entries), "its persona's agents"))
         return table(["book", "version", "entries", "attached to"], rows)
 
-    @group.command("show", BOOK, Arg("--version", type=int, help="an earlier version"))
+    @group.command("show", BOOK, Arg("--version", type=int, help="an earlier version"), agents="agents")
     async def show(ctx: Context, book: str, version: int | None) -> Result:
         """Show a book's entries: keys, logic, order, position, timing, decorators."""
         name = book
@@ -96,41 +131,49 @@ def register(kernel: Kernel, module: LoreModule) -> None:
                      title=f"lorebook {name}", data={"entries": [e.__dict__ for e in shown.entries]})
 
     @group.command("import", Arg("file", help="SillyTavern World Info .json (or a card .json: its book)", complete="file"),
-                   Arg("--name", help="book name (default: the file name)"))
+                   Arg("--name", help="book name (default: the file name)"), agents="agents")
     async def import_(ctx: Context, file: str, name: str | None) -> Result:
-        """Import a World Info file as a new version of a book (stored as is, so export gives it back)."""
+        """Import a World Info file as a new version of a book (stored as is, so export gives it back).
+        An agent imports new books only: a new version of an existing one would change others' worlds."""
         path = Path(file).expanduser()
         data = read_world_file(path)
         key = slug(name or path.stem, fallback="lorebook")
-        version = await store().record(key, data, ctx.caller, f"imported from {path.name}", str(path))
+        if not ctx.caller.privileged and key in store().current:
+            raise CommandError(f"agent '{ctx.caller.name}' may not change the existing lorebook '{key}'; give a new --name")
+        version = await store().record(key, data, ctx.caller.label, f"imported from {path.name}", str(path))
         entries = len(store().book(key).entries)
         return Result(text=f"imported lorebook '{key}' (version {version}, {entries} entries) from {path.name}")
 
-    @group.command("export", BOOK, Arg("file", help="where to write the JSON", complete="file"))
-    async def export(ctx: Context, book: str, file: str) -> Result:
+    @group.command("export", BOOK, Arg("file", help="where to write the JSON", complete="file"),
+                   Arg("--force", flag=True, help="overwrite an existing file"), agents="agents")
+    async def export(ctx: Context, book: str, file: str, force: bool) -> Result:
         """Write a book as JSON, exactly as it was imported."""
         name = book
         if name.startswith("card:"):
             raise CommandError("a persona's own book travels with its card: use `persona export`")
         version, data = store().get(name)
-        Path(file).expanduser().write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        return Result(text=f"exported lorebook '{name}' (version {version}) to {file}")
+        blob = (json.dumps(data, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+        target = write_confined(ctx.kernel, ctx.caller, file, blob, force=force)
+        return Result(text=f"exported lorebook '{name}' (version {version}) to {target}")
 
-    @group.command("history", BOOK)
+    @group.command("history", BOOK, agents="agents")
     async def history(ctx: Context, book: str) -> Result:
         """Every version of a book: who changed it, when, from where."""
         rows = [(v.version, v.created_at, v.changed_by, v.change) for v in await store().versions(book)]
         return table(["version", "at", "by", "change"], rows)
 
+    # An agent attaches books to itself only: a channel's world is everyone's in it.
     @group.command("attach", BOOK, Arg("--agent", help="an agent: its world", complete="agent"),
-                   Arg("--channel", help="a channel: a world shared by everyone in it", complete="channel"))
+                   Arg("--channel", help="a channel: a world shared by everyone in it", complete="channel", reach="fixed"),
+                   agents="agents")
     async def attach(ctx: Context, book: str, agent: str | None, channel: str | None) -> Result:
         """Attach a book to an agent or a channel; it takes part from the next reply on."""
         kind, target = _target(agent, channel)
         added = await store().attach(book, kind, target)
         return Result(text=f"lorebook '{book}' {'attached to' if added else 'was already attached to'} {kind} {target}")
 
-    @group.command("detach", BOOK, Arg("--agent", complete="agent"), Arg("--channel", complete="channel"))
+    @group.command("detach", BOOK, Arg("--agent", complete="agent"), Arg("--channel", complete="channel", reach="fixed"),
+                   agents="agents")
     async def detach(ctx: Context, book: str, agent: str | None, channel: str | None) -> Result:
         """Detach a book from an agent or a channel."""
         kind, target = _target(agent, channel)
@@ -141,8 +184,8 @@ def register(kernel: Kernel, module: LoreModule) -> None:
     @group.command("test", Arg("text", help="what was said (the newest message)"),
                    Arg("--agent", help="use this agent's books and macros", complete="agent"),
                    Arg("--channel", help="also the books of this channel", complete="channel"),
-                   Arg("--book", nargs="*", help="test these books instead"),
-                   Arg("--seed", type=int, help="seed probability rolls"))
+                   Arg("--book", nargs="*", help="test these books instead", reach="book"),
+                   Arg("--seed", type=int, help="seed probability rolls"), agents="agents")
     async def test(ctx: Context, text: str, agent: str | None, channel: str | None, book: list[str] | None,
                    seed: int | None) -> Result:
         """Which entries would fire for TEXT, and why the others would not (a dry run: nothing is remembered).

@@ -32,7 +32,7 @@ def register(kernel: Kernel, memory: Memory) -> None:
     group = kernel.commands.group("memory", "What agents remember: summaries and long-term retrieval.")
 
     @group.command("search", Arg("agent", help="whose memories", complete="agent"), Arg("query", help="what to recall"),
-                   Arg("-k", type=int, default=5, help="how many"))
+                   Arg("-k", type=int, default=5, help="how many"), agents="agents")
     async def search(ctx: Context, agent: str, query: str, k: int) -> Result:
         """Retrieve an agent's most relevant memories (only what was pushed to its threads)."""
         await ctx.kernel.flush()
@@ -43,14 +43,14 @@ def register(kernel: Kernel, memory: Memory) -> None:
         return table(["score", "relevance", "recency", "importance", "kind", "id", "when", "sender", "content"], rows,
                      data=[dict(kind=h.item.kind, id=h.item.source_id, score=h.score, content=h.item.content) for h in hits])
 
-    @group.command("summaries", Arg("agent", help="whose threads", complete="agent"))
+    @group.command("summaries", Arg("agent", help="whose threads", complete="agent"), agents="agents")
     async def summaries(ctx: Context, agent: str) -> Result:
         """An agent's thread summaries, oldest first, with the messages each one folded in."""
         rows = await ctx.kernel.db.call(store.summaries, await _agent_id(ctx, agent))
         return table(["thread", "id", "first", "checkpoint", "messages", "tokens", "created", "content"],
                      [(*r[:7], _short(r[7])) for r in rows])
 
-    @group.command("summarize", Arg("thread", type=int, help="thread id"))
+    @group.command("summarize", Arg("thread", type=int, help="thread id", reach="thread"), agents="agents")
     async def summarize(ctx: Context, thread: int) -> Result:
         """Fold the thread's oldest unsummarised messages into a new summary now."""
         await ctx.kernel.flush()
@@ -61,17 +61,17 @@ def register(kernel: Kernel, memory: Memory) -> None:
                       f"({made.messages}) of thread {thread}", data=made.__dict__)
 
     @group.command("forget", Arg("agent", help="who forgets", complete="agent"), Arg("message_id", type=int, help="message id"),
-                   Arg("--reason", default="", help="recorded with the request"))
+                   Arg("--reason", default="", help="recorded with the request"), agents="agents")
     async def forget(ctx: Context, agent: str, message_id: int, reason: str) -> Result:
         """Stop an agent retrieving a message; recorded in memory_forgotten, never deleted."""
         agent_id = await _agent_id(ctx, agent)
         await ctx.kernel.flush()
         if not await ctx.kernel.db.call(store.was_pushed, agent_id, message_id):
             raise CommandError(f"message {message_id} was never pushed to {agent}")
-        record = await memory.forget(agent_id, message_id, reason, ctx.caller)
+        record = await memory.forget(agent_id, message_id, reason, ctx.caller.label)
         return Result(text=f"{agent} will no longer retrieve message {message_id} (record {record})")
 
-    @group.command("stats")
+    @group.command("stats", agents="agents")  # counts over everyone, no content
     async def stats(ctx: Context) -> Result:
         """Counts of embedded items, summaries and forgotten messages; queue, cache and query time."""
         rows = await ctx.kernel.db.call(store.stats)
@@ -84,7 +84,7 @@ def register(kernel: Kernel, memory: Memory) -> None:
         return table(["what", "value"], rows)
 
     @group.command("backfill", Arg("--agent", help="only this agent's history", complete="agent"),
-                   Arg("--wait", flag=True, help="wait for it and stream progress"))
+                   Arg("--wait", flag=True, help="wait for it and stream progress"), agents="people")
     async def backfill(ctx: Context, agent: str | None, wait: bool) -> Result:
         """Embed and summarise existing history as a kernel task (progress in `memory stats` and the log)."""
         agent_id = await _agent_id(ctx, agent) if agent else None

@@ -23,13 +23,13 @@ def register(root: Group) -> None:
 
 
 def _model_commands(group: Group) -> None:
-    @group.command("ls")
+    @group.command("ls", agents="agents")
     def ls(ctx: Context) -> Result:
         """List model bundles."""
         rows = [(m.name, m.spec.purpose, m.provider.name, m.provider_model, redact(m.spec.params) or "") for m in models_of(ctx.kernel).models.values()]
         return table(["model", "purpose", "provider", "provider model", "params"], rows)
 
-    @group.command("show", Arg("name", help="model bundle", complete="model"))
+    @group.command("show", Arg("name", help="model bundle", complete="model"), agents="agents")
     async def show(ctx: Context, name: str) -> Result:
         """Show a bundle and what it has cost so far (runs, tokens, latency)."""
         model = models_of(ctx.kernel).get(name)
@@ -53,6 +53,7 @@ def _model_commands(group: Group) -> None:
         Arg("name", help="model bundle", complete="model"),
         Arg("prompt", nargs="+", help="what to send"),
         Arg("--system", help="a system message"),
+        agents="people",  # spends the model's time on nobody's turn
     )
     async def test(ctx: Context, name: str, prompt: list[str], system: str | None) -> Result:
         """Send one prompt to a bundle and stream the reply (embed bundles: show the vector)."""
@@ -73,7 +74,7 @@ def _model_commands(group: Group) -> None:
 
 
 def _provider_commands(group: Group) -> None:
-    @group.command("ls")
+    @group.command("ls", agents="agents")
     def ls(ctx: Context) -> Result:
         """List configured providers (secrets never shown)."""
         rows = []
@@ -83,7 +84,7 @@ def _provider_commands(group: Group) -> None:
             rows.append((name, info.get("type"), details, info.get("description", "")))
         return table(["provider", "type", "settings", "description"], rows)
 
-    @group.command("test", Arg("name", help="provider", complete="provider"))
+    @group.command("test", Arg("name", help="provider", complete="provider"), agents="people")
     async def test(ctx: Context, name: str) -> Result:
         """Check a provider answers: list its models and time a tiny chat on its first chat bundle."""
         provider = models_of(ctx.kernel).providers.get(name)
@@ -106,6 +107,7 @@ def _run_commands(group: Group) -> None:
         Arg("--status", choices=STATUSES, help="only runs with this status"),
         Arg("--agent", help="only this agent's runs", complete="agent"),
         Arg("--last", short="-n", type=int, default=20, help="how many"),
+        agents="agents",  # --agent: the calling agent itself
     )
     async def ls(ctx: Context, status: str | None, agent: str | None, last: int) -> Result:
         """List recent runs: model, status, tokens, latency."""
@@ -136,7 +138,7 @@ def _run_commands(group: Group) -> None:
         return table(["run", "agent", "model", "for", "status", "prompt", "cached", "completion", "ttft ms", "ms", "created",
                       "error"], rows)
 
-    @group.command("show", Arg("id", type=int, help="run id", complete="run"))
+    @group.command("show", Arg("id", type=int, help="run id", complete="run"), agents="agents")
     async def show(ctx: Context, id: int) -> Result:
         """Show one run with its parameters and steps."""
         await ctx.kernel.flush()
@@ -155,7 +157,8 @@ def _run_commands(group: Group) -> None:
         return table(["field", "value"], fields, title=f"run {id}")
 
     @group.command("cancel", Arg("id", type=int, nargs="?", help="run id", complete="run"),
-                   Arg("--dangling", flag=True, help="cancel recorded runs nothing is executing (left by a crash)"))
+                   Arg("--dangling", flag=True, help="cancel recorded runs nothing is executing (left by a crash)"),
+                   agents="people")
     async def cancel(ctx: Context, id: int | None, dangling: bool) -> Result:
         """Cancel a live run, or mark dangling runs cancelled."""
         if dangling:

@@ -29,7 +29,7 @@ def register(kernel: Kernel, people: People) -> None:
     """Under the memory module's `memory` group (this module depends on it); the people module owns these."""
     group = kernel.commands.group("memory", "What agents remember: summaries and long-term retrieval.")
 
-    @group.command("people", Arg("agent", help="whose view of people", complete="agent"))
+    @group.command("people", Arg("agent", help="whose view of people", complete="agent"), agents="agents")
     async def people_(ctx: Context, agent: str) -> Result:
         """The people an agent knows: name they gave, facts, relationship, feeling."""
         agent_id = await _agent_id(ctx, agent)
@@ -48,6 +48,7 @@ def register(kernel: Kernel, people: People) -> None:
         Arg("--set", nargs="*", metavar="KEY=VALUE", help="set facts (a new version; the old one is kept, superseded)"),
         Arg("--forget", nargs="*", metavar="KEY", help="stop believing these facts"),
         Arg("--history", flag=True, help="every version, superseded ones too"),
+        agents="agents",  # its own beliefs: `agent` reaches the caller alone
     )
     async def facts_(ctx: Context, agent: str, person: str, set: list[str] | None, forget: list[str] | None,
                      history: bool) -> Result:

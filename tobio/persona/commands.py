@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tobio.commands import Arg, Context, Result, table
+from tobio.confined import MAX_IMPORT_BYTES, WriteBudget, write_confined
 from tobio.errors import CommandError
-from tobio.paths import slug, write_file
+from tobio.paths import slug
 from tobio.persona.registry import field_diff
 
 if TYPE_CHECKING:
@@ -20,33 +21,36 @@ KEY = Arg("persona", help="persona key (file name without .yaml)", complete="per
 def register(kernel: Kernel, registry: PersonaRegistry) -> None:
     group = kernel.commands.group("persona", "Personas: who the agents are, curated and versioned.")
 
-    @group.command("ls")
-    def ls(ctx: Context) -> Result:
+    @group.command("ls", agents="agents")
+    async def ls(ctx: Context) -> Result:
         """List personas with their current version and the agents using them."""
         users: dict[str, list[str]] = {}
         for agent in ctx.kernel.agents.live.values():
             key = getattr(agent, "persona_key", None)
-            if key:
+            if key and ctx.sees_agent(agent.name):
                 users.setdefault(key, []).append(agent.name)
         rows = [(key, version, p.name, ", ".join(users.get(key, [])), p.description[:60])
-                for key, (version, p) in sorted(registry.current.items())]
+                for key, (version, p) in sorted(registry.current.items()) if await _sees(ctx, key)]
         return table(["persona", "version", "name", "agents", "description"], rows)
 
-    @group.command("show", KEY, Arg("--version", type=int, help="an earlier version"))
+    @group.command("show", KEY, Arg("--version", type=int, help="an earlier version"), agents="agents")
     async def show(ctx: Context, persona: str, version: int | None) -> Result:
         """Show a persona's fields (the current version, or --version N)."""
         data = await _version_data(registry, persona, version)
         rows = [(k, v) for k, v in data.items() if v not in (None, "", [], {})]
         return table(["field", "value"], rows, data=data)
 
-    @group.command("set", KEY, Arg("field", help="e.g. speaking_style, personality, goals"),
-                   Arg("value", nargs="+", help="text, or JSON for lists: '[\"warm\", \"shy\"]'"))
+    # An agent changes only a persona nobody else thinks with (reach "persona_write").
+    @group.command("set", Arg("persona", help="persona key", complete="persona", reach="persona_write"),
+                   Arg("field", help="e.g. speaking_style, personality, goals"),
+                   Arg("value", nargs="+", help="text, or JSON for lists: '[\"warm\", \"shy\"]'"), agents="agents")
     async def set_(ctx: Context, persona: str, field: str, value: list[str]) -> Result:
         """Change one field; agents using the persona pick it up on their next turn."""
-        version, _ = await registry.set_field(persona, field, " ".join(value), ctx.caller)
-        return Result(text=f"{persona}: {field} changed (version {version}, by {ctx.caller})")
+        version, _ = await registry.set_field(persona, field, " ".join(value), ctx.caller.label)
+        return Result(text=f"{persona}: {field} changed (version {version}, by {ctx.caller.label})")
 
-    @group.command("diff", KEY, Arg("versions", type=int, nargs="*", help="V1 [V2] (default: previous and current)"))
+    @group.command("diff", KEY, Arg("versions", type=int, nargs="*", help="V1 [V2] (default: previous and current)"),
+                   agents="agents")
     async def diff(ctx: Context, persona: str, versions: list[int]) -> Result:
         """What changed between two versions."""
         history = await registry.versions(persona)
@@ -59,7 +63,7 @@ def register(kernel: Kernel, registry: PersonaRegistry) -> None:
         rows = field_diff(old, new)
         return table(["field", f"v{v1}", f"v{v2}"], rows, note=None if rows else "no difference")
 
-    @group.command("history", KEY)
+    @group.command("history", KEY, agents="agents")
     async def history(ctx: Context, persona: str) -> Result:
         """Every version: who changed what, when."""
         rows = [(v.version, v.created_at, v.changed_by, v.change) for v in await registry.versions(persona)]
@@ -69,7 +73,7 @@ def register(kernel: Kernel, registry: PersonaRegistry) -> None:
                                  complete="file"),
                    Arg("--name", help="persona key (default: from the file); made a safe slug"),
                    Arg("--dir", help="where to write the persona file (default: the config's personas/)", complete="file"),
-                   Arg("--force", flag=True, help="overwrite an existing persona file"))
+                   Arg("--force", flag=True, help="overwrite an existing persona file"), agents="agents")
     async def import_(ctx: Context, file: str, name: str | None, dir: str | None, force: bool) -> Result:
         """Import a card or persona file: writes personas/KEY.yaml and records a version.
 
@@ -93,19 +97,24 @@ def register(kernel: Kernel, registry: PersonaRegistry) -> None:
         else:
             persona = import_card(path)
         key = slug(name or (path.stem if suffix in (".yaml", ".yml") else persona.name))
+        if not ctx.caller.privileged and key in registry.current:  # a new version would change who others are
+            raise CommandError(f"agent '{ctx.caller.name}' may not change the existing persona '{key}'; give a new --name")
         target = target_dir / f"{key}.yaml"
-        write_file(target, persona_to_yaml(persona).encode("utf-8"), force=force)
+        blob = persona_to_yaml(persona).encode("utf-8")
+        budget = WriteBudget(MAX_IMPORT_BYTES, f"importing {path.name}")
+        budget.spend(sum(len(b) for b in assets.values()))  # checked before anything is written
+        write_confined(ctx.kernel, ctx.caller, target, blob, force=force, inside=(personas,) if not dir else (), budget=budget)
         if assets:  # a CHARX's pictures and other members, kept so an export gives them back
             from tobio.persona.charx import save_assets
 
             save_assets(key, assets)
-        version = await registry.record(key, persona, ctx.caller, f"imported from {path.name}", str(target))
+        version = await registry.record(key, persona, ctx.caller.label, f"imported from {path.name}", str(target))
         return Result(text=f"imported {persona.name} as persona '{key}' (version {version}) into {target}")
 
     @group.command("export", KEY, Arg("file", help=".json / .png / .charx (Character Card) or .yaml", complete="file"),
                    Arg("--card-version", type=int, default=2, choices=(2, 3), help="card spec version"),
                    Arg("--image", help="PNG to carry the card (default: a plain placeholder)", complete="file"),
-                   Arg("--force", flag=True, help="overwrite an existing file"))
+                   Arg("--force", flag=True, help="overwrite an existing file"), agents="agents")
     async def export(ctx: Context, persona: str, file: str, card_version: int, image: str | None, force: bool) -> Result:
         """Export the current version as a Character Card (JSON/PNG) or a persona file."""
         from tobio.persona.cards import card_bytes, persona_to_yaml
@@ -122,8 +131,8 @@ def register(kernel: Kernel, registry: PersonaRegistry) -> None:
             blob = charx_bytes(current, load_assets(persona))
         else:
             blob = card_bytes(current, path, version=card_version, image=picture)
-        write_file(path, blob, force=force)
-        return Result(text=f"exported {persona} (version {version}) to {path}")
+        target = write_confined(ctx.kernel, ctx.caller, path, blob, force=force)
+        return Result(text=f"exported {persona} (version {version}) to {target}")
 
 
 def _personas_dir(ctx: Context) -> Path:
@@ -131,9 +140,16 @@ def _personas_dir(ctx: Context) -> Path:
 
 
 def _no_force_for_agents(ctx: Context, force: bool) -> None:
-    """An agent never overwrites a file: another persona's file, or one the user keeps."""
-    if force and ctx.caller != "user":
-        raise CommandError(f"agent '{ctx.caller}' may not overwrite files (--force is for the user)")
+    """An agent never overwrites a file: another persona's file, or one the person keeps."""
+    if force and not ctx.caller.privileged:
+        raise CommandError(f"agent '{ctx.caller.name}' may not overwrite files (--force is for a person)")
+
+
+async def _sees(ctx: Context, key: str) -> bool:
+    """Whether persona `key` is in the caller's view (its own, or one it imported; a person: all)."""
+    from tobio.commands.view import can_reach
+
+    return await can_reach(ctx, "persona", key)
 
 
 def _path(given: str, what: str) -> Path:

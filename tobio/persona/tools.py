@@ -15,6 +15,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from tobio.errors import TobioError
+from tobio.principal import AgentPrincipal
 from tobio.models.module import runs_of
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ async def execute(agent: PersonaAgent, command: str, run: Run, trigger_id: int |
     of the message that triggered it, and return its output."""
     line = re.sub(r"(?<!\S)me(?!\S)", agent.name, command)
     try:
-        result = await agent.kernel.execute(line, caller=agent.name)
+        result = await agent.kernel.execute(line, caller=AgentPrincipal(agent))
         output = result.to_plain() or "(no output)"
         outcome: dict[str, Any] = {"ok": True, "output": output[:MAX_OUTPUT]}
     except TobioError as exc:

@@ -79,6 +79,12 @@ async def run_scene(kernel: Kernel, scene: SceneConfig, emit: Any = None, truste
     Everything that can be checked is checked before anyone is spawned: a scene that cannot run
     leaves no cast behind."""
     floors = kernel.modules.need(ScenesModule, "a scene").floors
+    if not trusted:  # the cast's files of a scene an agent named lie where its own path arguments may
+        from tobio.paths import data_dir, within
+
+        outside = [str(p) for p in scene.agents if within(p, data_dir()) is None]
+        if outside:
+            raise CommandError(f"scene {scene.name}: agents may only name files inside the data directory ({outside[0]})")
     cast = kernel.agents.load_configs(list(scene.agents), trusted)
     names = [config.name for config, _ in cast]
     if scene.opening.speaker and scene.opening.speaker not in names:
@@ -133,10 +139,12 @@ def register(kernel: Kernel, scenes: ScenesModule) -> None:
     scene = kernel.commands.group("scene", "Scenes: several persona agents in a channel, from a file.")
     floor = kernel.commands.group("floor", "Turn-taking in channels with several persona agents.")
 
-    @scene.command("run", Arg("file", help="scene YAML", complete="file"), Arg("--turns", type=int, help="override the number of turns"))
+    # People only: a scene spawns and subscribes other agents and speaks in their channel.
+    @scene.command("run", Arg("file", help="scene YAML", complete="file"), Arg("--turns", type=int, help="override the number of turns"),
+                   agents="people")
     async def run(ctx: Context, file: str, turns: int | None) -> Result:
         """Run a scene to its last turn, showing each turn as it happens."""
-        trusted = ctx.caller == "user"  # an agent's file is data
+        trusted = ctx.caller.privileged  # an agent's file is data
         config = load_scene(file, trusted)
         if turns:
             config = config.model_copy(update={"turns": turns})
@@ -144,7 +152,7 @@ def register(kernel: Kernel, scenes: ScenesModule) -> None:
         rows = [(m.id, m.sender or "(narrator)", m.content) for m in said]
         return table(["msg", "speaker", "content"], rows, title=f"scene {config.name} in #{config.channel}")
 
-    @floor.command("ls")
+    @floor.command("ls", agents="people")
     def ls(ctx: Context) -> Result:
         """List channels with a floor: members, policy, cap, and agent turns so far."""
         rows = [(f.channel, ", ".join(f.members), f.policy, f.max_agent_turns, f.streak, f.spoken) for f in floors.values()]
@@ -154,6 +162,7 @@ def register(kernel: Kernel, scenes: ScenesModule) -> None:
         "set", Arg("channel", complete="channel", help="channel"), Arg("--members", help="comma-separated agent names"),
         Arg("--policy", default="addressed", choices=("round_robin", "addressed", "model"), help="who speaks next"),
         Arg("--max-agent-turns", type=int, default=4, help="agent messages in a row before waiting for a person"),
+        agents="people",
     )
     def set_(ctx: Context, channel: str, members: str | None, policy: str, max_agent_turns: int) -> Result:
         """Give a channel a floor: one member answers each message, by policy."""
@@ -166,7 +175,7 @@ def register(kernel: Kernel, scenes: ScenesModule) -> None:
         floors[channel] = Floor(ctx.kernel, channel, names, cast(Policy, policy), max_agent_turns)  # choices= checked it
         return Result(text=f"{channel}: {policy} among {', '.join(names)}, at most {max_agent_turns} agent turns in a row")
 
-    @floor.command("clear", Arg("channel", complete="channel", help="channel"))
+    @floor.command("clear", Arg("channel", complete="channel", help="channel"), agents="people")
     def clear(ctx: Context, channel: str) -> Result:
         """Remove a channel's floor (persona agents then answer people only)."""
         if floors.pop(channel, None) is None:

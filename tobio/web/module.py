@@ -42,7 +42,8 @@ class WebModule(Module):
                            help="more host names the page answers to, comma-separated (loopback and --address always)"),
                        Arg("--allow-origin", default="", metavar="ORIGINS",
                            help="more origins allowed to open the page's websocket, comma-separated (https://host:port)"),
-                       Arg("--wait", flag=True, help="keep serving until Ctrl-C (for `tobio-shell -c`)"))
+                       Arg("--wait", flag=True, help="keep serving until Ctrl-C (for `tobio-shell -c`)"),
+                       agents="people")
         async def serve_(ctx: Context, port: int, address: str, token: str | None, allow_host: str,
                          allow_origin: str, wait: bool) -> Result:
             """Serve the chat page in the background (the shell stays usable), or until Ctrl-C with --wait."""
@@ -68,7 +69,7 @@ class WebModule(Module):
                     self.stop_server()
             return Result(text=f"serving Tobio on {self.url}" + (" (password: the token)" if self.server.auth else ""))
 
-        @group.command("stop")
+        @group.command("stop", agents="people")
         async def stop(ctx: Context) -> Result:
             """Stop serving the web page."""
             if self.server is None:
@@ -76,7 +77,7 @@ class WebModule(Module):
             self.stop_server()
             return Result(text="stopped")
 
-        @group.command("status")
+        @group.command("status", agents="people")
         def status(ctx: Context) -> Result:
             """Where the page is served, if it is."""
             return Result(text=f"serving on {self.url}" if self.server is not None else "not serving")

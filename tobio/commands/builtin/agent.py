@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -29,7 +30,7 @@ async def _row(ctx: Context, name: str) -> Row:
 def register(root: Group) -> None:
     agent = root.group("agent", "Spawn, inspect and control agents.")
 
-    @agent.command("ls", Arg("--all", flag=True, help="include killed agents"))
+    @agent.command("ls", Arg("--all", flag=True, help="include killed agents"), agents="agents")
     async def ls(ctx: Context, all: bool) -> Result:
         """List agents with their type, status, channels and message counts.
 
@@ -43,16 +44,20 @@ def register(root: Group) -> None:
 
         await kernel.writer.flush()  # handled marks nobody waited for count too
         unhandled = await kernel.db.call(unhandled_counts)
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         for row in await kernel.db.call(read):
             live = kernel.agents.live.get(row.name)
+            if not ctx.sees_agent(row.name):  # another agent: its name, type and status, as in agent SQL
+                rows.append((row.name, row.type, "killed" if row.status == "killed" else "running" if live else "stopped",
+                             "", "", "", ""))
+                continue
             channels = ", ".join(s.channel for s in kernel.transport.subscriptions_of(row.id))
             status = live.status if live else row.status if row.status == "killed" else "stopped"
             rows.append((row.name, row.type, status, channels, live.inbox.qsize() if live else "", live.handled if live else "",
                          unhandled.get(row.id, 0)))
         return table(["name", "type", "status", "channels", "inbox", "handled", "unhandled"], rows)
 
-    @agent.command("show", NAME)
+    @agent.command("show", NAME, agents="agents")
     async def show(ctx: Context, name: str) -> Result:
         """Show an agent's config, status, threads and current state."""
         row = await _row(ctx, name)
@@ -71,35 +76,36 @@ def register(root: Group) -> None:
         "spawn",
         Arg("file", help="agent YAML file", complete="file"),
         Arg("--name", help="override the name in the file"),
+        agents="agents",
     )
     async def spawn(ctx: Context, file: str, name: str | None) -> Result:
-        """Spawn an agent from its YAML file."""
+        """Spawn an agent from its YAML file (an agent may spawn only new agents, with no more than it may do)."""
         path = Path(file).expanduser()
-        config = ctx.kernel.agents.load_config(path, trusted=ctx.caller == "user")  # an agent's file is data
+        config = ctx.kernel.agents.load_config(path, by=ctx.caller)  # an agent's file is data
         if name:
             config = config.model_copy(update={"name": name})
-        new = await ctx.kernel.agents.spawn(config, config_file=str(path.resolve()))
+        new = await ctx.kernel.agents.spawn(config, config_file=str(path.resolve()), by=ctx.caller)
         return Result(text=f"spawned {new.name} ({new.type_name}) in {', '.join(new.config.channels) or 'no channel'}")
 
-    @agent.command("pause", NAME)
+    @agent.command("pause", NAME, agents="people")
     async def pause(ctx: Context, name: str) -> Result:
         """Pause an agent: messages still reach its threads and wait in its inbox."""
         await ctx.kernel.agents.pause(name)
         return Result(text=f"paused {name}")
 
-    @agent.command("resume", NAME)
+    @agent.command("resume", NAME, agents="people")
     async def resume(ctx: Context, name: str) -> Result:
         """Resume a paused agent; it works through its inbox."""
         await ctx.kernel.agents.resume(name)
         return Result(text=f"resumed {name}")
 
-    @agent.command("kill", NAME)
+    @agent.command("kill", NAME, agents="people")
     async def kill(ctx: Context, name: str) -> Result:
         """Stop an agent and close its threads; its history stays in the database."""
         await ctx.kernel.agents.kill(name)
         return Result(text=f"killed {name}")
 
-    @agent.command("state", NAME, Arg("--history", flag=True, help="list every superseded state too"))
+    @agent.command("state", NAME, Arg("--history", flag=True, help="list every superseded state too"), agents="agents")
     async def state(ctx: Context, name: str, history: bool) -> Result:
         """Show an agent's current state_dict, or its whole history of states."""
         row = await _row(ctx, name)
@@ -115,7 +121,8 @@ def register(root: Group) -> None:
         rows.append((row.updated_at, None, current))
         return table(["from", "until", "state"], rows, title=f"states of {name}")
 
-    @agent.command("history", NAME, Arg("--last", short="-n", type=int, default=50, help="show the last N messages"))
+    @agent.command("history", NAME, Arg("--last", short="-n", type=int, default=50, help="show the last N messages"),
+                   agents="agents")
     async def history(ctx: Context, name: str, last: int) -> Result:
         """What the agent received, in order, per thread (its subjective history)."""
         row = await _row(ctx, name)
@@ -129,6 +136,7 @@ def register(root: Group) -> None:
         "replay", NAME,
         Arg("--at", help="the moment: ISO time (UTC), `now`, or relative as --at=-30s / -5m / -2h / -1d"),
         Arg("--diff", nargs=2, metavar=("T1", "T2"), help="what changed between two moments"),
+        agents="agents",
     )
     async def replay_(ctx: Context, name: str, at: str | None, diff: list[str] | None) -> Result:
         """What the agent had at a moment, from the database alone: messages, summary, state, mood."""

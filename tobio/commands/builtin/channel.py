@@ -15,7 +15,7 @@ AGENT = Arg("agent", help="agent name", complete="agent")
 def register(root: Group) -> None:
     channel = root.group("channel", "Channels: list, subscribe agents, post.")
 
-    @channel.command("ls")
+    @channel.command("ls", agents="agents")
     async def ls(ctx: Context) -> Result:
         """List channels with their subscribers and message counts."""
         transport = ctx.kernel.transport
@@ -28,24 +28,27 @@ def register(root: Group) -> None:
         counted = await ctx.kernel.db.call(counts)
         rows = []
         for name in transport.known_channels():
+            if not ctx.sees_channel(name):  # an agent lists the channels it is on
+                continue
             subs = transport.channels.get(name, {})
             rows.append((name, len(subs), ", ".join(sorted(s.receiver.name for s in subs.values())), counted.get(name, 0)))
         return table(["channel", "subscribers", "who", "messages"], rows)
 
-    @channel.command("create", Arg("channel", help="new channel name"), Arg("--topic", default="", help="what it is for"))
+    @channel.command("create", Arg("channel", help="new channel name"), Arg("--topic", default="", help="what it is for"),
+                     agents="agents")
     async def create(ctx: Context, channel: str, topic: str) -> Result:
         """Create an empty channel."""
         created = await ctx.kernel.transport.create_channel(channel, topic)
         return Result(text=f"created {channel}" if created else f"{channel} already exists")
 
-    @channel.command("sub", AGENT, CHANNEL)
+    @channel.command("sub", AGENT, CHANNEL, agents="people")  # joining a channel would open another's DM
     async def sub(ctx: Context, agent: str, channel: str) -> Result:
         """Subscribe an agent to a channel (opens a new thread)."""
         target = ctx.kernel.agents.get(agent)
         thread_id = await ctx.kernel.transport.subscribe(target, channel)
         return Result(text=f"{agent} subscribed to {channel} (thread {thread_id})")
 
-    @channel.command("unsub", AGENT, CHANNEL)
+    @channel.command("unsub", AGENT, CHANNEL, agents="agents")
     async def unsub(ctx: Context, agent: str, channel: str) -> Result:
         """Unsubscribe an agent from a channel (closes its thread)."""
         target = ctx.kernel.agents.get(agent)
@@ -59,12 +62,15 @@ def register(root: Group) -> None:
         CHANNEL,
         Arg("text", nargs="+", help="message text (quote it or not)"),
         Arg("--as", help="post as this agent (default: the kernel)", complete="agent"),
-        Arg("--role", default="user", choices=("user", "assistant", "system"), help="message role"),
+        # An agent posts as itself, with its own role: never as someone else, never as the system.
+        Arg("--role", default="user", choices=("user", "assistant", "system"), help="message role",
+            reach="fixed", agent_value="assistant"),
+        agents="agents",
     )
     async def post(ctx: Context, channel: str, text: list[str], role: str, **kw: str | None) -> Result:
         """Post a message to a channel; it is pushed to every subscriber's thread."""
         sender_name = kw.get("as")
-        sender = ctx.kernel.agents.get(sender_name) if sender_name else ctx.agent
+        sender = ctx.agent if ctx.agent is not None else ctx.kernel.agents.get(sender_name) if sender_name else None
         content = " ".join(text)
         if not content.strip():
             raise CommandError("nothing to post")

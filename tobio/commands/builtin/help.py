@@ -8,7 +8,7 @@ from tobio.errors import CommandError
 
 
 def register(root: Group) -> None:
-    @root.command("help", Arg("command", nargs="*", help="a command or group", complete="command"))
+    @root.command("help", Arg("command", nargs="*", help="a command or group", complete="command"), agents="agents")
     def help_(ctx: Context, command: list[str]) -> Result:
         """Show the commands, or one command's usage."""
         if not command:

@@ -20,6 +20,7 @@ def register(root: Group) -> None:
         Arg("--lines", short="-n", type=int, default=20, help="how many lines"),
         Arg("--level", default="DEBUG", choices=LEVELS, type=str.upper, help="lowest level to show"),
         Arg("--grep", help="only lines containing this text"),
+        agents="people",  # the log quotes every agent's commands and errors
     )
     async def tail(ctx: Context, lines: int, level: str, grep: str | None) -> Result:
         """Show the last log lines."""

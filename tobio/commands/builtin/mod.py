@@ -9,7 +9,8 @@ from tobio.errors import ModuleError
 def register(root: Group) -> None:
     mod = root.group("mod", "List, inspect, load and unload modules.")
 
-    @mod.command("ls", Arg("--all", flag=True, help="include modules that are available but not loaded"))
+    @mod.command("ls", Arg("--all", flag=True, help="include modules that are available but not loaded"),
+                 agents="agents")
     def ls(ctx: Context, all: bool) -> Result:
         """List loaded modules (and available ones with --all)."""
         manager = ctx.kernel.modules
@@ -23,7 +24,7 @@ def register(root: Group) -> None:
             rows.append((name, "loaded" if name in manager.loaded else "available", deps, users, cls.description))
         return table(["module", "status", "needs", "used by", "description"], rows)
 
-    @mod.command("info", Arg("name", help="module name", complete="module"))
+    @mod.command("info", Arg("name", help="module name", complete="module"), agents="agents")
     def info(ctx: Context, name: str) -> Result:
         """Show a module's description, dependencies, where it comes from and what it registered."""
         manager = ctx.kernel.modules
@@ -49,7 +50,7 @@ def register(root: Group) -> None:
             rows += [(f"{kind}s", "\n".join(items)) for kind, items in kinds.items()]
         return table(["field", "value"], rows)
 
-    @mod.command("load", Arg("names", nargs="+", help="modules to load", complete="module"))
+    @mod.command("load", Arg("names", nargs="+", help="modules to load", complete="module"), agents="people")
     async def load(ctx: Context, names: list[str]) -> Result:
         """Load modules and whatever they depend on, in dependency order."""
         done = await ctx.kernel.modules.load(*names)
@@ -59,6 +60,7 @@ def register(root: Group) -> None:
         "unload",
         Arg("name", help="module to unload", complete="module"),
         Arg("--force", flag=True, help="unload the modules that depend on it first"),
+        agents="people",
     )
     async def unload(ctx: Context, name: str, force: bool) -> Result:
         """Unload a module; refuses while others need it unless --force."""

@@ -121,11 +121,12 @@ def register(root: Group) -> None:
         Arg("--write", flag=True, help="allow statements that change the database"),
         Arg("--limit", type=int, default=1000, help="show at most this many rows"),
         Arg("query", raw=True, help="SQL, quotes kept as typed", complete="sql"),
+        agents="agents",  # an agent's SQL runs in its sandbox (tobio.db.agent_sql): its own rows, no writes
     )
     async def sql(ctx: Context, query: str, write: bool, limit: int) -> Result:
         """Run SQL on the kernel's database (read-only unless --write)."""
         kernel = ctx.kernel
-        if ctx.agent is not None or ctx.caller != "user":
+        if not ctx.caller.privileged:
             return await _agent_sql(ctx, query, write, limit)
         statements = split_statements(query, kernel.db.dialect)
         if not statements:

@@ -9,13 +9,13 @@ from tobio.errors import CommandError
 def register(root: Group) -> None:
     task = root.group("task", "Kernel tasks: agents and background jobs.")
 
-    @task.command("ls", Arg("--all", flag=True, help="include recently finished tasks"))
+    @task.command("ls", Arg("--all", flag=True, help="include recently finished tasks"), agents="people")
     def ls(ctx: Context, all: bool) -> Result:
         """List kernel tasks."""
         rows = [(t.id, t.name, t.kind, t.owner or "", t.state, t.started_at) for t in ctx.kernel.tasks.list(all)]
         return table(["id", "name", "kind", "owner", "state", "started"], rows)
 
-    @task.command("cancel", Arg("id", type=int, help="task id", complete="task"))
+    @task.command("cancel", Arg("id", type=int, help="task id", complete="task"), agents="people")
     async def cancel(ctx: Context, id: int) -> Result:
         """Cancel a running task (an agent's task: prefer `agent kill`)."""
         info = ctx.kernel.tasks.get(id)

@@ -21,6 +21,7 @@ def register(root: Group) -> None:
         Arg("--agent", help="only this agent's threads", complete="agent"),
         Arg("--channel", help="only threads on this channel", complete="channel"),
         Arg("--open", flag=True, help="only open threads"),
+        agents="agents",  # --agent is the calling agent itself (its reach, from complete="agent")
     )
     async def ls(ctx: Context, agent: str | None, channel: str | None, open: bool) -> Result:
         """List threads with their owner, channel, status and number of messages received."""
@@ -50,6 +51,7 @@ def register(root: Group) -> None:
         "show",
         Arg("id", type=int, help="thread id", complete="thread"),
         Arg("--last", short="-n", type=int, default=50, help="show the last N messages after the checkpoint"),
+        agents="agents",
     )
     async def show(ctx: Context, id: int, last: int) -> Result:
         """Show a thread's context: its latest summary and the messages after the checkpoint."""
