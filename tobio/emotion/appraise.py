@@ -13,6 +13,7 @@ whole text, their scores averaged. A short message is scored whole, exactly as b
 
 from __future__ import annotations
 
+import asyncio
 import re
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -24,8 +25,8 @@ if TYPE_CHECKING:
 
 Direction = Literal["incoming", "outgoing"]
 _SHOUT = re.compile(r"\b[A-Z]{3,}\b")
-PIECE_CHARS = 600  # one piece VADER scores: a few sentences
-WINDOW_PIECES = 8  # pieces of a long text that are scored
+PIECE_CHARS = 480  # one piece VADER scores: a few sentences (its cost grows with the square of this)
+WINDOW_PIECES = 6  # pieces of a long text that are scored
 _SENTENCE_END = re.compile(r"[.!?\n]\s")
 
 
@@ -83,6 +84,8 @@ class LexiconAppraiser:
         return Affect(compound * self.gain * weight, arousal * self.gain * weight, dominance * self.gain * weight)
 
     async def appraise(self, text: str, direction: Direction) -> Affect:
+        if len(text) > PIECE_CHARS:  # a long text costs milliseconds even bounded: not on the kernel's loop
+            return await asyncio.to_thread(self.score, text, direction)
         return self.score(text, direction)
 
 
