@@ -66,6 +66,17 @@ class _Polarity(Protocol):
     def polarity_scores(self, text: str) -> dict[str, float]: ...
 
 
+@lru_cache(maxsize=64)
+def _read(text: str) -> tuple[float, float]:
+    """(VADER compound, excitement) of a bounded window of `text`. Cached: one message is appraised once
+    for each agent that receives it, and scoring it once is enough (a str's hash is computed once)."""
+    window = pieces(text)
+    compound = sum(_vader().polarity_scores(piece)["compound"] for piece in window) / len(window)
+    shown = "".join(window)  # the excitement of what was read, not of the whole length
+    excitement = min(1.0, shown.count("!") * 0.15 + sum(1 for _ in zip(range(8), _SHOUT.finditer(shown))) * 0.2)
+    return compound, excitement
+
+
 class LexiconAppraiser:
     """VADER-based appraisal; `gain` scales how strongly one message moves the affect."""
 
@@ -73,10 +84,7 @@ class LexiconAppraiser:
         self.gain = gain
 
     def score(self, text: str, direction: Direction) -> Affect:
-        window = pieces(text)
-        compound = sum(_vader().polarity_scores(piece)["compound"] for piece in window) / len(window)
-        shown = "".join(window)  # the excitement of what was read, not of the whole length
-        excitement = min(1.0, shown.count("!") * 0.15 + sum(1 for _ in zip(range(8), _SHOUT.finditer(shown))) * 0.2)
+        compound, excitement = _read(text)
         arousal = (abs(compound) * 0.6 + excitement) - 0.15  # neutral chat calms a little
         # Hostility aimed at the agent lowers its sense of control; warmth raises it a little.
         dominance = compound * (0.5 if direction == "incoming" else 0.2)

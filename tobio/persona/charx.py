@@ -29,7 +29,7 @@ MAX_TOTAL_BYTES = 96 * 1024 * 1024  # everything an import unpacks, and so write
 MAX_MEMBERS = 2000
 MAX_RATIO = 100  # uncompressed / compressed, per member
 MAX_TOTAL_RATIO = 8  # all members unpacked / the archive's size (pictures barely compress; a bomb does)
-TOTAL_RATIO_FLOOR = 16 * 1024 * 1024  # small archives may unpack to this much whatever their ratio
+TOTAL_RATIO_FLOOR = 8 * 1024 * 1024  # small archives may unpack to this much whatever their ratio (a big card.json)
 MAX_CARD_BYTES = 8 * 1024 * 1024
 MAX_CARD_DEPTH = 64
 
@@ -53,6 +53,10 @@ def _members(archive: zipfile.ZipFile, file: Path, budget: int) -> dict[str, byt
     clash = next((name for name in names if name in dirs), None)
     if clash is not None:
         raise ConfigError(f"{file}: {clash!r} is both a file and a folder in the archive")
+    declared = sum(info.file_size for info in infos)
+    if declared > budget:  # refused before anything is unpacked
+        raise ConfigError(f"{file}: members would unpack to {declared} bytes; a {file.stat().st_size}-byte CHARX "
+                          f"may unpack to at most {budget}")
     total = 0
     files: dict[str, bytes] = {}
     for info, name in zip(infos, names):
@@ -65,8 +69,8 @@ def _members(archive: zipfile.ZipFile, file: Path, budget: int) -> dict[str, byt
         if name in files:
             raise ConfigError(f"{file}: {name} appears twice")
         try:
-            with archive.open(info) as member:
-                blob = member.read(limit + 1)
+            with archive.open(info) as member:  # never more than the header said: the check above holds
+                blob = member.read(min(limit, info.file_size) + 1)
         except NotImplementedError:
             raise ConfigError(f"{file}: {name} uses a compression method Tobio cannot read "
                               f"(method {info.compress_type}; CHARX members are stored or deflated)") from None
@@ -74,8 +78,8 @@ def _members(archive: zipfile.ZipFile, file: Path, budget: int) -> dict[str, byt
             raise ConfigError(f"{file}: {name} is corrupt ({str(exc).splitlines()[0][:80]})") from None
         except Exception as exc:  # noqa: BLE001 - zlib/bz2/lzma each raise their own error on bad data
             raise ConfigError(f"{file}: {name} is corrupt ({type(exc).__name__})") from None
-        if len(blob) > limit:
-            raise ConfigError(f"{file}: {name} unpacks to more than its header says, or than the archive may hold")
+        if len(blob) > min(limit, info.file_size):
+            raise ConfigError(f"{file}: {name} unpacks to more than its header says")
         total += len(blob)
         files[name] = blob
     return files
