@@ -55,7 +55,7 @@ def _members(archive: zipfile.ZipFile, file: Path, budget: int) -> dict[str, byt
         raise ConfigError(f"{file}: {clash!r} is both a file and a folder in the archive")
     declared = sum(info.file_size for info in infos)
     if declared > budget:  # refused before anything is unpacked
-        raise ConfigError(f"{file}: members would unpack to {declared} bytes; a {file.stat().st_size}-byte CHARX "
+        raise ConfigError(f"{file}: members would unpack to {declared} bytes (too large): a {file.stat().st_size}-byte CHARX "
                           f"may unpack to at most {budget}")
     total = 0
     files: dict[str, bytes] = {}
