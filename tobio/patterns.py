@@ -4,7 +4,8 @@ A pattern is refused when it is long or repeats a group that itself repeats (`(a
 exponential backtracking); each search has a timeout, runs with the GIL released (the `regex`
 package's `concurrent`), and a pattern that once ran out of time is never run again in this process,
 so a hostile pattern costs its timeout once. Without `regex` (it is not always installed) there is no
-timeout: the static refusal is then all that stands, so backreferences are refused too.
+timeout: the static refusal is then all that stands, so repeated alternatives (`(a|aa)+`) and
+backreferences are refused too.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class PatternError(ValueError):
     """Why a pattern is refused, in one line."""
 
 
-def nests_quantifiers(pattern: str) -> bool:
+def nests_quantifiers(pattern: str, alternation: bool = False) -> bool:
     """Whether a group holding a repetition (or a backreference) is itself repeated, like `(a+)+`,
     `(\\w*\\s)*`, `(?:x|\\1){2,}`: the shape of exponential backtracking. One pass over the pattern."""
     stack: list[bool] = []  # per open group: does it hold a repetition?
@@ -64,6 +65,8 @@ def nests_quantifiers(pattern: str) -> bool:
             while i < n and pattern[i] in "?+":  # lazy or possessive forms of the same repetition
                 i += 1
             continue
+        if c == "|" and alternation and stack:
+            stack[-1] = True  # `(a|aa)+`: overlapping alternatives backtrack as badly
         if c == "(":
             stack.append(False)
             closed = False
@@ -93,8 +96,8 @@ def _compile(pattern: str, ignore_case: bool, multiline: bool, dotall: bool) -> 
     shown = pattern if len(pattern) <= 60 else pattern[:57] + "..."
     if nests_quantifiers(pattern):
         return f"pattern {shown!r} repeats a group that repeats (catastrophic backtracking)"
-    if _regex is None and re.search(r"\\[1-9]|\(\?P=", pattern):
-        return f"pattern {shown!r} uses a backreference (refused without the `regex` package)"
+    if _regex is None and (re.search(r"\\[1-9]|\(\?P=", pattern) or nests_quantifiers(pattern, alternation=True)):
+        return f"pattern {shown!r} repeats alternatives or backreferences (refused without the `regex` package)"
     lib: Any = _regex or re
     flags = (lib.IGNORECASE if ignore_case else 0) | (lib.MULTILINE if multiline else 0) | (lib.DOTALL if dotall else 0)
     try:

@@ -183,6 +183,20 @@ def test_ordinary_patterns_are_kept(pattern: str) -> None:
     compile_pattern(pattern)
 
 
+def test_without_the_regex_package_every_backtracking_shape_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tobio.patterns as patterns
+
+    monkeypatch.setattr(patterns, "_regex", None)
+    patterns._compile.cache_clear()
+    try:
+        for pattern in ("(a|aa)+$", "(a+)+", r"(x)\1"):
+            with pytest.raises(PatternError):
+                compile_pattern(pattern)
+        assert compile_pattern("(dragon|wyrm)s?").search("wyrms")
+    finally:
+        patterns._compile.cache_clear()
+
+
 def test_lorebook_numbers_that_overflow_are_clamped_not_tracebacks() -> None:
     raw = {"entries": {"0": {"uid": 0, "key": ["x"], "content": "@@depth 1e999\n@@scan_depth -1e999\nA",
                              "order": 1e308, "depth": 10**400, "probability": "nan", "sticky": "inf"}}}
