@@ -16,6 +16,7 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,12 +63,19 @@ class ChatLine:
 
 @dataclass
 class Chat:
+    """A parsed chat. Read `speakers` and `users` only once `lines` is complete (they are cached)."""
+
     header: dict[str, Any] | None
     lines: list[ChatLine] = field(default_factory=list)
 
-    @property
+    @cached_property
     def speakers(self) -> list[str]:
         return list(dict.fromkeys(line.name for line in self.lines))
+
+    @cached_property
+    def users(self) -> set[str]:
+        """Speakers that are the person in the chat (`is_user` on any of their lines)."""
+        return {line.name for line in self.lines if line.is_user}
 
     @property
     def is_group(self) -> bool:
@@ -179,7 +187,7 @@ async def import_chat(kernel: Kernel, chat: Chat, channel: str, names: dict[str,
     if len(chat.lines) * len(targets) > MAX_PUSHES:
         raise CommandError(f"{source}: {len(chat.lines)} messages to {len(targets)} threads is more than {MAX_PUSHES} "
                            "deliveries: split the chat, or map speakers onto fewer agents with --as NAME=AGENT")
-    users = {names[line.name] for line in chat.lines if line.is_user}
+    users = {names[speaker] for speaker in chat.users}
     await kernel.flush()
     rows = await kernel.db.call(lambda c: {r.name: (r.id, r.type) for r in c.execute(sa.select(AgentRow))})
     missing = sorted(targets - users - set(rows))
@@ -263,7 +271,7 @@ def map_names(chat: Chat, pairs: list[str], user: str | None, kernel: Kernel,
         explicit[name.strip()] = agent.strip()
     live = kernel.agents.live
     by_persona = {getattr(getattr(a, "persona", None), "name", None): n for n, a in live.items()}
-    is_user = {line.name for line in chat.lines if line.is_user}
+    is_user = chat.users
     out = {}
     for speaker in chat.speakers:
         if speaker in explicit:
