@@ -106,8 +106,10 @@ def _compile(pattern: str, ignore_case: bool, multiline: bool, dotall: bool) -> 
         return f"pattern {shown!r} is not a valid regular expression ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
 
 
-def search(compiled: Any, text: str, timeout: float) -> bool:
-    """Whether `compiled` matches in `text`, giving up (False) after `timeout` seconds."""
+def search(compiled: Any, text: str, timeout: float, poison: bool = True) -> bool:
+    """Whether `compiled` matches in `text`, giving up (False) after `timeout` seconds. With `poison`
+    (give it only when `timeout` is a search's full allowance, not the scraps of a spent budget), a
+    pattern that runs out of time is never run again."""
     if _regex is None:
         return compiled.search(text) is not None
     ident = (compiled.pattern, int(compiled.flags))
@@ -116,6 +118,8 @@ def search(compiled: Any, text: str, timeout: float) -> bool:
     try:
         return compiled.search(text, timeout=max(timeout, 1e-4), concurrent=True) is not None
     except TimeoutError:
+        if not poison:
+            return False
         with _lock:
             if len(_poisoned) >= _POISONED_MAX:
                 _poisoned.clear()

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 
 RULES_BUDGET_S = 0.05  # matching time for all rules against one message
+RULE_TIMEOUT_S = 0.02  # a rule that needs longer than this once is never tried again
 RULE_TEXT_CHARS = 64 * 1024  # characters of a message the rules look at
 
 
@@ -112,7 +113,8 @@ class ScriptedAgent(Agent):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                if search(compile_pattern(rule.match, ignore_case=True), seen, left):
+                if search(compile_pattern(rule.match, ignore_case=True), seen, min(left, RULE_TIMEOUT_S),
+                          poison=left >= RULE_TIMEOUT_S):
                     return _fill(rule.reply, sender, text)
         if not cfg.replies or (cfg.mode == "once" and self.sent >= len(cfg.replies)):
             return None

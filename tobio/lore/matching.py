@@ -113,7 +113,7 @@ def match_key(haystack: str, key: str, entry: Entry, settings: Settings, budget:
     if compiled is False:
         return False
     if compiled is not None:
-        return search(compiled, haystack, min(REGEX_TIMEOUT_S, left))
+        return search(compiled, haystack, min(REGEX_TIMEOUT_S, left), poison=left >= REGEX_TIMEOUT_S)
     if not _case(entry, settings):
         haystack, key = _lowered(haystack), key.lower()
     whole = entry.whole_words if entry.whole_words is not None else settings.whole_words
