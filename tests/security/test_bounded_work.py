@@ -35,7 +35,8 @@ from conftest import write
 
 UNCLOSED = ["{{//", "{{roll:", "{{random:", "{{pick", "{{pick:", "{{reverse:", "{", "{{", "{{{{}", "\n",
             "{{datetimeformat ", "{{datetimeformat  {{date}}", "{{time_UTC+", "{{char", "<USER", "{{trim}}\n",
-            "\n\n\n{{x}}", "{{pick:a,b}}", "{{random::", "{{roll 9", "{{//}", "{{reverse:}", "[[[[", "{{datetimeformat [[["]
+            "\n\n\n{{x}}", "{{pick:a,b}}", "{{random::", "{{roll 9", "{{//}", "{{reverse:}", "[[[[", "{{datetimeformat [[[",
+            "{{roll:999d999999+999999}}", "{{time_UTC+5}}", "{{time}}{{date}}", "{{random:" + "a," * 3000 + "b}}"]
 
 
 def env(**kw: Any) -> MacroEnv:

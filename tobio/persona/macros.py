@@ -17,12 +17,14 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
            "November", "December")
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _LIST_MAX = 1000  # items in one {{random}}/{{pick}} list: hostile cards must not cost much
 _MOMENT_MAX = 256  # characters of one {{datetimeformat}} pattern
+MAX_DICE = 10_000  # dice rolled for one text, all its {{roll}}s together
 MAX_OUTPUT = 4 * 1024 * 1024  # characters macros may expand a text to; past it the rest stays as written
 _ROLL = re.compile(r"^(\d{0,3})d(\d{1,6})(?:\s*([+-])\s*(\d{1,6}))?$", re.IGNORECASE)
 
@@ -56,15 +58,22 @@ def _split_list(body: str) -> list[str]:
     return [item.strip().replace(marker, ",") for item in body.replace("\\,", marker).split(",")][:_LIST_MAX]
 
 
-def _roll(formula: str, rng: random.Random) -> str:
-    """`{{roll:d6}}`, `{{roll:2d10+3}}`, `{{roll:20}}` (= 1d20); an invalid formula gives ''."""
+def _roll(formula: str, rng: random.Random, dice: list[int] | None = None) -> str:
+    """`{{roll:d6}}`, `{{roll:2d10+3}}`, `{{roll:20}}` (= 1d20); an invalid formula gives ''. `dice` is
+    what is left of the text's MAX_DICE: a card of thousands of `{{roll:999d6}}` must not cost seconds."""
     formula = formula.strip()
+    if len(formula) > 32:
+        return ""
     if formula.isdigit():
         formula = f"1d{formula}"
     match = _ROLL.match(formula)
     if not match or int(match.group(2)) < 1:
         return ""
     count = int(match.group(1) or 1)
+    if dice is not None:
+        if dice[0] < count:
+            return ""
+        dice[0] -= count
     total = sum(rng.randint(1, int(match.group(2))) for _ in range(count))
     if match.group(3):
         total += int(match.group(4)) * (1 if match.group(3) == "+" else -1)
@@ -235,6 +244,10 @@ _FIXED = {name: re.compile(pattern, _I) for name, pattern in {
     "utc": r"\{\{time_UTC([-+]\d{1,2})\}\}"}.items()}
 
 
+def _constant(value: str) -> Callable[[re.Match[str]], str]:
+    return lambda _: value
+
+
 def _list_body(body: str) -> list[str]:
     """ST's `{{random::a::b}}` and `{{random:a,b}}`: the opener takes a second `:` when a body follows it."""
     return _split_list(body[1:] if body.startswith(":") and len(body) > 1 else body)
@@ -251,7 +264,8 @@ def apply_macros(text: str | None, env: MacroEnv) -> str:
     text = _regex_sub(_LEGACY, text, lambda m: legacy[m.group(1).lower()])
     if "{{" not in text:
         return text
-    text = _sub(text, _OPEN["roll"], "brace", lambda body, _: _roll(body, env.random()))
+    dice = [MAX_DICE]
+    text = _sub(text, _OPEN["roll"], "brace", lambda body, _: _roll(body, env.random(), dice))
     text = _regex_sub(_FIXED["newline"], text, lambda _: "\n")
     text = _trim(text)
     text = _regex_sub(_FIXED["noop"], text, lambda _: "")
@@ -266,15 +280,14 @@ def apply_macros(text: str | None, env: MacroEnv) -> str:
     text = _sub(text, _OPEN["comment"], "comment", lambda body, _: "", empty=True)
     if _TIMES.search(text):
         when = env.clock()
-        text = _regex_sub(_FIXED["time"], text, lambda _: format_time(when))
-        text = _regex_sub(_FIXED["date"], text, lambda _: format_date(when))
-        text = _regex_sub(_FIXED["weekday"], text, lambda _: _DAYS[when.weekday()])
-        text = _regex_sub(_FIXED["isotime"], text, lambda _: f"{when:%H:%M}")
-        text = _regex_sub(_FIXED["isodate"], text, lambda _: f"{when:%Y-%m-%d}")
+        fixed = {"time": format_time(when), "date": format_date(when), "weekday": _DAYS[when.weekday()],
+                 "isotime": f"{when:%H:%M}", "isodate": f"{when:%Y-%m-%d}"}  # each worked out once per text
+        for name, value in fixed.items():
+            text = _regex_sub(_FIXED[name], text, _constant(value))
         text = _sub(text, _OPEN["moment"], "brace", lambda body, _: format_moment(when, body)
                     if len(body) <= _MOMENT_MAX else None, empty=True)
-        text = _regex_sub(_FIXED["utc"], text, lambda m: format_time(
-            when.astimezone(timezone(timedelta(hours=max(-14, min(14, int(m.group(1)))))))))
+        zoned = lru_cache(maxsize=32)(lambda hours: format_time(when.astimezone(timezone(timedelta(hours=hours)))))
+        text = _regex_sub(_FIXED["utc"], text, lambda m: zoned(max(-14, min(14, int(m.group(1))))))
     text = _sub(text, _OPEN["random"], "brace", lambda body, _: env.random().choice(_list_body(body)))
     if not _OPEN["pick"].search(text):
         return text
