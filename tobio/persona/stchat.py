@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -40,6 +41,7 @@ MAX_MESSAGES = 200_000
 MAX_LINE_DEPTH = 32
 MAX_SPEAKERS = 32  # distinct names in one chat (a big ST group chat has a dozen); each becomes a thread
 MAX_PUSHES = 500_000  # messages x threads an import writes (every message reaches every thread; ~60 MB of rows)
+WRITE_CHUNK = 4000  # rows per insert of an import
 MAX_NAME_CHARS = 128
 MAX_DATE_CHARS = 64  # a `send_date` longer than this is not one ST wrote
 LOCAL_USER = "user"  # the person at this kernel's front ends: never a default target of an import
@@ -233,13 +235,19 @@ async def import_chat(kernel: Kernel, chat: Chat, channel: str, names: dict[str,
                    for name, aid in agents.items() for tid in [threads[aid]]]
     channel_rows = [] if channel in kernel.transport.known_channels() else [(channel, f"imported from {source}", first)]
 
-    def backdate(conn: Connection) -> None:
-        """Agents existed when the chat happened: `agent replay` at its times finds them."""
+    def rest(conn: Connection) -> None:
+        """The messages and pushes, in the same transaction as the threads, a few thousand rows at a time:
+        one insert of hundreds of thousands holds the GIL (so the kernel's loop) for 100 ms and more.
+        Then the agents are backdated: they existed when the chat happened (`agent replay` finds them)."""
+        for table, columns, rows in (("messages", MESSAGE_COLUMNS, messages), ("pushes", PUSH_COLUMNS, pushes)):
+            for start in range(0, len(rows), WRITE_CHUNK):
+                kernel.db.bulk_insert(conn, table, columns, rows[start:start + WRITE_CHUNK])
+                time.sleep(0)  # let the loop's thread have the GIL between pieces
         conn.execute(sa.update(AgentRow).where(AgentRow.c.id.in_(list(agents.values())), AgentRow.c.created_at > first)
                      .values(created_at=first))
 
     await kernel.writer.write(("channels", CHANNEL_COLUMNS, channel_rows), ("threads", THREAD_COLUMNS, thread_rows),
-                              ("messages", MESSAGE_COLUMNS, messages), ("pushes", PUSH_COLUMNS, pushes), then=backdate)
+                              then=rest)
     for name, agent_id in agents.items():
         live = kernel.agents.live.get(name)
         if live is not None:  # the conversation can go on: new posts reach the imported thread
