@@ -80,7 +80,7 @@ def login(port: int, password: str) -> str:
     jar: SimpleCookie = SimpleCookie()
     for line in headers.get("set-cookie", []):
         jar.load(line)
-    return "; ".join(f"{k}={m.value}" for k, m in jar.items() if k in ("user", "id_token") and m.value)
+    return "; ".join(f"{k}={m.value}" for k, m in jar.items() if k in ("user", "id_token", "tobio_login") and m.value)
 
 
 def session_token(port: int, cookie: str) -> str:
@@ -232,8 +232,8 @@ def test_websocket_needs_the_cookie_and_an_allowed_origin(guarded: tuple[WebServ
     page.goto(f"{server.url}login", timeout=PAGE_TIMEOUT_MS)
     assert page.evaluate(WS_PROBE, [ws, token]) == "refused"
     # ... and a page on another site is refused even while the browser holds the login cookie
-    value = cookie.split("user=", 1)[1].split(";", 1)[0]
-    context.add_cookies([{"name": "user", "value": value, "url": server.url}])
+    jar = dict(part.split("=", 1) for part in cookie.split("; "))
+    context.add_cookies([{"name": name, "value": jar[name], "url": server.url} for name in ("user", "tobio_login")])
     assert page.evaluate(WS_PROBE, [ws, session_token(port, cookie)]) == "open"  # the control
     # a session token made up by the client (well formed, unsigned) gets no session: sessions are signed
     from bokeh.util.token import generate_jwt_token, generate_session_id

@@ -124,7 +124,8 @@ def test_allow_lists() -> None:
     hosts = allowed_hosts("192.168.1.5", ["chat.example,https://Proxy.Example:8443"])
     assert hosts == {"localhost", "127.0.0.1", "::1", "192.168.1.5", "chat.example", "proxy.example"}
     assert allowed_hosts("0.0.0.0") == {"localhost", "127.0.0.1", "::1"}  # a wildcard is not a name
-    assert host_allowed("chat.example:5006", hosts) and host_allowed("[::1]:5006", hosts)
+    assert host_allowed("chat.example:5006", hosts) and host_allowed("localhost:5006", hosts)
+    assert not host_allowed("[::1]:5006", hosts)  # Panel cannot serve a page under an IPv6 literal: refused, not a 500
     assert not host_allowed("evil.example", hosts) and not host_allowed("", hosts)
     assert not host_allowed("chat.example.evil.example", hosts) and not host_allowed("evil.example#@chat.example", hosts)
     origins = allowed_origins({"localhost", "::1"}, 5006, ["https://proxy.example:8443"])

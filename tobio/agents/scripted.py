@@ -7,18 +7,35 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tobio.agents.base import Agent, AgentConfig
 from tobio.messages import Delivery
 from tobio.hooks import AGENT_TYPE
 from tobio.modules import DatabaseModule, Module
+from tobio.patterns import PatternError, compile_pattern, search
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
+
+
+RULES_BUDGET_S = 0.05  # matching time for all rules against one message
+RULE_TIMEOUT_S = 0.02  # a rule that needs longer than this once is never tried again
+RULE_TEXT_CHARS = 64 * 1024  # characters of a message the rules look at
+
+
+_FIELD = re.compile(r"\{\{|\}\}|\{(sender|text)\}")
+
+
+def _fill(template: str, sender: str | None, text: str) -> str:
+    """`{sender}` and `{text}` filled in (`{{`/`}}` are braces). Not `str.format`: a reply written by
+    someone else must not reach attributes (`{text.__class__}`) or pad to gigabytes (`{text:>999999999}`)."""
+    values = {"sender": sender or "", "text": text}
+    return _FIELD.sub(lambda m: values[m.group(1)] if m.group(1) else m.group(0)[0], template)
 
 
 class Rule(BaseModel):
@@ -27,6 +44,16 @@ class Rule(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     match: str
     reply: str
+
+    @field_validator("match")
+    @classmethod
+    def _bounded(cls, value: str) -> str:
+        """Refused at spawn, in one line, when it is invalid or shaped to backtrack forever."""
+        try:
+            compile_pattern(value, ignore_case=True)
+        except PatternError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
 
 class ScriptedConfig(AgentConfig):
@@ -80,16 +107,25 @@ class ScriptedAgent(Agent):
             return None
         if cfg.max_replies is not None and self.sent >= cfg.max_replies:
             return None
-        for rule in cfg.rules:
-            if re.search(rule.match, text, re.IGNORECASE):
-                return rule.reply.format(sender=sender or "", text=text)
+        if cfg.rules:  # every rule's search shares one budget and sees a bounded part of the text
+            seen, deadline = text[:RULE_TEXT_CHARS], time.monotonic() + RULES_BUDGET_S
+            for rule in cfg.rules:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                if search(compile_pattern(rule.match, ignore_case=True), seen, min(left, RULE_TIMEOUT_S),
+                          poison=left >= RULE_TIMEOUT_S):
+                    return _fill(rule.reply, sender, text)
         if not cfg.replies or (cfg.mode == "once" and self.sent >= len(cfg.replies)):
             return None
-        return cfg.replies[self.sent % len(cfg.replies)].format(sender=sender or "", text=text)
+        return _fill(cfg.replies[self.sent % len(cfg.replies)], sender, text)
 
     async def on_message(self, delivery: Delivery) -> None:
         message = delivery.message
-        reply = self.reply_for(message.content, message.sender)
+        if self.config.rules:  # regex searches release the GIL: the kernel's loop goes on meanwhile
+            reply = await asyncio.to_thread(self.reply_for, message.content, message.sender)
+        else:
+            reply = self.reply_for(message.content, message.sender)
         if reply is None or message.channel is None:
             return
         if self.config.delay_s:

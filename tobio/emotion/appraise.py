@@ -4,10 +4,16 @@ The default is VADER (vaderSentiment): a lexicon-and-rules sentiment model, MIT 
 microseconds per message, no model download and stable for years; its compound score drives
 pleasure, its intensity and the text's shouting drive arousal, and being the target of hostility
 lowers dominance. The `classify` model bundle can appraise instead (slower, needs a capable model).
+
+VADER's cost grows with the square of a text's length (each word rescans the word list), and it runs
+for every receiving persona, so a long message is appraised as a bounded window: up to WINDOW_PIECES
+pieces of at most PIECE_CHARS characters (cut at sentence ends where possible), taken evenly from the
+whole text, their scores averaged. A short message is scored whole, exactly as before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -19,6 +25,27 @@ if TYPE_CHECKING:
 
 Direction = Literal["incoming", "outgoing"]
 _SHOUT = re.compile(r"\b[A-Z]{3,}\b")
+PIECE_CHARS = 480  # one piece VADER scores: a few sentences (its cost grows with the square of this)
+WINDOW_PIECES = 6  # pieces of a long text that are scored
+_SENTENCE_END = re.compile(r"[.!?\n]\s")
+
+
+def pieces(text: str, size: int = PIECE_CHARS, most: int = WINDOW_PIECES) -> list[str]:
+    """At most `most` pieces of at most `size` characters, spread evenly over `text` (the first and last
+    included), each cut after a sentence end when one is near. Linear in `text`, bounded in output."""
+    if len(text) <= size:
+        return [text]
+    count = min(most, -(-len(text) // size))
+    step = (len(text) - size) / max(1, count - 1)
+    out = []
+    for i in range(count):
+        start = int(i * step)
+        chunk = text[start:start + size]
+        if start:  # begin after a sentence end in the first third of the piece, when there is one
+            cut = _SENTENCE_END.search(chunk, 0, size // 3)
+            chunk = chunk[cut.end():] if cut else chunk
+        out.append(chunk)
+    return out
 
 
 class Appraiser(Protocol):
@@ -39,6 +66,17 @@ class _Polarity(Protocol):
     def polarity_scores(self, text: str) -> dict[str, float]: ...
 
 
+@lru_cache(maxsize=64)
+def _read(text: str) -> tuple[float, float]:
+    """(VADER compound, excitement) of a bounded window of `text`. Cached: one message is appraised once
+    for each agent that receives it, and scoring it once is enough (a str's hash is computed once)."""
+    window = pieces(text)
+    compound = sum(_vader().polarity_scores(piece)["compound"] for piece in window) / len(window)
+    shown = "".join(window)  # the excitement of what was read, not of the whole length
+    excitement = min(1.0, shown.count("!") * 0.15 + sum(1 for _ in zip(range(8), _SHOUT.finditer(shown))) * 0.2)
+    return compound, excitement
+
+
 class LexiconAppraiser:
     """VADER-based appraisal; `gain` scales how strongly one message moves the affect."""
 
@@ -46,9 +84,7 @@ class LexiconAppraiser:
         self.gain = gain
 
     def score(self, text: str, direction: Direction) -> Affect:
-        scores = _vader().polarity_scores(text)
-        compound = scores["compound"]
-        excitement = min(1.0, text.count("!") * 0.15 + len(_SHOUT.findall(text)) * 0.2)
+        compound, excitement = _read(text)
         arousal = (abs(compound) * 0.6 + excitement) - 0.15  # neutral chat calms a little
         # Hostility aimed at the agent lowers its sense of control; warmth raises it a little.
         dominance = compound * (0.5 if direction == "incoming" else 0.2)
@@ -56,6 +92,8 @@ class LexiconAppraiser:
         return Affect(compound * self.gain * weight, arousal * self.gain * weight, dominance * self.gain * weight)
 
     async def appraise(self, text: str, direction: Direction) -> Affect:
+        if len(text) > PIECE_CHARS:  # a long text costs milliseconds even bounded: not on the kernel's loop
+            return await asyncio.to_thread(self.score, text, direction)
         return self.score(text, direction)
 
 

@@ -8,21 +8,26 @@ probability is rolled once per scan; contents are added until the token budget i
 that fired become text that later passes (recursion) scan too, up to `max_recursion_steps` passes.
 Sticky, cooldown and delay count messages in the thread, kept in `TimedState` between turns.
 Nothing here touches the database or the kernel, so `lore test` and the prompt hook share it.
+
+A book is untrusted text: all matching of one `run` (every pass, every kind of key) shares one `Budget`
+of time and searches (see `matching`), and runs on a worker thread, so the kernel's loop never waits
+on it; entries the budget did not reach are skipped with that reason.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tobio.lore.matching import Scan, Settings, compile_key, decorator_keys, match_key, secondary
+from tobio.lore.matching import Budget, Scan, Settings, compile_key, decorator_keys, match_key, secondary
 from tobio.lore.schema import AND_ALL, AND_ANY, Book, Entry
 from tobio.lore.timed import TimedState, check_timed, remember
 
-__all__ = ["Activation", "Engine", "Fired", "Settings", "TimedState", "compile_key", "match_key"]
+__all__ = ["Activation", "Budget", "Engine", "Fired", "Settings", "TimedState", "compile_key", "match_key"]
 
 
 @dataclass
@@ -42,6 +47,7 @@ class Activation:
     passes: int = 0
     tokens: int = 0
     overflowed: bool = False
+    budget_spent: bool = False  # the scan's time or search budget ran out (a hostile or huge book)
 
     def why(self) -> list[dict[str, Any]]:
         out = [{"entry": f.entry.key, "label": f.entry.label(), "fired": True, "reason": f.reason} for f in self.fired]
@@ -79,7 +85,7 @@ class Engine:
         rank = {id(e): i for i, e in enumerate(entries)}
         sticky, cooldown = check_timed(state, live, chat_length)
         result = Activation()
-        scan = Scan(messages, settings)
+        scan = Scan(messages, settings, budget=Budget(settings.scan_budget_s, settings.max_searches))
         done: set[str] = set()
         failed: set[str] = set()
         reasons: dict[str, str] = {}
@@ -93,25 +99,35 @@ class Engine:
             if settings.max_recursion_steps and result.passes >= settings.max_recursion_steps:
                 break
             result.passes += 1
-            found: list[tuple[Entry, str]] = []
-            for entry in entries:
-                if entry.key in done or entry.key in failed:
-                    continue
-                why = self._check(entry, scan, recursion, level, sticky, cooldown, chat_length, assistant_turns, state)
-                if why.startswith("+"):
-                    found.append((entry, why[1:]))
-                elif why and not recursion:
-                    reasons[entry.key] = why
-            found.sort(key=lambda pair: (pair[0].key not in sticky, rank[id(pair[0])]))
-            found = self._groups(found, done, sticky, scan, recursion)
+
+            def one_pass(recursion: bool = recursion, level: int = level) -> list[tuple[Entry, str, str]]:
+                """Match every entry (the slow part, on a worker thread), then settle inclusion groups."""
+                found: list[tuple[Entry, str]] = []
+                with scan.budget:
+                    for entry in entries:
+                        if entry.key in done or entry.key in failed:
+                            continue
+                        why = self._check(entry, scan, recursion, level, sticky, cooldown, chat_length,
+                                          assistant_turns, state)
+                        if why.startswith("+"):
+                            found.append((entry, why[1:]))
+                        elif why and not recursion:
+                            reasons[entry.key] = why
+                    found.sort(key=lambda pair: (pair[0].key not in sticky, rank[id(pair[0])]))
+                    found = self._groups(found, done, sticky, scan, recursion)
+                return [(entry, why, self.macro(entry.content)) for entry, why in found]
+
+            matched = await asyncio.to_thread(one_pass)
+            result.budget_spent = scan.budget.spent
             fresh: list[Entry] = []
-            for entry, why in found:
+            texts: dict[str, str] = {}
+            for entry, why, content in matched:
                 if (entry.use_probability and entry.probability < 100 and entry.key not in sticky
                         and self.rng.random() * 100 > entry.probability):
                     failed.add(entry.key)
                     reasons[entry.key] = f"matched ({why}) but failed its {entry.probability:g}% probability roll"
                     continue
-                content = self.macro(entry.content)
+                texts[entry.key] = content
                 cost = await self.count(content) + 1 if content else 0
                 book = self.book_of.get(id(entry))
                 if book is not None and book.token_budget and by_book.get(book.name, 0) + cost > book.token_budget:
@@ -137,7 +153,7 @@ class Engine:
                 recursion, level = True, levels.pop(0)
             else:
                 break
-            scan.recurse.append("\n".join(self.macro(e.content) for e in more))
+            scan.recurse.append("\n".join(texts[e.key] for e in more))
         result.tokens = used
         # Prompt order: ST sorts by order descending and unshifts, so the lowest order comes first.
         result.fired = list(reversed(sorted(chosen, key=lambda f: -f.entry.order)))
@@ -189,18 +205,28 @@ class Engine:
             return "+sticky"
         if not entry.keys:
             return "no keys"
+        budget = scan.budget
+        spent = "" if recursion else budget.describe(self.settings)
+        if budget.spent:
+            return spent
         text = scan.text(entry, self.book_of.get(id(entry)), recursion)
-        primary = next((k for k in (self.macro(raw).strip() for raw in entry.keys)
-                        if k and match_key(text, k, entry, self.settings)), None)
+        primary = None
+        for raw in entry.keys:
+            key = self.macro(raw).strip()
+            if key and match_key(text, key, entry, self.settings, budget):
+                primary = key
+                break
+            if budget.spent:
+                return spent
         if primary is None:
             return ""
         why = f"key {primary!r}"
         if entry.selective and entry.secondary:
-            ok, detail = secondary(entry, text, self.settings, self.macro)
+            ok, detail = secondary(entry, text, self.settings, self.macro, budget)
             if not ok:
                 return f"{why} matched but {detail}"
             why += f" and {detail}"
-        blocked = decorator_keys(entry, text, self.settings, self.macro)
+        blocked = decorator_keys(entry, text, self.settings, self.macro, budget)
         if blocked:
             return f"{why} matched but {blocked}"
         return "+" + why
@@ -210,7 +236,7 @@ class Engine:
         text = scan.text(entry, self.book_of.get(id(entry)), recursion)
         def hits(keys: list[str]) -> int:
             found = (self.macro(raw).strip() for raw in keys)
-            return sum(1 for key in found if key and match_key(text, key, entry, self.settings))
+            return sum(1 for key in found if key and match_key(text, key, entry, self.settings, scan.budget))
 
         primary, second = hits(entry.keys), hits(entry.secondary)
         if not entry.keys:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ DEFAULT_WEIGHT = 100
 MAX_ENTRIES = 5000  # per book: more is not a lorebook but an attack
 MAX_KEYS = 200  # per entry
 MAX_DECORATORS = 32  # decorator lines read per entry (V3: fallback chains of at least 5)
+MAX_NUMBER = 10**9  # any count, depth or order in a book: larger is clamped (`@@depth 1e999` is not an error)
 KNOWN_DECORATORS = frozenset({
     "activate", "dont_activate", "depth", "role", "scan_depth", "position", "additional_keys", "exclude_keys",
     "activate_only_after", "activate_only_every", "keep_activate_after_match", "dont_activate_after_match",
@@ -44,10 +46,12 @@ class Decorator:
         return [part.strip() for part in self.value.split(",") if part.strip()]
 
     def number(self) -> int | None:
+        """The value as a whole number, clamped to ±MAX_NUMBER; None when it is not a finite number."""
         try:
-            return int(float(self.value.strip()))
+            value = float(self.value.strip()[:64])
         except ValueError:
             return None
+        return _clamp(value) if math.isfinite(value) else None
 
     def __str__(self) -> str:
         return f"@@{self.name}{' ' + self.value if self.value else ''}"
@@ -133,18 +137,24 @@ def parse_decorators(content: str) -> tuple[list[Decorator], list[Decorator], st
     return honoured, unknown, "\n".join(lines[index:]).strip("\n")
 
 
-def _int(value: Any, default: int = 0) -> int:
-    try:
-        return int(value) if value is not None and value != "" else default
-    except (TypeError, ValueError):
-        return default
+def _clamp(value: float) -> int:
+    return int(max(-MAX_NUMBER, min(MAX_NUMBER, value)))
 
 
 def _num(value: Any, default: float) -> float:
-    try:
-        return float(value) if value is not None and value != "" else default
-    except (TypeError, ValueError):
+    """A finite number within ±MAX_NUMBER, else `default` (a book's NaN, Infinity or `1e999`)."""
+    if value is None or value == "" or isinstance(value, (dict, list)):
         return default
+    try:
+        number = float(value if not isinstance(value, str) else value.strip()[:64])
+    except (TypeError, ValueError, OverflowError):
+        return default
+    return max(-MAX_NUMBER, min(MAX_NUMBER, number)) if math.isfinite(number) else default
+
+
+def _int(value: Any, default: int = 0) -> int:
+    number = _num(value, float("nan"))
+    return _clamp(number) if math.isfinite(number) else default
 
 
 def _opt_bool(value: Any) -> bool | None:

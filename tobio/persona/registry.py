@@ -117,8 +117,8 @@ class PersonaRegistry:
         _, persona = self.get(key)
         if field not in Persona.model_fields or field == "card":
             raise CommandError(f"no persona field '{field}' (fields: {', '.join(f for f in Persona.model_fields if f != 'card')})")
-        try:
-            parsed: Any = json.loads(value)
+        try:  # NaN, Infinity and 1e999 are text here, never a number that breaks comparisons later
+            parsed: Any = json.loads(value, parse_constant=_not_a_number, parse_float=_finite)
         except ValueError:
             parsed = value
         except RecursionError:
@@ -146,3 +146,14 @@ class PersonaRegistry:
 
         await self.kernel.flush()
         return await self.kernel.db.call(read)
+
+
+def _not_a_number(literal: str) -> Any:
+    raise ValueError(literal)
+
+
+def _finite(literal: str) -> float:
+    number = float(literal)
+    if number in (float("inf"), float("-inf")):
+        raise ValueError(literal)
+    return number

@@ -11,9 +11,13 @@ machine it ran on, which the file does not say).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
+import unicodedata
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +39,12 @@ if TYPE_CHECKING:
 MAX_CHAT_BYTES = 64 * 1024 * 1024
 MAX_MESSAGES = 200_000
 MAX_LINE_DEPTH = 32
+MAX_SPEAKERS = 32  # distinct names in one chat (a big ST group chat has a dozen); each becomes a thread
+MAX_PUSHES = 500_000  # messages x threads an import writes (every message reaches every thread; ~60 MB of rows)
+WRITE_CHUNK = 4000  # rows per insert of an import
+MAX_NAME_CHARS = 128
+MAX_DATE_CHARS = 64  # a `send_date` longer than this is not one ST wrote
+LOCAL_USER = "user"  # the person at this kernel's front ends: never a default target of an import
 _MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
            "november", "december")
 _MERIDIEM = re.compile(r"(\w+)\s(\d{1,2}),\s(\d{4})\s(\d{1,2}):(\d{1,2})(am|pm)", re.IGNORECASE)
@@ -55,12 +65,19 @@ class ChatLine:
 
 @dataclass
 class Chat:
+    """A parsed chat. Read `speakers` and `users` only once `lines` is complete (they are cached)."""
+
     header: dict[str, Any] | None
     lines: list[ChatLine] = field(default_factory=list)
 
-    @property
+    @cached_property
     def speakers(self) -> list[str]:
         return list(dict.fromkeys(line.name for line in self.lines))
+
+    @cached_property
+    def users(self) -> set[str]:
+        """Speakers that are the person in the chat (`is_user` on any of their lines)."""
+        return {line.name for line in self.lines if line.is_user}
 
     @property
     def is_group(self) -> bool:
@@ -69,20 +86,32 @@ class Chat:
 
 def parse_time(value: Any) -> datetime | None:
     """ST's `send_date` in any of the forms it has written, as naive UTC; None when unreadable."""
+    when = _parse_time(value)
+    return when if when is not None and MIN_YEAR <= when.year <= MAX_YEAR else None
+
+
+MIN_YEAR, MAX_YEAR = 1970, 2200  # outside these a date is garbage, and near datetime's limits arithmetic overflows
+
+
+def _parse_time(value: Any) -> datetime | None:
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().isdigit()):
+    if isinstance(value, str):
+        value = value.strip()
+        if len(value) > MAX_DATE_CHARS:
+            return None
+    if isinstance(value, (int, float)) or (isinstance(value, str) and value.isascii() and value.isdigit()):
         try:
             return datetime.fromtimestamp(float(value) / 1000, tz=timezone.utc).replace(tzinfo=None)
         except (OverflowError, OSError, ValueError):
             return None
     if not isinstance(value, str):
         return None
-    text = value.strip()
+    text = value
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         return parsed.astimezone(timezone.utc).replace(tzinfo=None) if parsed.tzinfo else parsed
-    except ValueError:
+    except (ValueError, OverflowError):
         pass
     try:
         if match := _MERIDIEM.search(text):
@@ -92,7 +121,7 @@ def parse_time(value: Any) -> datetime | None:
         if match := _HUMANIZED.search(text):
             y, mo, d, h, mi, s, ms = match.groups()
             return datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), int(ms or 0) * 1000)
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
     return None
 
@@ -134,11 +163,15 @@ def read_chat(path: str | Path) -> Chat:
         if len(chat.lines) >= MAX_MESSAGES:
             raise ConfigError(f"{file}: more than {MAX_MESSAGES} messages")
         name = item.get("name")
-        chat.lines.append(ChatLine(str(name) if name else ("You" if item.get("is_user") else "Narrator"),
+        name = str(name)[:MAX_NAME_CHARS] if isinstance(name, (str, int, float)) and str(name).strip() else None
+        chat.lines.append(ChatLine(name or ("You" if item.get("is_user") else "Narrator"),
                                    str(item.get("mes") or ""), bool(item.get("is_user")), bool(item.get("is_system")),
                                    parse_time(item.get("send_date")), item))
     if not chat.lines:
         raise ConfigError(f"{file}: no messages")
+    if len(chat.speakers) > MAX_SPEAKERS:
+        raise ConfigError(f"{file}: {len(chat.speakers)} different speakers (at most {MAX_SPEAKERS}: each one becomes "
+                          "an agent with a thread that receives every message)")
     return chat
 
 
@@ -152,49 +185,69 @@ def chat_to_jsonl(header: dict[str, Any] | None, lines: list[dict[str, Any]]) ->
 async def import_chat(kernel: Kernel, chat: Chat, channel: str, names: dict[str, str], source: str) -> dict[str, Any]:
     """Write `chat` as history: one thread per agent on `channel`, every message pushed to each thread,
     at the file's times. `names` maps each speaker to an agent (users are made into user agents)."""
-    agents: dict[str, int] = {}
-    for speaker in chat.speakers:
-        target = names[speaker]
-        if any(line.is_user for line in chat.lines if line.name == speaker):
-            agents[target] = (await kernel.agents.ensure_user(target)).id
+    targets = set(names.values())
+    if len(chat.lines) * len(targets) > MAX_PUSHES:
+        raise CommandError(f"{source}: {len(chat.lines)} messages to {len(targets)} threads is more than {MAX_PUSHES} "
+                           "deliveries: split the chat, or map speakers onto fewer agents with --as NAME=AGENT")
+    users = {names[speaker] for speaker in chat.users}
     await kernel.flush()
-    rows = await kernel.db.call(lambda c: {r.name: (r.id, r.created_at) for r in c.execute(sa.select(AgentRow))})
-    missing = sorted({names[s] for s in chat.speakers} - set(rows))
+    rows = await kernel.db.call(lambda c: {r.name: (r.id, r.type) for r in c.execute(sa.select(AgentRow))})
+    missing = sorted(targets - users - set(rows))
     if missing:
         raise CommandError(f"no agent named {', '.join(missing)}: spawn them first or map names with --as NAME=AGENT")
-    agents.update({names[s]: rows[names[s]][0] for s in chat.speakers})
+    not_users = sorted(u for u in users if u in rows and rows[u][1] != "user")
+    if not_users:
+        raise CommandError(f"{', '.join(not_users)}: the chat's person would be written as an agent that is not a user; "
+                           "map them with --user NAME")
     taken = await kernel.db.call(lambda c: set(c.execute(sa.select(ThreadRow.c.agent_id).where(
         ThreadRow.c.channel == channel, ThreadRow.c.closed_at.is_(None))).scalars()))
-    if taken & set(agents.values()):
+    if taken & {rows[t][0] for t in targets if t in rows}:
         raise CommandError(f"channel {channel} already has threads of these agents: import into another (--channel)")
-    times: list[datetime] = []
-    for line in chat.lines:  # unreadable times follow the one before (by a millisecond)
-        times.append(line.at or (times[-1] + timedelta(milliseconds=1) if times else utcnow()))
-    first, last = min(times), max(times)
+    agents: dict[str, int] = {}
+    for target in sorted(users):  # only now that nothing else can refuse the import
+        agents[target] = (await kernel.agents.ensure_user(target)).id
+    await kernel.flush()
+    rows = await kernel.db.call(lambda c: {r.name: (r.id, r.type) for r in c.execute(sa.select(AgentRow))})
+    agents.update({names[s]: rows[names[s]][0] for s in chat.speakers})
     threads = {agent_id: kernel.db.next_ids("threads") for agent_id in agents.values()}
     base = kernel.db.next_ids("messages", len(chat.lines))
-    messages, pushes = [], []
-    header = chat.header
-    for i, (line, when) in enumerate(zip(chat.lines, times)):
-        sender = agents[names[line.name]]
-        st = {k: v for k, v in line.raw.items() if k != "mes"}
-        meta: dict[str, Any] = {"st": st, "imported_from": source}
-        if i == 0 and header is not None:
-            meta["st_header"] = header
-        role = "system" if line.is_system else "user" if line.is_user else "assistant"
-        messages.append((base + i, sender, threads[sender], channel, role, when, line.text, meta))
-        pushes += [(thread_id, base + i) for thread_id in threads.values()]
+
+    def build() -> tuple[list[Any], list[Any], datetime, datetime]:
+        """The rows (on a worker thread: a big chat is millions of them)."""
+        times: list[datetime] = []
+        for line in chat.lines:  # unreadable times follow the one before (by a millisecond)
+            times.append(line.at or (times[-1] + timedelta(milliseconds=1) if times else utcnow()))
+        messages, pushes = [], []
+        header = chat.header
+        for i, (line, when) in enumerate(zip(chat.lines, times)):
+            sender = agents[names[line.name]]
+            st = {k: v for k, v in line.raw.items() if k != "mes"}
+            meta: dict[str, Any] = {"st": st, "imported_from": source}
+            if i == 0 and header is not None:
+                meta["st_header"] = header
+            role = "system" if line.is_system else "user" if line.is_user else "assistant"
+            messages.append((base + i, sender, threads[sender], channel, role, when, line.text, meta))
+            pushes += [(thread_id, base + i) for thread_id in threads.values()]
+        return messages, pushes, min(times), max(times)
+
+    messages, pushes, first, last = await asyncio.to_thread(build)
     thread_rows = [(tid, aid, channel, f"{name}@{channel}", first, None, None, base + len(chat.lines) - 1)
                    for name, aid in agents.items() for tid in [threads[aid]]]
     channel_rows = [] if channel in kernel.transport.known_channels() else [(channel, f"imported from {source}", first)]
 
-    def backdate(conn: Connection) -> None:
-        """Agents existed when the chat happened: `agent replay` at its times finds them."""
+    def rest(conn: Connection) -> None:
+        """The messages and pushes, in the same transaction as the threads, a few thousand rows at a time:
+        one insert of hundreds of thousands holds the GIL (so the kernel's loop) for 100 ms and more.
+        Then the agents are backdated: they existed when the chat happened (`agent replay` finds them)."""
+        for table, columns, rows in (("messages", MESSAGE_COLUMNS, messages), ("pushes", PUSH_COLUMNS, pushes)):
+            for start in range(0, len(rows), WRITE_CHUNK):
+                kernel.db.bulk_insert(conn, table, columns, rows[start:start + WRITE_CHUNK])
+                time.sleep(0)  # let the loop's thread have the GIL between pieces
         conn.execute(sa.update(AgentRow).where(AgentRow.c.id.in_(list(agents.values())), AgentRow.c.created_at > first)
                      .values(created_at=first))
 
     await kernel.writer.write(("channels", CHANNEL_COLUMNS, channel_rows), ("threads", THREAD_COLUMNS, thread_rows),
-                              ("messages", MESSAGE_COLUMNS, messages), ("pushes", PUSH_COLUMNS, pushes), then=backdate)
+                              then=rest)
     for name, agent_id in agents.items():
         live = kernel.agents.live.get(name)
         if live is not None:  # the conversation can go on: new posts reach the imported thread
@@ -203,25 +256,53 @@ async def import_chat(kernel: Kernel, chat: Chat, channel: str, names: dict[str,
             "first": first, "last": last, "agents": agents}
 
 
-def map_names(chat: Chat, pairs: list[str], user: str | None, kernel: Kernel) -> dict[str, str]:
+def looks_like(name: str) -> str:
+    """What a name reads as: NFKC, case-folded, format characters (zero-width and such) and spaces dropped,
+    then as the ASCII slug agents are named by. `User`, `ｕｓｅｒ` and `user\u200b` all read as `user`."""
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return slug("".join(c for c in folded if unicodedata.category(c) not in ("Cf", "Cc", "Zs")), fallback="")
+
+
+def map_names(chat: Chat, pairs: list[str], user: str | None, kernel: Kernel,
+              notes: list[str] | None = None) -> dict[str, str]:
     """Speaker -> agent name: `--as NAME=AGENT`, users to `--user` (or their slug), characters to the
-    live agent of that name or persona name, else their slug."""
+    live agent of that name or persona name, else their slug.
+
+    Only an explicit `--user`/`--as` writes as the local user or as an agent whose name the speaker's
+    merely looks like: a person called `User` (or `ｕｓｅｒ`) is imported as `st-user`, said in `notes`,
+    and a character that only looks like a live agent's name is refused."""
     explicit: dict[str, str] = {}
     for pair in pairs:
         name, sep, agent = pair.partition("=")
         if not sep or not agent.strip():
             raise CommandError(f"--as takes NAME=AGENT, not {pair!r}")
         explicit[name.strip()] = agent.strip()
-    by_persona = {getattr(getattr(a, "persona", None), "name", None): n for n, a in kernel.agents.live.items()}
+    live = kernel.agents.live
+    by_persona = {getattr(getattr(a, "persona", None), "name", None): n for n, a in live.items()}
+    is_user = chat.users
     out = {}
     for speaker in chat.speakers:
-        is_user = any(line.is_user for line in chat.lines if line.name == speaker)
         if speaker in explicit:
             out[speaker] = explicit[speaker]
-        elif is_user:
-            out[speaker] = user or slug(speaker, fallback="user")
+        elif speaker in is_user and user:
+            out[speaker] = user
+        elif speaker in is_user:
+            target = slug(speaker, fallback="person")
+            if looks_like(speaker) == LOCAL_USER or target == LOCAL_USER or target in live and live[target].type_name != "user":
+                target = f"st-{target}"
+                if notes is not None:
+                    notes.append(f"the chat's person {speaker!r} is imported as '{target}', not as the local user "
+                                 f"(--user user puts them there)")
+            out[speaker] = target
+        elif speaker in live or speaker in by_persona:
+            out[speaker] = speaker if speaker in live else by_persona[speaker] or speaker
         else:
-            out[speaker] = speaker if speaker in kernel.agents.live else by_persona.get(speaker) or slug(speaker, fallback="narrator")
+            target = slug(speaker, fallback="narrator")
+            if target == LOCAL_USER or looks_like(speaker) == LOCAL_USER or (
+                    target in live and speaker.strip().casefold() != target):
+                raise CommandError(f"speaker {speaker!r} only looks like the agent '{target}': "
+                                   f"map it with --as {speaker!r}=AGENT")
+            out[speaker] = target
     return out
 
 
@@ -288,13 +369,15 @@ def register(kernel: Kernel) -> None:
                    Arg("--backfill", flag=True, help="then embed and summarise it (memory), with progress"))
     async def import_(ctx: Context, file: str, channel: str | None, user: str | None, backfill: bool, **kw: Any) -> Result:
         """Import a chat as the subjective history of the agents named in it, at its own times."""
-        chat = read_chat(file)
-        names = map_names(chat, kw.get("as") or [], user, ctx.kernel)
+        chat = await asyncio.to_thread(read_chat, file)  # a big file is parsed off the kernel's loop
+        notes: list[str] = []
+        names = map_names(chat, kw.get("as") or [], user, ctx.kernel, notes)
         title = (chat.header or {}).get("character_name") if chat.header else None
         channel = channel or f"st.{slug(str(title) if title and title != 'unused' else Path(file).stem, fallback='chat')}"
         done = await import_chat(ctx.kernel, chat, channel, names, Path(file).name)
         text = (f"imported {done['messages']} messages ({done['first']:%Y-%m-%d %H:%M} to {done['last']:%Y-%m-%d %H:%M}) "
                 f"into {channel}: " + ", ".join(f"{n} thread {t}" for n, t in done["threads"].items()))
+        text += "".join(f"\n{note}" for note in notes)
         if backfill:
             text += "\n" + await _backfill(ctx, list(done["agents"].values()))
         return Result(text=text, data={k: v for k, v in done.items() if k != "agents"})

@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
                           "loopback names and --address always work")
     web.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                      help="another origin allowed to open the page's websocket, like https://host:8443")
+    web.add_argument("--tls-cert", metavar="FILE", help="serve over HTTPS with this certificate (PEM)")
+    web.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM), unless in --tls-cert")
     args = parser.parse_args(argv)
     from tobio.errors import TobioError
     from tobio.web.hosts import allowed_hosts, allowed_origins, check_address, check_port
@@ -58,7 +60,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     with Kernel(kernel_config(args.config, args.model), database=args.database) as kernel:
         server = serve(kernel, args.address, args.port, args.token,
-                       allow_hosts=args.allow_host, allow_origins=args.allow_origin)
+                       allow_hosts=args.allow_host, allow_origins=args.allow_origin,
+                       certfile=args.tls_cert, keyfile=args.tls_key)
         print(f"serving Tobio on {server.url} (Ctrl-C stops)", file=sys.stderr)
         if args.address.strip("[] ") in WILDCARDS:
             print("on every interface: browsers must use a loopback name or one given with --allow-host",

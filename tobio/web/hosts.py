@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -104,18 +105,36 @@ def allowed_origins(hosts: Iterable[str], port: int, extra: Iterable[str] = ()) 
     return sorted(origins)
 
 
+_HOST = re.compile(r"(?:(?P<name>[a-z0-9_](?:[a-z0-9_.-]{0,251}[a-z0-9_.])?)|\[(?P<ip6>[0-9a-f:.]{2,45})\])"
+                   r"(?::(?P<port>[0-9]{1,5}))?", re.IGNORECASE)
+MAX_HOST = 300
+
+
+def host_name(host_header: str) -> str | None:
+    """The name a Host header asks for (lower case, an IPv6 literal without brackets), or None when the
+    header is not a well-formed `name[:port]` / `[ipv6][:port]` at all."""
+    if len(host_header) > MAX_HOST or not host_header.isascii():
+        return None
+    match = _HOST.fullmatch(host_header)
+    if match is None or (match.group("port") is not None and not 0 < int(match.group("port")) <= 65535):
+        return None
+    if match.group("ip6") is not None:
+        try:
+            return str(ipaddress.IPv6Address(match.group("ip6")))
+        except ValueError:
+            return None
+    return match.group("name").lower().rstrip(".")
+
+
 def host_allowed(host_header: str, hosts: set[str]) -> bool:
-    if ANY in hosts:
-        return True
-    try:
-        name = urlsplit(f"//{host_header}").hostname
-    except ValueError:
-        return False
-    return bool(name) and name in hosts
+    """A well-formed Host naming an allowed host. Never an IPv6 literal: Panel cannot serve a page under
+    one (its Location splits the host at `:`, a 500), and Bokeh's origin list cannot hold one."""
+    name = host_name(host_header)
+    return name is not None and ":" not in name and (ANY in hosts or name in hosts)
 
 
 class _ForeignHost(Matcher):
-    """Matches the requests whose Host is not on the list, so they reach `_Refused` and nothing else."""
+    """Matches the requests whose Host is malformed or not on the list, so they reach `_Refused` only."""
 
     def __init__(self, hosts: set[str]) -> None:
         self.hosts = hosts
@@ -126,9 +145,20 @@ class _ForeignHost(Matcher):
 
 class _Refused(RequestHandler):
     def prepare(self) -> None:
-        log.warning("web: refused a request for Host %r (not allowed; see --allow-host)", self.request.host[:80])
-        self.set_status(403)
+        header = self.request.headers.get("Host", "")
         self.set_header("Content-Type", "text/plain; charset=utf-8")
+        name = host_name(header)
+        if name is None:
+            log.warning("web: refused a request with a malformed Host header %r", header[:80])
+            self.set_status(400)
+            self.finish("400: malformed Host header\n")
+            return
+        if ":" in name:
+            self.set_status(400)
+            self.finish("400: the page cannot be served under an IPv6 address; use a host name (localhost)\n")
+            return
+        log.warning("web: refused a request for Host %r (not allowed; see --allow-host)", header[:80])
+        self.set_status(403)
         self.finish("403: this host name is not allowed (restart the server with --allow-host NAME)\n")
 
 

@@ -52,8 +52,11 @@ def check_token(token: str | None, address: str) -> str | None:
     return token
 
 
-def url_for(address: str, port: int) -> str:
-    return f"http://[{address}]:{port}/" if ":" in address else f"http://{address}:{port}/"
+def url_for(address: str, port: int, tls: bool = False) -> str:
+    scheme = "https" if tls else "http"
+    if ":" in address and is_loopback(address):
+        address = "localhost"  # the page cannot be opened under an IPv6 literal (see hosts.host_allowed)
+    return f"{scheme}://[{address}]:{port}/" if ":" in address else f"{scheme}://{address}:{port}/"
 
 
 class WebServer(threading.Thread):
@@ -121,9 +124,19 @@ class WebServer(threading.Thread):
 
 def serve(kernel: Kernel, address: str = "127.0.0.1", port: int = 5006, token: str | None = None, *,
           allow_hosts: Iterable[str] = (), allow_origins: Iterable[str] = (),
-          default_agent: str | None = None) -> WebServer:
-    """Start the page on a thread of its own; returns it once it listens (or raises one clear TobioError)."""
+          default_agent: str | None = None, certfile: str | None = None, keyfile: str | None = None) -> WebServer:
+    """Start the page on a thread of its own; returns it once it listens (or raises one clear TobioError).
+    With `certfile` (and `keyfile`, unless the cert file holds the key) it is served over TLS, and the
+    login cookies are marked Secure."""
     address = check_address(address)
+    tls: dict[str, Any] = {}
+    if certfile:
+        for given in (certfile, keyfile):
+            if given and not os.path.isfile(given):
+                raise TobioError(f"TLS file {given!r} does not exist")
+        tls = dict(ssl_certfile=certfile, ssl_keyfile=keyfile)
+    elif keyfile:
+        raise TobioError("a TLS key needs its certificate (--tls-cert)")
     port = check_port(port)
     token = check_token(token, address)
     hosts = allowed_hosts(address, allow_hosts)
@@ -144,10 +157,10 @@ def serve(kernel: Kernel, address: str = "127.0.0.1", port: int = 5006, token: s
         server = pn.serve({"/": lambda: create_app(kernel, default_agent)}, address=address, port=port,
                           show=False, start=False, threaded=False, verbose=False, title="Tobio",
                           websocket_origin=origins, sign_sessions=True, secret_key=secrets.token_urlsafe(32),
-                          **auth)
+                          **auth, **tls)
         guard_hosts(server._tornado, hosts)
         server.start()
         return server
 
     where = f"{address}:{port}"
-    return WebServer(build, url_for(address, port), bool(auth)).start_serving(where)
+    return WebServer(build, url_for(address, port, bool(tls)), bool(auth)).start_serving(where)

