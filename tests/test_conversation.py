@@ -32,7 +32,7 @@ def persona_kernel(url: str, tmp_path: Path, *, token_delay: float = 0.1, latenc
                                            "latency_s": latency}},
                           models={"chat-default": {"provider": "s", "model": "x"}})
     kernel = Kernel(config, database=url).start()
-    write(tmp_path / "tobio-persona.yaml", "name: Tobio\ndescription: A friend.\n")
+    write(tmp_path / "tobio-persona.yaml", "name: Tobio\ndescription: A friend.\ngreeting: Hi! Who are you?\n")
     persona = write(tmp_path / "tobio.yaml", "name: tobio\ntype: persona\npersona: tobio-persona.yaml\n")
     kernel.run(f"agent spawn {persona}")
     echo = "name: echo\ntype: scripted\nstream: true\ntoken_delay_s: 0.02\nreplies: ['You said: {text}']\n"
@@ -69,6 +69,18 @@ def test_a_prompt_streams_drafts_then_the_posted_reply(kernel: Kernel) -> None:
     assert texts[0].startswith("streaming:You")  # word by word, before the whole message
     assert texts[-1] == "posted:You said: tell me more about it"
     assert len(texts) >= 3
+
+
+def test_a_new_conversation_hears_the_greeting_it_asked_for(kernel: Kernel) -> None:
+    async def talk() -> list[tuple[str, str, str]]:
+        seen: list[tuple[str, str, str]] = []
+        conversation = Conversation(kernel, "tobio", on_reply=lambda r: seen.append((r.sender, r.state, r.text)))
+        await conversation.open(greet=True)
+        heard = list(seen)  # heard by the time open returns: the shell prints it before its "talking with"
+        await conversation.aclose()
+        return heard
+
+    assert asyncio.run(talk()) == [("tobio", "posted", "Hi! Who are you?")]
 
 
 def test_the_posted_message_replaces_a_different_draft(kernel: Kernel) -> None:

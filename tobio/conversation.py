@@ -132,6 +132,7 @@ class Conversation:
         self._waiting: deque[Response] = deque()  # prompts whose reply has not begun, oldest first
         self._person: Agent | None = None
         self._unlisten: Callable[[], None] | None = None
+        self._closed = False  # items still on their way to the home loop are dropped
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def open(self, *, greet: bool = False) -> Conversation:
@@ -139,6 +140,7 @@ class Conversation:
         agent's greeting. Raises TobioError (no such agent, …) with nothing left listening."""
         if self._unlisten is not None:
             return self
+        self._closed = False
         home = asyncio.get_running_loop()
         direct = self.kernel.in_kernel_thread()
 
@@ -168,6 +170,7 @@ class Conversation:
         """Stop listening, from any thread (the threads stay open: the conversation is part of both
         histories). Off the kernel's loop the listener is removed soon after; `aclose` waits for it."""
         unlisten, self._unlisten = self._unlisten, None
+        self._closed = True
         if unlisten is None:
             return
         loop = self.kernel.loop
@@ -180,6 +183,7 @@ class Conversation:
     async def aclose(self) -> None:
         """Stop listening, and return once the listener is gone."""
         unlisten, self._unlisten = self._unlisten, None
+        self._closed = True
         if unlisten is not None:
             await self.kernel.acall(_call(unlisten))
 
@@ -262,8 +266,8 @@ class Conversation:
 
     # -- what the transport carries (on the home loop) ---------------------------------------------
     def _receive(self, item: Message | Delta) -> None:
-        if self._unlisten is None:
-            return  # closed: items already on their way are dropped
+        if self._closed:
+            return
         if isinstance(item, Delta):
             self._on_delta(item)
         else:
