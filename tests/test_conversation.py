@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from tobio.agents.conversation import exchange
-from tobio.config.schema import KernelConfig
 from tobio.conversation import Conversation, Reply
 from tobio.errors import TobioError
 from tobio.kernel import Kernel
@@ -21,20 +20,11 @@ from tobio.messages import Delta
 
 from conftest import write
 from helpers import wait_until
+from storyteller import storyteller
 
-STORY = " ".join(f"word{i}" for i in range(200))  # long enough to be stopped in the middle
-
-
-def persona_kernel(url: str, tmp_path: Path, *, token_delay: float = 0.1, latency: float = 0.0) -> Kernel:
-    """A persona `tobio` on a scripted provider that streams STORY slowly, and a streaming scripted `echo`."""
-    config = KernelConfig(modules=["scripted", "persona"],
-                          providers={"s": {"type": "scripted", "replies": [STORY], "token_delay_s": token_delay,
-                                           "latency_s": latency}},
-                          models={"chat-default": {"provider": "s", "model": "x"}})
-    kernel = Kernel(config, database=url).start()
-    write(tmp_path / "tobio-persona.yaml", "name: Tobio\ndescription: A friend.\ngreeting: Hi! Who are you?\n")
-    persona = write(tmp_path / "tobio.yaml", "name: tobio\ntype: persona\npersona: tobio-persona.yaml\n")
-    kernel.run(f"agent spawn {persona}")
+def persona_kernel(url: str, tmp_path: Path, *, latency: float = 0.0) -> Kernel:
+    """The storyteller `tobio`, and a streaming scripted `echo`."""
+    kernel = storyteller(url, tmp_path, latency=latency, greeting="Hi! Who are you?")
     echo = "name: echo\ntype: scripted\nstream: true\ntoken_delay_s: 0.02\nreplies: ['You said: {text}']\n"
     kernel.run(f"agent spawn {write(tmp_path / 'echo.yaml', echo)}")
     return kernel

@@ -284,19 +284,12 @@ def test_ctrl_c_in_a_chat_cancels_the_agents_run(tmp_path: Path, monkeypatch: py
     shell prints what was streamed so far with [stopped]."""
     import time
 
-    from tobio.config.schema import KernelConfig
+    from storyteller import storyteller
 
     monkeypatch.setenv("TOBIO_DATA_DIR", str(tmp_path))
-    story = " ".join(f"word{i}" for i in range(300))
-    config = KernelConfig(modules=["scripted", "persona"],
-                          providers={"s": {"type": "scripted", "replies": [story], "token_delay_s": 0.1}},
-                          models={"chat-default": {"provider": "s", "model": "x"}})
-    (tmp_path / "p.yaml").write_text("name: Tobio\ndescription: A friend.\n")
-    (tmp_path / "tobio.yaml").write_text("name: tobio\ntype: persona\npersona: p.yaml\n")
-    kernel = Kernel(config, database=f"duckdb:///{tmp_path / 't.duckdb'}").start()
+    kernel = storyteller(f"duckdb:///{tmp_path / 't.duckdb'}", tmp_path)
     took: list[float] = []
     try:
-        kernel.run(f"agent spawn {tmp_path / 'tobio.yaml'}")
         shell = PipeShell(kernel)
 
         async def script(s: PipeShell) -> None:

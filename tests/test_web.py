@@ -19,6 +19,7 @@ from tobio.web.serve import serve
 
 from conftest import write
 from helpers import wait_until
+from storyteller import storyteller
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -44,6 +45,18 @@ def launch(playwright: Any, *extra_flags: str) -> Any:
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[*FLAGS, *extra_flags])
 
 
+def open_chat(playwright: Any, url: str, say: str) -> tuple[Any, Any]:
+    """A browser on the chat page at `url` with `say` sent; returns (browser, page)."""
+    browser = launch(playwright)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(url, timeout=PAGE_TIMEOUT_MS)
+    box = page.locator("textarea").first
+    box.wait_for(timeout=PAGE_TIMEOUT_MS)
+    box.fill(say)
+    box.press("Enter")
+    return browser, page
+
+
 def test_chat_page_streams_a_reply(duckdb_url: str, tmp_path: Path) -> None:
     browser_or_skip()
     from playwright.sync_api import sync_playwright
@@ -56,13 +69,7 @@ def test_chat_page_streams_a_reply(duckdb_url: str, tmp_path: Path) -> None:
         server = serve(kernel, "127.0.0.1", free_port())
         final = REPLY.format(text="hello web")
         with sync_playwright() as p:
-            browser = launch(p)
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(server.url, timeout=PAGE_TIMEOUT_MS)
-            box = page.locator("textarea").first
-            box.wait_for(timeout=PAGE_TIMEOUT_MS)
-            box.fill("hello web")
-            box.press("Enter")
+            browser, page = open_chat(p, server.url, "hello web")
             seen_partial = False
             deadline = time.monotonic() + 60
             reply = page.get_by_text("echo says:", exact=False)  # CSS/text locators pierce Bokeh's shadow DOM
@@ -174,36 +181,18 @@ def test_page_opens_on_the_persona_with_the_conversation_so_far(persona_kernel: 
         server.stop()
 
 
-def _slow_persona_kernel(url: str, tmp_path: Path) -> Kernel:
-    """A persona `tobio` whose model streams a long story, a word every 0.1 s."""
-    story = " ".join(f"word{i}" for i in range(300))
-    config = KernelConfig(modules=["scripted", "persona", "web"],
-                          providers={"s": {"type": "scripted", "replies": [story], "token_delay_s": 0.1}},
-                          models={"chat-default": {"provider": "s", "model": "x"}})
-    kernel = Kernel(config, database=url).start()
-    write(tmp_path / "p.yaml", "name: Tobio\ndescription: A friend.\n")
-    kernel.run(f"agent spawn {write(tmp_path / 'tobio.yaml', 'name: tobio' + chr(10) + 'type: persona' + chr(10) + 'persona: p.yaml')}")
-    return kernel
-
-
 def test_the_stop_button_cancels_the_agents_run(duckdb_url: str, tmp_path: Path) -> None:
     """Stop while the persona's reply streams: its model run ends `cancelled` within a second, and the
     turn starts no other run afterwards."""
     browser_or_skip()
     from playwright.sync_api import sync_playwright
 
-    kernel = _slow_persona_kernel(duckdb_url, tmp_path)
+    kernel = storyteller(duckdb_url, tmp_path, modules=("web",))
     server = None
     try:
         server = serve(kernel, "127.0.0.1", free_port())
         with sync_playwright() as p:
-            browser = launch(p)
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(server.url, timeout=PAGE_TIMEOUT_MS)
-            box = page.locator("textarea").first
-            box.wait_for(timeout=PAGE_TIMEOUT_MS)
-            box.fill("tell me a long story")
-            box.press("Enter")
+            browser, page = open_chat(p, server.url, "tell me a long story")
             page.get_by_text("word0 word1 word2", exact=False).first.wait_for(timeout=30_000)  # streaming
             stop = page.get_by_role("button", name="Stop")
             stop.click()
@@ -235,7 +224,7 @@ def test_the_stop_button_cancels_the_run_through_panels_callback(duckdb_url: str
 
     from tobio.web.app import create_app
 
-    kernel = _slow_persona_kernel(duckdb_url, tmp_path)
+    kernel = storyteller(duckdb_url, tmp_path, modules=("web",))
     try:
         app = create_app(kernel, "tobio")
         chat = next(o for o in app.select(pn.chat.ChatInterface))
