@@ -214,7 +214,7 @@ class Conversation:
 
         message, idle = await self.kernel.acall(post())
         if idle:  # the agent's turn is over: a draft still waiting for its message will not get one
-            for reply in [r for r in self._open.values() if r.state == "streamed"]:
+            for reply in [r for r in self._open.values() if r.sender == self.agent and r.state == "streamed"]:
                 self._end(reply, "lost")
         return message
 
@@ -225,7 +225,8 @@ class Conversation:
         try:
             response.said = await self.say(text)
         except BaseException:
-            self._waiting.remove(response)
+            if response in self._waiting:
+                self._waiting.remove(response)
             raise
         return response
 
@@ -246,23 +247,28 @@ class Conversation:
         return stopped
 
     async def _stop_turn(self) -> None:
-        """On the kernel's loop: cancel the agent's reply runs now, then watch its turn until it ends."""
+        """On the kernel's loop: cancel the agent's reply runs now; while the turn they belong to goes on,
+        a kernel task cancels the runs it starts after them."""
         agent = self.kernel.agents.live.get(self.agent)
         if agent is None:
             return
         subscription = self.kernel.transport.subscription(agent.id, self.channel)
         thread_id = subscription.thread_id if subscription is not None else None
         cancelled = cancel_reply_runs(self.kernel, agent.id, thread_id)
-        turn = agent.current
         if cancelled:
             log.info("%s stopped %s's runs %s", self.user, agent.name, cancelled)
+        turn = agent.current
         if turn is None:
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + STOP_WATCH_S
-        while agent.current is turn and loop.time() < deadline:
-            await asyncio.sleep(STOP_POLL_S)
-            cancel_reply_runs(self.kernel, agent.id, thread_id)
+
+        async def watch() -> None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + STOP_WATCH_S
+            while agent.current is turn and loop.time() < deadline:
+                await asyncio.sleep(STOP_POLL_S)
+                cancel_reply_runs(self.kernel, agent.id, thread_id)
+
+        self.kernel.tasks.spawn(watch(), name=f"stop {agent.name}'s turn", owner=self.user)
 
     # -- what the transport carries (on the home loop) ---------------------------------------------
     def _receive(self, item: Message | Delta) -> None:
