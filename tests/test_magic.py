@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,3 +89,57 @@ def test_chat_magic_opens_a_chat_view(ip: InteractiveShell) -> None:
 
     view = ip.run_line_magic("tobio", "chat echo")
     assert isinstance(view, ChatView) and view.channel == "dm.user.echo"
+
+
+def test_chatview_close_removes_its_listener(ip: InteractiveShell) -> None:
+    from tobio.jupyter import ChatView, get_kernel
+
+    kernel = get_kernel()
+
+    def listeners() -> int:
+        return len(kernel.transport._listeners.get("dm.user.echo", ()))
+
+    before = listeners()
+    view = ChatView("echo")
+    assert listeners() == before + 1
+    view.close()
+    assert listeners() == before and view.send.disabled
+    with ChatView("echo") as again:
+        again.text.value = "hello again"
+        again.send.click()
+        deadline = time.monotonic() + 20
+        while "e: hello again" not in again.log.value and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "e: hello again" in again.log.value
+    assert listeners() == before
+
+
+def test_chatview_stop_cancels_the_agents_run(tmp_path: Path) -> None:
+    """Stop in a notebook: the persona's model run ends `cancelled`, the reply so far stays in the log."""
+    from tobio.jupyter import ChatView, configure, get_kernel
+
+    story = " ".join(f"word{i}" for i in range(300))
+    write(tmp_path / "personas" / "p.yaml", "name: Tobio\ndescription: A friend.\n")
+    write(tmp_path / "agents" / "tobio.yaml", "name: tobio\ntype: persona\npersona: ../personas/p.yaml\n")
+    write(tmp_path / "kernel.yaml", "modules: [scripted, persona]\nagents: [agents/*.yaml]\n"
+          f"providers: {{s: {{type: scripted, token_delay_s: 0.1, replies: ['{story}']}}}}\n"
+          "models: {chat-default: {provider: s, model: x}}\n")
+    configure(config=str(tmp_path / "kernel.yaml"), database=f"duckdb:///{tmp_path / 'nb.duckdb'}")
+    try:
+        kernel = get_kernel()
+        view = ChatView("tobio")
+        view.say("tell me a long story")
+        deadline = time.monotonic() + 30
+        while "word2" not in view.log.value:
+            assert time.monotonic() < deadline, view.log.value
+            time.sleep(0.02)
+        view.stop_button.click()
+        began = time.monotonic()
+        while kernel.run("run ls --agent tobio").records()[-1]["status"] != "cancelled":
+            assert time.monotonic() - began < 1.0
+            time.sleep(0.02)
+        assert "word2" in view.log.value and "[stopped]" in view.log.value
+        view.close()
+    finally:
+        close_kernel()
+        configure()  # back to the defaults for whatever runs next

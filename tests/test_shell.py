@@ -238,29 +238,81 @@ def test_chat_shows_each_streamed_piece(streaming_kernel: Kernel) -> None:
 def test_chat_prints_the_posted_reply_not_its_draft(streaming_kernel: Kernel) -> None:
     """A streamed draft can differ from what the agent posts (a stale draft resampled, a recited instruction
     cut): the shell keeps the draft under the prompt until the message comes, then prints the message."""
-    from datetime import datetime, timezone
+    from tobio.messages import Delta
 
-    from tobio.messages import Delta, Message
+    kernel = streaming_kernel
+    echo = kernel.agents.live["echo"]
 
-    chat = Chat(streaming_kernel, "tobio")
-    lines: list[str] = []
-    chat._on_line = lambda sender, text: lines.append(f"{sender}: {text}")
-    now = datetime.now(timezone.utc)
+    async def talk() -> tuple[list[str], list[list[tuple[str, str]]], int]:
+        chat = Chat(kernel, "echo")
+        lines: list[str] = []
+        shown: list[list[tuple[str, str]]] = []
+        await chat.open(lambda sender, text: lines.append(f"{sender}: {text}"), lambda: None)
+        channel = chat.channel
 
-    def posted(i: int, text: str, stream_id: str) -> Message:
-        return Message(i, chat.channel, "tobio", "assistant", text, now, metadata={"stream_id": stream_id})
+        async def stream(stream_id: str, *pieces: str) -> None:  # on the kernel's loop, as an agent's relay does
+            for piece in pieces:
+                kernel.transport.stream(channel, Delta(channel, "echo", stream_id, piece))
+            kernel.transport.stream(channel, Delta(channel, "echo", stream_id, "", done=True))
 
-    for piece in ("Trains are great! ", "You are Tobio."):
-        chat._receive(Delta(chat.channel, "tobio", "s1", piece))
-    chat._receive(Delta(chat.channel, "tobio", "s1", "", done=True))
-    assert lines == [] and chat.pending() == [("tobio", "Trains are great! You are Tobio.")]
-    chat._receive(posted(1, "Trains are great!", "s1"))
-    assert lines == ["tobio: Trains are great!"] and chat.pending() == []
-    chat._receive(Delta(chat.channel, "tobio", "s2", "Still here", done=False))
-    chat._receive(Delta(chat.channel, "tobio", "s2", "", done=True))
-    assert chat.stop_streams() == 1 and lines[-1] == "tobio: Still here [stopped]"
-    chat._receive(posted(2, "Still here, after all.", "s2"))  # stopped: its late message is not printed
-    assert len(lines) == 2
+        async def settle() -> None:  # what the kernel's loop sent has reached this one
+            await kernel.acall(asyncio.sleep(0))
+            await asyncio.sleep(0.05)
+
+        await kernel.acall(stream("s1", "Trains are great! ", "You are Tobio."))
+        await settle()
+        shown.append(chat.pending())
+        await kernel.acall(kernel.transport.post(channel, "Trains are great!", sender=echo, metadata={"stream_id": "s1"}))
+        await settle()
+        shown.append(chat.pending())
+        await kernel.acall(stream("s2", "Still here"))
+        await settle()
+        stopped = chat.stop_streams()
+        await kernel.acall(kernel.transport.post(channel, "Still here, after all.", sender=echo, metadata={"stream_id": "s2"}))
+        await settle()  # stopped: its late message is not printed
+        chat.close()
+        return lines, shown, stopped
+
+    lines, shown, stopped = asyncio.run(talk())
+    assert shown == [[("echo", "Trains are great! You are Tobio.")], []]
+    assert stopped == 1
+    assert lines == ["echo: Trains are great!", "echo: Still here [stopped]"]
+
+
+def test_ctrl_c_in_a_chat_cancels_the_agents_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while a reply streams: the model run ends `cancelled` in `run ls` within a second, and the
+    shell prints what was streamed so far with [stopped]."""
+    import time
+
+    from storyteller import storyteller
+
+    monkeypatch.setenv("TOBIO_DATA_DIR", str(tmp_path))
+    kernel = storyteller(f"duckdb:///{tmp_path / 't.duckdb'}", tmp_path)
+    took: list[float] = []
+    try:
+        shell = PipeShell(kernel)
+
+        async def script(s: PipeShell) -> None:
+            await s.type("chat tobio\r")
+            await s.expect("talking with tobio")
+            await s.type("tell me a long story\r")
+            await s.until(lambda: bool(s.repl.chat.pending()) and "word2" in s.repl.chat.pending()[0][1])
+            began = time.monotonic()
+            await s.type("\x03", pause=0)
+            while (runs := (await kernel.arun("run ls --agent tobio")).records())[-1]["status"] != "cancelled":
+                assert time.monotonic() - began < 1.0, runs
+                await asyncio.sleep(0.02)
+            took.append(time.monotonic() - began)
+            await s.expect("[stopped]")
+            await s.type("/exit\r")
+            await s.until(lambda: s.session.prompt() == "tobio> ")
+            await s.type("exit\r")
+
+        assert shell.run(script) == 0
+    finally:
+        kernel.close()
+    assert took and took[0] < 1.0
+    assert "tobio: word0 word1 word2" in shell.out.getvalue()
 
 
 # -- output --------------------------------------------------------------------------------------

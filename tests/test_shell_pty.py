@@ -106,3 +106,36 @@ def test_the_main_job_chats_with_tobio_on_the_embedded_model(tmp_path: Path) -> 
     assert said[0] == ("tobio", "Hi! I'm Tobio. What should I call you?"), said  # configs/personas/tobio.yaml's greeting
     assert said[1] == ("user", "Hello! What is your name?"), said
     assert said[2][0] == "tobio" and said[2][1].strip(), said
+
+
+def test_ctrl_c_cancels_the_reply_on_the_embedded_model(tmp_path: Path) -> None:
+    """Ctrl-C while the persona's reply streams on the embedded model: the shell prints the draft with
+    [stopped], and `run ls` shows the model run `cancelled` within a second, not generating on."""
+    import json
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**shell_env(tmp_path), "HF_HUB_OFFLINE": "1"}
+    child = spawn(["--config", "configs/kernel.yaml", "--chat", "tobio", "--json"], env, root)
+    try:
+        child.expect("chat:tobio> ")
+        child.send("Tell me a long story about a lighthouse keeper and his cat.\r")
+        child.expect("▌", timeout=300)  # the first token is drawn under the prompt (the model loads first)
+        child.send("\x03")
+        began = time.monotonic()
+        child.expect(r"tobio: ([^\r\n]*)\[stopped\]")
+        stopped = child.match.group(1)
+        while True:
+            asked = time.monotonic() - began
+            child.send("/cmd run ls --agent tobio\r")
+            child.expect(r"(\[\{[^\r\n]*\}\])\r\n")
+            chat_runs = [r for r in json.loads(child.match.group(1)) if r["for"] == "chat"]
+            if chat_runs and {r["status"] for r in chat_runs} == {"cancelled"}:
+                break
+            assert asked < 1.0, f"not cancelled {asked:.2f} s after Ctrl-C: {chat_runs}"
+        child.expect("chat:tobio> ")
+        leave_chat_and_exit(child)
+    finally:
+        child.close()
+    assert asked < 1.0
+    assert child.exitstatus == 0, child.before
+    print(f"stopped after {len(stopped.split())} words; run ls showed it cancelled {asked:.2f} s after Ctrl-C")

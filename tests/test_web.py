@@ -19,6 +19,7 @@ from tobio.web.serve import serve
 
 from conftest import write
 from helpers import wait_until
+from storyteller import storyteller
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -44,6 +45,18 @@ def launch(playwright: Any, *extra_flags: str) -> Any:
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[*FLAGS, *extra_flags])
 
 
+def open_chat(playwright: Any, url: str, say: str) -> tuple[Any, Any]:
+    """A browser on the chat page at `url` with `say` sent; returns (browser, page)."""
+    browser = launch(playwright)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(url, timeout=PAGE_TIMEOUT_MS)
+    box = page.locator("textarea").first
+    box.wait_for(timeout=PAGE_TIMEOUT_MS)
+    box.fill(say)
+    box.press("Enter")
+    return browser, page
+
+
 def test_chat_page_streams_a_reply(duckdb_url: str, tmp_path: Path) -> None:
     browser_or_skip()
     from playwright.sync_api import sync_playwright
@@ -56,13 +69,7 @@ def test_chat_page_streams_a_reply(duckdb_url: str, tmp_path: Path) -> None:
         server = serve(kernel, "127.0.0.1", free_port())
         final = REPLY.format(text="hello web")
         with sync_playwright() as p:
-            browser = launch(p)
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(server.url, timeout=PAGE_TIMEOUT_MS)
-            box = page.locator("textarea").first
-            box.wait_for(timeout=PAGE_TIMEOUT_MS)
-            box.fill("hello web")
-            box.press("Enter")
+            browser, page = open_chat(p, server.url, "hello web")
             seen_partial = False
             deadline = time.monotonic() + 60
             reply = page.get_by_text("echo says:", exact=False)  # CSS/text locators pierce Bokeh's shadow DOM
@@ -172,3 +179,76 @@ def test_page_opens_on_the_persona_with_the_conversation_so_far(persona_kernel: 
                                             "and the boat?", "the lighthouse keeper remembers"]
     finally:
         server.stop()
+
+
+def test_the_stop_button_cancels_the_agents_run(duckdb_url: str, tmp_path: Path) -> None:
+    """Stop while the persona's reply streams: its model run ends `cancelled` within a second, and the
+    turn starts no other run afterwards."""
+    browser_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    kernel = storyteller(duckdb_url, tmp_path, modules=("web",))
+    server = None
+    try:
+        server = serve(kernel, "127.0.0.1", free_port())
+        with sync_playwright() as p:
+            browser, page = open_chat(p, server.url, "tell me a long story")
+            page.get_by_text("word0 word1 word2", exact=False).first.wait_for(timeout=30_000)  # streaming
+            stop = page.get_by_role("button", name="Stop")
+            stop.click()
+            began = time.monotonic()
+            while kernel.run("run ls --agent tobio").records()[-1]["status"] != "cancelled":
+                assert time.monotonic() - began < 1.0, kernel.run("run ls --agent tobio").records()
+                time.sleep(0.02)
+            took = time.monotonic() - began
+            wait_until(lambda: kernel.agents.live["tobio"].current is None, timeout=20)
+            browser.close()
+        runs = kernel.run("run ls --agent tobio").records()
+        assert {r["status"] for r in runs} == {"cancelled"}, runs
+        assert took < 1.0
+        kernel.call(kernel.writer.flush())
+        said = kernel.run("sql SELECT content FROM messages WHERE channel = 'dm.user.tobio' ORDER BY id").rows
+        assert said[0] == ("tell me a long story",) and len(said[-1][0].split()) < 100  # the reply was cut short
+    finally:
+        if server is not None:
+            server.stop()
+        kernel.close()
+
+
+def test_the_stop_button_cancels_the_run_through_panels_callback(duckdb_url: str, tmp_path: Path) -> None:
+    """The same without a browser: the page's ChatInterface, its callback streaming the reply, and a click
+    on its Stop button (Panel cancels the callback's task) end the model run as `cancelled`."""
+    import asyncio
+
+    import panel as pn
+
+    from tobio.web.app import create_app
+
+    kernel = storyteller(duckdb_url, tmp_path, modules=("web",))
+    try:
+        app = create_app(kernel, "tobio")
+        chat = next(o for o in app.select(pn.chat.ChatInterface))
+
+        async def talk() -> float:
+            chat.send("tell me a long story", user="You", respond=True)
+            deadline = time.monotonic() + 30
+            while "word2" not in str(chat.objects[-1].object):
+                assert time.monotonic() < deadline, [m.object for m in chat.objects]
+                await asyncio.sleep(0.02)
+            stop = chat._buttons["stop"]
+            assert stop.visible  # the page shows Stop while the reply streams
+            stop.clicks += 1
+            began = time.monotonic()
+            while (await kernel.arun("run ls --agent tobio")).records()[-1]["status"] != "cancelled":
+                assert time.monotonic() - began < 1.0
+                await asyncio.sleep(0.02)
+            return time.monotonic() - began
+
+        took = asyncio.run(talk())
+        wait_until(lambda: kernel.agents.live["tobio"].current is None, timeout=20)
+        assert took < 1.0
+        runs = kernel.run("run ls --agent tobio").records()
+        assert {r["status"] for r in runs} == {"cancelled"}, runs
+        assert len(kernel.transport._listeners.get("dm.user.tobio", ())) == 0  # the page's listener is gone
+    finally:
+        kernel.close()

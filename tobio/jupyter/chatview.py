@@ -1,19 +1,23 @@
-"""`ChatView("tobio")`: a chat with an agent inside a notebook (ipywidgets: log, mood, input, send).
+"""`ChatView("tobio")`: a chat with an agent inside a notebook (ipywidgets: log, mood, input, send, stop).
 
-ipywidgets has no chat widget, so this is an HTML log plus a Text and a Button. Sending posts as the
-notebook's user agent without blocking the notebook; the reply streams into the log as it is
-generated (the transport's deltas), and the agent's mood is shown beside it after each reply.
+ipywidgets has no chat widget, so this is an HTML log plus a Text and two Buttons. The talking is a
+`tobio.conversation.Conversation` living on the kernel's loop: sending posts as the notebook's user
+without blocking the notebook, the reply streams into the log as it is generated and is replaced by the
+message the agent posted, and the agent's mood is shown beside it after each reply. Stop cancels the
+agent's model run; `close()` (or leaving `with ChatView(...)`) stops listening.
 """
 
 from __future__ import annotations
 
 import html
+from types import TracebackType
 from typing import Any
 
 import ipywidgets as widgets
 
+from tobio.conversation import Conversation, Reply
+from tobio.errors import TobioError
 from tobio.jupyter.session import get_kernel
-from tobio.messages import Delta, Message
 
 
 class ChatView:
@@ -23,36 +27,27 @@ class ChatView:
         self.kernel = get_kernel()
         self.agent = agent
         self.user = user
-        self.channel = ""  # set by _join: the private channel with the agent
+        self.conversation = Conversation(self.kernel, agent, user=user, on_reply=self._on_reply)
+        self.channel = self.conversation.channel
         self.lines: list[tuple[str, str]] = []  # (speaker, text) shown in the log
-        self._partial: dict[str, str] = {}  # stream id -> text so far
         self.log = widgets.HTML(layout=widgets.Layout(max_height="360px", overflow_y="auto", border="1px solid #ddd", padding="6px"))
         self.mood = widgets.HTML()
         self.text = widgets.Text(placeholder=f"Say something to {agent}…", layout=widgets.Layout(flex="1"))
         self.send = widgets.Button(description="Send", button_style="primary")
+        self.stop_button = widgets.Button(description="Stop")
         self.send.on_click(lambda _button: self.say(self.text.value))
         self.text.on_submit(lambda _text: self.say(self.text.value))
+        self.stop_button.on_click(lambda _button: self.stop())
         self.widget = widgets.VBox([widgets.HBox([self.log], layout=widgets.Layout(width="100%")), self.mood,
-                                    widgets.HBox([self.text, self.send])])
-        self.kernel.call(self._join())
+                                    widgets.HBox([self.text, self.send, self.stop_button])])
+        self.kernel.call(self.conversation.open())  # its home is the kernel's loop: replies are drawn there
         self._render()
 
-    async def _join(self) -> None:
-        self._me, self.channel = await self.kernel.agents.open_dm(self.user, self.agent)
-        self.kernel.transport.listen(self.channel, self._on_item)
-
-    def _on_item(self, item: Message | Delta) -> None:
-        """On the kernel's loop: streamed pieces update a partial line; a posted message replaces it."""
-        if isinstance(item, Delta):
-            if item.done:
-                return
-            self._partial[item.stream_id] = self._partial.get(item.stream_id, "") + item.text
-        else:
-            stream_id = (item.metadata or {}).get("stream_id")
-            if isinstance(stream_id, str):
-                self._partial.pop(stream_id, None)
-            self.lines.append((item.sender or "kernel", item.content))
-            if item.sender == self.agent:
+    def _on_reply(self, reply: Reply) -> None:
+        """On the kernel's loop: a draft updates its line in progress; a finished reply joins the log."""
+        if reply.done and (reply.state == "posted" or reply.draft.strip()):
+            self.lines.append((reply.sender, reply.text + (" [stopped]" if reply.state == "stopped" else "")))
+            if reply.sender == self.agent and reply.state == "posted":
                 self._show_mood()
         self._render()
 
@@ -68,7 +63,8 @@ class ChatView:
 
     def _render(self) -> None:
         rows = [f"<div><b>{html.escape(who)}:</b> {html.escape(text)}</div>" for who, text in self.lines]
-        rows += [f"<div><b>{html.escape(self.agent)}:</b> {html.escape(t)}<i>…</i></div>" for t in self._partial.values()]
+        rows += [f"<div><b>{html.escape(r.sender)}:</b> {html.escape(r.draft)}<i>…</i></div>"
+                 for r in self.conversation.in_progress()]
         self.log.value = "".join(rows) or f"<i>Talking with {html.escape(self.agent)}.</i>"
 
     def say(self, text: str) -> None:
@@ -77,7 +73,34 @@ class ChatView:
         if not text:
             return
         self.text.value = ""
-        self.kernel.submit(self._me.say(self.channel, text, role="user"))
+        self.kernel.submit(self._say(text))
+
+    async def _say(self, text: str) -> None:
+        self.lines.append((self.user, text))
+        self._render()
+        try:
+            await self.conversation.say(text)
+        except TobioError as exc:  # the agent was killed, the view closed: said in the log, not lost in a future
+            self.lines.append(("tobio", f"not sent: {exc}"))
+            self._render()
+
+    def stop(self) -> None:
+        """Stop the agent's turn: its model run is cancelled, the reply so far stays in the log."""
+        self.kernel.call(_stop(self.conversation))
+
+    def close(self) -> None:
+        """Stop listening to the channel (the conversation stays in both histories); returns once done."""
+        try:
+            self.kernel.call(self.conversation.aclose())
+        except TobioError:  # the kernel is closed, and its transport with it
+            self.conversation.close()
+        self.send.disabled = self.stop_button.disabled = self.text.disabled = True
+
+    def __enter__(self) -> ChatView:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -86,6 +109,10 @@ class ChatView:
 
     def __repr__(self) -> str:
         return f"<ChatView {self.agent} on {self.channel}: {len(self.lines)} messages>"
+
+
+async def _stop(conversation: Conversation) -> None:
+    conversation.stop()  # on the conversation's home loop, the kernel's
 
 
 def chat(agent: str, **kwargs: Any) -> ChatView:

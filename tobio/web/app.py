@@ -8,19 +8,20 @@ private channel `dm.user.AGENT`) and opens on their usual agent with the convers
 
 from __future__ import annotations
 
-import asyncio
 import html
 from typing import TYPE_CHECKING, Any
 
 import panel as pn
 
+from tobio.conversation import Conversation, Response
 from tobio.errors import TobioError
-from tobio.messages import Delta, Message
 from tobio.web.history import PAGE_USER, earlier_messages, opening_agent, talkers
 from tobio.web.safe import render
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
+
+ANSWER_TIMEOUT_S = 300.0  # no news from the agent for this long: the page says so and stops its turn
 
 
 async def _records(kernel: Kernel, command: str) -> list[dict[str, Any]] | str:
@@ -83,41 +84,25 @@ def create_app(kernel: Kernel, default_agent: str | None = None) -> pn.viewable.
         threads.object = _threads_html(await _records(kernel, f"thread ls --agent {name}"))
 
     async def respond(contents: str, user: str, instance: pn.chat.ChatInterface) -> Any:
+        """Say `contents` and stream the reply; the stop button (Panel cancels this generator) stops the turn."""
         name = agent.value
         if not name:
             yield {"user": "Tobio", "object": "No agent to talk to (see `agent ls`)."}
             return
-        loop = asyncio.get_running_loop()
-        items: asyncio.Queue[Message | Delta] = asyncio.Queue()
-
-        async def send() -> Any:
-            me, channel = await kernel.agents.open_dm(PAGE_USER, name)
-
-            def forward(item: Message | Delta) -> None:  # on the kernel's loop
-                loop.call_soon_threadsafe(items.put_nowait, item)
-
-            stop = kernel.transport.listen(channel, forward)
-            await me.say(channel, contents, role="user")
-            return stop
-
-        stop = await kernel.acall(send())
-        text = ""
+        talk = Conversation(kernel, name, user=PAGE_USER)
+        response: Response | None = None
         try:
-            while True:
-                item = await asyncio.wait_for(items.get(), timeout=300)
-                if item.sender != name:
-                    continue
-                if isinstance(item, Delta):
-                    if item.text:
-                        text += item.text
-                        yield {"user": name, "object": text}  # each yield replaces the message: streaming
-                else:
-                    yield {"user": name, "object": item.content}
-                    break
-        except asyncio.TimeoutError:
-            yield {"user": name, "object": f"({name} did not answer in time; see `log tail`)"}
+            await talk.open()
+            response = await talk.prompt(contents)
+            async for reply in response.updates(timeout=ANSWER_TIMEOUT_S):
+                if reply.text:
+                    yield {"user": name, "object": reply.text}  # each yield replaces the message: streaming
+        except TobioError as exc:
+            yield {"user": name, "object": f"({html.escape(str(exc))})"}
         finally:
-            stop()
+            if response is not None and not response.done:
+                talk.stop()  # stopped, timed out or the page went away: the model stops too
+            talk.close()
         await refresh(contents)
 
     chat = pn.chat.ChatInterface(callback=respond, user="You", callback_exception="summary", renderers=[render],
