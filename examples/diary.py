@@ -170,7 +170,7 @@ def _partners_until(conn: Connection, agent_id: int, at: datetime) -> dict[str, 
 def register_commands(kernel: Kernel, diary: DiaryModule) -> None:
     group = kernel.commands.group("diary", "Whom each agent has talked with.")
 
-    @group.command("show", Arg("agent", help="an agent", complete="diarist"))
+    @group.command("show", Arg("agent", help="an agent", complete="diarist", reach="self"), agents="agents")
     async def show(ctx: Context, agent: str) -> Result:
         """Whom the agent has talked with, most first."""
         who = ctx.kernel.agents.get(agent).id
@@ -178,7 +178,8 @@ def register_commands(kernel: Kernel, diary: DiaryModule) -> None:
         shown.note = f"{diary.replies[who]} replies"
         return shown
 
-    @group.command("quiet", Arg("agent", help="an agent", complete="agent"), Arg("state", choices=("on", "off")))
+    @group.command("quiet", Arg("agent", help="an agent", complete="agent"), Arg("state", choices=("on", "off")),
+                   agents="agents")
     def quiet(ctx: Context, agent: str, state: str) -> Result:
         """Let an agent answer nobody (on) or go back to normal (off)."""
         (diary.quiet.add if state == "on" else diary.quiet.discard)(ctx.kernel.agents.get(agent).name)

@@ -96,7 +96,7 @@ async def wait_quiet(kernel: Any, quiet: float, timeout: float) -> None:
             runs = list(models.runs.live.values()) if models is not None else []
             thinking = [r for r in runs if r.status == "in_progress"]
             busy = [f"{a.name}: {a.inbox.qsize()} in inbox" for a in running if a.inbox.qsize()]
-            busy += [f"{a.name}: handling a message" for a in running if getattr(a, "current", None) is not None]
+            busy += [f"{a.name}: handling a message" for a in running if a.current is not None]
             busy += ["a model is running"] if thinking else []
             busy += ["a model is loading"] if loads_in_progress() else []
             if busy:

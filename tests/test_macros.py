@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tobio.persona.macros import MacroEnv, apply_macros, format_moment, split_examples
+from tobio.turn.macros import MacroEnv, apply_macros, format_moment, split_examples
 from tobio.persona.schema import Exchange, Persona
 
 WHEN = datetime(2024, 9, 28, 14, 5, 9, tzinfo=timezone.utc)

@@ -170,7 +170,7 @@ def test_live_persona_prompts_stay_in_budget(duckdb_url: str, tmp_path: Path) ->
 
         kernel.call(converse(60), timeout=120)
         kernel.call(kernel.writer.flush())
-        # every run counted, resamples of the parroting scripted replies (tobio/persona/freshness.py) too
+        # every run counted, resamples of the parroting scripted replies (tobio/turn/freshness.py) too
         worst, replies = kernel.run("sql SELECT max(prompt_tokens), count(message_id) FROM runs WHERE purpose = 'chat'").rows[0]
         assert replies == 60 and worst <= 200
         assert "Earlier in this conversation" in str(kernel.run("agent prompt ada"))

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from tobio.modules import Module
     from tobio.providers.base import Provider
     from tobio.replay import Snapshot
+    from tobio.turn.character import Character
     from tobio.turn.events import Event
     from tobio.turn.prompt import Prompt
     from tobio.turn.reply import Reply
@@ -92,6 +93,7 @@ MessageObserver = Callable[["Message"], None]
 ReplayStep = Callable[["Snapshot"], Awaitable[None]]
 CompletionSource = Callable[["Kernel"], list[tuple[str, str]]]
 MemorySource = Callable[["Connection", int, str], list[tuple["Item", Any]]]
+CharacterSource = Callable[[], list[tuple[str, "Character"]]]
 
 SHOULD_ANSWER: Point[ShouldAnswer] = Point(
     "should_answer", "May this agent answer this delivery? True/False decides; None: no opinion.", Rule.FIRST)
@@ -112,6 +114,9 @@ REPLAY: Point[ReplayStep] = Point(
 MEMORY_SOURCE: Point[MemorySource] = Point(
     "memory_source", "Memory items of kind KEY (with vectors) an agent's recall loads back: (conn, agent_id, embed model).",
     Rule.COLLECT, keyed=True)
+CHARACTERS: Point[CharacterSource] = Point(
+    "characters", "The characters a module keeps by key (the persona registry's current personas), for commands "
+    "that list what characters carry (their cards' lorebooks).", Rule.COLLECT)
 COMPLETION_SOURCE: Point[CompletionSource] = Point(
     "completion_source", "Values (and a note each) for arguments declared with `complete=KEY`.", Rule.LOOKUP, keyed=True)
 SQL_SCOPE: Point[Scope] = Point(
@@ -126,7 +131,7 @@ LAST = 1000
 """The `order` of a PROMPT step that must see what every other step added (memory fits it all to budget)."""
 
 POINTS: tuple[Point[Any], ...] = (SHOULD_ANSWER, HISTORY_SOURCE, PROMPT, REPLY_FILTER, EVENT, ON_MESSAGE, REPLAY,
-                                  MEMORY_SOURCE, COMPLETION_SOURCE, SQL_SCOPE, AGENT_TYPE, PROVIDER_TYPE)
+                                  MEMORY_SOURCE, CHARACTERS, COMPLETION_SOURCE, SQL_SCOPE, AGENT_TYPE, PROVIDER_TYPE)
 """Commands are one more: `kernel.commands.command(...)` / `.group(...)`, owned the same way."""
 
 

@@ -234,9 +234,8 @@ def lines_for(command: Command, world: World) -> Iterator[str]:
             yield line(base, [arg.name, *words(arg, value)])
 
 
-# Registered in files this change does not touch (tobio/persona/stchat.py, persona/module.py); they
-# should say agents="people" there. Until then the tree's default refuses them to agents (checked below).
-UNDECLARED_ELSEWHERE = {"transcript import", "transcript export", "agent prompt"}
+# Every command registered by Tobio's own modules declares what agents may reach; none is left to the default.
+UNDECLARED_ELSEWHERE: set[str] = set()
 
 
 def _command(world: World, path: str) -> Command:

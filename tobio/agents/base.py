@@ -91,11 +91,7 @@ class Agent:
     async def hooks_say(self, delivery: Delivery) -> bool | None:
         """What the SHOULD_ANSWER hooks (a scene's turn-taking floor) say about answering `delivery`:
         the first opinion wins; None when no hook has one. Agent types that take turns ask it first."""
-        for decide in self.kernel.hooks.get(SHOULD_ANSWER):
-            verdict = await decide(self, delivery)
-            if verdict is not None:
-                return verdict
-        return None
+        return await self.kernel.hooks.first(SHOULD_ANSWER, self, delivery)
 
     def state_dict(self) -> dict[str, Any]:
         """The agent's mutable state, JSON-able."""

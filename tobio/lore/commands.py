@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from pathlib import Path
@@ -11,12 +12,12 @@ from tobio.commands import Arg, Context, Result, table
 from tobio.commands.view import add_reach
 from tobio.confined import write_confined
 from tobio.errors import CommandError
+from tobio.hooks import CHARACTERS
 from tobio.lore.engine import Engine, Settings
 from tobio.lore.hook import card_book
 from tobio.lore.schema import LOGIC_NAMES, ROLES, Book, Entry
 from tobio.lore.store import read_world_file
 from tobio.paths import slug
-from tobio.persona.module import PersonaModule
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -64,10 +65,8 @@ def _target(agent: str | None, channel: str | None) -> tuple[str, str]:
 
 def _card_books(kernel: Kernel) -> dict[str, Book]:
     """`card:KEY` books of the personas the registry knows (agents' own lorebooks)."""
-    module = kernel.modules.get(PersonaModule)
-    registry = module.registry if module is not None else None
     out: dict[str, Book] = {}
-    for key, (_, persona) in (registry.current.items() if registry is not None else []):
+    for key, persona in (pair for found in kernel.hooks.collect(CHARACTERS) for pair in found):
         book = card_book(type("P", (), {"persona": persona, "persona_key": key, "name": key})())
         if book is not None:
             out[book.name] = book
@@ -136,7 +135,7 @@ def register(kernel: Kernel, module: LoreModule) -> None:
         """Import a World Info file as a new version of a book (stored as is, so export gives it back).
         An agent imports new books only: a new version of an existing one would change others' worlds."""
         path = Path(file).expanduser()
-        data = read_world_file(path)
+        data = await asyncio.to_thread(read_world_file, path)  # untrusted, up to a few MB: off the loop
         key = slug(name or path.stem, fallback="lorebook")
         if not ctx.caller.privileged and key in store().current:
             raise CommandError(f"agent '{ctx.caller.name}' may not change the existing lorebook '{key}'; give a new --name")

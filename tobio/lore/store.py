@@ -67,7 +67,7 @@ def read_world_file(path: str | Path) -> dict[str, Any]:
     if len(blob) > MAX_BOOK_BYTES:
         raise ConfigError(f"{file}: larger than {MAX_BOOK_BYTES} bytes")
     if blob.startswith(b"\x89PNG"):  # a card PNG: its embedded book, read by the card reader's own caps
-        from tobio.persona.cards import read_card
+        from tobio.config.cardfile import read_card
 
         data: Any = read_card(file)
     else:

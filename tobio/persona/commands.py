@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,14 +89,15 @@ def register(kernel: Kernel, registry: PersonaRegistry) -> None:
         target_dir = _path(dir, "--dir") if dir else personas
         assets: dict[str, bytes] = {}
         suffix = path.suffix.lower()
+        # Parsed off the kernel's loop: a card or archive is untrusted and may be large.
         if suffix in (".yaml", ".yml"):
-            persona = load_persona(path)
+            persona = await asyncio.to_thread(load_persona, path)
         elif suffix == ".charx":
             from tobio.persona.charx import import_charx
 
-            persona, assets = import_charx(path)
+            persona, assets = await asyncio.to_thread(import_charx, path)
         else:
-            persona = import_card(path)
+            persona = await asyncio.to_thread(import_card, path)
         key = slug(name or (path.stem if suffix in (".yaml", ".yml") else persona.name))
         if not ctx.caller.privileged and key in registry.current:  # a new version would change who others are
             raise CommandError(f"agent '{ctx.caller.name}' may not change the existing persona '{key}'; give a new --name")
@@ -103,12 +105,22 @@ def register(kernel: Kernel, registry: PersonaRegistry) -> None:
         blob = persona_to_yaml(persona).encode("utf-8")
         budget = WriteBudget(MAX_IMPORT_BYTES, f"importing {path.name}")
         budget.spend(sum(len(b) for b in assets.values()))  # checked before anything is written
+        existed = target.exists()
         write_confined(ctx.kernel, ctx.caller, target, blob, force=force, inside=(personas,) if not dir else (), budget=budget)
-        if assets:  # a CHARX's pictures and other members, kept so an export gives them back
-            from tobio.persona.charx import save_assets
+        try:
+            if assets:  # a CHARX's pictures and other members, kept so an export gives them back
+                from tobio.persona.charx import save_assets
 
-            save_assets(key, assets)
-        version = await registry.record(key, persona, ctx.caller.label, f"imported from {path.name}", str(target))
+                await asyncio.to_thread(save_assets, key, assets)
+            version = await registry.record(key, persona, ctx.caller.label, f"imported from {path.name}", str(target))
+        except BaseException:  # nothing half-imported: no orphan persona file or assets without a version
+            if assets:
+                from tobio.persona.charx import remove_assets
+
+                remove_assets(key)
+            if not existed:
+                target.unlink(missing_ok=True)
+            raise
         return Result(text=f"imported {persona.name} as persona '{key}' (version {version}) into {target}")
 
     @group.command("export", KEY, Arg("file", help=".json / .png / .charx (Character Card) or .yaml", complete="file"),
@@ -128,7 +140,7 @@ def register(kernel: Kernel, registry: PersonaRegistry) -> None:
         elif path.suffix.lower() == ".charx":
             from tobio.persona.charx import charx_bytes, load_assets
 
-            blob = charx_bytes(current, load_assets(persona))
+            blob = await asyncio.to_thread(lambda: charx_bytes(current, load_assets(persona)))
         else:
             blob = card_bytes(current, path, version=card_version, image=picture)
         target = write_confined(ctx.kernel, ctx.caller, path, blob, force=force)

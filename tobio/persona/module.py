@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tobio.hooks import AGENT_TYPE, COMPLETION_SOURCE, EVENT
+from tobio.hooks import AGENT_TYPE, CHARACTERS, COMPLETION_SOURCE, EVENT
 from tobio.models.module import ModelsModule
 from tobio.modules import DatabaseModule, Module
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
+    from tobio.turn.character import Character
 
 
 class PersonaModule(Module):
@@ -30,10 +31,15 @@ class PersonaModule(Module):
         await self.registry.setup()
         kernel.hooks.add(AGENT_TYPE, PersonaAgent)
         kernel.hooks.add(COMPLETION_SOURCE, self.completions, key="persona")
+        kernel.hooks.add(CHARACTERS, self.characters)
         kernel.hooks.add(EVENT, after_summary(kernel))  # memory's SummaryWritten: prefill the new opening
         register_commands(kernel)
         commands.register(kernel, self.registry)
         stchat.register(kernel)
+
+    def characters(self) -> list[tuple[str, Character]]:
+        """Every current persona by key (lore lists their cards' own books through CHARACTERS)."""
+        return [(key, persona) for key, (_, persona) in sorted(self.registry.current.items())]
 
     def completions(self, kernel: Kernel) -> list[tuple[str, str]]:
         """Persona keys for `complete="persona"`, with their version and name."""
@@ -49,6 +55,7 @@ def register_commands(kernel: Kernel) -> None:
     @kernel.commands.group("agent").command(
         "prompt", Arg("name", help="an agent that answers with a model (persona …)", complete="agent"),
         Arg("--channel", help="which of its threads (default: the first)", complete="channel"),
+        agents="agents",
     )
     async def prompt(ctx: Context, name: str, channel: str | None) -> Result:
         """Show the final prompt the agent's model would get now (persona, mood, memory, history)."""

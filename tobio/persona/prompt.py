@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tobio.persona.macros import MacroEnv
+from tobio.turn.macros import MacroEnv
 from tobio.turn.character import speaking_name
 
 if TYPE_CHECKING:

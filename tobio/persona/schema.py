@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tobio.config import load_data_yaml, validate
-from tobio.persona.macros import MacroEnv, apply_macros
+from tobio.turn.macros import MacroEnv, apply_macros
 
 
 class Exchange(BaseModel):

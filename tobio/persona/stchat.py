@@ -366,7 +366,8 @@ def register(kernel: Kernel) -> None:
                    Arg("--channel", help="channel for the imported threads (default: st.NAME)"),
                    Arg("--user", help="agent name for the person in the chat (default: their name as a slug)"),
                    Arg("--as", nargs="*", default=None, help="map speakers to agents: NAME=AGENT ..."),
-                   Arg("--backfill", flag=True, help="then embed and summarise it (memory), with progress"))
+                   Arg("--backfill", flag=True, help="then embed and summarise it (memory), with progress"),
+                   agents="people")
     async def import_(ctx: Context, file: str, channel: str | None, user: str | None, backfill: bool, **kw: Any) -> Result:
         """Import a chat as the subjective history of the agents named in it, at its own times."""
         chat = await asyncio.to_thread(read_chat, file)  # a big file is parsed off the kernel's loop
@@ -383,12 +384,16 @@ def register(kernel: Kernel) -> None:
         return Result(text=text, data={k: v for k, v in done.items() if k != "agents"})
 
     @group.command("export", Arg("thread", type=int, help="thread id (see `thread ls`)", complete="thread"),
-                   Arg("file", help="where to write the .jsonl", complete="file"))
-    async def export(ctx: Context, thread: int, file: str) -> Result:
-        """Write a thread as a SillyTavern chat JSONL."""
+                   Arg("file", help="where to write the .jsonl", complete="file"),
+                   Arg("--force", flag=True, help="overwrite an existing file"),
+                   agents="agents")
+    async def export(ctx: Context, thread: int, file: str, force: bool) -> Result:
+        """Write a thread as a SillyTavern chat JSONL (never over an existing file without --force)."""
+        from tobio.confined import write_confined
+
         text = await export_thread(ctx.kernel, thread)
-        Path(file).expanduser().write_text(text, encoding="utf-8")
-        return Result(text=f"exported thread {thread} ({text.count(chr(10))} lines) to {file}")
+        target = write_confined(ctx.kernel, ctx.caller, file, text.encode("utf-8"), force=force)
+        return Result(text=f"exported thread {thread} ({text.count(chr(10))} lines) to {target}")
 
 
 async def _backfill(ctx: Any, agent_ids: list[int]) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from tobio.persona.macros import MacroEnv
+    from tobio.turn.macros import MacroEnv
 
 
 class Character(Protocol):

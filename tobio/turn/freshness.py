@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from tobio.models.module import runs_of
@@ -41,6 +42,8 @@ RESAMPLES = 2  # extra candidates at most per turn
 TEMPERATURE_STEP = 0.25
 REPEAT_PENALTY_STEP = 0.15
 PRESENCE_PENALTY_STEP = 0.4
+JUDGED_CHARS = 8000  # of each recent message: a reply (a few hundred tokens) cannot reuse more, and a
+# 60 KB message received by several personas must not cost each of them a full scan on the loop
 
 
 def ngrams(text: str, n: int = N) -> set[tuple[str, ...]]:
@@ -48,8 +51,10 @@ def ngrams(text: str, n: int = N) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
-def words(text: str) -> set[str]:
-    return set(_WORD.findall(text.lower().replace("\u2019", "'")))
+@lru_cache(maxsize=128)
+def words(text: str) -> frozenset[str]:
+    """Cached: a persona's identity words are the same text every turn (a card's description may be 80 KB)."""
+    return frozenset(_WORD.findall(text.lower().replace("\u2019", "'")))
 
 
 def overlap(text: str, other: str, n: int = N, own_words: frozenset[str] = frozenset()) -> float:
@@ -96,8 +101,8 @@ def staleness(candidate: str, own: list[str], others: list[str], own_words: froz
 
 def recent(history: list[Message], me: str, own: int = OWN_RECENT, others: int = OTHERS_RECENT) -> tuple[list[str], list[str]]:
     """The agent's last `own` replies and the last `others` messages of anyone else, from a prompt's history."""
-    mine = [m.content for m in history if m.sender == me and m.content]
-    theirs = [m.content for m in history if m.sender != me and m.content]
+    mine = [m.content[-JUDGED_CHARS:] for m in history if m.sender == me and m.content]
+    theirs = [m.content[-JUDGED_CHARS:] for m in history if m.sender != me and m.content]
     return mine[-own:] if own else [], theirs[-others:] if others else []
 
 
@@ -130,9 +135,9 @@ async def fresh_reply(reply: Reply, resamples: int | None = None, threshold: flo
     own, others = recent(prompt.history, agent.name)
     if prompt.incoming is not None and prompt.incoming.content and prompt.incoming.sender != agent.name:
         if not prompt.history or prompt.history[-1].id != prompt.incoming.id:
-            others = [*others, prompt.incoming.content][-OTHERS_RECENT:]
+            others = [*others, prompt.incoming.content[-JUDGED_CHARS:]][-OTHERS_RECENT:]
     mine = identity_words(agent.persona)
-    asked = prompt.incoming.content if prompt.incoming is not None else ""
+    asked = prompt.incoming.content[-JUDGED_CHARS:] if prompt.incoming is not None else ""
     instructions = reply.instructions()
 
     def judged(raw: str) -> tuple[Staleness, str]:
@@ -140,7 +145,7 @@ async def fresh_reply(reply: Reply, resamples: int | None = None, threshold: flo
         return (staleness(said, own, others, mine, asked) if said else Staleness(1.0, "echo", raw)), said
 
     first, said = judged(text)
-    if not first.stale(threshold) or resamples <= 0:
+    if not first.stale(threshold) or resamples <= 0 or run.status == "cancelled":  # a stopped turn starts no runs
         return run, said or text
     # (staleness, run, text as it would be said, the parameters it was sampled with)
     sampled = dict(run.request.params)  # the bundle's parameters with the turn's over them

@@ -42,10 +42,14 @@ class WebModule(Module):
                            help="more host names the page answers to, comma-separated (loopback and --address always)"),
                        Arg("--allow-origin", default="", metavar="ORIGINS",
                            help="more origins allowed to open the page's websocket, comma-separated (https://host:port)"),
+                       Arg("--tls-cert", metavar="FILE", complete="file",
+                           help="serve over HTTPS with this certificate (PEM); login cookies are then Secure"),
+                       Arg("--tls-key", metavar="FILE", complete="file",
+                           help="the certificate's private key (PEM), unless it is in --tls-cert"),
                        Arg("--wait", flag=True, help="keep serving until Ctrl-C (for `tobio-shell -c`)"),
                        agents="people")
         async def serve_(ctx: Context, port: int, address: str, token: str | None, allow_host: str,
-                         allow_origin: str, wait: bool) -> Result:
+                         allow_origin: str, tls_cert: str | None, tls_key: str | None, wait: bool) -> Result:
             """Serve the chat page in the background (the shell stays usable), or until Ctrl-C with --wait."""
             import asyncio
 
@@ -55,7 +59,8 @@ class WebModule(Module):
                 raise CommandError(f"already serving on {self.url} (`web stop` first)")
             try:
                 self.server = await asyncio.to_thread(serve, ctx.kernel, address, port, token,
-                                                      allow_hosts=[allow_host], allow_origins=[allow_origin])
+                                                      allow_hosts=[allow_host], allow_origins=[allow_origin],
+                                                      certfile=tls_cert, keyfile=tls_key)
             except TobioError:
                 raise
             except Exception as exc:  # the kernel would log the command line, token and all
