@@ -44,6 +44,7 @@ def launch(playwright: Any, *extra_flags: str) -> Any:
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[*FLAGS, *extra_flags])
 
 
+@pytest.mark.slow
 def test_chat_page_streams_a_reply(duckdb_url: str, tmp_path: Path) -> None:
     browser_or_skip()
     from playwright.sync_api import sync_playwright
@@ -139,6 +140,7 @@ def test_default_agent_setting_is_read_from_kernel_yaml(duckdb_url: str, tmp_pat
         Kernel(KernelConfig(modules=["web"], settings={"web": {"default_agnet": "x"}}), database=duckdb_url).start()
 
 
+@pytest.mark.slow
 def test_page_opens_on_the_persona_with_the_conversation_so_far(persona_kernel: Kernel) -> None:
     browser_or_skip()
     from playwright.sync_api import sync_playwright
