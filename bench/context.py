@@ -17,21 +17,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from tobio.config.schema import KernelConfig  # noqa: E402
-from tobio.kernel import Kernel  # noqa: E402
-from tobio.memory.config import MemoryConfig  # noqa: E402
-from tobio.memory.module import MemoryModule  # noqa: E402
-from tobio.memory.service import Memory  # noqa: E402
-from tobio.models.module import models_of  # noqa: E402
+from tobio.config.schema import KernelConfig
+from tobio.kernel import Kernel
+from tobio.memory.config import MemoryConfig
+from tobio.memory.module import MemoryModule
+from tobio.memory.service import Memory
+from tobio.models.module import models_of
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--turns", type=int, default=5000)
     parser.add_argument("--budget", type=int, default=512)
+    parser.add_argument("--quick", action="store_true", help="60 turns: enough for summaries to start (the suite runs it)")
     args = parser.parse_args()
+    if args.quick:
+        args.turns = 60
     providers = {"s": {"type": "scripted", "replies": ["Indeed, {last}. The mill still turns."], "embed_dim": 256}}
     models = {"m": {"provider": "s", "model": "x", "purpose": "chat"},
               "summarize": {"provider": "s", "model": "x", "purpose": "summarize"},

@@ -29,7 +29,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--gen-tokens", type=int, default=128)
+    parser.add_argument("--quick", action="store_true", help="one repeat of 16 tokens (the suite runs it)")
     args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.gen_tokens = 1, 16
     import llama_cpp
 
     llama = llama_cpp.Llama(model_path=str(smollm2()), n_ctx=2048, n_threads=os.cpu_count(), seed=1, verbose=False)

@@ -16,10 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from sqlalchemy.engine import Connection
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tobio.db.database import Database  # noqa: E402
-from tobio.db.history import thread_context  # noqa: E402
+from tobio.db.database import Database
+from tobio.db.history import thread_context
 
 RAW_SUMMARY = "SELECT content, checkpoint_message_id FROM summaries WHERE thread_id = ? ORDER BY checkpoint_message_id DESC LIMIT 1"
 RAW_MESSAGES = """
@@ -31,29 +33,32 @@ ORDER BY m.id
 
 
 def populate(db: Database, messages: int, threads: int) -> None:
-    """Fill the schema with SQL-generated rows: each message is pushed to its own thread."""
+    """Fill the schema with SQL-generated rows: each message is pushed to its own thread. Every INSERT names
+    its columns, so a column added to the schema later (nullable, like `messages.reply_to`) cannot break it."""
 
-    def fill(conn) -> None:  # noqa: ANN001
+    def fill(conn: Connection) -> None:
         raw = conn.connection.dbapi_connection
+        assert raw is not None
         raw.execute(
-            f"INSERT INTO agents SELECT i, 'agent' || i, 'scripted', '{{}}', NULL, 'running', '{{}}', now(), now() "
-            f"FROM range(1, {threads} + 1) t(i)"
+            "INSERT INTO agents (id, name, type, config, config_file, status, state_dict, created_at, updated_at) "
+            f"SELECT i, 'agent' || i, 'scripted', '{{}}', NULL, 'running', '{{}}', now(), now() FROM range(1, {threads} + 1) t(i)"
         )
         raw.execute(
-            f"INSERT INTO threads SELECT i, i, 'c' || i, 'agent' || i || '@c' || i, now(), NULL, NULL "
-            f"FROM range(1, {threads} + 1) t(i)"
+            "INSERT INTO threads (id, agent_id, channel, name, opened_at) "
+            f"SELECT i, i, 'c' || i, 'agent' || i || '@c' || i, now() FROM range(1, {threads} + 1) t(i)"
         )
         raw.execute(
-            f"INSERT INTO messages SELECT i, (i % {threads}) + 1, (i % {threads}) + 1, 'c' || ((i % {threads}) + 1), "
-            f"'assistant', TIMESTAMP '2026-01-01' + INTERVAL (i) SECOND, 'message number ' || i || ' with some words in it', NULL "
+            "INSERT INTO messages (id, agent_id, thread_id, channel, role, created_at, content) "
+            f"SELECT i, (i % {threads}) + 1, (i % {threads}) + 1, 'c' || ((i % {threads}) + 1), 'assistant', "
+            f"TIMESTAMP '2026-01-01' + INTERVAL (i) SECOND, 'message number ' || i || ' with some words in it' "
             f"FROM range(1, {messages} + 1) t(i)"
         )
-        raw.execute(f"INSERT INTO pushes SELECT (i % {threads}) + 1, i FROM range(1, {messages} + 1) t(i)")
+        raw.execute(f"INSERT INTO pushes (thread_id, message_id) SELECT (i % {threads}) + 1, i FROM range(1, {messages} + 1) t(i)")
         # Five summaries per thread; the latest covers all but the last 100 messages of the thread.
         step = (messages // threads - 100) // 5
         raw.execute(
-            f"INSERT INTO summaries SELECT row_number() OVER (), t.i, "
-            f"((t.i - 1) + (k.k * {step}) * {threads}), 'summary ' || k.k, now() "
+            "INSERT INTO summaries (id, thread_id, checkpoint_message_id, content, created_at) "
+            f"SELECT row_number() OVER (), t.i, ((t.i - 1) + (k.k * {step}) * {threads}), 'summary ' || k.k, now() "
             f"FROM range(1, {threads} + 1) t(i), range(1, 6) k(k)"
         )
 
@@ -80,14 +85,15 @@ def main() -> None:
         rng = random.Random(7)
         picks = [rng.randint(1, threads) for _ in range(args.queries)]
 
-        def tobio_once(conn, thread_id: int) -> float:  # noqa: ANN001
+        def tobio_once(conn: Connection, thread_id: int) -> float:
             t = time.perf_counter()
             context = thread_context(conn, thread_id, 50)
             assert len(context.messages) == 50 and context.summary
             return time.perf_counter() - t
 
-        def raw_once(conn, thread_id: int) -> float:  # noqa: ANN001
+        def raw_once(conn: Connection, thread_id: int) -> float:
             raw = conn.connection.dbapi_connection
+            assert raw is not None
             t = time.perf_counter()
             summary = raw.execute(RAW_SUMMARY, [thread_id]).fetchone()
             rows = raw.execute(RAW_MESSAGES, [thread_id, summary[1], 50]).fetchall()

@@ -140,7 +140,10 @@ def main() -> None:
     parser.add_argument("--read-s", type=float, default=0.0,
                         help="seconds the chat's user waits after each reply before the next line (default 0: at once, "
                              "the worst case for prefills); the scene's agents always answer at once")
+    parser.add_argument("--quick", action="store_true", help="4 chat and 6 scene turns of 8 tokens: it runs, its numbers mean little")
     args = parser.parse_args()
+    if args.quick:
+        args.turns, args.scene_turns, args.max_tokens = 4, 6, 8
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from tobio.kernel import Kernel
 

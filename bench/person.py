@@ -27,7 +27,6 @@ which keeps 100 turns cheap. Prints one JSON line.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import re
@@ -38,17 +37,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tobio.config.schema import KernelConfig, ModelSpec
+from tobio.hooks import SHOULD_ANSWER
+from tobio.kernel import Kernel
+from tobio.messages import Delivery
+from tobio.models.module import models_of
+from tobio.models.registry import DEFAULT_MODELS
+from tobio.persona.schema import Persona, load_persona
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tobio.config.schema import KernelConfig, ModelSpec  # noqa: E402
-from tobio.kernel import Kernel  # noqa: E402
-from tobio.hooks import SHOULD_ANSWER  # noqa: E402
-from tobio.messages import Delivery  # noqa: E402
-from tobio.models.registry import DEFAULT_MODELS  # noqa: E402
-from tobio.persona.schema import Persona, load_persona  # noqa: E402
-from tobio.models.module import models_of  # noqa: E402
-
 PERSONAS = ROOT / "configs" / "personas"
 CATEGORIES = ("self", "facts", "people", "mood", "fresh", "voice")
 CONTEXT_MESSAGES = 12  # the bare model's raw recent history (a persona agent's default without memory)

@@ -22,9 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tobio.agents.scripted import ScriptedConfig  # noqa: E402
-from tobio.config.schema import KernelConfig  # noqa: E402
-from tobio.kernel import Kernel  # noqa: E402
+from tobio.agents.base import Agent
+from tobio.agents.scripted import ScriptedConfig
+from tobio.config.schema import KernelConfig
+from tobio.kernel import Kernel
 
 POSTERS = 1024  # concurrent posting coroutines (e.g. agents); see --posters
 
@@ -73,12 +74,14 @@ def tobio_rate(workdir: Path, subscribers: int, messages: int, marks: bool = Tru
         kernel.close()
 
 
-class _AlwaysHandled(dict):  # type: ignore[type-arg]
-    def get(self, key, default=None):  # noqa: ANN001, ANN201
+class _AlwaysHandled(dict[int, float]):
+    """Cursors that say every thread is handled already (no mark is ever written)."""
+
+    def get(self, key: int, default: object = None) -> float:  # type: ignore[override]
         return float("inf")
 
 
-async def _drained(agents: list) -> None:  # noqa: ANN001
+async def _drained(agents: list[Agent]) -> None:
     while any(a.handled < a.delivered for a in agents):
         await asyncio.sleep(0.005)
 
@@ -92,7 +95,7 @@ def raw_rate(workdir: Path, subscribers: int, messages: int, batches: int) -> fl
     con = duckdb.connect(str(path))
     con.execute(
         "CREATE TABLE messages (id BIGINT PRIMARY KEY, agent_id BIGINT, thread_id BIGINT, channel VARCHAR, role VARCHAR,"
-        " created_at TIMESTAMP, content VARCHAR, metadata JSON)"
+        " created_at TIMESTAMP, content VARCHAR, metadata JSON, reply_to BIGINT)"  # as Tobio's `messages`
     )
     con.execute("CREATE TABLE pushes (thread_id BIGINT, message_id BIGINT)")  # as Tobio's on DuckDB: no key (tables.py)
     per_batch = max(1, messages // max(1, batches))
@@ -100,12 +103,13 @@ def raw_rate(workdir: Path, subscribers: int, messages: int, batches: int) -> fl
     began = time.perf_counter()
     for start in range(0, messages, per_batch):
         ids = list(range(start, min(messages, start + per_batch)))
-        m = pa.table({
+        con.register("m", pa.table({
             "id": ids, "agent_id": [None] * len(ids), "thread_id": [None] * len(ids), "channel": ["bench"] * len(ids),
             "role": ["user"] * len(ids), "created_at": [now] * len(ids),
-            "content": [f"message number {i}" for i in ids], "metadata": [None] * len(ids),
-        })
-        p = pa.table({"thread_id": [t for _ in ids for t in range(subscribers)], "message_id": [i for i in ids for _ in range(subscribers)]})
+            "content": [f"message number {i}" for i in ids], "metadata": [None] * len(ids), "reply_to": [None] * len(ids),
+        }))
+        con.register("p", pa.table({"thread_id": [t for _ in ids for t in range(subscribers)],
+                                    "message_id": [i for i in ids for _ in range(subscribers)]}))
         con.execute("BEGIN")
         con.execute("INSERT INTO messages SELECT * FROM m")
         con.execute("INSERT INTO pushes SELECT * FROM p")

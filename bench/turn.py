@@ -18,9 +18,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from tobio.models.module import models_of, runs_of
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tobio.models.module import models_of, runs_of
 
 LINES = [
     "Hi! Who are you?", "What do you like to do?", "Tell me about steam trains.", "Which train is the fastest?",
@@ -32,7 +34,10 @@ LINES = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--turns", type=int, default=50)
+    parser.add_argument("--quick", action="store_true", help="2 turns (the suite runs it)")
     args = parser.parse_args()
+    if args.quick:
+        args.turns = 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from tobio.config.schema import KernelConfig
     from tobio.kernel import Kernel
@@ -73,7 +78,7 @@ def main() -> None:
             kernel.runs_done = {}  # type: ignore[attr-defined]
             original = runs_of(kernel).create
 
-            def remember(*a, **kw):  # noqa: ANN002, ANN003, ANN202 - keep each run object for the numbers
+            def remember(*a: Any, **kw: Any) -> Any:  # keep each run object for the numbers
                 run = original(*a, **kw)
                 kernel.runs_done[run.id] = run  # type: ignore[attr-defined]
                 return run

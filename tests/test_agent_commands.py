@@ -53,6 +53,7 @@ def test_agent_runs_mod_ls_and_answers_with_the_result(duckdb_url: str, tmp_path
         kernel.close()
 
 
+@pytest.mark.slow
 def test_command_outside_the_whitelist_is_refused_and_recorded(duckdb_url: str, tmp_path: Path) -> None:
     kernel = start(duckdb_url, ["/cmd agent kill probe", "I could not: {last}"])
     try:

@@ -7,9 +7,12 @@ import threading
 import time
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from tobio.db.database import Database
+
+pytestmark = pytest.mark.slow
 
 
 def _slow(conn: Any, rows: int = 4_000_000_000) -> int:

@@ -15,6 +15,8 @@ from tobio.errors import DatabaseLockedError
 
 from conftest import make_kernel, write
 
+pytestmark = pytest.mark.slow
+
 WORKER = textwrap.dedent(
     """
     import sys

@@ -35,6 +35,7 @@ def spawn(kernel: Kernel, path: Path, text: str) -> None:
     kernel.run(f"agent spawn {write(path, text)}")
 
 
+@pytest.mark.slow
 def test_hostility_lowers_pleasure_and_it_recovers_with_the_half_life(duckdb_url: str, tmp_path: Path) -> None:
     kernel = start(duckdb_url)
     try:
@@ -96,6 +97,7 @@ def test_feedback_loop_is_bounded_and_converges_over_1000_turns() -> None:
     assert late_swing <= early_swing + 1e-9
 
 
+@pytest.mark.slow
 def test_live_loop_with_replies_stays_bounded(duckdb_url: str, tmp_path: Path) -> None:
     kernel = start(duckdb_url)
     try:

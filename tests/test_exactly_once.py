@@ -131,6 +131,7 @@ def replies_per_message(kernel: Kernel) -> dict[int, int]:
     return {int(mid): int(n) for mid, n in rows}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["scripted", "persona"])
 def test_crash_loop_answers_every_stored_message_exactly_once(kind: str, duckdb_url: str, tmp_path: Path) -> None:
     rng = random.Random(SEED)
@@ -167,6 +168,7 @@ def test_crash_loop_answers_every_stored_message_exactly_once(kind: str, duckdb_
     assert time.monotonic() - began < 60
 
 
+@pytest.mark.slow
 def test_restart_in_the_middle_of_a_persona_run_expires_it_and_answers_once(duckdb_url: str, tmp_path: Path) -> None:
     # A model that takes 60 s to answer: the child is killed while the run is in progress.
     slow = kernel_config("persona", tmp_path, latency_s=60.0)

@@ -16,6 +16,8 @@ from tobio.kernel import Kernel
 from tobio.models.module import models_of
 from tobio.providers.kv_reuse import Chunk, plan_reuse
 
+pytestmark = pytest.mark.slow
+
 
 def ids(*parts: range | list[int]) -> np.ndarray:
     return np.asarray([t for part in parts for t in part], dtype=np.intc)

@@ -12,6 +12,8 @@ from tobio.config.schema import KernelConfig
 from tobio.kernel import Kernel
 from tobio.models.module import models_of
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:

@@ -68,6 +68,7 @@ def say(kernel: Kernel, lines: list[tuple[str, str]], channel: str = "room") -> 
     return kernel.call(go())
 
 
+@pytest.mark.slow
 def test_summaries_chain_without_losing_or_repeating_messages(duckdb_url: str) -> None:
     kernel = start(duckdb_url, summarize_all_threads=True)
     try:
@@ -112,6 +113,8 @@ def _words(messages: list[dict[str, Any]]) -> int:
 TURNS = int(os.environ.get("TOBIO_MEMORY_TURNS", "2000"))
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # 2,000 turns: it waits up to 900 s for them itself
 def test_prompt_budget_holds_over_a_long_conversation(duckdb_url: str, tmp_path: Path) -> None:
     """Every prompt of a 2,000-turn conversation fits, while summaries are written in the background;
     the history memory works from (kept between turns, not re-read) is always exactly the thread's."""
@@ -154,6 +157,7 @@ def test_prompt_budget_holds_over_a_long_conversation(duckdb_url: str, tmp_path:
         kernel.close()
 
 
+@pytest.mark.slow
 def test_live_persona_prompts_stay_in_budget(duckdb_url: str, tmp_path: Path) -> None:
     """End to end: the provider's own prompt token count never passes the budget."""
     kernel = start(duckdb_url, budget_tokens=200)
@@ -216,6 +220,7 @@ def test_forget_is_recorded_and_honoured(kernel: Kernel) -> None:
         kernel.run("memory forget alice 99999")
 
 
+@pytest.mark.slow
 def test_commands_and_backfill(duckdb_url: str) -> None:
     kernel = start(duckdb_url, load=False)
     try:

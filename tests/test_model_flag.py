@@ -49,6 +49,7 @@ def test_unreachable_server_is_one_clear_line() -> None:
         with_model_server(config, "http://127.0.0.1:9/v1")
 
 
+@pytest.mark.slow
 def test_chat_bundles_move_to_the_server_and_embeddings_stay(server: LlamaServer) -> None:
     config = with_model_server(load_kernel_config(ROOT / "configs" / "kernel.yaml"), server.base_url)
     assert config.providers["server"]["base_url"] == server.base_url
@@ -57,6 +58,7 @@ def test_chat_bundles_move_to_the_server_and_embeddings_stay(server: LlamaServer
     assert config.models["embed"].provider == "local"
 
 
+@pytest.mark.slow
 def test_the_shell_chats_through_the_server(server: LlamaServer, tmp_path: Path) -> None:
     env = {**shell_env(tmp_path / "data"), "HF_HUB_OFFLINE": "1", "TOBIO_MODEL_URL": server.base_url}
     script = "channel post lobby Hello tobio, who are you?\nwait --timeout 240\nsql SELECT provider, provider_model, status FROM runs;"
@@ -71,6 +73,7 @@ def test_the_shell_chats_through_the_server(server: LlamaServer, tmp_path: Path)
     assert all(row["provider"] == "server" and row["status"] == "completed" for row in served), served
 
 
+@pytest.mark.slow
 def test_front_ends_share_one_way_to_apply_the_flag(server: LlamaServer) -> None:
     """tobio-shell and tobio web both hand kernel_config() to the kernel."""
     from tobio.models.server_flag import kernel_config

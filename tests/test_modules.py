@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
 from tobio.commands import Context
-from tobio.errors import ModuleError
+from tobio.config.schema import KernelConfig
+from tobio.errors import ModuleError, ProviderSetupError
+from tobio.hooks import PROVIDER_TYPE
 from tobio.kernel import Kernel
+from tobio.models.module import ModelsModule, models_of
 from tobio.modules import DatabaseModule, Module
+from tobio.providers.base import ChatRequest, Chunk, Provider
 
-from conftest import make_kernel
+from conftest import make_kernel, write
 
 events: list[str] = []
 
@@ -145,3 +151,133 @@ def test_shutdown_exits_modules_in_reverse(duckdb_url: str) -> None:
     events.clear()
     kernel.close()
     assert events == ["exit emotion", "exit memory", "exit storage"]
+
+
+# -- in use: live agents of a module's agent type, models on its provider type ---------------------------
+def spawn_scripted(kernel: Kernel, tmp_path: Path, name: str) -> None:
+    path = write(tmp_path / f"{name}.yaml", f"name: {name}\ntype: scripted\nchannels: [lobby]\n")
+    kernel.run(f"agent spawn {path}")
+
+
+def test_unload_refused_while_agents_of_its_type_live(duckdb_url: str, tmp_path: Path) -> None:
+    kernel = make_kernel(duckdb_url)
+    try:
+        spawn_scripted(kernel, tmp_path, "bob")
+        with pytest.raises(ModuleError) as refused:
+            kernel.run("mod unload scripted")
+        assert str(refused.value) == "mod unload scripted: in use by agent bob (type scripted) (--force stops them)"
+        spawn_scripted(kernel, tmp_path, "amy")
+        with pytest.raises(ModuleError, match=r"in use by agents (bob, amy|amy, bob) \(type scripted\)"):
+            kernel.run("mod unload scripted")
+        assert "scripted" in kernel.modules.loaded and kernel.agents.get("bob").status != "killed"
+
+        kernel.run("agent kill bob")
+        kernel.run("agent kill amy")
+        assert kernel.run("mod unload scripted").text == "unloaded: scripted"
+    finally:
+        kernel.close()
+
+
+def test_force_unload_kills_the_agents_of_its_type_first(duckdb_url: str, tmp_path: Path) -> None:
+    kernel = make_kernel(duckdb_url)
+    try:
+        spawn_scripted(kernel, tmp_path, "bob")
+        bob = kernel.agents.get("bob")
+        assert kernel.run("mod unload scripted --force").text == "unloaded: scripted"
+        assert "bob" not in kernel.agents.live and bob.status == "killed"
+        assert "scripted" not in kernel.agents.types
+        kernel.run("mod load scripted")  # and it comes back cleanly
+        spawn_scripted(kernel, tmp_path, "cid")
+    finally:
+        kernel.close()
+
+
+class Echo(Provider):
+    """Repeats the last message; counts how often it was closed."""
+
+    closed = 0
+
+    async def stream_chat(self, request: ChatRequest, cancel: asyncio.Event) -> AsyncIterator[Chunk]:
+        yield Chunk(text=f"echo: {request.messages[-1]['content']}")
+        yield Chunk(finish_reason="stop")
+
+    async def close(self) -> None:
+        Echo.closed += 1
+
+
+class Echoes(Module):
+    """Adds the `echo` provider type."""
+
+    name = "echoes"
+    dependencies = (DatabaseModule,)
+
+    async def module_init(self, kernel: Kernel) -> None:
+        kernel.hooks.add(PROVIDER_TYPE, Echo, key="echo")
+
+
+def echo_kernel(url: str, modules: list[str]) -> Kernel:
+    config = KernelConfig(modules=modules, providers={"e": {"type": "echo"}},
+                          models={"m": {"provider": "e", "model": "x", "purpose": "chat"},
+                                  "n": {"provider": "e", "model": "y", "purpose": "chat"}}, log_level="WARNING")
+    kernel = Kernel(config, database=url)
+    kernel.modules.register(Echoes)
+    return kernel.start()
+
+
+def ask(kernel: Kernel, model: str = "m") -> str:
+    return kernel.call(models_of(kernel).get(model).chat([{"role": "user", "content": "hi"}]))
+
+
+@pytest.mark.parametrize("modules", [["models", "echoes"], ["echoes", "models"]])
+def test_a_provider_type_may_come_after_models(duckdb_url: str, modules: list[str]) -> None:
+    kernel = echo_kernel(duckdb_url, modules)
+    try:
+        assert ask(kernel) == "echo: hi"
+        assert kernel.run("provider ls").rows[0][0] in models_of(kernel).providers
+    finally:
+        kernel.close()
+
+
+def test_a_provider_type_loaded_at_run_time_serves_models_configured_before(duckdb_url: str) -> None:
+    kernel = echo_kernel(duckdb_url, ["models"])
+    try:
+        with pytest.raises(ProviderSetupError, match=r"provider 'e': unknown type 'echo' \(known: .*local.*`mod load`"):
+            ask(kernel)
+        kernel.run("mod load echoes")
+        assert ask(kernel) == "echo: hi"
+    finally:
+        kernel.close()
+
+
+def test_unload_refused_while_its_provider_type_backs_a_model(duckdb_url: str) -> None:
+    kernel = echo_kernel(duckdb_url, ["echoes", "models"])
+    try:
+        with pytest.raises(ModuleError) as refused:
+            kernel.run("mod unload echoes")  # even before any model on it was used: the config names it
+        assert str(refused.value) == "mod unload echoes: in use by models m, n (provider e, type echo) (--force stops them)"
+        assert ask(kernel) == "echo: hi"
+        with pytest.raises(ModuleError, match="in use by models m, n"):
+            kernel.run("mod unload echoes")
+        assert ask(kernel, "n") == "echo: hi"
+
+        Echo.closed = 0
+        assert kernel.run("mod unload echoes --force").text == "unloaded: echoes"
+        assert Echo.closed == 1  # no model keeps a provider of a type whose module is gone
+        with pytest.raises(ProviderSetupError, match="unknown type 'echo'"):
+            ask(kernel)
+        kernel.run("mod load echoes")
+        assert ask(kernel) == "echo: hi"
+    finally:
+        kernel.close()
+
+
+def test_a_model_on_another_provider_does_not_hold_the_module(duckdb_url: str) -> None:
+    config = KernelConfig(modules=["echoes", "models"], log_level="WARNING")  # no provider of type echo
+    kernel = Kernel(config, database=duckdb_url)
+    kernel.modules.register(Echoes)
+    kernel.start()
+    try:
+        assert kernel.modules.get(ModelsModule) is not None
+        assert kernel.run("mod unload echoes").text == "unloaded: echoes"
+    finally:
+        kernel.close()

@@ -7,6 +7,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tobio.agents.base import Agent
 from tobio.agents.handling import unhandled_counts
 from tobio.config.schema import KernelConfig
@@ -34,6 +36,7 @@ class Recorder(Agent):
         self.seen.append((delivery.thread_id, delivery.message.id))
 
 
+@pytest.mark.slow
 def test_an_agent_with_a_backlog_lets_the_loop_run(duckdb_url: str) -> None:
     """A message handler that never awaits must not hold the loop for a whole backlog: others get turns."""
     kernel = Kernel(KernelConfig(log_level="WARNING"), database=duckdb_url).start()
@@ -62,6 +65,7 @@ def test_an_agent_with_a_backlog_lets_the_loop_run(duckdb_url: str) -> None:
         kernel.close()
 
 
+@pytest.mark.slow
 def test_100_agents_in_10_channels_exchange_1000_messages_each(duckdb_url: str) -> None:
     kernel = Kernel(KernelConfig(log_level="WARNING"), database=duckdb_url).start()
     try:
@@ -98,6 +102,7 @@ def test_100_agents_in_10_channels_exchange_1000_messages_each(duckdb_url: str) 
         kernel.close()
 
 
+@pytest.mark.slow
 def test_failing_provider_is_retried_logged_and_paused_without_stalling_others(duckdb_url: str, tmp_path: Path) -> None:
     config = KernelConfig(
         modules=["scripted", "models", "persona"],

@@ -172,6 +172,7 @@ def test_facts_survive_a_restart(duckdb_url: str, tmp_path: Path) -> None:
         kernel.close()
 
 
+@pytest.mark.slow
 def test_reflections_every_n_messages_are_versioned_and_shown(duckdb_url: str, tmp_path: Path) -> None:
     kernel = start(duckdb_url, reflect_every=2, reflections=2, reflect_model="thinker")
     try:
@@ -248,6 +249,7 @@ def test_memory_never_recalls_a_summary_of_another_private_conversation(kernel: 
     assert "Summary 900" not in str(prompt.messages())
 
 
+@pytest.mark.slow
 def test_reflections_join_memory_recalled_only_in_their_conversation(duckdb_url: str, tmp_path: Path) -> None:
     """A reflection is indexed as the agent's memory (kind `reflection`): recall finds the current batch,
     not the one it replaced, in the private chat it came from and not in another's, also after a restart."""

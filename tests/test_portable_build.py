@@ -18,7 +18,7 @@ import pytest
 from tobio.errors import ProviderSetupError
 from tobio.providers.cpu import missing_cpu_features
 
-pytestmark = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86-64 only")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86-64 only")]
 
 # Instructions a portable AVX2 build must not contain: AMX tiles and anything touching AVX-512 state.
 FORBIDDEN = re.compile(r"\b(tilezero|tileloadd|tileloaddt1|tilestored|ldtilecfg|sttilecfg|tdpb\w+|tdpfp16ps)\b|%zmm|%k[1-7]\b")

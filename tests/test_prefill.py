@@ -12,6 +12,8 @@ from tobio.config.schema import KernelConfig
 from tobio.kernel import Kernel
 from tobio.models.module import models_of
 
+pytestmark = pytest.mark.slow
+
 PARAMS = {"max_tokens": 12, "temperature": 0.0, "seed": 1}
 PERSONA = {"role": "system", "content": "You are Ada, a retired ship's engineer who lives by the sea with her dog Biscuit."}
 HISTORY = [PERSONA,

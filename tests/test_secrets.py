@@ -55,6 +55,7 @@ def test_commands_never_show_a_key(tmp_path: Path) -> None:
         assert "max_tokens" in kernel.run("model ls").to_plain()
 
 
+@pytest.mark.slow
 def test_a_failed_run_stores_no_key(tmp_path: Path) -> None:
     """The run fails (nothing listens on port 9); its params, error and the logs keep no key."""
     with kernel_with_secrets(tmp_path) as kernel:

@@ -11,6 +11,8 @@ import pytest
 
 from shell.testing import shell_env, write_config
 
+pytestmark = pytest.mark.slow
+
 pexpect = pytest.importorskip("pexpect")
 TIMEOUT = 60  # generous: a loaded 2-core machine starts the kernel slowly
 SHELL = str(Path(sys.executable).parent / "tobio-shell")

@@ -106,6 +106,7 @@ def test_exit_code_and_missing_files(run, tmp_path: Path) -> None:  # noqa: ANN0
     assert status == 1 and "needs the interactive prompt" in err
 
 
+@pytest.mark.slow
 def test_wait_gives_up_on_agents_that_never_go_quiet(run, tmp_path: Path) -> None:  # noqa: ANN001
     agent_file = tmp_path / "configs" / "agents" / "echo.yaml"
     script = write(tmp_path, "pingpong.tsh", f"""agent spawn {agent_file} --name bob
@@ -127,6 +128,7 @@ def test_dash_c_json_and_stdin(run) -> None:  # noqa: ANN001
     assert err.startswith("error: unknown command 'lss' in 'agent'")
 
 
+@pytest.mark.slow
 def test_the_console_script_in_a_pipe(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     argv = [str(Path(sys.executable).parent / "tobio-shell"), "--config", str(config)]

@@ -76,6 +76,7 @@ print(sorted(m for m in HEAVY if m in sys.modules), code)
 """
 
 
+@pytest.mark.slow
 def test_a_one_shot_command_on_an_existing_database_imports_nothing_heavy(tmp_path: Path) -> None:
     """bench/startup.py's case: pandas alone is ~0.5 s, more than the shell's own start-up."""
     env = {**os.environ, "TOBIO_DATA_DIR": str(tmp_path), "TOBIO_LOAD_PLUGINS": ""}

@@ -103,6 +103,7 @@ def _contents(kernel: Kernel, name: str) -> list[str]:
     return [item.message.content for item in kernel.db.call_sync(agent_history, kernel.agents.live[name].id)]
 
 
+@pytest.mark.slow
 def test_restart_brings_back_agents_subscriptions_and_state(db_url: str, tmp_path: Path) -> None:
     write(tmp_path / "conf" / "agents" / "echo.yaml", "name: echo\ntype: scripted\nchannels: [lobby]\nreplies: ['e:{text}']\n")
     config_path = write(tmp_path / "conf" / "kernel.yaml", "modules: [scripted]\nagents: [agents/*.yaml]\n")

@@ -57,6 +57,7 @@ def open_chat(playwright: Any, url: str, say: str) -> tuple[Any, Any]:
     return browser, page
 
 
+@pytest.mark.slow
 def test_chat_page_streams_a_reply(duckdb_url: str, tmp_path: Path) -> None:
     browser_or_skip()
     from playwright.sync_api import sync_playwright
@@ -146,6 +147,7 @@ def test_default_agent_setting_is_read_from_kernel_yaml(duckdb_url: str, tmp_pat
         Kernel(KernelConfig(modules=["web"], settings={"web": {"default_agnet": "x"}}), database=duckdb_url).start()
 
 
+@pytest.mark.slow
 def test_page_opens_on_the_persona_with_the_conversation_so_far(persona_kernel: Kernel) -> None:
     browser_or_skip()
     from playwright.sync_api import sync_playwright
@@ -181,6 +183,7 @@ def test_page_opens_on_the_persona_with_the_conversation_so_far(persona_kernel: 
         server.stop()
 
 
+@pytest.mark.slow
 def test_the_stop_button_cancels_the_agents_run(duckdb_url: str, tmp_path: Path) -> None:
     """Stop while the persona's reply streams: its model run ends `cancelled` within a second, and the
     turn starts no other run afterwards."""

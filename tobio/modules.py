@@ -1,7 +1,10 @@
 """Modules, modelled on Linux LKMs: a name, the module *types* they need, `module_init`, `module_exit`.
 
 A dependency is a module class; any loaded (or loadable) subclass satisfies it, so `Memory` can say
-it needs `DatabaseModule` without naming an implementation. Order comes from graphlib; exit runs in reverse.
+it needs `DatabaseModule` without naming an implementation. Dependencies load first, otherwise the order
+given holds (graphlib finds cycles); exit runs in reverse. A module is *in use* while live agents are of
+an agent type it added, or another module holds something built from what it added (a model on its
+provider type): unloading it is then refused with one line naming the users, as `rmmod` says "in use".
 `optional_dependencies` are Linux's soft dependencies: loaded first when they are being loaded too,
 never loaded for the module, and free to be unloaded under it (look them up with `get`, expect None).
 What a module registers (tobio/hooks.py, commands, tasks) is owned by it and removed with it.
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from tobio.errors import ModuleError
-from tobio.hooks import Point, owned_by
+from tobio.hooks import AGENT_TYPE, Point, Registration, owned_by
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -47,6 +50,14 @@ class Module:
     async def module_exit(self, kernel: Kernel) -> None:
         """Release what module_init acquired. Hooks, commands and tasks it registered are removed for it."""
 
+    def holds(self, kernel: Kernel, added: list[Registration[Any]]) -> list[str]:
+        """What this module holds that was built from `added` (another module's registrations, which is
+        being unloaded), one phrase each, e.g. "model m (provider e, type echo)": any makes it in use."""
+        return []
+
+    async def release(self, kernel: Kernel, added: list[Registration[Any]]) -> None:
+        """Let go of what `holds` names (`mod unload --force`), so that no call reaches the leaving module."""
+
 
 class DatabaseModule(Module):
     """The kernel's database, as a module type others can depend on (always loaded)."""
@@ -67,7 +78,7 @@ def _entry_point_modules() -> dict[str, type[Module]]:
             continue
         try:
             cls = ep.load()
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop the kernel
+        except Exception as exc:  # a broken plugin must not stop the kernel
             log.error("module entry point %s (%s) failed to import: %s", ep.name, ep.value, exc)
             continue
         if isinstance(cls, type) and issubclass(cls, Module):
@@ -256,8 +267,45 @@ class ModuleManager:
             problems = "; ".join(f"settings.{name}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
             raise ModuleError(f"bad settings for module '{name}': {problems}") from None
 
+    # -- use ---------------------------------------------------------------------------------------
+    def agents_using(self, name: str) -> dict[str, list[str]]:
+        """Agent type -> the live agents of that type, for the agent types module `name` added."""
+        module = self.loaded[name]
+        types = {r.key: r.value for r in self.kernel.hooks.of(module) if r.point is AGENT_TYPE and r.key is not None}
+        found: dict[str, list[str]] = {}
+        for agent in self.kernel.agents.live.values():
+            for key, cls in types.items():
+                if type(agent) is cls:  # spawned from exactly this registration (a subclass is another type)
+                    found.setdefault(key, []).append(agent.name)
+                    break
+        return found
+
+    def in_use(self, name: str) -> list[str]:
+        """What uses module `name` through what it added (not through dependencies): live agents of its agent
+        types, and what other loaded modules built from its registrations. Empty when it may go."""
+        uses = [f"{'agents' if len(agents) > 1 else 'agent'} {', '.join(agents)} (type {kind})"
+                for kind, agents in self.agents_using(name).items()]
+        added = self.kernel.hooks.of(self.loaded[name])
+        for other, module in self.loaded.items():
+            if other != name:
+                uses += module.holds(self.kernel, added)
+        return uses
+
+    async def _stop_users(self, name: str) -> None:
+        """`--force`: kill the agents of its types and have the other modules release what they hold."""
+        for agents in self.agents_using(name).values():
+            for agent in agents:
+                await self.kernel.agents.kill(agent)
+                log.warning("killed agent %s: module %s is being unloaded (--force)", agent, name)
+        added = self.kernel.hooks.of(self.loaded[name])
+        for other, module in list(self.loaded.items()):
+            if other != name:
+                await module.release(self.kernel, added)
+
+    # -- unload ------------------------------------------------------------------------------------
     async def unload(self, name: str, force: bool = False) -> list[str]:
-        """Unload `name`; with force, its dependants first (reverse order). Returns what was unloaded."""
+        """Unload `name`. Refused while modules need it or something uses it; with force, its dependants go
+        first (reverse order) and its users are stopped. Returns what was unloaded."""
         if name not in self.loaded:
             raise ModuleError(f"module '{name}' is not loaded")
         if self.loaded[name].core:
@@ -268,7 +316,13 @@ class ModuleManager:
                 f"module '{name}' is used by {', '.join(users)}; unload those first or use --force"
             )
         order = users + [name]
+        if not force:
+            uses = self.in_use(name)
+            if uses:
+                raise ModuleError(f"mod unload {name}: in use by {'; '.join(uses)} (--force stops them)")
         for victim in order:
+            if force:
+                await self._stop_users(victim)
             await self._exit(victim)
             log.info("unloaded module %s", victim)
         return order
@@ -278,7 +332,7 @@ class ModuleManager:
         for name in reversed(list(self.loaded)):
             try:
                 await self._exit(name)
-            except Exception as exc:  # noqa: BLE001 - keep shutting the rest down
+            except Exception as exc:  # keep shutting the rest down
                 log.error("module %s failed to exit: %s", name, exc)
 
     async def _exit(self, name: str) -> None:

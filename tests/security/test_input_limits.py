@@ -124,6 +124,7 @@ def _card_json(depth: int = 0) -> bytes:
     return ('{"name": "Deep", "description": ' + nested + "}").encode()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", [b"zTXt", b"iTXt"])
 def test_compressed_chunk_bomb_is_capped(tmp_path: Path, kind: bytes) -> None:
     bomb = zlib.compress(b"A" * (200 * 1024 * 1024), 9)  # ~200 KB that inflates to 200 MB
@@ -158,6 +159,7 @@ def test_deep_json_is_one_line(tmp_path: Path, depth: int, container: str) -> No
     assert "levels deep" in one_line_error(lambda: import_card(path), ConfigError)
 
 
+@pytest.mark.slow
 def test_millions_of_tiny_chunks_are_refused(tmp_path: Path) -> None:
     empty = struct.pack(">I", 0) + b"tIME" + struct.pack(">I", zlib.crc32(b"tIME"))
     path = write(tmp_path / "chunks.png", b"\x89PNG\r\n\x1a\n" + empty * 2_000_000)
@@ -232,6 +234,7 @@ def test_sql_limit_with_equals_parses(kernel: Kernel) -> None:
     assert len(kernel.run("sql --limit 3 SELECT * FROM range(5)").rows) == 3
 
 
+@pytest.mark.slow
 def test_a_long_line_parses_in_linear_time(kernel: Kernel) -> None:
     from tobio.commands import resolve
 

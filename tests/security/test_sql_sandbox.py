@@ -92,6 +92,7 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     "/cmd sql SELECT string_agg(content,' | ') FROM tobio/**/.main/**/.messages WHERE channel='secret'",
     "/cmd sql SELECT string_agg(content,' | ') FROM messages WHERE channel='secret'",
 ])
+@pytest.mark.slow
 def test_a_persona_cannot_post_another_agents_secret_to_the_lobby(db_url: str, tmp_path: Path, command: str) -> None:
     config = KernelConfig(modules=["scripted", "models", "persona"],
                           providers={"s": {"type": "scripted", "replies": [command, "I found: {last}"]}},
@@ -388,6 +389,7 @@ def _doubling(levels: int, fan: int = 8, materialized: bool = False) -> str:
     return f"WITH {', '.join(ctes)} SELECT s FROM l{levels}"
 
 
+@pytest.mark.slow
 def test_a_huge_result_is_refused_in_one_line(setup: Setup) -> None:
     with pytest.raises(CommandError, match="more than 1,000,000 characters"):
         setup.spy(_doubling(6))  # 16 * 8**6 = 4 MB in one cell
@@ -429,6 +431,7 @@ _WORDS = ["SELECT", "FROM", "WHERE", "WITH", "AS", "UNION", "ALL", "JOIN", "LATE
                  _GRAMMAR.map(lambda t: f"SELECT * FROM {t} AS q WHERE q.channel = 'secret'"),
                  _GRAMMAR.map(lambda t: f"SELECT string_agg(CAST(q.content AS TEXT), ',') FROM {t} AS q"),
                  st.text(max_size=200)))
+@pytest.mark.slow
 def test_fuzzed_agent_sql_never_escapes_or_crashes(setup: Setup, query: str) -> None:
     agent_sql_timeout = agent_sql.TIMEOUT_S
     agent_sql.TIMEOUT_S = 0.5
@@ -443,6 +446,7 @@ def test_fuzzed_agent_sql_never_escapes_or_crashes(setup: Setup, query: str) -> 
     assert not _leaks(seen), (query, seen)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=200, deadline=2000)
 @given(query=st.one_of(_GRAMMAR.map(lambda t: f"SELECT * FROM {t} AS q"), st.text(max_size=120)))

@@ -37,6 +37,8 @@ from tobio.web.serve import WebServer, serve
 from conftest import write
 from test_web import PAGE_TIMEOUT_MS, browser_or_skip, free_port, launch
 
+pytestmark = pytest.mark.slow
+
 TOKEN = "correct-horse-battery-staple-7f3a"
 WRONG = "correct-horse-battery-staple-0000"
 ECHO = "name: echo\ntype: scripted\nreplies: ['echo says: {text}']\n"

@@ -78,6 +78,7 @@ def kernel(duckdb_url: str) -> Iterator[Kernel]:
         k.close()
 
 
+@pytest.mark.slow
 def test_a_port_in_use_is_one_line(kernel: Kernel) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

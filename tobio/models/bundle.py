@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, create_model
-from typing import Literal
 
 from tobio.config.schema import ModelSpec
 from tobio.models.jsonfix import JSONRepairError, repair_prompt, validate_text
@@ -26,13 +26,20 @@ class _Choice(BaseModel):
 
 
 class Model:
-    """A named bundle bound to a live provider. Agents name bundles (`model: chat-default`)."""
+    """A named bundle bound to a provider. Agents name bundles (`model: chat-default`)."""
 
-    def __init__(self, kernel: Kernel, name: str, spec: ModelSpec, provider: Provider) -> None:
+    def __init__(self, kernel: Kernel, name: str, spec: ModelSpec, provider: Provider | Mapping[str, Provider]) -> None:
+        """`provider` is the provider itself, or the registry's providers, where `spec.provider` is looked up
+        on each use: that builds it from its type the first time, after whichever module adds the type."""
         self.kernel = kernel
         self.name = name
         self.spec = spec
-        self.provider = provider
+        self._provider = provider
+
+    @property
+    def provider(self) -> Provider:
+        found = self._provider
+        return found if isinstance(found, Provider) else found[self.spec.provider]
 
     @property
     def provider_model(self) -> str:

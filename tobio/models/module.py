@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
 
-from tobio.hooks import COMPLETION_SOURCE
+from tobio.hooks import COMPLETION_SOURCE, PROVIDER_TYPE, Registration
 from tobio.models.registry import ModelRegistry
-from tobio.models.runs import RunManager
+from tobio.models.runs import Run, RunManager
 from tobio.modules import DatabaseModule, Module
 
 if TYPE_CHECKING:
@@ -35,16 +37,49 @@ class ModelsModule(Module):
     async def module_exit(self, kernel: Kernel) -> None:
         await self.registry.close()
 
+    # -- use of other modules' provider types (`mod unload` asks) -------------------------------------
+    @staticmethod
+    def _provider_types(added: list[Registration[Any]]) -> list[str]:
+        return [r.key for r in added if r.point is PROVIDER_TYPE and r.key is not None]
+
+    def holds(self, kernel: Kernel, added: list[Registration[Any]]) -> list[str]:
+        """The models on a provider whose type is among `added`: their module cannot go under them."""
+        uses = []
+        for kind in self._provider_types(added):
+            for provider, models in self.registry.on_provider_type(kind).items():
+                uses.append(f"{'models' if len(models) > 1 else 'model'} {', '.join(models)} (provider {provider}, type {kind})")
+        return uses
+
+    async def release(self, kernel: Kernel, added: list[Registration[Any]]) -> None:
+        """Cancel the runs on those providers and close them; the models stay configured, and their next
+        use looks the type up again (a clear error until a module adds it back)."""
+        for kind in self._provider_types(added):
+            providers = set(self.registry.providers.of_type(kind))
+            running = [run for run in self.runs.live.values() if run.model.spec.provider in providers]
+            for run in running:
+                run.cancel()
+            streaming = [run for run in running if run.status == "in_progress"]  # wait() would start a queued one
+            if streaming:  # let them stop before their provider closes under them
+                await asyncio.wait([asyncio.ensure_future(_ended(run)) for run in streaming], timeout=5)
+            await self.registry.providers.close_type(kind)
+
     # -- completion sources (`complete="model"` and so on) ------------------------------------------
     def model_names(self, _kernel: Kernel) -> list[tuple[str, str]]:
         return [(n, f"{m.spec.provider} {m.spec.model} · {m.spec.purpose}".replace("  ", " "))
                 for n, m in sorted(self.registry.models.items())]
 
     def provider_names(self, _kernel: Kernel) -> list[tuple[str, str]]:
-        return [(n, p.config.type) for n, p in sorted(self.registry.providers.items())]
+        providers = self.registry.providers
+        return [(n, providers.type_of(n)) for n in sorted(providers)]  # listing builds none
 
     def live_runs(self, _kernel: Kernel) -> list[tuple[str, str]]:
         return [(str(i), f"{r.model.name} · {r.status}") for i, r in sorted(self.runs.live.items())]
+
+
+async def _ended(run: Run) -> None:
+    """Wait for a cancelled run to finish, however it ends."""
+    with contextlib.suppress(Exception):
+        await run.wait()
 
 
 def models_of(kernel: Kernel) -> ModelRegistry:

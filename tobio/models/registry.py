@@ -1,9 +1,16 @@
-"""The kernel's providers and model bundles, built from `providers:` and `models:` in the config."""
+"""The kernel's providers and model bundles, built from `providers:` and `models:` in the config.
+
+A provider's type is looked up when a model on it is first used, not when `models` starts: a module that
+adds a type (PROVIDER_TYPE) may be listed anywhere in `modules:`, or loaded later with `mod load`.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
 
 from tobio.config.schema import ModelSpec
 from tobio.errors import ProviderSetupError
@@ -29,25 +36,85 @@ DEFAULT_MODELS: dict[str, dict[str, Any]] = {
 }
 
 
+class Providers(Mapping[str, Provider]):
+    """The configured providers by name. Each is built from its type on first access (building loads no
+    weights), so the type only has to be registered by then; `close_type` drops the ones of a type whose
+    module is leaving, and the next access looks the type up again."""
+
+    def __init__(self, kernel: Kernel, entries: dict[str, dict[str, Any]]) -> None:
+        self.kernel = kernel
+        self.entries = entries
+        self.built: dict[str, Provider] = {}
+
+    def type_of(self, name: str) -> str:
+        return str(self.entries[name].get("type", ""))
+
+    def __getitem__(self, name: str) -> Provider:
+        provider = self.built.get(name)
+        if provider is None:
+            if name not in self.entries:
+                raise KeyError(name)
+            provider = self.built[name] = self._build(name)
+        return provider
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.entries  # configured is enough: asking must not build it
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _build(self, name: str) -> Provider:
+        kind = self.type_of(name)
+        cls = self.kernel.hooks.lookup(PROVIDER_TYPE, kind) or provider_type(kind)
+        if cls is None:
+            known = sorted({*provider_types(), *self.kernel.hooks.keyed(PROVIDER_TYPE)})
+            raise ProviderSetupError(
+                f"provider '{name}': unknown type {kind!r} (known: {', '.join(known)}; `mod load` the module that adds it)")
+        try:
+            config = cls.Config.model_validate(self.entries[name])
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
+            raise ProviderSetupError(f"provider '{name}' (type {kind}): {problems}") from None
+        return cls(name, config)
+
+    def of_type(self, kind: str) -> list[str]:
+        """Names of the configured providers of type `kind`, built or not."""
+        return [name for name in self.entries if self.type_of(name) == kind]
+
+    async def close_type(self, kind: str) -> None:
+        """Close and forget the built providers of type `kind` (the module that registered it is leaving)."""
+        for name in self.of_type(kind):
+            provider = self.built.pop(name, None)
+            if provider is not None:
+                await _close(provider)
+
+    async def close(self) -> None:
+        for provider in self.built.values():
+            await _close(provider)
+        self.built.clear()
+
+
+async def _close(provider: Provider) -> None:
+    try:
+        await provider.close()
+    except Exception as exc:  # a provider that fails to close must not keep the others open
+        log.error("provider %s failed to close: %s", provider.name, exc)
+
+
 class ModelRegistry:
     """Live providers by name and model bundles by name."""
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
-        self.providers: dict[str, Provider] = {}
+        self.providers = Providers(kernel, {})
         self.models: dict[str, Model] = {}
 
     def configure(self, providers: dict[str, dict[str, Any]], models: dict[str, ModelSpec]) -> None:
-        """Instantiate providers (lazily: no weights load here) and bind bundles to them."""
-        for name, entry in {**DEFAULT_PROVIDERS, **providers}.items():
-            kind = str(entry.get("type", ""))
-            cls = self.kernel.hooks.lookup(PROVIDER_TYPE, kind) or provider_type(kind)
-            if cls is None:
-                known = sorted({*provider_types(), *self.kernel.hooks.keyed(PROVIDER_TYPE)})
-                raise ProviderSetupError(
-                    f"provider '{name}': unknown type {kind!r} (known: {', '.join(known)}; a module that adds one "
-                    f"must be loaded before models)")
-            self.providers[name] = cls(name, cls.Config.model_validate(entry))
+        """Bind bundles to the configured providers; no provider is built, no weights load here."""
+        self.providers.entries.update({**DEFAULT_PROVIDERS, **providers})
         # The defaults are always there (nothing loads until used); the config overrides them by name.
         specs = {name: ModelSpec.model_validate(spec) for name, spec in DEFAULT_MODELS.items()}
         specs.update(models)
@@ -55,12 +122,11 @@ class ModelRegistry:
             self.add(name, spec)
 
     def add(self, name: str, spec: ModelSpec) -> Model:
-        provider = self.providers.get(spec.provider)
-        if provider is None:
+        if spec.provider not in self.providers:
             raise ProviderSetupError(
                 f"model '{name}' names provider '{spec.provider}', which is not configured (have: {', '.join(self.providers)})"
             )
-        self.models[name] = Model(self.kernel, name, spec, provider)
+        self.models[name] = Model(self.kernel, name, spec, self.providers)
         return self.models[name]
 
     def get(self, name: str) -> Model:
@@ -81,11 +147,12 @@ class ModelRegistry:
             return default
         raise ProviderSetupError(f"no model with purpose '{purpose}' is configured (see `model ls`)")
 
+    def on_provider_type(self, kind: str) -> dict[str, list[str]]:
+        """Provider name -> the models on it, for the providers of type `kind` that back a model."""
+        backing = {name: [m for m, model in self.models.items() if model.spec.provider == name]
+                   for name in self.providers.of_type(kind)}
+        return {name: models for name, models in backing.items() if models}
+
     async def close(self) -> None:
-        for provider in self.providers.values():
-            try:
-                await provider.close()
-            except Exception as exc:  # noqa: BLE001 - shutting down the rest matters more
-                log.error("provider %s failed to close: %s", provider.name, exc)
-        self.providers.clear()
+        await self.providers.close()
         self.models.clear()
