@@ -31,7 +31,7 @@ from diary import DiaryModule  # noqa: E402
 @pytest.fixture
 def kernel(duckdb_url: str, tmp_path: Path) -> Iterator[Kernel]:
     config = KernelConfig(
-        modules=["diary", "models", "persona", "emotion"],  # diary first: its provider type is there when models starts
+        modules=["models", "persona", "emotion", "diary"],  # any order: a provider type is looked up when first used
         providers={"e": {"type": "echo", "prefix": "You said: "}},
         models={"m": {"provider": "e", "model": "x", "purpose": "chat"}},
         log_level="WARNING",
@@ -113,8 +113,10 @@ def test_unload_removes_everything_and_it_loads_again(kernel: Kernel) -> None:
     assert "diary show" in info["commands"] and "diary:tidy" in info["tasks"] and "prompt" in info["hooks"]
     task = next(t for t in kernel.tasks.list() if t.name == "diary:tidy")
 
-    kernel.run("agent kill sam")
-    kernel.run("mod unload diary")
+    with pytest.raises(ModuleError, match=r"^mod unload diary: in use by agent sam \(type diarist\); model m \(provider e, type echo\)"):
+        kernel.run("mod unload diary")  # rmmod's "in use": its agent type and its provider type are in use
+    kernel.run("mod unload diary --force")  # kills sam and closes the echo provider first
+    assert "sam" not in kernel.agents.live
     assert kernel.hooks.of(module) == []
     assert kernel.commands.get("diary") is None
     assert task.state == "cancelled"

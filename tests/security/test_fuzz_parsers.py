@@ -128,6 +128,7 @@ def test_yaml_loaders_raise_only_config_errors(scratch: Path, text: str) -> None
 
 @FUZZ
 @given(JSON_VALUES)
+@pytest.mark.slow
 def test_data_yaml_round_trips_json_values(scratch: Path, value: Any) -> None:
     import yaml
 
@@ -162,6 +163,7 @@ CARDS = st.one_of(
 
 @FUZZ
 @given(CARDS)
+@pytest.mark.slow
 def test_card_to_persona_raises_only_config_errors(card: Any) -> None:
     try:
         persona = card_to_persona(card, "fuzz")
@@ -173,6 +175,7 @@ def test_card_to_persona_raises_only_config_errors(card: Any) -> None:
 @FUZZ
 @given(blob=st.binary(max_size=200), kind=st.sampled_from([b"tEXt", b"zTXt", b"iTXt", b"IHDR"]),
        keyword=st.sampled_from([b"chara", b"ccv3", b"other"]), compress=st.booleans(), card=CARDS)
+@pytest.mark.slow
 def test_read_card_raises_only_config_errors(scratch: Path, blob: bytes, kind: bytes, keyword: bytes, compress: bool,
                                              card: Any) -> None:
     encoded = base64.b64encode(json.dumps(card).encode())

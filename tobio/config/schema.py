@@ -106,8 +106,8 @@ def load_kernel_config(path: str | Path | None) -> KernelConfig:
 def check_provider_config(name: str, entry: dict[str, Any], smap: SourceMap) -> Any:
     """Validate one `providers:` entry against its type's Config; errors point at the file and line.
 
-    A type no installed package provides may be added by a module (the PROVIDER_TYPE hook): the
-    models module checks those when it starts, after the modules listed before it."""
+    A type no installed package provides may be added by a module (the PROVIDER_TYPE hook): it is
+    checked when a model on the provider is first used, whatever the order of `modules:`."""
     from tobio.errors import ConfigError
     from tobio.providers import provider_type
 

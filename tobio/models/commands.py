@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from tobio.commands import Arg, Context, Group, Result, table
 from tobio.db.tables import AgentRow, Row, RunRow, StepRow
-from tobio.errors import CommandError
+from tobio.errors import CommandError, ProviderSetupError
 from tobio.secrets import redact
 from tobio.models.module import models_of, runs_of
 
@@ -26,7 +26,7 @@ def _model_commands(group: Group) -> None:
     @group.command("ls", agents="agents")
     def ls(ctx: Context) -> Result:
         """List model bundles."""
-        rows = [(m.name, m.spec.purpose, m.provider.name, m.provider_model, redact(m.spec.params) or "") for m in models_of(ctx.kernel).models.values()]
+        rows = [(m.name, m.spec.purpose, m.spec.provider, m.provider_model, redact(m.spec.params) or "") for m in models_of(ctx.kernel).models.values()]
         return table(["model", "purpose", "provider", "provider model", "params"], rows)
 
     @group.command("show", Arg("name", help="model bundle", complete="model"), agents="agents")
@@ -78,8 +78,13 @@ def _provider_commands(group: Group) -> None:
     def ls(ctx: Context) -> Result:
         """List configured providers (secrets never shown)."""
         rows = []
-        for name, provider in models_of(ctx.kernel).providers.items():
-            info = redact(provider.describe())
+        providers = models_of(ctx.kernel).providers
+        for name in providers:
+            try:  # built on first use: a type whose module is not loaded (yet) is shown, not fatal
+                info = redact(providers[name].describe())
+            except ProviderSetupError:
+                rows.append((name, providers.type_of(name), "", "type not registered (`mod load` the module that adds it)"))
+                continue
             details = ", ".join(f"{k}={v}" for k, v in info.items() if k not in ("type", "description"))
             rows.append((name, info.get("type"), details, info.get("description", "")))
         return table(["provider", "type", "settings", "description"], rows)
@@ -93,7 +98,7 @@ def _provider_commands(group: Group) -> None:
         began = time.perf_counter()
         models = await provider.list_models()
         lines = [f"models: {', '.join(models) or '(none listed)'} ({(time.perf_counter() - began) * 1000:.0f} ms)"]
-        bundle = next((m for m in models_of(ctx.kernel).models.values() if m.provider is provider and m.spec.purpose != "embed"), None)
+        bundle = next((m for m in models_of(ctx.kernel).models.values() if m.spec.provider == name and m.spec.purpose != "embed"), None)
         if bundle is not None:
             run = bundle.run([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello."}], params={"max_tokens": 12})
             await run.wait()

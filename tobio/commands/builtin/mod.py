@@ -59,10 +59,10 @@ def register(root: Group) -> None:
     @mod.command(
         "unload",
         Arg("name", help="module to unload", complete="module"),
-        Arg("--force", flag=True, help="unload the modules that depend on it first"),
+        Arg("--force", flag=True, help="unload the modules that depend on it first and stop what uses it (its agents, providers of its types)"),
         agents="people",
     )
     async def unload(ctx: Context, name: str, force: bool) -> Result:
-        """Unload a module; refuses while others need it unless --force."""
+        """Unload a module; refuses while others need it or use it, unless --force."""
         done = await ctx.kernel.modules.unload(name, force=force)
         return Result(text=f"unloaded: {', '.join(done)}")
