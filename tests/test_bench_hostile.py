@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -23,6 +25,7 @@ def bench() -> dict[str, Any]:
     return result
 
 
+@pytest.mark.slow
 def test_hostile_inputs_never_stall_the_kernel_loop() -> None:
     result = bench()
     classes = result["classes"]

@@ -255,6 +255,7 @@ def world(tmp_path: Path) -> Iterator[World]:
         kernel.close()
 
 
+@pytest.mark.slow
 def test_no_command_reaches_past_the_callers_view(world: World) -> None:
     kernel = world.kernel
     before = digest(world)
