@@ -101,6 +101,29 @@ def test_the_host_registers_no_exit_hook_and_frees_on_close(tmp_path: Path) -> N
     assert "Exception ignored" not in done.stderr
 
 
+UNCLOSED_EXIT = """
+import os, tempfile, time
+from tobio.config.schema import KernelConfig
+from tobio.kernel import Kernel
+from tobio.models.module import models_of
+kernel = Kernel(KernelConfig(modules=["models"]), database=f"duckdb:///{tempfile.mkdtemp()}/x.duckdb").start()
+model = models_of(kernel).get("chat-default")
+print(kernel.call(model.run([{"role": "user", "content": "Hi!"}], params={"max_tokens": 4}).wait()).status)
+kernel.submit(model.run([{"role": "user", "content": "Tell me a long story."}], params={"max_tokens": 200}).wait())
+time.sleep(1.0)  # the script ends mid-generation, never closing its kernel
+"""
+
+
+def test_a_script_that_never_closes_its_kernel_exits_cleanly_mid_generation(tmp_path: Path) -> None:
+    """With no exit hook, the llama thread ends with the main thread: it stops the generation and frees
+    the model before interpreter teardown (freeing it beside a running native call crashed the process)."""
+    for _ in range(2):  # the crash it guards against did not happen every time
+        done = subprocess.run([sys.executable, "-c", UNCLOSED_EXIT], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                              env={"PYTHONPATH": str(ROOT), "TOBIO_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"})
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.split() == ["completed"]
+
+
 def test_the_adapter_is_pinned_to_the_version_pyproject_names() -> None:
     dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     pins = [d for d in dependencies if re.match(r"llama-cpp-python\b", d)]

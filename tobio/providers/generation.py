@@ -16,6 +16,7 @@ from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 from tobio.providers.base import ChatRequest, Chunk, ProviderError
+from tobio.providers.priority import main_thread_finished
 
 if TYPE_CHECKING:
     from tobio.providers.kv_states import RequestFlags
@@ -137,7 +138,7 @@ class Generation:
         produced, finish = 0, None
         with closing(chat.engine.stream_chat(self.request.messages, self.params, on_prompt)) as parts:
             for part in parts:
-                if self.relay.stop.is_set():
+                if self.relay.stop.is_set() or main_thread_finished():  # the program is exiting: free the model soon
                     finish = "cancelled"
                     break
                 if self._should_step_aside():

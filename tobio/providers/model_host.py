@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from tobio.providers.base import ProviderError
 from tobio.providers.files import gguf_path
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+M = TypeVar("M")
+CLOSED = "the local provider is closed"
 CLOSE_WAIT_S = 10.0  # longest a closing host waits for a generation to notice its stop flag
 
 
@@ -75,7 +77,8 @@ class ModelHost:
 
     def __init__(self, config: LocalConfig) -> None:
         self.config = config
-        self._lock = threading.Lock()  # loading and closing
+        self._loading = threading.Lock()  # one load at a time (held for seconds)
+        self._lock = threading.Lock()  # the fields below (held briefly: the kernel's loop takes it)
         self._chats: dict[str, ChatModel] = {}
         self._embedders: dict[str, LoadedEmbedder] = {}
         self._worker: PriorityThread | None = None
@@ -86,24 +89,36 @@ class ModelHost:
     def chat(self, model: str) -> ChatModel:
         """The chat model `model` (a bundled name or a .gguf path), loaded on first use."""
         path = gguf_path(model).resolve()
-        with self._lock:
-            self._check_open()
-            if str(path) not in self._chats:
-                self._chats[str(path)] = self._load_chat(path)
-            return self._chats[str(path)]
+        return self._shared(self._chats, str(path), lambda: self._load_chat(path), lambda chat: chat.engine.close())
 
     def embedder(self, name: str) -> LoadedEmbedder:
         """The embedding model `name`, loaded on first use by `load_embedder`."""
-        with self._lock:
-            self._check_open()
-            if name not in self._embedders:
-                self._embedders[name] = LoadedEmbedder(name, load_embedder(name))
-            return self._embedders[name]
+        return self._shared(self._embedders, name, lambda: LoadedEmbedder(name, load_embedder(name)),
+                            lambda loaded: loaded.embedder.close())
 
     def loaded(self) -> list[str]:
         """Names of the models in memory."""
         with self._lock:
             return [chat.name for chat in self._chats.values()] + list(self._embedders)
+
+    def _shared(self, models: dict[str, M], key: str, load: Callable[[], M], free: Callable[[M], None]) -> M:
+        """`models[key]`, loaded by `load` unless it is there; a model loaded while the host closed is freed."""
+        with self._lock:
+            self._check_open()
+            if key in models:
+                return models[key]
+        with self._loading:
+            with self._lock:
+                self._check_open()
+                if key in models:  # loaded by another thread while this one waited
+                    return models[key]
+            loaded = load()
+            with self._lock:
+                if not self._closed:
+                    models[key] = loaded
+                    return loaded
+        free(loaded)  # the host closed while it loaded
+        raise ProviderError(CLOSED)
 
     def _load_chat(self, path: Path) -> ChatModel:
         from tobio.providers.kv_reuse import SEQUENCES  # numpy: only once a model is loaded (startup imports nothing heavy)
@@ -123,7 +138,7 @@ class ModelHost:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise ProviderError("the local provider is closed")
+            raise ProviderError(CLOSED)
 
     # -- the llama thread --------------------------------------------------------------------------
     @property
@@ -132,7 +147,8 @@ class ModelHost:
         with self._lock:
             self._check_open()
             if self._worker is None:
-                self._worker = PriorityThread("tobio-llama")
+                # Ends with the program's main thread, freeing the models first, if nobody closed the host.
+                self._worker = PriorityThread("tobio-llama", on_orphaned=self.close)
             return self._worker
 
     def submit(self, job: Callable[[], Any], *, background: bool) -> None:
@@ -140,7 +156,7 @@ class ModelHost:
         try:
             self.worker.submit(job, background=background)
         except RuntimeError as exc:  # shut down between the check and the submit
-            raise ProviderError("the local provider is closed") from exc
+            raise ProviderError(CLOSED) from exc
 
     def reply_waiting(self) -> bool:
         """Whether a reply is queued for the llama thread (background work that can stop part-way asks)."""
@@ -170,8 +186,9 @@ class ModelHost:
                 return
             self._closed = True
             worker, self._worker = self._worker, None
-            chats, self._chats = list(self._chats.values()), {}
-            embedders, self._embedders = list(self._embedders.values()), {}
+            chats, embedders = list(self._chats.values()), list(self._embedders.values())
+            self._chats.clear()
+            self._embedders.clear()
         self.stop_generations()
         if worker is not None:
             worker.shutdown(timeout=wait_s)  # queued generations see their stop flags and return at once
