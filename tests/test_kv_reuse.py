@@ -15,6 +15,9 @@ from tobio.config.schema import KernelConfig
 from tobio.kernel import Kernel
 from tobio.models.module import models_of
 from tobio.providers.kv_reuse import Chunk, plan_reuse
+from tobio.providers.kv_states import KVStates
+from tobio.providers.local import LocalProvider
+from tobio.providers.model_host import ChatModel
 
 pytestmark = pytest.mark.slow
 
@@ -75,15 +78,8 @@ def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
                           models={"chat-moving": {"provider": "moving", "model": "smollm2", "purpose": "chat"}})
     k = Kernel(config, database=f"duckdb:///{tmp_path_factory.mktemp('db') / 'r.duckdb'}").start()
     yield k
-    k.close()
+    k.close()  # frees the provider's models
     mp.undo()
-    from tobio.providers import local
-
-    # Free this module's model: later tests take "the loaded chat model" to be the default one.
-    for key in [key for key in local._llamas if key[1] == 2048]:
-        ours = local._llamas.pop(key)
-        with ours.lock:
-            ours.model.close()
 
 
 PARAMS = {"max_tokens": 12, "temperature": 0.0, "seed": 1}
@@ -103,31 +99,31 @@ def notes(mood: str, fact: str) -> dict[str, str]:
     return {"role": "system", "content": f"Your mood right now: {mood}. Remember: {fact}"}
 
 
-def loaded(kernel: Kernel) -> Any:
-    from tobio.providers import local
-
-    ours = [m for (_, n_ctx), m in local._llamas.items() if n_ctx == 2048]
-    if not ours:
-        kernel.call(models_of(kernel).get("chat-moving").run([PERSONA_MSG], params={"max_tokens": 1}).wait())
-        return loaded(kernel)
-    return ours[0]
+def loaded(kernel: Kernel) -> ChatModel:
+    """The model behind chat-moving, on its own provider (loaded now if need be)."""
+    bundle = models_of(kernel).get("chat-moving")
+    assert isinstance(bundle.provider, LocalProvider)
+    return bundle.provider.chat_model(bundle.provider_model)
 
 
-def fresh(kernel: Kernel, reuse: int) -> Any:
+def states_of(kernel: Kernel) -> KVStates:
+    states = loaded(kernel).states
+    assert states is not None
+    return states
+
+
+def fresh(kernel: Kernel, reuse: int) -> ChatModel:
     """The loaded model with an empty context and store, chunk reuse set to `reuse` tokens."""
     model = loaded(kernel)
-    with model.lock:
-        model.model.reset()
-        model.states.clear()
-        model.states.reuse_min_tokens = reuse
+    model.forget()
+    states_of(kernel).reuse_min_tokens = reuse
     return model
 
 
 def tokens(kernel: Kernel, messages: list[dict[str, str]]) -> int:
     """Tokens the chat template gives these messages."""
-    model = loaded(kernel).model
     text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
-    return len(model.tokenize(text.encode(), add_bos=False, special=True))
+    return len(loaded(kernel).engine.tokenize(text))
 
 
 def two_turns(kernel: Kernel, first: list[dict[str, str]], second: list[dict[str, str]], **then: Any) -> Any:
@@ -170,11 +166,11 @@ def test_a_turn_reads_only_its_notes_and_new_line(kernel: Kernel) -> None:
         fresh(kernel, 0)
         without = two_turns(kernel, first, second)
         fresh(kernel, 16)
-        moves = loaded(kernel).states.moves
+        moves = states_of(kernel).moves
         with_reuse = two_turns(kernel, first, second)
     finally:
         fresh(kernel, 32)
-    assert loaded(kernel).states.moves == moves + 1
+    assert states_of(kernel).moves == moves + 1
     assert abs(with_reuse.prompt_tokens - without.prompt_tokens) <= 1  # a stop token is counted or not
     assert with_reuse.prompt_tokens - with_reuse.cached_tokens <= new + 8, (with_reuse.cached_tokens, new)
     assert without.prompt_tokens - without.cached_tokens >= new + tokens(kernel, [ask]) + 8
@@ -184,18 +180,14 @@ def test_a_turn_reads_only_its_notes_and_new_line(kernel: Kernel) -> None:
 def test_a_new_summary_reads_only_itself_and_the_new_line(kernel: Kernel) -> None:
     """A summary replaces four old exchanges: the kept history moves up behind it; only the summary and
     the new line are read, and the context holds exactly the prompt afterwards (one sequence, no gaps)."""
-    import llama_cpp
-
     first, second = summary_turns()
     try:
         model = fresh(kernel, 32)
         run = two_turns(kernel, first, second)
         with model.lock:
-            llama = model.model
-            memory = llama._ctx.memory
-            assert llama_cpp.llama_memory_seq_pos_min(memory, 0) == 0
-            assert llama_cpp.llama_memory_seq_pos_max(memory, 0) == llama.n_tokens - 1
-            assert llama_cpp.llama_memory_seq_pos_max(memory, 1) == -1  # nothing left parked
+            engine = model.engine
+            assert engine.seq_positions(0) == (0, engine.n_tokens - 1)
+            assert engine.seq_positions(1)[1] == -1  # nothing left parked
     finally:
         fresh(kernel, 32)
     read = run.prompt_tokens - run.cached_tokens
@@ -207,7 +199,7 @@ def test_by_default_cells_move_only_for_a_history_a_summary_moved(kernel: Kernel
     """`kv_reuse: after_summary`, the default: a request moves chunks only when it says its history moved
     (the persona agent says so on the turn after a new summary, and for that turn's prefill)."""
     first, second = summary_turns()
-    states = loaded(kernel).states
+    states = states_of(kernel)
     try:
         fresh(kernel, 32)
         states.always = False
@@ -230,29 +222,28 @@ def test_moved_cells_predict_like_a_fresh_read(kernel: Kernel) -> None:
 
     model = loaded(kernel)
     with model.lock:
-        llama = model.model
+        engine = model.engine
         text = ("<|im_start|>system\n" + PERSONA_MSG["content"] + "<|im_end|>\n<|im_start|>system\nEarlier: {s}<|im_end|>\n"
                 + "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in exchanges(6)))
         old = text.format(s="they spoke of boats.")
         new = text.format(s="they spoke of boats, storms, and Biscuit's socks.").replace(
             "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in exchanges(2)), "")
         new += "<|im_start|>user\nWhat did you eat today?<|im_end|>\n<|im_start|>assistant\n"
-        old_ids, new_ids = (np.asarray(llama.tokenize(t.encode(), add_bos=False, special=True), dtype=np.intc)
-                            for t in (old, new))
+        old_ids, new_ids = (np.asarray(engine.tokenize(t), dtype=np.intc) for t in (old, new))
         try:
-            llama.reset()
-            llama.eval(old_ids.tolist())
-            plan = plan_reuse(llama.input_ids[: llama.n_tokens].copy(), new_ids, 32)
+            engine.reset()
+            engine.eval(old_ids.tolist())
+            plan = plan_reuse(engine.tokens.copy(), new_ids, 32)
             assert plan.chunks and plan.chunks[0].at > plan.prefix  # an insert, then a move
-            apply_plan(llama, new_ids, plan)
-            llama.eval(new_ids[plan.end:].tolist())
-            moved = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama._n_vocab,)).copy()
-            llama.reset()
-            llama.eval(new_ids.tolist())
-            read = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama._n_vocab,)).copy()
+            apply_plan(engine, new_ids, plan)
+            engine.eval(new_ids[plan.end:].tolist())
+            moved = engine.last_logits()
+            engine.reset()
+            engine.eval(new_ids.tolist())
+            read = engine.last_logits()
         finally:
-            llama.reset()
-            model.states.clear()
+            engine.reset()
+            states_of(kernel).clear()
     p, q = (np.exp(x - x.max()) / np.exp(x - x.max()).sum() for x in (read, moved))
     kl = float((p * np.log(p / q)).sum())
     assert moved.argmax() == read.argmax()
@@ -271,10 +262,6 @@ def test_cells_never_move_between_two_personas_conversations() -> None:
 def test_a_failed_move_reads_the_whole_prompt_instead(kernel: Kernel, monkeypatch: pytest.MonkeyPatch) -> None:
     """If moving cells fails halfway (a decode error between chunks), the turn still answers: the
     context is cleared, every sequence emptied, and the prompt read in full."""
-    import llama_cpp
-
-    from tobio.providers import kv_reuse
-
     def refuse(*_: object) -> None:
         raise RuntimeError("llama_decode returned 1")
 
@@ -285,11 +272,11 @@ def test_a_failed_move_reads_the_whole_prompt_instead(kernel: Kernel, monkeypatc
     second = [PERSONA_MSG, new, *exchanges(4, start=4), ask, {"role": "assistant", "content": REPLY},
               {"role": "user", "content": "Shall we walk Biscuit?"}]
     model = fresh(kernel, 32)
-    monkeypatch.setattr(kv_reuse, "_decode", refuse)
+    monkeypatch.setattr(model.engine, "decode_at", refuse)
     run = two_turns(kernel, first, second)
     monkeypatch.undo()
     assert run.status == "completed" and run.text.strip()
     assert run.cached_tokens == 0
     with model.lock:
-        assert llama_cpp.llama_memory_seq_pos_max(model.model._ctx.memory, 1) == -1
-        assert llama_cpp.llama_memory_seq_pos_min(model.model._ctx.memory, 0) == 0
+        assert model.engine.seq_positions(1)[1] == -1
+        assert model.engine.seq_positions(0)[0] == 0

@@ -11,6 +11,8 @@ from pydantic import BaseModel
 from tobio.config.schema import KernelConfig
 from tobio.kernel import Kernel
 from tobio.models.module import models_of
+from tobio.providers.local import LocalProvider
+from tobio.providers.model_host import ChatModel
 
 pytestmark = pytest.mark.slow
 
@@ -110,13 +112,11 @@ def agent(name: str, line: str) -> list[dict[str, str]]:
             {"role": "user", "content": line}]
 
 
-def loaded_chat_model(kernel: Kernel) -> Any:
-    """The shared llama.cpp model behind chat-default, loaded if no test has loaded it yet."""
-    from tobio.providers import local
-
-    if not any(n_ctx == 4096 for _, n_ctx in local._llamas):
-        kernel.call(models_of(kernel).get("chat-default").run([SYSTEM], params={"max_tokens": 1}).wait())
-    return next(m for (_, n_ctx), m in local._llamas.items() if n_ctx == 4096)  # the default context's model
+def loaded_chat_model(kernel: Kernel) -> ChatModel:
+    """The llama.cpp model behind chat-default (its provider loads it if no test has yet)."""
+    bundle = models_of(kernel).get("chat-default")
+    assert isinstance(bundle.provider, LocalProvider)
+    return bundle.provider.chat_model(bundle.provider_model)
 
 
 def test_a_restored_state_answers_like_a_fresh_evaluation(kernel: Kernel) -> None:
@@ -127,16 +127,14 @@ def test_a_restored_state_answers_like_a_fresh_evaluation(kernel: Kernel) -> Non
     first = kernel.call(model.run(tobio, params=PARAMS).wait())
     kernel.call(model.run(agent("Mara", "Good evening. How was the platform today?"), params=PARAMS).wait())
     states = loaded_chat_model(kernel).states
+    assert states is not None
     restores = states.restores
     follow_up = [*tobio, {"role": "assistant", "content": first.text}, {"role": "user", "content": "And the dining car?"}]
     restored = kernel.call(model.run(follow_up, params=PARAMS).wait())
     assert states.restores == restores + 1
     assert restored.prompt_tokens and restored.cached_tokens
     assert restored.cached_tokens >= 0.6 * restored.prompt_tokens, (restored.cached_tokens, restored.prompt_tokens)
-    loaded = loaded_chat_model(kernel)
-    with loaded.lock:
-        loaded.model.reset()
-        loaded.states.clear()
+    loaded_chat_model(kernel).forget()
     fresh = kernel.call(model.run(follow_up, params=PARAMS).wait())
     assert fresh.cached_tokens == 0
     assert fresh.text == restored.text
@@ -186,10 +184,9 @@ def test_the_store_stays_within_its_bound(kernel: Kernel) -> None:
 
     model = models_of(kernel).get("chat-default")
     states = loaded_chat_model(kernel).states
+    assert states is not None
     capacity = states.capacity
-    with loaded_chat_model(kernel).lock:
-        loaded_chat_model(kernel).model.reset()
-        states.clear()
+    loaded_chat_model(kernel).forget()
     try:
         for name in ["Ada", "Bo"]:
             kernel.call(model.run(agent(name, "Hello! Which carriage is yours?"), params=PARAMS).wait())
@@ -247,4 +244,4 @@ def test_background_work_steps_aside_for_a_reply_and_loses_nothing(kernel: Kerne
     assert summary.completion_tokens == whole.completion_tokens == 160 or summary.finish_reason == "stop"
     # ... and its restart restored the prompt it had read (kept for it when it stepped aside), once
     assert summary.cached_tokens >= summary.prompt_tokens - 2, (summary.prompt_tokens, summary.cached_tokens)
-    assert not any(state.once for state in loaded.states._states.values())
+    assert loaded.states is not None and not any(state.once for state in loaded.states._states.values())

@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from tobio.providers import local
+from tobio.providers.local import LocalConfig
+from tobio.providers.model_host import ModelHost
 from tobio.providers.priority import FAIRNESS, PriorityThread
 
 
@@ -25,7 +26,11 @@ def order_served(pool: PriorityThread, jobs: list[tuple[str, bool]]) -> list[str
 
 def test_a_reply_queued_behind_background_work_goes_first() -> None:
     jobs = [("summary", True), ("reflection", True), ("facts", True), ("reply", False), ("reply 2", False)]
-    assert order_served(local._llama_thread(), jobs) == ["reply", "reply 2", "summary", "reflection", "facts"]
+    host = ModelHost(LocalConfig())  # the local provider's llama thread
+    try:
+        assert order_served(host.worker, jobs) == ["reply", "reply 2", "summary", "reflection", "facts"]
+    finally:
+        host.close()
 
 
 def test_background_work_is_served_after_a_bounded_number_of_replies() -> None:

@@ -5,9 +5,8 @@ evaluating those tokens again (what llama.cpp's server calls `--cache-reuse`).
 Why: prefix matching alone stops at the first token that differs. A turn's prompt is
 `[persona][summary][history][this turn's notes][new line]`, so on the next turn the previous notes
 sit between the history and the last exchange, and the last exchange was read again; and when a new
-summary replaces old messages, everything after the summary was read again (reuse fell to ~0.2 on
-those turns). Here both are found as chunks of the old context and shifted into place; only the
-tokens that are really new are evaluated.
+summary replaces old messages, everything after the summary was read again. Here both are found as
+chunks of the old context and shifted into place; only the tokens that are really new are evaluated.
 
 It is an approximation, as in llama.cpp's server: a moved cell keeps what it computed while attending
 to the tokens that preceded it before the move (the previous turn's notes, the messages a summary
@@ -20,24 +19,27 @@ its last position.
 
 When (`LocalConfig.kv_reuse`): by default only for a request that says its history moved
 (`ChatRequest.history_moved`: the persona agent's turn after a new summary, and that summary's prefill).
-Moving the last exchange every turn (`always`) made SmolLM2-135M's replies copy earlier ones: a reply's
+Moving the last exchange every turn (`always`) lets a small model copy its earlier replies: a reply's
 cells were computed right after the previous turn's notes, the new notes read almost the same, and the
-model carried on with the old reply (stale replies resampled per turn 0.41 -> 1.34 in bench/latency.py).
-Once per summary, the kept history's cells carry what they attended to among the messages the summary
-replaced, which the prompt no longer shows; bench/person.py scored 0.752 before and after it was turned
-on (together with session 6's echo and recall changes).
+model carries on with the old reply. Once per summary, the moved history is read once in its new place
+and the approximation does not compound (README, "Moved KV cells", has the measurements).
 """
 
 from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-SEQ = 0  # llama-cpp-python decodes everything into sequence 0
+from tobio.providers.llama_adapter import SEQ
+
+if TYPE_CHECKING:
+    from tobio.providers.llama_adapter import LlamaEngine
+
+SEQUENCES = 2  # sequence 0 (the prompt) and PARKED
 PARKED = 1  # where moved chunks wait while the new tokens before them are decoded
 
 
@@ -109,87 +111,44 @@ def plan_reuse(cached: npt.NDArray[np.intc], prompt: npt.NDArray[np.intc], min_t
     return plan
 
 
-def with_parking_sequence(llama: Any) -> None:
-    """Give a freshly loaded `Llama` a context with the second sequence chunks wait in.
-
-    llama-cpp-python builds its context with one sequence and no setting for more, so the context is
-    built again (before anything was evaluated) with two, in one unified KV buffer: a sequence sees
-    the whole n_ctx, and cells shared by both are stored once."""
-    import contextlib
-
-    from llama_cpp import _internals
-
-    llama.context_params.n_seq_max = PARKED + 1
-    llama.context_params.kv_unified = True
-    old = llama._ctx
-    llama._ctx = llama._stack.enter_context(contextlib.closing(
-        _internals.LlamaContext(model=llama._model, params=llama.context_params, verbose=llama.verbose)))
-    old.close()
-
-
-def first_turn_end(llama: Any, prompt: npt.NDArray[np.intc]) -> int:
+def first_turn_end(engine: LlamaEngine, prompt: npt.NDArray[np.intc]) -> int:
     """Tokens up to and including the prompt's first end-of-turn token (all of them if it has none):
     the system turn that says whose conversation this is."""
-    import llama_cpp
-
-    vocab = llama._model.vocab
-    for i, token in enumerate(prompt.tolist()):
-        if llama_cpp.llama_vocab_is_eog(vocab, token):
-            return i + 1
-    return len(prompt)
+    end = engine.first_end_of_turn(prompt)
+    return len(prompt) if end is None else end + 1
 
 
-def can_insert(llama: Any) -> bool:
+def can_insert(engine: LlamaEngine) -> bool:
     """Whether the context has the second sequence that new tokens between kept chunks need."""
-    import llama_cpp
-
-    return int(llama_cpp.llama_n_seq_max(llama._ctx.ctx)) > PARKED
+    return engine.sequences > PARKED
 
 
-def can_shift(llama: Any) -> bool:
-    """Whether the model's KV cells can be moved at all (RoPE models can; some recurrent ones cannot)."""
-    import llama_cpp
-
-    return bool(llama_cpp.llama_memory_can_shift(llama._ctx.memory))
-
-
-def apply_plan(llama: Any, prompt: npt.NDArray[np.intc], plan: Plan) -> None:
+def apply_plan(engine: LlamaEngine, prompt: npt.NDArray[np.intc], plan: Plan) -> None:
     """Rearrange the live context to hold `prompt[:plan.end]`, evaluating only the new tokens between
     chunks. Generation then finds that prefix and evaluates the rest of the prompt as usual."""
     if not plan.chunks:
         return
-    ctx = llama._ctx
     free = plan.prefix
     for chunk in plan.chunks:  # drop every cell no chunk keeps
         if chunk.src > free:
-            ctx.kv_cache_seq_rm(SEQ, free, chunk.src)
+            engine.seq_remove(SEQ, free, chunk.src)
         free = chunk.src + chunk.size
-    ctx.kv_cache_seq_rm(SEQ, free, -1)
+    engine.seq_remove(SEQ, free, -1)
     for chunk in plan.chunks:  # left to right, each into room already freed
         if chunk.src != chunk.at:
-            ctx.kv_cache_seq_shift(SEQ, chunk.src, chunk.src + chunk.size, chunk.at - chunk.src)
+            engine.seq_shift(SEQ, chunk.src, chunk.src + chunk.size, chunk.at - chunk.src)
     inserts = any(c.at > (p.at + p.size if p else plan.prefix)
                   for p, c in zip([None, *plan.chunks], plan.chunks, strict=False))
     if inserts:
-        ctx.kv_cache_seq_cp(SEQ, PARKED, plan.prefix, -1)
-        ctx.kv_cache_seq_rm(SEQ, plan.prefix, -1)
+        engine.seq_copy(SEQ, PARKED, plan.prefix, -1)
+        engine.seq_remove(SEQ, plan.prefix, -1)
     pos = plan.prefix
     for chunk in plan.chunks:
         if chunk.at > pos:
-            _decode(llama, prompt[pos:chunk.at], pos)
+            engine.decode_at(prompt[pos:chunk.at], pos)
         if inserts:
-            ctx.kv_cache_seq_cp(PARKED, SEQ, chunk.at, chunk.at + chunk.size)
+            engine.seq_copy(PARKED, SEQ, chunk.at, chunk.at + chunk.size)
         pos = chunk.at + chunk.size
     if inserts:
-        ctx.kv_cache_seq_rm(PARKED, -1, -1)
-    llama.input_ids[:pos] = prompt[:pos]
-    llama.n_tokens = pos
-    llama._requires_eval = True  # no logits for the last kept token: generation replays it if need be
-
-
-def _decode(llama: Any, tokens: npt.NDArray[np.intc], pos: int) -> None:
-    """Evaluate `tokens` into sequence 0 at positions from `pos` (the last position it holds, plus one)."""
-    for start in range(0, len(tokens), llama.n_batch):
-        part = tokens[start:start + llama.n_batch].tolist()
-        llama._batch.set_batch(batch=part, n_past=pos + start, logits_all=False)
-        llama._ctx.decode(llama._batch)
+        engine.seq_remove(PARKED, -1, -1)
+    engine.adopt(prompt[:pos])  # no logits for the last kept token: generation replays it if need be

@@ -4,6 +4,12 @@ Every generation on the embedded model runs on one long-lived thread (llama.cpp'
 thread team for each new calling thread, which cost ~12% of tokens/s when each generation had a fresh
 thread). With a plain FIFO, a reply queued just after a summary (160 tokens, ~3 s) waited for all of
 it before its first token.
+
+The thread is not a daemon: interpreter teardown beside a native call still running on a daemon thread
+crashes the process. Instead it ends with the program's main thread: once that has finished, it calls
+`on_orphaned` (the model host stops its generations and frees its models), runs what is queued (stop
+flags make that quick), and returns, so a script that never closed its kernel still exits cleanly,
+with no exit hook.
 """
 
 from __future__ import annotations
@@ -13,13 +19,20 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 FAIRNESS = 4  # foreground jobs served in a row, while background work waits, before one background job
+ORPHAN_POLL_S = 0.5  # how often an idle worker checks that the program's main thread still runs
+
+
+def main_thread_finished() -> bool:
+    """Whether the program's main thread has returned (the interpreter is on its way out)."""
+    return not threading.main_thread().is_alive()
+
 
 
 class PriorityThread:
@@ -32,8 +45,10 @@ class PriorityThread:
     after them.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, on_orphaned: Callable[[], None] | None = None) -> None:
         self._name = name
+        self._on_orphaned = on_orphaned
+        self._orphaned = False
         self._queues: tuple[deque[tuple[Future[Any], Callable[[], Any]]], ...] = (deque(), deque())
         self._ready = threading.Condition()
         self._streak = 0  # foreground jobs served since a background job began waiting
@@ -47,8 +62,7 @@ class PriorityThread:
             if self._closed:
                 raise RuntimeError("cannot schedule new work after shutdown")
             if self._thread is None:
-                # A daemon, so an idle worker never holds up interpreter exit; shutdown() drains it first.
-                self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
+                self._thread = threading.Thread(target=self._work, name=self._name, daemon=False)  # see above
                 self._thread.start()
             self._queues[background].append((future, fn))
             self._ready.notify()
@@ -58,13 +72,19 @@ class PriorityThread:
         """Whether a reply is queued: long background work that can stop part-way (a prefill) checks this."""
         return bool(self._queues[0])
 
-    def _next(self) -> tuple[Future[Any], Callable[[], Any]] | None:
-        """The job to run next (None once shut down and drained); call with the condition held."""
+    def _next(self) -> tuple[Future[Any], Callable[[], Any]] | Literal["orphaned"] | None:
+        """The job to run next (None once shut down and drained; "orphaned", once, when the main thread has
+        finished); call with the condition held."""
         foreground, background = self._queues
-        while not foreground and not background:
+        while True:
+            if not self._orphaned and main_thread_finished():
+                self._orphaned = self._closed = True
+                return "orphaned"
+            if foreground or background:
+                break
             if self._closed:
                 return None
-            self._ready.wait()
+            self._ready.wait(ORPHAN_POLL_S)
         if background and (not foreground or self._streak >= FAIRNESS):
             self._streak = 0
             return background.popleft()
@@ -77,6 +97,10 @@ class PriorityThread:
                 job = self._next()
             if job is None:
                 return
+            if job == "orphaned":
+                if self._on_orphaned is not None:
+                    self._on_orphaned()
+                continue
             future, fn = job
             if not future.set_running_or_notify_cancel():
                 continue

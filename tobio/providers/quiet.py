@@ -3,12 +3,11 @@
 llama-cpp-python's own quiet mode (`verbose=False`) points file descriptors 1 and 2 at /dev/null for
 the whole process while a model loads, so whatever another thread printed meanwhile (a script's
 results, the shell's tables) vanished. Instead we load in verbose mode, route llama.cpp's C-level log
-to Python logging, and swallow Python-level chatter only for the loading thread itself.
+to Python logging (llama_adapter.py), and swallow Python-level chatter only for the loading thread itself.
 """
 
 from __future__ import annotations
 
-import ctypes
 import io
 import logging
 import sys
@@ -18,29 +17,6 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 
 log = logging.getLogger("tobio.llama")
-_callback: Any = None  # kept referenced: llama.cpp holds a raw pointer to it
-
-
-def route_llama_log() -> None:
-    """Send llama.cpp's and ggml's log lines to the `tobio.llama` logger (debug) instead of stderr."""
-    global _callback
-    if _callback is not None:
-        return
-    import llama_cpp
-
-    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]  # ctypes CFUNCTYPE decorator, untyped
-    def _to_logging(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        # ggml.h: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (a continued line: keep it quiet)
-        line = text.decode("utf-8", "replace").rstrip()
-        if level == 4:
-            log.error("%s", line)
-        elif level == 3:
-            log.warning("%s", line)
-        else:
-            log.debug("%s", line)
-
-    _callback = _to_logging
-    llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
 
 
 class _ThreadFilter(io.TextIOBase):
