@@ -86,13 +86,14 @@ def resample_runs(kernel: Any) -> set[int]:
     return {int(r["run"]) for r in results if isinstance(r, dict) and r.get("run") is not None}
 
 
-def new_token_eval_ms(counts: list[int]) -> list[float]:
+def new_token_eval_ms(kernel: Any, counts: list[int]) -> list[float]:
     """Evaluate each count of new tokens alone, from an empty context, on the loaded chat model."""
-    from tobio.providers import local
+    from tobio.models.module import models_of
 
-    loaded = next(iter(local._llamas.values()))
+    bundle = models_of(kernel).get("chat-default")
+    loaded = bundle.provider.chat_model(bundle.provider_model)
     with loaded.lock:
-        llama = loaded.model
+        llama = loaded.engine.llama
         text = llama.tokenize((FILLER * 200).encode())
         out = []
         for n in counts:
@@ -104,10 +105,10 @@ def new_token_eval_ms(counts: list[int]) -> list[float]:
     return out
 
 
-def figures(runs: list[tuple[int, int, float]], reuse_from: int, prefix: str) -> dict[str, float]:
+def figures(kernel: Any, runs: list[tuple[int, int, float]], reuse_from: int, prefix: str) -> dict[str, float]:
     last = runs[-10:]
     ttft = statistics.median(t for _, _, t in last)
-    alone = statistics.median(new_token_eval_ms([p - c for p, c, _ in last]))
+    alone = statistics.median(new_token_eval_ms(kernel, [p - c for p, c, _ in last]))
     reuse = [c / p for p, c, _ in runs[reuse_from - 1:] if p]
     return {
         f"{prefix}ttft_ms_p50{'_turn_100' if not prefix else ''}": round(ttft, 1),
@@ -157,8 +158,8 @@ def main() -> None:
             talk = chat_runs(kernel, "t.channel LIKE 'dm.%'")
             scene = chat_runs(kernel, "t.channel = 'platform'")
             out: dict[str, Any] = {"turns": len(talk), "scene_turns": len(scene), "read_s": args.read_s}
-            out.update(figures(talk, 10, ""))
-            out.update(figures(scene, 5, "scene_"))
+            out.update(figures(kernel, talk, 10, ""))
+            out.update(figures(kernel, scene, 5, "scene_"))
             out["resample_share"] = resample_share(kernel)
             out["prefill_tokens_per_turn"] = prefill_tokens_per_turn(kernel)
         out["seconds"] = round(time.perf_counter() - began, 1)

@@ -58,8 +58,9 @@ def main() -> None:
             tobio = kernel.agents.live["tobio"]
             # Load the model once before timing anything (both paths share this copy).
             kernel.call(models_of(kernel).get("chat-default").run([{"role": "user", "content": "hi"}], params={"max_tokens": 2}).wait())
-            loaded = next(iter(local._llamas.values()))
-            llama = loaded.model
+            bundle = models_of(kernel).get("chat-default")
+            loaded = bundle.provider.chat_model(bundle.provider_model)
+            llama = loaded.engine.llama
             if loaded.states is not None:
                 loaded.states.capacity = 0  # both paths evaluate every prompt: this measures overhead, not saved KV states
 

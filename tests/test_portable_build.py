@@ -59,9 +59,14 @@ def test_cpu_check_names_what_an_old_cpu_lacks() -> None:
 
 
 def test_an_old_cpu_gets_one_line_instead_of_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tobio.providers import cpu, local
+    from tobio.providers import cpu
+    from tobio.providers.local import LocalConfig
+    from tobio.providers.model_host import ModelHost
 
     monkeypatch.setattr(cpu, "missing_cpu_features", lambda: ["avx2", "fma"])
-    monkeypatch.setattr(local, "_llamas", {})
-    with pytest.raises(ProviderSetupError, match=r"lacks AVX2, FMA.*--model http"):
-        local._llama(Path(local.gguf_path("smollm2")), local.LocalConfig())
+    host = ModelHost(LocalConfig())  # a host of its own: nothing loaded yet
+    try:
+        with pytest.raises(ProviderSetupError, match=r"lacks AVX2, FMA.*--model http"):
+            host.chat("smollm2")
+    finally:
+        host.close()

@@ -18,7 +18,7 @@ import pytest
 from tobio.agents.conversation import exchange
 from tobio.config.schema import load_kernel_config
 from tobio.kernel import Kernel
-from tobio.models.module import runs_of
+from tobio.models.module import models_of, runs_of
 from tobio.models.runs import FINAL
 from tobio.turn.prompt import SUMMARY_PREFIX
 
@@ -99,7 +99,7 @@ def test_each_turn_extends_the_last_ones_prefix(tmp_path: Path, monkeypatch: pyt
             assert after[:len(stable)] == stable
             assert len(stable) >= 2  # at least the system prompt and the earlier turn's user message
             assert "Your mood right now" not in after[0]["content"] and "Memory (" not in after[0]["content"]
-        assert_token_prefix(sent)
+        assert_token_prefix(kernel, sent)
     finally:
         kernel.close()
 
@@ -159,13 +159,12 @@ def first_volatile(messages: list[dict[str, Any]]) -> int:
     return index
 
 
-def assert_token_prefix(sent: list[list[dict[str, Any]]]) -> None:
+def assert_token_prefix(kernel: Kernel, sent: list[list[dict[str, Any]]]) -> None:
     """With SmolLM2's own chat template and tokenizer, turn n+1's tokens start with turn n's stable tokens."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    from tobio.providers import local
-
-    llama = next(m for (_, n_ctx), m in local._llamas.items() if n_ctx == 4096).model  # the default context's model
+    bundle = models_of(kernel).get("chat-default")
+    llama = bundle.provider.chat_model(bundle.provider_model).engine.llama  # type: ignore[attr-defined]  # the local provider's
     template = llama.metadata["tokenizer.chat_template"]
     eos = llama.detokenize([llama.token_eos()]).decode()
     bos = llama.detokenize([llama.token_bos()]).decode()
