@@ -124,9 +124,12 @@ def create_tables(conn: Connection, tables: Sequence[sa.Table]) -> None:
 
 
 def column_names(conn: Connection, table: str) -> set[str]:
-    """The columns `table` has now. On DuckDB without bound parameters (see `create_tables`)."""
+    """The columns `table` has now (none when there is no such table). On DuckDB without bound parameters."""
     if conn.dialect.name != "duckdb":
-        return {c["name"] for c in sa.inspect(conn).get_columns(table)}
+        try:
+            return {c["name"] for c in sa.inspect(conn).get_columns(table)}
+        except sa.exc.NoSuchTableError:
+            return set()
     query = sa.select(sa.column("column_name", sa.String())).select_from(sa.text("duckdb_columns()")).where(
         sa.text("database_name = current_database() AND schema_name = current_schema()"),
         sa.column("table_name") == const(table),
