@@ -9,9 +9,11 @@ into a GGUF once (bert_gguf.py); PyTorch, transformers and sentence-transformers
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
@@ -22,6 +24,14 @@ if TYPE_CHECKING:
     import numpy as np
 
 BATCH_TOKENS = 512  # tokens decoded together: longer batches pay for attention across all of them
+_open: weakref.WeakSet[Embedder] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Free llama.cpp models before interpreter teardown (their __del__ fails once modules are gone)."""
+    for embedder in list(_open):
+        embedder.close()
 
 
 class WordPieceTokenizer:
@@ -63,7 +73,7 @@ class Embedder:
         self._llama.verbose = False
         meta = self._llama.metadata
         if meta.get("general.architecture") != "bert":
-            self.close()
+            self._llama.close()
             raise ProviderSetupError(f"{self.path} is not a BERT embedding model (architecture {meta.get('general.architecture')!r})")
         train_ctx = int(meta.get("bert.context_length", 512))
         self.max_seq_length = min(int(meta.get(MAX_SEQ_KEY, train_ctx)), train_ctx, batch_tokens)
@@ -74,6 +84,7 @@ class Embedder:
         self._n_seq_max = int(self._llama.context_params.n_seq_max)
         self._batch_tokens = batch_tokens
         self._lock = threading.Lock()
+        _open.add(self)
 
     def get_sentence_embedding_dimension(self) -> int:
         """Length of a vector (384 for MiniLM), as SentenceTransformer names it."""
@@ -146,8 +157,10 @@ class Embedder:
         batch.reset()
 
     def close(self) -> None:
-        """Free the llama.cpp model now instead of at garbage collection."""
-        self._llama.close()
+        """Free the llama.cpp model now instead of at garbage collection (a second call does nothing)."""
+        with self._lock:
+            self._llama.close()
+        _open.discard(self)
 
 
 def resolve_model_dir(path_or_package: str | os.PathLike[str]) -> Path:
