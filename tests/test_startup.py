@@ -103,3 +103,49 @@ def test_const_renders_the_same_value_on_every_backend(db_url: str, value: objec
             assert conn.execute(sa.select(const(value))).scalar() == value  # type: ignore[arg-type]
     finally:
         engine.dispose()
+
+
+MIGRATE_NEW_DATABASE = """
+import sys
+import sqlalchemy as sa
+from tobio.db.migrations import migrate
+engine = sa.create_engine(sys.argv[1])
+for _ in range(2):  # a new file, then the same file again
+    with engine.begin() as conn:
+        ran = migrate(conn)
+    print(len(ran), sorted(m for m in ("pandas", "numpy", "torch") if m in sys.modules))
+"""
+
+
+def test_creating_a_new_database_imports_neither_pandas_nor_torch(tmp_path: Path) -> None:
+    """The kernel's migrations on a new DuckDB file check and record without bound parameters."""
+    url = f"duckdb:///{tmp_path / 'new.duckdb'}"
+    done = subprocess.run([sys.executable, "-c", MIGRATE_NEW_DATABASE, url], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.strip().splitlines()
+    assert first.split(" ", 1)[1] == "[]" and int(first.split()[0]) > 0, done.stdout
+    assert second == "0 []", done.stdout  # nothing runs twice
+
+
+def test_create_tables_and_column_names_agree_on_every_backend(db_url: str) -> None:
+    import sqlalchemy as sa
+
+    from tobio.db.migrations import add_column_if_missing, column_names, create_tables, table_exists
+
+    meta = sa.MetaData()
+    parent = sa.Table("t_parent", meta, sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False))
+    child = sa.Table("t_child", meta, sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+                     sa.Column("parent_id", sa.BigInteger, sa.ForeignKey("t_parent.id")))
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            create_tables(conn, [child, parent])  # referenced table first, whatever the order given
+            create_tables(conn, [child, parent])  # and again: nothing to do
+            assert table_exists(conn, "t_child") and table_exists(conn, "t_parent") and not table_exists(conn, "t_none")
+            assert column_names(conn, "t_child") == {"id", "parent_id"}
+            add_column_if_missing(conn, "t_child", sa.Column("note", sa.String(20)))
+            add_column_if_missing(conn, "t_child", sa.Column("note", sa.String(20)))
+            assert column_names(conn, "t_child") == {"id", "parent_id", "note"}
+            assert column_names(conn, "it's") == set()
+    finally:
+        engine.dispose()

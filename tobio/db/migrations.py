@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from tobio.db.literals import const
+from tobio.db.literals import const, literal
 from tobio.db.tables import MigrationRow, metadata
 
 Migration = Callable[[Connection], None]
@@ -44,13 +44,13 @@ def utcnow() -> datetime:
 def m001_initial(conn: Connection) -> None:
     """The seed schema: agents, state, channels, threads, messages, pushes, steps, summaries, logs."""
     names = ("agents", "state", "channels", "threads", "messages", "pushes", "steps", "summaries", "logs")  # as of m001
-    metadata.create_all(conn, tables=[metadata.tables[n] for n in names])
+    create_tables(conn, [metadata.tables[n] for n in names])
 
 
 @migration
 def m002_runs(conn: Connection) -> None:
     """Model runs, and steps linked to the run that took them."""
-    metadata.tables["runs"].create(conn, checkfirst=True)
+    create_tables(conn, [metadata.tables["runs"]])
     add_column_if_missing(conn, "steps", metadata.tables["steps"].c.run_id)
 
 
@@ -59,7 +59,7 @@ def m003_handling(conn: Connection) -> None:
     """Durable handling: a cursor per thread (`handled`) and the message a reply answers
     (`messages.reply_to`). Threads opened before this count what was already pushed to them as handled:
     nothing recorded otherwise, and answering a whole history again at the first start would be worse."""
-    metadata.tables["handled"].create(conn, checkfirst=True)
+    create_tables(conn, [metadata.tables["handled"]])
     add_column_if_missing(conn, "messages", metadata.tables["messages"].c.reply_to)
     conn.execute(sa.text(
         "INSERT INTO handled (thread_id, message_id) SELECT t.id, coalesce(max(p.message_id), 0) FROM threads t"
@@ -105,10 +105,41 @@ def m006_pushes_unkeyed_on_duckdb(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE _pushes_m006 RENAME TO pushes")
 
 
+def _now_value(conn: Connection) -> Any:
+    """`utcnow()` for an INSERT: written into the SQL on DuckDB (no bound parameter, no pandas), bound elsewhere."""
+    now = utcnow()
+    return sa.literal_column(literal(now), sa.DateTime()) if conn.dialect.name == "duckdb" else now
+
+
+def create_tables(conn: Connection, tables: Sequence[sa.Table]) -> None:
+    """CREATE each of `tables` that is not there yet, with its indexes, referenced tables first.
+
+    For migrations instead of `create_all` / `create(checkfirst=True)`: their existence check binds
+    parameters, and on DuckDB binding imports pandas (half a second of the first start); `table_exists`
+    asks without parameters.
+    """
+    for table in sa.schema.sort_tables(tables):
+        if not table_exists(conn, table.name):
+            table.create(conn, checkfirst=False)
+
+
+def column_names(conn: Connection, table: str) -> set[str]:
+    """The columns `table` has now (none when there is no such table). On DuckDB without bound parameters."""
+    if conn.dialect.name != "duckdb":
+        try:
+            return {c["name"] for c in sa.inspect(conn).get_columns(table)}
+        except sa.exc.NoSuchTableError:
+            return set()
+    query = sa.select(sa.column("column_name", sa.String())).select_from(sa.text("duckdb_columns()")).where(
+        sa.text("database_name = current_database() AND schema_name = current_schema()"),
+        sa.column("table_name") == const(table),
+    )
+    return set(conn.execute(query).scalars())
+
+
 def add_column_if_missing(conn: Connection, table: str, column: sa.Column[Any]) -> None:
     """Helper for later migrations: `ALTER TABLE … ADD COLUMN` unless it is already there."""
-    existing = {c["name"] for c in sa.inspect(conn).get_columns(table)}
-    if column.name not in existing:
+    if column.name not in column_names(conn, table):
         ddl = column.type.compile(dialect=conn.dialect)
         conn.exec_driver_sql(f'ALTER TABLE {table} ADD COLUMN "{column.name}" {ddl}')
 
@@ -119,7 +150,7 @@ def table_exists(conn: Connection, name: str) -> bool:
         return sa.inspect(conn).has_table(name)
     query = sa.select(sa.func.count()).select_from(sa.text("duckdb_tables()")).where(
         sa.text("database_name = current_database() AND schema_name = current_schema()"),
-        sa.column("table_name") == const(name),
+        sa.column("table_name") == const(str(name)),  # a plain str: `const` refuses quoted_name
     )
     return bool(conn.execute(query).scalar())
 
@@ -130,8 +161,7 @@ def migrate(conn: Connection, migrations: Sequence[Migration] | None = None, pre
     Modules with tables of their own call this from module_init with their own list and a prefix
     (`memory.m001_embeddings`), so their schema is versioned the same way as the kernel's.
     """
-    if not table_exists(conn, str(MigrationRow.name)):  # a plain str: `const` refuses quoted_name
-        MigrationRow.create(conn)
+    create_tables(conn, [MigrationRow])
     applied = set(conn.execute(sa.select(MigrationRow.c.name)).scalars())
     ran = []
     for fn in MIGRATIONS if migrations is None else migrations:
@@ -139,6 +169,6 @@ def migrate(conn: Connection, migrations: Sequence[Migration] | None = None, pre
         if name in applied:
             continue
         fn(conn)
-        conn.execute(sa.insert(MigrationRow).values(name=name, applied_at=utcnow()))
+        conn.execute(sa.insert(MigrationRow).values(name=const(name), applied_at=_now_value(conn)))
         ran.append(name)
     return ran

@@ -18,7 +18,7 @@ from sqlalchemy import DateTime, String
 from sqlalchemy.engine import Connection
 
 from tobio.config.jsondata import loads
-from tobio.db.migrations import utcnow
+from tobio.db.migrations import create_tables, utcnow
 from tobio.db.tables import Row, column, id_column, table, versions_table
 from tobio.errors import CommandError, ConfigError
 from tobio.lore.schema import Book, parse_book
@@ -45,8 +45,7 @@ LoreAttachRow = table(
 
 
 def m001_lore(conn: Connection) -> None:
-    LoreVersionRow.create(conn, checkfirst=True)
-    LoreAttachRow.create(conn, checkfirst=True)
+    create_tables(conn, [LoreVersionRow, LoreAttachRow])
 
 
 MIGRATIONS = [m001_lore]

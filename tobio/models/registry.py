@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Used when the config names none: everything runs in-process, offline, with no API key.
-DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {"local": {"type": "local", "description": "embedded llama.cpp + sentence-transformers"}}
+DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {"local": {"type": "local", "description": "embedded llama.cpp (chat and embeddings)"}}
 DEFAULT_MODELS: dict[str, dict[str, Any]] = {
     "chat-default": {"provider": "local", "model": "smollm2", "purpose": "chat",
                      "params": {"temperature": 0.3, "max_tokens": 96, "repeat_penalty": 1.15}},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from tobio.db.migrations import Migration
+from tobio.db.migrations import Migration, create_tables
 from tobio.db.tables import metadata
 from tobio.people import tables
 
@@ -19,4 +19,4 @@ def _migration(fn: Migration) -> Migration:
 @_migration
 def m001_people(conn: Connection) -> None:
     """Versioned facts about people, and reflections."""
-    metadata.create_all(conn, tables=[metadata.tables[n] for n in tables.TABLES])
+    create_tables(conn, [metadata.tables[n] for n in tables.TABLES])

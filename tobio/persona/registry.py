@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from tobio.config.jsondata import depth
 from tobio.config.limits import MAX_DEPTH
 from tobio.db.literals import const
-from tobio.db.migrations import utcnow
+from tobio.db.migrations import create_tables, utcnow
 from tobio.db.tables import Row, versions_table
 from tobio.errors import CommandError
 from tobio.persona.schema import Persona, load_persona
@@ -33,7 +33,7 @@ PersonaVersionRow = versions_table("persona_versions", "persona")  # key: file s
 
 
 def m001_persona_versions(conn: Connection) -> None:
-    PersonaVersionRow.create(conn, checkfirst=True)
+    create_tables(conn, [PersonaVersionRow])
 
 
 MIGRATIONS = [m001_persona_versions]

