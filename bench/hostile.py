@@ -199,7 +199,7 @@ def run(quick: bool) -> dict[str, Any]:
             try:
                 ok = bool(work())
                 error = None
-            except Exception as exc:  # noqa: BLE001 - a class that breaks is reported, not fatal to the bench
+            except Exception as exc:  # a class that breaks is reported, not fatal to the bench
                 ok, error = False, f"{type(exc).__name__}: {exc}"
             time.sleep(0.05)
             stall = probe.worst * 1000

@@ -24,15 +24,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from tobio.config.schema import KernelConfig  # noqa: E402
-from tobio.kernel import Kernel  # noqa: E402
-from tobio.memory.bm25 import BM25  # noqa: E402
-from tobio.memory.config import MemoryConfig  # noqa: E402
-from tobio.memory.module import MemoryModule  # noqa: E402
-from tobio.memory.service import Memory  # noqa: E402
-from tobio.memory.text import terms  # noqa: E402
+from tobio.config.schema import KernelConfig
+from tobio.kernel import Kernel
+from tobio.memory.bm25 import BM25
+from tobio.memory.config import MemoryConfig
+from tobio.memory.module import MemoryModule
+from tobio.memory.service import Memory
+from tobio.memory.text import terms
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo" / "locomo_dev.json"
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}

@@ -453,8 +453,8 @@ async def interview(system: Any, plan: Plan, only: set[str], log: Transcript, ke
 def apply_variant(name: str) -> None:
     """Patch how persona prompts are built, to measure which format the small model follows best.
     `baseline` changes nothing; the others are candidates for tobio/persona/prompt.py and schema.py."""
-    from tobio.turn import prompt as prompt_mod
     from tobio.persona import schema
+    from tobio.turn import prompt as prompt_mod
 
     if "," in name:  # several at once
         for part in name.split(","):

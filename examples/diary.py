@@ -27,13 +27,24 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Connection
 
-from tobio.agents.base import Agent, AgentConfig
+from tobio.agents.base import Agent
 from tobio.agents.sandbox import Scope
 from tobio.commands import Arg, Context, Result, table
 from tobio.db.migrations import create_tables, migrate, utcnow
 from tobio.db.tables import metadata
-from tobio.hooks import (AGENT_TYPE, COMPLETION_SOURCE, EVENT, ON_MESSAGE, PROMPT, PROVIDER_TYPE, REPLAY, REPLY_FILTER,
-                         SHOULD_ANSWER, SQL_SCOPE, implements)
+from tobio.hooks import (
+    AGENT_TYPE,
+    COMPLETION_SOURCE,
+    EVENT,
+    ON_MESSAGE,
+    PROMPT,
+    PROVIDER_TYPE,
+    REPLAY,
+    REPLY_FILTER,
+    SHOULD_ANSWER,
+    SQL_SCOPE,
+    implements,
+)
 from tobio.messages import Delivery, Message
 from tobio.modules import DatabaseModule, Module
 from tobio.providers.base import ChatRequest, Chunk, Provider, ProviderConfig

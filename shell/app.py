@@ -125,7 +125,7 @@ def _start_kernel(args: argparse.Namespace, printer: Printer) -> Kernel | None:
         return Kernel(kernel_config(args.config, args.model), database=args.database).start()
     except TobioError as exc:
         printer.error(exc)
-    except Exception as exc:  # noqa: BLE001 - a failed start is one clear line too
+    except Exception as exc:  # a failed start is one clear line too
         printer.error(exc)
     return None
 

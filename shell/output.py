@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from tobio.commands.result import cell
-
 from tobio.errors import CommandError, TobioError
 
 if TYPE_CHECKING:
@@ -169,7 +168,7 @@ class ConsoleLogHandler(logging.Handler):
             if self.printer.color:
                 label = f"{YELLOW if record.levelno < logging.ERROR else RED}{label}{RESET}"
             self.printer.write(f"{label}: {text}\n", self.printer.err)
-        except Exception:  # noqa: BLE001 - logging must never raise
+        except Exception:  # logging must never raise
             self.handleError(record)
 
 

@@ -164,7 +164,7 @@ class Repl:
             self._interrupted = False
             self.printer.info("interrupted")
             return
-        except Exception as exc:  # noqa: BLE001 - TobioError or a bug: one line either way
+        except Exception as exc:  # TobioError or a bug: one line either way
             self.printer.error(exc)
             return
         finally:

@@ -177,7 +177,7 @@ class Batch:
         except TobioError as exc:
             self.printer.error(exc, where)
             return False
-        except Exception as exc:  # noqa: BLE001 - a bug is still one clear line
+        except Exception as exc:  # a bug is still one clear line
             self.printer.error(exc, where)
             return False
         self.printer.result(result)

@@ -21,7 +21,7 @@ from tobio.persona.cards import (
     placeholder_png,
     read_card,
 )
-from tobio.persona.schema import Exchange, Persona, load_persona
+from tobio.persona.schema import Exchange, load_persona
 
 REPO = Path(__file__).resolve().parent.parent
 

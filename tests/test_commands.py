@@ -100,7 +100,7 @@ def test_sql_duckdb_specials_and_limit(k: Kernel) -> None:
     assert len(result.rows) == 5 and "first 5 rows" in (result.note or "")
 
 
-def test_agents_run_only_whitelisted_commands(k: Kernel, tmp_path) -> None:  # noqa: ANN001
+def test_agents_run_only_whitelisted_commands(k: Kernel, tmp_path) -> None:
     from conftest import write
 
     path = write(tmp_path / "a.yaml", "name: probe\ntype: scripted\ncommands: ['mod ls', 'agent show']\n")

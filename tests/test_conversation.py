@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from storyteller import storyteller
 
 from tobio.agents.conversation import exchange
 from tobio.conversation import Conversation, Reply
@@ -20,7 +21,7 @@ from tobio.messages import Delta
 
 from conftest import write
 from helpers import wait_until
-from storyteller import storyteller
+
 
 def persona_kernel(url: str, tmp_path: Path, *, latency: float = 0.0) -> Kernel:
     """The storyteller `tobio`, and a streaming scripted `echo`."""

@@ -31,7 +31,7 @@ def test_cancelled_call_that_already_finished_does_not_interrupt_the_next_call(d
         def other_caller() -> None:
             try:
                 outcome["slow"] = db.call_sync(lambda conn: (time.sleep(0.2), _slow(conn, 300_000_000))[1])
-            except Exception as exc:  # noqa: BLE001 - recorded for the assertion
+            except Exception as exc:  # recorded for the assertion
                 outcome["slow"] = exc
 
         async def main() -> None:

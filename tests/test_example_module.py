@@ -18,14 +18,14 @@ from tobio.errors import ModuleError, TobioError
 from tobio.hooks import CHARACTERS, HISTORY_SOURCE, MEMORY_SOURCE, ON_MESSAGE, POINTS
 from tobio.kernel import Kernel
 from tobio.messages import Message
-from tobio.turn.steps import assemble
-from tobio.turn.prompt import Prompt
 from tobio.replay import replay
+from tobio.turn.prompt import Prompt
+from tobio.turn.steps import assemble
 
 from conftest import write
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-from diary import DiaryModule  # noqa: E402
+from diary import DiaryModule
 
 
 @pytest.fixture

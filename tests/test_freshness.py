@@ -12,8 +12,8 @@ import pytest
 from tobio.config.schema import KernelConfig
 from tobio.kernel import Kernel
 from tobio.models.module import models_of
-from tobio.turn.freshness import penalised, staleness
 from tobio.providers.scripted import ScriptedProvider
+from tobio.turn.freshness import penalised, staleness
 
 from conftest import write
 

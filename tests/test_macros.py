@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tobio.turn.macros import MacroEnv, apply_macros, format_moment, split_examples
 from tobio.persona.schema import Exchange, Persona
+from tobio.turn.macros import MacroEnv, apply_macros, format_moment, split_examples
 
 WHEN = datetime(2024, 9, 28, 14, 5, 9, tzinfo=timezone.utc)
 

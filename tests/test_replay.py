@@ -89,7 +89,7 @@ def test_replay_before_the_agent_existed_is_an_error(duckdb_url: str, tmp_path: 
         kernel.run(f"agent spawn {write(tmp_path / 'ear.yaml', LISTENER)}")
         try:
             kernel.run("agent replay ear --at 2000-01-01T00:00:00")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             assert "did not exist yet" in str(exc)
         else:
             raise AssertionError("expected an error")

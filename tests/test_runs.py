@@ -13,11 +13,11 @@ from tobio.config.schema import KernelConfig
 from tobio.errors import CommandError
 from tobio.kernel import Kernel
 from tobio.models.jsonfix import JSONRepairError, parse_json
+from tobio.models.module import models_of
 from tobio.providers.base import ProviderError
 
 from conftest import write
 from helpers import wait_until
-from tobio.models.module import models_of
 
 
 def start(url: str, **scripted: Any) -> Kernel:

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # noqa: ANN201
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
     """Run `tobio-shell ARGS` in-process on a temp config and database; returns (status, out, err)."""
     monkeypatch.setenv("TOBIO_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("TOBIO_LOAD_PLUGINS", "")
@@ -58,7 +58,7 @@ def test_script_lines_and_arguments() -> None:
         substitute("echo $2", ["one"])
 
 
-def test_a_script_that_succeeds(run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_script_that_succeeds(run, tmp_path: Path) -> None:
     script = write(tmp_path, "ok.tsh", """# set up a channel, talk to echo, read it back
 channel create garden --topic "$1"
 channel sub echo garden
@@ -79,7 +79,7 @@ exit
     assert "plants and such" in out
 
 
-def test_a_script_that_fails_midway_stops_there(run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_script_that_fails_midway_stops_there(run, tmp_path: Path) -> None:
     script = write(tmp_path, "bad.tsh", "channel create before\nagent show nobody\nchannel create after\n")
     status, out, err = run(script)
     assert status == 1
@@ -89,7 +89,7 @@ def test_a_script_that_fails_midway_stops_there(run, tmp_path: Path) -> None:  #
     assert "before" in out and "after" not in out  # the line after the failure never ran
 
 
-def test_keep_going_runs_everything_and_still_fails(run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_keep_going_runs_everything_and_still_fails(run, tmp_path: Path) -> None:
     script = write(tmp_path, "bad.tsh", "agent show nobody\nchannel create after\nagent lss\nsql SELECT 'end' AS marker\n")
     status, out, err = run("--keep-going", script)
     assert status == 1
@@ -97,7 +97,7 @@ def test_keep_going_runs_everything_and_still_fails(run, tmp_path: Path) -> None
     assert f"{script}:1: error: no agent named" in err and f"{script}:3: error: unknown command 'lss'" in err
 
 
-def test_exit_code_and_missing_files(run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_exit_code_and_missing_files(run, tmp_path: Path) -> None:
     script = write(tmp_path, "exit.tsh", "channel create one\nexit 7\nchannel create two\n")
     assert run(script)[0] == 7
     status, _, err = run(str(tmp_path / "missing.tsh"))
@@ -107,7 +107,7 @@ def test_exit_code_and_missing_files(run, tmp_path: Path) -> None:  # noqa: ANN0
 
 
 @pytest.mark.slow
-def test_wait_gives_up_on_agents_that_never_go_quiet(run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_wait_gives_up_on_agents_that_never_go_quiet(run, tmp_path: Path) -> None:
     agent_file = tmp_path / "configs" / "agents" / "echo.yaml"
     script = write(tmp_path, "pingpong.tsh", f"""agent spawn {agent_file} --name bob
 channel post lobby "hello you two"
@@ -118,7 +118,7 @@ wait --timeout 1
     assert err.startswith(f"{script}:3: error: agents still busy after 1 s")
 
 
-def test_dash_c_json_and_stdin(run) -> None:  # noqa: ANN001
+def test_dash_c_json_and_stdin(run) -> None:
     status, out, err = run("--json", "-c", "agent ls\nsql SELECT 42 AS answer")
     assert status == 0 and err == ""
     agents, answer = [json.loads(line) for line in out.splitlines()]

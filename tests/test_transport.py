@@ -238,8 +238,8 @@ def test_an_after_commit_callback_that_fails_does_not_stop_the_batch(duckdb_url:
 
     try:
         async def writes() -> None:
-            from tobio.transport import CHANNEL_COLUMNS
             from tobio.db.migrations import utcnow
+            from tobio.transport import CHANNEL_COLUMNS
 
             await asyncio.gather(
                 kernel.writer.write(("channels", CHANNEL_COLUMNS, [("c1", "", utcnow())]), after=(broken, 1)),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from storyteller import storyteller
 
 from tobio.config.schema import KernelConfig
 from tobio.errors import TobioError
@@ -19,7 +20,6 @@ from tobio.web.serve import serve
 
 from conftest import write
 from helpers import wait_until
-from storyteller import storyteller
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

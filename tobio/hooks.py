@@ -28,11 +28,11 @@ from tobio.errors import TobioError
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from tobio.agents.base import Agent
     from tobio.agents.sandbox import Scope
     from tobio.db.history import ThreadContext
-    from sqlalchemy.engine import Connection
-
     from tobio.kernel import Kernel
     from tobio.memory.items import Item
     from tobio.messages import Delivery, Message

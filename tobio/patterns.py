@@ -102,7 +102,7 @@ def _compile(pattern: str, ignore_case: bool, multiline: bool, dotall: bool) -> 
     flags = (lib.IGNORECASE if ignore_case else 0) | (lib.MULTILINE if multiline else 0) | (lib.DOTALL if dotall else 0)
     try:
         return lib.compile(pattern, flags)
-    except Exception as exc:  # noqa: BLE001 - the message is what the caller shows
+    except Exception as exc:  # the message is what the caller shows
         return f"pattern {shown!r} is not a valid regular expression ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
 
 

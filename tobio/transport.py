@@ -22,8 +22,8 @@ from sqlalchemy.engine import Connection
 from tobio.db.database import Database
 from tobio.db.migrations import utcnow
 from tobio.db.tables import ChannelRow, ThreadRow
-from tobio.errors import AgentError
 from tobio.db.writer import GroupCommitWriter, Set, Write
+from tobio.errors import AgentError
 from tobio.hooks import ON_MESSAGE, Hooks
 from tobio.messages import Delivery, Delta, Message
 
@@ -258,7 +258,7 @@ class Transport:
             for callback in tuple(listeners):
                 try:
                     callback(message)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("a listener on %s failed on message %d", channel, mid)
         self.hooks.notify(ON_MESSAGE, message)  # an observer's error is logged under its module's name
         return message

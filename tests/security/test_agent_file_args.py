@@ -19,7 +19,6 @@ from tobio.kernel import Kernel
 from tobio.paths import data_dir
 
 
-
 @pytest.fixture
 def kernel(tmp_path: Path, duckdb_url: str) -> Iterator[Kernel]:
     k = Kernel(KernelConfig(modules=["scripted", "persona", "scenes", "lore"]), database=duckdb_url).start()

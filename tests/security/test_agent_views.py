@@ -292,7 +292,6 @@ def test_no_command_reaches_past_the_callers_view(world: World) -> None:
 
 def test_every_command_says_whether_agents_may_run_it(world: World) -> None:
     """Built-in and first-party module commands all declare it; an undeclared one is refused anyway."""
-    from tobio.commands.tree import Group
 
     undeclared = {c.path for c in commands_of(world.kernel) if c.agents == "undeclared"}
     assert not undeclared - UNDECLARED_ELSEWHERE, f"commands that say nothing about agents: {sorted(undeclared)}"

@@ -28,8 +28,8 @@ from tobio.lore.engine import Engine, Settings
 from tobio.lore.schema import parse_book
 from tobio.patterns import PatternError, compile_pattern, nests_quantifiers
 from tobio.persona.charx import read_charx, save_assets
-from tobio.turn.macros import MacroEnv, apply_macros
 from tobio.persona.stchat import MAX_SPEAKERS, looks_like, parse_time, read_chat
+from tobio.turn.macros import MacroEnv, apply_macros
 
 from conftest import write
 

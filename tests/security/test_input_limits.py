@@ -4,7 +4,6 @@ numeric arguments, times and URLs. Each bad input is one clear line, fast."""
 from __future__ import annotations
 
 import base64
-import json
 import os
 import struct
 import time

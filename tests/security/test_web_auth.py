@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from test_web import PAGE_TIMEOUT_MS, browser_or_skip, free_port, launch
 
 from tobio.config.schema import KernelConfig
 from tobio.kernel import Kernel
@@ -35,7 +36,6 @@ from tobio.web.secret import SECRET_FILE
 from tobio.web.serve import WebServer, serve
 
 from conftest import write
-from test_web import PAGE_TIMEOUT_MS, browser_or_skip, free_port, launch
 
 pytestmark = pytest.mark.slow
 
@@ -109,7 +109,7 @@ def other_site(html: str) -> Iterator[str]:
     """Another web server on this machine (a real one: Chromium treats a faked page as a public site)."""
 
     class Page(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:  # http.server's naming
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
             self.end_headers()

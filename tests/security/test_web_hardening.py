@@ -14,6 +14,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from test_web import free_port
+from test_web_auth import ECHO, TOKEN, WRONG, fetch, login
 
 from tobio.config.schema import KernelConfig
 from tobio.kernel import Kernel
@@ -22,8 +24,6 @@ from tobio.web.serve import WebServer, serve
 from tobio.web.throttle import FREE_TRIES, LoginThrottle
 
 from conftest import write
-from test_web import free_port
-from test_web_auth import ECHO, TOKEN, WRONG, fetch, login
 
 NEW_TOKEN = "a-brand-new-token-after-rotation-42"
 

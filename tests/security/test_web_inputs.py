@@ -6,6 +6,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from test_web import free_port
 
 from tobio.config.schema import KernelConfig
 from tobio.errors import TobioError
@@ -13,8 +14,6 @@ from tobio.kernel import Kernel
 from tobio.web.cli import main
 from tobio.web.hosts import allowed_hosts, allowed_origins, host_allowed, is_loopback
 from tobio.web.serve import TOKEN_ENV, serve
-
-from test_web import free_port
 
 SECRET_LOOKING = "hunter2-but-longer-than-eight"
 

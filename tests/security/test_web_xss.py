@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_web import PAGE_TIMEOUT_MS, browser_or_skip, free_port, launch
 
 from tobio.config.schema import KernelConfig
 from tobio.kernel import Kernel
 from tobio.web.serve import serve
 
 from conftest import write
-from test_web import PAGE_TIMEOUT_MS, browser_or_skip, free_port, launch
 
 pytestmark = pytest.mark.slow  # a real headless Chromium
 

@@ -184,7 +184,7 @@ class Agent:
             except asyncio.CancelledError:
                 self.current = None
                 raise
-            except Exception as exc:  # noqa: BLE001 - one bad message must not kill the agent
+            except Exception as exc:  # one bad message must not kill the agent
                 self.failures += 1
                 log.error("agent %s failed on message %s (%d in a row): %s", self.name, delivery.message.id, self.failures, exc)
                 if self.failures >= self.config.max_failures:

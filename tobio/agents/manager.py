@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.engine import Connection
 
 from tobio.agents.base import Agent, AgentConfig
 from tobio.agents.handling import cursor_set, unhandled_deliveries
@@ -29,8 +28,8 @@ from tobio.paths import data_dir, within
 from tobio.principal import LOCAL_PERSON, RUN, Principal, is_person_name, name_key
 
 if TYPE_CHECKING:
-    from tobio.tasks import TaskInfo
     from tobio.kernel import Kernel
+    from tobio.tasks import TaskInfo
 
 log = logging.getLogger(__name__)
 STATE_COLUMNS = ("id", "agent_id", "state_dict", "created_at", "superseded_at")
@@ -276,7 +275,7 @@ class AgentManager:
             try:
                 cls = self.type_for(row.type)
                 config = cls.Config.model_validate(row.config, context={"base_dir": Path.cwd()})
-            except Exception as exc:  # noqa: BLE001 - one broken agent must not stop the others
+            except Exception as exc:  # one broken agent must not stop the others
                 log.error("cannot restore agent %s: %s", row.name, exc)
                 continue
             agent = cls(self.kernel, config, row.id)
@@ -339,7 +338,7 @@ class AgentManager:
                 await self.kernel.tasks.cancel(task.id)
             try:
                 await self.save_state(agent)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.error("could not save state of %s at shutdown: %s", agent.name, exc)
         self.live.clear()
 

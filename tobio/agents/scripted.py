@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tobio.agents.base import Agent, AgentConfig
-from tobio.messages import Delivery
 from tobio.hooks import AGENT_TYPE
+from tobio.messages import Delivery
 from tobio.modules import DatabaseModule, Module
 from tobio.patterns import PatternError, compile_pattern, search
 

@@ -224,7 +224,7 @@ class CommandCompleter:
             return []
         try:
             items = self.sources.values(arg.complete)
-        except Exception:  # noqa: BLE001 - completion must never break the prompt
+        except Exception:  # completion must never break the prompt
             return []
         return _matching(items, word, arg.complete)
 
@@ -326,7 +326,7 @@ def complete_sql(text: str, sources: Sources) -> list[Candidate]:
     before = statement[: match.start()]
     try:
         schema, functions = sources.sql_schema(), sources.sql_functions()
-    except Exception:  # noqa: BLE001
+    except Exception:
         schema, functions = {}, []
     aliases = {m.group(2).lower(): m.group(1) for m in _ALIAS.finditer(statement)
                if m.group(2) and m.group(2).upper() not in SQL_KEYWORDS}
@@ -389,7 +389,7 @@ class _Cached:
                 try:
                     self._pending = self.fetch()
                     self._pending.add_done_callback(self._done)
-                except Exception:  # noqa: BLE001 - kernel stopped: keep what we have
+                except Exception:  # kernel stopped: keep what we have
                     self._pending = None
             pending = self._pending
         if not self.loaded and pending is not None:

@@ -11,13 +11,13 @@ import argparse
 import inspect
 import math
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
-from tobio.hooks import current_owner
 from tobio.config.limits import INT_MAX
 from tobio.errors import CommandError
+from tobio.hooks import current_owner
 
 if TYPE_CHECKING:
     from tobio.commands.context import Context

@@ -30,7 +30,7 @@ def check_database_url(url: str, source: str = "database") -> str:
         dialect.import_dbapi()
     except ImportError as exc:
         raise ConfigError(f"{source}: the driver for {parsed.get_backend_name()} is not installed ({exc.name or exc})") from None
-    except Exception:  # noqa: BLE001 - a dialect without a module-level driver is fine here
+    except Exception:  # a dialect without a module-level driver is fine here
         pass
     if parsed.get_backend_name() in _FILE_DIALECTS and parsed.database and parsed.database != ":memory:":
         _check_file_place(Path(parsed.database).expanduser(), source)

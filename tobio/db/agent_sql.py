@@ -60,7 +60,7 @@ class AgentQuery:
         if self.stop is not None:
             try:
                 self.stop()
-            except Exception:  # noqa: BLE001 - best effort; the statement may have just finished
+            except Exception:  # best effort; the statement may have just finished
                 pass
 
 
@@ -159,7 +159,7 @@ def _run_duckdb(cursor: Any, job: AgentQuery) -> AgentResult:
         return _fetch(cursor, job.limit)
     except CommandError:
         raise
-    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+    except Exception as exc:  # one line, never a traceback
         raise _failed(job, exc, scrub=f"{_quote(catalog)}." if catalog else "") from None
     finally:
         timer.cancel()
@@ -197,7 +197,7 @@ def _run_postgres(engine: Engine, job: AgentQuery) -> AgentResult:
             return _fetch(cursor, job.limit)
         except CommandError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the first error, before anything else can hide it
+        except Exception as exc:  # the first error, before anything else can hide it
             if "statement timeout" in str(exc):
                 job.timed_out = True
             raise _failed(job, exc) from None
@@ -205,7 +205,7 @@ def _run_postgres(engine: Engine, job: AgentQuery) -> AgentResult:
             job.stop = None
             try:
                 raw.rollback()
-            except Exception:  # noqa: BLE001 - the connection goes back to the pool either way
+            except Exception:  # the connection goes back to the pool either way
                 pass
 
 
@@ -261,7 +261,7 @@ def _run_sqlite(conn: Connection, job: AgentQuery) -> AgentResult:
             raw.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, longest)
     except CommandError:
         raise
-    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+    except Exception as exc:  # one line, never a traceback
         if "not authorized" in str(exc):
             raise CommandError("agents may read only their own tables from SQL") from None
         raise _failed(job, exc) from None
@@ -272,7 +272,7 @@ def _run_sqlite(conn: Connection, job: AgentQuery) -> AgentResult:
         for temp in plan.copies:  # the DB thread's connection outlives this statement
             try:
                 raw.execute(f"DROP TABLE IF EXISTS temp.{_quote(temp)}")
-            except sqlite3.Error:  # noqa: PERF203 - the next statement drops it before reuse anyway
+            except sqlite3.Error:  # the next statement drops it before reuse anyway
                 pass
 
 

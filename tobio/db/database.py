@@ -11,9 +11,9 @@ import asyncio
 import json
 import re
 import threading
-from pathlib import Path
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import sqlalchemy as sa
@@ -110,7 +110,7 @@ class Database:
                     try:
                         conn.exec_driver_sql("CHECKPOINT")
                         conn.commit()
-                    except Exception:  # noqa: BLE001 - closing must not fail over a checkpoint
+                    except Exception:  # closing must not fail over a checkpoint
                         conn.rollback()
                 conn.close()
                 self._local.conn = None
@@ -125,7 +125,7 @@ class Database:
         if conn is None or conn.closed:
             try:
                 conn = self.engine.connect()
-            except Exception as exc:  # noqa: BLE001 - turned into a clear error
+            except Exception as exc:  # turned into a clear error
                 raise _describe_open_error(self.url, exc) from None
             self._local.conn = conn
             self._active = conn  # the DB thread's connection, so another thread can interrupt it
@@ -188,7 +188,7 @@ class Database:
                 cast("psycopg.Connection[Any]", raw).cancel()
             elif self.dialect == "sqlite":
                 cast("sqlite3.Connection", raw).interrupt()
-        except Exception as exc:  # noqa: BLE001 - best effort
+        except Exception as exc:  # best effort
             import logging
 
             logging.getLogger(__name__).warning("could not interrupt the running statement: %s", exc)

@@ -9,8 +9,8 @@ then append `mNNN_what(conn)` below that brings an existing database to the same
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 

@@ -44,7 +44,7 @@ def parse_one_select(query: str, dialect: str) -> exp.Expression:
         statements = [s for s in sqlglot.parse(query, read=dialect) if s is not None]
     except RecursionError:
         raise CommandError("SQL error: the statement is nested too deeply") from None
-    except Exception as exc:  # noqa: BLE001 - sqlglot's errors, and anything it trips on, become one line
+    except Exception as exc:  # sqlglot's errors, and anything it trips on, become one line
         text = str(exc).strip().splitlines()
         raise CommandError(f"SQL error: {text[0] if text else type(exc).__name__}") from None
     if len(statements) != 1:
@@ -180,5 +180,5 @@ def compile_agent_sql(query: str, backend: str, relations: Relations, limit: int
         raise
     except RecursionError:
         raise CommandError("SQL error: the statement is nested too deeply") from None
-    except Exception as exc:  # noqa: BLE001 - a rewrite sqlglot cannot generate is the agent's error
+    except Exception as exc:  # a rewrite sqlglot cannot generate is the agent's error
         raise CommandError(f"SQL error: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None

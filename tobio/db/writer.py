@@ -212,7 +212,7 @@ class GroupCommitWriter:
             for callback, items in batch.after.items():
                 try:
                     callback(items)
-                except Exception:  # noqa: BLE001 - the rest of the batch is durable all the same
+                except Exception:  # the rest of the batch is durable all the same
                     log.exception("after-commit callback %r failed", callback)
 
     # -- the DB thread's side ----------------------------------------------------------------------
@@ -226,7 +226,7 @@ class GroupCommitWriter:
         if not batch.empty():
             try:
                 self.db._run(self._flush, batch)
-            except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
+            except Exception as exc:  # every waiter must hear about it
                 log.error("group commit of %d rows failed: %s", batch.count, exc)
                 error = exc
             if loop is not None:

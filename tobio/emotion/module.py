@@ -17,16 +17,16 @@ from tobio.agents.base import Agent
 from tobio.db.migrations import utcnow
 from tobio.emotion.affect import Affect, Mood
 from tobio.emotion.appraise import Direction, LexiconAppraiser, ModelAppraiser
-from tobio.messages import Message
 from tobio.hooks import ON_MESSAGE, PROMPT, REPLAY, implements
-from tobio.modules import DatabaseModule, Module
+from tobio.messages import Message
 from tobio.models.module import models_of
+from tobio.modules import DatabaseModule, Module
 from tobio.turn.placement import NEXT_TO_NEWEST, Injection
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
-    from tobio.turn.prompt import Prompt
     from tobio.replay import Snapshot
+    from tobio.turn.prompt import Prompt
 
 log = logging.getLogger(__name__)
 KEY = "emotion"
@@ -105,7 +105,7 @@ class EmotionModule(Module):
         appraiser = ModelAppraiser(models_of(self.kernel).get_for("classify"), self.settings.gain)
         try:
             delta = await appraiser.appraise(message.content, direction)
-        except Exception as exc:  # noqa: BLE001 - fall back rather than lose the appraisal
+        except Exception as exc:  # fall back rather than lose the appraisal
             log.warning("model appraisal failed for %s (%s); using the lexicon", agent.name, exc)
             delta = self.lexicon.score(message.content, direction)
         self.apply(agent, delta, message.created_at)

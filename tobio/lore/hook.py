@@ -26,16 +26,16 @@ from tobio.db.tables import PushRow, StepRow
 from tobio.lore.engine import Activation, Engine, Settings, TimedState
 from tobio.lore.schema import AFTER, AN_BOTTOM, AN_TOP, AT_DEPTH, BEFORE, EM_BOTTOM, EM_TOP, ROLES, Book, parse_book
 from tobio.messages import Message
+from tobio.models.module import models_of
+from tobio.models.runs import STEP_COLUMNS
 from tobio.turn.agent import TurnAgent
 from tobio.turn.placement import NEXT_TO_NEWEST, Injection
 from tobio.turn.prompt import Prompt
-from tobio.models.runs import STEP_COLUMNS
-from tobio.models.module import models_of
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
-    from tobio.memory.service import Memory
     from tobio.lore.module import LoreModule, LoreSettings
+    from tobio.memory.service import Memory
 
 log = logging.getLogger(__name__)
 STATE_KEY = "lore"
@@ -65,7 +65,7 @@ def _card_book(agent: Any, persona: Any) -> Book | None:
         return None
     try:
         return parse_book(f"card:{getattr(agent, 'persona_key', None) or persona.name}", raw)
-    except Exception as exc:  # noqa: BLE001 - a malformed book must not stop the reply
+    except Exception as exc:  # a malformed book must not stop the reply
         log.warning("agent %s: its card's lorebook is unusable: %s", agent.name, exc)
         return None
 
@@ -158,7 +158,7 @@ class LoreHook:
             return memory.tokenizer_for(agent.id)
         try:
             return models_of(self.kernel).get(agent.config.model)
-        except Exception:  # noqa: BLE001 - no model: count words instead
+        except Exception:  # no model: count words instead
             return None
 
     def _counter(self, model: Any) -> Any:
@@ -182,7 +182,7 @@ class LoreHook:
     async def __call__(self, prompt: Prompt) -> None:
         try:
             await self._lore(prompt)
-        except Exception as exc:  # noqa: BLE001 - a broken lorebook must never cost the reply
+        except Exception as exc:  # a broken lorebook must never cost the reply
             log.warning("lore for %s failed, answering without it: %s", prompt.agent.name, exc)
             prompt.notes["lore"] = {"error": str(exc)}
 

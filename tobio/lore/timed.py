@@ -12,6 +12,7 @@ from typing import Any
 
 from tobio.lore.schema import Entry
 
+
 @dataclass
 class TimedState:
     """Per-thread memory of sticky and cooldown effects (start/end in thread message counts) and of

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tobio.commands import Arg, Context, Result, table
 from tobio.errors import CommandError

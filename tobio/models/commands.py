@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from tobio.commands import Arg, Context, Group, Result, table
 from tobio.db.tables import AgentRow, Row, RunRow, StepRow
 from tobio.errors import CommandError, ProviderSetupError
-from tobio.secrets import redact
 from tobio.models.module import models_of, runs_of
+from tobio.secrets import redact
 
 STATUSES = ("queued", "in_progress", "completed", "failed", "cancelled", "expired")
 

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from tobio.secrets import redact, redact_text
 from tobio.db.literals import const
 from tobio.db.migrations import utcnow
 from tobio.db.tables import RunRow, StepRow
 from tobio.providers.base import ChatRequest, Chunk, ProviderError
+from tobio.secrets import redact, redact_text
 from tobio.tasks import in_background
 
 if TYPE_CHECKING:
@@ -183,7 +183,7 @@ class RunManager:
             run.status, run.error = "failed", str(exc)
             log.error("run %d on %s failed: %s", run.id, provider.name, exc)
             raise
-        except Exception as exc:  # noqa: BLE001 - recorded, then re-raised as a provider error
+        except Exception as exc:  # recorded, then re-raised as a provider error
             run.status, run.error = "failed", f"{type(exc).__name__}: {exc}"
             log.exception("run %d on %s failed", run.id, provider.name)
             raise ProviderError(run.error) from exc

@@ -57,7 +57,7 @@ def first_served_model(base_url: str, api_key: str | None, timeout_s: float = 5.
     if api_key:
         request.add_header("Authorization", f"Bearer {api_key}")
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - http(s) checked above
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # http(s) checked above
             body = json.loads(response.read(1_000_000))
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc

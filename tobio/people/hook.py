@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tobio.turn.placement import Injection
 from tobio.people.render import person_block
+from tobio.turn.placement import Injection
 
 if TYPE_CHECKING:
     from tobio.people.service import People

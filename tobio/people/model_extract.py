@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from tobio.messages import Message
-from tobio.people.extract import Fact
 from tobio.models.module import models_of
+from tobio.people.extract import Fact
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -40,5 +40,5 @@ async def model_facts(kernel: Kernel, people: People, agent: Any, person: str, m
         found = await model.json(PROMPT.format(text=message.content), StatedFacts)
         facts = [Fact(i.key.strip().lower()[:64], i.value.strip()) for i in found.facts if i.key.strip() and i.value.strip()]
         people.learn(agent.id, person, facts, message.id, "model", at=message.created_at)
-    except Exception as exc:  # noqa: BLE001 - the rules already ran; a model failure only loses extras
+    except Exception as exc:  # the rules already ran; a model failure only loses extras
         log.warning("people: model extraction for %s failed: %s", agent.name, exc)

@@ -96,7 +96,7 @@ class Reflector:
                 new, old = self.people.set_reflections(agent.id, person, thoughts, message.id)
                 await self._remember(agent.id, person, thoughts, new, old, message)
                 self.written += 1
-        except Exception:  # noqa: BLE001 - a failed reflection must not disturb the conversation
+        except Exception:  # a failed reflection must not disturb the conversation
             log.exception("people: reflection of %s about %s failed", agent.name, person)
         finally:
             self.running.discard((agent.id, person))

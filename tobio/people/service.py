@@ -153,7 +153,7 @@ class People:
         async def go() -> None:
             try:
                 await self.kernel.db.call(fn, *args)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("people: write failed")
 
         info = self.kernel.tasks.spawn(go(), name="people:write", kind="job", owner="people")

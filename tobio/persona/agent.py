@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tobio.config.schema import RelPath
 from tobio.models.module import models_of
-from tobio.turn.agent import TurnAgent, TurnConfig
 from tobio.persona.schema import Persona, load_persona
+from tobio.turn.agent import TurnAgent, TurnConfig
 from tobio.turn.reply import Reply
 
 if TYPE_CHECKING:

@@ -24,8 +24,8 @@ import yaml
 from pydantic import ValidationError
 
 from tobio.config import jsondata
-from tobio.config.files import read_bytes
 from tobio.config.cardfile import PNG_SIGNATURE, is_card_chunk, png_chunks, read_card
+from tobio.config.files import read_bytes
 from tobio.config.limits import MAX_IMPORT_BYTES
 from tobio.errors import ConfigError
 from tobio.persona.schema import Persona

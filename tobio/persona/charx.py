@@ -76,7 +76,7 @@ def _members(archive: zipfile.ZipFile, file: Path, budget: int) -> dict[str, byt
                               f"(method {info.compress_type}; CHARX members are stored or deflated)") from None
         except zipfile.BadZipFile as exc:
             raise ConfigError(f"{file}: {name} is corrupt ({str(exc).splitlines()[0][:80]})") from None
-        except Exception as exc:  # noqa: BLE001 - zlib/bz2/lzma each raise their own error on bad data
+        except Exception as exc:  # zlib/bz2/lzma each raise their own error on bad data
             raise ConfigError(f"{file}: {name} is corrupt ({type(exc).__name__})") from None
         if len(blob) > min(limit, info.file_size):
             raise ConfigError(f"{file}: {name} unpacks to more than its header says")
@@ -97,7 +97,7 @@ def read_charx(path: str | Path) -> tuple[dict[str, Any], dict[str, bytes]]:
         raise ConfigError(f"{file}: cannot read ({exc.strerror})") from None
     except zipfile.BadZipFile:
         raise ConfigError(f"{file}: not a zip archive (a CHARX is a zip with card.json)") from None
-    except Exception as exc:  # noqa: BLE001 - a mangled directory raises ValueError, EOFError, struct.error ...
+    except Exception as exc:  # a mangled directory raises ValueError, EOFError, struct.error ...
         raise ConfigError(f"{file}: not a readable zip archive ({type(exc).__name__})") from None
     with archive:
         files = _members(archive, file, min(MAX_TOTAL_BYTES, max(TOTAL_RATIO_FLOOR, MAX_TOTAL_RATIO * size)))

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tobio.turn.macros import MacroEnv
 from tobio.turn.character import speaking_name
+from tobio.turn.macros import MacroEnv
 
 if TYPE_CHECKING:
     from tobio.persona.agent import PersonaAgent

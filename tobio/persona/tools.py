@@ -15,12 +15,12 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from tobio.errors import TobioError
-from tobio.principal import AgentPrincipal
 from tobio.models.module import runs_of
+from tobio.principal import AgentPrincipal
 
 if TYPE_CHECKING:
-    from tobio.persona.agent import PersonaAgent
     from tobio.models.runs import Run
+    from tobio.persona.agent import PersonaAgent
 
 log = logging.getLogger(__name__)
 TEXT_CALL = re.compile(r"^\s*/cmd\s+(.+?)\s*$", re.DOTALL)

@@ -37,7 +37,7 @@ def provider_type(name: str) -> type[Provider] | None:
         return None
     try:
         cls = ep.load()
-    except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop the kernel
+    except Exception as exc:  # a broken plugin must not stop the kernel
         log.error("provider entry point %s (%s) failed to import: %s", ep.name, ep.value, exc)
         return None
     if not (isinstance(cls, type) and issubclass(cls, Provider)):

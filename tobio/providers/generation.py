@@ -19,7 +19,6 @@ from tobio.providers.base import ChatRequest, Chunk, ProviderError
 from tobio.providers.priority import main_thread_finished
 
 if TYPE_CHECKING:
-    from tobio.providers.kv_states import RequestFlags
     from tobio.providers.model_host import ChatModel, ModelHost
 
 STREAM_BATCH_S = 0.015  # longest a streamed token waits to be handed to the kernel's loop
@@ -119,7 +118,7 @@ class Generation:
                 again = self._generate(chat)
         except ProviderError as exc:
             put(exc)
-        except Exception as exc:  # noqa: BLE001 - reported on the loop as a ProviderError
+        except Exception as exc:  # reported on the loop as a ProviderError
             put(ProviderError(f"local model {self.request.model}: {type(exc).__name__}: {exc}"))
         finally:
             if not again:

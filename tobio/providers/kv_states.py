@@ -213,7 +213,7 @@ class KVStates:
             return
         try:
             apply_plan(self.engine, prompt, plan)
-        except Exception as exc:  # noqa: BLE001 - correctness first: read the whole prompt instead
+        except Exception as exc:  # correctness first: read the whole prompt instead
             log.warning("could not move reused KV cells (%s); evaluating the prompt instead", exc)
             self.engine.clear()
             return

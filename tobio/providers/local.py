@@ -98,7 +98,7 @@ class LocalProvider(Provider):
             return await asyncio.to_thread(encode)
         except ProviderError:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ProviderError(f"local embedding model {model}: {type(exc).__name__}: {exc}") from exc
 
     async def count_tokens(self, model: str, text: str) -> int:

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from tobio.providers.base import ProviderError
+from tobio.providers.embedder import load_embedder
 from tobio.providers.files import gguf_path
 from tobio.providers.priority import PriorityThread
-from tobio.providers.embedder import load_embedder
 
 if TYPE_CHECKING:
     from tobio.providers.kv_states import KVStates
@@ -206,7 +206,7 @@ def _free(name: str, lock: threading.Lock, close: Callable[[], None], wait_s: fl
         return
     try:
         close()
-    except Exception as exc:  # noqa: BLE001 - the others must still be freed
+    except Exception as exc:  # the others must still be freed
         log.warning("could not free %s: %s", name, exc)
     finally:
         lock.release()

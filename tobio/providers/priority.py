@@ -106,7 +106,7 @@ class PriorityThread:
                 continue
             try:
                 result = fn()
-            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
+            except BaseException as exc:  # handed to whoever waits on the future
                 future.set_exception(exc)
             else:
                 future.set_result(result)

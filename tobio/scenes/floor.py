@@ -56,7 +56,7 @@ class Floor:
                     self._decisions.pop(old, None)
             try:
                 future.set_result(await self._choose(message))
-            except Exception as exc:  # noqa: BLE001 - a bad choice must not silence the channel
+            except Exception as exc:  # a bad choice must not silence the channel
                 log.warning("floor %s: could not choose a speaker (%s); round-robin instead", self.channel, exc)
                 future.set_result(self._round_robin(message.sender))
         return await asyncio.shield(future)

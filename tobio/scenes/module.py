@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tobio.agents.base import Agent
 from tobio.commands import Arg, Context, Result, table
 from tobio.config import load_data_yaml, load_yaml, validate
 from tobio.errors import CommandError
-from tobio.agents.base import Agent
 from tobio.hooks import SHOULD_ANSWER, implements
 from tobio.messages import Delivery, Delta, Message
 from tobio.modules import Module

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tobio.messages import Message
-from tobio.turn.macros import MacroEnv, apply_macros  # leaf module of text macros (no persona imports)
 from tobio.turn.character import speaking_name
+from tobio.turn.macros import MacroEnv, apply_macros  # leaf module of text macros (no persona imports)
 from tobio.turn.placement import NEXT_TO_NEWEST, Injection, inject
 
 if TYPE_CHECKING:

@@ -77,7 +77,7 @@ class WebServer(threading.Thread):
         asyncio.set_event_loop(loop)
         try:
             self.server = self._build()
-        except BaseException as exc:  # noqa: BLE001 - handed to the thread that started us
+        except BaseException as exc:  # handed to the thread that started us
             self._error = exc
             self._ready.set()
             loop.close()
@@ -115,7 +115,7 @@ class WebServer(threading.Thread):
     def _shutdown(self) -> None:
         try:
             self.server.stop()
-        except Exception as exc:  # noqa: BLE001 - stopping must always stop the loop
+        except Exception as exc:  # stopping must always stop the loop
             log.debug("web: stopping the server: %s", exc)
         finally:
             assert self._loop is not None

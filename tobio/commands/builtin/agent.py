@@ -9,8 +9,8 @@ import sqlalchemy as sa
 
 from tobio.agents.handling import unhandled_counts
 from tobio.commands import Arg, Context, Group, Result, table
-from tobio.db.literals import const
 from tobio.db.history import agent_history
+from tobio.db.literals import const
 from tobio.db.tables import AgentRow, Row, StateRow
 from tobio.errors import AgentError
 

@@ -7,8 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tobio.commands import Arg, Context, Group, Result, table
-from tobio.db.history import ThreadContext
-from tobio.db.history import thread_context
+from tobio.db.history import ThreadContext, thread_context
 from tobio.db.tables import AgentRow, PushRow, Row, ThreadRow
 from tobio.errors import CommandError
 
