@@ -15,9 +15,9 @@ from tobio.config.schema import KernelConfig
 from tobio.kernel import Kernel
 from tobio.models.module import models_of
 from tobio.providers.kv_reuse import Chunk, plan_reuse
-from tobio.providers.kv_states import KVStates
-from tobio.providers.local import LocalProvider
 from tobio.providers.model_host import ChatModel
+
+from helpers import chat_model, kv_states
 
 pytestmark = pytest.mark.slow
 
@@ -99,31 +99,18 @@ def notes(mood: str, fact: str) -> dict[str, str]:
     return {"role": "system", "content": f"Your mood right now: {mood}. Remember: {fact}"}
 
 
-def loaded(kernel: Kernel) -> ChatModel:
-    """The model behind chat-moving, on its own provider (loaded now if need be)."""
-    bundle = models_of(kernel).get("chat-moving")
-    assert isinstance(bundle.provider, LocalProvider)
-    return bundle.provider.chat_model(bundle.provider_model)
-
-
-def states_of(kernel: Kernel) -> KVStates:
-    states = loaded(kernel).states
-    assert states is not None
-    return states
-
-
 def fresh(kernel: Kernel, reuse: int) -> ChatModel:
     """The loaded model with an empty context and store, chunk reuse set to `reuse` tokens."""
-    model = loaded(kernel)
+    model = chat_model(kernel, "chat-moving")
     model.forget()
-    states_of(kernel).reuse_min_tokens = reuse
+    kv_states(kernel, "chat-moving").reuse_min_tokens = reuse
     return model
 
 
 def tokens(kernel: Kernel, messages: list[dict[str, str]]) -> int:
     """Tokens the chat template gives these messages."""
     text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
-    return len(loaded(kernel).engine.tokenize(text))
+    return len(chat_model(kernel, "chat-moving").engine.tokenize(text))
 
 
 def two_turns(kernel: Kernel, first: list[dict[str, str]], second: list[dict[str, str]], **then: Any) -> Any:
@@ -166,11 +153,11 @@ def test_a_turn_reads_only_its_notes_and_new_line(kernel: Kernel) -> None:
         fresh(kernel, 0)
         without = two_turns(kernel, first, second)
         fresh(kernel, 16)
-        moves = states_of(kernel).moves
+        moves = kv_states(kernel, "chat-moving").moves
         with_reuse = two_turns(kernel, first, second)
     finally:
         fresh(kernel, 32)
-    assert states_of(kernel).moves == moves + 1
+    assert kv_states(kernel, "chat-moving").moves == moves + 1
     assert abs(with_reuse.prompt_tokens - without.prompt_tokens) <= 1  # a stop token is counted or not
     assert with_reuse.prompt_tokens - with_reuse.cached_tokens <= new + 8, (with_reuse.cached_tokens, new)
     assert without.prompt_tokens - without.cached_tokens >= new + tokens(kernel, [ask]) + 8
@@ -199,7 +186,7 @@ def test_by_default_cells_move_only_for_a_history_a_summary_moved(kernel: Kernel
     """`kv_reuse: after_summary`, the default: a request moves chunks only when it says its history moved
     (the persona agent says so on the turn after a new summary, and for that turn's prefill)."""
     first, second = summary_turns()
-    states = states_of(kernel)
+    states = kv_states(kernel, "chat-moving")
     try:
         fresh(kernel, 32)
         states.always = False
@@ -220,7 +207,7 @@ def test_moved_cells_predict_like_a_fresh_read(kernel: Kernel) -> None:
     to evaluating the whole prompt afresh (same most likely token, KL divergence well under 0.5)."""
     from tobio.providers.kv_reuse import apply_plan
 
-    model = loaded(kernel)
+    model = chat_model(kernel, "chat-moving")
     with model.lock:
         engine = model.engine
         text = ("<|im_start|>system\n" + PERSONA_MSG["content"] + "<|im_end|>\n<|im_start|>system\nEarlier: {s}<|im_end|>\n"
@@ -243,7 +230,7 @@ def test_moved_cells_predict_like_a_fresh_read(kernel: Kernel) -> None:
             read = engine.last_logits()
         finally:
             engine.reset()
-            states_of(kernel).clear()
+            kv_states(kernel, "chat-moving").clear()
     p, q = (np.exp(x - x.max()) / np.exp(x - x.max()).sum() for x in (read, moved))
     kl = float((p * np.log(p / q)).sum())
     assert moved.argmax() == read.argmax()

@@ -11,8 +11,8 @@ from pydantic import BaseModel
 from tobio.config.schema import KernelConfig
 from tobio.kernel import Kernel
 from tobio.models.module import models_of
-from tobio.providers.local import LocalProvider
-from tobio.providers.model_host import ChatModel
+
+from helpers import chat_model
 
 pytestmark = pytest.mark.slow
 
@@ -112,13 +112,6 @@ def agent(name: str, line: str) -> list[dict[str, str]]:
             {"role": "user", "content": line}]
 
 
-def loaded_chat_model(kernel: Kernel) -> ChatModel:
-    """The llama.cpp model behind chat-default (its provider loads it if no test has yet)."""
-    bundle = models_of(kernel).get("chat-default")
-    assert isinstance(bundle.provider, LocalProvider)
-    return bundle.provider.chat_model(bundle.provider_model)
-
-
 def test_a_restored_state_answers_like_a_fresh_evaluation(kernel: Kernel) -> None:
     """The KV state saved when another speaker took the context gives the same greedy reply as
     evaluating the whole prompt again, and the run counts the restored prefix as cached."""
@@ -126,7 +119,7 @@ def test_a_restored_state_answers_like_a_fresh_evaluation(kernel: Kernel) -> Non
     tobio = agent("Tobio", "Hi! Tell me about the night train to the coast, please.")
     first = kernel.call(model.run(tobio, params=PARAMS).wait())
     kernel.call(model.run(agent("Mara", "Good evening. How was the platform today?"), params=PARAMS).wait())
-    states = loaded_chat_model(kernel).states
+    states = chat_model(kernel).states
     assert states is not None
     restores = states.restores
     follow_up = [*tobio, {"role": "assistant", "content": first.text}, {"role": "user", "content": "And the dining car?"}]
@@ -134,7 +127,7 @@ def test_a_restored_state_answers_like_a_fresh_evaluation(kernel: Kernel) -> Non
     assert states.restores == restores + 1
     assert restored.prompt_tokens and restored.cached_tokens
     assert restored.cached_tokens >= 0.6 * restored.prompt_tokens, (restored.cached_tokens, restored.prompt_tokens)
-    loaded_chat_model(kernel).forget()
+    chat_model(kernel).forget()
     fresh = kernel.call(model.run(follow_up, params=PARAMS).wait())
     assert fresh.cached_tokens == 0
     assert fresh.text == restored.text
@@ -173,7 +166,7 @@ def test_saved_states_hold_kv_cells_only(kernel: Kernel) -> None:
         kernel.call(model.run(agent(name, "Hello! Which carriage is yours?"), params=PARAMS).wait())
     grown = rss_mb() - before
     assert grown < 3 * len(names), grown  # measured: 8-11 MB here, 77 MB with LlamaRAMCache
-    assert len(loaded_chat_model(kernel).states) >= len(names)
+    assert len(chat_model(kernel).states) >= len(names)
 
 
 def test_the_store_stays_within_its_bound(kernel: Kernel) -> None:
@@ -183,10 +176,10 @@ def test_the_store_stays_within_its_bound(kernel: Kernel) -> None:
     from tobio.providers.kv_states import ENTRY_OVERHEAD
 
     model = models_of(kernel).get("chat-default")
-    states = loaded_chat_model(kernel).states
+    states = chat_model(kernel).states
     assert states is not None
     capacity = states.capacity
-    loaded_chat_model(kernel).forget()
+    chat_model(kernel).forget()
     try:
         for name in ["Ada", "Bo"]:
             kernel.call(model.run(agent(name, "Hello! Which carriage is yours?"), params=PARAMS).wait())
@@ -213,7 +206,7 @@ def test_background_work_steps_aside_for_a_reply_and_loses_nothing(kernel: Kerne
     story = [SYSTEM, {"role": "user", "content": "Tell me a long story about a night train crossing the mountains."}]
     params = {"max_tokens": 160, "temperature": 0.0}
     whole = kernel.call(model.run(story, params=params).wait())
-    loaded = loaded_chat_model(kernel)
+    loaded = chat_model(kernel)
     before = loaded.stepped_aside
 
     async def reply_during_a_summary() -> tuple[Any, Any, float, float]:

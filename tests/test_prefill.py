@@ -10,9 +10,8 @@ import pytest
 from tobio.config.schema import KernelConfig
 from tobio.kernel import Kernel
 from tobio.models.module import models_of
-from tobio.providers.kv_states import KVStates
-from tobio.providers.local import LocalProvider
-from tobio.providers.model_host import ChatModel
+
+from helpers import chat_model, kv_states
 
 pytestmark = pytest.mark.slow
 
@@ -35,21 +34,8 @@ def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
     mp.undo()
 
 
-def loaded(kernel: Kernel) -> ChatModel:
-    """The llama.cpp model behind chat-default (its provider loads it if no test has yet)."""
-    bundle = models_of(kernel).get("chat-default")
-    assert isinstance(bundle.provider, LocalProvider)
-    return bundle.provider.chat_model(bundle.provider_model)
-
-
-def states_of(kernel: Kernel) -> KVStates:
-    states = loaded(kernel).states
-    assert states is not None
-    return states
-
-
 def reset(kernel: Kernel) -> None:
-    loaded(kernel).forget()
+    chat_model(kernel).forget()
 
 
 def notes_and_line(line: str) -> list[dict[str, str]]:
@@ -70,7 +56,7 @@ def test_the_next_reply_reads_only_what_follows_the_prefilled_opening(kernel: Ke
     following = notes_and_line("And tomorrow?")
     after = kernel.call(model.run([*opening, *following], params=PARAMS).wait())
     assert after.cached_tokens >= prefill.prompt_tokens - 4, (after.cached_tokens, prefill.prompt_tokens)
-    engine = loaded(kernel).engine
+    engine = chat_model(kernel).engine
     new = sum(len(engine.tokenize(m["content"])) + 5 for m in following)
     assert after.prompt_tokens - after.cached_tokens <= new + 4
     kernel.call(kernel.flush())
@@ -86,13 +72,13 @@ def test_a_prefill_that_arrives_after_its_turn_does_nothing(kernel: Kernel) -> N
     first = kernel.call(model.run([*HISTORY, *notes_and_line("Where is Biscuit?")], params=PARAMS).wait())
     opening = [*HISTORY, {"role": "user", "content": "Where is Biscuit?"}, {"role": "assistant", "content": first.text}]
     kernel.call(model.run([*opening, *notes_and_line("Is he asleep?")], params=PARAMS).wait())
-    states = states_of(kernel)
-    skipped, held = states.prefills_skipped, loaded(kernel).engine.n_tokens
+    states = kv_states(kernel)
+    skipped, held = states.prefills_skipped, chat_model(kernel).engine.n_tokens
     run = model.prefill(opening, params=PARAMS)
     assert run is not None
     late = kernel.call(run.wait())
     assert states.prefills_skipped == skipped + 1
-    assert loaded(kernel).engine.n_tokens == held
+    assert chat_model(kernel).engine.n_tokens == held
     assert late.status == "completed" and late.prompt_tokens and late.prompt_tokens - late.cached_tokens <= 1
 
 
@@ -113,7 +99,7 @@ def test_a_prefill_steps_aside_for_a_waiting_reply(kernel: Kernel) -> None:
 
     model = models_of(kernel).get("chat-default")
     reset(kernel)
-    states = states_of(kernel)
+    states = kv_states(kernel)
     long_story = " ".join(["The tide came in over the shingle and the boats knocked against the quay."] * 12)
     opening = [*HISTORY, {"role": "user", "content": "Tell me a long story."}, {"role": "assistant", "content": long_story}]
     checks = iter([False, True])  # a reply arrives after the first chunk
