@@ -15,7 +15,7 @@ from pydantic import Field
 
 from tobio.agents.base import Agent, AgentConfig
 from tobio.errors import AgentError
-from tobio.hooks import REPLY_FILTER, SHOULD_ANSWER, ReplyFilter
+from tobio.hooks import REPLY_FILTER, ReplyFilter
 from tobio.messages import Delivery, Message
 from tobio.models.module import models_of, runs_of
 from tobio.turn import prefill
@@ -83,8 +83,7 @@ class TurnAgent(Agent):
         sender = delivery.message.sender
         if sender == self.name or delivery.message.channel is None:
             return False
-        me: Agent = self
-        verdict = await self.kernel.hooks.first(SHOULD_ANSWER, me, delivery)  # floors, do-not-disturb
+        verdict = await self.hooks_say(delivery)  # floors, do-not-disturb
         if verdict is not None:
             return verdict
         if sender is None:
