@@ -1,6 +1,6 @@
 """Transport throughput: post → durable (group commit) → delivered, with 1, 10 and 100 subscribers.
 
-Baseline, same run: the same message and push rows bulk-inserted into DuckDB straight from Arrow,
+Baseline, same run: the same message and push rows bulk-inserted into DuckDB straight from typed DataFrames,
 in batches of the size the group-commit writer actually used. Prints one JSON object.
 
 `handled_overhead_us_per_msg`: what recording handling costs, per message an agent handles (10
@@ -87,9 +87,9 @@ async def _drained(agents: list[Agent]) -> None:
 
 
 def raw_rate(workdir: Path, subscribers: int, messages: int, batches: int) -> float:
-    """Seconds to bulk-insert the same rows (messages + pushes) from Arrow, in the same number of batches."""
+    """Seconds to bulk-insert the same rows (messages + pushes) from typed DataFrames, in the same number of batches."""
     import duckdb
-    import pyarrow as pa
+    import pandas as pd
 
     path = workdir / f"raw_{subscribers}.duckdb"
     con = duckdb.connect(str(path))
@@ -103,12 +103,12 @@ def raw_rate(workdir: Path, subscribers: int, messages: int, batches: int) -> fl
     began = time.perf_counter()
     for start in range(0, messages, per_batch):
         ids = list(range(start, min(messages, start + per_batch)))
-        con.register("m", pa.table({
+        con.register("m", pd.DataFrame({
             "id": ids, "agent_id": [None] * len(ids), "thread_id": [None] * len(ids), "channel": ["bench"] * len(ids),
             "role": ["user"] * len(ids), "created_at": [now] * len(ids),
             "content": [f"message number {i}" for i in ids], "metadata": [None] * len(ids), "reply_to": [None] * len(ids),
         }))
-        con.register("p", pa.table({"thread_id": [t for _ in ids for t in range(subscribers)],
+        con.register("p", pd.DataFrame({"thread_id": [t for _ in ids for t in range(subscribers)],
                                     "message_id": [i for i in ids for _ in range(subscribers)]}))
         con.execute("BEGIN")
         con.execute("INSERT INTO messages SELECT * FROM m")

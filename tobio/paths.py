@@ -26,8 +26,9 @@ def default_database_url() -> str:
     return f"duckdb:///{data_dir() / 'tobio.duckdb'}"
 
 
-def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """The kernel config to use: `--config`, then `TOBIO_CONFIG`, then ./configs/kernel.yaml.
+def find_config(explicit: str | os.PathLike[str] | None = None, installed: bool = False) -> Path | None:
+    """The kernel config to use: `--config`, then `TOBIO_CONFIG`, then ./configs/kernel.yaml; with
+    `installed` (the front ends), then the user's own copy of the default configs (`user_configs`).
 
     Returns None when nothing is found; the kernel then runs on built-in defaults.
     """
@@ -38,7 +39,25 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
                 path = path / "kernel.yaml"
             return path
     local = Path.cwd() / "configs" / "kernel.yaml"
-    return local if local.exists() else None
+    if local.exists():
+        return local
+    return user_configs() / "kernel.yaml" if installed else None
+
+
+def user_configs() -> Path:
+    """`configs/` in the user data dir, copied once from the defaults packaged with Tobio.
+
+    A `pip install`ed tobio-shell has no checkout to read ./configs from; the copy gives it the default
+    persona and models, and a folder the user may edit where imported personas are written too (inside
+    the data dir, never inside the installed package).
+    """
+    import shutil
+
+    target = data_dir() / "configs"
+    if not (target / "kernel.yaml").exists():
+        packaged = Path(__file__).resolve().parent / "default_configs"
+        shutil.copytree(packaged, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.pyc", "__pycache__"))
+    return target
 
 
 def slug(name: str, fallback: str = "persona", max_length: int = 64) -> str:

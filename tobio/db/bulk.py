@@ -2,12 +2,12 @@
 
 - `bulk_update`: many rows set by key in one statement (handling cursors, agents' states). An UPDATE
   per row costs DuckDB a statement each (~100 µs); joining the table to the new values costs one.
-  DuckDB gets the values as literals (small) or an Arrow view (large), like `Database.bulk_insert`;
+  DuckDB gets the values as literals (small) or a DataFrame view (large), like `Database.bulk_insert`;
   SQLite and PostgreSQL get one executemany, which their drivers already run as a prepared loop.
 - `insert_fans`: a post's pushes, one row per thread id of its channel, given as groups (the
   channel's thread ids, the ids of the messages posted to it). DuckDB expands them itself from one
   short statement: 500 posts to 10 subscribers are 500 ids in the SQL, not 5,000 rows built in Python
-  and scanned from Arrow (whose scan needs the GIL the kernel's loop is busy with).
+  and scanned from a DataFrame (whose scan needs the GIL the kernel's loop is busy with).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from tobio.db.database import SMALL_BATCH, Database, _dump, _json_columns, duckdb_connection
+from tobio.db.database import SMALL_BATCH, Database, _dump, _json_columns, column_frame, duckdb_connection
 from tobio.db.literals import NotLiteral, values_list
 from tobio.db.tables import metadata
 
@@ -76,10 +76,8 @@ def bulk_update(
             return
         except NotLiteral:
             pass
-    import pyarrow as pa
-
     view = f"_tobio_set_{table}"
-    raw.register(view, pa.table({name: list(col) for name, col in zip(names, zip(*rows))}))
+    raw.register(view, column_frame({name: col for name, col in zip(names, zip(*rows))}))
     try:
         raw.execute(f"UPDATE {table} SET {assign} FROM {view} AS v WHERE {where}")
     finally:

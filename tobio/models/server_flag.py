@@ -89,12 +89,14 @@ def with_model_server(config: KernelConfig, value: str) -> KernelConfig:
 
 
 def kernel_config(config: str | None, model_url: str | None) -> KernelConfig | str | None:
-    """What a front end hands to Kernel(): the config path as given, or, with `--model URL`, the loaded
-    config pointed at that server (the one place both `tobio-shell` and `tobio web` do this)."""
-    if not model_url:
-        return config
-    from tobio.config.schema import load_kernel_config
+    """What a front end hands to Kernel(): the config path found for it (the user's copy of the
+    default configs when run outside a checkout), or, with `--model URL`, the loaded config pointed
+    at that server (the one place both `tobio-shell` and `tobio web` do this)."""
     from tobio.paths import find_config
 
-    return with_model_server(load_kernel_config(find_config(config)), model_url)
+    path = find_config(config, installed=True)
+    if not model_url:
+        return str(path) if path else None
+    from tobio.config.schema import load_kernel_config
 
+    return with_model_server(load_kernel_config(path), model_url)
