@@ -82,8 +82,6 @@ class Session:
 
     def needs_more(self, text: str) -> bool:
         """In `sql>`, a statement goes on until it ends with `;`."""
-        from tobio.commands.complete import sql_is_complete
-
         mode = self.mode
         if mode is None or mode.kind != "raw" or mode.command is None:
             return False
@@ -91,6 +89,8 @@ class Session:
         stripped = text.strip()
         if not stripped or stripped in LEAVE_WORDS + HELP_WORDS or arg is None or arg.complete != "sql":
             return False
+        from tobio.commands.complete import sql_is_complete  # here: the completer's module is ~10 ms to import
+
         return not sql_is_complete(text)
 
     def chunks(self, lines: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:

@@ -77,18 +77,19 @@ print(sorted(m for m in HEAVY if m in sys.modules), code)
 
 
 @pytest.mark.slow
-def test_a_one_shot_command_on_an_existing_database_imports_nothing_heavy(tmp_path: Path) -> None:
-    """bench/startup.py's case: pandas alone is ~0.5 s, more than the shell's own start-up."""
+def test_a_one_shot_command_imports_nothing_heavy_on_a_new_or_existing_database(tmp_path: Path) -> None:
+    """bench/startup.py's case, and a new user's very first start (which creates the database and spawns
+    the agents of configs/: inserts and look-ups that must not bind parameters on DuckDB): pandas alone
+    is ~0.5 s, more than the shell's own start-up."""
     env = {**os.environ, "TOBIO_DATA_DIR": str(tmp_path), "TOBIO_LOAD_PLUGINS": ""}
     env.pop("TOBIO_CONFIG", None)
     env.pop("TOBIO_DATABASE", None)
-    probe = PROBE
-    first = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert first.returncode == 0, first.stderr
-    second = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert second.returncode == 0, second.stderr
-    assert "tobio" in second.stdout  # the persona agent from configs/ is listed
-    assert second.stdout.strip().splitlines()[-1] == "[] 0", second.stderr
+    for start in ("first", "second"):
+        done = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "tobio" in done.stdout, f"{start} start: {done.stdout}"  # the persona agent from configs/ is listed
+        assert done.stdout.strip().splitlines()[-1] == "[] 0", f"{start} start imported:\n{done.stdout}\n{done.stderr}"
+    assert (tmp_path / "tobio.duckdb").exists()  # the first start did create the database here
 
 
 @pytest.mark.parametrize("value", ["it's", "back\\slash", "ünï %s $1", 42, -(2**63)], ids=repr)
@@ -149,3 +150,20 @@ def test_create_tables_and_column_names_agree_on_every_backend(db_url: str) -> N
             assert column_names(conn, "it's") == set()
     finally:
         engine.dispose()
+
+
+def test_duckdb_urls_with_and_without_options_connect_as_duckdb_engine_would(tmp_path: Path) -> None:
+    """Tobio's plain URL skips duckdb-engine's settings lookup; a URL with options still goes through it."""
+    from tobio.db.database import Database
+
+    for url, threads in ((f"duckdb:///{tmp_path / 'plain.duckdb'}", None), (f"duckdb:///{tmp_path / 'opts.duckdb'}?threads=1", 1)):
+        db = Database(url)
+        try:
+            db.open()
+            setting, agent = db.call_sync(lambda conn: conn.exec_driver_sql(
+                "SELECT current_setting('threads'), current_setting('custom_user_agent')").one())
+            assert "duckdb_engine/" in agent  # the user agent duckdb-engine gives its connections
+            if threads is not None:
+                assert setting == threads
+        finally:
+            db.close()

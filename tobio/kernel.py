@@ -90,12 +90,17 @@ class Kernel:
         self._thread = threading.Thread(target=self._loop_main, args=(ready,), name="tobio-kernel", daemon=True)
         self._thread.start()
         ready.wait()
+        collecting = gc.isenabled()
+        gc.disable()  # what boot builds lives as long as the kernel: collecting meanwhile only re-scans it
         try:
             self.call(self._boot())
         except BaseException:
             self.call(self._teardown())
             self._stop_loop()
             raise
+        finally:
+            if collecting:
+                gc.enable()
         if self.config.tune_gc:
             # Each post allocates a dozen short-lived tracked objects per receiver; full collections
             # over everything loaded at boot cost ~25% of transport throughput (bench/transport.py).

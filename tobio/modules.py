@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import graphlib
 import logging
-import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -68,14 +67,10 @@ class DatabaseModule(Module):
 
 
 def _entry_point_modules() -> dict[str, type[Module]]:
-    from importlib.metadata import entry_points
+    from tobio.plugins import plugin_entry_points
 
-    allowed = os.environ.get("TOBIO_LOAD_PLUGINS")
-    names = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
     found: dict[str, type[Module]] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if names is not None and ep.name not in names and not ep.value.startswith("tobio."):
-            continue
+    for ep in plugin_entry_points(ENTRY_POINT_GROUP):
         try:
             cls = ep.load()
         except Exception as exc:  # a broken plugin must not stop the kernel

@@ -17,6 +17,7 @@ from tobio.agents.handling import cursor_set, unhandled_deliveries
 from tobio.config import load_data_yaml, load_yaml, validate
 from tobio.config.schema import Name
 from tobio.config.yamlfile import SourceMap
+from tobio.db.bulk import bulk_update
 from tobio.db.literals import const
 from tobio.db.migrations import utcnow
 from tobio.db.tables import AgentRow, Row, ThreadRow
@@ -155,8 +156,10 @@ class AgentManager:
         def read(conn: Connection) -> tuple[Row | None, list[str]]:
             # Valid names are ASCII (Name), where the look-alike key is the lower-cased name: one indexed
             # lookup, not a scan of every agent per spawn.
-            alike = sa.select(AgentRow.c.name).where(sa.func.lower(AgentRow.c.name) == config.name.lower())
-            return conn.execute(sa.select(AgentRow).where(AgentRow.c.name == config.name)).first(), list(conn.execute(alike).scalars())
+            # `const`: a first start spawns its agents, and on DuckDB a bound parameter imports pandas.
+            alike = sa.select(AgentRow.c.name).where(sa.func.lower(AgentRow.c.name) == const(config.name.lower()))
+            same = sa.select(AgentRow).where(AgentRow.c.name == const(config.name))
+            return conn.execute(same).first(), list(conn.execute(alike).scalars())
 
         existing, names = await self.kernel.db.call(read)
         self._check_name(config, by, names + [n for n in self.live if n.lower() == config.name.lower()])
@@ -169,11 +172,14 @@ class AgentManager:
             log.info("agent %s: config changed since it was last spawned; using the new one", config.name)
 
         def upsert(conn: Connection) -> None:
-            values = dict(type=config.type, config=config_json, config_file=config_file, status="running", updated_at=now)
+            # The writer's bulk paths: on DuckDB they write plain values and JSON as literals (no pandas).
+            values = {"type": config.type, "config": config_json, "config_file": config_file, "status": "running",
+                      "updated_at": now, "state_dict": state}
             if existing is None:
-                conn.execute(sa.insert(AgentRow).values(id=agent.id, name=config.name, state_dict=state, created_at=now, **values))
+                row = {"id": agent.id, "name": config.name, "created_at": now, **values}
+                self.kernel.db.bulk_insert(conn, "agents", tuple(row), [tuple(row.values())])
             else:
-                conn.execute(sa.update(AgentRow).where(AgentRow.c.id == agent.id).values(state_dict=state, **values))
+                bulk_update(self.kernel.db, conn, "agents", "id", tuple(values), {agent.id: tuple(values.values())})
 
         await self.kernel.db.call(upsert)
         self._saved[agent.id] = (json.dumps(state, sort_keys=True), now)
@@ -251,7 +257,7 @@ class AgentManager:
     async def _open_threads(self, agent_id: int) -> dict[str, int]:
         def read(conn: Connection) -> dict[str, int]:
             query = sa.select(ThreadRow.c.channel, ThreadRow.c.id).where(
-                ThreadRow.c.agent_id == agent_id, ThreadRow.c.closed_at.is_(None), ThreadRow.c.channel.is_not(None)
+                ThreadRow.c.agent_id == const(agent_id), ThreadRow.c.closed_at.is_(None), ThreadRow.c.channel.is_not(None)
             )
             return {channel: thread_id for channel, thread_id in conn.execute(query)}
 

@@ -26,9 +26,12 @@ Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length
 
 
 class Frozen(BaseModel):
-    """Config is immutable once loaded: changing behaviour means changing the file."""
+    """Config is immutable once loaded: changing behaviour means changing the file.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Validators are built when first used, not at import: a start imports every agent and provider type's
+    Config (and their bases) but validates only the few it has (a one-shot command pays for each one)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class ModelSpec(Frozen):

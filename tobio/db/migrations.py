@@ -118,9 +118,17 @@ def create_tables(conn: Connection, tables: Sequence[sa.Table]) -> None:
     parameters, and on DuckDB binding imports pandas (half a second of the first start); `table_exists`
     asks without parameters.
     """
+    existing = _duckdb_tables(conn) if conn.dialect.name == "duckdb" else None  # one query, not one per table
     for table in sa.schema.sort_tables(tables):
-        if not table_exists(conn, table.name):
+        if not (table.name in existing if existing is not None else table_exists(conn, table.name)):
             table.create(conn, checkfirst=False)
+
+
+def _duckdb_tables(conn: Connection) -> set[str]:
+    """The tables of the current schema on DuckDB (no bound parameters)."""
+    query = sa.select(sa.column("table_name", sa.String())).select_from(sa.text("duckdb_tables()")).where(
+        sa.text("database_name = current_database() AND schema_name = current_schema()"))
+    return set(conn.execute(query).scalars())
 
 
 def column_names(conn: Connection, table: str) -> set[str]:
@@ -155,13 +163,29 @@ def table_exists(conn: Connection, name: str) -> bool:
     return bool(conn.execute(query).scalar())
 
 
+_TABLE_KNOWN = "tobio.schema_migrations"  # conn.info: the table was there when a transaction began
+
+
+def _ensure_migrations_table(conn: Connection) -> None:
+    """Create `schema_migrations` unless it is there. Every module's migrate asks at each start; once it has
+    been seen in a transaction that did not create it, it is committed, and this connection stops asking."""
+    if conn.info.get(_TABLE_KNOWN):
+        return
+    if table_exists(conn, MigrationRow.name):
+        if conn.info.get(_TABLE_KNOWN + ".created_in") is not conn.get_transaction():
+            conn.info[_TABLE_KNOWN] = True
+        return
+    MigrationRow.create(conn, checkfirst=False)
+    conn.info[_TABLE_KNOWN + ".created_in"] = conn.get_transaction()  # not known for sure until committed
+
+
 def migrate(conn: Connection, migrations: Sequence[Migration] | None = None, prefix: str = "") -> list[str]:
     """Run the migrations this database has not seen yet; returns their names.
 
     Modules with tables of their own call this from module_init with their own list and a prefix
     (`memory.m001_embeddings`), so their schema is versioned the same way as the kernel's.
     """
-    create_tables(conn, [MigrationRow])
+    _ensure_migrations_table(conn)
     applied = set(conn.execute(sa.select(MigrationRow.c.name)).scalars())
     ran = []
     for fn in MIGRATIONS if migrations is None else migrations:

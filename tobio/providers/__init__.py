@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from functools import lru_cache
 from typing import Any
 
@@ -18,15 +17,9 @@ __all__ = ["ChatRequest", "Chunk", "Provider", "ProviderConfig", "ProviderError"
 @lru_cache(maxsize=1)
 def provider_types() -> dict[str, Any]:
     """Every provider type's entry point (not imported yet: `openai` alone costs ~0.5 s to import)."""
-    from importlib.metadata import entry_points
+    from tobio.plugins import plugin_entry_points
 
-    allowed = os.environ.get("TOBIO_LOAD_PLUGINS")
-    names = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
-    return {
-        ep.name: ep
-        for ep in entry_points(group=ENTRY_POINT_GROUP)
-        if names is None or ep.name in names or ep.value.startswith("tobio.")
-    }
+    return {ep.name: ep for ep in plugin_entry_points(ENTRY_POINT_GROUP)}
 
 
 @lru_cache(maxsize=None)
