@@ -60,7 +60,6 @@ def _json_columns(table: str) -> set[str]:
     return {c.name for c in metadata.tables[table].c if isinstance(c.type, sa.JSON)}
 
 
-
 def column_frame(columns: dict[str, Sequence[Any]]) -> Any:
     """A pandas DataFrame of object columns for DuckDB to scan as one batch.
 
