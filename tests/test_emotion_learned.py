@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tobio.config.schema import KernelConfig
 from tobio.emotion.affect import Affect, Mood
@@ -18,7 +19,7 @@ from tobio.emotion.emotions import MOST, Emotion, arise, current, name_for
 from tobio.emotion.head import Head, shipped
 from tobio.emotion.module import EmotionModule
 from tobio.emotion.personality import half_life_factor, mehrabian, sensitivity
-from tobio.emotion.train import Corpus, fit, load_corpus
+from tobio.emotion.train import ALPHAS, Corpus, fit, load_corpus
 from tobio.errors import ConfigError
 from tobio.hooks import SHOULD_ANSWER
 from tobio.kernel import Kernel
@@ -96,7 +97,7 @@ def test_training_fits_and_picks_alpha_on_dev(embedder: object, tmp_path: Path) 
     corpus = Corpus(sample.ids, sample.texts, splits, sample.ratings)
     vectors = embedder.encode(corpus.texts, normalize_embeddings=True).astype(np.float64)  # type: ignore[attr-defined]
     head, report = fit(corpus, vectors)
-    assert report["alpha_v"] in (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0) and report["dev_r_v"] > 0.2
+    assert report["alpha_v"] in ALPHAS and report["dev_r_v"] > 0.2
     head.save(tmp_path / "h.json")
     assert Head.load(tmp_path / "h.json").dimension == 384
 
@@ -197,6 +198,12 @@ def test_without_memory_the_lexicon_appraises(duckdb_url: str, tmp_path: Path) -
         assert module.appraised["lexicon"] >= 1 and module.appraised["learned"] == 0
         felt = kernel.run(f"emotion show ada --at {T0.isoformat()}").data["emotions"][0]
         assert felt["name"] in ("anger", "fear", "distress", "reproach") and felt["cause"].startswith("ben: You are useless")
+        picture = tmp_path / "mood.png"
+        plotted = kernel.run(f"emotion plot ada --out {picture}")
+        with Image.open(picture) as image:
+            assert image.size == (800, 360) and image.format == "PNG"
+        assert plotted.data["emotions"][0]["cause"].startswith("ben:") and len(plotted.data["trace"]) > 100
+        assert plotted._repr_html_().startswith('<img src="data:image/png;base64,')  # a figure in a notebook
     finally:
         kernel.close()
 

@@ -36,13 +36,18 @@ CAUSE_CHARS = 60
 
 @dataclass(frozen=True)
 class Emotion:
-    """One emotion: its OCC name, intensity (0-1) when it arose, what caused it, and when."""
+    """One emotion: its OCC name, its intensity (0-1) at `at`, what caused it, and when it arose."""
 
     name: str
     intensity: float
     cause: str
     at: datetime
     source: str = ""  # who caused it ("" for oneself)
+    arose: datetime | None = None  # when it arose (None: at `at`)
+
+    @property
+    def since(self) -> datetime:
+        return self.arose or self.at
 
     @property
     def direction(self) -> Affect:
@@ -61,12 +66,13 @@ class Emotion:
 
     def to_state(self) -> dict[str, Any]:
         return {"name": self.name, "intensity": round(self.intensity, 4), "cause": self.cause, "at": self.at.isoformat(),
-                "source": self.source}
+                "source": self.source, "arose": self.since.isoformat()}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Emotion:
+        arose = state.get("arose")
         return cls(str(state["name"]), float(state["intensity"]), str(state["cause"]), datetime.fromisoformat(str(state["at"])),
-                   str(state.get("source", "")))
+                   str(state.get("source", "")), datetime.fromisoformat(str(arose)) if arose else None)
 
 
 def cause_of(sender: str | None, text: str) -> str:
@@ -101,4 +107,4 @@ def current(emotions: tuple[Emotion, ...], when: datetime, half_life_s: float) -
     """Those still felt at `when`, strongest first, with their intensities decayed to then (at most MOST)."""
     alive = [(e.now(when, half_life_s), e) for e in emotions if e.at <= when]
     kept = sorted(((i, e) for i, e in alive if i >= FADED), key=lambda pair: -pair[0])[:MOST]
-    return tuple(Emotion(e.name, i, e.cause, when, e.source) for i, e in kept)
+    return tuple(Emotion(e.name, i, e.cause, when, e.source, e.since) for i, e in kept)

@@ -8,6 +8,7 @@ curve it is; each emotion is a mark where it arose, as high as its intensity, la
 from __future__ import annotations
 
 import base64
+import html
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from tobio.emotion.emotions import Emotion
 COLOURS = {"pleasure": (46, 125, 50), "arousal": (230, 81, 0), "dominance": (21, 101, 192)}
 WIDTH, HEIGHT, MARGIN = 800, 360, 44
 POINTS = 400  # samples along the time axis
-LABELS = 12  # emotions named on the picture (the strongest)
+LABEL_GAP = 80  # pixels between two labels of the same emotion
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,10 @@ def trace(moods: Sequence[Mood], half_life_s: float, emotion_half_life_s: float,
             j += 1
         affects.append(moods[j].at_time(when, half_life_s, emotion_half_life_s).affect)
     seen: dict[tuple[str, str, datetime], Emotion] = {}
-    for mood in moods:  # an emotion is recorded again (decayed) in later states: keep its first, strongest record
+    for mood in moods:  # an emotion is recorded again (decayed) in later states: keep it as it arose
         for emotion in mood.emotions:
-            key = (emotion.name, emotion.cause, emotion.at if emotion.at < mood.at else mood.at)
-            if not any(e.name == emotion.name and e.cause == emotion.cause for e in seen.values()):
+            key = (emotion.name, emotion.cause, emotion.since)
+            if key not in seen or emotion.intensity > seen[key].intensity:
                 seen[key] = emotion
     return Trace(times, affects, list(seen.values()))
 
@@ -85,13 +86,14 @@ def png(data: Trace, title: str) -> bytes:
         points = [(x(t), y(getattr(a, name))) for t, a in zip(data.times, data.affects)]
         draw.line(points, fill=COLOURS[name], width=2)
         draw.text((left + 8 + 90 * k, bottom + 22), name, fill=COLOURS[name], font=font)
-    named = sorted(data.emotions, key=lambda e: -e.intensity)[:LABELS]
-    for emotion in data.emotions:
-        px, py = x(max(start, min(end, emotion.at))), y(emotion.intensity)
+    last_label: tuple[str, float] = ("", -1e9)
+    for emotion in sorted(data.emotions, key=lambda e: e.since):
+        px, py = x(max(start, min(end, emotion.since))), y(emotion.intensity)
         r = 2 + 4 * emotion.intensity
         draw.ellipse([px - r, py - r, px + r, py + r], outline=(120, 0, 120), width=1)
-        if emotion in named:
-            draw.text((px + r + 1, py - 6), emotion.name, fill=(120, 0, 120), font=font)
+        if emotion.name != last_label[0] or px - last_label[1] > LABEL_GAP:  # a run of one emotion is named once
+            draw.text((px + r + 1, py - 14), emotion.name, fill=(120, 0, 120), font=font)
+            last_label = (emotion.name, px)
     return _encode(image)
 
 
@@ -112,4 +114,5 @@ class Figure(Result):
 
     def _repr_html_(self) -> str:
         encoded = base64.b64encode(self.image).decode("ascii")
-        return f'<img src="data:image/png;base64,{encoded}" alt="{self.text or "mood"}"/>'
+        alt = html.escape(self.text or "mood", quote=True)
+        return f'<img src="data:image/png;base64,{encoded}" alt="{alt}" style="max-width:100%"/>'

@@ -30,7 +30,7 @@ import numpy.typing as npt
 from tobio.emotion.head import HEAD_PATH, Head
 
 Array = npt.NDArray[np.float64]
-ALPHAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 CONTEXT_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)
 EMBEDDER = "all-MiniLM-L6-v2"
 
@@ -128,8 +128,10 @@ def in_context(vectors: Array, previous: Sequence[int], weight: float) -> Array:
 
 
 def fit(corpus: Corpus, vectors: Array) -> tuple[Head, dict[str, Any]]:
-    """The head with alpha (per dimension) and context weight chosen on dev; with dev's correlations."""
+    """The head with alpha (per dimension) and context weight chosen on dev (with dev's correlations for
+    the train-only fit), then fitted again on train and dev together with those choices."""
     train, dev = corpus.where("train"), corpus.where("dev")
+    both = np.concatenate([train, dev])
     previous = corpus.previous()
     y = corpus.ratings
     best: dict[str, Any] = {}
@@ -151,10 +153,13 @@ def fit(corpus: Corpus, vectors: Array) -> tuple[Head, dict[str, Any]]:
     predicted = in_context(vectors, previous, context)[dev] @ weights + intercept
     best.update({f"dev_r_{n}": round(pearson(predicted[:, k], y[dev, k]), 4) for k, n in enumerate("vad")})
     best["context_weight"] = context
+    for k, name in enumerate("vad"):  # the final weights: train + dev, the alphas chosen above
+        w, b = ridge(vectors[both], y[both, k:k + 1], best[f"alpha_{name}"])
+        weights[:, k], intercept[k] = w[:, 0], b[0]
     # Deltas: a prediction's distance from the scale's neutral 3, in units of the train ratings' spread.
     spread = y[train].std(axis=0)
     head = Head(weights, intercept, center=np.full(3, 3.0), scale=2.5 * spread, context_weight=context,
-                meta={"embedder": EMBEDDER, "trained_on": "EmoBank train split, reader ratings",
+                meta={"embedder": EMBEDDER, "trained_on": "EmoBank train+dev splits (alpha and context weight chosen on dev), reader ratings",
                       "license": "CC-BY-SA 4.0 (weights derived from EmoBank, Buechel & Hahn 2017)", **best})
     return head, best
 
