@@ -109,17 +109,22 @@ def dynamics() -> dict[str, Any]:
                 kernel.run(f"agent spawn {work / f'{name}.yaml'}")
             script = [*PRAISE, *INSULT]
             ada = kernel.call(kernel.agents.ensure_user("ada", ("room",)))
+            after_praise, after_insult = T0 + timedelta(minutes=len(PRAISE) - 1), T0 + timedelta(minutes=len(script) - 1)
+            praised: dict[str, dict[str, Any]] = {}
             for i, text in enumerate(script):
                 kernel.post_sync("room", text, sender=ada, created_at=T0 + timedelta(minutes=i))
+                if i == len(PRAISE) - 1:  # `emotion show --at` decays forward from the latest state: read it now
+                    kernel.call(Memory.of(kernel).settle())
+                    for name in people:
+                        praised[name] = kernel.run(f"emotion show {name} --at {after_praise.isoformat()}").data
             kernel.call(Memory.of(kernel).settle())
-            after_praise, after_insult = T0 + timedelta(minutes=len(PRAISE) - 1), T0 + timedelta(minutes=len(script) - 1)
             out: dict[str, Any] = {}
             for name in people:
                 def at(when: datetime, name: str = name) -> dict[str, Any]:
                     data: dict[str, Any] = kernel.run(f"emotion show {name} --at {when.isoformat()}").data
                     return data
 
-                praised, insulted, calm = at(after_praise), at(after_insult), at(after_insult + timedelta(hours=1))
+                insulted, calm = at(after_insult), at(after_insult + timedelta(hours=1))
                 base = insulted["baseline"]["pleasure"]
                 half_life = float(insulted["half_life_s"])
                 probe = after_insult + timedelta(seconds=half_life)
@@ -127,7 +132,7 @@ def dynamics() -> dict[str, Any]:
                 measured = half_life * math.log(0.5) / math.log(left) if 0 < left < 1 else float("nan")
                 felt = insulted["emotions"][0] if insulted["emotions"] else {}
                 out[name] = {"neuroticism": people[name], "baseline_pleasure": round(base, 3),
-                             "after_praise": round(praised["affect"]["pleasure"], 3),
+                             "after_praise": round(praised[name]["affect"]["pleasure"], 3),
                              "after_insults": round(insulted["affect"]["pleasure"], 3),
                              "after_silence_1h": round(calm["affect"]["pleasure"], 3),
                              "half_life_s": round(half_life, 1), "half_life_measured_s": round(measured, 1),

@@ -26,8 +26,11 @@ PAD: dict[str, tuple[float, float, float]] = {
     "reproach": (-0.30, -0.10, 0.40), "pride": (0.40, 0.30, 0.30), "shame": (-0.30, 0.10, -0.60),
     "gratification": (0.60, 0.50, 0.40), "remorse": (-0.30, 0.10, -0.60),
 }
-# What another's words can make one feel, and what one's own can (OCC: attribution to the other or to oneself).
-ABOUT_OTHER = ("joy", "distress", "hope", "fear", "relief", "disappointment", "gratitude", "anger", "admiration", "reproach")
+# What another's words can make one feel, and what one's own can. OCC attributes another's act to them
+# (gratitude, anger, admiration, reproach) or feels its consequence (joy, distress); the prospect-based ones
+# (hope, fear, relief, disappointment) need an expectation a single message does not show, so another's
+# words never name them: an insult read with low dominance is anger at its sender, not fear.
+ABOUT_OTHER = ("joy", "distress", "gratitude", "anger", "admiration", "reproach")
 ABOUT_SELF = ("joy", "distress", "hope", "fear", "relief", "disappointment", "pride", "shame", "gratification", "remorse")
 FADED = 0.05  # an emotion below this intensity is gone
 MOST = 6  # emotions kept at once (the strongest)
