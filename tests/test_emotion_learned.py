@@ -147,7 +147,7 @@ def test_an_insult_arises_as_anger_at_its_sender_and_fades() -> None:
 
 
 def test_mood_state_keeps_emotions_and_reads_old_states() -> None:
-    mood = Mood(Affect(0.1, 0.2, 0.3), Affect(), T0, (Emotion("joy", 0.5, "ada: hi", T0, "ada"),))
+    mood = Mood(Affect(0.1, 0.2, 0.3), Affect(), T0, (Emotion("joy", 0.5, "ada: hi", T0, "ada", T0),))
     again = Mood.from_state(json.loads(json.dumps(mood.to_state())))
     assert again == mood and again.strongest is not None and again.strongest.name == "joy"
     old = {"affect": {"pleasure": 0.1, "arousal": 0, "dominance": 0}, "baseline": {"pleasure": 0, "arousal": 0, "dominance": 0},
