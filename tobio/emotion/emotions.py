@@ -65,7 +65,8 @@ class Emotion:
         """How the agent is told of it: "anger at Ada (for "you are useless…")"."""
         target = {"anger": "at", "gratitude": "towards", "admiration": "for", "reproach": "towards"}.get(self.name)
         who = f" {target} {self.source}" if target and self.source else ""
-        return f'{self.name}{who} (because of "{self.cause}")'
+        said = self.cause.removeprefix(f"{self.source}: ") if who else self.cause  # the name once is enough
+        return f'{self.name}{who} (because of "{said}")'
 
     def to_state(self) -> dict[str, Any]:
         return {"name": self.name, "intensity": round(self.intensity, 4), "cause": self.cause, "at": self.at.isoformat(),
