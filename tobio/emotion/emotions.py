@@ -32,7 +32,7 @@ PAD: dict[str, tuple[float, float, float]] = {
 # words never name them: an insult read with low dominance is anger at its sender, not fear.
 ABOUT_OTHER = ("joy", "distress", "gratitude", "anger", "admiration", "reproach")
 ABOUT_SELF = ("joy", "distress", "hope", "fear", "relief", "disappointment", "pride", "shame", "gratification", "remorse")
-FADED = 0.05  # an emotion below this intensity is gone
+FADED = 0.1  # an emotion below this intensity is gone (a neutral remark of one's own reads as ~0.06)
 MOST = 6  # emotions kept at once (the strongest)
 CAUSE_CHARS = 60
 
