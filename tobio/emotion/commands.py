@@ -122,7 +122,7 @@ def register(root: Group, module: EmotionModule) -> None:
         mood = module.mood(target)
         which = mood.baseline if baseline else mood.affect
         changed = Affect(**{k: getattr(which, k) if (v := values[k]) is None else v for k in DIMENSIONS})
-        mood = Mood(mood.affect, changed, mood.at) if baseline else Mood(changed, mood.baseline, mood.at)
+        mood = Mood(mood.affect, changed, mood.at, mood.emotions) if baseline else Mood(changed, mood.baseline, mood.at, mood.emotions)
         module.set_mood(target, mood)
         await ctx.kernel.agents.save_state(target)
         return Result(text=f"{agent}: {'baseline' if baseline else 'mood'} now {changed.as_dict()} ({changed.label})")
