@@ -216,6 +216,8 @@ def test_effects_switch_off(duckdb_url: str, tmp_path: Path) -> None:
         prompt = kernel.run("agent prompt ada")
         assert not any("Your mood" in row[2] or "You feel" in row[2] for row in prompt.rows)
         assert prompt.data["params"].get("temperature", 0.5) == pytest.approx(0.5)
+        kernel.run("emotion set ada --baseline --pleasure -0.5")
+        assert kernel.run("emotion show ada").data["baseline"]["pleasure"] == -0.5  # kept over the persona's
     finally:
         kernel.close()
 

@@ -123,9 +123,7 @@ class EmotionModule(Module):
         """The agent's mood and emotions, decayed to `at` (now by default)."""
         state = agent.module_state.get(KEY)
         baseline = self.baseline(agent)
-        mood = Mood.from_state(state) if state else Mood(baseline, baseline, at or utcnow())
-        if mood.baseline != baseline:  # the persona (or its personality) changed since the state was written
-            mood = Mood(mood.affect, baseline, mood.at, mood.emotions)
+        mood = Mood.from_state(state) if state else Mood(baseline, baseline, at or utcnow())  # the state's baseline (`emotion set --baseline`)
         return mood.at_time(at or utcnow(), *self.half_lives(agent))
 
     def set_mood(self, agent: Agent, mood: Mood) -> None:
