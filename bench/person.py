@@ -520,6 +520,8 @@ def kernel_config(args: argparse.Namespace) -> tuple[KernelConfig, str]:
         settings["people"] = {"depth": args.people_depth, "reflect_every": args.reflect_every, **_settings(args.people)}
     if "memory" in modules and args.memory:
         settings["memory"] = _settings(args.memory)
+    if "emotion" in modules and args.emotion:
+        settings["emotion"] = _settings(args.emotion)
     config = KernelConfig(modules=modules, providers=providers, models=models, settings=settings, log_level="WARNING")
     if args.model == "scripted":  # plumbing only: deterministic echoes, hashed embeddings
         replies = ["I'm Tobio, an artificial person who loves trains.", "You said: {last}", "Nice to meet you!"]
@@ -569,6 +571,7 @@ async def run(args: argparse.Namespace, kernel: Kernel, workdir: Path, bundle: s
     out["variant"] = args.variant
     out["people_settings"] = args.people
     out["memory_settings"] = args.memory
+    out["emotion_settings"] = args.emotion
     out["seconds"] = {"tobio": round(tobio_s, 1), "total": round(time.perf_counter() - began, 1)}
     return out
 
@@ -585,6 +588,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reflect-every", type=int, default=20, help="messages from a person between reflections (0: never)")
     parser.add_argument("--people", nargs="*", default=[], metavar="KEY=VALUE", help="people module settings (sign=false, in_prompt=false…)")
     parser.add_argument("--memory", nargs="*", default=[], metavar="KEY=VALUE", help="memory module settings (k=3, memory_tokens=128…)")
+    parser.add_argument("--emotion", nargs="*", default=[], metavar="KEY=VALUE", help="emotion module settings (mood_in_prompt=false, recall_congruence=0…)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for one reply")
     parser.add_argument("--transcript", help="write every line said (JSON lines) to this file")
     parser.add_argument("--variant", default="baseline", help="prompt format: baseline, short-system, persona-near, fewshot-system, stop; no-fresh (no resampling); comma-separated to combine")

@@ -136,3 +136,16 @@ def test_locomo_quick_mode(tmp_path: Path) -> None:
     out = run_bench("locomo.py", "--data", str(data), "--limit", "1", tmp_path=tmp_path, timeout=540)
     assert out["conversations"] == 1 and out["questions"] > 0
     assert all(0.0 <= v <= 1.0 for v in numbers(out, "recall_at_5", "recall_at_10", "bm25_recall_at_10", "recent_recall_at_10"))
+
+
+@slow
+@pytest.mark.timeout(600)
+def test_emotion_quick_mode(tmp_path: Path) -> None:
+    out = run_bench("emotion.py", "--quick", tmp_path=tmp_path, timeout=540)  # the sample in tests/data: no mirror
+    assert out["emobank_sentences"] == 200
+    r = numbers(out, "emobank_r_v", "emobank_r_a", "emobank_r_d", "vader_r_v", "vader_r_a", "vader_r_d")
+    assert r[0] > r[3] > 0  # the head reads valence better than VADER, even on 200 sentences
+    assert 0 < numbers(out, "appraise_ms_p50")[0] < 2
+    dynamics = out["dynamics"]
+    assert dynamics["sign_follows_events"] and dynamics["neurotic_moves_further"] and dynamics["neurotic_recovers_slower"]
+    assert dynamics["half_life_within_10pct"] and dynamics["appraised_by"]["learned"] > 0

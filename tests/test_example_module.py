@@ -15,7 +15,7 @@ from tobio.commands.complete import CommandCompleter, KernelSources
 from tobio.config.schema import KernelConfig
 from tobio.db.migrations import utcnow
 from tobio.errors import ModuleError, TobioError
-from tobio.hooks import CHARACTERS, HISTORY_SOURCE, MEMORY_SOURCE, ON_MESSAGE, POINTS
+from tobio.hooks import CHARACTERS, EMBEDDED, HISTORY_SOURCE, MEMORY_SOURCE, ON_MESSAGE, POINTS, RECALL_BIAS
 from tobio.kernel import Kernel
 from tobio.messages import Message
 from tobio.replay import replay
@@ -54,8 +54,8 @@ def ask(kernel: Kernel, text: str, user: str = "ada", timeout: float = 20, agent
 def test_every_extension_point_is_used_and_works(kernel: Kernel, tmp_path: Path) -> None:
     module = kernel.modules.loaded["diary"]
     used = {r.point for r in kernel.hooks.of(module)}
-    # memory's own (its history, its recall) and persona's (its registry's characters) are left out
-    assert used == set(POINTS) - {HISTORY_SOURCE, MEMORY_SOURCE, CHARACTERS}
+    # memory's own (its history, its recall, its vectors) and persona's (its registry's characters) are left out
+    assert used == set(POINTS) - {HISTORY_SOURCE, MEMORY_SOURCE, CHARACTERS, EMBEDDED, RECALL_BIAS}
 
     # agent type + provider type + prompt pipeline: the diarist answers through the echo provider
     assert ask(kernel, "hello there") == "You said: hello there"

@@ -94,6 +94,8 @@ ReplayStep = Callable[["Snapshot"], Awaitable[None]]
 CompletionSource = Callable[["Kernel"], list[tuple[str, str]]]
 MemorySource = Callable[["Connection", int, str], list[tuple["Item", Any]]]
 CharacterSource = Callable[[], list[tuple[str, "Character"]]]
+EmbeddedObserver = Callable[[list["Message"], list[list[float]]], None]
+RecallBias = Callable[[int, Any], Any]  # (agent id, candidates' vectors (n, d)) -> a score to add to each (n,)
 
 SHOULD_ANSWER: Point[ShouldAnswer] = Point(
     "should_answer", "May this agent answer this delivery? True/False decides; None: no opinion.", Rule.FIRST)
@@ -114,6 +116,12 @@ REPLAY: Point[ReplayStep] = Point(
 MEMORY_SOURCE: Point[MemorySource] = Point(
     "memory_source", "Memory items of kind KEY (with vectors) an agent's recall loads back: (conn, agent_id, embed model).",
     Rule.COLLECT, keyed=True)
+EMBEDDED: Point[EmbeddedObserver] = Point(
+    "embedded", "Told each batch of live messages memory embedded, with their vectors (reuse them: no second "
+    "embedding); on the kernel's loop, do not await.", Rule.EACH)
+RECALL_BIAS: Point[RecallBias] = Point(
+    "recall_bias", "A bounded score added to each memory candidate of an agent's recall, from its vector "
+    "(emotion: mood-congruent recall); plain functions, summed.", Rule.COLLECT)
 CHARACTERS: Point[CharacterSource] = Point(
     "characters", "The characters a module keeps by key (the persona registry's current personas), for commands "
     "that list what characters carry (their cards' lorebooks).", Rule.COLLECT)
@@ -131,7 +139,7 @@ LAST = 1000
 """The `order` of a PROMPT step that must see what every other step added (memory fits it all to budget)."""
 
 POINTS: tuple[Point[Any], ...] = (SHOULD_ANSWER, HISTORY_SOURCE, PROMPT, REPLY_FILTER, EVENT, ON_MESSAGE, REPLAY,
-                                  MEMORY_SOURCE, CHARACTERS, COMPLETION_SOURCE, SQL_SCOPE, AGENT_TYPE, PROVIDER_TYPE)
+                                  MEMORY_SOURCE, EMBEDDED, RECALL_BIAS, CHARACTERS, COMPLETION_SOURCE, SQL_SCOPE, AGENT_TYPE, PROVIDER_TYPE)
 """Commands are one more: `kernel.commands.command(...)` / `.group(...)`, owned the same way."""
 
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tobio.emotion.emotions import Emotion
 
 DIMENSIONS = ("pleasure", "arousal", "dominance")
 
@@ -63,23 +67,42 @@ class Affect:
         return {k: round(v, 4) for k, v in asdict(self).items()}
 
 
+EMOTION_HALF_LIFE_S = 60.0  # an emotion's default half-life: it is gone in minutes, the mood lasts longer
+
+
 @dataclass(frozen=True)
 class Mood:
-    """An agent's affect at a moment, with the baseline it decays toward."""
+    """An agent's affect at a moment, the baseline it decays toward, and the emotions it feels then."""
 
     affect: Affect
     baseline: Affect
     at: datetime
+    emotions: tuple[Emotion, ...] = ()
 
-    def at_time(self, when: datetime, half_life_s: float) -> Mood:
-        return replace(self, affect=self.affect.decayed(self.baseline, (when - self.at).total_seconds(), half_life_s), at=max(when, self.at))
+    def at_time(self, when: datetime, half_life_s: float, emotion_half_life_s: float = EMOTION_HALF_LIFE_S) -> Mood:
+        """Decayed to `when` (never back in time): the mood toward its baseline, each emotion toward nothing."""
+        from tobio.emotion.emotions import current
+
+        later = max(when, self.at)
+        return replace(self, affect=self.affect.decayed(self.baseline, (when - self.at).total_seconds(), half_life_s), at=later,
+                       emotions=current(self.emotions, later, emotion_half_life_s))
+
+    @property
+    def strongest(self) -> Emotion | None:
+        return max(self.emotions, key=lambda e: e.intensity, default=None)
 
     def to_state(self) -> dict[str, object]:
-        return {"affect": self.affect.as_dict(), "baseline": self.baseline.as_dict(), "at": self.at.isoformat()}
+        state: dict[str, object] = {"affect": self.affect.as_dict(), "baseline": self.baseline.as_dict(), "at": self.at.isoformat()}
+        if self.emotions:
+            state["emotions"] = [e.to_state() for e in self.emotions]
+        return state
 
     @classmethod
     def from_state(cls, state: dict[str, object]) -> Mood:
-        affect, baseline = state["affect"], state["baseline"]
-        if not isinstance(affect, dict) or not isinstance(baseline, dict):
-            raise ValueError("a mood's state holds 'affect' and 'baseline' mappings")
-        return cls(Affect(**affect), Affect(**baseline), datetime.fromisoformat(str(state["at"])))
+        from tobio.emotion.emotions import Emotion
+
+        affect, baseline, emotions = state["affect"], state["baseline"], state.get("emotions") or []
+        if not isinstance(affect, dict) or not isinstance(baseline, dict) or not isinstance(emotions, list):
+            raise ValueError("a mood's state holds 'affect' and 'baseline' mappings (and an 'emotions' list)")
+        return cls(Affect(**affect), Affect(**baseline), datetime.fromisoformat(str(state["at"])),
+                   tuple(Emotion.from_state(e) for e in emotions))

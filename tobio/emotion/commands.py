@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -13,6 +14,7 @@ from tobio.errors import CommandError
 from tobio.replay import parse_time
 
 if TYPE_CHECKING:
+    from tobio.agents.base import Agent
     from tobio.emotion.module import EmotionModule
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -22,6 +24,14 @@ NAME = Arg("agent", help="agent name", complete="agent")
 def sparkline(values: list[float]) -> str:
     """Values in [-1, 1] as a row of block characters."""
     return "".join(BARS[min(len(BARS) - 1, int((v + 1) / 2 * len(BARS)))] for v in values)
+
+
+def history_row(mood: Mood) -> dict[str, Any]:
+    """One recorded change: the mood and the strongest emotion then, with its cause."""
+    felt = mood.strongest
+    return {"at": mood.at.isoformat(), **mood.affect.as_dict(), "label": mood.affect.label,
+            "emotion": felt.name if felt else None, "intensity": round(felt.intensity, 3) if felt else None,
+            "cause": felt.cause if felt else None}
 
 
 def register(root: Group, module: EmotionModule) -> None:
@@ -34,14 +44,18 @@ def register(root: Group, module: EmotionModule) -> None:
         target = ctx.kernel.agents.get(agent)
         mood = module.mood(target, parse_time(at) if at else None)
         rows = [(k, round(getattr(mood.affect, k), 3), round(getattr(mood.baseline, k), 3)) for k in DIMENSIONS]
-        note = f"{mood.affect.label}; half-life {module.settings.half_life_s:g} s; at {mood.at:%Y-%m-%d %H:%M:%S}"
+        half_life = module.half_lives(target)[0]
+        felt = "".join(f"\n  {e.intensity:.2f} {e.phrase()}" for e in mood.emotions)
+        note = (f"{mood.affect.label}; half-life {half_life:g} s; at {mood.at:%Y-%m-%d %H:%M:%S}"
+                + (f"\nemotions:{felt}" if felt else ""))
+        emotions = [{"name": e.name, "intensity": round(e.intensity, 3), "cause": e.cause, "source": e.source,
+                     "at": e.at.isoformat()} for e in mood.emotions]
         return Result(columns=["dimension", "now", "baseline"], rows=rows, note=note,
-                      data={"affect": mood.affect.as_dict(), "baseline": mood.baseline.as_dict(), "label": mood.affect.label})
+                      data={"affect": mood.affect.as_dict(), "baseline": mood.baseline.as_dict(), "label": mood.affect.label,
+                            "half_life_s": half_life, "emotions": emotions})
 
-    @group.command("history", NAME, Arg("--last", short="-n", type=int, default=60, help="how many changes"), agents="agents")
-    async def history(ctx: Context, agent: str, last: int) -> Result:
-        """Chart how an agent's mood changed (from the state table)."""
-        target = ctx.kernel.agents.get(agent)
+    async def recorded(ctx: Context, target: Agent) -> list[Mood]:
+        """Every recorded mood of the agent (from the state table), oldest first, and its current one."""
         await ctx.kernel.flush()
 
         def read(conn: sa.Connection) -> list[dict[str, Any]]:
@@ -49,15 +63,46 @@ def register(root: Group, module: EmotionModule) -> None:
             return [s for s in conn.execute(query).scalars()]
 
         states = await ctx.kernel.db.call(read) + [ctx.kernel.agents.full_state(target)]
-        moods = [Mood.from_state(s["modules"]["emotion"]) for s in states if (s or {}).get("modules", {}).get("emotion")]
-        moods = moods[-last:]
+        return [Mood.from_state(s["modules"]["emotion"]) for s in states if (s or {}).get("modules", {}).get("emotion")]
+
+    @group.command("plot", NAME, Arg("--out", help="write the picture to this PNG file", complete="file"),
+                   Arg("--last", short="-n", type=int, default=500, help="how many recorded changes"),
+                   Arg("--until", help="draw the decay up to this time (ISO, `now`, or --until=-5m)"), agents="agents")
+    async def plot(ctx: Context, agent: str, out: str | None, last: int, until: str | None) -> Result:
+        """Draw an agent's mood and emotions over time: a figure in a notebook, a PNG with --out."""
+        from tobio.confined import write_confined
+        from tobio.emotion.plot import Figure, png, trace
+
+        target = ctx.kernel.agents.get(agent)
+        moods = (await recorded(ctx, target))[-max(1, last):]
+        half_life, emotion_half_life = module.half_lives(target)
+        drawn = trace(moods, half_life, emotion_half_life, parse_time(until) if until else None)
+        image = png(drawn, f"{agent}: mood (pleasure, arousal, dominance) and emotions")
+        where = ""
+        if out:
+            where = f"; written to {write_confined(ctx.kernel, ctx.caller, Path(out).expanduser(), image, force=True)}"
+        text = f"{agent}: {len(moods)} recorded changes, {len(drawn.emotions)} emotions{where}"
+        data = [{"at": t.isoformat(), **a.as_dict()} for t, a in zip(drawn.times, drawn.affects)]
+        return Figure(text=text, data={"trace": data, "emotions": [{"name": e.name, "intensity": round(e.intensity, 3),
+                                                                    "cause": e.cause, "at": e.at.isoformat()} for e in drawn.emotions]},
+                      image=image)
+
+    @group.command("history", NAME, Arg("--last", short="-n", type=int, default=60, help="how many changes"), agents="agents")
+    async def history(ctx: Context, agent: str, last: int) -> Result:
+        """Chart how an agent's mood changed (from the state table)."""
+        target = ctx.kernel.agents.get(agent)
+        moods = (await recorded(ctx, target))[-last:]
         if not moods:
             return Result(text=f"{agent} has no recorded mood yet")
         lines = [f"{k:<9} {sparkline([getattr(m.affect, k) for m in moods])}  now {getattr(moods[-1].affect, k):+.2f}" for k in DIMENSIONS]
         lines.append(f"{len(moods)} changes from {moods[0].at:%Y-%m-%d %H:%M:%S} to {moods[-1].at:%Y-%m-%d %H:%M:%S}; ▁ is -1, █ is +1")
-        rows = [(m.at, m.affect.pleasure, m.affect.arousal, m.affect.dominance, m.affect.label) for m in moods]
-        return Result(text="\n".join(lines), data=[{"at": r[0].isoformat(), "pleasure": r[1], "arousal": r[2],
-                                                     "dominance": r[3], "label": r[4]} for r in rows])
+        felt = [(m.at, m.strongest) for m in moods if m.strongest is not None]
+        seen: set[tuple[str, str]] = set()
+        for at, emotion in felt[-5:]:  # the latest distinct emotions, each with its cause
+            if emotion is not None and (emotion.name, emotion.cause) not in seen:
+                seen.add((emotion.name, emotion.cause))
+                lines.append(f"{at:%H:%M:%S} {emotion.name} {emotion.intensity:.2f}: {emotion.cause}")
+        return Result(text="\n".join(lines), data=[history_row(m) for m in moods])
 
     @group.command(
         "set", NAME,
@@ -77,7 +122,7 @@ def register(root: Group, module: EmotionModule) -> None:
         mood = module.mood(target)
         which = mood.baseline if baseline else mood.affect
         changed = Affect(**{k: getattr(which, k) if (v := values[k]) is None else v for k in DIMENSIONS})
-        mood = Mood(mood.affect, changed, mood.at) if baseline else Mood(changed, mood.baseline, mood.at)
+        mood = Mood(mood.affect, changed, mood.at, mood.emotions) if baseline else Mood(changed, mood.baseline, mood.at, mood.emotions)
         module.set_mood(target, mood)
         await ctx.kernel.agents.save_state(target)
         return Result(text=f"{agent}: {'baseline' if baseline else 'mood'} now {changed.as_dict()} ({changed.label})")

@@ -19,6 +19,7 @@ rebuilds everything.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 
 import numpy as np
@@ -188,7 +189,8 @@ class AgentIndex:
         return doc
 
     def search(
-        self, query: str, vector: ArrayLike, config: MemoryConfig, k: int, exclude: AbstractSet[tuple[str, int]] = frozenset()
+        self, query: str, vector: ArrayLike, config: MemoryConfig, k: int, exclude: AbstractSet[tuple[str, int]] = frozenset(),
+        bias: Callable[[np.ndarray], np.ndarray | float] | None = None,
     ) -> list[Hit]:
         """Top k by w_rel·relevance + w_rec·recency + w_imp·importance, each component in 0..1."""
         if not self.items or k <= 0:
@@ -207,6 +209,7 @@ class AgentIndex:
         recency = np.power(0.5, age_hours / config.recency_half_life_hours)
         importance = self._importance[:n]
         score = config.w_relevance * relevance + config.w_recency * recency + config.w_importance * importance
+        score = score + bias(self._matrix[:n]) if bias is not None else score  # RECALL_BIAS: bounded by its hooks
         score = np.where(self._alive[:n], score, -np.inf)
         for key in exclude:
             position = self._keys.get(key)

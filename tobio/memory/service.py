@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tobio.db.migrations import utcnow
-from tobio.hooks import MEMORY_SOURCE
+from tobio.hooks import EMBEDDED, MEMORY_SOURCE, RECALL_BIAS
 from tobio.memory import store
 from tobio.memory.config import MemoryConfig
 from tobio.memory.items import Hit, Item
@@ -141,6 +141,7 @@ class Memory:
             return 0
         model = self.embed_model
         vectors = await model.embed([spoken(m.sender, m.content) for m in messages])  # as Item.text
+        self.kernel.hooks.notify(EMBEDDED, messages, vectors)  # emotion appraises from these vectors
         first = self.kernel.db.next_ids("memory_items", len(messages))
         rows = [
             (first + i, "message", m.id, m.created_at, importance(m.content), model.name, list(map(float, v)))
@@ -230,7 +231,8 @@ class Memory:
         if not len(index) or not query.strip():
             return []
         vec = (await self.embed_model.embed([query]))[0]
-        hits = index.search(query, vec, self.config, self.config.k if k is None else k, exclude or set())
+        hits = index.search(query, vec, self.config, self.config.k if k is None else k, exclude or set(),
+                            bias=lambda matrix: sum(self.kernel.hooks.collect(RECALL_BIAS, agent_id, matrix)))
         self.queries += 1
         self.query_ms += (asyncio.get_running_loop().time() - began) * 1000
         return hits

@@ -41,7 +41,7 @@ _V2_FIELDS: dict[str, Any] = {
 }
 REQUIRED = {V2: _V2_FIELDS, V3: {**_V2_FIELDS, "group_only_greetings": []}}
 # Persona fields no card has: written to `data.extensions.tobio` so Tobio → card → Tobio loses nothing.
-TOBIO_FIELDS = ("speaking_style", "goals", "relationships", "initial_mood")
+TOBIO_FIELDS = ("speaking_style", "goals", "relationships", "initial_mood", "big_five")
 
 
 # --- mapping card fields to persona fields and back -------------------------------------------------

@@ -29,6 +29,18 @@ class InitialMood(BaseModel):
     dominance: float = Field(0.0, ge=-1, le=1)
 
 
+class BigFive(BaseModel):
+    """Personality traits, each 0-1 (0.5: the middle of people). They set the baseline mood (Mehrabian's
+    equations), and neuroticism how far events move it and how slowly it returns (tobio/emotion/personality.py)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    openness: float = Field(0.5, ge=0, le=1)
+    conscientiousness: float = Field(0.5, ge=0, le=1)
+    extraversion: float = Field(0.5, ge=0, le=1)
+    agreeableness: float = Field(0.5, ge=0, le=1)
+    neuroticism: float = Field(0.5, ge=0, le=1)
+
+
 class Persona(BaseModel):
     """Everything the prompt says about who the agent is."""
 
@@ -41,6 +53,7 @@ class Persona(BaseModel):
     goals: list[str] = Field(default_factory=list)
     relationships: dict[str, str] = Field(default_factory=dict)
     initial_mood: InitialMood = Field(default_factory=InitialMood)
+    big_five: BigFive = Field(default_factory=BigFive)
     greeting: str | None = None
     card: dict[str, Any] = Field(
         default_factory=dict,

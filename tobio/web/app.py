@@ -66,6 +66,7 @@ def create_app(kernel: Kernel, default_agent: str | None = None) -> pn.viewable.
     first, note = opening_agent(kernel, default_agent)
     agent = pn.widgets.Select(name="Agent", options=sorted(talkers(kernel)), value=first)
     mood = pn.pane.HTML("", sizing_mode="stretch_width")
+    trace = pn.pane.HTML("", sizing_mode="stretch_width")  # the mood's recent course (emotion plot)
     memories = pn.pane.HTML("", sizing_mode="stretch_width")
     threads = pn.pane.HTML("", sizing_mode="stretch_width")
 
@@ -77,6 +78,7 @@ def create_app(kernel: Kernel, default_agent: str | None = None) -> pn.viewable.
         if "emotion" in loaded:
             shown = await kernel.arun(f"emotion show {name}")
             mood.object = _mood_html(shown.records(), (shown.data or {}).get("label", ""))
+            trace.object = (await kernel.arun(f"emotion plot {name} -n 60"))._repr_html_()
         else:
             mood.object = "<i>emotion module not loaded</i>"
         if "memory" in loaded and last:
@@ -121,7 +123,7 @@ def create_app(kernel: Kernel, default_agent: str | None = None) -> pn.viewable.
 
     agent.param.watch(lambda _event: pn.state.execute(open_agent), "value")
     pn.state.onload(open_agent)
-    sidebar = pn.Column(agent, pn.pane.Markdown("**Mood**"), mood, pn.pane.Markdown("**Recent memories**"), memories,
+    sidebar = pn.Column(agent, pn.pane.Markdown("**Mood**"), mood, trace, pn.pane.Markdown("**Recent memories**"), memories,
                         pn.pane.Markdown("**Threads**"), threads, width=360)
     return pn.Row(sidebar, pn.Column(pn.pane.Markdown("## Tobio"), chat, sizing_mode="stretch_both"),
                   sizing_mode="stretch_both")
