@@ -240,7 +240,10 @@ class AgentIndex:
         n = len(self.items)
         self._refresh(config)
         assert self._matrix is not None  # items exist, so the matrix does
-        cosine = self._matrix[:n] @ np.asarray(vector, dtype=np.float32)
+        # einsum, not `@`: past a few thousand rows OpenBLAS splits a matrix-vector product over threads that
+        # then spin, on a machine whose cores llama.cpp and the database want too; bench/context.py measured
+        # search 2 -> 23 ms over 2,000 turns that way (a memory-bound product gains nothing from threads)
+        cosine = np.einsum("ij,j->i", self._matrix[:n], np.asarray(vector, dtype=np.float32))
         relevance = config.hybrid_alpha * _minmax(cosine)
         if config.hybrid_alpha < 1:
             lexical = self.bm25.scores(terms(query))
