@@ -4,6 +4,9 @@ A persona agent (scripted chat model: deterministic, counts tokens as words) tal
 --turns turns. Each turn builds the agent's prompt through the memory hook, runs the model on it (the
 provider reports the prompt tokens it saw) and posts the reply. Prints one JSON object: the largest
 prompt, the budget, memory's per-turn overhead (building the prompt: memory reads the history, fits it to budget, retrieves) next to the model's own time per turn.
+The kernel's work per turn must stay flat as the conversation grows (goal: last tenth <= 1.2x the first):
+`*_growth` is the last tenth's mean over the first's, and `parts_ms` splits a turn (posting the user's
+message, building the prompt, running the model, posting the reply) so a growth can be placed.
 """
 
 from __future__ import annotations
@@ -64,23 +67,32 @@ async def converse(kernel: Kernel, turns: int) -> dict[str, object]:
     thread = kernel.transport.subscription(ada.id, "mill").thread_id
     model = models_of(kernel).get("m")
     memory = Memory.of(kernel)
-    prompt_tokens, hook_ms, model_ms, turn_ms = [], [], [], []
+    prompt_tokens, hook_ms, own_ms, model_ms, turn_ms, post_ms, reply_ms = [], [], [], [], [], [], []
     began = time.perf_counter()
     for i in range(turns):
         t0 = time.perf_counter()
         incoming = await kernel.transport.post("mill", f"visitor {i} asks about sack {i % 37} of {['rye', 'wheat', 'oats'][i % 3]} from farm {i % 11}", sender=user, role="user")
         t_prompt = time.perf_counter()
         prompt = await ada.build_prompt(thread, incoming)  # memory: history read (its source), budget, retrieval
+        post_ms.append((t_prompt - t0) * 1000)
         hook_ms.append((time.perf_counter() - t_prompt) * 1000)
+        own_ms.append(float(prompt.notes.get("memory", {}).get("ms", 0.0)))  # memory's prompt hook alone (retrieval included)
         t1 = time.perf_counter()
         run = await model.run(prompt.messages(), thread_id=thread, agent_id=ada.id).wait()
         model_ms.append((time.perf_counter() - t1) * 1000)
         prompt_tokens.append(run.prompt_tokens or 0)
+        t2 = time.perf_counter()
         await kernel.transport.post("mill", run.text, sender=ada)
+        reply_ms.append((time.perf_counter() - t2) * 1000)
         turn_ms.append((time.perf_counter() - t0) * 1000)
     await memory.settle(timeout=600)
     summaries = (await kernel.arun("sql SELECT count(*) FROM summaries")).rows[0][0]
     tenth = max(1, turns // 10)
+
+    def first_last(values: list[float]) -> dict[str, float]:
+        first, last = float(np.mean(values[:tenth])), float(np.mean(values[-tenth:]))
+        return {"first_tenth": round(first, 2), "last_tenth": round(last, 2), "growth": round(last / first, 2) if first else 0.0}
+
     return {
         "max_prompt_tokens": max(prompt_tokens), "mean_prompt_tokens": round(float(np.mean(prompt_tokens)), 1),
         "over_budget_turns": sum(t > memory.config.budget_tokens for t in prompt_tokens),
@@ -89,6 +101,9 @@ async def converse(kernel: Kernel, turns: int) -> dict[str, object]:
         "memory_ms_first_tenth": round(float(np.mean(hook_ms[:tenth])), 2), "memory_ms_last_tenth": round(float(np.mean(hook_ms[-tenth:])), 2),
         "model_ms_per_turn": round(float(np.mean(model_ms)), 2), "turn_ms": round(float(np.mean(turn_ms)), 2),
         "turn_ms_first_tenth": round(float(np.mean(turn_ms[:tenth])), 2), "turn_ms_last_tenth": round(float(np.mean(turn_ms[-tenth:])), 2),
+        "turn_growth": first_last(turn_ms)["growth"], "memory_growth": first_last(hook_ms)["growth"],
+        "parts_ms": {"post": first_last(post_ms), "prompt": first_last(hook_ms), "memory_hook": first_last(own_ms),
+                     "model": first_last(model_ms), "reply": first_last(reply_ms)},
         "summaries": summaries, "seconds": round(time.perf_counter() - began, 1),
         "model": "scripted (words as tokens); the memory hook counts with the same tokenizer",
     }

@@ -168,6 +168,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 ABLATIONS: dict[str, dict[str, Any]] = {
+    "no sitting prior": {"w_sitting": 0.0},
+    "no date match": {"w_date": 0.0},
+    "neither (hybrid with context only)": {"w_sitting": 0.0, "w_date": 0.0},
     "no conversation context": {"context_turns": 0},
     "BM25 context of 1 turn": {"context_turns": 1},
     "no importance": {"w_importance": 0.0},

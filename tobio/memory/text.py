@@ -1,9 +1,10 @@
-"""Words for lexical scoring, and the cheap importance estimate every memory gets when it is indexed."""
+"""Words for lexical scoring, dates named in a query, and the cheap importance estimate every memory gets."""
 
 from __future__ import annotations
 
 import math
 import re
+from datetime import datetime, timedelta, tzinfo
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 STOPWORDS = frozenset(
@@ -47,3 +48,40 @@ def importance(text: str) -> float:
     """
     distinct = len(set(terms(text)))
     return min(1.0, math.log1p(distinct) / math.log1p(24))
+
+
+_MONTHS = {m: i + 1 for i, m in enumerate(
+    "january february march april may june july august september october november december".split())}
+_MONTH = "(" + "|".join(_MONTHS) + ")"
+_DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
+_YEAR = r"((?:19|20)\d\d)"
+# "October 13, 2023", "13 October 2023" / "8th of December, 2023", "May 2023": day or month precision
+_DATES = (
+    (re.compile(rf"\b{_MONTH}\s+{_DAY},?\s*{_YEAR}\b", re.IGNORECASE), ("month", "day", "year")),
+    (re.compile(rf"\b{_DAY}\s+(?:of\s+)?{_MONTH},?\s*{_YEAR}\b", re.IGNORECASE), ("day", "month", "year")),
+    (re.compile(rf"\b{_MONTH},?\s+{_YEAR}\b", re.IGNORECASE), ("month", "year")),
+)
+
+
+def date_spans(text: str, tz: tzinfo | None = None) -> list[tuple[datetime, datetime]]:
+    """The calendar days and months `text` names ("on October 13, 2023", "in May 2022") as [start, end) spans.
+
+    Questions about a memory often say when it was said; a span lets recall prefer what was said then.
+    Only absolute dates count: "last week" needs a now the question does not carry. Years alone are too
+    coarse to prefer anything. `tz` is the clock the memories' times read in (None: naive)."""
+    spans: list[tuple[datetime, datetime]] = []
+    for pattern, fields in _DATES:
+        for match in pattern.finditer(text):
+            found = dict(zip(fields, match.groups()))
+            year, month = int(found["year"]), _MONTHS[found["month"].lower()]
+            try:
+                if "day" in found:
+                    start = datetime(year, month, int(found["day"]), tzinfo=tz)
+                    spans.append((start, start + timedelta(days=1)))
+                else:
+                    spans.append((datetime(year, month, 1, tzinfo=tz),
+                                  datetime(year + month // 12, month % 12 + 1, 1, tzinfo=tz)))
+            except ValueError:  # "February 30, 2023": not a date
+                continue
+        text = pattern.sub(" ", text)  # a full date is not read again as a month
+    return spans
