@@ -282,7 +282,8 @@ class EmotionModule(Module):
         import numpy as np
 
         head = self.learned.head
-        rated = vectors @ head.weights[:, 0].astype(vectors.dtype) + head.intercept[0]
+        # einsum, not `@`: a threaded BLAS matrix-vector product spins on cores the model wants (index.py)
+        rated = np.einsum("ij,j->i", vectors, head.weights[:, 0].astype(vectors.dtype)) + head.intercept[0]
         item = np.clip((rated - head.center[0]) / head.scale[0], -1.0, 1.0)
         bias: np.ndarray[Any, Any] = weight * pleasure * item
         return bias
