@@ -14,6 +14,7 @@ and its history can be plotted. Time is message time: replays and imports decay 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import OrderedDict
 from datetime import datetime
@@ -77,16 +78,20 @@ class EmotionModule(Module):
 
         self.kernel = kernel
         self.lexicon = LexiconAppraiser(self.settings.gain)
-        self.learned: LearnedAppraiser | None = None
-        if self.settings.appraiser == "learned":
-            from tobio.emotion.head import shipped
-
-            self.learned = LearnedAppraiser(shipped(), self.settings.gain)
         # message id -> (message, who appraises it, in which direction), until memory's vectors come
         self.pending: OrderedDict[int, tuple[Message, list[tuple[Agent, Direction]]]] = OrderedDict()
         self.done: dict[int, asyncio.Future[None]] = {}
         self.appraised = {"learned": 0, "lexicon": 0, "model": 0}
         register(kernel.commands, self)
+
+    @functools.cached_property
+    def learned(self) -> LearnedAppraiser | None:
+        """The EmoBank head, read on first use: a command that only lists agents needs neither it nor numpy."""
+        if self.settings.appraiser != "learned":
+            return None
+        from tobio.emotion.head import shipped
+
+        return LearnedAppraiser(shipped(), self.settings.gain)
 
     @implements(REPLAY)
     async def replay(self, snapshot: Snapshot) -> None:
