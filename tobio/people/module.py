@@ -28,6 +28,7 @@ class PeopleSettings(BaseModel):
     depth: int = Field(NEXT_TO_NEWEST, ge=0, le=20, description="where the block goes: messages above the newest (0: after it)")
     in_prompt: bool = True
     sign: bool = Field(False, description="head the note with the agent's own name (\"Notes for Tobio\"); off: measured, the model then calls the user by its own name")
+    used_to_turns: int = Field(20, ge=0, description="for this many messages after a change (\"I moved to Paris\"), the note also says what it used to be (0: never)")
     reflect_every: int = Field(20, ge=0, description="reflect after this many messages from a person (0: never)")
     reflections: int = Field(3, ge=1, le=10, description="thoughts per reflection")
     reflect_model: str = Field("", description="bundle that writes reflections (empty: the agent's own chat model)")
@@ -70,7 +71,7 @@ class PeopleModule(Module):
             people.listeners.append(self._model_extract)
         kernel.hooks.add(ON_MESSAGE, people.observe)
         if self.settings.in_prompt:
-            kernel.hooks.add(PROMPT, make_hook(people, self.settings.depth, self.settings.sign))
+            kernel.hooks.add(PROMPT, make_hook(people, self.settings.depth, self.settings.sign, self.settings.used_to_turns))
         commands.register(kernel, people)
         kernel.hooks.add(REPLAY, make_replay_hook(kernel, people))
 
