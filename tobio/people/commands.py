@@ -138,7 +138,7 @@ async def retract_from_message(kernel: Kernel, agent_id: int, message_id: int) -
     done = []
     for version in await kernel.db.call(store.facts_from, agent_id, message_id):
         current = people.facts.get(agent_id, {}).get(version.person, {}).get(version.key)
-        if current is not None and current.id == version.id:
+        if current is not None and current.id == version.id and version.source != "derived":
             people.retract(agent_id, version.person, version.key, None, recall=False)  # already forgotten
             done.append(f"{version.person} {version.key}={version.value}")
     await people.flush()

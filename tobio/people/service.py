@@ -65,6 +65,8 @@ class People:
     async def load(self) -> None:
         for fact in await self.kernel.db.call(store.current_facts):
             self.facts.setdefault(fact.agent_id, {}).setdefault(fact.person, {})[fact.key] = fact
+        for agent, who, key, value in await self.kernel.db.call(store.retracted):
+            self._gone.setdefault((agent, who, key), set()).add(value)
         for reflection_id, agent_id, person, content in await self.kernel.db.call(store.current_reflections):
             self.reflections.setdefault((agent_id, person), []).append(content)
             self.reflection_ids.setdefault((agent_id, person), []).append(reflection_id)
@@ -92,7 +94,7 @@ class People:
         if message.sender_id is not None:  # what a speaker said last to each listener ("no, it's Rex" refers to it)
             for sub in subscribers:
                 if sub.receiver.id != message.sender_id:
-                    self.last_said[(message.sender_id, str(sub.receiver))] = message.content
+                    self.last_said[(message.sender_id, str(sub.receiver.name))] = message.content
         for sub in subscribers:
             agent = sub.receiver
             if sub.receiver.id == message.sender_id or not hasattr(agent, "persona"):
@@ -127,7 +129,7 @@ class People:
         for key, old_value in changed.items():
             recent[key] = [old_value, stats["n"]]
         for key in list(recent):  # a retracted value was never true: no "used to" for it
-            if recent[key][0] in self._retracted_values(agent.id, person, key):
+            if recent[key][0] in self.retracted_values(agent.id, person, key):
                 recent.pop(key)
 
     def learn(self, agent_id: int, person: str, facts: list[Fact], message_id: int | None, source: str,
@@ -194,12 +196,16 @@ class People:
         return self.learn(agent_id, person, facts, message_id, source, at=now, retract=True)
 
     def _matching(self, agent_id: int, person: str, key: str | None, value: str) -> FactVersion | None:
-        """The current fact `key` (any key when None) whose value is `value` (case and articles aside)."""
+        """The current fact `key` (else any key) whose value is `value` (case and articles aside)."""
         def plain(text: str) -> str:
             return " ".join(w for w in text.lower().split() if w not in ("a", "an", "the"))
 
-        for k, version in self.facts.get(agent_id, {}).get(person, {}).items():
+        held = self.facts.get(agent_id, {}).get(person, {})
+        for k, version in held.items():
             if (key is None or k == key) and plain(version.value) == plain(value):
+                return version
+        for k, version in held.items():  # "I'm not a baker" denies job=baker as well as is=a baker
+            if k not in ("relationship", "feeling") and plain(version.value) == plain(value):
                 return version
         return None
 
@@ -243,7 +249,8 @@ class People:
         if recall and old.message_id is not None and old.message_id != by:
             self._write_async(self._forget_message(agent_id, old, by))
 
-    def _retracted_values(self, agent_id: int, person: str, key: str) -> set[str]:
+    def retracted_values(self, agent_id: int, person: str, key: str) -> set[str]:
+        """Values of `key` the person said were wrong (a reply naming one is checked, check.py)."""
         return self._gone.get((agent_id, person, key), set())
 
     async def _forget_message(self, agent_id: int, old: FactVersion, by: int | None) -> None:

@@ -66,12 +66,11 @@ def current_facts(conn: Connection) -> list[FactVersion]:
     return [_version(row) for row in conn.execute(query)]
 
 
-def past_facts(conn: Connection) -> list[FactVersion]:
-    """Versions that stopped being true (superseded by a change, not retracted), newest last: the module
-    keeps the latest per key for "used to …"."""
-    query = sa.select(*[PersonFactRow.c[c] for c in FACT_COLUMNS]).where(
-        PersonFactRow.c.valid_to.is_not(None), PersonFactRow.c.retracted_at.is_(None)).order_by(PersonFactRow.c.id)
-    return [_version(row) for row in conn.execute(query)]
+def retracted(conn: Connection) -> list[tuple[int, str, str, str]]:
+    """(agent_id, person, key, value) of every retracted fact: values a reply must not bring back."""
+    rows = PersonFactRow.c
+    query = sa.select(rows.agent_id, rows.person, rows.key, rows.value).where(rows.retracted_at.is_not(None)).order_by(rows.id)
+    return [(int(a), str(p), str(k), str(v)) for a, p, k, v in conn.execute(query)]
 
 
 def write_facts(conn: Connection, new: list[tuple[Any, ...]], ended: list[Change], at: datetime) -> None:
