@@ -561,6 +561,31 @@ def apply_variant(name: str) -> None:
             self.params.setdefault("stop", ["\n\n", "\nUser:", "User:", "\n#"])
             return original_messages(self)
         prompt_mod.Prompt.messages = with_stop  # type: ignore[method-assign]
+    elif name in ("note-they", "note-as-user", "note-user-role"):  # who-is-who: how the per-person note reads
+        from tobio.people import hook as people_hook
+        from tobio.people import render
+
+        original_block = render.person_block
+        if name == "note-they":  # third person: "Ada's dog is called Biscuit", headed "You are talking with Ada"
+            def they(me: str, person: str, facts: dict[str, str], *a: Any, **k: Any) -> str:
+                who = render.display_name(person, facts)
+                told = [render.fact_sentence(key, v).replace("Your ", f"{who}'s ").replace("You live", f"{who} lives")
+                        .replace("You work", f"{who} works").replace("You are", f"{who} is")
+                        for key, v in facts.items() if key not in ("relationship", "feeling", "name")]
+                return f"(You are {me}. You are talking with {who}, not with yourself. " + " ".join(told) + ")"
+            people_hook.person_block = they  # type: ignore[attr-defined]
+        elif name == "note-as-user":  # the facts in the person's own words, as their message
+            def own_words(me: str, person: str, facts: dict[str, str], *a: Any, **k: Any) -> str:
+                text = original_block(me, person, facts, *a, **k)
+                return text.replace("(Notes:", "(Reminder from me:").replace("The user is", "I am").replace("Your ", "My ") \
+                    .replace("You live", "I live").replace("You work", "I work").replace("You are", "I am")
+            people_hook.person_block = own_words  # type: ignore[attr-defined]
+        original_injection = people_hook.Injection
+
+        def as_user(depth: int, role: str, content: str, *a: Any, **k: Any) -> Any:
+            return original_injection(depth, "user", content, *a, **k)
+        if name in ("note-as-user", "note-user-role"):
+            people_hook.Injection = as_user  # type: ignore[assignment,misc]
     elif name == "no-fresh":  # no resampling of stale replies (tobio/persona/freshness.py)
         from tobio.turn import freshness
 
@@ -659,7 +684,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory", nargs="*", default=[], metavar="KEY=VALUE", help="memory module settings (k=3, memory_tokens=128…)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for one reply")
     parser.add_argument("--transcript", help="write every line said (JSON lines) to this file")
-    parser.add_argument("--variant", default="baseline", help="prompt format: baseline, short-system, persona-near, fewshot-system, stop; no-fresh (no resampling); comma-separated to combine")
+    parser.add_argument("--variant", default="baseline", help="prompt format: baseline, short-system, persona-near, fewshot-system, stop; note-they, note-as-user, note-user-role (the per-person note); no-fresh (no resampling); comma-separated to combine")
     args = parser.parse_args(argv)
     apply_variant(args.variant)
     logging.basicConfig(level=logging.WARNING)

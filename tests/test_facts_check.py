@@ -44,6 +44,15 @@ def test_a_right_reply_passes_untouched() -> None:
     assert checked("I love steam trains.", "What do you love?", "Tobio", "Ada", FACTS, {}, {}) is None
 
 
+def test_the_persons_fact_said_as_the_agents_own_fails() -> None:
+    """Seen on the embedded model: "My dog is called Biscuit." and "Lisbon is my home." to Ada."""
+    assert checked("My dog is called Biscuit. He loves fetch.", "What is my dog called?", "Tobio", "Ada", FACTS, {}, {}) \
+        == "Your dog is called Biscuit."
+    assert checked("Paris is my home!", "Which city do I live in?", "Tobio", "Ada", FACTS, {}, {}) == "You live in Paris."
+    assert checked("I'm Ada.", "What is my name?", "Tobio", "Ada", FACTS, {}, {}) == "Your name is Ada."
+    assert checked("You live in Paris, my friend.", "Which city do I live in?", "Tobio", "Ada", FACTS, {}, {}) is None
+
+
 def test_a_retracted_or_changed_value_in_the_reply_fails_it() -> None:
     wrong = {"dog": {"Max"}}
     assert checked("Biscuit or Max?", "What is my dog called?", "Tobio", "Ada", FACTS, {}, wrong) == "Your dog is called Biscuit."

@@ -3,7 +3,8 @@
 A 135M model given "Your name is Ada." next to "You are Tobio." answers "Your name is Tobio" or
 "Biscuit, my name" (bench/person.py). When the newest message asks about something the agent holds
 (the person's name, dog, home, job…, or the agent's own name), the reply must state the value it holds
-and none it knows to be wrong (a retracted value, one that has since changed, the other party's name).
+and none it knows to be wrong (a retracted value, one that has since changed, the other party's name),
+and not as its own ("My dog is called Biscuit" to the person whose dog it is).
 A reply that fails is answered from the record: the fact said back the way the note says it, plus the
 reply's own closing question when that is clean. The rest of the reply is the model's.
 """
@@ -35,7 +36,8 @@ _ASKS: list[tuple[tuple[str, ...], re.Pattern[str]]] = [
 # "What is my dog called?", "what's my cat's name?", "what is my favourite colour?"
 _ASK_NAMED = re.compile(r"\bwhat(?:'s| is| was) my ([a-z]+(?: [a-z]+)??)(?:'s name| called| named|\s*\?| again)", re.I)
 _ASK_SELF = re.compile(r"\b(?:what(?:'s| is| was) your name|who are you|what are you called|your name again"
-                       r"|what should i call you|tell me your name)", re.I)
+                       r"|what (?:should|shall|do) i call you|tell me your name|do you have a name|what do (?:people|they) call you"
+                       r"|who am i (?:talking|speaking|chatting) (?:to|with)|and you are\?)", re.I)
 _PAST = re.compile(r"\b(?:before|used to|previously|formerly|in the past|did i use)\b", re.I)
 _SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
 
@@ -48,6 +50,22 @@ def mentions(text: str, value: str) -> bool:
     """Does `text` say `value` (whole words, case and punctuation aside)?"""
     needle = _words(value)
     return needle.strip() != "" and needle in _words(text)
+
+
+_OWN = {
+    "name": r"\bmy name\b|\bI(?:'m| am) {v}\b",
+    "home": r"\bmy (?:home|city|town)\b|\bI live\b",
+    "from": r"\bI(?:'m| am| come) from\b",
+    "job": r"\bI work\b|\bmy job\b|\bI(?:'m| am| was| have been|'ve been)\b.*\b{v}\b",
+    "workplace": r"\bI work\b",
+}
+
+
+def claims_own(reply: str, key: str, value: str) -> bool:
+    """Does a sentence of `reply` that names `value` give it to the agent ("My dog is called Biscuit",
+    "Lisbon is my home") instead of to the person it belongs to?"""
+    pattern = re.compile(_OWN.get(key, r"\bmy " + re.escape(key) + r"\b").format(v=re.escape(value)), re.I)
+    return any(mentions(s, value) and pattern.search(s) for s in _SENTENCE.findall(reply))
 
 
 def asked_keys(question: str, facts: dict[str, str]) -> tuple[str, ...]:
@@ -102,7 +120,7 @@ def checked(reply: str, question: str, me: str, person_name: str | None, facts: 
         if key == "name":
             bad.append(me)
     bad = [b for b in bad if b and not mentions(value, b)]
-    if mentions(reply, value) and not any(mentions(reply, b) for b in bad):
+    if mentions(reply, value) and not any(mentions(reply, b) for b in bad) and (past or not claims_own(reply, key, value)):
         return None
     return answer + _closing_question(reply, bad + [value])
 

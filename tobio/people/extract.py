@@ -46,7 +46,9 @@ class Statement:
 
 _NO_LONGER = re.compile(r"\b(?:anymore|any more|no longer|not any longer)\b", re.I)
 
-_TIME_WORDS = re.compile(r"\s+(?:now|nowadays|these days|at the moment|currently|today|anymore|any more)$", re.I)
+_TIME_WORDS = re.compile(r"(?:\s+(?:now|nowadays|these days|at the moment|currently|today|yesterday|anymore|any more|recently"
+                         r"|last (?:week|month|year|spring|summer|autumn|fall|winter)|a (?:while|week|month|year) ago"
+                         r"|this (?:week|month|year)))+$", re.I)
 
 
 def _clean(value: str) -> str:
