@@ -7,11 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_people import _spawn, ask, start
 
 from tobio.kernel import Kernel
-from tobio.people.check import asked_keys, checked
-
-from test_people import _spawn, ask, start
+from tobio.people.check import asked_keys, checked, self_checked
 
 FACTS = {"name": "Ada", "dog": "Biscuit", "home": "Paris", "job": "pilot", "favourite colour": "green"}
 
@@ -66,6 +65,19 @@ def test_asked_its_own_name_the_agent_says_its_own_not_the_persons() -> None:
     assert checked("I'm Ada, nice to meet you!", "What's your name?", "Tobio", "Ada", FACTS, {}, {}) == "I'm Tobio."
     assert checked("I'm Tobio, an artificial person.", "Who are you?", "Tobio", "Ada", FACTS, {}, {}) is None
     assert checked("Hello there! What's yours?", "What's your name?", "Tobio", None, {}, {}, {}) == "I'm Tobio. What's yours?"
+
+
+TOBIO = "A curious, warm artificial person who lives in a small computer and loves trains."
+
+
+def test_asked_what_it_is_or_loves_the_reply_agrees_with_its_description() -> None:
+    """Seen on the embedded model: "Are you a human being?" -> "I'm a human being. I live in a small computer…"."""
+    assert self_checked("I'm a human being. I live in a small computer.", "Are you a human being?", TOBIO) == \
+        "No, I'm not a human. I'm a curious, warm artificial person who lives in a small computer and loves trains."
+    assert self_checked("No, I'm an artificial person.", "Are you human?", TOBIO) is None
+    assert self_checked("I love new places. Do you travel?", "What do you love most?", TOBIO) == "I love trains! Do you travel?"
+    assert self_checked("Steam trains, of course.", "What do you love most?", TOBIO) is None
+    assert self_checked("I'm a human being.", "Are you human?", "A retired sailor from Hull.") is None  # it says nothing
 
 
 @pytest.fixture

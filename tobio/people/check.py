@@ -38,6 +38,12 @@ _ASK_NAMED = re.compile(r"\bwhat(?:'s| is| was) my ([a-z]+(?: [a-z]+)??)(?:'s na
 _ASK_SELF = re.compile(r"\b(?:what(?:'s| is| was) your name|who are you|what are you called|your name again"
                        r"|what (?:should|shall|do) i call you|tell me your name|do you have a name|what do (?:people|they) call you"
                        r"|who am i (?:talking|speaking|chatting) (?:to|with)|and you are\?)", re.I)
+# Asked what it is, or what it loves: its persona's description answers ("A curious, warm artificial
+# person who … loves trains."), so a reply saying "I'm a human being" is as wrong as "your name is Tobio".
+_ASK_NATURE = re.compile(r"\bare you (?:a |an )?(?:real|human|person|robot|machine|computer|program|bot|ai|artificial|alive)\b", re.I)
+_ASK_LOVES = re.compile(r"\bwhat (?:do|would) you (?:love|like|enjoy)(?: most| best| the most)?\s*\?", re.I)
+_ARTIFICIAL = ("artificial", "not a human", "not human", "ai", "a computer", "a program", "a machine", "a robot")
+_LOVES = re.compile(r"\b(?:loves?|adores?|is passionate about) ([a-z][\w' -]{2,40}?)(?=[.,;!]|$| and )", re.I)
 _PAST = re.compile(r"\b(?:before|used to|previously|formerly|in the past|did i use)\b", re.I)
 _SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
 
@@ -91,6 +97,25 @@ def _closing_question(text: str, bad: list[str]) -> str:
     return ""
 
 
+def self_checked(reply: str, question: str, description: str) -> str | None:
+    """Asked whether it is human, or what it loves, the reply must agree with the agent's description
+    (None: it does, or the description does not say); else the description answers, in the first person."""
+    first = re.split(r"(?<=[.!?])\s", description.strip(), maxsplit=1)[0].rstrip(".!")
+    as_me = "I'm " + first[:1].lower() + first[1:] + "." if re.match(r"(?:a|an) ", first, re.I) else ""
+    if _ASK_NATURE.search(question) and "artificial" in description.lower() and as_me:
+        said = _words(reply)
+        if any(_words(m) in said for m in _ARTIFICIAL) and " human being " not in said.replace(" not a human being ", " "):
+            return None
+        return "No, I'm not a human. " + as_me
+    loves = _LOVES.search(description)
+    if _ASK_LOVES.search(question) and loves:
+        thing = loves.group(1).strip()
+        if mentions(reply, thing) or (thing.endswith("s") and mentions(reply, thing[:-1])):
+            return None
+        return f"I love {thing}!" + _closing_question(reply, [])
+    return None
+
+
 def checked(reply: str, question: str, me: str, person_name: str | None, facts: dict[str, str], was: dict[str, str],
             wrong: dict[str, set[str]]) -> str | None:
     """The reply to post instead of `reply`, or None when it is right (or the question is about nothing held).
@@ -139,6 +164,8 @@ def make_filter(people: People, used_to_turns: int) -> Any:
         was = people.recent_changes(agent, person, used_to_turns) if used_to_turns else {}
         wrong = {key: people.retracted_values(agent.id, person, key) for key in facts}
         fixed = checked(reply.text, incoming.content, agent.persona.name, facts.get("name"), facts, was, wrong)
+        if fixed is None:
+            fixed = self_checked(reply.text, incoming.content, agent.persona.description)
         if fixed is not None:
             reply.notes["people_check"] = {"was": reply.text}
             reply.text = fixed
