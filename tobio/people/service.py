@@ -95,11 +95,13 @@ class People:
             for sub in subscribers:
                 if sub.receiver.id != message.sender_id:
                     self.last_said[(message.sender_id, str(sub.receiver.name))] = message.content
+        statement: Statement | None = None
         for sub in subscribers:
             agent = sub.receiver
             if sub.receiver.id == message.sender_id or not hasattr(agent, "persona"):
                 continue
-            statement = read(message.content) if self.settings.rules else Statement([])
+            if statement is None:
+                statement = read(message.content) if self.settings.rules else Statement([])
             self._note(agent, message, statement)
             for listener in list(self.listeners):
                 listener(agent, message.sender, message)
