@@ -78,7 +78,8 @@ def test_a_correction_is_read_in_several_phrasings(text: str, facts: set[tuple[s
     assert {(f.key, f.value) for f in statement.facts} == facts and set(statement.denied) == denied
 
 
-@pytest.mark.parametrize("text", ["My dog is called Rex.", "I moved to Oslo.", "Is my dog called Rex?", "Hi! I'm Ada."])
+@pytest.mark.parametrize("text", ["My dog is called Rex.", "I moved to Oslo.", "Is my dog called Rex?", "Hi! I'm Ada.",
+                                  "Actually, I moved to Oslo last month."])
 def test_news_and_questions_are_not_corrections(text: str) -> None:
     assert not read(text).correction
 

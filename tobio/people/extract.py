@@ -44,6 +44,7 @@ class Statement:
     ended: tuple[tuple[str | None, str], ...] = ()  # no longer true, but was ("I don't live in Berlin anymore")
 
 
+_NEWS = re.compile(r"\b(?:moved|relocated|just started|started working|new job|got a job|changed jobs?|switched)\b", re.I)
 _NO_LONGER = re.compile(r"\b(?:anymore|any more|no longer|not any longer)\b", re.I)
 
 _TIME_WORDS = re.compile(r"(?:\s+(?:now|nowadays|these days|at the moment|currently|today|yesterday|anymore|any more|recently"
@@ -120,8 +121,8 @@ def read(text: str) -> Statement:
             continue
         opened = _CORRECTING.match(sentence)
         if opened and opened.end() > 0:
-            correction = True
             sentence = sentence[opened.end():].strip()
+            correction = correction or not _NEWS.search(sentence)  # "actually, I moved to Paris" is news
             sentence = sentence[:1].upper() + sentence[1:] if sentence.lower().startswith("i ") or sentence.lower().startswith("i'") else sentence
         found = _denials(sentence)
         if found and _NO_LONGER.search(sentence):  # news, not a correction: it was true until now
