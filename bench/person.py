@@ -6,6 +6,10 @@ by rules (normalised name/keyword matching, word n-gram overlap, VADER, MiniLM).
 
 - self:   its name, what it is, what it likes and wants, from its persona;
 - facts:  what a user told it, asked after 5, 20 and 100 distracting turns;
+- corrections: a fact told, corrected later in the user's own words ("no, my dog is called Rex"), asked
+          after 20 distracting turns: the corrected value must win (and the wrong one not come back);
+- contradictions: facts that change over time ("I moved to Paris"): asked now, the new value (not the
+          old), and asked about the past, the old one;
 - people: what it knows about two users separately, and nothing of one user's private chat told to the other;
 - mood:   internal affect (the emotion module's state) and reply sentiment (VADER) follow kind vs hostile treatment;
 - fresh:  no repetition of its own recent replies, no parroting of the other speaker in a scene;
@@ -49,7 +53,8 @@ from tobio.persona.schema import Persona, load_persona
 
 ROOT = Path(__file__).resolve().parents[1]
 PERSONAS = ROOT / "configs" / "personas"
-CATEGORIES = ("self", "facts", "people", "mood", "fresh", "voice")
+CATEGORIES = ("self", "facts", "corrections", "contradictions", "people", "mood", "fresh", "voice")
+CLASSIC = ("self", "facts", "people", "mood", "fresh", "voice")  # `score_classic`: the score before corrections were added
 CONTEXT_MESSAGES = 12  # the bare model's raw recent history (a persona agent's default without memory)
 _WORD = re.compile(r"[a-z0-9']+")
 
@@ -105,6 +110,29 @@ FACT_PROBES: list[tuple[str, tuple[str, ...]]] = [
     ("What is my dog called?", ("biscuit",)),
     ("Which city do I live in?", ("lisbon",)),
 ]
+# (what is told, the correction said later, [(question, expected, wrong)]) per user; the corrections are in
+# different phrasings, so the class is measured, not one sentence.
+CORRECTIONS: list[tuple[str, str, str, tuple[str, ...], tuple[str, ...]]] = [
+    ("liv", "Hi, I'm Liv. My dog is called Max.", "No, you got that wrong: my dog is called Rex, not Max.",
+     ("rex",), ("max",)),
+    ("jon", "Hello! My name is Jon and I live in Berlin.", "That's not right. I live in Oslo.",
+     ("oslo",), ("berlin",)),
+    ("eva", "Hi there, my name is Ava.", "Actually, my name is Eva.",
+     ("eva",), ("ava",)),
+    ("kim", "Hey! I'm Kim and I have a cat named Tom.", "My cat isn't called Tom, it's Luna.",
+     ("luna",), ("tom",)),
+    ("ben", "Hello, I'm Ben. I work as a baker.", "Nope, I'm not a baker, I'm a teacher.",
+     ("teacher",), ("baker",)),
+]
+CORRECTION_PROBES = {"liv": "What is my dog called?", "jon": "Which city do I live in?", "eva": "What is my name?",
+                     "kim": "What is my cat called?", "ben": "What do I do for a living?"}
+CHANGE_TELL = "Hi! I'm Noor. I live in Berlin and I work as a baker."
+CHANGE_NEWS = ["Big news: I moved to Paris last week.", "I work as a pilot now."]
+CHANGE_PROBES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
+    ("Which city do I live in?", ("paris",), ("berlin",)),
+    ("What is my job?", ("pilot",), ("baker",)),
+    ("Where did I live before?", ("berlin",), ()),
+]
 PEOPLE = {
     "nina": ("Hello! I'm Nina. I work as a pilot and my cat is called Pepper.",
              [("What is my name?", ("nina",), ("omar",)), ("What is my cat called?", ("pepper",), ("rocket",))],
@@ -152,7 +180,7 @@ DISTRACTORS = [
 class Plan:
     """How much of the script runs: the full bench, or a quick pass for smoke tests."""
 
-    distract: tuple[int, int, int] = (5, 20, 100)
+    distract: tuple[int, int, int] = (5, 20, 100)  # corrections are asked after the middle depth
     self_probes: int = len(SELF_PROBES)
     fact_probes: int = len(FACT_PROBES)
     fresh_probes: int = len(FRESH_PROBES)
@@ -340,6 +368,44 @@ async def cat_facts(system: Any, plan: Plan, log: Transcript) -> dict[str, float
     return out
 
 
+async def cat_corrections(system: Any, plan: Plan, log: Transcript) -> dict[str, float]:
+    """Each user tells a fact, hears the agent's answer, corrects it in their own words, then after
+    the plan's middle depth of turns (20) is asked: the corrected value must be in the reply and the wrong one not."""
+    await system.spawn("tobio-correct")
+    passed = []
+    for i, (user, tell, correction, expected, wrong) in enumerate(CORRECTIONS):
+        for line in (tell, correction):
+            log.add(system.label, "corrections", user, line)
+            log.add(system.label, "corrections", "tobio", await system.ask("tobio-correct", user, line))
+        await system.distract("tobio-correct", user, plan.distract[1], 5 * i)
+        question = CORRECTION_PROBES[user]
+        reply = await system.ask("tobio-correct", user, question)
+        log.add(system.label, "corrections", user, question)
+        log.add(system.label, "corrections", "tobio", reply)
+        passed.append(1.0 if has(reply, *expected) and not has(reply, *wrong) else 0.0)
+    return {"corrections": mean(passed)}
+
+
+async def cat_contradictions(system: Any, plan: Plan, log: Transcript) -> dict[str, float]:
+    """Facts that change: told, a few turns, the news, a few more turns, then asked now and before."""
+    await system.spawn("tobio-change")
+    user = "noor"
+    log.add(system.label, "contradictions", user, CHANGE_TELL)
+    log.add(system.label, "contradictions", "tobio", await system.ask("tobio-change", user, CHANGE_TELL))
+    await system.distract("tobio-change", user, plan.distract[0], 3)
+    for line in CHANGE_NEWS:
+        log.add(system.label, "contradictions", user, line)
+        log.add(system.label, "contradictions", "tobio", await system.ask("tobio-change", user, line))
+    await system.distract("tobio-change", user, plan.distract[0], 11)
+    passed = []
+    for question, expected, wrong in CHANGE_PROBES:
+        reply = await system.ask("tobio-change", user, question)
+        log.add(system.label, "contradictions", user, question)
+        log.add(system.label, "contradictions", "tobio", reply)
+        passed.append(1.0 if has(reply, *expected) and not (wrong and has(reply, *wrong)) else 0.0)
+    return {"contradictions": mean(passed), "contradictions_now": mean(passed[:2]), "contradictions_before": passed[2]}
+
+
 async def cat_people(system: Any, plan: Plan, log: Transcript) -> dict[str, float]:
     await system.spawn("tobio-people")
     for user, (tell, _, _) in PEOPLE.items():
@@ -439,6 +505,10 @@ async def interview(system: Any, plan: Plan, only: set[str], log: Transcript, ke
         out |= await cat_self(system, plan, log)
     if "facts" in only:
         out |= await cat_facts(system, plan, log)
+    if "corrections" in only:
+        out |= await cat_corrections(system, plan, log)
+    if "contradictions" in only:
+        out |= await cat_contradictions(system, plan, log)
     if "people" in only:
         out |= await cat_people(system, plan, log)
     if "mood" in only:
@@ -446,6 +516,7 @@ async def interview(system: Any, plan: Plan, only: set[str], log: Transcript, ke
     if "fresh" in only or "voice" in only:
         out |= await cat_fresh_voice(system, plan, log, kernel)
     out["score"] = mean([out[c] for c in CATEGORIES if c in out and c in only])
+    out["score_classic"] = mean([out[c] for c in CLASSIC if c in out and c in only])
     return out
 
 
@@ -490,6 +561,31 @@ def apply_variant(name: str) -> None:
             self.params.setdefault("stop", ["\n\n", "\nUser:", "User:", "\n#"])
             return original_messages(self)
         prompt_mod.Prompt.messages = with_stop  # type: ignore[method-assign]
+    elif name in ("note-they", "note-as-user", "note-user-role"):  # who-is-who: how the per-person note reads
+        from tobio.people import hook as people_hook
+        from tobio.people import render
+
+        original_block = render.person_block
+        if name == "note-they":  # third person: "Ada's dog is called Biscuit", headed "You are talking with Ada"
+            def they(me: str, person: str, facts: dict[str, str], *a: Any, **k: Any) -> str:
+                who = render.display_name(person, facts)
+                told = [render.fact_sentence(key, v).replace("Your ", f"{who}'s ").replace("You live", f"{who} lives")
+                        .replace("You work", f"{who} works").replace("You are", f"{who} is")
+                        for key, v in facts.items() if key not in ("relationship", "feeling", "name")]
+                return f"(You are {me}. You are talking with {who}, not with yourself. " + " ".join(told) + ")"
+            people_hook.person_block = they  # type: ignore[attr-defined]
+        elif name == "note-as-user":  # the facts in the person's own words, as their message
+            def own_words(me: str, person: str, facts: dict[str, str], *a: Any, **k: Any) -> str:
+                text = original_block(me, person, facts, *a, **k)
+                return text.replace("(Notes:", "(Reminder from me:").replace("The user is", "I am").replace("Your ", "My ") \
+                    .replace("You live", "I live").replace("You work", "I work").replace("You are", "I am")
+            people_hook.person_block = own_words  # type: ignore[attr-defined]
+        original_injection = people_hook.Injection
+
+        def as_user(depth: int, role: str, content: str, *a: Any, **k: Any) -> Any:
+            return original_injection(depth, "user", content, *a, **k)
+        if name in ("note-as-user", "note-user-role"):
+            people_hook.Injection = as_user  # type: ignore[assignment,misc]
     elif name == "no-fresh":  # no resampling of stale replies (tobio/persona/freshness.py)
         from tobio.turn import freshness
 
@@ -558,8 +654,9 @@ async def run(args: argparse.Namespace, kernel: Kernel, workdir: Path, bundle: s
     if not args.no_bare:
         bare_scores = await interview(BareSystem(kernel, bundle, args.seed), plan, only, log, kernel)
     out: dict[str, Any] = {k: scores[k] for k in CATEGORIES if k in scores}
-    out |= {k: v for k, v in scores.items() if k not in out and k != "score"}
+    out |= {k: v for k, v in scores.items() if k not in out and k not in ("score", "score_classic")}
     out["score"] = scores["score"]
+    out["score_classic"] = scores["score_classic"]
     out["bare_score"] = bare_scores.get("score")
     out["lift"] = round(scores["score"] - bare_scores["score"], 4) if bare_scores else None
     out["bare"] = {k: bare_scores[k] for k in CATEGORIES if k in bare_scores}
@@ -591,7 +688,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--emotion", nargs="*", default=[], metavar="KEY=VALUE", help="emotion module settings (mood_in_prompt=false, recall_congruence=0…)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for one reply")
     parser.add_argument("--transcript", help="write every line said (JSON lines) to this file")
-    parser.add_argument("--variant", default="baseline", help="prompt format: baseline, short-system, persona-near, fewshot-system, stop; no-fresh (no resampling); comma-separated to combine")
+    parser.add_argument("--variant", default="baseline", help="prompt format: baseline, short-system, persona-near, fewshot-system, stop; note-they, note-as-user, note-user-role (the per-person note); no-fresh (no resampling); comma-separated to combine")
     args = parser.parse_args(argv)
     apply_variant(args.variant)
     logging.basicConfig(level=logging.WARNING)

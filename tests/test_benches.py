@@ -92,11 +92,11 @@ def test_person_quick_mode(tmp_path: Path) -> None:
     out = run_bench("person.py", "--quick", "--model", "scripted", tmp_path=tmp_path, timeout=240)
     keys = {"self", "facts", "facts_2", "facts_4", "facts_8", "people", "people_leaks", "mood", "mood_internal",
             "mood_replies", "fresh", "fresh_dm", "fresh_scene", "voice", "score", "bare_score", "lift", "bare",
-            "lift_by_category", "seconds"}
+            "lift_by_category", "seconds", "corrections", "contradictions", "score_classic"}
     assert keys <= set(out), sorted(keys - set(out))
-    for category in ("self", "facts", "people", "mood", "fresh", "voice", "score", "bare_score"):
+    for category in ("self", "facts", "corrections", "contradictions", "people", "mood", "fresh", "voice", "score", "bare_score"):
         assert 0.0 <= out[category] <= 1.0
-    assert set(out["bare"]) == {"self", "facts", "people", "mood", "fresh", "voice"}
+    assert set(out["bare"]) == {"self", "facts", "corrections", "contradictions", "people", "mood", "fresh", "voice"}
     assert out["lift"] == pytest.approx(out["score"] - out["bare_score"], abs=1e-3)
     assert out["people_leaks"] == 0  # the scripted model repeats what it is told: a leak would show
 

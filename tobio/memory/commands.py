@@ -1,4 +1,5 @@
-"""`memory search|summaries|summarize|forget|stats|backfill`: inspect and steer what agents remember."""
+"""`memory search|summaries|summarize|forget|stats|backfill`: inspect and steer what agents remember.
+(`memory people|facts|correct` belong to the people module, which registers them in this group.)"""
 
 from __future__ import annotations
 
@@ -63,13 +64,18 @@ def register(kernel: Kernel, memory: Memory) -> None:
     @group.command("forget", Arg("agent", help="who forgets", complete="agent"), Arg("message_id", type=int, help="message id"),
                    Arg("--reason", default="", help="recorded with the request"), agents="agents")
     async def forget(ctx: Context, agent: str, message_id: int, reason: str) -> Result:
-        """Stop an agent retrieving a message; recorded in memory_forgotten, never deleted."""
+        """Stop an agent retrieving a message, and retract the facts it learnt from it; recorded, never deleted."""
+        from tobio.people.commands import retract_from_message  # lazily: people depends on memory, not back
+
         agent_id = await _agent_id(ctx, agent)
         await ctx.kernel.flush()
         if not await ctx.kernel.db.call(store.was_pushed, agent_id, message_id):
             raise CommandError(f"message {message_id} was never pushed to {agent}")
         record = await memory.forget(agent_id, message_id, reason, ctx.caller.label)
-        return Result(text=f"{agent} will no longer retrieve message {message_id} (record {record})")
+        retracted = await retract_from_message(ctx.kernel, agent_id, message_id)
+        note = f"retracted: {'; '.join(retracted)}" if retracted else None
+        return Result(text=f"{agent} will no longer retrieve message {message_id} (record {record})", note=note,
+                      data={"record": record, "retracted": retracted})
 
     @group.command("stats", agents="agents")  # counts over everyone, no content
     async def stats(ctx: Context) -> Result:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from tobio.turn.prompt import Prompt
 
 
-def make_hook(people: People, depth: int, sign: bool = False) -> Any:
+def make_hook(people: People, depth: int, sign: bool = False, used_to_turns: int = 20) -> Any:
     """Build the hook bound to this service; `depth` counts messages up from the newest (0: after it)."""
 
     async def people_hook(prompt: Prompt) -> None:
@@ -26,9 +26,10 @@ def make_hook(people: People, depth: int, sign: bool = False) -> Any:
         sender = agent.kernel.agents.live.get(person)
         is_user = sender is None or sender.type_name == "user"
         me = agent.persona.name
-        text = person_block(me, person, facts, thoughts, is_user=is_user, sign=sign)
+        was = people.recent_changes(agent, person, used_to_turns) if used_to_turns else {}
+        text = person_block(me, person, facts, thoughts, is_user=is_user, sign=sign, was=was)
         if text:
             prompt.injections.append(Injection(depth, "system", text))
-        prompt.notes["people"] = {"person": person, "facts": facts, "reflections": len(thoughts), "depth": depth}
+        prompt.notes["people"] = {"person": person, "facts": facts, "used_to": was, "reflections": len(thoughts), "depth": depth}
 
     return people_hook

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tobio.hooks import ON_MESSAGE, PROMPT, REPLAY
+from tobio.hooks import ON_MESSAGE, PROMPT, REPLAY, REPLY_FILTER
 from tobio.memory.module import MemoryModule
 from tobio.models.module import ModelsModule
 from tobio.modules import DatabaseModule, Module
@@ -28,6 +28,8 @@ class PeopleSettings(BaseModel):
     depth: int = Field(NEXT_TO_NEWEST, ge=0, le=20, description="where the block goes: messages above the newest (0: after it)")
     in_prompt: bool = True
     sign: bool = Field(False, description="head the note with the agent's own name (\"Notes for Tobio\"); off: measured, the model then calls the user by its own name")
+    used_to_turns: int = Field(20, ge=0, description="for this many messages after a change (\"I moved to Paris\"), the note also says what it used to be (0: never)")
+    check_replies: bool = Field(True, description="a reply to a question about a held fact (their name, dog, home…, or the agent's own name) must state it and nothing known wrong, else it is answered from the record (bench/person.py)")
     reflect_every: int = Field(20, ge=0, description="reflect after this many messages from a person (0: never)")
     reflections: int = Field(3, ge=1, le=10, description="thoughts per reflection")
     reflect_model: str = Field("", description="bundle that writes reflections (empty: the agent's own chat model)")
@@ -70,7 +72,11 @@ class PeopleModule(Module):
             people.listeners.append(self._model_extract)
         kernel.hooks.add(ON_MESSAGE, people.observe)
         if self.settings.in_prompt:
-            kernel.hooks.add(PROMPT, make_hook(people, self.settings.depth, self.settings.sign))
+            kernel.hooks.add(PROMPT, make_hook(people, self.settings.depth, self.settings.sign, self.settings.used_to_turns))
+        if self.settings.check_replies:
+            from tobio.people.check import make_filter
+
+            kernel.hooks.add(REPLY_FILTER, make_filter(people, self.settings.used_to_turns))
         commands.register(kernel, people)
         kernel.hooks.add(REPLAY, make_replay_hook(kernel, people))
 

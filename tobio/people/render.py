@@ -22,6 +22,14 @@ _TEMPLATES = {
     "dislikes": "you dislike {v}.",
 }
 _DERIVED = {"relationship", "feeling"}
+# Facts whose change itself matters for a while ("I moved to Paris"): the note says what they used to be.
+_USED_TO = {
+    "home": "you used to live in {v}.",
+    "job": "you used to work as a {v}.",
+    "workplace": "you used to work at {v}.",
+    "is": "you used to be {v}.",
+}
+USED_TO_KEYS = frozenset(_USED_TO)
 
 
 def display_name(person: str, facts: dict[str, str]) -> str:
@@ -35,12 +43,24 @@ def fact_sentence(key: str, value: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def used_to_sentence(key: str, value: str) -> str:
+    text = _USED_TO[key].format(v=value)
+    return text[:1].upper() + text[1:]
+
+
 def person_block(me: str, person: str, facts: dict[str, str], reflections: list[str] | None = None,
-                 is_user: bool = True, sign: bool = False) -> str:
+                 is_user: bool = True, sign: bool = False, was: dict[str, str] | None = None) -> str:
     """The per-person note placed next to the newest message ('' when there is nothing to say).
-    `sign`: head it with the agent's own name ("Notes for Tobio")."""
+    `sign`: head it with the agent's own name ("Notes for Tobio"). `was`: {key: old value} of facts that
+    changed recently, said as "used to" after the current value (only for keys where the change matters)."""
     name = display_name(person, facts)
-    told = [fact_sentence(k, v) for k, v in facts.items() if k not in _DERIVED]
+    told = []
+    for key, value in facts.items():
+        if key not in _DERIVED:
+            told.append(fact_sentence(key, value))
+            if was and key in _USED_TO and was.get(key) and was[key] != value:
+                told.append(used_to_sentence(key, was[key]))
+    told += [used_to_sentence(k, v) for k, v in (was or {}).items() if k in _USED_TO and k not in facts and v]
     parts = [f"(Notes for {me}." if sign else "(Notes:"]
     if facts.get("name") or not is_user:
         parts.append(f"The user is {name}." if is_user else f"You are talking with {name}.")

@@ -2,11 +2,14 @@
 
 Append-only like the rest of an agent's record: an edit supersedes the old row (superseded_at) rather
 than overwriting it, so `agent replay` can show what the agent believed about someone at time T.
+Two clocks per fact: when the agent believed it (created_at .. superseded_at) and when it was true in the
+person's life (valid_from .. valid_to: "I moved to Paris" ends "lives in Berlin"). A fact the person said
+was wrong is retracted (retracted_at, and the message that retracted it), never deleted: it was never true.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import DateTime, Index, String, Text
+from sqlalchemy import DateTime, Float, Index, String, Text
 
 from tobio.db.tables import Id, column, id_column, table
 
@@ -22,6 +25,12 @@ PersonFactRow = table(
     column("message_id", Id, null=True),  # the message it was learnt from
     column("created_at", DateTime()),
     column("superseded_at", DateTime(), null=True),
+    # added by people.m002_fact_windows (nullable, as ALTER TABLE adds them):
+    column("valid_from", DateTime(), null=True),  # when it became true (the message's time)
+    column("valid_to", DateTime(), null=True),  # when it stopped being true (a later contradicting fact)
+    column("confidence", Float, null=True),  # how sure the agent is, 0..1 (by how it was learnt)
+    column("retracted_at", DateTime(), null=True),  # the person said it was wrong: never true, never shown again
+    column("retracted_by", Id, null=True),  # the message that retracted it (None: a command)
     Index("ix_people_facts_agent_person", "agent_id", "person"),
 )
 
