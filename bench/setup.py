@@ -77,7 +77,7 @@ def first_reply(clone: Path, env: dict[str, str]) -> tuple[float, float]:
         child.expect("chat:tobio> ")
         greeting = time.perf_counter() - began
         child.send("Hello! What is your name?\r")
-        child.expect(r"tobio: ([^▌\x1b\r\n]+)\r\n")
+        child.expect(r"tobio(?:\x1b\[[0-9;]*m)*: ([^▌\x1b\r\n]+)\r\n")  # the name may come in colour
         reply = time.perf_counter() - began
         child.sendcontrol("d")
         child.expect(pexpect.EOF, timeout=60)
