@@ -66,6 +66,12 @@ def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
     return round(time.perf_counter() - began, 1)
 
 
+def posted_reply(agent: str) -> str:
+    """The line the shell's chat prints when `agent`'s reply is posted (the name may come in colour;
+    drafts end in ▌ and are redrawn, so they never match)."""
+    return agent + r"(?:\x1b\[[0-9;]*m)*: ([^▌\x1b\r\n]+)\r\n"
+
+
 def first_reply(clone: Path, env: dict[str, str]) -> tuple[float, float]:
     """Seconds from `./dev run` to the greeting's prompt, and to the model's first reply."""
     import pexpect
@@ -77,7 +83,7 @@ def first_reply(clone: Path, env: dict[str, str]) -> tuple[float, float]:
         child.expect("chat:tobio> ")
         greeting = time.perf_counter() - began
         child.send("Hello! What is your name?\r")
-        child.expect(r"tobio(?:\x1b\[[0-9;]*m)*: ([^▌\x1b\r\n]+)\r\n")  # the name may come in colour
+        child.expect(posted_reply("tobio"))
         reply = time.perf_counter() - began
         child.sendcontrol("d")
         child.expect(pexpect.EOF, timeout=60)
