@@ -85,7 +85,9 @@ def first_reply(clone: Path, env: dict[str, str]) -> tuple[float, float]:
         child.send("Hello! What is your name?\r")
         child.expect(posted_reply("tobio"))
         reply = time.perf_counter() - began
-        child.sendcontrol("d")
+        child.sendcontrol("d")  # leaves the chat for the shell's prompt (not after a `:`, as in chat:tobio>)
+        child.expect(r"(?<!:)tobio> ", timeout=60)
+        child.sendcontrol("d")  # leaves the shell
         child.expect(pexpect.EOF, timeout=60)
     finally:
         child.close(force=True)
