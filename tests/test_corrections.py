@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from test_facts import history, notes, now
-from test_people import _spawn, ask, prompt_of, start
+from test_people import ask, prompt_of, spawned, start
 
 from tobio.errors import TobioError
 from tobio.kernel import Kernel
@@ -23,22 +23,14 @@ from conftest import write
 
 @pytest.fixture
 def kernel(db_url: str, tmp_path: Path) -> Iterator[Kernel]:
-    k = start(db_url, reflect_every=0)
-    try:
-        _spawn(k, tmp_path)
+    with spawned(db_url, tmp_path) as k:
         yield k
-    finally:
-        k.close()
 
 
 @pytest.fixture
 def duck(duckdb_url: str, tmp_path: Path) -> Iterator[Kernel]:
-    k = start(duckdb_url, reflect_every=0)
-    try:
-        _spawn(k, tmp_path)
+    with spawned(duckdb_url, tmp_path) as k:
         yield k
-    finally:
-        k.close()
 
 
 def known(kernel: Kernel, person: str = "ada") -> dict[str, str]:

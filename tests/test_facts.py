@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_people import _spawn, ask, prompt_of, start
+from test_people import _spawn, ask, prompt_of, spawned, start
 
 from tobio.kernel import Kernel
 from tobio.people.extract import read
@@ -18,12 +18,8 @@ from tobio.people.module import PeopleModule
 
 @pytest.fixture
 def kernel(db_url: str, tmp_path: Path) -> Iterator[Kernel]:
-    k = start(db_url, reflect_every=0)
-    try:
-        _spawn(k, tmp_path)
+    with spawned(db_url, tmp_path) as k:
         yield k
-    finally:
-        k.close()
 
 
 def history(kernel: Kernel, person: str = "ada") -> list[dict[str, Any]]:

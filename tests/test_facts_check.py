@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_people import _spawn, ask, start
+from test_people import _spawn, ask, spawned, start
 
 from tobio.kernel import Kernel
 from tobio.people.check import asked_keys, checked, self_checked
@@ -82,12 +82,8 @@ def test_asked_what_it_is_or_loves_the_reply_agrees_with_its_description() -> No
 
 @pytest.fixture
 def kernel(duckdb_url: str, tmp_path: Path) -> Iterator[Kernel]:
-    k = start(duckdb_url, reflect_every=0)
-    try:
-        _spawn(k, tmp_path)
+    with spawned(duckdb_url, tmp_path) as k:
         yield k
-    finally:
-        k.close()
 
 
 def test_a_posted_reply_is_checked_and_what_the_model_said_is_noted(kernel: Kernel) -> None:

@@ -3,6 +3,7 @@ replayed at T, listed and edited with `memory people` / `memory facts`, and refl
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,14 +33,21 @@ def start(url: str, **people: Any) -> Kernel:
     return Kernel(config, database=url).start()
 
 
-@pytest.fixture
-def kernel(duckdb_url: str, tmp_path: Path) -> Iterator[Kernel]:
-    k = start(duckdb_url, reflect_every=0)
+@contextlib.contextmanager
+def spawned(url: str, tmp_path: Path) -> Iterator[Kernel]:
+    """A started kernel (people without periodic reflection) with tobio spawned; closed afterwards."""
+    k = start(url, reflect_every=0)
     try:
         _spawn(k, tmp_path)
         yield k
     finally:
         k.close()
+
+
+@pytest.fixture
+def kernel(duckdb_url: str, tmp_path: Path) -> Iterator[Kernel]:
+    with spawned(duckdb_url, tmp_path) as k:
+        yield k
 
 
 def _spawn(kernel: Kernel, tmp_path: Path, model: str = "m") -> None:
