@@ -36,7 +36,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("script", nargs="?", help="a .tsh file to run (`-` reads stdin)")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script ($1, $2, …)")
     parser.add_argument("-c", dest="command", metavar="COMMAND", help="run COMMAND (one per line) and exit")
-    parser.add_argument("--config", metavar="PATH", help="kernel config (default: $TOBIO_CONFIG, ./configs/kernel.yaml)")
+    parser.add_argument("--config", metavar="PATH", help="kernel config (default: $TOBIO_CONFIG, ./configs/kernel.yaml, else configs/ in the data dir)")
     parser.add_argument("--database", metavar="URL", help="database URL (default: DuckDB in the data dir)")
     parser.add_argument("--model", metavar="URL", default=os.environ.get("TOBIO_MODEL_URL") or None,
                         help="chat on an OpenAI-compatible server: http://HOST:PORT/v1[#MODEL] "

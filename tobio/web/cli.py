@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="tobio", description="Tobio: artificial people.")
     sub = parser.add_subparsers(dest="command", required=True)
     web = sub.add_parser("web", help="serve the chat web page")
-    web.add_argument("--config", help="kernel config (default: $TOBIO_CONFIG, ./configs/kernel.yaml)")
+    web.add_argument("--config", help="kernel config (default: $TOBIO_CONFIG, ./configs/kernel.yaml, else configs/ in the data dir)")
     web.add_argument("--database", help="database URL")
     web.add_argument("--model", metavar="URL", default=os.environ.get("TOBIO_MODEL_URL") or None,
                      help="chat on an OpenAI-compatible server: http://HOST:PORT/v1[#MODEL]; "
