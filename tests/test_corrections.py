@@ -4,13 +4,12 @@ or a recall again; `agent replay --at` before the correction shows the old belie
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_facts import history, notes, now
+from test_facts import history, notes, told_then
 from test_people import ask, prompt_of, spawned, start
 
 from tobio.errors import TobioError
@@ -116,11 +115,7 @@ def test_a_retracted_fact_never_reaches_a_prompt_note_or_a_recall(duck: Kernel) 
 
 
 def test_replay_before_the_correction_shows_the_old_belief(kernel: Kernel) -> None:
-    ask(kernel, "ada", "My dog is called Max and I live in Berlin.")
-    time.sleep(0.05)
-    before = now(kernel)
-    time.sleep(0.05)
-    ask(kernel, "ada", "That's not right, my dog is called Rex.")
+    before = told_then(kernel, "ada", "My dog is called Max and I live in Berlin.", "That's not right, my dog is called Rex.")
     old = kernel.run(f"agent replay tobio --at {before}").data
     new = kernel.run("agent replay tobio").data
     assert old["people"]["ada"]["dog"] == "Max" and new["people"]["ada"]["dog"] == "Rex"

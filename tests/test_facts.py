@@ -32,12 +32,18 @@ def notes(messages: list[dict[str, Any]]) -> str:
     return "\n".join(str(m["content"]) for m in messages if m["role"] == "system")
 
 
-def now(kernel: Kernel) -> str:
-    """The kernel's clock (naive UTC, as rows are stamped), for `agent replay --at`."""
+def told_then(kernel: Kernel, person: str, first: str, then: str) -> str:
+    """`person` says `first`, then `then`; returns a moment between the two on the kernel's clock (naive UTC,
+    as rows are stamped), for `agent replay --at`."""
     from tobio.db.migrations import utcnow
 
+    ask(kernel, person, first)
+    time.sleep(0.05)
     kernel.call(PeopleModule.of(kernel).flush())
-    return utcnow().replace(tzinfo=None).isoformat()
+    between = utcnow().replace(tzinfo=None).isoformat()
+    time.sleep(0.05)
+    ask(kernel, person, then)
+    return between
 
 
 @pytest.mark.parametrize(("text", "key", "value"), [
@@ -66,11 +72,7 @@ def test_each_fact_records_when_it_became_true_its_message_and_confidence(kernel
 
 
 def test_news_closes_the_old_window_keeps_both_and_replay_shows_each_at_its_time(kernel: Kernel) -> None:
-    ask(kernel, "ada", "I live in Berlin.")
-    time.sleep(0.05)
-    before = now(kernel)
-    time.sleep(0.05)
-    ask(kernel, "ada", "I moved to Paris.")
+    before = told_then(kernel, "ada", "I live in Berlin.", "I moved to Paris.")
     homes = [r for r in history(kernel) if r["key"] == "home"]
     assert [h["value"] for h in homes] == ["Berlin", "Paris"]
     assert homes[0]["valid_to"] == homes[1]["valid_from"] and homes[0]["until"] is not None
