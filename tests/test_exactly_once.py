@@ -137,7 +137,6 @@ def test_crash_loop_answers_every_stored_message_exactly_once(kind: str, duckdb_
     rng = random.Random(SEED)
     config = kernel_config(kind, tmp_path)
     acked: list[int] = []
-    began = time.monotonic()
     owed = []  # unhandled pushes each kill left behind: the next start must give them back
     for _ in range(KILLS):
         acked += run_child(duckdb_url, config, len(acked), tmp_path, kill_after=rng.randint(5, 60))
@@ -165,7 +164,6 @@ def test_crash_loop_answers_every_stored_message_exactly_once(kind: str, duckdb_
             assert len(pairs) == len(counts) and all(reply == f"You said: {text}" for reply, text in pairs)
     finally:
         kernel.close()
-    assert time.monotonic() - began < 60
 
 
 @pytest.mark.slow
