@@ -130,8 +130,9 @@ def other_site(html: str) -> Iterator[str]:
 
 # -- fixtures -------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def kernel(duckdb_url: str, tmp_path: Path) -> Iterator[Kernel]:
+@pytest.fixture(name="kernel")
+def echo_kernel(duckdb_url: str, tmp_path: Path) -> Iterator[Kernel]:
+    """A kernel with one scripted echo agent (test_web_hardening.py uses it too)."""
     k = Kernel(KernelConfig(modules=["scripted"]), database=duckdb_url).start()
     try:
         k.run(f"agent spawn {write(tmp_path / 'echo.yaml', ECHO)}")

@@ -15,27 +15,14 @@ from urllib.parse import urlencode
 
 import pytest
 from test_web import free_port
-from test_web_auth import ECHO, TOKEN, WRONG, fetch, login
+from test_web_auth import TOKEN, WRONG, echo_kernel, fetch, login  # noqa: F401 (echo_kernel is the `kernel` fixture)
 
-from tobio.config.schema import KernelConfig
 from tobio.kernel import Kernel
 from tobio.web.safe import SafeMarkdown, clean
 from tobio.web.serve import WebServer, serve
 from tobio.web.throttle import FREE_TRIES, LoginThrottle
 
-from conftest import write
-
 NEW_TOKEN = "a-brand-new-token-after-rotation-42"
-
-
-@pytest.fixture
-def kernel(duckdb_url: str, tmp_path: Path) -> Iterator[Kernel]:
-    k = Kernel(KernelConfig(modules=["scripted"]), database=duckdb_url).start()
-    try:
-        k.run(f"agent spawn {write(tmp_path / 'echo.yaml', ECHO)}")
-        yield k
-    finally:
-        k.close()
 
 
 @pytest.fixture(params=[TOKEN, None], ids=["token", "open"])
