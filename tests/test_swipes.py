@@ -1,0 +1,156 @@
+"""Swipes on a real kernel and database: an agent's latest reply regenerated three times, the second
+chosen; the next prompt, the mood and recall follow the choice, and the others stay in the record, marked."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tobio.config.schema import KernelConfig
+from tobio.conversation import Conversation
+from tobio.errors import TobioError
+from tobio.kernel import Kernel
+from tobio.memory.config import MemoryConfig
+from tobio.memory.module import MemoryModule
+from tobio.memory.service import Memory
+from tobio.swipes.tables import WithdrawnRow
+
+from conftest import write
+
+REPLIES = ["What a wonderful lovely day, I love it!",
+           "I hate this. Awful, terrible, horrible weather.",
+           "Hmm, cheese and pickles.",
+           "Great news, fantastic, brilliant!"]
+CHANNEL = "dm.user.ada"
+
+
+def start(url: str, tmp_path: Path) -> Kernel:
+    providers = {"s": {"type": "scripted", "replies": REPLIES, "embed_dim": 64},
+                 "sum": {"type": "scripted", "replies": ["In short: {last}"], "embed_dim": 64}}
+    models = {"chat-default": {"provider": "s", "model": "x", "purpose": "chat"},
+              "summarize": {"provider": "sum", "model": "x", "purpose": "summarize"},
+              "embed": {"provider": "s", "model": "x", "purpose": "embed"}}
+    config = KernelConfig(modules=["scripted", "models", "persona", "emotion"], providers=providers, models=models,
+                          settings={"emotion": {"appraiser": "lexicon"}})
+    kernel = Kernel(config, database=url).start()
+    kernel.modules.register(type("SwipeMemory", (MemoryModule,), {"config": MemoryConfig(summarize=False, tokenizer_model="chat-default")}))
+    kernel.run("mod load memory")
+    write(tmp_path / "ada.persona.yaml", "name: Ada\ndescription: A friend.\n")
+    kernel.run(f"agent spawn {write(tmp_path / 'ada.yaml', 'name: ada' + chr(10) + 'type: persona' + chr(10) + 'persona: ada.persona.yaml' + chr(10))}")
+    return kernel
+
+
+@pytest.fixture
+def kernel(db_url: str, tmp_path: Path) -> Iterator[Kernel]:
+    kernel = start(db_url, tmp_path)
+    try:
+        yield kernel
+    finally:
+        kernel.close()
+
+
+def settle(kernel: Kernel) -> None:
+    kernel.call(Memory.of(kernel).settle())
+
+
+def mood(kernel: Kernel) -> dict[str, Any]:
+    state = kernel.agents.full_state(kernel.agents.live["ada"])
+    emotion: dict[str, Any] = state["modules"]["emotion"]
+    return emotion
+
+
+def next_prompt(kernel: Kernel) -> str:
+    agent = kernel.agents.live["ada"]
+    subscription = kernel.transport.subscription(agent.id, CHANNEL)
+    assert subscription is not None
+
+    async def build() -> str:
+        prompt = await agent.build_prompt(subscription.thread_id)  # type: ignore[attr-defined]
+        return "\n".join(str(m["content"]) for m in prompt.messages())
+
+    return kernel.call(build())
+
+
+def recalled(kernel: Kernel, query: str) -> list[str]:
+    agent = kernel.agents.live["ada"]
+    return [hit.item.content for hit in kernel.call(Memory.of(kernel).search(agent.id, query, k=10))]
+
+
+def test_swipe_three_times_and_choose_the_second(kernel: Kernel) -> None:
+    async def talk() -> str:
+        async with Conversation(kernel, "ada") as conversation:
+            reply = await (await conversation.prompt("How is the weather today?")).wait(timeout=30)
+            return reply.text
+
+    assert asyncio.run(talk()) == REPLIES[0]
+    settle(kernel)
+    moods = [mood(kernel)]
+    for number in (2, 3, 4):
+        result = kernel.run(f"message retry {CHANNEL}")
+        assert result.text == f"ada: {REPLIES[number - 1]}"
+        assert [row["chosen"] for row in result.data] == [n == number for n in range(1, number + 1)]
+        settle(kernel)
+        moods.append(mood(kernel))
+    assert moods[1]["affect"]["pleasure"] < moods[0]["affect"]["pleasure"]  # "I hate this" felt worse than "lovely"
+
+    chosen = kernel.run(f"message swipe {CHANNEL} 2")
+    assert chosen.text == f"ada: {REPLIES[1]}" and [row["chosen"] for row in chosen.data] == [False, True, False, False]
+    settle(kernel)
+
+    # The next turn is built as if only the second reply had been said.
+    prompt = next_prompt(kernel)
+    assert REPLIES[1] in prompt and "How is the weather today?" in prompt
+    assert not any(text in prompt for text in (REPLIES[0], REPLIES[2], REPLIES[3]))
+    # Mood: exactly the state the second reply left; recall: the rejected replies are not remembered.
+    assert mood(kernel) == moods[1] != moods[3]
+    assert REPLIES[1] in recalled(kernel, "hate awful terrible weather")
+    assert not {REPLIES[0], REPLIES[2], REPLIES[3]} & set(recalled(kernel, "wonderful lovely cheese pickles fantastic brilliant"))
+    # The record keeps all four, the rejected ones marked withdrawn; the second was withdrawn and restored.
+    listed = kernel.run(f"message alternatives {CHANNEL}")
+    assert [row["content"] for row in listed.data] == REPLIES and [row["chosen"] for row in listed.data] == [False, True, False, False]
+
+    def marks(conn: sa.Connection) -> dict[int, list[bool]]:
+        out: dict[int, list[bool]] = {}
+        for message_id, restored in conn.execute(sa.select(WithdrawnRow.c.message_id, WithdrawnRow.c.restored_at)):
+            out.setdefault(message_id, []).append(restored is None)
+        return out
+
+    ids = [row["id"] for row in listed.data]
+    withdrawn = kernel.call(kernel.db.call(marks))
+    assert all(any(withdrawn[i]) for i in (ids[0], ids[2], ids[3]))  # withdrawn now, from every thread it reached
+    assert not any(withdrawn[ids[1]])  # withdrawn once, brought back
+
+    # The conversation goes on from the second reply; choosing another of the old turn is then refused.
+    async def more() -> str:
+        async with Conversation(kernel, "ada") as conversation:
+            return (await (await conversation.prompt("Why do you say so?")).wait(timeout=30)).text
+
+    asyncio.run(more())
+    assert REPLIES[1] in next_prompt(kernel)
+    with pytest.raises(TobioError, match="from 1 to 1"):
+        kernel.run(f"message swipe {CHANNEL} 3")
+
+
+def test_retry_and_swipe_through_the_conversation(kernel: Kernel) -> None:
+    """What every front end calls: retry answers on a Response, swipe gives back the chosen message."""
+    async def talk() -> tuple[str, str, str, list[bool]]:
+        async with Conversation(kernel, "ada") as conversation:
+            first = (await (await conversation.prompt("Hello?")).wait(timeout=30)).text
+            second = (await (await conversation.retry()).wait(timeout=30)).text
+            back = await conversation.swipe(1)
+            return first, second, back.content, [a.chosen for a in await conversation.alternatives()]
+
+    first, second, back, chosen = asyncio.run(talk())
+    assert (first, second, back, chosen) == (REPLIES[0], REPLIES[1], REPLIES[0], [True, False])
+    with pytest.raises(TobioError, match="from 1 to 2"):
+        kernel.run(f"message swipe {CHANNEL} 5")
+
+
+def test_nothing_to_retry_is_one_clear_line(kernel: Kernel) -> None:
+    with pytest.raises(TobioError, match="nothing has been said on 'dm.user.nobody'"):
+        kernel.run("message retry dm.user.nobody")

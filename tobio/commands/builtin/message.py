@@ -1,0 +1,65 @@
+"""`message retry|swipe|alternatives`: regenerate an agent's latest reply and choose among the alternatives.
+
+People only: choosing what an agent said rewrites its history and its state, which an agent must not do
+to itself or another (tobio/commands/view.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tobio.commands import Arg, Context, Group, Result, table
+from tobio.hooks import PROMPT
+from tobio.swipes.service import FIRST, Alternative, Swipes
+
+if TYPE_CHECKING:
+    from tobio.kernel import Kernel
+
+CHANNEL = Arg("channel", help="the conversation's channel (a private chat is dm.USER.AGENT)", complete="channel")
+AGENT = Arg("--agent", help="whose reply (default: the newest reply's sender)", complete="agent")
+SHOWN = 72  # characters of each alternative in the table
+
+
+def register(root: Group) -> None:
+    message = root.group("message", "Messages: retry an agent's latest reply, keep every alternative, choose one.")
+
+    @message.command("retry", CHANNEL, AGENT,
+                     Arg("--timeout", type=float, default=300.0, help="seconds to wait for the new reply (0: do not wait)"),
+                     agents="people")
+    async def retry(ctx: Context, channel: str, agent: str | None, timeout: float) -> Result:
+        """Regenerate the agent's latest reply on CHANNEL; the old one is kept as an alternative."""
+        swipes = Swipes.of(ctx.kernel)
+        said = await swipes.retry(channel, agent, timeout=timeout)
+        alternatives = await swipes.alternatives(channel, agent)
+        if said is None:
+            return Result(text=f"asked for reply {len(alternatives) + 1} on {channel}", data={"alternatives": len(alternatives)})
+        return _shown(alternatives, f"{said.sender}: {said.content}")
+
+    @message.command("swipe", CHANNEL, Arg("number", type=int, help="which alternative (1 = the first said)"), AGENT,
+                     aliases=("choose",), agents="people")
+    async def swipe(ctx: Context, channel: str, number: int, agent: str | None) -> Result:
+        """Choose alternative NUMBER of the latest reply on CHANNEL: the agent's history and mood follow it."""
+        swipes = Swipes.of(ctx.kernel)
+        chosen = await swipes.choose(channel, number, agent)
+        return _shown(await swipes.alternatives(channel, agent), f"{chosen.message.sender}: {chosen.message.content}")
+
+    @message.command("alternatives", CHANNEL, AGENT, aliases=("alts",), agents="people")
+    async def alternatives(ctx: Context, channel: str, agent: str | None) -> Result:
+        """List the alternatives of the latest reply on CHANNEL; the chosen one is marked."""
+        return _shown(await Swipes.of(ctx.kernel).alternatives(channel, agent))
+
+
+def _shown(alternatives: list[Alternative], text: str | None = None) -> Result:
+    rows = [(a.number, "*" if a.chosen else "", a.message.id, a.message.created_at, _short(a.message.content))
+            for a in alternatives]
+    data = [{"number": a.number, "chosen": a.chosen, "id": a.message.id, "content": a.message.content} for a in alternatives]
+    return table(["#", "chosen", "msg", "at", "reply"], rows, text=text, data=data)
+
+
+def _short(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= SHOWN else line[: SHOWN - 1] + "…"
+
+
+def hook(kernel: Kernel) -> None:
+    """The turn-start snapshot a retry goes back to (kernel-owned: every agent's turn, whatever is loaded)."""
+    kernel.hooks.add(PROMPT, Swipes.of(kernel).turn_started, order=FIRST)
