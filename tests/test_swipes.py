@@ -21,6 +21,7 @@ from tobio.memory.service import Memory
 from tobio.swipes.tables import WithdrawnRow
 
 from conftest import write
+from helpers import wait_until
 
 REPLIES = ["What a wonderful lovely day, I love it!",
            "I hate this. Awful, terrible, horrible weather.",
@@ -154,3 +155,35 @@ def test_retry_and_swipe_through_the_conversation(kernel: Kernel) -> None:
 def test_nothing_to_retry_is_one_clear_line(kernel: Kernel) -> None:
     with pytest.raises(TobioError, match="nothing has been said on 'dm.user.nobody'"):
         kernel.run("message retry dm.user.nobody")
+
+
+def test_the_shell_chat_retries_and_swipes(kernel: Kernel) -> None:
+    """`/retry` and `/swipe N` in the shell's chat: what the lines mean, and what the chat prints."""
+    from shell.chat import Chat
+    from shell.session import Mode, Session
+
+    session = Session(kernel)
+    session.enter(Mode("chat", "chat:ada"))
+    assert session.plan("/retry").kind == "retry"
+    assert session.plan("/swipe 2").args == {"number": 2} and session.plan("/swipe").args == {"number": None}
+    assert session.plan("/swipe two").kind == "error"
+
+    async def talk() -> tuple[list[str], str, str]:
+        lines: list[str] = []
+        chat = Chat(kernel, "ada")
+        await chat.open(lambda sender, text: lines.append(f"{sender}: {text}"), lambda: None)
+        try:
+            await chat.say("Hello?")
+            await asyncio.to_thread(wait_until, lambda: len(lines) == 1, 30)
+            await chat.retry()
+            await asyncio.to_thread(wait_until, lambda: len(lines) == 2, 30)
+            chosen = await chat.swipe(1)
+            listed = await chat.swipe(None)
+            return lines, chosen, listed
+        finally:
+            chat.close()
+
+    lines, chosen, listed = asyncio.run(talk())
+    assert lines == [f"ada: {REPLIES[0]}", f"ada: {REPLIES[1]}", f"ada: {REPLIES[0]}"]
+    assert chosen == "reply 1 of 2 chosen; ada goes on from it"
+    assert listed == f"* 1. {REPLIES[0]}\n  2. {REPLIES[1]}"

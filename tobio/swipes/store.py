@@ -107,3 +107,10 @@ def state_before(conn: Connection, agent_id: int, at: datetime) -> dict[str, Any
     value = conn.execute(sa.select(StateRow.c.state_dict).where(StateRow.c.agent_id == agent_id, StateRow.c.superseded_at <= at)
                          .order_by(StateRow.c.superseded_at.desc(), StateRow.c.id.desc()).limit(1)).scalar()
     return dict(value) if isinstance(value, dict) else None
+
+
+def withdrawn_among(conn: Connection, message_ids: list[int]) -> set[int]:
+    """Which of these messages are out of every history now."""
+    if not message_ids:
+        return set()
+    return set(conn.execute(_withdrawn_now().where(WithdrawnRow.c.message_id.in_(message_ids))).scalars())

@@ -8,7 +8,6 @@ pushes again and stamps `restored_at`: the table is the audit of every withdrawa
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from sqlalchemy import JSON, DateTime, String
 from sqlalchemy.engine import Connection
 
@@ -54,5 +53,3 @@ def setup(conn: Connection) -> None:
     migrate(conn, MIGRATIONS, prefix="swipes.")
 
 
-def known(conn: Connection) -> bool:
-    return sa.inspect(conn).has_table("withdrawn_pushes")

@@ -1,0 +1,54 @@
+"""What a person's words taught an agent stops counting when those words leave its history (a swipe, an edit).
+
+A fact learnt from a withdrawn message is superseded, and the version it had replaced is believed again
+as a new version (append-only: both stay in `fact history`). A reply brought back by a swipe is not read
+again: its facts stay superseded (the replier's own state, people's counts included, is restored).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from tobio.db.migrations import utcnow
+from tobio.hooks import SwipeObserver
+from tobio.people import store
+from tobio.people.store import Change, FactVersion
+from tobio.swipes import store as swipes
+
+if TYPE_CHECKING:
+    from tobio.people.service import People
+    from tobio.swipes.service import Swiped
+
+
+def make_hook(people: People) -> SwipeObserver:
+    async def unlearn(change: Swiped) -> None:
+        if not change.withdrawn:
+            return
+        await people.flush()
+        withdrawn = set(change.withdrawn)
+        at = utcnow()
+        db = people.kernel.db
+        for agent_id in change.agents:
+            for person, known in list(people.facts.get(agent_id, {}).items()):
+                gone = [v for v in known.values() if v.message_id in withdrawn]
+                if not gone:
+                    continue
+                history = await db.call(store.fact_history, agent_id, person)
+                sources = [v.message_id for v in history if v.message_id is not None]
+                out = withdrawn | await db.call(swipes.withdrawn_among, sources)
+                new: list[FactVersion] = []
+                for version in gone:
+                    earlier = [v for v in history if v.key == version.key and v.id < version.id and v.retracted_at is None
+                               and v.message_id not in out]
+                    if earlier:
+                        again = replace(earlier[-1], id=db.next_ids("people_facts"), created_at=at, superseded_at=None, valid_to=None)
+                        known[version.key] = again
+                        new.append(again)
+                    else:
+                        known.pop(version.key, None)
+                rows = [tuple(getattr(v, c) for c in store.FACT_COLUMNS) for v in new]
+                people._write(store.write_facts, rows, [Change(v.id) for v in gone], at)
+        await people.flush()
+
+    return unlearn
