@@ -220,3 +220,39 @@ def test_the_web_page_retries_and_swipes_the_last_reply(duckdb_url: str, tmp_pat
     finally:
         server.stop()
         kernel.close()
+
+
+def test_the_notebook_chatview_retries_and_swipes(tmp_path: Path) -> None:
+    """ChatView's "Another reply" replaces the last line with a new alternative; ◀ brings the first back."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    from tobio.jupyter import ChatView, close_kernel
+
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    shell = InteractiveShell.instance(config=config)
+    conf = tmp_path / "conf"
+    write(conf / "personas" / "ada.yaml", "name: Ada\ndescription: A friend.\n")
+    write(conf / "agents" / "ada.yaml", "name: ada\ntype: persona\npersona: ../personas/ada.yaml\n")
+    replies = ", ".join(f"'{r}'" for r in REPLIES)
+    write(conf / "kernel.yaml", "modules: [scripted, models, persona]\nagents: [agents/*.yaml]\n"
+                                f"providers: {{s: {{type: scripted, replies: [{replies}]}}}}\n"
+                                "models: {chat-default: {provider: s, model: x, purpose: chat}}\n")
+    shell.run_line_magic("load_ext", "tobio")
+    shell.run_line_magic("tobio", f"--config {conf / 'kernel.yaml'} --database duckdb:///{tmp_path / 'nb.duckdb'}")
+    try:
+        view = ChatView("ada")
+        view.text.value = "Hello notebook"
+        view.send.click()
+        wait_until(lambda: view.counter.value == "<small>1/1</small>", 30)
+        view.another.click()
+        wait_until(lambda: view.counter.value == "<small>2/2</small>", 30)
+        assert [text for _, text in view.lines] == ["Hello notebook", REPLIES[1]]
+        view.earlier.click()
+        assert [text for _, text in view.lines] == ["Hello notebook", REPLIES[0]]
+        assert view.counter.value == "<small>1/2</small>" and view.earlier.disabled and not view.later.disabled
+        view.close()
+    finally:
+        close_kernel()
+        InteractiveShell.clear_instance()
