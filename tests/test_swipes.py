@@ -256,3 +256,44 @@ def test_the_notebook_chatview_retries_and_swipes(tmp_path: Path) -> None:
     finally:
         close_kernel()
         InteractiveShell.clear_instance()
+
+
+def test_edit_and_continue_keeps_the_old_branch_readable(kernel: Kernel) -> None:
+    """Edit the person's first line: the conversation goes on from the new one, the agent no longer knows
+    what the old one told it, and the old branch is listed and shown."""
+    from tobio.people.module import PeopleModule
+
+    kernel.run("mod load people")
+    ada = kernel.agents.live["ada"]
+
+    async def talk(*lines: str) -> list[str]:
+        async with Conversation(kernel, "ada") as conversation:
+            return [(await (await conversation.prompt(line)).wait(timeout=30)).text for line in lines]
+
+    assert asyncio.run(talk("My dog is called Rex.", "Tell me a story.")) == REPLIES[:2]
+    settle(kernel)
+    people = PeopleModule.of(kernel)
+    assert people.known(ada.id, "user").get("dog") == "Rex"
+    first = kernel.run("sql SELECT id FROM messages WHERE content = 'My dog is called Rex.'").rows[0][0]
+
+    edited = kernel.run(f"message edit {first} My dog is called Max.")
+    branch = f"edit-{first}"
+    assert edited.data["branch"] == branch and edited.data["moved"] == 4
+    answered = f"sql SELECT count(*) FROM messages WHERE reply_to = {edited.data['id']}"
+    wait_until(lambda: kernel.run(answered).rows[0][0] == 1, 30)  # the edited line is answered like any other
+    assert ada.turns == 1  # its state went back to before the first line: this is its first turn again
+    settle(kernel)
+    kernel.call(people.flush())
+
+    prompt = next_prompt(kernel)
+    assert "My dog is called Max." in prompt and REPLIES[2] in prompt
+    assert not any(text in prompt for text in ("Rex", "Tell me a story.", REPLIES[0], REPLIES[1]))
+    assert people.known(ada.id, "user").get("dog") == "Max"
+    assert "Rex" not in " ".join(hit.item.content for hit in kernel.call(Memory.of(kernel).search(ada.id, "dog Rex", k=10)))
+
+    listed = kernel.run(f"message branches {CHANNEL}")
+    assert [(row[0], row[1], row[2]) for row in listed.rows] == [(branch, first, 4)]
+    shown = kernel.run(f"message branch {branch}")
+    assert [row[4] for row in shown.rows] == ["My dog is called Rex.", REPLIES[0], "Tell me a story.", REPLIES[1]]
+    with pytest.raises(TobioError, match="not in a conversation now"):
+        kernel.run(f"message edit {first} again")

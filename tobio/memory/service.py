@@ -194,9 +194,10 @@ class Memory:
 
     async def swiped(self, change: Swiped) -> None:
         """A swipe moved messages out of (or back into) agents' histories: their indexes load again from
-        the record, which holds only what was pushed to them now."""
+        the record, which holds only what was pushed to them now; so do the threads' histories."""
         for agent_id in change.agents:
             self.indexes.pop(agent_id, None)
+        self.summarizer.tails.clear()  # the threads' histories as last read: read again (once) from the record
 
     # -- retrieval -------------------------------------------------------------------------------
     async def index_for(self, agent_id: int) -> AgentIndex:

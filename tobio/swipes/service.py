@@ -155,7 +155,7 @@ class Swipes:
             thread = self.kernel.transport.subscription(replier.id, channel)
             if thread is None:
                 raise CommandError(f"{replier.name} is not on '{channel}'")
-            before = await self._before(replier, turn)
+            before = await self.before(replier, turn)
             withdrawn = await self._leave(replier, turn)
             await self._become(replier, before, turn, withdrawn, [], thread.thread_id)
             heard: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
@@ -195,7 +195,7 @@ class Swipes:
             restored = await self.kernel.db.call(store.restore, [target.message.id], utcnow())
             state = await self.kernel.db.call(store.saved_state, replier.id, target.message.id, "after")
             if state is None:  # chosen before it was ever left (an import's alternatives): its turn's start
-                state = await self._before(replier, turn)
+                state = await self.before(replier, turn)
             await self._become(replier, state, turn, withdrawn, [target.message.id], thread.thread_id if thread else None,
                                also=tuple(restored))
             return chosen
@@ -206,7 +206,7 @@ class Swipes:
             raise CommandError(f"{replier.name} is still answering; stop it or wait before choosing another reply")
         return replier
 
-    async def _before(self, agent: Agent, turn: Turn) -> dict[str, Any]:
+    async def before(self, agent: Agent, turn: Turn) -> dict[str, Any]:
         """The agent's state as the turn began: saved by an earlier swipe, else seen at its start by this
         process, else the `state` table's state before its first reply was committed."""
         db = self.kernel.db

@@ -114,3 +114,38 @@ def withdrawn_among(conn: Connection, message_ids: list[int]) -> set[int]:
     if not message_ids:
         return set()
     return set(conn.execute(_withdrawn_now().where(WithdrawnRow.c.message_id.in_(message_ids))).scalars())
+
+
+def after(conn: Connection, channel: str, message_id: int) -> list[int]:
+    """Ids of the messages on `channel` after `message_id` still in the histories."""
+    query = (sa.select(MessageRow.c.id).where(MessageRow.c.channel == channel, MessageRow.c.id > message_id,
+                                              MessageRow.c.id.not_in(_withdrawn_now())).order_by(MessageRow.c.id))
+    return list(conn.execute(query).scalars())
+
+
+def state_at(conn: Connection, agent_id: int, at: datetime) -> dict[str, Any] | None:
+    """The agent's state as it stood at `at` (None: it has not changed since, the current one is it)."""
+    value = conn.execute(sa.select(StateRow.c.state_dict).where(StateRow.c.agent_id == agent_id, StateRow.c.created_at <= at,
+                                                                StateRow.c.superseded_at > at)
+                         .order_by(StateRow.c.id.desc()).limit(1)).scalar()
+    return dict(value) if isinstance(value, dict) else None
+
+
+def branch_names(conn: Connection) -> set[str]:
+    return {b for b in conn.execute(sa.select(sa.distinct(WithdrawnRow.c.branch)).where(WithdrawnRow.c.branch.is_not(None))).scalars()}
+
+
+def branches(conn: Connection, channel: str) -> list[tuple[Any, ...]]:
+    """(branch, first message, messages, left at) of every branch an edit left on `channel`, oldest first."""
+    rows = WithdrawnRow.c
+    query = (sa.select(rows.branch, sa.func.min(rows.message_id), sa.func.count(sa.distinct(rows.message_id)), sa.func.min(rows.withdrawn_at))
+             .join(MessageRow, MessageRow.c.id == rows.message_id)
+             .where(rows.reason == "edit", MessageRow.c.channel == channel).group_by(rows.branch).order_by(sa.func.min(rows.withdrawn_at)))
+    return [tuple(r) for r in conn.execute(query)]
+
+
+def branch_messages(conn: Connection, branch: str) -> list[Message]:
+    """The messages an edit moved to `branch`, oldest first (readable: they are never deleted)."""
+    ids = sa.select(WithdrawnRow.c.message_id).where(WithdrawnRow.c.branch == branch)
+    return [s.message for s in _said(conn, sa.select(*_COLUMNS).select_from(MessageRow).where(MessageRow.c.id.in_(ids))
+                                        .order_by(MessageRow.c.id))]

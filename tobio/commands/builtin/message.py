@@ -1,4 +1,5 @@
-"""`message retry|swipe|alternatives`: regenerate an agent's latest reply and choose among the alternatives.
+"""`message retry|swipe|alternatives|edit|branches|branch`: regenerate an agent's latest reply and choose
+among the alternatives; change a message and go on from it, what followed kept in a branch.
 
 People only: choosing what an agent said rewrites its history and its state, which an agent must not do
 to itself or another (tobio/commands/view.py)."""
@@ -8,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tobio.commands import Arg, Context, Group, Result, table
+from tobio.errors import CommandError
 from tobio.hooks import PROMPT
 from tobio.swipes.service import FIRST, Alternative, Swipes
 
@@ -20,7 +22,7 @@ SHOWN = 72  # characters of each alternative in the table
 
 
 def register(root: Group) -> None:
-    message = root.group("message", "Messages: retry an agent's latest reply, keep every alternative, choose one.")
+    message = root.group("message", "Messages: retry a reply and choose among the alternatives; edit one and go on from it.")
 
     @message.command("retry", CHANNEL, AGENT,
                      Arg("--timeout", type=float, default=300.0, help="seconds to wait for the new reply (0: do not wait)"),
@@ -46,6 +48,44 @@ def register(root: Group) -> None:
     async def alternatives(ctx: Context, channel: str, agent: str | None) -> Result:
         """List the alternatives of the latest reply on CHANNEL; the chosen one is marked."""
         return _shown(await Swipes.of(ctx.kernel).alternatives(channel, agent))
+
+
+    @message.command("edit", Arg("id", type=int, help="the message to change"),
+                     Arg("text", nargs="+", help="its new text (quote it or not)"),
+                     Arg("--branch", help="name the branch what followed moves to (default: edit-ID)"),
+                     agents="people")
+    async def edit(ctx: Context, id: int, text: list[str], branch: str | None) -> Result:
+        """Change message ID and go on from it: it and what came after move to a branch that stays readable."""
+        from tobio.swipes.edit import edit as edit_message
+
+        edited = await edit_message(ctx.kernel, id, " ".join(text), branch)
+        return Result(text=f"message {id} is now {edited.message.id}; the {edited.moved} message(s) from it on are in "
+                           f"branch '{edited.branch}' (`message branch {edited.branch}`)",
+                      data={"id": edited.message.id, "branch": edited.branch, "moved": edited.moved})
+
+    @message.command("branches", CHANNEL, agents="people")
+    async def branches(ctx: Context, channel: str) -> Result:
+        """List the branches edits left on CHANNEL: where each began and how many messages it holds."""
+        from tobio.swipes import store
+
+        swipes = Swipes.of(ctx.kernel)
+        await swipes.ready()
+        await ctx.kernel.flush()
+        rows = await ctx.kernel.db.call(store.branches, channel)
+        return table(["branch", "from msg", "messages", "left at"], rows)
+
+    @message.command("branch", Arg("name", help="a branch (see `message branches CHANNEL`)"), agents="people")
+    async def branch(ctx: Context, name: str) -> Result:
+        """Show the messages of a branch an edit left, oldest first."""
+        from tobio.swipes import store
+
+        swipes = Swipes.of(ctx.kernel)
+        await swipes.ready()
+        messages = await ctx.kernel.db.call(store.branch_messages, name)
+        if not messages:
+            raise CommandError(f"no branch '{name}' (see `message branches CHANNEL`)")
+        rows = [(m.id, m.created_at, m.sender or "-", m.role, m.content) for m in messages]
+        return table(["msg", "at", "from", "role", "content"], rows, title=f"branch {name} ({messages[0].channel})")
 
 
 def _shown(alternatives: list[Alternative], text: str | None = None) -> Result:
