@@ -297,3 +297,54 @@ def test_edit_and_continue_keeps_the_old_branch_readable(kernel: Kernel) -> None
     assert [row[4] for row in shown.rows] == ["My dog is called Rex.", REPLIES[0], "Tell me a story.", REPLIES[1]]
     with pytest.raises(TobioError, match="not in a conversation now"):
         kernel.run(f"message edit {first} again")
+
+
+ST_HEADER = {"user_name": "Ada", "character_name": "Mika", "create_date": "2023-6-19@14h20m05s", "chat_metadata": {}}
+ST_CHAT = [
+    {"name": "Ada", "is_user": True, "is_system": False, "send_date": "June 19, 2023 2:21pm", "mes": "Which platform?", "extra": {}},
+    {"name": "System", "is_user": False, "is_system": True, "send_date": "June 19, 2023 2:22pm", "mes": "The train is late.",
+     "extra": {"type": "narrator"}},
+    {"name": "Mika", "is_user": False, "is_system": False, "send_date": "June 19, 2023 2:23pm", "mes": "Platform two.",
+     "extra": {}, "swipe_id": 1, "swipes": ["Platform one.", "Platform two.", "No idea, ask the guard."],
+     "swipe_info": [{"send_date": "June 19, 2023 2:23pm", "extra": {}}] * 3},
+]
+
+
+def test_sillytavern_swipes_and_narrator_lines_round_trip(duckdb_url: str, tmp_path: Path) -> None:
+    """ST's swipes become real alternatives (the chosen one in the histories), a swipe here changes the
+    exported choice, and the narrator's lines come in as the channel's system messages."""
+    import json
+
+    from test_st_chats import jsonl, spawn, thread_of
+    from test_st_chats import start as st_kernel
+
+    source = write(tmp_path / "Mika.jsonl", jsonl(ST_HEADER, *ST_CHAT))
+    kernel = st_kernel(duckdb_url, tmp_path)
+    try:
+        spawn(kernel, tmp_path, "mika")
+        out = kernel.run(f"transcript import '{source}' --user ada")
+        assert out.data["messages"] == 3 and out.data["alternatives"] == 2
+        narrator = kernel.run("sql SELECT agent_id, role FROM messages WHERE content = 'The train is late.'").rows
+        assert narrator == [(None, "system")]
+        thread = thread_of(kernel, "mika", "st.mika")
+        said = kernel.run(f"sql SELECT m.content FROM pushes p JOIN messages m ON m.id = p.message_id WHERE p.thread_id = {thread} ORDER BY m.id")
+        assert [row[0] for row in said.rows] == ["Which platform?", "The train is late.", "Platform two."]
+        listed = kernel.run("message alternatives st.mika").data
+        assert [(row["content"], row["chosen"]) for row in listed] == [
+            ("Platform one.", False), ("Platform two.", True), ("No idea, ask the guard.", False)]
+
+        back = tmp_path / "back.jsonl"
+        kernel.run(f"transcript export {thread} {back}")
+        assert [json.loads(line) for line in back.read_text().splitlines()] == [ST_HEADER, *ST_CHAT]  # same swipes and choice
+
+        kernel.run("message swipe st.mika 3")
+        prompt = "\n".join(m["content"] for m in kernel.run("agent prompt mika --channel st.mika").data["messages"])
+        assert "No idea, ask the guard." in prompt and "Platform two." not in prompt
+        again = tmp_path / "again.jsonl"
+        kernel.run(f"transcript export {thread} {again}")
+        mika = [json.loads(line) for line in again.read_text().splitlines()][-1]
+        assert (mika["swipe_id"], mika["mes"], mika["swipes"]) == (2, "No idea, ask the guard.", ST_CHAT[2]["swipes"])
+        kernel.run(f"transcript import '{again}' --user ada --channel st.again")  # and back in: the same choice
+        assert [row["chosen"] for row in kernel.run("message alternatives st.again").data] == [False, False, True]
+    finally:
+        kernel.close()

@@ -149,3 +149,18 @@ def branch_messages(conn: Connection, branch: str) -> list[Message]:
     ids = sa.select(WithdrawnRow.c.message_id).where(WithdrawnRow.c.branch == branch)
     return [s.message for s in _said(conn, sa.select(*_COLUMNS).select_from(MessageRow).where(MessageRow.c.id.in_(ids))
                                         .order_by(MessageRow.c.id))]
+
+
+def alternatives_in(conn: Connection, thread_id: int) -> dict[int, tuple[list[str], int]]:
+    """For each message in the thread's history whose turn has more than one reply: (the texts of all its
+    alternatives, oldest first, and its own place among them). SillyTavern's `swipes` and `swipe_id`."""
+    mine, alt = MessageRow, MessageRow.alias("alt")
+    query = (sa.select(mine.c.id, alt.c.id, alt.c.content)
+             .select_from(PushRow.join(mine, mine.c.id == PushRow.c.message_id)
+                          .join(alt, sa.and_(alt.c.reply_to == mine.c.reply_to, alt.c.agent_id == mine.c.agent_id)))
+             .where(PushRow.c.thread_id == thread_id, mine.c.reply_to.is_not(None))
+             .order_by(mine.c.id, alt.c.id))
+    groups: dict[int, list[tuple[int, str]]] = {}
+    for message_id, alt_id, content in conn.execute(query):
+        groups.setdefault(message_id, []).append((alt_id, content))
+    return {m: ([c for _, c in g], [i for i, _ in g].index(m)) for m, g in groups.items() if len(g) > 1}

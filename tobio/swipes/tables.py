@@ -25,6 +25,8 @@ WithdrawnRow = table(
     column("restored_at", DateTime(), null=True),  # pushed again (the alternative chosen back)
 )
 
+WITHDRAWN_COLUMNS = ("thread_id", "message_id", "reason", "branch", "withdrawn_at", "restored_at")
+
 # An agent's whole state (state_dict with modules) to go back to: `before` the turn that answered message
 # `message_id`, or `after` alternative `message_id` (saved when another one was chosen instead).
 SwipeStateRow = table(
