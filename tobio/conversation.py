@@ -254,8 +254,8 @@ class Conversation:
         front end to show in place of the one it showed."""
         from tobio.swipes.service import Swipes
 
-        chosen = await self.kernel.acall(Swipes.of(self.kernel).choose(self.channel, number, self.agent))
-        return chosen.message
+        alternatives = await self.kernel.acall(Swipes.of(self.kernel).choose(self.channel, number, self.agent))
+        return alternatives[number - 1].message
 
     async def alternatives(self) -> list[Alternative]:
         """The latest reply's alternatives, the chosen one marked."""

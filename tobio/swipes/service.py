@@ -15,6 +15,7 @@ import asyncio
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tobio.db.migrations import utcnow
@@ -119,17 +120,12 @@ class Swipes:
         the withdrawn replies of an interrupted retry answered."""
         await self.ready()
         await self.kernel.flush()
-        db = self.kernel.db
-        last = await db.call(store.last_said, channel)
+        last, incoming, replies = await self.kernel.db.call(store.latest_turn, channel, agent)
         if last is None:
             raise CommandError(f"nothing has been said on '{channel}' yet")
-        sender = last.message.sender
-        if last.reply_to is not None and last.message.sender_id is not None and (agent is None or sender == agent):
-            incoming = await db.call(store.message, last.reply_to)
-            assert incoming is not None
-            replies = await db.call(store.answers, incoming.message.id, last.message.sender_id)
+        if incoming is not None:
+            assert last.message.sender_id is not None
             return Turn(last.message.sender_id, channel, incoming.message, replies)
-        replies = [r for r in await db.call(store.answers, last.message.id) if agent is None or r.message.sender == agent]
         agent_id = replies[0].message.sender_id if replies else self.live(agent).id if agent else None
         if agent_id is None:
             raise CommandError(f"the newest message on '{channel}' is not a reply; say whose turn to retry with --agent")
@@ -176,9 +172,9 @@ class Swipes:
         finally:
             unlisten()
 
-    async def choose(self, channel: str, number: int, agent: str | None = None) -> Alternative:
+    async def choose(self, channel: str, number: int, agent: str | None = None) -> list[Alternative]:
         """Make alternative `number` (1 = the first) the one in the histories, and the agent's state the one
-        it left the agent in."""
+        it left the agent in; returns the alternatives as they are now."""
         async with self._lock:
             turn = await self.turn(channel, agent)
             if not turn.replies:
@@ -186,19 +182,27 @@ class Swipes:
             if not 1 <= number <= len(turn.replies):
                 raise CommandError(f"choose a reply from 1 to {len(turn.replies)} (see `message alternatives {channel}`)")
             target = turn.replies[number - 1]
-            chosen = Alternative(number, target.message, True)
             if not target.withdrawn and sum(not r.withdrawn for r in turn.replies) == 1:
-                return chosen
+                return turn.alternatives()
             replier = self._idle(turn)
             thread = self.kernel.transport.subscription(replier.id, channel)
-            withdrawn = await self._leave(replier, turn, keep=target.message.id)
-            restored = await self.kernel.db.call(store.restore, [target.message.id], utcnow())
-            state = await self.kernel.db.call(store.saved_state, replier.id, target.message.id, "after")
+            leaving = [r.message.id for r in turn.replies if not r.withdrawn and r.message.id != target.message.id]
+            saves = self._after_rows(replier, leaving)
+            now = utcnow()
+
+            def swap(conn: Any) -> tuple[list[int], list[int], dict[str, Any] | None]:
+                """One transaction: the state each leaving reply left saved, its pushes out, the chosen one's in."""
+                for row in saves:
+                    store.save_state(conn, row)
+                return (store.withdraw(conn, leaving, "swipe", now), store.restore(conn, [target.message.id], now),
+                        store.saved_state(conn, replier.id, target.message.id, "after"))
+
+            owners, restored, state = await self.kernel.db.call(swap)
             if state is None:  # chosen before it was ever left (an import's alternatives): its turn's start
                 state = await self.before(replier, turn)
-            await self._become(replier, state, turn, withdrawn, [target.message.id], thread.thread_id if thread else None,
+            await self._become(replier, state, turn, (leaving, owners), [target.message.id], thread.thread_id if thread else None,
                                also=tuple(restored))
-            return chosen
+            return [Alternative(a.number, a.message, a.number == number) for a in turn.alternatives()]
 
     def _idle(self, turn: Turn) -> Agent:
         replier = self.live(agent_id=turn.agent_id)
@@ -225,15 +229,24 @@ class Swipes:
         row = (self.kernel.db.next_ids("swipe_states"), agent.id, message_id, kind, state, utcnow())
         await self.kernel.db.call(store.save_state, row)
 
-    async def _leave(self, agent: Agent, turn: Turn, keep: int | None = None) -> tuple[list[int], list[int]]:
-        """Withdraw the reply in the histories now (other than `keep`), saving the state it left the agent in."""
-        leaving = [r.message.id for r in turn.replies if not r.withdrawn and r.message.id != keep]
+    def _after_rows(self, agent: Agent, leaving: list[int]) -> list[tuple[int, int, int, str, dict[str, Any], datetime]]:
+        """The rows that save the state the agent is in now as the one each leaving reply left it in."""
+        state, now = self.kernel.agents.full_state(agent), utcnow()
+        return [(self.kernel.db.next_ids("swipe_states"), agent.id, message_id, "after", state, now) for message_id in leaving]
+
+    async def _leave(self, agent: Agent, turn: Turn) -> tuple[list[int], list[int]]:
+        """Withdraw the reply in the histories now, saving the state it left the agent in (one transaction)."""
+        leaving = [r.message.id for r in turn.replies if not r.withdrawn]
         if not leaving:
             return [], []
-        state = self.kernel.agents.full_state(agent)
-        for message_id in leaving:
-            await self._save(agent, message_id, "after", state)
-        return leaving, await self.kernel.db.call(store.withdraw, leaving, "swipe", utcnow())
+        saves, now = self._after_rows(agent, leaving), utcnow()
+
+        def leave(conn: Any) -> list[int]:
+            for row in saves:
+                store.save_state(conn, row)
+            return store.withdraw(conn, leaving, "swipe", now)
+
+        return leaving, await self.kernel.db.call(leave)
 
     async def _become(self, agent: Agent, state: dict[str, Any], turn: Turn, withdrawn: tuple[list[int], list[int]],
                       restored: list[int], thread_id: int | None, also: tuple[int, ...] = ()) -> None:

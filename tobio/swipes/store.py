@@ -46,6 +46,19 @@ def last_said(conn: Connection, channel: str) -> Said | None:
     return found[0] if found else None
 
 
+def latest_turn(conn: Connection, channel: str, agent: str | None) -> tuple[Said | None, Said | None, list[Said]]:
+    """(the newest message on `channel`, the message it answers when it is a reply (of `agent`), the
+    replies to that: its alternatives); when the newest is not such a reply, (it, None, the replies to it)."""
+    last = last_said(conn, channel)
+    if last is None:
+        return None, None, []
+    if last.reply_to is not None and last.message.sender_id is not None and (agent is None or last.message.sender == agent):
+        incoming = message(conn, last.reply_to)
+        if incoming is not None:
+            return last, incoming, answers(conn, last.reply_to, last.message.sender_id)
+    return last, None, [r for r in answers(conn, last.message.id) if agent is None or r.message.sender == agent]
+
+
 def message(conn: Connection, message_id: int) -> Said | None:
     found = _said(conn, sa.select(*_COLUMNS).select_from(MessageRow).where(MessageRow.c.id == message_id))
     return found[0] if found else None

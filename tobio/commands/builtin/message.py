@@ -40,9 +40,9 @@ def register(root: Group) -> None:
                      aliases=("choose",), agents="people")
     async def swipe(ctx: Context, channel: str, number: int, agent: str | None) -> Result:
         """Choose alternative NUMBER of the latest reply on CHANNEL: the agent's history and mood follow it."""
-        swipes = Swipes.of(ctx.kernel)
-        chosen = await swipes.choose(channel, number, agent)
-        return _shown(await swipes.alternatives(channel, agent), f"{chosen.message.sender}: {chosen.message.content}")
+        alternatives = await Swipes.of(ctx.kernel).choose(channel, number, agent)
+        chosen = alternatives[number - 1].message
+        return _shown(alternatives, f"{chosen.sender}: {chosen.content}")
 
     @message.command("alternatives", CHANNEL, AGENT, aliases=("alts",), agents="people")
     async def alternatives(ctx: Context, channel: str, agent: str | None) -> Result:
