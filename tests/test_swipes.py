@@ -155,6 +155,15 @@ def test_retry_and_swipe_through_the_conversation(kernel: Kernel) -> None:
 def test_nothing_to_retry_is_one_clear_line(kernel: Kernel) -> None:
     with pytest.raises(TobioError, match="nothing has been said on 'dm.user.nobody'"):
         kernel.run("message retry dm.user.nobody")
+    ada = kernel.agents.live["ada"]
+    kernel.call(kernel.agents.open_dm("user", "ada"))
+    kernel.call(ada.say(CHANNEL, "Hello, I am Ada."))  # said of its own accord (a greeting): it answers nothing
+    with pytest.raises(TobioError, match="not a reply; say whose turn"):
+        kernel.run(f"message retry {CHANNEL}")
+    with pytest.raises(TobioError, match="nothing to answer again"):
+        kernel.run(f"message retry {CHANNEL} --agent ada")
+    with pytest.raises(TobioError, match="no replies to choose from"):
+        kernel.run(f"message swipe {CHANNEL} 1 --agent ada")
 
 
 def test_the_shell_chat_retries_and_swipes(kernel: Kernel) -> None:

@@ -148,6 +148,9 @@ class Swipes:
         async with self._lock:
             turn = await self.turn(channel, agent)
             replier = self._idle(turn)
+            if turn.incoming.sender_id == replier.id:
+                raise CommandError(f"the newest message on '{channel}' is {replier.name}'s own, not an answer to anything "
+                                   "(a greeting?): there is nothing to answer again")
             thread = self.kernel.transport.subscription(replier.id, channel)
             if thread is None:
                 raise CommandError(f"{replier.name} is not on '{channel}'")
