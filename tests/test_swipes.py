@@ -357,3 +357,24 @@ def test_sillytavern_swipes_and_narrator_lines_round_trip(duckdb_url: str, tmp_p
         assert [row["chosen"] for row in kernel.run("message alternatives st.again").data] == [False, False, True]
     finally:
         kernel.close()
+
+
+def test_an_edit_says_which_summaries_already_hold_the_old_text(duckdb_url: str, tmp_path: Path) -> None:
+    """Summaries are append-only: an edit of a message memory already summarised says so (and still works)."""
+    from test_st_chats import jsonl, spawn, thread_of
+    from test_st_chats import start as st_kernel
+
+    chatter = [{"name": ("Mika", "Ada")[i % 2], "is_user": i % 2 == 1, "is_system": False,
+                "send_date": f"March 3, 2024 10:{i:02d}am", "mes": f"Line {i} about trains, tunnels and the long coast road.",
+                "extra": {}} for i in range(40)]
+    kernel = st_kernel(duckdb_url, tmp_path, memory=True)
+    try:
+        spawn(kernel, tmp_path, "mika")
+        kernel.run(f"transcript import {write(tmp_path / 'long.jsonl', jsonl(*chatter))} --user ada --channel long --backfill")
+        assert kernel.run(f"sql SELECT count(*) FROM summaries WHERE thread_id = {thread_of(kernel, 'mika', 'long')}").rows[0][0] >= 1
+        first = kernel.run("sql SELECT min(id) FROM messages WHERE channel = 'long'").rows[0][0]
+        edited = kernel.run(f"message edit {first + 1} Line 1 is about boats instead.")
+        assert edited.data["moved"] == 39 and "mika@long" in edited.data["summarised"]
+        assert "already fold the old text in" in (edited.text or "")
+    finally:
+        kernel.close()

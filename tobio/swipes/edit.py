@@ -4,7 +4,8 @@ The edited message and everything said after it on its channel leave the histori
 withdrawn under the branch's name, tables.py), so they stay readable with `message branch NAME`. Every
 agent on the channel goes back to the state it was in when the message was said (its reply's sender
 to the state its turn began with), and the new text is posted by the same sender, in the same role:
-a person's edited line is answered as any line is.
+a person's edited line is answered as any line is. A summary memory already wrote over the old text
+is append-only like the rest and stays as written: the command says which threads have one.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Edited:
-    """The edited message as posted, the branch what followed moved to, and how many messages moved."""
+    """The edited message as posted, the branch what followed moved to, how many messages moved, and the
+    threads whose summaries had already folded the old text in (they stay as written)."""
 
     message: Message
     branch: str
     moved: int
+    summarised: list[str]
 
 
 async def edit(kernel: Kernel, message_id: int, text: str, branch: str | None = None) -> Edited:
@@ -58,6 +61,7 @@ async def edit(kernel: Kernel, message_id: int, text: str, branch: str | None = 
     name = _branch_name(branch, message_id, taken)
     states = {a.id: await _state_then(kernel, swipes, a, said) for a in agents}
     moved = [message_id, *await db.call(store.after, channel, message_id)]
+    summarised = await db.call(store.summarised, channel, message_id)
     owners = await db.call(store.withdraw, moved, "edit", utcnow(), name)
     for agent in agents:
         state = states[agent.id]
@@ -76,7 +80,7 @@ async def edit(kernel: Kernel, message_id: int, text: str, branch: str | None = 
         posted = await sender.say(channel, text, role=said.message.role, metadata=metadata)
     else:
         posted = await kernel.transport.post(channel, text, sender=None, role=said.message.role, metadata=metadata)
-    return Edited(posted, name, len(moved))
+    return Edited(posted, name, len(moved), summarised)
 
 
 def _branch_name(wanted: str | None, message_id: int, taken: set[str]) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from tobio.db.tables import AgentRow, MessageRow, PushRow, StateRow, ThreadRow
+from tobio.db.tables import AgentRow, MessageRow, PushRow, StateRow, SummaryRow, ThreadRow
 from tobio.messages import Message
 from tobio.swipes.tables import SwipeStateRow, WithdrawnRow
 
@@ -177,3 +177,10 @@ def alternatives_in(conn: Connection, thread_id: int) -> dict[int, tuple[list[st
     for message_id, alt_id, content in conn.execute(query):
         groups.setdefault(message_id, []).append((alt_id, content))
     return {m: ([c for _, c in g], [i for i, _ in g].index(m)) for m, g in groups.items() if len(g) > 1}
+
+
+def summarised(conn: Connection, channel: str, message_id: int) -> list[str]:
+    """Names of the threads on `channel` whose summaries already fold in message `message_id`."""
+    query = (sa.select(sa.distinct(ThreadRow.c.name)).join(SummaryRow, SummaryRow.c.thread_id == ThreadRow.c.id)
+             .where(ThreadRow.c.channel == channel, SummaryRow.c.checkpoint_message_id >= message_id).order_by(ThreadRow.c.name))
+    return list(conn.execute(query).scalars())

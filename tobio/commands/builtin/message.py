@@ -59,9 +59,12 @@ def register(root: Group) -> None:
         from tobio.swipes.edit import edit as edit_message
 
         edited = await edit_message(ctx.kernel, id, " ".join(text), branch)
-        return Result(text=f"message {id} is now {edited.message.id}; the {edited.moved} message(s) from it on are in "
-                           f"branch '{edited.branch}' (`message branch {edited.branch}`)",
-                      data={"id": edited.message.id, "branch": edited.branch, "moved": edited.moved})
+        said = (f"message {id} is now {edited.message.id}; the {edited.moved} message(s) from it on are in "
+                f"branch '{edited.branch}' (`message branch {edited.branch}`)")
+        if edited.summarised:
+            said += f"\nnote: the summaries of {', '.join(edited.summarised)} already fold the old text in; they stay as written"
+        return Result(text=said, data={"id": edited.message.id, "branch": edited.branch, "moved": edited.moved,
+                                       "summarised": edited.summarised})
 
     @message.command("branches", CHANNEL, agents="people")
     async def branches(ctx: Context, channel: str) -> Result:
