@@ -378,3 +378,39 @@ def test_an_edit_says_which_summaries_already_hold_the_old_text(duckdb_url: str,
         assert "already fold the old text in" in (edited.text or "")
     finally:
         kernel.close()
+
+
+def test_what_another_agent_learnt_from_a_reply_follows_the_swipe(db_url: str, tmp_path: Path) -> None:
+    """In a shared room, ada (listening) learns about bob from his reply: a swipe to another reply changes
+    what she believes, and swiping back brings the first belief back."""
+    providers = {"s": {"type": "scripted", "replies": ["My dog is called Rex.", "My dog is called Max."]}}
+    models = {"chat-default": {"provider": "s", "model": "x", "purpose": "chat"}}
+    kernel = Kernel(KernelConfig(modules=["scripted", "models", "persona", "people"], providers=providers, models=models),
+                    database=db_url).start()
+    try:
+        for name in ("ada", "bob"):
+            write(tmp_path / f"{name}.persona.yaml", f"name: {name.title()}\ndescription: A friend.\n")
+            kernel.run(f"agent spawn {write(tmp_path / f'{name}.yaml', f'name: {name}' + chr(10) + 'type: persona' + chr(10) + f'persona: {name}.persona.yaml' + chr(10) + 'channels: [room]' + chr(10))}")
+        kernel.run("agent pause ada")  # she listens (and learns), bob answers
+        from tobio.people.module import PeopleModule
+
+        people, ada = PeopleModule.of(kernel), kernel.agents.live["ada"]
+
+        async def hello() -> None:
+            person = await kernel.agents.ensure_user("user", ("room",))
+            await kernel.transport.post("room", "Hello, bob!", sender=person, role="user")
+
+        kernel.call(hello())
+        wait_until(lambda: people.known(ada.id, "bob").get("dog") == "Rex", 30)
+        assert kernel.run("message retry room --agent bob").text == "bob: My dog is called Max."
+        wait_until(lambda: people.known(ada.id, "bob").get("dog") == "Max", 30)
+        kernel.run("message swipe room 1")
+        assert people.known(ada.id, "bob").get("dog") == "Rex"
+        kernel.run("message swipe room 2")
+        assert people.known(ada.id, "bob").get("dog") == "Max"
+        kernel.call(people.flush())
+        current = kernel.run(f"sql SELECT value FROM people_facts WHERE agent_id = {ada.id} AND key = 'dog' "
+                             "AND superseded_at IS NULL AND retracted_at IS NULL").rows
+        assert current == [("Max",)]  # the record agrees with what she holds in memory
+    finally:
+        kernel.close()
