@@ -42,7 +42,8 @@ def start(url: str, tmp_path: Path) -> Kernel:
     kernel.modules.register(type("SwipeMemory", (MemoryModule,), {"config": MemoryConfig(summarize=False, tokenizer_model="chat-default")}))
     kernel.run("mod load memory")
     write(tmp_path / "ada.persona.yaml", "name: Ada\ndescription: A friend.\n")
-    kernel.run(f"agent spawn {write(tmp_path / 'ada.yaml', 'name: ada' + chr(10) + 'type: persona' + chr(10) + 'persona: ada.persona.yaml' + chr(10))}")
+    if "ada" not in kernel.agents.live:  # (a kernel on an existing file restores her)
+        kernel.run(f"agent spawn {write(tmp_path / 'ada.yaml', 'name: ada' + chr(10) + 'type: persona' + chr(10) + 'persona: ada.persona.yaml' + chr(10))}")
     return kernel
 
 
@@ -412,5 +413,32 @@ def test_what_another_agent_learnt_from_a_reply_follows_the_swipe(db_url: str, t
         current = kernel.run(f"sql SELECT value FROM people_facts WHERE agent_id = {ada.id} AND key = 'dog' "
                              "AND superseded_at IS NULL AND retracted_at IS NULL").rows
         assert current == [("Max",)]  # the record agrees with what she holds in memory
+    finally:
+        kernel.close()
+
+
+def test_a_swipe_survives_a_restart(duckdb_url: str, tmp_path: Path) -> None:
+    """The choice, the histories and the state are the record's: a new kernel on the same file has them,
+    and retries again from the same turn start."""
+    kernel = start(duckdb_url, tmp_path)
+    try:
+        async def talk() -> None:
+            async with Conversation(kernel, "ada") as conversation:
+                await (await conversation.prompt("How is the weather today?")).wait(timeout=30)
+
+        asyncio.run(talk())
+        kernel.run(f"message retry {CHANNEL}")
+        kernel.run(f"message swipe {CHANNEL} 1")
+        settle(kernel)
+        chosen_mood, prompt = mood(kernel), next_prompt(kernel)
+    finally:
+        kernel.close()
+    kernel = start(duckdb_url, tmp_path)
+    try:
+        assert [row["chosen"] for row in kernel.run(f"message alternatives {CHANNEL}").data] == [True, False]
+        assert next_prompt(kernel) == prompt and REPLIES[0] in prompt and REPLIES[1] not in prompt
+        assert mood(kernel) == chosen_mood
+        assert kernel.run(f"message retry {CHANNEL}").text == f"ada: {REPLIES[0]}"  # a new kernel's model: its replies from the top
+        assert [row["chosen"] for row in kernel.run(f"message alternatives {CHANNEL}").data] == [False, False, True]
     finally:
         kernel.close()
