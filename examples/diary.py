@@ -43,6 +43,7 @@ from tobio.hooks import (
     REPLY_FILTER,
     SHOULD_ANSWER,
     SQL_SCOPE,
+    SWIPED,
     implements,
 )
 from tobio.messages import Delivery, Message
@@ -58,6 +59,7 @@ from tobio.turn.reply import Reply, cut_echoes, first_line
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
     from tobio.replay import Snapshot
+    from tobio.swipes.service import Swiped
 
 # -- its table: one line per message an agent heard from someone ------------------------------------
 DiaryRow = sa.Table(
@@ -148,6 +150,17 @@ class DiaryModule(Module):
         if isinstance(event, ReplyPosted):
             self.replies[event.agent_id] += 1
 
+    @implements(SWIPED)
+    async def unsay(self, change: Swiped) -> None:
+        """A swipe or an edit took messages out of the histories, or brought one back: the counts follow."""
+        names = {a.id: a.name for a in self.kernel.agents.live.values()}
+        for ids, step in ((change.withdrawn, -1), (change.restored, 1)):
+            for sender in await self.kernel.db.call(_senders, list(ids)):
+                for agent_id in change.agents:
+                    met = self.met.get(agent_id)
+                    if met is not None and names.get(agent_id) != sender:
+                        met[sender] = max(0, met[sender] + step)
+
     @implements(REPLAY)
     async def replay(self, snapshot: Snapshot) -> None:
         """Whom the agent had talked with at the snapshot's time."""
@@ -169,6 +182,13 @@ class DiaryModule(Module):
             cutoff = utcnow() - timedelta(days=self.settings.keep_days)
             await self.kernel.db.call(lambda conn: conn.execute(sa.delete(DiaryRow).where(DiaryRow.c.created_at < cutoff)))
             await asyncio.sleep(3600)
+
+
+def _senders(conn: Connection, message_ids: list[int]) -> list[str]:
+    from tobio.db.tables import AgentRow, MessageRow
+
+    query = sa.select(AgentRow.c.name).join(MessageRow, MessageRow.c.agent_id == AgentRow.c.id).where(MessageRow.c.id.in_(message_ids))
+    return list(conn.execute(query).scalars())
 
 
 def _partners_until(conn: Connection, agent_id: int, at: datetime) -> dict[str, int]:

@@ -47,6 +47,21 @@ class Chat:
         """Post what the person typed; returns once it is stored and delivered."""
         await self.conversation.say(text)
 
+    async def retry(self) -> None:
+        """/retry: the agent answers the last line again; its new reply is printed like any other."""
+        await self.conversation.retry()
+
+    async def swipe(self, number: int | None) -> str:
+        """/swipe N: choose reply N of the last turn and print it; /swipe alone: what there is to choose.
+        Returns the line that says which one is chosen now."""
+        if number is not None:
+            message = await self.conversation.swipe(number)
+            self._on_line(message.sender or self.agent, message.content)
+        alternatives = await self.conversation.alternatives()
+        if number is not None:
+            return f"reply {number} of {len(alternatives)} chosen; {self.agent} goes on from it"
+        return "\n".join(f"{'*' if a.chosen else ' '} {a.number}. {a.message.content}" for a in alternatives) or "no replies yet"
+
     def _show(self, reply: Reply) -> None:
         if reply.state == "posted":
             self._on_line(reply.sender, reply.text)

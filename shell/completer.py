@@ -10,7 +10,8 @@ from prompt_toolkit.document import Document
 from shell.session import Session
 from tobio.commands.complete import Candidate, CommandCompleter
 
-CHAT_WORDS = {"/exit": "leave the chat", "/cmd": "run a command without leaving", "/help": "what you can type here"}
+CHAT_WORDS = {"/exit": "leave the chat", "/cmd": "run a command without leaving", "/help": "what you can type here",
+              "/retry": "another reply to your last line", "/swipe": "choose reply N of the last turn"}
 
 
 class ShellCompleter(Completer):

@@ -127,6 +127,14 @@ class Repl:
                 await self.chat.say(action.line)
             except TobioError as exc:
                 self.printer.error(exc)
+        elif action.kind in ("retry", "swipe") and self.chat is not None:
+            try:
+                if action.kind == "retry":
+                    await self.chat.retry()
+                else:
+                    self.printer.info(await self.chat.swipe(action.args.get("number")))
+            except TobioError as exc:
+                self.printer.error(exc)
         elif action.kind == "info":
             self.printer.info(action.line)
         elif action.kind == "error" and action.error is not None:

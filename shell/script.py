@@ -157,7 +157,7 @@ class Batch:
             return action.code
         elif action.kind == "info":
             self.printer.info(action.line)
-        elif action.kind in ("chat", "say"):
+        elif action.kind in ("chat", "say", "retry", "swipe"):
             message = "`chat` needs the interactive prompt; in scripts use `channel post` and `wait`"
             self.printer.error(CommandError(message), where)
             return False

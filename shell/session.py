@@ -23,6 +23,8 @@ HELP_WORDS = ("help", "\\?")
 CHAT_HELP = """In a chat, what you type is said to the agent. Lines starting with `/`:
   /exit          leave the chat (Ctrl-D too)
   /cmd COMMAND   run a shell command without leaving (also /COMMAND, e.g. /agent ls)
+  /retry         ask for another reply to your last line (the one shown is kept)
+  /swipe N       choose reply N of the last turn (/swipe alone lists them)
   /help          this help
 Ctrl-C stops the replies still streaming (and cancels the agent's model run)."""
 
@@ -43,7 +45,7 @@ class Mode:
 class Action:
     """What a line asks for; the REPL and the script runner carry it out."""
 
-    kind: Literal["none", "run", "enter", "leave", "exit", "chat", "say", "info", "error"]
+    kind: Literal["none", "run", "enter", "leave", "exit", "chat", "say", "retry", "swipe", "info", "error"]
     line: str = ""
     mode: Mode | None = None
     code: int = 0
@@ -125,6 +127,13 @@ class Session:
                 return Action("leave")
             if word in ("help", "?"):
                 return Action("info", line=CHAT_HELP)
+            if word == "retry" and not rest.strip():
+                return Action("retry")
+            if word == "swipe":
+                number = rest.strip()
+                if number and not number.isdigit():
+                    return Action("error", error=CommandError(f"/swipe takes the number of a reply, not '{number}'"))
+                return Action("swipe", args={"number": int(number) if number else None})
             return self._command(rest.strip() if word == "cmd" else line[1:], self.root)
         if mode is not None and mode.kind == "raw":
             if line in LEAVE_WORDS:

@@ -61,6 +61,13 @@ def test_history_quick_mode(tmp_path: Path) -> None:
 
 
 @slow
+def test_swipe_quick_mode(tmp_path: Path) -> None:
+    out = run_bench("swipe.py", "--quick", tmp_path=tmp_path, timeout=240)
+    assert out["messages"] == 100_000 and out["alternatives"] == 4  # the first reply and three retries
+    assert min(numbers(out, "build_s", "retry_ms_p50", "retry_ms_max", "swipe_ms_p50", "swipe_ms_p95")) > 0
+
+
+@slow
 def test_transport_quick_mode(tmp_path: Path) -> None:
     out = run_bench("transport.py", "--quick", tmp_path=tmp_path, timeout=240)
     assert out["messages"] == 2_000

@@ -30,6 +30,7 @@ from tobio.models.cancel import cancel_reply_runs
 if TYPE_CHECKING:
     from tobio.agents.base import Agent
     from tobio.kernel import Kernel
+    from tobio.swipes.service import Alternative
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +230,38 @@ class Conversation:
                 self._waiting.remove(response)
             raise
         return response
+
+    # -- alternatives (swipes.py) -------------------------------------------------------------------
+    async def retry(self) -> Response:
+        """Ask the agent for another reply to the latest turn; the one shown now is kept as an
+        alternative. Returns the Response the new reply fills."""
+        from tobio.swipes.service import Swipes
+
+        if self._unlisten is None:
+            raise TobioError(f"the conversation with {self.agent} is not open")
+        response = Response(self)
+        self._waiting.append(response)
+        try:
+            await self.kernel.acall(Swipes.of(self.kernel).retry(self.channel, self.agent, timeout=0))
+        except BaseException:
+            if response in self._waiting:
+                self._waiting.remove(response)
+            raise
+        return response
+
+    async def swipe(self, number: int) -> Message:
+        """Choose alternative `number` (1 = the first said) of the latest reply; returns its message, for the
+        front end to show in place of the one it showed."""
+        from tobio.swipes.service import Swipes
+
+        alternatives = await self.kernel.acall(Swipes.of(self.kernel).choose(self.channel, number, self.agent))
+        return alternatives[number - 1].message
+
+    async def alternatives(self) -> list[Alternative]:
+        """The latest reply's alternatives, the chosen one marked."""
+        from tobio.swipes.service import Swipes
+
+        return await self.kernel.acall(Swipes.of(self.kernel).alternatives(self.channel, self.agent))
 
     def in_progress(self) -> list[Reply]:
         """Replies begun and not done: streaming, or streamed and waiting for their posted message."""

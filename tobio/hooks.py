@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from tobio.modules import Module
     from tobio.providers.base import Provider
     from tobio.replay import Snapshot
+    from tobio.swipes.service import Swiped
     from tobio.turn.character import Character
     from tobio.turn.events import Event
     from tobio.turn.prompt import Prompt
@@ -95,6 +96,7 @@ CompletionSource = Callable[["Kernel"], list[tuple[str, str]]]
 MemorySource = Callable[["Connection", int, str], list[tuple["Item", Any]]]
 CharacterSource = Callable[[], list[tuple[str, "Character"]]]
 EmbeddedObserver = Callable[[list["Message"], list[list[float]]], None]
+SwipeObserver = Callable[["Swiped"], Awaitable[None]]
 RecallBias = Callable[[int, Any], Any]  # (agent id, candidates' vectors (n, d)) -> a score to add to each (n,)
 
 SHOULD_ANSWER: Point[ShouldAnswer] = Point(
@@ -132,6 +134,9 @@ SQL_SCOPE: Point[Scope] = Point(
     keyed=True)
 AGENT_TYPE: Point[type[Agent]] = Point(
     "agent_type", "A spawnable agent class, keyed by the `type:` agent files give.", Rule.LOOKUP, keyed=True)
+SWIPED: Point[SwipeObserver] = Point(
+    "swiped", "Told that messages left or came back to agents' histories (a swipe, an edit): drop or reload what "
+    "was cached from them; the agent's own state is already the chosen reply's.", Rule.EACH)
 PROVIDER_TYPE: Point[type[Provider]] = Point(
     "provider_type", "A model back end class, keyed by the `type:` provider entries give.", Rule.LOOKUP, keyed=True)
 
@@ -139,7 +144,8 @@ LAST = 1000
 """The `order` of a PROMPT step that must see what every other step added (memory fits it all to budget)."""
 
 POINTS: tuple[Point[Any], ...] = (SHOULD_ANSWER, HISTORY_SOURCE, PROMPT, REPLY_FILTER, EVENT, ON_MESSAGE, REPLAY,
-                                  MEMORY_SOURCE, EMBEDDED, RECALL_BIAS, CHARACTERS, COMPLETION_SOURCE, SQL_SCOPE, AGENT_TYPE, PROVIDER_TYPE)
+                                  MEMORY_SOURCE, EMBEDDED, RECALL_BIAS, CHARACTERS, COMPLETION_SOURCE, SQL_SCOPE, AGENT_TYPE, PROVIDER_TYPE,
+                                  SWIPED)
 """Commands are one more: `kernel.commands.command(...)` / `.group(...)`, owned the same way."""
 
 

@@ -28,7 +28,7 @@ from tobio.emotion.affect import Affect, Mood
 from tobio.emotion.appraise import Direction, LearnedAppraiser, LexiconAppraiser, ModelAppraiser
 from tobio.emotion.emotions import Emotion, arise, cause_of, current
 from tobio.emotion.personality import Traits, half_life_factor, mehrabian, sensitivity
-from tobio.hooks import EMBEDDED, ON_MESSAGE, PROMPT, RECALL_BIAS, REPLAY, implements
+from tobio.hooks import EMBEDDED, ON_MESSAGE, PROMPT, RECALL_BIAS, REPLAY, SWIPED, implements
 from tobio.messages import Message
 from tobio.models.module import models_of
 from tobio.modules import DatabaseModule, Module
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from tobio.kernel import Kernel
     from tobio.replay import Snapshot
+    from tobio.swipes.service import Swiped
     from tobio.turn.prompt import Prompt
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,13 @@ class EmotionModule(Module):
             self._settled(message.id)
         for agent in touched.values():
             self.kernel.tasks.spawn(self.kernel.agents.save_state(agent), name=f"emotion:save:{agent.name}", kind="job", module=self)
+
+    @implements(SWIPED)
+    async def unfelt(self, change: Swiped) -> None:
+        """A message withdrawn before its vector came is never appraised: the state put back stays as it was."""
+        for message_id in change.withdrawn:
+            self.pending.pop(message_id, None)
+            self._settled(message_id)
 
     def _settled(self, message_id: int) -> None:
         future = self.done.pop(message_id, None)

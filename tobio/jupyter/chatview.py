@@ -4,7 +4,9 @@ ipywidgets has no chat widget, so this is an HTML log plus a Text and two Button
 `tobio.conversation.Conversation` living on the kernel's loop: sending posts as the notebook's user
 without blocking the notebook, the reply streams into the log as it is generated and is replaced by the
 message the agent posted, and the agent's mood is shown beside it after each reply. Stop cancels the
-agent's model run; `close()` (or leaving `with ChatView(...)`) stops listening.
+agent's model run; "Another reply" regenerates the last reply in its place and ◀ ▶ choose among the
+alternatives (the agent goes on from the chosen one, see tobio/swipes); `close()` (or leaving
+`with ChatView(...)`) stops listening.
 """
 
 from __future__ import annotations
@@ -35,21 +37,74 @@ class ChatView:
         self.text = widgets.Text(placeholder=f"Say something to {agent}…", layout=widgets.Layout(flex="1"))
         self.send = widgets.Button(description="Send", button_style="primary")
         self.stop_button = widgets.Button(description="Stop")
+        self.earlier = widgets.Button(description="◀", layout=widgets.Layout(width="44px"), tooltip="the previous alternative")
+        self.later = widgets.Button(description="▶", layout=widgets.Layout(width="44px"), tooltip="the next alternative")
+        self.another = widgets.Button(description="Another reply", tooltip="regenerate the last reply; it is kept")
+        self.counter = widgets.HTML()
+        self.chosen = 0  # which alternative of the last reply is shown (0: none)
+        self._replacing = False  # the next posted reply replaces the last line (a retry)
+        self.earlier.on_click(lambda _button: self.swipe(self.chosen - 1))
+        self.later.on_click(lambda _button: self.swipe(self.chosen + 1))
+        self.another.on_click(lambda _button: self.retry())
         self.send.on_click(lambda _button: self.say(self.text.value))
         self.text.on_submit(lambda _text: self.say(self.text.value))
         self.stop_button.on_click(lambda _button: self.stop())
         self.widget = widgets.VBox([widgets.HBox([self.log], layout=widgets.Layout(width="100%")), self.mood,
-                                    widgets.HBox([self.text, self.send, self.stop_button])])
+                                    widgets.HBox([self.text, self.send, self.stop_button]),
+                                    widgets.HBox([self.earlier, self.counter, self.later, self.another])])
         self.kernel.call(self.conversation.open())  # its home is the kernel's loop: replies are drawn there
         self._render()
 
     def _on_reply(self, reply: Reply) -> None:
         """On the kernel's loop: a draft updates its line in progress; a finished reply joins the log."""
         if reply.done and (reply.state == "posted" or reply.draft.strip()):
-            self.lines.append((reply.sender, reply.text + (" [stopped]" if reply.state == "stopped" else "")))
+            line = (reply.sender, reply.text + (" [stopped]" if reply.state == "stopped" else ""))
+            if self._replacing and reply.sender == self.agent and self.lines and self.lines[-1][0] == self.agent:
+                self.lines[-1] = line
+            else:
+                self.lines.append(line)
+            if reply.sender == self.agent:
+                self._replacing = False
             if reply.sender == self.agent and reply.state == "posted":
                 self._show_mood()
+                self.kernel.submit(self._count())
         self._render()
+
+    # -- alternatives of the last reply ------------------------------------------------------------
+    def retry(self) -> None:
+        """Ask for another reply in place of the last one (which is kept as an alternative); returns at once."""
+        self._replacing = True
+        self.kernel.submit(self._retry())
+
+    async def _retry(self) -> None:
+        try:
+            await self.conversation.retry()
+        except TobioError as exc:
+            self._replacing = False
+            self.counter.value = f"<small>{html.escape(str(exc))}</small>"
+
+    def swipe(self, number: int) -> None:
+        """Show alternative `number` of the last reply: the agent goes on from it. Returns once it is chosen."""
+        try:
+            message = self.kernel.call(self.conversation.swipe(number))
+        except TobioError as exc:
+            self.counter.value = f"<small>{html.escape(str(exc))}</small>"
+            return
+        if self.lines and self.lines[-1][0] == self.agent:
+            self.lines[-1] = (self.agent, message.content)
+        self._show_mood()
+        self.kernel.call(self._count())
+        self._render()
+
+    async def _count(self) -> None:
+        try:
+            alternatives = await self.conversation.alternatives()
+        except TobioError:
+            alternatives = []
+        self.chosen = next((a.number for a in alternatives if a.chosen), 0)
+        self.counter.value = f"<small>{self.chosen}/{len(alternatives)}</small>" if alternatives else ""
+        self.earlier.disabled = self.chosen <= 1
+        self.later.disabled = self.chosen >= len(alternatives)
 
     def _show_mood(self) -> None:
         from tobio.emotion.module import EmotionModule
@@ -95,6 +150,7 @@ class ChatView:
         except TobioError:  # the kernel is closed, and its transport with it
             self.conversation.close()
         self.send.disabled = self.stop_button.disabled = self.text.disabled = True
+        self.earlier.disabled = self.later.disabled = self.another.disabled = True
 
     def __enter__(self) -> ChatView:
         return self

@@ -23,6 +23,7 @@ from tobio.models.module import models_of
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
     from tobio.memory.index import AgentIndex  # numpy: loaded with the first index, not at start-up
+    from tobio.swipes.service import Swiped
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +191,13 @@ class Memory:
         index = self.indexes.get(agent_id)
         if index is not None:
             index.forget(kind, source_id)
+
+    async def swiped(self, change: Swiped) -> None:
+        """A swipe moved messages out of (or back into) agents' histories: their indexes load again from
+        the record, which holds only what was pushed to them now; so do the threads' histories."""
+        for agent_id in change.agents:
+            self.indexes.pop(agent_id, None)
+        self.summarizer.tails.clear()  # the threads' histories as last read: read again (once) from the record
 
     # -- retrieval -------------------------------------------------------------------------------
     async def index_for(self, agent_id: int) -> AgentIndex:

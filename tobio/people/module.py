@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tobio.hooks import ON_MESSAGE, PROMPT, REPLAY, REPLY_FILTER
+from tobio.hooks import ON_MESSAGE, PROMPT, REPLAY, REPLY_FILTER, SWIPED
 from tobio.memory.module import MemoryModule
 from tobio.models.module import ModelsModule
 from tobio.modules import DatabaseModule, Module
@@ -79,6 +79,9 @@ class PeopleModule(Module):
             kernel.hooks.add(REPLY_FILTER, make_filter(people, self.settings.used_to_turns))
         commands.register(kernel, people)
         kernel.hooks.add(REPLAY, make_replay_hook(kernel, people))
+        from tobio.people.swiped import make_hook as unlearn_withdrawn
+
+        kernel.hooks.add(SWIPED, unlearn_withdrawn(people))  # words that left a history teach nothing
 
     def _model_extract(self, agent: Any, person: str, message: Any) -> None:
         from tobio.people.model_extract import model_facts

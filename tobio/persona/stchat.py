@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 from tobio.config.jsondata import loads
 from tobio.db.history import thread_messages
 from tobio.db.migrations import utcnow
-from tobio.db.tables import AgentRow, ThreadRow
+from tobio.db.tables import AgentRow, MessageRow, ThreadRow
 from tobio.errors import CommandError, ConfigError
 from tobio.paths import slug
 from tobio.transport import CHANNEL_COLUMNS, MESSAGE_COLUMNS, PUSH_COLUMNS, THREAD_COLUMNS
@@ -78,6 +78,11 @@ class Chat:
     def users(self) -> set[str]:
         """Speakers that are the person in the chat (`is_user` on any of their lines)."""
         return {line.name for line in self.lines if line.is_user}
+
+    @cached_property
+    def narrators(self) -> set[str]:
+        """Speakers all of whose lines are system lines (ST's narrator, "System"): the channel's own voice."""
+        return {name for name in self.speakers if all(line.is_system and not line.is_user for line in self.lines if line.name == name)}
 
     @property
     def is_group(self) -> bool:
@@ -182,14 +187,19 @@ def chat_to_jsonl(header: dict[str, Any] | None, lines: list[dict[str, Any]]) ->
 # --- import ---------------------------------------------------------------------------------------
 
 
-async def import_chat(kernel: Kernel, chat: Chat, channel: str, names: dict[str, str], source: str) -> dict[str, Any]:
+async def import_chat(kernel: Kernel, chat: Chat, channel: str, names: dict[str, str | None], source: str) -> dict[str, Any]:
     """Write `chat` as history: one thread per agent on `channel`, every message pushed to each thread,
-    at the file's times. `names` maps each speaker to an agent (users are made into user agents)."""
-    targets = set(names.values())
+    at the file's times. `names` maps each speaker to an agent (users are made into user agents), or to
+    None: a narrator, whose lines are the channel's system messages.
+
+    A character's line with `swipes` becomes that many replies to the line before it, the one `swipe_id`
+    names in the histories and the others withdrawn alternatives (tobio/swipes): `message swipe` chooses
+    among them as among replies regenerated here."""
+    targets = {name for name in names.values() if name is not None}
     if len(chat.lines) * len(targets) > MAX_PUSHES:
         raise CommandError(f"{source}: {len(chat.lines)} messages to {len(targets)} threads is more than {MAX_PUSHES} "
                            "deliveries: split the chat, or map speakers onto fewer agents with --as NAME=AGENT")
-    users = {names[speaker] for speaker in chat.users}
+    users = {name for speaker in chat.users for name in [names[speaker]] if name is not None}
     await kernel.flush()
     rows = await kernel.db.call(lambda c: {r.name: (r.id, r.type) for r in c.execute(sa.select(AgentRow))})
     missing = sorted(targets - users - set(rows))
@@ -208,30 +218,55 @@ async def import_chat(kernel: Kernel, chat: Chat, channel: str, names: dict[str,
         agents[target] = (await kernel.agents.ensure_user(target)).id
     await kernel.flush()
     rows = await kernel.db.call(lambda c: {r.name: (r.id, r.type) for r in c.execute(sa.select(AgentRow))})
-    agents.update({names[s]: rows[names[s]][0] for s in chat.speakers})
+    agents.update({name: rows[name][0] for s in chat.speakers for name in [names[s]] if name is not None})
     threads = {agent_id: kernel.db.next_ids("threads") for agent_id in agents.values()}
-    base = kernel.db.next_ids("messages", len(chat.lines))
+    choices = [_swipes(line) if i and not line.is_user and names[line.name] is not None else None for i, line in enumerate(chat.lines)]
+    count = sum(len(c[0]) if c else 1 for c in choices)
+    if count > MAX_MESSAGES:
+        raise CommandError(f"{source}: {count} messages with their swipes (at most {MAX_MESSAGES})")
+    if any(choices):
+        from tobio.swipes.service import Swipes
 
-    def build() -> tuple[list[Any], list[Any], datetime, datetime]:
+        await Swipes.of(kernel).ready()  # the table the alternatives' pushes are kept in
+    base = kernel.db.next_ids("messages", count)
+    imported_at = utcnow()
+
+    def build() -> tuple[list[Any], list[Any], list[Any], dict[int, list[int]], datetime, datetime]:
         """The rows (on a worker thread: a big chat is millions of them)."""
         times: list[datetime] = []
         for line in chat.lines:  # unreadable times follow the one before (by a millisecond)
             times.append(line.at or (times[-1] + timedelta(milliseconds=1) if times else utcnow()))
-        messages, pushes = [], []
+        messages, pushes, withdrawn = [], [], []
+        replies: dict[int, list[int]] = {}  # the line before -> the alternatives answering it
         header = chat.header
-        for i, (line, when) in enumerate(zip(chat.lines, times)):
-            sender = agents[names[line.name]]
+        next_id, previous = base, None
+        for i, (line, when, choice) in enumerate(zip(chat.lines, times, choices)):
+            name = names[line.name]
+            sender = agents[name] if name is not None else None
             st = {k: v for k, v in line.raw.items() if k != "mes"}
-            meta: dict[str, Any] = {"st": st, "imported_from": source}
-            if i == 0 and header is not None:
-                meta["st_header"] = header
             role = "system" if line.is_system else "user" if line.is_user else "assistant"
-            messages.append((base + i, sender, threads[sender], channel, role, when, line.text, meta))
-            pushes += [(thread_id, base + i) for thread_id in threads.values()]
-        return messages, pushes, min(times), max(times)
+            texts, chosen, at = choice if choice else ([line.text], 0, [when])
+            ids = list(range(next_id, next_id + len(texts)))
+            for j, (message_id, text) in enumerate(zip(ids, texts)):
+                meta: dict[str, Any] = {"st": st, "imported_from": source}
+                if i == 0 and header is not None:
+                    meta["st_header"] = header
+                if choice:
+                    meta["swipe"] = j
+                messages.append((message_id, sender, threads[sender] if sender is not None else None, channel, role,
+                                 at[j] or when, line.text if j == chosen else text, meta))
+                rows = [(thread_id, message_id) for thread_id in threads.values()]
+                if j == chosen:
+                    pushes += rows
+                else:
+                    withdrawn += [(t, m, "swipe", None, imported_at, None) for t, m in rows]
+            if choice and previous is not None:
+                replies[previous] = ids
+            previous, next_id = ids[chosen], next_id + len(ids)
+        return messages, pushes, withdrawn, replies, min(times), max(times)
 
-    messages, pushes, first, last = await asyncio.to_thread(build)
-    thread_rows = [(tid, aid, channel, f"{name}@{channel}", first, None, None, base + len(chat.lines) - 1)
+    messages, pushes, withdrawn, replies, first, last = await asyncio.to_thread(build)
+    thread_rows = [(tid, aid, channel, f"{name}@{channel}", first, None, None, base + count - 1)
                    for name, aid in agents.items() for tid in [threads[aid]]]
     channel_rows = [] if channel in kernel.transport.known_channels() else [(channel, f"imported from {source}", first)]
 
@@ -239,10 +274,15 @@ async def import_chat(kernel: Kernel, chat: Chat, channel: str, names: dict[str,
         """The messages and pushes, in the same transaction as the threads, a few thousand rows at a time:
         one insert of hundreds of thousands holds the GIL (so the kernel's loop) for 100 ms and more.
         Then the agents are backdated: they existed when the chat happened (`agent replay` finds them)."""
-        for table, columns, rows in (("messages", MESSAGE_COLUMNS, messages), ("pushes", PUSH_COLUMNS, pushes)):
+        from tobio.swipes.tables import WITHDRAWN_COLUMNS
+
+        for table, columns, rows in (("messages", MESSAGE_COLUMNS, messages), ("pushes", PUSH_COLUMNS, pushes),
+                                     ("withdrawn_pushes", WITHDRAWN_COLUMNS, withdrawn)):
             for start in range(0, len(rows), WRITE_CHUNK):
                 kernel.db.bulk_insert(conn, table, columns, rows[start:start + WRITE_CHUNK])
                 time.sleep(0)  # let the loop's thread have the GIL between pieces
+        for answered, ids in replies.items():  # alternatives answer the line before them
+            conn.execute(sa.update(MessageRow).where(MessageRow.c.id.in_(ids)).values(reply_to=answered))
         conn.execute(sa.update(AgentRow).where(AgentRow.c.id.in_(list(agents.values())), AgentRow.c.created_at > first)
                      .values(created_at=first))
 
@@ -252,8 +292,20 @@ async def import_chat(kernel: Kernel, chat: Chat, channel: str, names: dict[str,
         live = kernel.agents.live.get(name)
         if live is not None:  # the conversation can go on: new posts reach the imported thread
             kernel.transport.restore(live, channel, threads[agent_id])
-    return {"channel": channel, "messages": len(messages), "threads": {n: threads[a] for n, a in agents.items()},
+    return {"channel": channel, "messages": len(chat.lines), "alternatives": len(messages) - len(chat.lines), "threads": {n: threads[a] for n, a in agents.items()},
             "first": first, "last": last, "agents": agents}
+
+
+def _swipes(line: ChatLine) -> tuple[list[str], int, list[datetime | None]] | None:
+    """(texts, chosen, times) of a character line's swipes, when it has more than one and names which."""
+    swipes, chosen = line.raw.get("swipes"), line.raw.get("swipe_id")
+    if (not isinstance(swipes, list) or len(swipes) < 2 or not all(isinstance(s, str) for s in swipes)
+            or not isinstance(chosen, int) or isinstance(chosen, bool) or not 0 <= chosen < len(swipes)):
+        return None
+    info = line.raw.get("swipe_info")
+    info = info if isinstance(info, list) else []
+    times = [parse_time(i.get("send_date")) if isinstance(i, dict) else None for i in info][: len(swipes)]
+    return list(swipes), chosen, times + [None] * (len(swipes) - len(times))
 
 
 def looks_like(name: str) -> str:
@@ -264,9 +316,10 @@ def looks_like(name: str) -> str:
 
 
 def map_names(chat: Chat, pairs: list[str], user: str | None, kernel: Kernel,
-              notes: list[str] | None = None) -> dict[str, str]:
+              notes: list[str] | None = None) -> dict[str, str | None]:
     """Speaker -> agent name: `--as NAME=AGENT`, users to `--user` (or their slug), characters to the
-    live agent of that name or persona name, else their slug.
+    live agent of that name or persona name, else their slug; a narrator (only system lines, no agent
+    of that name) to None: its lines are the channel's system messages, as SillyTavern shows them.
 
     Only an explicit `--user`/`--as` writes as the local user or as an agent whose name the speaker's
     merely looks like: a person called `User` (or `ｕｓｅｒ`) is imported as `st-user`, said in `notes`,
@@ -280,10 +333,12 @@ def map_names(chat: Chat, pairs: list[str], user: str | None, kernel: Kernel,
     live = kernel.agents.live
     by_persona = {getattr(getattr(a, "persona", None), "name", None): n for n, a in live.items()}
     is_user = chat.users
-    out = {}
+    out: dict[str, str | None] = {}
     for speaker in chat.speakers:
         if speaker in explicit:
             out[speaker] = explicit[speaker]
+        elif speaker in chat.narrators and speaker not in live and speaker not in by_persona:
+            out[speaker] = None
         elif speaker in is_user and user:
             out[speaker] = user
         elif speaker in is_user:
@@ -313,13 +368,17 @@ async def export_thread(kernel: Kernel, thread_id: int) -> str:
     """The thread as a SillyTavern chat JSONL (imported messages exactly as they came)."""
     await kernel.flush()
 
-    def read(conn: Connection) -> tuple[Any, list[Any], dict[str, str]]:
+    def read(conn: Connection) -> tuple[Any, list[Any], dict[str, str], dict[int, tuple[list[str], int]]]:
+        from tobio.swipes.store import alternatives_in
+
         thread = conn.execute(sa.select(ThreadRow, AgentRow.c.name.label("owner")).join(AgentRow, AgentRow.c.id == ThreadRow.c.agent_id)
                               .where(ThreadRow.c.id == thread_id)).first()
         types = {r.name: r.type for r in conn.execute(sa.select(AgentRow.c.name, AgentRow.c.type))}
-        return thread, thread_messages(conn, thread_id) if thread else [], types
+        if thread is None:
+            return None, [], types, {}
+        return thread, thread_messages(conn, thread_id), types, alternatives_in(conn, thread_id)
 
-    thread, messages, types = await kernel.db.call(read)
+    thread, messages, types, swipes = await kernel.db.call(read)
     if thread is None:
         raise CommandError(f"no thread {thread_id} (see `thread ls`)")
     header = None
@@ -331,11 +390,19 @@ async def export_thread(kernel: Kernel, thread_id: int) -> str:
         if header is None and isinstance(meta.get("st_header"), dict):
             header = meta["st_header"]
         if st is not None:
-            lines.append(_with_mes(st, message.content))
-            continue
-        is_user = types.get(message.sender or "") == "user"
-        lines.append({"name": shown.get(message.sender or "", message.sender) or "System", "is_user": is_user, "is_system": message.sender is None and not is_user,
-                      "send_date": format_time(message.created_at), "mes": message.content, "extra": {}})
+            line = _with_mes(st, message.content)
+        else:
+            is_user = types.get(message.sender or "") == "user"
+            line = {"name": shown.get(message.sender or "", message.sender) or "System", "is_user": is_user,
+                    "is_system": message.sender is None and not is_user, "send_date": format_time(message.created_at),
+                    "mes": message.content, "extra": {}}
+        if message.id in swipes:  # the turn's alternatives, the chosen one named (as imported, or swiped here since)
+            texts, chosen = swipes[message.id]
+            line["swipe_id"], line["swipes"] = chosen, texts
+            info = line.get("swipe_info")
+            if isinstance(info, list) and len(info) < len(texts):
+                line["swipe_info"] = info + [{"send_date": format_time(message.created_at), "extra": {}}] * (len(texts) - len(info))
+        lines.append(line)
     if header is None and not any(m.metadata and "st" in m.metadata for m in messages):
         users = [m.sender for m in messages if types.get(m.sender or "") == "user"]
         header = {"user_name": users[0] if users else "User", "character_name": shown.get(thread.owner, thread.owner),

@@ -106,26 +106,107 @@ def create_app(kernel: Kernel, default_agent: str | None = None) -> pn.viewable.
                 talk.stop()  # stopped, timed out or the page went away: the model stops too
             talk.close()
         await refresh(contents)
+        await show_alternatives()
 
     chat = pn.chat.ChatInterface(callback=respond, user="You", callback_exception="summary", renderers=[render],
                                  sizing_mode="stretch_both", show_rerun=False, show_undo=False)
 
+    # ◀ n/m ▶ and "another reply" act on the agent's last reply (swipes.py): every alternative is kept,
+    # the chosen one is what the agent goes on from.
+    earlier = pn.widgets.Button(name="◀", width=44, disabled=True, description="the previous alternative of the last reply")
+    later = pn.widgets.Button(name="▶", width=44, disabled=True, description="the next alternative of the last reply")
+    another = pn.widgets.Button(name="↻ another reply", width=140, disabled=True)
+    counter = pn.pane.HTML("", width=60, styles={"text-align": "center", "padding-top": "8px"})
+    chosen_number = {"n": 0}
+
+    def last_reply(name: str) -> pn.chat.ChatMessage | None:
+        objects = chat.objects
+        return objects[-1] if objects and getattr(objects[-1], "user", None) == name else None
+
+    def person_said() -> str:
+        """The person's last line on the page (what the memories pane searches for)."""
+        said = [o for o in chat.objects if getattr(o, "user", None) == "You" and isinstance(getattr(o, "object", None), str)]
+        return str(said[-1].object) if said else ""
+
+    async def show_alternatives() -> None:
+        """The counter and buttons for the last reply's alternatives (hidden while there is none)."""
+        name = agent.value
+        try:
+            alternatives = await Conversation(kernel, name, user=PAGE_USER).alternatives() if name else []
+        except TobioError:
+            alternatives = []
+        chosen = next((a.number for a in alternatives if a.chosen), 0)
+        chosen_number["n"] = chosen
+        counter.object = f"{chosen}/{len(alternatives)}" if alternatives else ""
+        earlier.disabled, later.disabled = chosen <= 1, not alternatives or chosen >= len(alternatives)
+        another.disabled = not alternatives or last_reply(name) is None
+
+    async def swipe_to(step: int) -> None:
+        name = agent.value
+        try:
+            message = await Conversation(kernel, name, user=PAGE_USER).swipe(chosen_number["n"] + step)
+        except TobioError as exc:
+            counter.object = f"<i>{html.escape(str(exc))}</i>"
+            return
+        shown = last_reply(name)
+        if shown is not None:
+            shown.object = message.content
+        await refresh(person_said())  # the memories pane drops the reply swiped away
+        await show_alternatives()
+
+    async def retry() -> None:
+        name = agent.value
+        shown = last_reply(name)
+        if shown is None:
+            return
+        another.disabled = earlier.disabled = later.disabled = True
+        talk = Conversation(kernel, name, user=PAGE_USER)
+        response: Response | None = None
+        try:
+            await talk.open()
+            response = await talk.retry()
+            async for reply in response.updates(timeout=ANSWER_TIMEOUT_S):
+                if reply.text:
+                    shown.object = reply.text
+        except TobioError as exc:
+            counter.object = f"<i>{html.escape(str(exc))}</i>"
+        finally:
+            if response is not None and not response.done:
+                talk.stop()
+            talk.close()
+        await refresh(person_said())  # the memories pane drops the reply swiped away
+        await show_alternatives()
+
+    async def to_earlier() -> None:
+        await swipe_to(-1)
+
+    async def to_later() -> None:
+        await swipe_to(+1)
+
+    earlier.on_click(lambda _event: pn.state.execute(to_earlier))
+    later.on_click(lambda _event: pn.state.execute(to_later))
+    another.on_click(lambda _event: pn.state.execute(retry))
+    swipe_bar = pn.Row(earlier, counter, later, another)
+
     async def open_agent() -> None:
         """Show the conversation so far with the chosen agent, then its sidebar."""
         name = agent.value
+        before = list(chat.objects)
         shown = await earlier_messages(kernel, name) if name else []
         messages = [pn.chat.ChatMessage(text, user="You" if sender == PAGE_USER else sender, renderers=[render])
                     for sender, text in shown]
         if note and name == first:
             messages.insert(0, pn.chat.ChatMessage(note, user="Tobio", renderers=[render]))
-        chat.objects = messages
+        said_meanwhile = [m for m in chat.objects if not any(m is b for b in before)]  # typed while this loaded
+        chat.objects = messages + said_meanwhile
         await refresh()
+        await show_alternatives()
 
     agent.param.watch(lambda _event: pn.state.execute(open_agent), "value")
     pn.state.onload(open_agent)
     sidebar = pn.Column(agent, pn.pane.Markdown("**Mood**"), mood, trace, pn.pane.Markdown("**Recent memories**"), memories,
                         pn.pane.Markdown("**Threads**"), threads, width=360)
-    return pn.Row(sidebar, pn.Column(pn.pane.Markdown("## Tobio"), chat, sizing_mode="stretch_both"),
+    return pn.Row(sidebar, pn.Column(pn.pane.Markdown("## Tobio"), chat, swipe_bar, sizing_mode="stretch_both"),
                   sizing_mode="stretch_both")
 
 

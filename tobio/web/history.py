@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from tobio.db.tables import AgentRow, MessageRow
+from tobio.db.tables import AgentRow, MessageRow, PushRow
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -55,14 +55,16 @@ def channel_for(agent: str) -> str:
 
 
 async def earlier_messages(kernel: Kernel, agent: str, last: int = HISTORY_LIMIT) -> list[tuple[str, str]]:
-    """(sender, text) of the newest `last` messages between the person and `agent`, oldest first."""
+    """(sender, text) of the newest `last` messages between the person and `agent`, oldest first: those in
+    the histories (a reply swiped away or a branch left by an edit is not)."""
     channel = channel_for(agent)
 
     def read(conn: Connection) -> list[tuple[str, str]]:
         query = (sa.select(AgentRow.c.name, MessageRow.c.content)
                  .select_from(MessageRow)
                  .outerjoin(AgentRow, AgentRow.c.id == MessageRow.c.agent_id)
-                 .where(MessageRow.c.channel == channel)
+                 .where(MessageRow.c.channel == channel,
+                        sa.exists(sa.select(PushRow.c.message_id).where(PushRow.c.message_id == MessageRow.c.id)))
                  .order_by(MessageRow.c.id.desc()).limit(last))
         rows = conn.execute(query).all()
         return [(name or "kernel", content) for name, content in reversed(rows) if content]

@@ -12,10 +12,11 @@ if TYPE_CHECKING:
 
 
 def register_builtins(kernel: Kernel) -> None:
-    from tobio.commands.builtin import agent, channel, help, log, mod, sql, task, thread
+    from tobio.commands.builtin import agent, channel, help, log, message, mod, sql, task, thread
 
-    for group in (help, mod, agent, channel, thread, sql, log, task):
+    for group in (help, mod, agent, channel, thread, message, sql, log, task):
         group.register(kernel.commands)
+    message.hook(kernel)
     for name, source in CORE_SOURCES.items():
         kernel.hooks.add(COMPLETION_SOURCE, source, key=name)
     for table, scope in CORE_SCOPES.items():
