@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tobio.hooks import ON_MESSAGE, PROMPT, REPLAY, REPLY_FILTER
+from tobio.hooks import FORK, FORKED, ON_MESSAGE, PROMPT, REPLAY, REPLY_FILTER
 from tobio.memory.module import MemoryModule
 from tobio.models.module import ModelsModule
 from tobio.modules import DatabaseModule, Module
@@ -79,6 +79,10 @@ class PeopleModule(Module):
             kernel.hooks.add(REPLY_FILTER, make_filter(people, self.settings.used_to_turns))
         commands.register(kernel, people)
         kernel.hooks.add(REPLAY, make_replay_hook(kernel, people))
+        from tobio.people.fork import carry, make_forked_hook
+
+        kernel.hooks.add(FORK, carry)  # what REPLAY reads, a fork carries
+        kernel.hooks.add(FORKED, make_forked_hook(people))
 
     def _model_extract(self, agent: Any, person: str, message: Any) -> None:
         from tobio.people.model_extract import model_facts

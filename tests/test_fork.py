@@ -1,0 +1,183 @@
+"""Forks: a new agent whose whole mind is another's at a moment (state and mood, threads, summaries,
+memories, people facts, lore), and a channel branch that forks everyone in a scene. Exactly as it was:
+the fork's replay at the fork point equals its parent's; nothing the parent learned later reaches it."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tobio.config.schema import KernelConfig
+from tobio.db.migrations import utcnow
+from tobio.errors import AgentError, CommandError
+from tobio.kernel import Kernel
+from tobio.memory.service import Memory
+from tobio.people.module import PeopleModule
+
+from conftest import write
+from helpers import wait_until
+
+BACKENDS = ["duckdb", "postgresql"]
+WORLD = {"entries": {"0": {"uid": 0, "key": ["lighthouse"], "content": "The lighthouse keeper is called Odo.",
+                           "sticky": 3, "selective": False}}}
+
+
+def start(url: str) -> Kernel:
+    providers = {"s": {"type": "scripted", "replies": ["Nice to meet you.", "Tell me more.", "I see."], "embed_dim": 64}}
+    models = {"m": {"provider": "s", "model": "x", "purpose": "chat"},
+              "summarize": {"provider": "s", "model": "x", "purpose": "summarize"},
+              "embed": {"provider": "s", "model": "x", "purpose": "embed"}}
+    settings = {"memory": {"tokenizer_model": "m"}, "people": {"reflect_every": 0},
+                "emotion": {"appraiser": "lexicon"}, "lore": {"seed": 1}}
+    config = KernelConfig(modules=["models", "persona", "memory", "people", "emotion", "lore", "scripted"],
+                          providers=providers, models=models, settings=settings)
+    return Kernel(config, database=url).start()
+
+
+@pytest.fixture(params=BACKENDS)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "duckdb":
+        yield f"duckdb:///{tmp_path / 'tobio.duckdb'}"
+    else:
+        from conftest import _fresh_postgres, _postgres_url
+
+        yield from _fresh_postgres(_postgres_url())
+
+
+@pytest.fixture
+def kernel(url: str, tmp_path: Path) -> Iterator[Kernel]:
+    k = start(url)
+    try:
+        spawn(k, tmp_path, "tobio")
+        yield k
+    finally:
+        k.close()
+
+
+def spawn(kernel: Kernel, tmp_path: Path, name: str, channels: str = "[]") -> None:
+    write(tmp_path / f"{name}-persona.yaml", f"name: {name.title()}\ndescription: A friendly artificial person.\n")
+    agent = write(tmp_path / f"{name}.yaml",
+                  f"name: {name}\ntype: persona\npersona: {name}-persona.yaml\nmodel: m\nstream: false\nchannels: {channels}\n")
+    kernel.run(f"agent spawn {agent}")
+
+
+def ask(kernel: Kernel, agent: str, text: str, user: str = "ada") -> str:
+    from tobio.agents.conversation import exchange
+
+    return kernel.call(exchange(kernel, agent, text, user=user, timeout=30)).content
+
+
+def settle(kernel: Kernel) -> None:
+    kernel.call(Memory.of(kernel).settle())
+    kernel.call(PeopleModule.of(kernel).flush())
+    wait_until(lambda: all(a.handled == a.delivered for a in kernel.agents.live.values()))
+    time.sleep(0.05)
+    kernel.call(kernel.flush())
+
+
+def moment(kernel: Kernel) -> str:
+    """Now, between two things said (rows are stamped with the kernel's naive-UTC clock)."""
+    settle(kernel)
+    at = utcnow().isoformat()
+    time.sleep(0.05)
+    return at
+
+
+def prompt_text(kernel: Kernel, agent: str, text: str, user: str = "ada") -> str:
+    """Everything in the prompt `agent` would answer `text` from, in its DM with `user`."""
+
+    async def go() -> list[dict[str, Any]]:
+        target = kernel.agents.get(agent)
+        me, channel = await kernel.agents.open_dm(user, agent)
+        message = await me.say(channel, text, role="user")
+        thread = kernel.transport.subscription(target.id, channel).thread_id
+        return (await target.build_prompt(thread, message)).messages()
+
+    return "\n".join(str(m["content"]) for m in kernel.call(go()))
+
+
+def normalised(snapshot: dict[str, Any], summaries: dict[str, str]) -> dict[str, Any]:
+    """A replay's data with what differs by construction between a fork and its parent taken out: thread
+    ids (their messages, in order, are kept), summary ids (their text is kept), lore timers' thread keys."""
+    out = dict(snapshot)
+    out["messages"] = sorted(v for v in snapshot["messages"].values())
+    out["memories"] = sorted(summaries.get(m, m) if m.startswith("summary:") else m for m in snapshot["memories"])
+    state = json.loads(json.dumps(snapshot["state"]))
+    lore = state.get("modules", {}).get("lore")
+    if isinstance(lore, dict):
+        state["modules"]["lore"] = sorted(json.dumps(v, sort_keys=True) for v in lore.values())
+    out["state"] = state
+    out.pop("at")
+    return out
+
+
+def summary_texts(kernel: Kernel) -> dict[str, str]:
+    return {f"summary:{i}": f"summary text {c}" for i, c in kernel.run("sql SELECT id, content FROM summaries").rows}
+
+
+def test_a_fork_knows_what_was_said_before_not_after_and_both_go_on(kernel: Kernel, tmp_path: Path) -> None:
+    kernel.run(f"lore import {write(tmp_path / 'coast.json', json.dumps(WORLD))} --name coast")
+    kernel.run("lore attach coast --agent tobio")
+    ask(kernel, "tobio", "Hi! My name is Ada and my dog is called Biscuit. Tell me about the lighthouse.")
+    ask(kernel, "tobio", "I love this wonderful sunny day!")
+    between = moment(kernel)
+    ask(kernel, "tobio", "I live in Lisbon. Also my cat is called Zebulon.")
+    ask(kernel, "tobio", "I hate this awful rain, it is terrible.")
+    settle(kernel)
+
+    out = kernel.run(f"agent fork tobio --at {between} --as tobio2")
+    assert "forked tobio" in out.text and out.data["channels"] == {"dm.ada.tobio": "dm.ada.tobio2"}
+    people = PeopleModule.of(kernel)
+    tobio, fork = kernel.agents.get("tobio"), kernel.agents.get("tobio2")
+    known = people.known(fork.id, "ada")
+    assert known["name"] == "Ada" and known["dog"] == "Biscuit" and "home" not in known and "cat" not in known
+    assert people.known(tobio.id, "ada")["home"] == "Lisbon" and people.known(tobio.id, "ada")["cat"] == "Zebulon"
+
+    # Exactly as it was: the fork's replay at the fork point is its parent's, modulo ids.
+    texts = summary_texts(kernel)
+    theirs = kernel.run(f"agent replay tobio --at {between}").data
+    ours = kernel.run(f"agent replay tobio2 --at {between}").data
+    assert theirs["people"]["ada"] == known and theirs["lore"] and theirs["affect"]
+    assert normalised(ours, texts) == normalised(theirs, texts)
+
+    # Nothing the parent learned after the fork point reaches the fork: prompt, recall, people notes.
+    told = prompt_text(kernel, "tobio2", "Where do I live, and what is my cat called?")
+    assert "Biscuit" in told and "Lisbon" not in told and "Zebulon" not in told and "rain" not in told
+    hits = kernel.call(Memory.of(kernel).search(fork.id, "Zebulon cat Lisbon rain", k=20))
+    assert not any("Zebulon" in h.item.text or "rain" in h.item.text for h in hits)
+    assert "Zebulon" in prompt_text(kernel, "tobio", "What is my cat called?")
+
+    # Both go on, independently; the parent's record never changed.
+    ask(kernel, "tobio2", "I work as a baker.")
+    settle(kernel)
+    assert people.known(fork.id, "ada").get("job") == "baker" and "job" not in people.known(tobio.id, "ada")
+    assert kernel.run(f"agent replay tobio --at {between}").data == theirs
+    listed = {r["name"]: r for r in kernel.run("agent ls --branches").records()}
+    assert listed["tobio2"]["branch of"].startswith("tobio at ") and listed["tobio"]["branch of"] == ""
+    assert "tobio2" in kernel.run("agent show tobio").data["branches"]
+
+
+def test_fork_refuses_bad_requests_and_leaves_nothing(kernel: Kernel) -> None:
+    ask(kernel, "tobio", "My name is Ada.")
+    before = kernel.run("sql SELECT count(*) FROM threads").rows[0][0]
+    for line, said in [("agent fork tobio --as t2", "--at TIME or --message ID"),
+                       ("agent fork tobio --at now", "--as NEW"),
+                       ("agent fork tobio --at now --as tobio", "taken"),
+                       ("agent fork tobio --at now --as User", "person"),
+                       ("agent fork ada --at now --as ada2", "person at a front end"),
+                       ("agent fork tobio --at 2000-01-01T00:00:00 --as t3", "did not exist yet"),
+                       ("agent fork tobio --message 999999 --as t4", "no message 999999")]:
+        with pytest.raises((AgentError, CommandError), match=said):
+            kernel.run(line)
+    assert kernel.run("sql SELECT count(*) FROM threads").rows[0][0] == before
+
+
+def test_only_a_person_forks(kernel: Kernel) -> None:
+    group = kernel.commands.get("agent")
+    command = group.get("fork") if group is not None and hasattr(group, "get") else None
+    assert command is not None and getattr(command, "agents", None) == "people"
