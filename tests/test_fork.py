@@ -88,8 +88,8 @@ def moment(kernel: Kernel) -> str:
     return at
 
 
-def prompt_text(kernel: Kernel, agent: str, text: str, user: str = "ada") -> str:
-    """Everything in the prompt `agent` would answer `text` from, in its DM with `user`."""
+def prompt_of(kernel: Kernel, agent: str, text: str, user: str = "ada") -> list[dict[str, Any]]:
+    """The messages `agent` would answer `text` from, in its DM with `user`."""
 
     async def go() -> list[dict[str, Any]]:
         target = kernel.agents.get(agent)
@@ -98,7 +98,11 @@ def prompt_text(kernel: Kernel, agent: str, text: str, user: str = "ada") -> str
         thread = kernel.transport.subscription(target.id, channel).thread_id
         return (await target.build_prompt(thread, message)).messages()
 
-    return "\n".join(str(m["content"]) for m in kernel.call(go()))
+    return kernel.call(go())
+
+
+def prompt_text(kernel: Kernel, agent: str, text: str, user: str = "ada") -> str:
+    return "\n".join(str(m["content"]) for m in prompt_of(kernel, agent, text, user))
 
 
 def normalised(snapshot: dict[str, Any], summaries: dict[str, str]) -> dict[str, Any]:
@@ -144,6 +148,14 @@ def test_a_fork_knows_what_was_said_before_not_after_and_both_go_on(kernel: Kern
     ours = kernel.run(f"agent replay tobio2 --at {between}").data
     assert theirs["people"]["ada"] == known and theirs["lore"] and theirs["affect"]
     assert normalised(ours, texts) == normalised(theirs, texts)
+
+    # Its parent's replies before the fork point are its own words in its prompt; the person's are not.
+    messages = prompt_of(kernel, "tobio2", "Do you remember what you said?")
+    said = [m for m in messages if m["content"] == "Nice to meet you."]
+    assert said and all(m["role"] == "assistant" for m in said)
+    assert any(m["role"] == "user" and "Biscuit" in m["content"] for m in messages)
+    history = kernel.run("agent history tobio2").records()
+    assert {r["from"] for r in history} <= {"ada", "tobio2"} and {r["from"] for r in kernel.run("agent history tobio").records()} == {"ada", "tobio"}
 
     # Nothing the parent learned after the fork point reaches the fork: prompt, recall, people notes.
     told = prompt_text(kernel, "tobio2", "Where do I live, and what is my cat called?")

@@ -28,6 +28,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.engine import Connection
 
 from tobio.config.schema import Name
+from tobio.db.history import forked
 from tobio.db.migrations import utcnow
 from tobio.db.tables import (
     AgentRow,
@@ -246,6 +247,7 @@ def _carry_users(conn: Connection, channels: dict[str, str], at: datetime, reser
 def make(conn: Connection, hooks: Hooks, request: Request, reserve: Reserve, dms: bool) -> Made:
     """The whole branching in one transaction (run on the DB thread): forks, users' threads, new channels."""
     at = request.at
+    forked(conn.engine)  # history reads look for forks' own words from now on (harmless if this rolls back)
     parents = _check_names(conn, request)
     channels = dict(request.channels)
     existing = set(conn.execute(sa.select(ChannelRow.c.name).where(ChannelRow.c.name.in_(list(channels.values())))).scalars())
