@@ -193,3 +193,103 @@ def test_only_a_person_forks(kernel: Kernel) -> None:
     group = kernel.commands.get("agent")
     command = group.get("fork") if group is not None and hasattr(group, "get") else None
     assert command is not None and getattr(command, "agents", None) == "people"
+
+
+SCENE = "name: {name}\ntype: scripted\nchannels: [hall]\nreply_to: [ada]\nreplies: ['{name} hears {{text}}']\n"
+
+
+def history_ids(kernel: Kernel, agent: str) -> list[int]:
+    return [r["msg"] for r in kernel.run(f"agent history {agent} -n 0").records()]
+
+
+def test_a_branched_scene_shares_its_past_and_goes_on_apart(url: str, tmp_path: Path) -> None:
+    kernel = start(url)
+    try:
+        for name in ("ping", "pong"):
+            kernel.run(f"agent spawn {write(tmp_path / (name + '.yaml'), SCENE.format(name=name))}")
+        kernel.call(kernel.agents.ensure_user("ada", channels=("hall",)))
+
+        def say(channel: str, text: str) -> None:
+            kernel.run(f"channel post {channel} {text} --as ada")
+            settle(kernel)
+
+        say("hall", "the door creaks")
+        between = moment(kernel)
+        say("hall", "a dragon enters")
+        shared = [i for i in history_ids(kernel, "ping") if i <= history_ids(kernel, "ping")[2]]
+
+        out = kernel.run(f"channel branch hall --at {between}")
+        assert out.data["channel"] == "hall.b1" and out.data["agents"] == {"ping": "ping.b1", "pong": "pong.b1"}
+        assert out.data["people"] == ["ada"]
+        say("hall.b1", "a cat enters")
+        say("hall", "the dragon roars")
+
+        for original, fork in (("ping", "ping.b1"), ("pong", "pong.b1")):
+            mine, theirs = history_ids(kernel, fork), history_ids(kernel, original)
+            assert mine[:3] == theirs[:3] == shared  # the same past, by reference: the same message rows
+            assert mine[3:] and theirs[3:] and not set(mine[3:]) & set(theirs[3:])  # apart after it
+        said = {(r["from"], r["content"]) for r in kernel.run("agent history ping.b1 -n 0").records()}
+        assert ("ping.b1", "ping hears a cat enters") in said and ("ping.b1", "ping hears the door creaks") in said
+        assert not any("dragon" in text for _, text in said)
+        assert any("ping hears the dragon roars" == r["content"] for r in kernel.run("agent history ping -n 0").records())
+        again = kernel.run(f"channel branch hall --at {between}").data  # a second branch of the same moment
+        assert again["channel"] == "hall.b2"
+        with pytest.raises(CommandError, match="no agent was in"):
+            kernel.run("channel branch nowhere --at now")
+    finally:
+        kernel.close()
+
+
+WORKER = """
+import json, sys, time
+from pathlib import Path
+from test_fork import ask, settle, spawn, start, TABLES
+from tobio.hooks import FORK
+
+url, tmp = sys.argv[1], Path(sys.argv[2])
+kernel = start(url)
+spawn(kernel, tmp, "tobio")
+ask(kernel, "tobio", "Hi! My name is Ada and my dog is called Biscuit.")
+ask(kernel, "tobio", "I live in Lisbon.")
+settle(kernel)
+print(json.dumps({t: kernel.run(f"sql SELECT count(*) FROM {t}").rows[0][0] for t in TABLES}), flush=True)
+
+def stall(conn, fork):
+    print("inside", flush=True)  # memory, people and lore have written their rows: the transaction is open
+    time.sleep(120)
+
+kernel.hooks.add(FORK, stall)
+kernel.run("agent fork tobio --at now --as tobio2")
+"""
+TABLES = ("agents", "threads", "pushes", "handled", "summaries", "people_facts", "memory_items", "steps", "branches",
+          "lineage", "channels", "lore_attachments")
+
+
+def test_a_fork_killed_half_way_leaves_nothing(url: str, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)])}
+    script = write(tmp_path / "worker.py", WORKER)
+    proc = subprocess.Popen([sys.executable, str(script), url, str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read() if proc.stderr else "worker died"
+        before = json.loads(line)
+        assert proc.stdout.readline().strip() == "inside", proc.stderr.read() if proc.stderr else ""
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    kernel = start(url)
+    try:
+        assert {t: kernel.run(f"sql SELECT count(*) FROM {t}").rows[0][0] for t in TABLES} == before
+        assert "tobio2" not in {r["name"] for r in kernel.run("agent ls --all").records()}
+        kernel.run("agent fork tobio --at now --as tobio2")  # the name is free, the fork is whole
+        assert kernel.run("sql SELECT count(*) FROM branches").rows[0][0] == 1
+    finally:
+        kernel.close()
