@@ -28,11 +28,13 @@ WORLD = {"entries": {"0": {"uid": 0, "key": ["lighthouse"], "content": "The ligh
 
 
 def start(url: str) -> Kernel:
-    providers = {"s": {"type": "scripted", "replies": ["Nice to meet you.", "Tell me more.", "I see."], "embed_dim": 64}}
+    providers = {"s": {"type": "scripted", "replies": ["Nice to meet you.", "Tell me more.", "I see."], "embed_dim": 64},
+                 "r": {"type": "scripted", "replies": ["- They like dogs a lot.\n- I feel warm toward them."]}}
     models = {"m": {"provider": "s", "model": "x", "purpose": "chat"},
               "summarize": {"provider": "s", "model": "x", "purpose": "summarize"},
-              "embed": {"provider": "s", "model": "x", "purpose": "embed"}}
-    settings = {"memory": {"tokenizer_model": "m"}, "people": {"reflect_every": 0},
+              "embed": {"provider": "s", "model": "x", "purpose": "embed"},
+              "thinker": {"provider": "r", "model": "x", "purpose": "chat"}}
+    settings = {"memory": {"tokenizer_model": "m"}, "people": {"reflect_every": 4, "reflections": 2, "reflect_model": "thinker"},
                 "emotion": {"appraiser": "lexicon"}, "lore": {"seed": 1}}
     config = KernelConfig(modules=["models", "persona", "memory", "people", "emotion", "lore", "scripted"],
                           providers=providers, models=models, settings=settings)
@@ -128,32 +130,46 @@ def test_a_fork_knows_what_was_said_before_not_after_and_both_go_on(kernel: Kern
     kernel.run(f"lore import {write(tmp_path / 'coast.json', json.dumps(WORLD))} --name coast")
     kernel.run("lore attach coast --agent tobio")
     ask(kernel, "tobio", "Hi! My name is Ada and my dog is called Biscuit. Tell me about the lighthouse.")
+    early = moment(kernel)
+    ask(kernel, "tobio", "I live in Berlin.")
+    ask(kernel, "tobio", "I moved to Paris.")
     ask(kernel, "tobio", "I love this wonderful sunny day!")
+    people = PeopleModule.of(kernel)
+    tobio = kernel.agents.get("tobio")
+    wait_until(lambda: people.reflections.get((tobio.id, "ada")))
+    thread = kernel.transport.subscription(tobio.id, "dm.ada.tobio").thread_id
+    kernel.run(f"memory summarize {thread}")
+    replies = [r["msg"] for r in kernel.run("agent history tobio -n 0").records() if r["from"] == "tobio"]
+    kernel.run(f"memory forget tobio {replies[0]} --reason test")
     between = moment(kernel)
     ask(kernel, "tobio", "I live in Lisbon. Also my cat is called Zebulon.")
     ask(kernel, "tobio", "I hate this awful rain, it is terrible.")
+    kernel.run(f"memory forget tobio {replies[1]} --reason later")
     settle(kernel)
 
     out = kernel.run(f"agent fork tobio --at {between} --as tobio2")
     assert "forked tobio" in out.text and out.data["channels"] == {"dm.ada.tobio": "dm.ada.tobio2"}
-    people = PeopleModule.of(kernel)
-    tobio, fork = kernel.agents.get("tobio"), kernel.agents.get("tobio2")
+    fork = kernel.agents.get("tobio2")
     known = people.known(fork.id, "ada")
-    assert known["name"] == "Ada" and known["dog"] == "Biscuit" and "home" not in known and "cat" not in known
+    assert known["name"] == "Ada" and known["dog"] == "Biscuit" and known["home"] == "Paris" and "cat" not in known
     assert people.known(tobio.id, "ada")["home"] == "Lisbon" and people.known(tobio.id, "ada")["cat"] == "Zebulon"
 
     # Exactly as it was: the fork's replay at the fork point is its parent's, modulo ids.
     texts = summary_texts(kernel)
     theirs = kernel.run(f"agent replay tobio --at {between}").data
     ours = kernel.run(f"agent replay tobio2 --at {between}").data
-    assert theirs["people"]["ada"] == known and theirs["lore"] and theirs["affect"]
+    assert theirs["people"]["ada"] == known and theirs["people_past"]["ada"]["home"] and theirs["reflections"]
+    assert theirs["lore"] and theirs["affect"] and any(m.startswith("summary:") for m in theirs["memories"])
+    assert f"message:{replies[0]}" not in theirs["memories"] and f"message:{replies[1]}" in theirs["memories"]
     assert normalised(ours, texts) == normalised(theirs, texts)
+    assert normalised(kernel.run(f"agent replay tobio2 --at {early}").data, texts) == normalised(
+        kernel.run(f"agent replay tobio --at {early}").data, texts)  # before the fork point too
 
     # Its parent's replies before the fork point are its own words in its prompt; the person's are not.
     messages = prompt_of(kernel, "tobio2", "Do you remember what you said?")
     said = [m for m in messages if m["content"] == "Nice to meet you."]
     assert said and all(m["role"] == "assistant" for m in said)
-    assert any(m["role"] == "user" and "Biscuit" in m["content"] for m in messages)
+    assert not any(m["role"] == "user" and str(m["content"]).startswith("tobio") for m in messages)  # not another speaker
     history = kernel.run("agent history tobio2").records()
     assert {r["from"] for r in history} <= {"ada", "tobio2"} and {r["from"] for r in kernel.run("agent history tobio").records()} == {"ada", "tobio"}
 
