@@ -205,10 +205,14 @@ def test_fork_refuses_bad_requests_and_leaves_nothing(kernel: Kernel) -> None:
     assert kernel.run("sql SELECT count(*) FROM threads").rows[0][0] == before
 
 
-def test_only_a_person_forks(kernel: Kernel) -> None:
-    group = kernel.commands.get("agent")
-    command = group.get("fork") if group is not None and hasattr(group, "get") else None
-    assert command is not None and getattr(command, "agents", None) == "people"
+def test_only_a_person_forks_or_branches(kernel: Kernel) -> None:
+    """A fork copies a mind, private conversations included: no agent may make one, of itself or another."""
+    ask(kernel, "tobio", "My name is Ada.")
+    for line in ("agent fork tobio --at now --as tobio3", "channel branch dm.ada.tobio --at now"):
+        with pytest.raises(CommandError, match="agent"):
+            kernel.run(line, caller="tobio")
+    assert "tobio3" not in {r["name"] for r in kernel.run("agent ls --all").records()}
+    assert kernel.run("sql SELECT count(*) FROM branches").rows[0][0] == 0
 
 
 SCENE = "name: {name}\ntype: scripted\nchannels: [hall]\nreply_to: [ada]\nreplies: ['{name} hears {{text}}']\n"

@@ -68,8 +68,8 @@ def register(root: Group) -> None:
             status = live.status if live else row.status if row.status == "killed" else "stopped"
             rows.append((row.name, row.type, status, channels, live.inbox.qsize() if live else "", live.handled if live else "",
                          unhandled.get(row.id, 0)))
-        if branches:
-            rows = [(*r, _branch_line(forks.get(row_id))) for r, row_id in zip(rows, ids)]
+        if branches:  # what another agent branched from is not in an agent's view
+            rows = [(*r, _branch_line(forks.get(row_id)) if ctx.sees_agent(r[0]) else "") for r, row_id in zip(rows, ids)]
         return table(["name", "type", "status", "channels", "inbox", "handled", "unhandled", *(["branch of"] if branches else [])],
                      rows)
 
