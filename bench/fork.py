@@ -6,7 +6,8 @@ a state history) and, unless `--quick`, 900,000 messages of other agents' traffi
 kernel (memory, people and lore loaded) then forks the agent halfway through with the real command,
 timed end to end (`fork_ms_at_100k`: one transaction; the past is shared by reference). Then the fork's
 `thread_context()` (latest summary + last 50 messages, as a turn reads it) is timed against the same
-two statements hand-written on the raw connection, as bench/history.py does (`branch_history_ratio`).
+two statements hand-written on the raw connection, as bench/history.py does (`branch_history_ratio`),
+and the same for the parent's own thread (`parent_history_ratio`: what a thread that is no fork costs).
 Prints one JSON object.
 """
 
@@ -81,7 +82,7 @@ def populate(url: str, others: int) -> None:
                         f"SELECT i, 3 + i % {agents}, 3 + i % {agents}, 'c' || (3 + i % {agents}), 'assistant', "
                         f"{day} + INTERVAL (i - {CHAT}) SECOND, 'other line ' || i FROM range({CHAT} + 1, {CHAT} + {others} + 1) t(i)")
             raw.execute(f"INSERT INTO pushes (thread_id, message_id) SELECT 3 + i % {agents}, i FROM range({CHAT} + 1, {CHAT} + {others} + 1) t(i)")
-        summaries = CHAT // SUMMARY_EVERY
+        summaries = CHAT // SUMMARY_EVERY - 1  # the newest 200 messages are not summarised yet
         raw.execute("INSERT INTO summaries (id, thread_id, checkpoint_message_id, content, created_at) "
                     f"SELECT k, 1, k * {SUMMARY_EVERY}, 'summary up to ' || (k * {SUMMARY_EVERY}), {day} + INTERVAL (k * {SUMMARY_EVERY} + 1) SECOND "
                     f"FROM range(1, {summaries} + 1) t(k)")
@@ -104,9 +105,10 @@ def populate(url: str, others: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="no traffic around the chat, fewer reads")
-    parser.add_argument("--reads", type=int, default=300)
+    parser.add_argument("--reads", type=int, default=None, help="context reads of each kind (default 300, quick 60)")
     args = parser.parse_args()
-    others, reads = (0, 60) if args.quick else (900_000, args.reads)
+    others = 0 if args.quick else 900_000
+    reads = args.reads or (60 if args.quick else 300)
     with tempfile.TemporaryDirectory() as tmp:
         url = f"duckdb:///{Path(tmp) / 'fork.duckdb'}"
         Kernel(config(), database=url).start().close()  # the schema, modules' tables included
@@ -130,7 +132,7 @@ def main() -> None:
                 t = time.perf_counter()
                 context = thread_context(conn, thread_id, 50)
                 assert len(context.messages) == 50 and context.summary
-                assert context.messages[-1].sender == "tobio2"  # its parent's lines, read as its own
+                assert context.messages[-1].sender == ("tobio2" if thread_id == fork_thread else "tobio")  # its own lines
                 return time.perf_counter() - t
 
             def raw_once(conn: Connection, thread_id: int) -> float:
@@ -143,15 +145,20 @@ def main() -> None:
                 return time.perf_counter() - t
 
             for _ in range(10):
-                kernel.db.call_sync(tobio_once, fork_thread)
-                kernel.db.call_sync(raw_once, fork_thread)
-            branch_ms, raw_ms = [], []
+                for thread in (fork_thread, 1):
+                    kernel.db.call_sync(tobio_once, thread)
+                    kernel.db.call_sync(raw_once, thread)
+            branch_ms: list[float] = []
+            raw_ms: list[float] = []
+            parent_ms: list[float] = []
+            parent_raw_ms: list[float] = []
             order = random.Random(7)
-            for _ in range(reads):  # interleaved, in a shuffled order, so noise hits both alike
-                pair = [(branch_ms, tobio_once), (raw_ms, raw_once)]
-                order.shuffle(pair)
-                for out, once in pair:
-                    out.append(kernel.db.call_sync(once, fork_thread) * 1000)
+            for _ in range(reads):  # interleaved, in a shuffled order, so noise hits all alike
+                runs = [(branch_ms, tobio_once, fork_thread), (raw_ms, raw_once, fork_thread),
+                        (parent_ms, tobio_once, 1), (parent_raw_ms, raw_once, 1)]
+                order.shuffle(runs)
+                for out, once, thread in runs:
+                    out.append(kernel.db.call_sync(once, thread) * 1000)
         finally:
             kernel.close()
     result = {
@@ -161,8 +168,11 @@ def main() -> None:
         "fork_ms_at_100k": round(fork_ms, 1),
         "branch_context_ms_p50": round(statistics.median(branch_ms), 3),
         "raw_sql_ms_p50": round(statistics.median(raw_ms), 3),
+        "parent_context_ms_p50": round(statistics.median(parent_ms), 3),  # the same read of the parent's own thread
+        "parent_raw_sql_ms_p50": round(statistics.median(parent_raw_ms), 3),
     }
     result["branch_history_ratio"] = round(result["branch_context_ms_p50"] / result["raw_sql_ms_p50"], 3)
+    result["parent_history_ratio"] = round(result["parent_context_ms_p50"] / result["parent_raw_sql_ms_p50"], 3)
     print(json.dumps(result))
 
 
