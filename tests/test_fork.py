@@ -162,6 +162,9 @@ def test_a_fork_knows_what_was_said_before_not_after_and_both_go_on(kernel: Kern
     assert theirs["lore"] and theirs["affect"] and any(m.startswith("summary:") for m in theirs["memories"])
     assert f"message:{replies[0]}" not in theirs["memories"] and f"message:{replies[1]}" in theirs["memories"]
     assert normalised(ours, texts) == normalised(theirs, texts)
+    timers = ours["state"]["modules"]["lore"]  # lore's sticky clock, per thread: now per the fork's threads
+    assert timers and {int(k) for k in timers} <= {int(k) for k in ours["messages"]}
+    assert not {int(k) for k in timers} & {int(k) for k in theirs["messages"]}
     assert normalised(kernel.run(f"agent replay tobio2 --at {early}").data, texts) == normalised(
         kernel.run(f"agent replay tobio --at {early}").data, texts)  # before the fork point too
 
