@@ -33,9 +33,11 @@ from tobio.db.history import thread_context
 from tobio.kernel import Kernel
 
 RAW_SUMMARY = "SELECT content, checkpoint_message_id FROM summaries WHERE thread_id = ? ORDER BY checkpoint_message_id DESC LIMIT 1"
+# bench/history.py's statements, with the LIMIT written in, as by hand: DuckDB plans `LIMIT ?` as a full sort
+# (here a thread has 100,000 pushes, there 1,000), and SQLAlchemy renders the limit into the statement.
 RAW_MESSAGES = """
 SELECT m.id, m.channel, a.name, m.role, m.content, m.created_at, m.agent_id, m.thread_id, m.metadata
-FROM (SELECT message_id FROM pushes WHERE thread_id = ? AND message_id > ? ORDER BY message_id DESC LIMIT ?) AS p
+FROM (SELECT message_id FROM pushes WHERE thread_id = ? AND message_id > ? ORDER BY message_id DESC LIMIT 50) AS p
 JOIN messages m ON m.id = p.message_id LEFT JOIN agents a ON a.id = m.agent_id
 ORDER BY m.id
 """
@@ -140,7 +142,7 @@ def main() -> None:
                 assert raw is not None
                 t = time.perf_counter()
                 summary = raw.execute(RAW_SUMMARY, [thread_id]).fetchone()
-                rows = raw.execute(RAW_MESSAGES, [thread_id, summary[1], 50]).fetchall()
+                rows = raw.execute(RAW_MESSAGES, [thread_id, summary[1]]).fetchall()
                 assert len(rows) == 50
                 return time.perf_counter() - t
 

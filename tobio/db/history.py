@@ -12,6 +12,7 @@ the hot statements stay as they were.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import weakref
@@ -32,6 +33,7 @@ _MESSAGE_COLUMNS = (
     MessageRow.c.id, MessageRow.c.channel, _sender.c.name, MessageRow.c.role, MessageRow.c.content,
     MessageRow.c.created_at, MessageRow.c.agent_id, MessageRow.c.thread_id, MessageRow.c.metadata,
 )
+assert _MESSAGE_COLUMNS[8] is MessageRow.c.metadata
 
 
 def _message(row: Sequence[Any]) -> Message:
@@ -213,9 +215,32 @@ _CONTEXT = (
 )
 
 
+# duckdb-engine turns SQLAlchemy's statement cache off (`supports_statement_cache = False`), so every
+# execute compiles the statement again: ~1 ms of a ~4 ms read (bench/fork.py). On DuckDB this statement is
+# compiled once and run as SQL text, its parameters in compiled order.
+_COMPILED: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
+_METADATA = 8  # messages.metadata in _MESSAGE_COLUMNS
+
+
+def _context_rows(conn: Connection, thread_id: int, last: int) -> Sequence[Sequence[Any]]:
+    values = {"thread": thread_id, "last": last}
+    if conn.dialect.name != "duckdb" or conn.dialect.supports_statement_cache:
+        return conn.execute(_CONTEXT, values).all()
+    found = _COMPILED.get(conn.dialect.name)
+    if found is None:
+        compiled = _CONTEXT.compile(dialect=conn.dialect)
+        found = (compiled.string, tuple(compiled.positiontup or ()), dict(compiled.construct_params({"thread": 0, "last": 0})))
+        _COMPILED[conn.dialect.name] = found
+    sql, order, fixed = found
+    rows = conn.exec_driver_sql(sql, tuple(values.get(name, fixed.get(name)) for name in order)).all()
+    metadata = _METADATA  # a JSON column, as text from the driver: decoded as SQLAlchemy's JSON type would
+    return [(*row[:metadata], json.loads(row[metadata]) if isinstance(row[metadata], str) else row[metadata],
+             *row[metadata + 1:]) for row in rows]
+
+
 def thread_context(conn: Connection, thread_id: int, last: int = 50) -> ThreadContext:
     """Latest summary of the thread plus (up to) the last `last` messages after its checkpoint."""
-    rows = conn.execute(_CONTEXT, {"thread": thread_id, "last": last}).all() if last > 0 else []
+    rows = _context_rows(conn, thread_id, last) if last > 0 else []
     if not rows:  # nothing after the checkpoint (or nothing at all): the summary alone
         summary = latest_summary(conn, thread_id)
         return ThreadContext(summary[0] if summary else None, summary[1] if summary else None, [])
