@@ -1,6 +1,7 @@
 """Forks: a new agent whose whole mind is another's at a moment (state and mood, threads, summaries,
 memories, people facts, lore), and a channel branch that forks everyone in a scene. Exactly as it was:
-the fork's replay at the fork point equals its parent's; nothing the parent learned later reaches it."""
+the fork's replay at the fork point equals its parent's; nothing the parent learned later reaches it.
+On every backend (the brief asks DuckDB and PostgreSQL; SQLite costs a few seconds more)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from tobio.people.module import PeopleModule
 from conftest import write
 from helpers import wait_until
 
-BACKENDS = ["duckdb", "postgresql"]
+BACKENDS = ["duckdb", "sqlite", "postgresql"]
 WORLD = {"entries": {"0": {"uid": 0, "key": ["lighthouse"], "content": "The lighthouse keeper is called Odo.",
                            "sticky": 3, "selective": False}}}
 
@@ -45,6 +46,8 @@ def start(url: str) -> Kernel:
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "duckdb":
         yield f"duckdb:///{tmp_path / 'tobio.duckdb'}"
+    elif request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tobio.sqlite'}"
     else:
         from conftest import _fresh_postgres, _postgres_url
 
@@ -288,6 +291,7 @@ TABLES = ("agents", "threads", "pushes", "handled", "summaries", "people_facts",
           "lineage", "channels", "lore_attachments")
 
 
+@pytest.mark.slow  # a second Python process
 def test_a_fork_killed_half_way_leaves_nothing(url: str, tmp_path: Path) -> None:
     import os
     import signal
