@@ -5,8 +5,9 @@ module state inside it), its threads (the parent's threads opened by then, with 
 then: references to the same messages, never copies of them), their summaries, and whatever each
 loaded module contributes at the FORK hook point (memory, people and lore carry their own rows). All of
 it is written in ONE transaction, so a fork killed half-way leaves nothing behind. The parent never
-changes. Before the fork point a fork's replay is its parent's (tobio/replay.py reads it through
-`branches`), so the parent's older history is not carried either.
+changes. Rows are copied with `INSERT … SELECT` in the database (`carry_rows`), never through Python.
+Only the state at the fork point is carried, not its history: before the fork point, `agent replay`
+reads a fork's state from its parent (tobio/replay.py, through `branches`).
 
 The fork's DM threads (`dm.USER.PARENT`) continue as `dm.USER.FORK`, so talking to the fork continues
 that conversation; a branched channel continues as the new channel. Threads on any other channel are
