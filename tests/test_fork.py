@@ -148,6 +148,9 @@ def test_a_fork_knows_what_was_said_before_not_after_and_both_go_on(kernel: Kern
     ask(kernel, "tobio", "I live in Lisbon. Also my cat is called Zebulon.")
     ask(kernel, "tobio", "I hate this awful rain, it is terrible.")
     kernel.run(f"memory forget tobio {replies[1]} --reason later")
+    harbour = {"entries": {"0": {"uid": 0, "key": ["harbour"], "content": "The harbour is closed.", "selective": False}}}
+    kernel.run(f"lore import {write(tmp_path / 'harbour.json', json.dumps(harbour))} --name harbour")
+    kernel.run("lore attach harbour --agent tobio")
     settle(kernel)
 
     out = kernel.run(f"agent fork tobio --at {between} --as tobio2")
@@ -185,6 +188,12 @@ def test_a_fork_knows_what_was_said_before_not_after_and_both_go_on(kernel: Kern
     hits = kernel.call(Memory.of(kernel).search(fork.id, "Zebulon cat Lisbon rain", k=20))
     assert not any("Zebulon" in h.item.text or "rain" in h.item.text for h in hits)
     assert "Zebulon" in prompt_text(kernel, "tobio", "What is my cat called?")
+
+    from tobio.lore.module import LoreModule
+
+    store = kernel.modules.get(LoreModule).store
+    assert store is not None
+    assert store.books_for("tobio2", None)[1] == ["coast"] and store.books_for("tobio", None)[1] == ["coast", "harbour"]
 
     # Both go on, independently; the parent's record never changed.
     ask(kernel, "tobio2", "I work as a baker.")
