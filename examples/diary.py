@@ -2,7 +2,7 @@
 
 Copy this file to start a module. It shows, in order: settings, a table of its own (migrated, and
 readable by agents through `sql`), a transport observer, a prompt step, a reply filter, an event
-subscriber, a replay step, a turn-taking opinion, a completion source, commands, a background task, an
+subscriber, a replay step (and what a fork must carry of it), a turn-taking opinion, a completion source, commands, a background task, an
 agent type that is the turn with a different reply filter (tobio/turn/), and a provider type. Nothing here names an owner: the module manager records this module
 as the owner of all of it, and `mod unload diary` removes all of it (see tests/test_example_module.py).
 
@@ -36,6 +36,8 @@ from tobio.hooks import (
     AGENT_TYPE,
     COMPLETION_SOURCE,
     EVENT,
+    FORK,
+    FORKED,
     ON_MESSAGE,
     PROMPT,
     PROVIDER_TYPE,
@@ -57,6 +59,7 @@ from tobio.turn.prompt import Prompt
 from tobio.turn.reply import Reply, cut_echoes, first_line
 
 if TYPE_CHECKING:
+    from tobio.branching.fork import Fork
     from tobio.kernel import Kernel
     from tobio.replay import Snapshot
     from tobio.swipes.service import Swiped
@@ -165,6 +168,20 @@ class DiaryModule(Module):
     async def replay(self, snapshot: Snapshot) -> None:
         """Whom the agent had talked with at the snapshot's time."""
         snapshot.extra["diary"] = await self.kernel.db.call(_partners_until, snapshot.agent_id, snapshot.at)
+
+    @implements(FORK)
+    def carry(self, conn: Connection, fork: Fork) -> None:
+        """What REPLAY reads, a fork (`agent fork`) carries: the parent's entries up to the fork point, as the
+        fork's, in the fork's one transaction (plain function, on the DB thread; an error undoes the fork)."""
+        from tobio.branching.fork import carry_rows
+
+        carry_rows(conn, fork, DiaryRow, sa.and_(DiaryRow.c.agent_id == fork.parent_id, DiaryRow.c.created_at <= fork.at),
+                   agent_id=sa.literal(fork.agent_id, DiaryRow.c.agent_id.type))
+
+    @implements(FORKED)
+    async def forked(self, fork: Fork) -> None:
+        """Once the fork is committed: what the module keeps in memory per agent, for the new one."""
+        self.met[fork.agent_id] = Counter(await self.kernel.db.call(_partners_until, fork.agent_id, fork.at))
 
     @implements(SHOULD_ANSWER)
     async def do_not_disturb(self, agent: Agent, delivery: Delivery) -> bool | None:

@@ -67,6 +67,13 @@ def test_swipe_quick_mode(tmp_path: Path) -> None:
     assert min(numbers(out, "build_s", "retry_ms_p50", "retry_ms_max", "swipe_ms_p50", "swipe_ms_p95")) > 0
 
 
+def test_fork_quick_mode(tmp_path: Path) -> None:
+    out = run_bench("fork.py", "--quick", tmp_path=tmp_path, timeout=240)
+    assert out["chat_messages"] == 100_000
+    assert min(numbers(out, "build_s", "fork_ms_at_100k", "branch_context_ms_p50", "raw_sql_ms_p50", "branch_history_ratio",
+                       "parent_context_ms_p50", "parent_raw_sql_ms_p50", "parent_history_ratio")) > 0
+
+
 @slow
 def test_transport_quick_mode(tmp_path: Path) -> None:
     out = run_bench("transport.py", "--quick", tmp_path=tmp_path, timeout=240)

@@ -45,7 +45,7 @@ def test_bad_input_gets_one_clear_line(k: Kernel, line: str, error: type[TobioEr
 def test_parse_errors_carry_usage(k: Kernel) -> None:
     with pytest.raises(CommandError) as err:
         k.run("agent ls --bogus")
-    assert err.value.usage == "usage: agent ls [--all] [-h]"
+    assert err.value.usage == "usage: agent ls [--all] [--branches] [-h]"
     with pytest.raises(CommandError) as err:
         k.run("agent frob")
     assert err.value.usage and err.value.usage.startswith("usage: agent {")

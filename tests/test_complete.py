@@ -80,7 +80,7 @@ def test_commands_and_subcommands_with_help(engine: CommandCompleter) -> None:
 
 def test_flags_and_option_values(engine: CommandCompleter) -> None:
     flags = engine.complete("agent ls -")
-    assert texts(flags) == ["--all ", "--help "] and flags[0].help == "include killed agents"
+    assert texts(flags) == ["--all ", "--branches ", "--help "] and flags[0].help == "include killed agents"
     assert texts(engine.complete("log tail --level ")) == ["DEBUG ", "INFO ", "WARNING ", "ERROR "]
     assert texts(engine.complete("log tail --level W")) == ["WARNING "]
     inline = engine.complete("log tail --level=E")

@@ -83,6 +83,11 @@ def test_every_extension_point_is_used_and_works(kernel: Kernel, tmp_path: Path)
     snapshot = kernel.call(replay(kernel, "sam", utcnow() + timedelta(seconds=1)))
     assert snapshot.extra["diary"] == {"ada": 4}
 
+    # FORK and FORKED: a fork of sam carries its diary as it was, and has it in memory
+    kernel.run("agent fork sam --at now --as sam2")
+    assert kernel.run("diary show sam2").rows == [("ada", 4)]
+    assert kernel.call(replay(kernel, "sam2", utcnow() + timedelta(seconds=1))).extra["diary"] == {"ada": 4}
+
     # SHOULD_ANSWER: do not disturb
     kernel.run("diary quiet sam on")
     with pytest.raises(TobioError, match="did not answer"):

@@ -102,7 +102,7 @@ def test_enter_and_leave_subshells_and_run_sql(kernel: Kernel, env: Path) -> Non
 
     async def script(s: PipeShell) -> None:
         await s.type("agent\r")
-        await s.expect("agent: history")
+        await s.expect("agent: fork, history")
         assert s.session.prompt() == "agent> "
         await s.type("ls\r")
         await s.expect("echo")

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from tobio.agents.base import Agent
     from tobio.agents.sandbox import Scope
+    from tobio.branching.fork import Fork
     from tobio.db.history import ThreadContext
     from tobio.kernel import Kernel
     from tobio.memory.items import Item
@@ -92,6 +93,8 @@ ReplyFilter = Callable[["Reply"], Awaitable[None]]
 EventObserver = Callable[["Event"], Awaitable[None]]
 MessageObserver = Callable[["Message"], None]
 ReplayStep = Callable[["Snapshot"], Awaitable[None]]
+ForkStep = Callable[["Connection", "Fork"], None]
+ForkedObserver = Callable[["Fork"], Awaitable[None]]
 CompletionSource = Callable[["Kernel"], list[tuple[str, str]]]
 MemorySource = Callable[["Connection", int, str], list[tuple["Item", Any]]]
 CharacterSource = Callable[[], list[tuple[str, "Character"]]]
@@ -115,6 +118,12 @@ ON_MESSAGE: Point[MessageObserver] = Point(
     Rule.EACH)
 REPLAY: Point[ReplayStep] = Point(
     "replay", "Add what a module knew at time T to an `agent replay` snapshot.", Rule.EACH)
+FORK: Point[ForkStep] = Point(
+    "fork", "Carry the rows a module's REPLAY reads, as they stood at the fork point, from an agent to its fork: "
+    "(conn, fork) on the DB thread, inside the fork's one transaction; an error undoes the whole fork.",
+    Rule.COLLECT, OnError.FAIL)
+FORKED: Point[ForkedObserver] = Point(
+    "forked", "Told a fork is committed (before the new agent starts): load what is cached per agent.", Rule.EACH)
 MEMORY_SOURCE: Point[MemorySource] = Point(
     "memory_source", "Memory items of kind KEY (with vectors) an agent's recall loads back: (conn, agent_id, embed model).",
     Rule.COLLECT, keyed=True)
@@ -143,7 +152,7 @@ PROVIDER_TYPE: Point[type[Provider]] = Point(
 LAST = 1000
 """The `order` of a PROMPT step that must see what every other step added (memory fits it all to budget)."""
 
-POINTS: tuple[Point[Any], ...] = (SHOULD_ANSWER, HISTORY_SOURCE, PROMPT, REPLY_FILTER, EVENT, ON_MESSAGE, REPLAY,
+POINTS: tuple[Point[Any], ...] = (SHOULD_ANSWER, HISTORY_SOURCE, PROMPT, REPLY_FILTER, EVENT, ON_MESSAGE, REPLAY, FORK, FORKED,
                                   MEMORY_SOURCE, EMBEDDED, RECALL_BIAS, CHARACTERS, COMPLETION_SOURCE, SQL_SCOPE, AGENT_TYPE, PROVIDER_TYPE,
                                   SWIPED)
 """Commands are one more: `kernel.commands.command(...)` / `.group(...)`, owned the same way."""

@@ -1,7 +1,7 @@
 """Time travel: what an agent had at time T, reconstructed from the database alone.
 
 The messages pushed to its threads up to T, the summary that was current, its state_dict (from the
-`state` table, where every superseded state is kept), and what loaded modules add at the REPLAY hook
+`state` table, where every superseded state is kept; a fork's before its fork point is its parent's), and what loaded modules add at the REPLAY hook
 point (emotion: the affect decayed to T; memory, people, lore: what they held then). Nothing is read
 from the live agent, so a replay after a restart, or of a killed agent, works the same.
 """
@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from tobio.db.history import HistoryItem, agent_history
 from tobio.db.migrations import utcnow
-from tobio.db.tables import AgentRow, Row, StateRow, SummaryRow, ThreadRow
+from tobio.db.tables import AgentRow, BranchRow, Row, StateRow, SummaryRow, ThreadRow
 from tobio.errors import AgentError, CommandError
 from tobio.hooks import REPLAY
 from tobio.messages import Message
@@ -105,11 +105,24 @@ def _read(conn: Connection, name: str, at: datetime) -> tuple[Row, list[Row], li
         .order_by(SummaryRow.c.checkpoint_message_id)
     ):
         summaries[thread_id] = (content, checkpoint)  # the latest one wins
+    return agent, threads, history, summaries, state_at(conn, agent, at)
+
+
+def state_at(conn: Connection, agent: Row, at: datetime) -> dict[str, Any]:
+    """The agent's state_dict at `at`: the superseded one current then, else its current one; a fork's
+    before its fork point is its parent's then (a fork carries the state at the fork point, not the past)."""
     state = conn.execute(
         sa.select(StateRow.c.state_dict).where(StateRow.c.agent_id == agent.id, StateRow.c.created_at <= at, StateRow.c.superseded_at > at)
         .order_by(StateRow.c.id.desc()).limit(1)
     ).scalar()
-    return agent, threads, history, summaries, state if state is not None else agent.state_dict
+    if state is not None:
+        return dict(state)
+    branch = conn.execute(sa.select(BranchRow.c.parent_agent_id, BranchRow.c.fork_at).where(BranchRow.c.agent_id == agent.id)).first()
+    if branch is not None and at < branch.fork_at:
+        parent = conn.execute(sa.select(AgentRow).where(AgentRow.c.id == branch.parent_agent_id)).first()
+        if parent is not None:
+            return state_at(conn, parent, at)
+    return dict(agent.state_dict or {})
 
 
 async def replay(kernel: Kernel, name: str, at: datetime) -> Snapshot:

@@ -298,6 +298,25 @@ class AgentManager:
             await self._start(agent, backlog.get(agent.id, []))
         return [agent.name for agent in agents]
 
+    async def start_stored(self, name: str) -> Agent:
+        """Start an agent exactly as its row stands (a fork, made by tobio/branching): its state, its
+        state's time (`updated_at`: when that state became current), its open threads."""
+
+        def read(conn: Connection) -> Row | None:
+            return conn.execute(sa.select(AgentRow).where(AgentRow.c.name == name)).first()
+
+        row = await self.kernel.db.call(read)
+        if row is None:
+            raise AgentError(f"no agent named '{name}'")
+        config = self.type_for(row.type).Config.model_validate(row.config, context={"base_dir": Path.cwd()})
+        agent = self.type_for(row.type)(self.kernel, config, row.id)
+        self.restore_state(agent, row.state_dict or {})
+        self._saved[agent.id] = (json.dumps(row.state_dict or {}, sort_keys=True), row.updated_at)
+        open_threads = await self._open_threads(agent.id)
+        self._attach(agent, open_threads)
+        await self._start(agent, (await self._backlog(agent.id)).get(agent.id, []) if open_threads else [])
+        return agent
+
     # -- control ---------------------------------------------------------------------------------
     async def _set_status(self, agent: Agent, status: str) -> None:
         def update(conn: Connection) -> None:

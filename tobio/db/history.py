@@ -2,19 +2,30 @@
 
 An agent's subjective history is the messages pushed to its threads, never a guess from which
 channels it was in. `pushes` is keyed (thread_id, message_id), so per-thread reads are index range scans.
+
+A fork's past lines are its parent's (the same message rows, shared by reference: tobio/branching); read
+in the fork's threads they carry the fork's name, so its prompt shows them as its own words. Whose words
+are a thread's owner's own never changes once the thread exists (a fork's `lineage` is written with its
+threads), so it is looked up once per thread and kept, and not at all while the database has no fork:
+the hot statements stay as they were.
 """
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
-from tobio.db.tables import AgentRow, MessageRow, PushRow, SummaryRow, ThreadRow
+from tobio.db.tables import AgentRow, LineageRow, MessageRow, PushRow, SummaryRow, ThreadRow
 from tobio.messages import Message
 
 _sender = AgentRow.alias("sender")
@@ -22,10 +33,88 @@ _MESSAGE_COLUMNS = (
     MessageRow.c.id, MessageRow.c.channel, _sender.c.name, MessageRow.c.role, MessageRow.c.content,
     MessageRow.c.created_at, MessageRow.c.agent_id, MessageRow.c.thread_id, MessageRow.c.metadata,
 )
+assert _MESSAGE_COLUMNS[8] is MessageRow.c.metadata
 
 
 def _message(row: Sequence[Any]) -> Message:
     return Message(*row[: len(_MESSAGE_COLUMNS)])
+
+
+@dataclass(frozen=True)
+class Selves:
+    """A fork's thread: its owner's name, and whose words up to when are its own (its ancestors')."""
+
+    name: str
+    ancestors: dict[int, datetime]
+
+    def own(self, messages: list[Message]) -> list[Message]:
+        """`messages` with the ancestors' lines before their fork points under the owner's name."""
+        for message in messages:
+            upto = self.ancestors.get(message.sender_id) if message.sender_id is not None else None
+            if upto is not None and message.created_at <= upto:
+                message.sender = self.name
+        return messages
+
+
+_KEPT = 4096  # threads whose answer is kept, per database
+_RECHECK_S = 30.0  # how long "nothing here is a fork" is trusted (another kernel on the database may fork)
+
+
+@dataclass
+class _Known:
+    """Per database: whether any fork exists (and since when that is known), and each thread's answer."""
+
+    forks: bool = False
+    checked: float = float("-inf")
+    threads: OrderedDict[int, Selves | None] = field(default_factory=OrderedDict)
+
+
+_known: weakref.WeakKeyDictionary[Engine, _Known] = weakref.WeakKeyDictionary()
+_known_lock = threading.Lock()
+
+
+def forked(engine: Engine) -> None:
+    """A fork was made on this database (tobio/branching): threads are looked up from now on."""
+    with _known_lock:
+        _known.setdefault(engine, _Known()).forks = True
+
+
+def selves(conn: Connection, thread_id: int) -> Selves | None:
+    """Whose past words the owner of `thread_id` reads as its own (None: only its own, not a fork).
+    Costs nothing on a database without forks (checked again every _RECHECK_S), one lookup per thread
+    on one with them."""
+    with _known_lock:
+        known = _known.setdefault(conn.engine, _Known())
+        if thread_id in known.threads:
+            known.threads.move_to_end(thread_id)
+            return known.threads[thread_id]
+        look = known.forks or time.monotonic() - known.checked > _RECHECK_S
+    if not known.forks:
+        if not look:
+            return None
+        any_fork = conn.execute(sa.select(LineageRow.c.agent_id).limit(1)).first() is not None
+        with _known_lock:
+            known.forks, known.checked = known.forks or any_fork, time.monotonic()
+        if not any_fork:
+            return None
+    rows = conn.execute(
+        sa.select(AgentRow.c.name, LineageRow.c.ancestor_id, LineageRow.c.upto)
+        .select_from(sa.join(ThreadRow, AgentRow, AgentRow.c.id == ThreadRow.c.agent_id)
+                     .outerjoin(LineageRow, LineageRow.c.agent_id == ThreadRow.c.agent_id))
+        .where(ThreadRow.c.id == thread_id)
+    ).all()
+    found = Selves(rows[0][0], {int(a): u for _, a, u in rows}) if rows and rows[0][1] is not None else None
+    if rows:  # a thread not written yet is asked again next time
+        with _known_lock:
+            known.threads[thread_id] = found
+            while len(known.threads) > _KEPT:
+                known.threads.popitem(last=False)
+    return found
+
+
+def _as_read_in(conn: Connection, thread_id: int, messages: list[Message]) -> list[Message]:
+    found = selves(conn, thread_id) if messages else None
+    return found.own(messages) if found is not None else messages
 
 
 @dataclass(frozen=True)
@@ -52,7 +141,10 @@ def agent_history(
         query = query.where(MessageRow.c.created_at <= until)
     if thread_id is not None:
         query = query.where(PushRow.c.thread_id == thread_id)
-    return [HistoryItem(row[0], _message(row[1:])) for row in conn.execute(query)]
+    items = [HistoryItem(row[0], _message(row[1:])) for row in conn.execute(query)]
+    for thread in {item.thread_id for item in items}:
+        _as_read_in(conn, thread, [item.message for item in items if item.thread_id == thread])
+    return items
 
 
 _THREAD_MESSAGES = sa.select(*_MESSAGE_COLUMNS).select_from(
@@ -73,7 +165,7 @@ def thread_messages(
     else:
         query = query.order_by(PushRow.c.message_id)
         rows = conn.execute(query if first is None else query.limit(first)).all()
-    return [_message(row) for row in rows]
+    return _as_read_in(conn, thread_id, [_message(row) for row in rows])
 
 
 @dataclass(frozen=True)
@@ -123,11 +215,34 @@ _CONTEXT = (
 )
 
 
+# duckdb-engine turns SQLAlchemy's statement cache off (`supports_statement_cache = False`), so every
+# execute compiles the statement again: ~1 ms of a ~4 ms read (bench/fork.py). On DuckDB this statement is
+# compiled once and run as SQL text, its parameters in compiled order.
+_COMPILED: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
+_METADATA = 8  # messages.metadata in _MESSAGE_COLUMNS
+
+
+def _context_rows(conn: Connection, thread_id: int, last: int) -> Sequence[Sequence[Any]]:
+    values = {"thread": thread_id, "last": last}
+    if conn.dialect.name != "duckdb" or conn.dialect.supports_statement_cache:
+        return conn.execute(_CONTEXT, values).all()
+    found = _COMPILED.get(conn.dialect.name)
+    if found is None:
+        compiled = _CONTEXT.compile(dialect=conn.dialect)
+        found = (compiled.string, tuple(compiled.positiontup or ()), dict(compiled.construct_params({"thread": 0, "last": 0})))
+        _COMPILED[conn.dialect.name] = found
+    sql, order, fixed = found
+    rows = conn.exec_driver_sql(sql, tuple(values.get(name, fixed.get(name)) for name in order)).all()
+    metadata = _METADATA  # a JSON column, as text from the driver: decoded as SQLAlchemy's JSON type would
+    return [(*row[:metadata], json.loads(row[metadata]) if isinstance(row[metadata], str) else row[metadata],
+             *row[metadata + 1:]) for row in rows]
+
+
 def thread_context(conn: Connection, thread_id: int, last: int = 50) -> ThreadContext:
     """Latest summary of the thread plus (up to) the last `last` messages after its checkpoint."""
-    rows = conn.execute(_CONTEXT, {"thread": thread_id, "last": last}).all() if last > 0 else []
+    rows = _context_rows(conn, thread_id, last) if last > 0 else []
     if not rows:  # nothing after the checkpoint (or nothing at all): the summary alone
         summary = latest_summary(conn, thread_id)
         return ThreadContext(summary[0] if summary else None, summary[1] if summary else None, [])
     width = len(_MESSAGE_COLUMNS)
-    return ThreadContext(rows[0][width], rows[0][width + 1], [_message(row) for row in rows])
+    return ThreadContext(rows[0][width], rows[0][width + 1], _as_read_in(conn, thread_id, [_message(row) for row in rows]))

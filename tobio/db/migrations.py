@@ -105,6 +105,12 @@ def m006_pushes_unkeyed_on_duckdb(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE _pushes_m006 RENAME TO pushes")
 
 
+@migration
+def m007_branches(conn: Connection) -> None:
+    """Forks: which agent each branched from and when (`branches`), and whose earlier words are its own (`lineage`)."""
+    create_tables(conn, [metadata.tables["branches"], metadata.tables["lineage"]])
+
+
 def _now_value(conn: Connection) -> Any:
     """`utcnow()` for an INSERT: written into the SQL on DuckDB (no bound parameter, no pandas), bound elsewhere."""
     now = utcnow()

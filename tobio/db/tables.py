@@ -209,6 +209,29 @@ MigrationRow = table(
 )
 
 
+# A fork (`agent fork`, `channel branch`): the agent it branched from and the moment. Its past up to `fork_at`
+# is its parent's, shared by reference (its threads' pushes name the same messages); after it, its own.
+BranchRow = table(
+    "branches",
+    column("agent_id", Id, primary_key=True, autoincrement=False),
+    column("parent_agent_id", Id, index=True),
+    column("fork_at", DateTime()),  # the fork point: the parent's mind as of this moment
+    column("message_id", Id, null=True),  # the message it was forked after (`--message`), if given
+    column("channels", JSON),  # the parent's channel -> the fork's (a DM, a branched scene)
+    column("created_at", DateTime()),  # when the fork was made
+)
+
+# Whose words count as the agent's own: its ancestors', up to each one's fork point (a fork of a fork
+# has two rows). A fork reads its parent's lines up to `upto` under its own name, as its own.
+LineageRow = table(
+    "lineage",
+    column("agent_id", Id),
+    column("ancestor_id", Id),
+    column("upto", DateTime()),  # the ancestor's words up to this moment are the agent's own
+    sa.PrimaryKeyConstraint("agent_id", "ancestor_id"),
+)
+
+
 # Tables whose ids the kernel allocates, in the order the writer flushes them.
 ID_TABLES = ("agents", "state", "threads", "messages", "steps", "summaries", "logs", "runs")
 

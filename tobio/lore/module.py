@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tobio.hooks import ON_MESSAGE, PROMPT, REPLAY, PromptStep
+from tobio.hooks import FORK, FORKED, ON_MESSAGE, PROMPT, REPLAY, PromptStep
 from tobio.memory.module import MemoryModule
 from tobio.modules import DatabaseModule, Module
 
@@ -72,4 +72,8 @@ class LoreModule(Module):
             snapshot.extra["lore"] = await kernel.db.call(lore_steps, snapshot.agent_id, snapshot.at)
 
         kernel.hooks.add(REPLAY, replay)
+        from tobio.lore.fork import carry, make_forked_hook
+
+        kernel.hooks.add(FORK, carry)  # what REPLAY and the prompt step read, a fork carries
+        kernel.hooks.add(FORKED, make_forked_hook(self.store))
         commands.register(kernel, self)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from tobio.hooks import HISTORY_SOURCE, LAST, ON_MESSAGE, PROMPT, REPLAY, SWIPED
+from tobio.hooks import FORK, HISTORY_SOURCE, LAST, ON_MESSAGE, PROMPT, REPLAY, SWIPED
 from tobio.memory.config import MemoryConfig
 from tobio.models.module import ModelsModule
 from tobio.modules import DatabaseModule, Module
@@ -53,6 +53,9 @@ class MemoryModule(Module):
         kernel.hooks.add(PROMPT, make_hook(memory), order=LAST)  # it enforces the budget on what others added
         kernel.hooks.add(REPLAY, make_replay_hook(kernel))
         kernel.hooks.add(SWIPED, memory.swiped)
+        from tobio.memory.fork import carry
+
+        kernel.hooks.add(FORK, carry)  # what REPLAY reads, a fork carries
         commands.register(kernel, self.memory)
 
     async def module_exit(self, kernel: Kernel) -> None:

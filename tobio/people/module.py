@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tobio.hooks import ON_MESSAGE, PROMPT, REPLAY, REPLY_FILTER, SWIPED
+from tobio.hooks import FORK, FORKED, ON_MESSAGE, PROMPT, REPLAY, REPLY_FILTER, SWIPED
 from tobio.memory.module import MemoryModule
 from tobio.models.module import ModelsModule
 from tobio.modules import DatabaseModule, Module
@@ -82,6 +82,11 @@ class PeopleModule(Module):
         from tobio.people.swiped import make_hook as unlearn_withdrawn
 
         kernel.hooks.add(SWIPED, unlearn_withdrawn(people))  # words that left a history teach nothing
+
+        from tobio.people.fork import carry, make_forked_hook
+
+        kernel.hooks.add(FORK, carry)  # what REPLAY reads, a fork carries
+        kernel.hooks.add(FORKED, make_forked_hook(people))
 
     def _model_extract(self, agent: Any, person: str, message: Any) -> None:
         from tobio.people.model_extract import model_facts

@@ -1,4 +1,4 @@
-"""`agent ls|show|spawn|pause|resume|kill|state|history`: agents and their inner life."""
+"""`agent ls|show|spawn|fork|pause|resume|kill|state|history|replay`: agents and their inner life."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from tobio.agents.handling import unhandled_counts
+from tobio.branching.fork import branches_of, children_of
 from tobio.commands import Arg, Context, Group, Result, table
 from tobio.db.history import agent_history
 from tobio.db.literals import const
 from tobio.db.tables import AgentRow, Row, StateRow
-from tobio.errors import AgentError
+from tobio.errors import AgentError, CommandError
 
 NAME = Arg("name", help="agent name", complete="agent")
 
@@ -27,16 +28,26 @@ async def _row(ctx: Context, name: str) -> Row:
     return row
 
 
+def _branch_line(branch: tuple[int, str, Any, int | None, Any] | None) -> str:
+    """`tobio at 2026-12-07 04:10:02 (after message 12)` for a fork, empty for an agent that is none."""
+    if branch is None:
+        return ""
+    _parent_id, parent, at, message, _made = branch
+    return f"{parent} at {at:%Y-%m-%d %H:%M:%S}" + (f" (after message {message})" if message is not None else "")
+
+
 def register(root: Group) -> None:
     agent = root.group("agent", "Spawn, inspect and control agents.")
 
-    @agent.command("ls", Arg("--all", flag=True, help="include killed agents"), agents="agents")
-    async def ls(ctx: Context, all: bool) -> Result:
+    @agent.command("ls", Arg("--all", flag=True, help="include killed agents"),
+                   Arg("--branches", flag=True, help="also say what each fork branched from, and when"), agents="agents")
+    async def ls(ctx: Context, all: bool, branches: bool) -> Result:
         """List agents with their type, status, channels and message counts.
 
         `inbox` and `handled` are this process's counts; `unhandled` is from the database: messages pushed
         to the agent's open threads that it has not handled yet (what a restart would give it again)."""
         kernel = ctx.kernel
+        forks = await kernel.db.call(branches_of) if branches else {}
 
         def read(conn: sa.Connection) -> list[Row]:
             query = sa.select(AgentRow).order_by(AgentRow.c.id)
@@ -45,7 +56,9 @@ def register(root: Group) -> None:
         await kernel.writer.flush()  # handled marks nobody waited for count too
         unhandled = await kernel.db.call(unhandled_counts)
         rows: list[tuple[Any, ...]] = []
+        ids: list[int] = []
         for row in await kernel.db.call(read):
+            ids.append(row.id)
             live = kernel.agents.live.get(row.name)
             if not ctx.sees_agent(row.name):  # another agent: its name, type and status, as in agent SQL
                 rows.append((row.name, row.type, "killed" if row.status == "killed" else "running" if live else "stopped",
@@ -55,7 +68,10 @@ def register(root: Group) -> None:
             status = live.status if live else row.status if row.status == "killed" else "stopped"
             rows.append((row.name, row.type, status, channels, live.inbox.qsize() if live else "", live.handled if live else "",
                          unhandled.get(row.id, 0)))
-        return table(["name", "type", "status", "channels", "inbox", "handled", "unhandled"], rows)
+        if branches:  # what another agent branched from is not in an agent's view
+            rows = [(*r, _branch_line(forks.get(row_id)) if ctx.sees_agent(r[0]) else "") for r, row_id in zip(rows, ids)]
+        return table(["name", "type", "status", "channels", "inbox", "handled", "unhandled", *(["branch of"] if branches else [])],
+                     rows)
 
     @agent.command("show", NAME, agents="agents")
     async def show(ctx: Context, name: str) -> Result:
@@ -70,6 +86,12 @@ def register(root: Group) -> None:
             ("config", row.config), ("state", ctx.kernel.agents.full_state(live) if live else row.state_dict),
             ("created", row.created_at), ("updated", row.updated_at),
         ]
+        forks = await ctx.kernel.db.call(branches_of)
+        if row.id in forks:
+            fields.append(("branch of", _branch_line(forks[row.id])))
+        children = await ctx.kernel.db.call(children_of, row.id)
+        if children:
+            fields.append(("branches", ", ".join(children)))
         return table(["field", "value"], fields, data={k: v for k, v in fields})
 
     @agent.command(
@@ -86,6 +108,34 @@ def register(root: Group) -> None:
             config = config.model_copy(update={"name": name})
         new = await ctx.kernel.agents.spawn(config, config_file=str(path.resolve()), by=ctx.caller)
         return Result(text=f"spawned {new.name} ({new.type_name}) in {', '.join(new.config.channels) or 'no channel'}")
+
+    @agent.command(
+        "fork", NAME,
+        Arg("--at", help="the moment: ISO time (UTC), `now`, or relative as --at=-30s / -5m / -2h / -1d"),
+        Arg("--message", type=int, help="fork right after this message (its id, as `agent history` shows)"),
+        Arg("--as", help="the fork's name (required)"),
+        agents="people",  # a fork copies a mind, its private conversations included: a person's decision
+    )
+    async def fork(ctx: Context, name: str, at: str | None, message: int | None, **kw: Any) -> Result:
+        """Make a new agent whose whole mind is NAME's at a moment: state and mood, threads, summaries,
+        memories, facts about people, lore timers. NAME never changes; the fork's DMs continue as
+        `dm.USER.NEW` (talk to it with `chat NEW`), and its replay before the fork point is NAME's."""
+        from tobio.branching.fork import Request, branch, moment_of
+        from tobio.replay import parse_time
+
+        new = kw.get("as")
+        if not new:
+            raise CommandError("name the fork: --as NEW")
+        if (at is None) == (message is None):
+            raise CommandError("give the moment: --at TIME or --message ID (one of them)")
+        when = parse_time(at) if at is not None else await ctx.kernel.db.call(moment_of, message)
+        made = await branch(ctx.kernel, Request(((name, new),), when, message))
+        fork = made.forks[0]
+        moved = ", ".join(f"{a} -> {b}" for a, b in fork.channels.items())
+        text = (f"forked {name} at {when:%Y-%m-%d %H:%M:%S} as {new}: {len(fork.threads)} thread(s), "
+                f"{len(fork.summaries)} summar{'y' if len(fork.summaries) == 1 else 'ies'}" + (f"; continues {moved}" if moved else ""))
+        return Result(text=text, data={"agent": new, "parent": name, "at": when.isoformat(), "channels": fork.channels,
+                                       "threads": {str(k): v for k, v in fork.threads.items()}})
 
     @agent.command("pause", NAME, agents="people")
     async def pause(ctx: Context, name: str) -> Result:

@@ -1,4 +1,4 @@
-"""`channel ls|sub|unsub|post|create`: where messages go and who receives them."""
+"""`channel ls|sub|unsub|post|create|branch`: where messages go and who receives them."""
 
 from __future__ import annotations
 
@@ -56,6 +56,39 @@ def register(root: Group) -> None:
         if thread_id is None:
             raise AgentError(f"{agent} is not subscribed to {channel}")
         return Result(text=f"{agent} left {channel} (thread {thread_id} closed)")
+
+    @channel.command(
+        "branch", CHANNEL,
+        Arg("--at", help="the moment: ISO time (UTC), `now`, or relative as --at=-30s / -5m / -2h / -1d"),
+        Arg("--message", type=int, help="branch right after this message (its id)"),
+        Arg("--suffix", help="added to the channel's and each agent's name (default: the first free b1, b2, ...)"),
+        agents="people",  # it forks other agents' minds
+    )
+    async def branch(ctx: Context, channel: str, at: str | None, message: int | None, suffix: str | None) -> Result:
+        """Branch a scene: fork everyone who was in CHANNEL at a moment (`agent fork`, each as NAME.SUFFIX)
+        into CHANNEL.SUFFIX, so it can go on differently; the people in it join the branch with its past.
+        Both branches continue independently; the original never changes."""
+        from tobio.branching.fork import Request, branch, moment_of
+        from tobio.branching.scene import cast_at, free_suffix
+        from tobio.replay import parse_time
+        from tobio.transport import check_channel_name
+
+        if (at is None) == (message is None):
+            raise CommandError("give the moment: --at TIME or --message ID (one of them)")
+        await ctx.kernel.flush()
+        when = parse_time(at) if at is not None else await ctx.kernel.db.call(moment_of, message)
+        cast, people = await ctx.kernel.db.call(cast_at, channel, when)
+        if not cast:
+            raise CommandError(f"no agent was in {channel} at {when:%Y-%m-%d %H:%M:%S}")
+        suffix = suffix or await ctx.kernel.db.call(free_suffix, channel, cast)
+        check_channel_name(f"{channel}.{suffix}")
+        made = await branch(ctx.kernel, Request(tuple((name, f"{name}.{suffix}") for name in cast), when, message,
+                                                ((channel, f"{channel}.{suffix}"),)))
+        forks = ", ".join(f"{f.parent} -> {f.name}" for f in made.forks)
+        text = f"branched {channel} at {when:%Y-%m-%d %H:%M:%S} as {channel}.{suffix}: {forks}" + (
+            f"; with {', '.join(people)}" if people else "")
+        return Result(text=text, data={"channel": f"{channel}.{suffix}", "at": when.isoformat(),
+                                       "agents": {f.parent: f.name for f in made.forks}, "people": people})
 
     @channel.command(
         "post",
