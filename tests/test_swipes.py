@@ -442,3 +442,34 @@ def test_a_swipe_survives_a_restart(duckdb_url: str, tmp_path: Path) -> None:
         assert [row["chosen"] for row in kernel.run(f"message alternatives {CHANNEL}").data] == [False, False, True]
     finally:
         kernel.close()
+
+
+def test_a_fork_made_after_a_swipe_has_only_the_chosen_reply_and_swipes_on_its_own(kernel: Kernel) -> None:
+    """Swipes and forks together: the fork carries the histories as chosen (withdrawn replies stay behind),
+    and a retry in the fork leaves the parent's choice alone."""
+    async def talk(agent: str, text: str) -> str:
+        async with Conversation(kernel, agent) as conversation:
+            return (await (await conversation.prompt(text)).wait(timeout=30)).text
+
+    asyncio.run(talk("ada", "How is the weather today?"))
+    kernel.run(f"message retry {CHANNEL}")
+    kernel.run(f"message swipe {CHANNEL} 2")
+    settle(kernel)
+    kernel.run("agent fork ada --at now --as ada2")
+    fork_channel = "dm.user.ada2"
+    fork = kernel.agents.live["ada2"]
+    subscription = kernel.transport.subscription(fork.id, fork_channel)
+    assert subscription is not None
+
+    async def build() -> str:
+        prompt = await fork.build_prompt(subscription.thread_id)  # type: ignore[attr-defined]
+        return "\n".join(str(m["content"]) for m in prompt.messages())
+
+    prompt = kernel.call(build())
+    assert REPLIES[1] in prompt and REPLIES[0] not in prompt
+
+    asyncio.run(talk("ada2", "And tomorrow?"))
+    kernel.run(f"message retry {fork_channel}")
+    kernel.run(f"message swipe {fork_channel} 1")
+    assert [row["chosen"] for row in kernel.run(f"message alternatives {CHANNEL}").data] == [False, True]
+    assert REPLIES[1] in next_prompt(kernel) and REPLIES[0] not in next_prompt(kernel)
