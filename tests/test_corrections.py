@@ -167,3 +167,49 @@ def _corrects_only_its_own(duck: Kernel) -> None:
         duck.run("people forget ada tobio name", caller="tobio")  # another agent's memory: refused
     with pytest.raises(TobioError, match="may only name itself"):
         duck.run("memory correct ada tobio name=Bob", caller="tobio")
+
+
+@pytest.mark.slow
+def test_the_web_page_corrects_a_fact_and_forgets_a_memory(duckdb_url: str, tmp_path: Path) -> None:
+    """In a real Chromium: the sidebar shows what the agent believes about the person; "correct" with
+    dog=Rex retracts Max (kept, marked), and "forget" on a memory shown stops its retrieval and retracts
+    what was learnt from it."""
+    from test_web import PAGE_TIMEOUT_MS, browser_or_skip, free_port, open_chat
+
+    browser_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    from tobio.web.serve import serve
+
+    from helpers import wait_until
+
+    with spawned(duckdb_url, tmp_path) as kernel:
+        server = serve(kernel, "127.0.0.1", free_port())
+        try:
+            with sync_playwright() as p:
+                browser, page = open_chat(p, server.url, "My dog is called Max.")
+                page.get_by_text("Nice to meet you.").first.wait_for(timeout=PAGE_TIMEOUT_MS)
+                page.get_by_text("dog: Max").first.wait_for(timeout=30_000)
+                page.get_by_placeholder("key=value, e.g. dog=Rex").fill("dog=Rex")
+                page.get_by_role("button", name="correct").click()
+                page.get_by_text("dog: Rex").first.wait_for(timeout=30_000)
+                wait_until(lambda: page.get_by_text("dog: Max").count() == 0, 10)
+
+                box = page.locator("textarea").first
+                box.fill("I live in Porto.")
+                box.press("Enter")
+                page.get_by_text("Tell me more.").first.wait_for(timeout=30_000)
+                page.get_by_text("home: Porto").first.wait_for(timeout=30_000)
+                said = kernel.run("memory search tobio 'I live in Porto.' -k 1").data
+                assert [(r["kind"], r["content"]) for r in said] == [("message", "I live in Porto.")]
+                page.get_by_role("button", name="forget").first.click()  # the best memory for the last line: it
+                wait_until(lambda: page.get_by_text("home: Porto").count() == 0, 30)
+                browser.close()
+            versions = kernel.run("memory facts tobio user --history").records()
+            assert {("dog", "Max"), ("dog", "Rex"), ("home", "Porto")} <= {(r["key"], r["value"]) for r in versions}  # kept, marked
+            believed = kernel.run("memory facts tobio user").data
+            assert believed["dog"] == "Rex" and "home" not in believed
+            remaining = kernel.run("memory search tobio 'I live in Porto.' -k 3").data
+            assert said[0]["id"] not in [r["id"] for r in remaining if r["kind"] == "message"]
+        finally:
+            server.stop()

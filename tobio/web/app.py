@@ -1,4 +1,5 @@
-"""The Panel chat app: pick an agent, chat with streaming, see its mood, recent memories and threads.
+"""The Panel chat app: pick an agent, chat with streaming, see its mood, recent memories and threads, and
+correct what it remembers (forget a memory; retract or correct a fact it believes about you).
 
 `create_app(kernel)` builds one page per browser session; `tobio web`, `web serve` (shell) and
 `panel serve tobio/web/app.py` all serve it. The page talks as the person at the shell (`user`, in the
@@ -9,6 +10,8 @@ private channel `dm.user.AGENT`) and opens on their usual agent with the convers
 from __future__ import annotations
 
 import html
+from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import panel as pn
@@ -43,12 +46,32 @@ def _mood_html(rows: list[dict[str, Any]] | str, label: str) -> str:
     return f"<div><b>{html.escape(label)}</b></div>{bars}"
 
 
-def _memories_html(rows: list[dict[str, Any]] | str) -> str:
+def _memory_html(row: dict[str, Any]) -> str:
+    return (f"{html.escape(str(row['content'])[:140])} <small style='color:#888'>({html.escape(str(row['sender']))}, "
+            f"score {row['score']})</small>")
+
+
+def _fact_html(row: dict[str, Any]) -> str:
+    return f"<b>{html.escape(str(row['key']))}</b>: {html.escape(str(row['value'])[:100])}"
+
+
+def _run_on_click(fix: Callable[[], Coroutine[Any, Any, None]], _event: Any) -> None:
+    pn.state.execute(fix)
+
+
+def _fixes(rows: list[dict[str, Any]] | str, show: Callable[[dict[str, Any]], str], label: str,
+           act: Callable[[dict[str, Any]], Coroutine[Any, Any, None]], empty: str) -> list[Any]:
+    """One line per row, each with a button that corrects it (an error line stands alone)."""
     if isinstance(rows, str):
-        return rows
-    items = "".join(f"<li>{html.escape(str(r['content'])[:140])} <small style='color:#888'>({html.escape(str(r['sender']))}, "
-                    f"score {r['score']})</small></li>" for r in rows)
-    return f"<ul style='padding-left:18px;margin:0'>{items}</ul>" if rows else "<i>nothing yet</i>"
+        return [pn.pane.HTML(rows)]
+    if not rows:
+        return [pn.pane.HTML(f"<i>{empty}</i>")]
+    lines = []
+    for row in rows:
+        button = pn.widgets.Button(name=label, width=64, height=28, button_type="light")
+        button.on_click(partial(_run_on_click, partial(act, row)))
+        lines.append(pn.Row(pn.pane.HTML(show(row), sizing_mode="stretch_width"), button, sizing_mode="stretch_width"))
+    return lines
 
 
 def _threads_html(rows: list[dict[str, Any]] | str) -> str:
@@ -67,8 +90,13 @@ def create_app(kernel: Kernel, default_agent: str | None = None) -> pn.viewable.
     agent = pn.widgets.Select(name="Agent", options=sorted(talkers(kernel)), value=first)
     mood = pn.pane.HTML("", sizing_mode="stretch_width")
     trace = pn.pane.HTML("", sizing_mode="stretch_width")  # the mood's recent course (emotion plot)
-    memories = pn.pane.HTML("", sizing_mode="stretch_width")
+    memories = pn.Column(sizing_mode="stretch_width")
+    knows = pn.Column(sizing_mode="stretch_width")  # the facts the agent believes about the page's person
+    correction = pn.widgets.TextInput(placeholder="key=value, e.g. dog=Rex", width=220)
+    correct = pn.widgets.Button(name="correct", width=80, button_type="primary")
+    fixed = pn.pane.HTML("", sizing_mode="stretch_width")  # what the last correction did, or why it failed
     threads = pn.pane.HTML("", sizing_mode="stretch_width")
+    searched = {"query": ""}  # what the memories pane shows memories for
 
     async def refresh(last: str = "") -> None:
         name = agent.value
@@ -81,9 +109,45 @@ def create_app(kernel: Kernel, default_agent: str | None = None) -> pn.viewable.
             trace.object = (await kernel.arun(f"emotion plot {name} -n 60"))._repr_html_()
         else:
             mood.object = "<i>emotion module not loaded</i>"
-        if "memory" in loaded and last:
-            memories.object = _memories_html(await _records(kernel, f"memory search {name} {_quote(last)} -k 3"))
-        threads.object = _threads_html(await _records(kernel, f"thread ls --agent {name}"))
+        searched["query"] = last or searched["query"]
+        if "memory" in loaded and searched["query"]:
+            found = await _records(kernel, f"memory search {_quote(name)} {_quote(searched['query'])} -k 3")
+            memories.objects = _fixes(found, _memory_html, "forget", forget_memory, "nothing yet")
+        if "people" in loaded:
+            believed = await _records(kernel, f"memory facts {_quote(name)} {PAGE_USER}")
+            knows.objects = _fixes(believed, _fact_html, "wrong", retract_fact, "nothing yet")
+        threads.object = _threads_html(await _records(kernel, f"thread ls --agent {_quote(name)}"))
+
+    async def corrected(command: str) -> None:
+        """Run a correction the person asked for on the page, say what it did, and show the result."""
+        try:
+            result = await kernel.arun(command)
+            fixed.object = html.escape(result.note or "done")
+        except TobioError as exc:
+            fixed.object = f"<i>{html.escape(str(exc))}</i>"
+        await refresh()
+
+    async def forget_memory(row: dict[str, Any]) -> None:
+        """Stop the agent retrieving this message (kept in the record; facts learnt from it retracted)."""
+        if row.get("kind") == "message":
+            await corrected(f"memory forget {_quote(agent.value)} {int(row['id'])} --reason 'forgotten on the web page'")
+        else:
+            fixed.object = f"<i>only a message can be forgotten here, not a {html.escape(str(row.get('kind')))}</i>"
+
+    async def retract_fact(row: dict[str, Any]) -> None:
+        """The agent believes something about the person that was never true: retract it (kept, marked)."""
+        await corrected(f"people forget {_quote(agent.value)} {PAGE_USER} {_quote(str(row['key']))}")
+
+    async def correct_fact() -> None:
+        """The agent got a fact wrong: believe the right value, the wrong one retracted."""
+        text = (correction.value or "").strip()
+        if "=" not in text:
+            fixed.object = "<i>write the right value as key=value, e.g. dog=Rex</i>"
+            return
+        await corrected(f"memory correct {_quote(agent.value)} {PAGE_USER} {_quote(text)}")
+        correction.value = ""
+
+    correct.on_click(lambda _event: pn.state.execute(correct_fact))
 
     async def respond(contents: str, user: str, instance: pn.chat.ChatInterface) -> Any:
         """Say `contents` and stream the reply; the stop button (Panel cancels this generator) stops the turn."""
@@ -205,6 +269,7 @@ def create_app(kernel: Kernel, default_agent: str | None = None) -> pn.viewable.
     agent.param.watch(lambda _event: pn.state.execute(open_agent), "value")
     pn.state.onload(open_agent)
     sidebar = pn.Column(agent, pn.pane.Markdown("**Mood**"), mood, trace, pn.pane.Markdown("**Recent memories**"), memories,
+                        pn.pane.Markdown("**What it believes about you**"), knows, pn.Row(correction, correct), fixed,
                         pn.pane.Markdown("**Threads**"), threads, width=360)
     return pn.Row(sidebar, pn.Column(pn.pane.Markdown("## Tobio"), chat, swipe_bar, sizing_mode="stretch_both"),
                   sizing_mode="stretch_both")
