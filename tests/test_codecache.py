@@ -96,3 +96,35 @@ def test_nothing_is_written_when_bytecode_is_not(tmp_path: Path) -> None:
     out = run_probe(tmp_path, "-B")
     assert out.startswith("Point(x=1, y=[2]) True True True list[int] ")
     assert not list(tmp_path.rglob("generated.*"))
+
+
+REGEXES = [
+    (r"(?P<word>\w+)\s+(?P=word)", 0), (r"^(a|b)*?c$", 0), (r"[^.!?\n]+[.!?]*", 0), (r"\bmy name(?:'s| is)\s+([A-Za-z][\w'-]*)", 0),
+    (r"(?i:call me)\s+([A-Z]\w*)", 0), (r"ünï(?=x)", 2), (r"(?x) a  b # comment", 0), (r"(\d+)-(?P<rest>.*)", 8 | 16),
+]
+
+
+def test_regexes_from_the_cache_match_as_freshly_compiled_ones(tmp_path: Path) -> None:
+    import re
+
+    path = tmp_path / "generated.marshal"
+    compiler = re._compiler  # type: ignore[attr-defined]
+    original = compiler.compile
+    texts = ["hello hello world", "ababc", "Hi. My name is Ada! call me Bob", "ünïx", "ab", "12-rest", "My Name Is"]
+    try:
+        for attempt in ("fresh", "from the file"):
+            cache = CodeCache(path)
+            from shell import codecache
+
+            codecache._route_regexes(cache)
+            for pattern, flags in REGEXES:
+                ours, theirs = compiler.compile(pattern, flags), original(pattern, flags)
+                assert (ours.pattern, ours.flags, ours.groups, ours.groupindex) == (theirs.pattern, theirs.flags, theirs.groups, theirs.groupindex)
+                for text in texts:
+                    a, b = ours.search(text), theirs.search(text)
+                    assert (a and (a.span(), a.groups())) == (b and (b.span(), b.groups())), (attempt, pattern, text)
+            assert cache.added == (len(REGEXES) if attempt == "fresh" else 0)
+            cache.save()
+            compiler.compile = original
+    finally:
+        compiler.compile = original
