@@ -167,3 +167,30 @@ def test_duckdb_urls_with_and_without_options_connect_as_duckdb_engine_would(tmp
                 assert setting == threads
         finally:
             db.close()
+
+
+def test_a_new_database_adds_no_column_it_just_created(tmp_path: Path) -> None:
+    """On a new file every migration runs; the columns later ones add came with the tables, so nothing asks
+    the catalog for them. Created in an earlier transaction, the table is asked again."""
+    import sqlalchemy as sa
+
+    from tobio.db.migrations import add_column_if_missing, column_names, create_tables
+
+    meta = sa.MetaData()
+    table = sa.Table("t_new", meta, sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+                     sa.Column("later", sa.String(20)))
+    engine = sa.create_engine(f"duckdb:///{tmp_path / 'cols.duckdb'}")
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    try:
+        with engine.begin() as conn:
+            create_tables(conn, [table])
+            statements.clear()
+            add_column_if_missing(conn, "t_new", table.c.later)
+            assert statements == []
+        with engine.begin() as conn:
+            add_column_if_missing(conn, "t_new", table.c.later)  # another transaction: asked, and already there
+            assert any("duckdb_columns" in s for s in statements) and not any("ALTER" in s for s in statements)
+            assert column_names(conn, "t_new") == {"id", "later"}
+    finally:
+        engine.dispose()
