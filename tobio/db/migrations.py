@@ -208,6 +208,7 @@ def migrate(conn: Connection, migrations: Sequence[Migration] | None = None, pre
         if name in applied:
             continue
         fn(conn)
-        conn.execute(sa.insert(MigrationRow).values(name=const(name), applied_at=_now_value(conn)))
         ran.append(name)
+    if ran:  # one statement for all (a new database runs them all): the same transaction records them or none
+        conn.execute(sa.insert(MigrationRow).values([{"name": const(n), "applied_at": _now_value(conn)} for n in ran]))
     return ran
