@@ -46,12 +46,14 @@ class CodeCache:
         self.path = path
         self.codes: dict[tuple[str, Any], Any] = {}
         self.added = 0
+        self.used: set[tuple[str, Any]] = set()  # what this run asked for: all the file keeps when rewritten
         self.found = False  # whether the file was there and read
         if path is not None:
             self.codes = _read(path)
             self.found = bool(self.codes)
 
     def _keep(self, key: tuple[str, Any], value: Any) -> None:
+        self.used.add(key)
         if len(self.codes) < MAX_ENTRIES:
             self.codes[key] = value
             self.added += 1
@@ -62,6 +64,8 @@ class CodeCache:
         if not isinstance(code, CodeType):
             code = builtins.compile(source, "<string>", mode, _FLAGS, True)
             self._keep(key, code)
+        else:
+            self.used.add(key)
         return code
 
     def regex(self, pattern: str | bytes, flags: int, arguments: Any) -> Any:
@@ -71,17 +75,21 @@ class CodeCache:
         if kept is None:
             kept = arguments(pattern, flags)
             self._keep(key, kept)
+        else:
+            self.used.add(key)
         return _sre.compile(pattern, *kept)  # checks the code again: a bad entry raises, never crashes
 
     def save(self) -> None:
-        """Write the file if there was none or this run compiled enough that is new (atomically: runs may end
-        together)."""
+        """Write what this run used, if there was no file or this run compiled enough that is new (atomically:
+        runs may end together). Entries of older versions of the code, and text that changes every run,
+        leave the file then."""
         if self.path is None or not self.added or (self.found and self.added < SAVE_AFTER):
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             temp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-            temp.write_bytes(_magic() + marshal.dumps(self.codes))
+            kept = {key: self.codes[key] for key in self.used if key in self.codes}
+            temp.write_bytes(_magic() + marshal.dumps(kept))
             os.replace(temp, self.path)
             self.added, self.found = 0, True
         except (OSError, ValueError):  # a read-only install, or a value marshal cannot write

@@ -128,3 +128,15 @@ def test_regexes_from_the_cache_match_as_freshly_compiled_ones(tmp_path: Path) -
             compiler.compile = original
     finally:
         compiler.compile = original
+
+
+def test_a_rewritten_file_keeps_only_what_the_run_used(tmp_path: Path) -> None:
+    path = tmp_path / "generated.marshal"
+    old = CodeCache(path)
+    old.compile("def gone(): pass", "exec")
+    old.save()
+    run = CodeCache(path)
+    for n in range(20):  # enough new text to be worth a rewrite
+        run.compile(f"x = {n}", "exec")
+    run.save()
+    assert set(CodeCache(path).codes) == {("exec", f"x = {n}") for n in range(20)}
