@@ -121,13 +121,7 @@ class Kernel:
         self.loop.close()
 
     async def _boot(self) -> None:
-        opening = asyncio.ensure_future(asyncio.to_thread(self.db.open))
-        try:
-            # Import the module classes while the DB thread opens the file: DuckDB's connect, queries and
-            # (first start) table creation run natively, without the GIL these imports hold.
-            self.modules.discover()
-        finally:
-            await opening
+        await asyncio.to_thread(self.db.open)
         self.writer.start()
         self.is_running = True
         from tobio import logs
