@@ -7,3 +7,12 @@
 # llama.cpp's directory scope shadows the cache entry there, so `if (LLAMA_BUILD_COMMON)` skips
 # common, cpp-httplib and common's install rules; nothing else in the build changes.
 set(LLAMA_BUILD_COMMON OFF)
+
+# llama.cpp's and ggml's own install rules put their libraries in `${CMAKE_INSTALL_LIBDIR}` under the
+# wheel's root, i.e. site-packages/lib, next to the copies llama-cpp-python installs in llama_cpp/lib:
+# 18 MB twice, plus headers in site-packages/include. Pointed at the package's own folders (as
+# llama-cpp-python does for Pyodide), both rules write the same files once. Normal variables here
+# shadow GNUInstallDirs' cache entries in llama.cpp's directory scope, as above.
+set(CMAKE_INSTALL_LIBDIR llama_cpp/lib)
+set(CMAKE_INSTALL_BINDIR llama_cpp/lib)
+set(CMAKE_INSTALL_INCLUDEDIR llama_cpp/include)

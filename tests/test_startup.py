@@ -55,8 +55,10 @@ def test_a_values_list_inserts_rows_intact() -> None:
     assert [list(r) for r in conn.execute("SELECT * FROM t ORDER BY i").fetchall()] == rows
 
 
-# Libraries the first prompt does not need, each 50-500 ms to import (bench/startup.py's budget).
-HEAVY = ("pandas", "numpy", "pyarrow", "sqlalchemy.orm", "openai", "torch", "llama_cpp")
+# Libraries the first prompt does not need, each 50-500 ms to import (bench/startup.py's budget): the data
+# stack, model runtimes, and what only the web page, notebooks or the interactive prompt use.
+HEAVY = ("pandas", "numpy", "pyarrow", "sqlalchemy.orm", "openai", "torch", "llama_cpp",
+         "panel", "bokeh", "IPython", "ipykernel", "prompt_toolkit", "rich", "httpx", "jinja2")
 
 # Runs `tobio-shell -c "agent ls"` in-process; prints where pandas got imported (if it did) to stderr.
 PROBE = f"""
@@ -90,6 +92,41 @@ def test_a_one_shot_command_imports_nothing_heavy_on_a_new_or_existing_database(
         assert "tobio" in done.stdout, f"{start} start: {done.stdout}"  # the persona agent from configs/ is listed
         assert done.stdout.strip().splitlines()[-1] == "[] 0", f"{start} start imported:\n{done.stdout}\n{done.stderr}"
     assert (tmp_path / "tobio.duckdb").exists()  # the first start did create the database here
+
+
+# The whole command tree as `help`, `--help` and TAB see it, in a started kernel; prints what got imported.
+TREE_PROBE = f"""
+import sys
+from shell import codecache
+codecache.install()
+from tobio.commands.complete import CommandCompleter, NoSources
+from tobio.commands.tree import Command
+from tobio.kernel import Kernel
+with Kernel() as kernel:
+    listing = kernel.run("help").to_plain()
+    commands = [n for n in kernel.commands.walk() if isinstance(n, Command)]
+    helps = [kernel.run(n.path + " --help").to_plain() for n in commands]
+    completer = CommandCompleter(kernel.commands, NoSources())
+    offered = [c.text for c in completer.complete("")] + [c.text for c in completer.complete("agent ls ")]
+print(len(commands), all(helps), sorted(offered)[:3], listing.count(chr(10)))
+print(sorted(m for m in {HEAVY!r} if m in sys.modules))
+"""
+
+
+@pytest.mark.slow
+def test_the_command_tree_helps_and_completes_without_heavy_imports(tmp_path: Path) -> None:
+    """Every command's `--help`, the `help` listing and completion need only the tree: none of them may pull
+    in the web page's, the notebook's or the model runtimes' packages (nor the shell's code cache change
+    what they print)."""
+    env = {**os.environ, "TOBIO_DATA_DIR": str(tmp_path), "TOBIO_LOAD_PLUGINS": ""}
+    env.pop("TOBIO_CONFIG", None)
+    env.pop("TOBIO_DATABASE", None)
+    done = subprocess.run([sys.executable, "-c", TREE_PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    summary, imported = done.stdout.strip().splitlines()[-2:]
+    count, all_helped = summary.split(" ", 2)[:2]
+    assert int(count) > 60 and all_helped == "True", summary
+    assert imported == "[]", f"the command tree imported {imported}"
 
 
 @pytest.mark.parametrize("value", ["it's", "back\\slash", "ünï %s $1", 42, -(2**63)], ids=repr)
@@ -167,3 +204,30 @@ def test_duckdb_urls_with_and_without_options_connect_as_duckdb_engine_would(tmp
                 assert setting == threads
         finally:
             db.close()
+
+
+def test_a_new_database_adds_no_column_it_just_created(tmp_path: Path) -> None:
+    """On a new file every migration runs; the columns later ones add came with the tables, so nothing asks
+    the catalog for them. Created in an earlier transaction, the table is asked again."""
+    import sqlalchemy as sa
+
+    from tobio.db.migrations import add_column_if_missing, column_names, create_tables
+
+    meta = sa.MetaData()
+    table = sa.Table("t_new", meta, sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+                     sa.Column("later", sa.String(20)))
+    engine = sa.create_engine(f"duckdb:///{tmp_path / 'cols.duckdb'}")
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    try:
+        with engine.begin() as conn:
+            create_tables(conn, [table])
+            statements.clear()
+            add_column_if_missing(conn, "t_new", table.c.later)
+            assert statements == []
+        with engine.begin() as conn:
+            add_column_if_missing(conn, "t_new", table.c.later)  # another transaction: asked, and already there
+            assert any("duckdb_columns" in s for s in statements) and not any("ALTER" in s for s in statements)
+            assert column_names(conn, "t_new") == {"id", "later"}
+    finally:
+        engine.dispose()

@@ -128,6 +128,18 @@ def create_tables(conn: Connection, tables: Sequence[sa.Table]) -> None:
     for table in sa.schema.sort_tables(tables):
         if not (table.name in existing if existing is not None else table_exists(conn, table.name)):
             table.create(conn, checkfirst=False)
+            conn.info.setdefault(_CREATED, {})[table.name] = (conn.get_transaction(), table)
+
+
+# conn.info: table name -> (transaction, Table) for tables created from their current definition in that
+# transaction. A new database runs every migration; the columns later ones add are already there.
+_CREATED = "tobio.created_tables"
+
+
+def _created_with(conn: Connection, table: str, column: str) -> bool:
+    """Whether `table` was created in this transaction from a definition that has `column`."""
+    created = conn.info.get(_CREATED, {}).get(table)
+    return created is not None and created[0] is conn.get_transaction() and column in created[1].c
 
 
 def _duckdb_tables(conn: Connection) -> set[str]:
@@ -152,7 +164,10 @@ def column_names(conn: Connection, table: str) -> set[str]:
 
 
 def add_column_if_missing(conn: Connection, table: str, column: sa.Column[Any]) -> None:
-    """Helper for later migrations: `ALTER TABLE … ADD COLUMN` unless it is already there."""
+    """Helper for later migrations: `ALTER TABLE … ADD COLUMN` unless it is already there (on a new database,
+    known without asking: the table was just created with it)."""
+    if _created_with(conn, table, column.name):
+        return
     if column.name not in column_names(conn, table):
         ddl = column.type.compile(dialect=conn.dialect)
         conn.exec_driver_sql(f'ALTER TABLE {table} ADD COLUMN "{column.name}" {ddl}')
@@ -199,6 +214,7 @@ def migrate(conn: Connection, migrations: Sequence[Migration] | None = None, pre
         if name in applied:
             continue
         fn(conn)
-        conn.execute(sa.insert(MigrationRow).values(name=const(name), applied_at=_now_value(conn)))
         ran.append(name)
+    if ran:  # one statement for all (a new database runs them all): the same transaction records them or none
+        conn.execute(sa.insert(MigrationRow).values([{"name": const(n), "applied_at": _now_value(conn)} for n in ran]))
     return ran
