@@ -4,8 +4,7 @@ Each sample is a fresh process (cold interpreter, warm OS file cache); the comma
 that machine load affects them alike. Prints one JSON object: medians in ms and their ratio, plus
 `kernel_ms`, the same work through the kernel's API without the shell (what the shell adds is the
 difference), and `first_ms` / `first_ratio`, the shell's very first start on a new data dir (it
-creates the database and spawns the agents of configs/). Both find Tobio's bytecode and the shell's
-code cache (shell/codecache.py, kept beside it) written, as every start after the install's first does.
+creates the database and spawns the agents of configs/).
 
     python bench/startup.py [--runs N]
 """

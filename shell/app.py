@@ -55,9 +55,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tobio-shell` console script; returns the exit status."""
     args = parse_args(argv)
-    from shell import codecache
-
-    codecache.install()  # before Tobio's imports: pydantic's and Tobio's dataclasses compile from it
     # No cyclic garbage collection while Tobio is imported and the kernel started: what that builds lives as
     # long as the kernel, so each pass would only re-scan it (~1.5% of a one-shot command). `_run` turns it
     # back on once the kernel is up (which freezes what boot built, see Kernel.start).

@@ -97,8 +97,6 @@ def test_a_one_shot_command_imports_nothing_heavy_on_a_new_or_existing_database(
 # The whole command tree as `help`, `--help` and TAB see it, in a started kernel; prints what got imported.
 TREE_PROBE = f"""
 import sys
-from shell import codecache
-codecache.install()
 from tobio.commands.complete import CommandCompleter, NoSources
 from tobio.commands.tree import Command
 from tobio.kernel import Kernel
@@ -116,8 +114,7 @@ print(sorted(m for m in {HEAVY!r} if m in sys.modules))
 @pytest.mark.slow
 def test_the_command_tree_helps_and_completes_without_heavy_imports(tmp_path: Path) -> None:
     """Every command's `--help`, the `help` listing and completion need only the tree: none of them may pull
-    in the web page's, the notebook's or the model runtimes' packages (nor the shell's code cache change
-    what they print)."""
+    in the web page's, the notebook's or the model runtimes' packages."""
     env = {**os.environ, "TOBIO_DATA_DIR": str(tmp_path), "TOBIO_LOAD_PLUGINS": ""}
     env.pop("TOBIO_CONFIG", None)
     env.pop("TOBIO_DATABASE", None)
