@@ -4,8 +4,8 @@ Where memory embeds messages (the default), a message is appraised from the Mini
 computed for it (read in the context of the few messages before it in its channel) and a few features
 of its words, by a small network trained on EmoBank's reader ratings (head.py, train.py); its Pearson r
 with readers' valence / arousal / dominance on EmoBank's test split, and VADER's in the same run, are
-in bench/emotion.py's output and the README. It costs tens of microseconds a message, on the vector
-memory computed anyway.
+in bench/emotion.py's output and the README. It costs about 0.1 ms a message, on the vector memory
+computed anyway.
 
 Where embeddings are off, the fallback is VADER (vaderSentiment): a lexicon-and-rules sentiment model, MIT licensed, tens of
 microseconds per message, no model download and stable for years; its compound score drives

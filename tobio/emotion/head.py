@@ -10,7 +10,7 @@ Two parts, both in one file:
 
 The weights are data derived from EmoBank and carry its licence (CC-BY-SA 4.0), so they live in their
 own file, data/emobank_head.json, with the attribution inside. Per message: VADER on a bounded window of
-the text and a 394 x 256 product, tens of microseconds, on the vector memory computed anyway.
+the text and a 394 x 256 product, about 0.1 ms, on the vector memory computed anyway.
 """
 
 from __future__ import annotations
