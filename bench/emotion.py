@@ -1,9 +1,12 @@
 """Emotion measured: the appraisal against people's ratings, its cost, and the mood's dynamics.
 
 - EmoBank's test split (1,000 sentences, never tuned on; reader ratings): Pearson r of the learned head
-  (on the MiniLM vectors memory computes, each sentence read with the one before it in its document as
-  the module reads a message with those before it in its channel) and of VADER (the fallback), V/A/D.
-  Goals: >= 0.65 / 0.45 / 0.35.
+  (on the MiniLM vectors memory computes and the sentence's words, each sentence read with the one before
+  it in its document as the module reads a message with those before it in its channel) and of VADER
+  (the fallback), V/A/D. Goals: >= 0.65 / 0.45 / 0.35. Beside them: `_alone` (no context), `_linear` (the
+  ridge on the vector alone, what recall uses), `_spoken` (the vector of "ada: TEXT", as memory embeds a
+  message), and `emobank_combined_r_*`, against emobank.csv's ratings (readers and writers weighted
+  together; the scale on which a linear MiniLM ridge reaches the 0.63 / 0.43 / 0.35 issue 29 quotes).
 - appraise_ms_p50: what appraising one message adds beyond the embedding memory computes anyway
   (context mixing and the head), goal < 2 ms.
 - Dynamics, through a kernel (DuckDB, memory embedding every message, the emotion module): two persona
@@ -43,38 +46,49 @@ PRAISE = ["You did a wonderful job, thank you so much!", "I really admire how ki
 INSULT = ["You are useless and I hate you!", "This is awful, you stupid machine.", "Shut up. Terrible answer!",
           "I despise talking to you.", "Worst. Conversation. Ever. You ruin everything!"]
 T0 = datetime(2026, 1, 1, 12, 0, 0)
+GOALS = (0.65, 0.45, 0.35)  # issue 29's, for V, A, D
 
 
 def emobank(source: Path, quick: bool, cache: Path | None) -> dict[str, Any]:
-    """Correlations on the test split (with --quick, its first 200 sentences from the sample in tests/data),
-    head and VADER."""
+    """Correlations on the test split (with --quick, its first 200 sentences from the sample in tests/data):
+    the shipped head, its parts, the vectors memory really stores ("name: text"), and VADER."""
     from tobio.emotion.train import embed
 
     corpus = load_corpus(source)
     test = corpus.where("test")
     previous = corpus.previous()
+    texts = [corpus.texts[i] for i in test]
     wanted = sorted({int(i) for i in test} | {previous[i] for i in test if previous[i] >= 0})
     vectors = np.zeros((len(corpus.texts), 384))
     vectors[wanted] = embed([corpus.texts[i] for i in wanted], cache)
+    spoken = np.asarray(embed([f"ada: {t}" for t in texts], None), dtype=np.float64)  # memory's text (memory/text.py)
     head = shipped()
-    alone = head.ratings(vectors[test])
-    mixed = head.ratings(in_context(vectors, previous, head.context_weight)[test])
+    mixed = in_context(vectors, previous, head.context_weight)[test]
+    variants = {"": head.ratings(mixed, texts), "_alone": head.ratings(vectors[test], texts),
+                "_linear": head.linear(vectors[test]), "_spoken": head.ratings(spoken, texts)}
     lexicon = LexiconAppraiser()
     vader = np.array([[getattr(lexicon.score(corpus.texts[i], "incoming"), k) for k in ("pleasure", "arousal", "dominance")]
                       for i in test])
     gold = corpus.ratings[test]
-    out: dict[str, Any] = {"emobank_sentences": len(test), "context_weight": head.context_weight}
+    out: dict[str, Any] = {"emobank_sentences": len(test), "context_weight": head.context_weight,
+                           "head_target": head.meta.get("target", "reader")}
     for k, name in enumerate("vad"):
-        out[f"emobank_r_{name}"] = round(pearson(mixed[:, k], gold[:, k]), 4)
-        out[f"emobank_r_{name}_alone"] = round(pearson(alone[:, k], gold[:, k]), 4)
+        for suffix, predicted in variants.items():
+            out[f"emobank_r_{name}{suffix}"] = round(pearson(predicted[:, k], gold[:, k]), 4)
         out[f"vader_r_{name}"] = round(pearson(vader[:, k], gold[:, k]), 4)
-    out["emobank_goals_met"] = all(out[f"emobank_r_{n}"] >= goal for n, goal in zip("vad", (0.65, 0.45, 0.35)))
-    # The added cost per message: context mixing and the head on a vector memory already has.
+    out["emobank_goals_met"] = all(out[f"emobank_r_{n}"] >= goal for n, goal in zip("vad", GOALS))
+    if corpus.combined is not None:  # the ratings readers and writers gave, weighted together (emobank.csv)
+        combined = corpus.combined[test]
+        for k, name in enumerate("vad"):
+            out[f"emobank_combined_r_{name}"] = round(pearson(variants[""][:, k], combined[:, k]), 4)
+            out[f"emobank_combined_r_{name}_linear"] = round(pearson(variants["_linear"][:, k], combined[:, k]), 4)
+        out["emobank_combined_goals_met"] = all(out[f"emobank_combined_r_{n}"] >= goal for n, goal in zip("vad", GOALS))
+    # The added cost per message: context mixing, the words' features and the head on a vector memory already has.
     appraiser = LearnedAppraiser(head)
     times = []
     for j, i in enumerate(list(test) * (1 if quick else 3)):
         began = time.perf_counter()
-        appraiser.score(appraiser.read("c", vectors[i].tolist(), T0 + timedelta(seconds=j)), "incoming")
+        appraiser.score(appraiser.read("c", vectors[i].tolist(), T0 + timedelta(seconds=j), corpus.texts[i]), "incoming")
         times.append((time.perf_counter() - began) * 1000)
     out["appraise_ms_p50"] = round(statistics.median(times), 4)
     out["appraise_ms_p95"] = round(sorted(times)[int(0.95 * len(times))], 4)

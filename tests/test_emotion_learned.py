@@ -16,7 +16,7 @@ from PIL import Image
 from tobio.config.schema import KernelConfig
 from tobio.emotion.affect import Affect, Mood
 from tobio.emotion.emotions import MOST, Emotion, arise, current, name_for
-from tobio.emotion.head import Head, shipped
+from tobio.emotion.head import FEATURES, HEAD_PATH, Head, features, shipped
 from tobio.emotion.module import EmotionModule
 from tobio.emotion.personality import half_life_factor, mehrabian, sensitivity
 from tobio.emotion.train import ALPHAS, Corpus, fit, load_corpus
@@ -72,9 +72,19 @@ def test_shipped_head_reads_kindness_as_pleasant_and_cruelty_as_not(embedder: ob
     head = shipped()
     assert head.dimension == 384 and "CC-BY-SA" in head.meta["license"] and head.meta["embedder"] == "all-MiniLM-L6-v2"
     vectors = embedder.encode(["ada: " + t for t in KIND + CRUEL], normalize_embeddings=True)  # type: ignore[attr-defined]
-    pushes = [head.push(v) for v in vectors]
+    pushes = [head.push(v, t) for v, t in zip(vectors, KIND + CRUEL)]
     assert min(p[0] for p in pushes[:2]) > 0.1 > -0.1 > max(p[0] for p in pushes[2:])
     assert all(-1 <= x <= 1 for p in pushes for x in p)
+    linear = head.linear(vectors)[:, 0]  # the vector alone (what recall uses) agrees on the sign
+    assert min(linear[:2]) > 3 > max(linear[2:])
+
+
+def test_the_words_features_count_what_a_lexicon_misses() -> None:
+    calm, loud = features("I am fine."), features("I am NOT fine!!! Why?")
+    named = dict(zip(FEATURES, loud))
+    assert named["exclamations"] == 3 and named["questions"] == 1 and named["negations"] == 1 and named["caps_share"] > 0
+    assert dict(zip(FEATURES, calm))["vader_compound"] > 0 > named["vader_compound"]
+    assert len(features("word " * 5000)) == len(FEATURES)  # a long text is read through VADER's bounded window
 
 
 def test_head_round_trips_through_its_file(tmp_path: Path) -> None:
@@ -82,8 +92,17 @@ def test_head_round_trips_through_its_file(tmp_path: Path) -> None:
     head.save(tmp_path / "h.json")
     again = Head.load(tmp_path / "h.json")
     probe = np.linspace(-0.1, 0.1, head.dimension)
-    assert again.push(probe) == pytest.approx(head.push(probe), abs=1e-4)
+    assert again.push(probe, "Hello there!") == pytest.approx(head.push(probe, "Hello there!"), abs=1e-4)
     assert again.context_weight == head.context_weight and again.meta == head.meta
+    assert head.network is not None and "f16" in json.loads((tmp_path / "h.json").read_text())["network"]["w1"]
+
+
+def test_a_head_trained_on_other_features_is_refused(tmp_path: Path) -> None:
+    data = json.loads(HEAD_PATH.read_text(encoding="utf-8"))
+    data["features"] = data["features"][:-1]
+    (tmp_path / "h.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ValueError, match="other features"):
+        Head.load(tmp_path / "h.json")
 
 
 def test_training_fits_and_picks_alpha_on_dev(embedder: object, tmp_path: Path) -> None:
@@ -97,15 +116,20 @@ def test_training_fits_and_picks_alpha_on_dev(embedder: object, tmp_path: Path) 
     corpus = Corpus(sample.ids, sample.texts, splits, sample.ratings)
     vectors = embedder.encode(corpus.texts, normalize_embeddings=True).astype(np.float64)  # type: ignore[attr-defined]
     head, report = fit(corpus, vectors)
-    assert report["alpha_v"] in ALPHAS and report["dev_r_v"] > 0.2
+    assert report["alpha_v"] in ALPHAS and report["dev_r_v_linear"] > 0.2 and report["dev_r_v"] > 0.2
+    assert 1 <= report["epochs"] <= 30 and report["target"] == "reader"
     head.save(tmp_path / "h.json")
-    assert Head.load(tmp_path / "h.json").dimension == 384
+    again = Head.load(tmp_path / "h.json")
+    assert again.dimension == 384 and again.network is not None
+    rated = again.ratings(vectors[rows], [corpus.texts[i] for i in rows])
+    assert np.corrcoef(rated[:, 0], corpus.ratings[rows, 0])[0, 1] > 0.3  # it learned its own training data
 
 
 @pytest.mark.skipif(not MIRROR.exists(), reason="EmoBank's mirror is not on this machine")
 def test_emobank_mirror_has_the_published_splits() -> None:
     corpus = load_corpus(MIRROR)
     assert [len(corpus.where(s)) for s in ("train", "dev", "test")] == [8062, 1000, 1000]
+    assert corpus.combined is not None and corpus.combined.shape == corpus.ratings.shape
     assert sum(p >= 0 for p in corpus.previous()) > 5000  # most sentences have one before them in their document
 
 

@@ -1,10 +1,11 @@
 """Appraisal: how much a message moves an agent's affect.
 
 Where memory embeds messages (the default), a message is appraised from the MiniLM vector memory
-computed for it, read in the context of the few messages before it in its channel, by a linear head
-trained on EmoBank's reader ratings (head.py, train.py): Pearson r = 0.57 / 0.36 / 0.26 with readers'
-valence / arousal / dominance on EmoBank's test split, where VADER reaches 0.43 / 0.19 / 0.17 in the same
-run (bench/emotion.py), for 0.06 ms a message on the vector memory computed anyway.
+computed for it (read in the context of the few messages before it in its channel) and a few features
+of its words, by a small network trained on EmoBank's reader ratings (head.py, train.py); its Pearson r
+with readers' valence / arousal / dominance on EmoBank's test split, and VADER's in the same run, are
+in bench/emotion.py's output and the README. It costs about 0.1 ms a message, on the vector memory
+computed anyway.
 
 Where embeddings are off, the fallback is VADER (vaderSentiment): a lexicon-and-rules sentiment model, MIT licensed, tens of
 microseconds per message, no model download and stable for years; its compound score drives
@@ -121,9 +122,9 @@ class LearnedAppraiser:
         self.gain = gain
         self._recent: OrderedDict[str, deque[tuple[datetime, Sequence[float]]]] = OrderedDict()
 
-    def read(self, channel: str, vector: Sequence[float], at: datetime) -> Affect:
-        """What a reader feels on reading this message here (each of P, A, D in [-1, 1]); remembers it as
-        context for the next message on `channel`."""
+    def read(self, channel: str, vector: Sequence[float], at: datetime, text: str) -> Affect:
+        """What a reader feels on reading this message (`text`, and memory's `vector` of it) here (each of
+        P, A, D in [-1, 1]); remembers it as context for the next message on `channel`."""
         import numpy as np
 
         recent = self._recent.pop(channel, None) or deque(maxlen=CONTEXT_MESSAGES)
@@ -138,7 +139,7 @@ class LearnedAppraiser:
         if before and weight:
             context = sum(v * w for v, w in before) / sum(w for _, w in before)
             mine = (1 - weight) * mine + weight * context
-        return Affect(*self.head.push(mine))
+        return Affect(*self.head.push(mine, text))
 
     def score(self, read: Affect, direction: Direction) -> Affect:
         """The push on the mood: one's own words move one half as much as another's."""

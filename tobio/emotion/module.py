@@ -186,7 +186,7 @@ class EmotionModule(Module):
                 self.pending[message.id] = waiting
                 self._by_lexicon(message.id)
                 continue
-            read = self.learned.read(message.channel, vector, message.created_at)
+            read = self.learned.read(message.channel, vector, message.created_at, message.content)
             for agent, direction in waiting[1]:
                 self.appraised["learned"] += 1
                 self.feel(agent, self.learned.score(read, direction), direction, message)
