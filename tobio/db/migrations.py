@@ -105,6 +105,19 @@ def m006_pushes_unkeyed_on_duckdb(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE _pushes_m006 RENAME TO pushes")
 
 
+@migration
+def m007_id_sequences(conn: Connection) -> None:
+    """On PostgreSQL, one sequence per kernel table, past its largest id: several kernels share the
+    database and reserve their ids from them in blocks (tobio/cluster/ids.py)."""
+    if conn.dialect.name != "postgresql":
+        return
+    from tobio.cluster.ids import ensure_sequence
+    from tobio.db.tables import ID_TABLES
+
+    for table in ID_TABLES:
+        ensure_sequence(conn, table)
+
+
 def _now_value(conn: Connection) -> Any:
     """`utcnow()` for an INSERT: written into the SQL on DuckDB (no bound parameter, no pandas), bound elsewhere."""
     now = utcnow()
@@ -185,6 +198,9 @@ def migrate(conn: Connection, migrations: Sequence[Migration] | None = None, pre
     Modules with tables of their own call this from module_init with their own list and a prefix
     (`memory.m001_embeddings`), so their schema is versioned the same way as the kernel's.
     """
+    if conn.dialect.name == "postgresql":
+        # Kernels starting at once on one database migrate one after the other (until this transaction ends).
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('tobio.migrate'))")
     _ensure_migrations_table(conn)
     applied = set(conn.execute(sa.select(MigrationRow.c.name)).scalars())
     ran = []
