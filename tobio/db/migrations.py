@@ -118,6 +118,14 @@ def m007_id_sequences(conn: Connection) -> None:
         ensure_sequence(conn, table)
 
 
+@migration
+def m008_kernels_and_leases(conn: Connection) -> None:
+    """Kernels sharing the database and their leases on agents (tobio/cluster); kernel ids from a sequence."""
+    create_tables(conn, [metadata.tables["kernels"], metadata.tables["leases"]])
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("CREATE SEQUENCE IF NOT EXISTS tobio_ids_kernels AS bigint MINVALUE 1")
+
+
 def _now_value(conn: Connection) -> Any:
     """`utcnow()` for an INSERT: written into the SQL on DuckDB (no bound parameter, no pandas), bound elsewhere."""
     now = utcnow()
