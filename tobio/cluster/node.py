@@ -171,10 +171,11 @@ class Cluster:
         self.epochs.update(got)
 
     async def give_up(self, agent_ids: Sequence[int]) -> None:
-        """Release leases taken for agents that did not start after all."""
+        """Drop leases taken for agents that were never written (another kernel spawned the name first)."""
         for agent_id in agent_ids:
             self.epochs.pop(agent_id, None)
-        await self.control(sql.release, self.id, list(agent_ids))
+        await self.control(lambda conn: conn.exec_driver_sql(
+            "DELETE FROM leases WHERE kernel_id = %(k)s AND agent_id = ANY(%(a)s::bigint[])", {"k": self.id, "a": list(agent_ids)}))
 
     async def started(self, agents: Sequence[Agent]) -> None:
         """Agents now run here: deliver to their threads from their handled cursors on."""
@@ -365,7 +366,8 @@ class Cluster:
                 with psycopg.connect(conninfo, autocommit=True) as conn:
                     conn.execute(f"LISTEN {sql.POSTS}")
                     conn.execute(f"LISTEN {sql.LEASES}")
-                    loop.call_soon_threadsafe(self.wake)  # anything posted while not listening
+                    loop.call_soon_threadsafe(self.wake)  # anything posted or released while not listening
+                    loop.call_soon_threadsafe(self.wake_leases)
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.5):
                             loop.call_soon_threadsafe(self.wake if note.channel == sql.POSTS else self.wake_leases)

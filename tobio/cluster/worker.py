@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agent", action="append", default=[], metavar="FILE", help="an agent file to start here")
     parser.add_argument("--module", action="append", default=[], help="a module to load besides kernel.yaml's")
     args = parser.parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s kernel pid %(process)d %(levelname)s %(name)s: %(message)s")
     from tobio.errors import TobioError
     from tobio.kernel import Kernel
 
