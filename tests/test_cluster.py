@@ -204,3 +204,36 @@ def test_cluster_section_on_a_file_database_is_one_clear_line(tmp_path: Path) ->
         Kernel(KernelConfig(cluster={}), database=f"duckdb:///{tmp_path / 'x.duckdb'}")
     assert "PostgreSQL" in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "x.duckdb").exists()
+
+
+def test_commands_see_the_cluster(pg_url: str, tmp_path: Path, procs: list[subprocess.Popen[str]]) -> None:
+    """`kernel ls`, `agent ls`'s kernel column, `agent move`, and `wait` over every kernel; people only."""
+    names, split = layout(tmp_path, 2, per_channel=2, channels=1)
+    for files in split:
+        procs.append(start_kernel(pg_url, files, LEASE_S))
+    first, second = (wait_ready(p) for p in procs)
+    kernel = client(pg_url, names)
+    try:
+        here = kernel.cluster.id if kernel.cluster else 0
+        listing = kernel.run("kernel ls")
+        assert [(str(r[0]).rstrip(" *"), r[6], r[7]) for r in listing.rows] == sorted(
+            [(str(first), "up", 1), (str(second), "up", 1), (str(here), "up", 0)])
+        agents = {r[0]: r[-1] for r in kernel.run("agent ls").rows}
+        assert agents == {split[0][0].stem: first, split[1][0].stem: second}
+        mover = split[0][0].stem
+        assert kernel.run(f"agent move {mover} --to {second}").text == f"{mover} moves to kernel {second}"
+        wait_until(lambda: {r[0]: r[-1] for r in kernel.run("agent ls").rows}[mover] == second, timeout=WAIT_S)
+        posts = post_rounds(kernel, ["c0"], 5, "line")
+        from shell.commands import wait_quiet
+
+        kernel.call(wait_quiet(kernel, 0.3, 60))  # the shell's `wait`: the answers come from the other kernels
+        assert len(replies(pg_url)) == 10
+        check_exactly_once_in_order(pg_url, posts, 2)
+        helper = tmp_path / "helper.yaml"
+        helper.write_text("name: helper\ntype: scripted\ncommands: [kernel, agent]\n")
+        kernel.run(f"agent spawn {helper}")
+        for line in ("kernel ls", f"agent move {mover} --to {first}"):
+            with pytest.raises(Exception, match="may not run"):
+                kernel.run(line, caller="helper")
+    finally:
+        kernel.close()

@@ -170,6 +170,12 @@ class Cluster:
             raise LeasedElsewhere(f"agent '{agent.name}' runs in kernel {holder}; `agent move {agent.name} --to {self.id}` brings it here")
         self.epochs.update(got)
 
+    async def holders(self) -> dict[int, int | str]:
+        """Agent id -> the kernel holding its lease ("all" for people's agents, which run in every kernel)."""
+        leases = await self.control(lambda conn: dict(conn.exec_driver_sql(
+            f"SELECT agent_id, kernel_id FROM leases WHERE expires_at > {sql.NOW}").all()))
+        return {**{int(a): int(k) for a, k in leases.items()}, **{a: "all" for a in self.people}}
+
     async def give_up(self, agent_ids: Sequence[int]) -> None:
         """Drop leases taken for agents that were never written (another kernel spawned the name first)."""
         for agent_id in agent_ids:

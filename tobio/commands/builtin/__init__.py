@@ -12,9 +12,9 @@ if TYPE_CHECKING:
 
 
 def register_builtins(kernel: Kernel) -> None:
-    from tobio.commands.builtin import agent, channel, help, log, mod, sql, task, thread
+    from tobio.commands.builtin import agent, channel, cluster, help, log, mod, sql, task, thread
 
-    for group in (help, mod, agent, channel, thread, sql, log, task):
+    for group in (help, mod, agent, channel, thread, sql, log, task, cluster):
         group.register(kernel.commands)
     for name, source in CORE_SOURCES.items():
         kernel.hooks.add(COMPLETION_SOURCE, source, key=name)
