@@ -146,6 +146,12 @@ class Kernel:
         self.writer.start()
         if self.cluster is not None:
             await self.cluster.start()
+        elif self.db.dialect == "postgresql":
+            from tobio.cluster.sql import others_up
+
+            if up := await self.db.call(others_up):
+                raise ConfigError(f"{up} clustered kernel(s) share this database: a kernel without kernel.yaml's "
+                                  "`cluster:` section would run their agents a second time (add `cluster: {}`)")
         self.is_running = True
         from tobio import logs
 

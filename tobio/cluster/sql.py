@@ -171,3 +171,10 @@ def cursors(conn: Connection, thread_ids: Sequence[int]) -> dict[int, int]:
         "SELECT t, coalesce(h.message_id, 0) FROM unnest(%(t)s::bigint[]) AS t LEFT JOIN handled h ON h.thread_id = t",
         {"t": list(thread_ids)})
     return {int(t): int(m) for t, m in rows}
+
+
+def others_up(conn: Connection, within_s: float = 60.0) -> int:
+    """Clustered kernels that said they were alive lately (0 before the cluster's tables exist)."""
+    return int(conn.exec_driver_sql(
+        f"SELECT count(*) FROM kernels WHERE NOT stopping AND heartbeat_at > {NOW} - make_interval(secs => %(s)s)",
+        {"s": within_s}).scalar_one())
