@@ -74,6 +74,7 @@ class Cluster:
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
+        self._orphaned: set[int] = set()  # agents nobody ran at the last heartbeat, left to the others then
         self.adopted = 0
         self.scans = 0
 
@@ -147,11 +148,14 @@ class Cluster:
         people = [r for r in rows if r.type == "user"]
         self.people.update(r.id for r in people)
         wanted = [r for r in rows if r.type != "user" and self._placed_here(r.name)]
-        if share and wanted:  # adopting: take a fair share, leave the rest to the other kernels
+        if share and wanted:
+            # Adopting: a fair share of what nobody runs, the rest left to the other kernels, unless it was
+            # already orphaned at the last look (they did not take it: they may not, or are gone too).
             kernels = max(1, await self.control(sql.live_kernels, self.config.lease_s))
-            running = len(self.epochs)
-            total = running + len(wanted)
-            wanted = wanted[: max(1, -(-total // kernels) - running)]
+            again = [r for r in wanted if r.id in self._orphaned]
+            fresh = [r for r in wanted if r.id not in self._orphaned]
+            self._orphaned = {r.id for r in fresh}
+            wanted = again + fresh[: -(-len(fresh) // kernels)]
         got = await self.control(sql.claim, self.id, [r.id for r in wanted], self.config.lease_s)
         self.epochs.update(got)
         return people + [r for r in wanted if r.id in got]
@@ -241,6 +245,8 @@ class Cluster:
         rows = await self.kernel.db.call(read)
         mine = [r for r in rows if r.id in handed and r.status != "killed"]
         claimed = await self.claim_rows([r for r in rows if r.id in orphans], share=True) if orphans else []
+        if self._orphaned:  # left to the others: look again soon, not a whole heartbeat later
+            asyncio.get_running_loop().call_later(min(0.25, self.config.heartbeat), self.wake_leases)
         ids = {r.id for r in [*mine, *claimed] if r.name not in manager.live}
         if not ids:
             return
