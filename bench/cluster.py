@@ -82,7 +82,7 @@ def start(url: str, files: list[Path], workdir: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     return subprocess.Popen([sys.executable, "-m", "tobio.cluster.worker", str(listing), "--database", url,
                              "--lease", str(LEASE_S), "--group", "workers"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=None if os.environ.get("TOBIO_BENCH_VERBOSE") else subprocess.DEVNULL, text=True, env=env)
 
 
 def ready(proc: subprocess.Popen[str]) -> int:
@@ -91,6 +91,20 @@ def ready(proc: subprocess.Popen[str]) -> int:
     if not line.startswith("ready "):
         raise SystemExit(f"a kernel process did not start (exit {proc.poll()})")
     return int(line.split()[1])
+
+
+def stop(procs: list[subprocess.Popen[str]]) -> None:
+    """Clean stops; a kernel that cannot stop in time is killed (its leases run out, as after a crash)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            print(f"kernel pid {proc.pid} did not stop in 90 s; killed", file=sys.stderr)
+            proc.kill()
+            proc.wait()
 
 
 def scalar(engine: sa.Engine, query: str) -> Any:
@@ -144,10 +158,7 @@ def throughput(server: str, workdir: Path, kernels: int, agents: int, channels: 
             return (posts + expected) / (t1 - t0)
         finally:
             engine.dispose()
-            for proc in procs:
-                proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                proc.wait(timeout=120)
+            stop(procs)
 
 
 def kill_run(server: str, workdir: Path, agents: int, channels: int, rounds: int) -> dict[str, Any]:
@@ -184,11 +195,7 @@ def kill_run(server: str, workdir: Path, agents: int, channels: int, rounds: int
                     "adopted_agents": mine, "lease_s": LEASE_S}
         finally:
             engine.dispose()
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                proc.wait(timeout=120)
+            stop(procs)
 
 
 def latency(server: str, workdir: Path, samples: int) -> dict[str, float]:
@@ -219,8 +226,7 @@ def latency(server: str, workdir: Path, samples: int) -> dict[str, float]:
             finally:
                 kernel.close()
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=120)
+            stop([proc])
     times.sort()
     return {"cross_kernel_latency_ms_p50": round(statistics.median(times), 1),
             "cross_kernel_latency_ms_p99": round(times[min(len(times) - 1, int(len(times) * 0.99))], 1)}
@@ -249,6 +255,8 @@ def one_kernel(url: str, workdir: Path, agents: int, channels: int, rounds: int)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="100 agents in 10 channels, fewer rounds, no 4-kernel run")
+    parser.add_argument("--agents", type=int, help="agents (default 1,000; --quick 100)")
+    parser.add_argument("--no-4", action="store_true", help="skip the 4-kernel run")
     parser.add_argument("--database", default=os.environ.get("TOBIO_TEST_POSTGRES_URL"),
                         help="a PostgreSQL server URL (a database per run is created in it and dropped)")
     args = parser.parse_args()
@@ -256,11 +264,13 @@ def main() -> int:
         print("bench/cluster.py needs PostgreSQL: --database URL or $TOBIO_TEST_POSTGRES_URL", file=sys.stderr)
         return 2
     agents, channels, rounds, samples = (100, 10, 3, 20) if args.quick else (1000, 50, 5, 200)
+    agents = args.agents or agents
     out: dict[str, Any] = {"agents": agents, "channels": channels, "rounds": rounds, "cores": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        for kernels in (1, 2) if args.quick else (1, 2, 4):
+        for kernels in (1, 2) if args.quick or args.no_4 else (1, 2, 4):
             out[f"msgs_per_s_{kernels}"] = round(throughput(args.database, workdir, kernels, agents, channels, rounds), 1)
+            print(f"{kernels} kernel(s): {out[f'msgs_per_s_{kernels}']} msgs/s", file=sys.stderr, flush=True)
         out["scaling_2"] = round(out["msgs_per_s_2"] / out["msgs_per_s_1"], 2)
         out.update(kill_run(args.database, workdir, agents, channels, rounds * 2))
         out.update(latency(args.database, workdir, samples))

@@ -3,6 +3,7 @@ a killed kernel's agents move; a paused one's late writes are refused; kernels s
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -13,9 +14,11 @@ from pathlib import Path
 import pytest
 from cluster_helpers import agent_files, replies, rows, scalar, start_kernel, wait_ready
 
+from tobio.cluster.node import delta_payloads
 from tobio.config.schema import KernelConfig
 from tobio.errors import ConfigError
 from tobio.kernel import Kernel
+from tobio.messages import Delta, Message
 
 from conftest import _fresh_postgres, _postgres_url
 from helpers import wait_until
@@ -237,3 +240,33 @@ def test_commands_see_the_cluster(pg_url: str, tmp_path: Path, procs: list[subpr
                 kernel.run(line, caller="helper")
     finally:
         kernel.close()
+
+
+def test_streamed_pieces_reach_a_front_end_in_another_kernel(pg_url: str, tmp_path: Path,
+                                                             procs: list[subprocess.Popen[str]]) -> None:
+    teller = tmp_path / "teller.yaml"
+    teller.write_text("name: teller\ntype: scripted\nchannels: [story]\nstream: true\ntoken_delay_s: 0.01\n"
+                      "replies: ['once upon a time there was {text} and it went on and on']\n")
+    procs.append(start_kernel(pg_url, [teller], LEASE_S))
+    wait_ready(procs[0])
+    kernel = client(pg_url, ["teller"])
+    seen: list[object] = []
+    try:
+        stop = kernel.transport.listen("story", seen.append)  # on the kernel's loop
+        kernel.post_sync("story", "a kernel")
+        wait_until(lambda: any(getattr(i, "content", "").startswith("once") for i in seen), timeout=WAIT_S)
+        stop()
+    finally:
+        kernel.close()
+    pieces = [i for i in seen if isinstance(i, Delta) and i.sender == "teller"]
+    final = next(i for i in seen if isinstance(i, Message) and i.sender == "teller")
+    assert "".join(p.text for p in pieces) == final.content == "once upon a time there was a kernel and it went on and on"
+    assert pieces[-1].done and len(pieces) > 5
+
+
+def test_long_streamed_pieces_are_cut_to_fit_notify() -> None:
+    text = "é" * 9000 + "x" * 20000
+    payloads = delta_payloads(7, [Delta("c", "s", "id", text), Delta("c", "s", "id", "", done=True)])
+    assert len(payloads) > 3 and all(len(p.encode()) < 8000 for p in payloads)
+    items = [item for p in payloads for item in json.loads(p)["d"]]
+    assert "".join(i[3] for i in items) == text and items[-1][4] is True and not any(i[4] for i in items[:-1])

@@ -218,7 +218,13 @@ class Transport:
                 log.exception("a listener on %s failed on message %d", channel, message.id)
 
     def stream(self, channel: str, delta: Delta) -> None:
-        """Publish a streamed piece of a message to the channel's listeners (not stored)."""
+        """Publish a streamed piece of a message to the channel's listeners (not stored), in every kernel."""
+        self.stream_here(channel, delta)
+        if self.cluster is not None:
+            self.cluster.publish(delta)
+
+    def stream_here(self, channel: str, delta: Delta) -> None:
+        """A streamed piece to this kernel's listeners on `channel`."""
         for callback in tuple(self._listeners.get(channel, ())):
             callback(delta)
 

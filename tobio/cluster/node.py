@@ -16,8 +16,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import queue
 import socket
 import threading
 from collections import deque
@@ -30,7 +32,7 @@ from sqlalchemy.engine import Connection
 from tobio.cluster import sql
 from tobio.cluster.config import ClusterConfig
 from tobio.errors import AgentError, DatabaseError
-from tobio.messages import Delivery, Message
+from tobio.messages import Delivery, Delta, Message
 
 if TYPE_CHECKING:
     from tobio.agents.base import Agent
@@ -41,6 +43,34 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 SCAN_LIMIT = 20_000  # pushes read per scan: bounded memory; a longer backlog takes several scans
 REPLY_COLUMNS = ("id", "agent_id", "thread_id", "channel", "role", "created_at", "content", "metadata", "reply_to")
+
+
+NOTIFY_BYTES = 7000  # of PostgreSQL's 8,000-byte NOTIFY payload, with room for the envelope
+
+
+def delta_payloads(kernel_id: int, deltas: list[Delta]) -> list[str]:
+    """Deltas as NOTIFY payloads under NOTIFY_BYTES each, in order; a longer piece is cut into several."""
+    items: list[list[Any]] = []
+    for d in deltas:
+        text = d.text
+        while len(text.encode()) > NOTIFY_BYTES // 2:
+            cut = NOTIFY_BYTES // 8  # characters: at most 4 bytes each in UTF-8, 2x for JSON escapes
+            items.append([d.channel, d.sender, d.stream_id, text[:cut], False])
+            text = text[cut:]
+        items.append([d.channel, d.sender, d.stream_id, text, d.done])
+    payloads: list[str] = []
+    current: list[list[Any]] = []
+    size = 0
+    for item in items:
+        encoded = len(json.dumps(item, ensure_ascii=False).encode())
+        if current and size + encoded > NOTIFY_BYTES:
+            payloads.append(json.dumps({"k": kernel_id, "d": current}, ensure_ascii=False))
+            current, size = [], 0
+        current.append(item)
+        size += encoded + 1
+    if current:
+        payloads.append(json.dumps({"k": kernel_id, "d": current}, ensure_ascii=False))
+    return payloads
 
 
 class LeasedElsewhere(AgentError):
@@ -74,6 +104,8 @@ class Cluster:
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
+        self._sender: threading.Thread | None = None
+        self._outbox: queue.SimpleQueue[Delta | None] = queue.SimpleQueue()
         self._orphaned: set[int] = set()  # agents nobody ran at the last heartbeat, left to the others then
         self.adopted = 0
         self.scans = 0
@@ -115,6 +147,8 @@ class Cluster:
     async def halt(self) -> None:
         """Stop adopting and delivering (the kernel is stopping; its agents stop next)."""
         self._stop.set()
+        if self._sender is not None:
+            self._outbox.put(None)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -367,22 +401,80 @@ class Cluster:
                 self.kernel.transport.show(channel, message)
         return max(len(pushes), len(messages))
 
+    # -- streamed pieces of messages (deltas), for front ends attached to other kernels --------------
+    def publish(self, delta: Delta) -> None:
+        """Send a streamed piece to the other kernels (NOTIFY, in order, batched by a thread of its own)."""
+        if self._stop.is_set():
+            return
+        if self._sender is None:
+            self._sender = threading.Thread(target=self._send, name="tobio-deltas", daemon=True)
+            self._sender.start()
+        self._outbox.put(delta)
+
+    def _send(self) -> None:
+        import psycopg
+
+        conn: psycopg.Connection[Any] | None = None
+        while True:
+            first = self._outbox.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < 256:
+                try:
+                    item = self._outbox.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._outbox.put(None)
+                    break
+                batch.append(item)
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self._conninfo(), autocommit=True)
+                for payload in delta_payloads(self.id, batch):
+                    conn.execute("SELECT pg_notify(%s, %s)", (sql.DELTAS, payload))
+            except Exception as exc:  # streamed pieces are not stored: losing some costs only the live view
+                log.warning("cluster: could not send streamed pieces: %s", str(exc).splitlines()[0] if str(exc) else exc)
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    def _receive(self, payload: str) -> None:
+        """On the loop: pieces another kernel streamed, to this kernel's listeners."""
+        try:
+            data = json.loads(payload)
+            if data["k"] == self.id:
+                return
+            deltas = [Delta(*item) for item in data["d"]]
+        except (ValueError, KeyError, TypeError):
+            log.warning("cluster: a malformed streamed piece was ignored")
+            return
+        for delta in deltas:
+            self.kernel.transport.stream_here(delta.channel, delta)
+
+    def _conninfo(self) -> str:
+        url = sa.engine.make_url(self.kernel.db.url)
+        return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
     def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
         """LISTEN on a connection of its own; each notification wakes the scan or the heartbeat."""
         import psycopg
 
-        url = sa.engine.make_url(self.kernel.db.url)
-        conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        conninfo = self._conninfo()
         while not self._stop.is_set():
             try:
                 with psycopg.connect(conninfo, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {sql.POSTS}")
-                    conn.execute(f"LISTEN {sql.LEASES}")
+                    for channel in (sql.POSTS, sql.LEASES, sql.DELTAS):
+                        conn.execute(f"LISTEN {channel}")
                     loop.call_soon_threadsafe(self.wake)  # anything posted or released while not listening
                     loop.call_soon_threadsafe(self.wake_leases)
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.5):
-                            loop.call_soon_threadsafe(self.wake if note.channel == sql.POSTS else self.wake_leases)
+                            if note.channel == sql.DELTAS:
+                                loop.call_soon_threadsafe(self._receive, note.payload)
+                            else:
+                                loop.call_soon_threadsafe(self.wake if note.channel == sql.POSTS else self.wake_leases)
             except Exception as exc:  # reconnect; the timed scan covers the gap
                 if self._stop.is_set():
                     return

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 NOW = "(clock_timestamp() AT TIME ZONE 'UTC')"
 POSTS = "tobio_posts"  # NOTIFY channel: messages were committed
 LEASES = "tobio_leases"  # NOTIFY channel: leases were released or moved
+DELTAS = "tobio_deltas"  # NOTIFY channel: pieces of messages being streamed, for front ends in other kernels
 
 
 def register(conn: Connection, host: str, pid: int, group: str | None) -> int:
@@ -46,6 +47,9 @@ def claim(conn: Connection, kernel_id: int, agent_ids: Sequence[int], lease_s: f
 def renew(conn: Connection, kernel_id: int, lease_s: float) -> dict[int, int]:
     """Extend every lease this kernel holds and say it is alive; agent id -> epoch of what it holds."""
     conn.exec_driver_sql(f"UPDATE kernels SET heartbeat_at = {NOW} WHERE id = %(k)s", {"k": kernel_id})
+    # A kernel that died stays listed (`kernel ls`: silent) for a while, then goes.
+    conn.exec_driver_sql(f"DELETE FROM kernels WHERE heartbeat_at < {NOW} - make_interval(secs => %(s)s)",
+                         {"s": max(10 * lease_s, 300.0)})
     rows = conn.exec_driver_sql(
         f"UPDATE leases SET expires_at = {NOW} + make_interval(secs => %(s)s) WHERE kernel_id = %(k)s RETURNING agent_id, epoch",
         {"k": kernel_id, "s": lease_s},

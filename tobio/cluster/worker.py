@@ -7,11 +7,14 @@ agents move after the lease time. `tobio cluster up` starts several of these.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any
+
+STOP_S = 20.0  # longest clean stop before the process exits anyway
 
 
 def kernel_config(config: str | None, *, lease_s: float | None, group: str | None, agents: list[str],
@@ -64,7 +67,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stop.wait()
     finally:
+        # A stop that cannot finish (the database gone, a statement stuck) must not keep the process: its
+        # leases then run out and the other kernels adopt its agents, as after a crash.
+        def give_up() -> None:
+            import faulthandler
+
+            print(f"tobio: kernel did not stop within {STOP_S:g} s; exiting (where each thread was:)", file=sys.stderr, flush=True)
+            faulthandler.dump_traceback(all_threads=True)
+            os._exit(1)
+
+        watchdog = threading.Timer(STOP_S, give_up)
+        watchdog.daemon = True
+        watchdog.start()
         kernel.close()
+        watchdog.cancel()
     return 0
 
 
