@@ -256,12 +256,15 @@ class Cluster:
 
     async def heartbeat(self) -> None:
         """Renew; drop what was lost; start what was handed over; adopt what nobody runs."""
+        before = dict(self.epochs)
         held = await self.control(sql.renew, self.id, self.config.lease_s)
         live = {a.id: a for a in self.kernel.agents.live.values() if a.config.type != "user"}
-        lost = {agent_id for agent_id in live if held.get(agent_id) != self.epochs.get(agent_id)}
+        # Leases taken while the renewal was under way (a spawn) are not in `held` yet, and not lost.
+        taken = {a: e for a, e in self.epochs.items() if before.get(a) != e}
+        lost = {a for a in live if a in before and a not in taken and held.get(a) != before[a]}
         if lost:
             self.drop(lost)
-        self.epochs = {a: e for a, e in held.items()}
+        self.epochs = {**held, **taken}
         handed = [a for a in held if a not in live]
         orphans = [a for a, _name in await self.control(sql.orphans) if a not in live]
         if handed or orphans:

@@ -208,14 +208,17 @@ class GroupCommitWriter:
     def _settle(self, batch: _Batch, error: BaseException | None) -> None:
         if error is None:
             self.batches += 1
-            if batch.posts:
-                self.cluster.committed(batch.posts)
         for waiter in batch.waiters:
             if not waiter.done():
                 if error is None:
                     waiter.set_result(None)
                 else:
                     waiter.set_exception(error)
+        if error is None and batch.posts:
+            try:
+                self.cluster.committed(batch.posts)
+            except Exception:  # the batch is durable all the same
+                log.exception("cluster: committed posts callback failed")
         if error is None:
             for callback, items in batch.after.items():
                 try:
