@@ -106,6 +106,7 @@ class Cluster:
         self._listener: threading.Thread | None = None
         self._sender: threading.Thread | None = None
         self._outbox: queue.SimpleQueue[Delta | None] = queue.SimpleQueue()
+        self._leaving = False
         self._orphaned: set[int] = set()  # agents nobody ran at the last heartbeat, left to the others then
         self.adopted = 0
         self.scans = 0
@@ -145,14 +146,19 @@ class Cluster:
         self._listener.start()
 
     async def halt(self) -> None:
-        """Stop adopting and delivering (the kernel is stopping; its agents stop next)."""
+        """Stop adopting and delivering (the kernel is stopping; its agents stop next). Leases are still
+        renewed until `leave`: stopping hundreds of agents may take longer than a lease."""
         self._stop.set()
+        self._leaving = True
         if self._sender is not None:
             self._outbox.put(None)
-        for task in self._tasks:
+        await self._cancel([t for t in self._tasks if t.get_name() != "cluster:heartbeat"])
+
+    async def _cancel(self, tasks: list[asyncio.Task[None]]) -> None:
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks = [t for t in self._tasks if t not in tasks]
 
     async def leave(self) -> None:
         """After the last write: release every lease at once and remove this kernel's row."""
@@ -160,6 +166,7 @@ class Cluster:
             sql.release(conn, self.id)
             conn.exec_driver_sql("DELETE FROM kernels WHERE id = %(k)s", {"k": self.id})
 
+        await self._cancel(list(self._tasks))
         try:
             if self.id:
                 await self.control(leave)
@@ -258,6 +265,8 @@ class Cluster:
         """Renew; drop what was lost; start what was handed over; adopt what nobody runs."""
         before = dict(self.epochs)
         held = await self.control(sql.renew, self.id, self.config.lease_s)
+        if self._leaving:
+            return  # renewing only, until the last write is in
         live = {a.id: a for a in self.kernel.agents.live.values() if a.config.type != "user"}
         # Leases taken while the renewal was under way (a spawn) are not in `held` yet, and not lost.
         taken = {a: e for a, e in self.epochs.items() if before.get(a) != e}
