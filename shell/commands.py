@@ -80,7 +80,9 @@ async def wait_quiet(kernel: Any, quiet: float, timeout: float) -> None:
     async def unhandled(running: list[Any]) -> list[str]:
         await kernel.flush()  # marks nobody waited for are counted once durable
         counts = await kernel.db.call(unhandled_counts)
-        return [f"{a.name}: {counts[a.id]} unhandled" for a in running if counts.get(a.id)]
+        here = {a.id for a in kernel.agents.live.values()}
+        elsewhere = [f"agent {i}: {n} unhandled in another kernel" for i, n in counts.items() if n and i not in here]
+        return [f"{a.name}: {counts[a.id]} unhandled" for a in running if counts.get(a.id)] + (elsewhere if kernel.cluster else [])
 
     stops = [kernel.transport.listen(name, touch) for name in kernel.transport.known_channels()]
     try:

@@ -163,3 +163,15 @@ def test_emotion_quick_mode(tmp_path: Path) -> None:
     dynamics = out["dynamics"]
     assert dynamics["sign_follows_events"] and dynamics["neurotic_moves_further"] and dynamics["neurotic_recovers_slower"]
     assert dynamics["half_life_within_10pct"] and dynamics["appraised_by"]["learned"] > 0
+
+
+@slow
+def test_cluster_quick_mode(tmp_path: Path) -> None:
+    from conftest import _postgres_url
+
+    _postgres_url()  # skips without a PostgreSQL server, as the other PostgreSQL tests do
+    out = run_bench("cluster.py", "--quick", tmp_path=tmp_path, timeout=900)
+    numbers(out, "msgs_per_s_1", "msgs_per_s_2", "scaling_2", "lost", "doubled", "adoption_s",
+            "cross_kernel_latency_ms_p50", "cross_kernel_latency_ms_p99", "one_kernel_duckdb_msgs_per_s",
+            "one_kernel_postgres_msgs_per_s")
+    assert out["lost"] == 0 and out["doubled"] == 0

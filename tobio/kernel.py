@@ -25,7 +25,7 @@ from tobio.commands.tree import Command, Group
 from tobio.config.schema import KernelConfig, load_kernel_config
 from tobio.db.database import Database
 from tobio.db.writer import GroupCommitWriter
-from tobio.errors import CommandError, TobioError
+from tobio.errors import AgentError, CommandError, ConfigError, TobioError
 from tobio.hooks import Hooks
 from tobio.messages import Message
 from tobio.modules import ModuleManager
@@ -35,6 +35,7 @@ from tobio.tasks import TaskManager
 from tobio.transport import Transport
 
 if TYPE_CHECKING:
+    from tobio.cluster.node import Cluster
     from tobio.logs import DatabaseLogHandler
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class Kernel:
         self.tasks = TaskManager()
         self.writer = GroupCommitWriter(self.db, max_delay_s=config.group_commit_ms / 1000)
         self.transport = Transport(self.db, self.writer, self.hooks)
+        self.cluster: Cluster | None = self._cluster(config)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._log_handler: DatabaseLogHandler | None = None
@@ -80,6 +82,25 @@ class Kernel:
         from tobio.commands.builtin import register_builtins
 
         register_builtins(self)
+
+    def _cluster(self, config: KernelConfig) -> Cluster | None:
+        """kernel.yaml's `cluster:`: this kernel shares its PostgreSQL with others (tobio/cluster)."""
+        if config.cluster is None:
+            return None
+        from pydantic import ValidationError
+
+        from tobio.cluster.config import ClusterConfig
+        from tobio.cluster.node import Cluster
+
+        if self.db.dialect != "postgresql":
+            raise ConfigError(f"cluster: kernels share a PostgreSQL database, not {self.db.dialect} "
+                              "(a DuckDB or SQLite file stays one kernel's)")
+        try:
+            settings = ClusterConfig.model_validate(config.cluster)
+        except ValidationError as exc:
+            problems = "; ".join(f"cluster.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
+            raise ConfigError(f"bad cluster settings: {problems}") from None
+        return Cluster(self, settings)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> Kernel:
@@ -123,6 +144,14 @@ class Kernel:
     async def _boot(self) -> None:
         await asyncio.to_thread(self.db.open)
         self.writer.start()
+        if self.cluster is not None:
+            await self.cluster.start()
+        elif self.db.dialect == "postgresql":
+            from tobio.cluster.sql import others_up
+
+            if up := await self.db.call(others_up):
+                raise ConfigError(f"{up} clustered kernel(s) share this database: a kernel without kernel.yaml's "
+                                  "`cluster:` section would run their agents a second time (add `cluster: {}`)")
         self.is_running = True
         from tobio import logs
 
@@ -136,7 +165,14 @@ class Kernel:
         if self.spawn_agents:
             for config, path in self.agents.load_configs(self.config.agent_files()):
                 if config.name not in self.agents.live:
-                    await self.agents.spawn(config, config_file=str(path))
+                    try:
+                        await self.agents.spawn(config, config_file=str(path))
+                    except AgentError as exc:
+                        if self.cluster is None:
+                            raise
+                        log.info("not spawning %s here: %s", config.name, exc)  # it runs in another kernel
+        if self.cluster is not None:
+            self.cluster.run()
         log.info("kernel started on %s", self.database_url)
 
     def close(self) -> None:
@@ -149,10 +185,14 @@ class Kernel:
 
     async def _teardown(self) -> None:
         try:
+            if self.cluster is not None:
+                await self.cluster.halt()
             await self.agents.stop_all()
             await self.tasks.shutdown()
             await self.modules.unload_all()
             await self.writer.close()
+            if self.cluster is not None:
+                await self.cluster.leave()  # after the last write: the next kernel reads all of it
         finally:
             self.is_running = False
             if self._log_handler is not None:

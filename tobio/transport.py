@@ -82,6 +82,9 @@ class Transport:
         # tuple: built when subscriptions change, not on every post (the hot path reads it as is).
         self._fanout: dict[str, Fanout] = {}
         self._listeners: dict[str, set[Callable[[Message | Delta], None]]] = {}
+        # Several kernels on one PostgreSQL (tobio/cluster/node.py): posts get their ids and pushes as they
+        # commit, and reach inboxes through the cluster's scan, in whichever kernel their receivers run.
+        self.cluster: Any = None
 
     # -- channels ------------------------------------------------------------------------------
     async def load(self) -> None:
@@ -138,6 +141,8 @@ class Transport:
             self.channels[channel].pop(receiver.id, None)
             self._fanout.pop(channel, None)
             raise
+        if self.cluster is not None:
+            self.cluster.watch(thread_id, receiver.id)
         return thread_id
 
     def restore(self, receiver: Receiver, channel: str, thread_id: int) -> None:
@@ -152,6 +157,8 @@ class Transport:
         if sub is None:
             return None
         self._fanout.pop(channel, None)
+        if self.cluster is not None:
+            self.cluster.unwatch(sub.thread_id)
         await self.writer.flush()  # pushes already queued to this thread land before it closes
 
         def close(conn: Connection) -> None:
@@ -159,6 +166,16 @@ class Transport:
 
         await self.db.call(close)
         return sub.thread_id
+
+    def forget(self, receiver_id: int) -> list[int]:
+        """Detach a receiver that now runs in another kernel, leaving its threads open; returns their ids."""
+        threads = []
+        for channel, subs in self.channels.items():
+            sub = subs.pop(receiver_id, None)
+            if sub is not None:
+                threads.append(sub.thread_id)
+                self._fanout.pop(channel, None)
+        return threads
 
     @staticmethod
     def _build_fanout(subs: dict[int, Subscription]) -> Fanout:
@@ -192,8 +209,22 @@ class Transport:
         self._listeners.setdefault(channel, set()).add(callback)
         return lambda: self._listeners.get(channel, set()).discard(callback)
 
+    def show(self, channel: str, message: Message) -> None:
+        """Hand a message posted in another kernel to this kernel's listeners on `channel`."""
+        for callback in tuple(self._listeners.get(channel, ())):
+            try:
+                callback(message)
+            except Exception:
+                log.exception("a listener on %s failed on message %d", channel, message.id)
+
     def stream(self, channel: str, delta: Delta) -> None:
-        """Publish a streamed piece of a message to the channel's listeners (not stored)."""
+        """Publish a streamed piece of a message to the channel's listeners (not stored), in every kernel."""
+        self.stream_here(channel, delta)
+        if self.cluster is not None:
+            self.cluster.publish(delta)
+
+    def stream_here(self, channel: str, delta: Delta) -> None:
+        """A streamed piece to this kernel's listeners on `channel`."""
         for callback in tuple(self._listeners.get(channel, ())):
             callback(delta)
 
@@ -226,8 +257,9 @@ class Transport:
         targets, thread_ids = fanout
         sender_id = sender.id if sender is not None else None
         sender_sub = subs.get(sender_id) if sender_id is not None else None
+        clustered = self.cluster is not None
         message = Message(
-            id=self.db.next_ids("messages"),
+            id=0 if clustered else self.db.next_ids("messages"),  # clustered: given as it commits
             channel=channel,
             sender=sender.name if sender is not None else None,
             role=role,
@@ -237,6 +269,11 @@ class Transport:
             thread_id=sender_sub.thread_id if sender_sub else None,
             metadata=metadata,
         )
+        if clustered:
+            channel_rows = ("channels", CHANNEL_COLUMNS, self._channel_rows(channel, created_at))
+            await self.writer.write(channel_rows, *writes, sets=sets, post=(message, reply_to))
+            self._observe(channel, message)
+            return message
         mid = message.id
         if reply_to is None:
             row: tuple[Any, ...] = (mid, sender_id, message.thread_id, channel, role, created_at, content, metadata)
@@ -251,16 +288,14 @@ class Transport:
                                     after=(self._deliver, (message, targets)))
         else:
             await self.writer.write(*inserts, *writes, sets=sets)
-        # The message is durable and delivered: a failing listener or module observer is logged, and
-        # neither fails the post nor keeps the others from seeing the message.
-        listeners = self._listeners.get(channel)
-        if listeners:
-            for callback in tuple(listeners):
-                try:
-                    callback(message)
-                except Exception:
-                    log.exception("a listener on %s failed on message %d", channel, mid)
-        self.hooks.notify(ON_MESSAGE, message)  # an observer's error is logged under its module's name
+        self._observe(channel, message)
         return message
+
+    def _observe(self, channel: str, message: Message) -> None:
+        """The message is durable and delivered: a failing listener or module observer is logged, and
+        neither fails the post nor keeps the others from seeing the message."""
+        if self._listeners.get(channel):
+            self.show(channel, message)
+        self.hooks.notify(ON_MESSAGE, message)  # an observer's error is logged under its module's name
 
 

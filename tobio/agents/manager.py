@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -164,6 +165,9 @@ class AgentManager:
         existing, names = await self.kernel.db.call(read)
         self._check_name(config, by, names + [n for n in self.live if n.lower() == config.name.lower()])
         agent = cls(self.kernel, config, existing.id if existing else self.kernel.db.next_ids("agents"))
+        cluster = self.kernel.cluster
+        if cluster is not None:  # several kernels: it runs here only with its lease (tobio/cluster)
+            await cluster.claim_spawn(agent)
         if existing is not None and existing.state_dict:
             self.restore_state(agent, existing.state_dict)
         state = self.full_state(agent)
@@ -181,12 +185,20 @@ class AgentManager:
             else:
                 bulk_update(self.kernel.db, conn, "agents", "id", tuple(values), {agent.id: tuple(values.values())})
 
-        await self.kernel.db.call(upsert)
+        try:
+            await self.kernel.db.call(upsert)
+        except sa.exc.IntegrityError:
+            if cluster is None:
+                raise
+            await cluster.give_up([agent.id])
+            raise AgentError(f"agent '{config.name}' was just spawned by another kernel") from None
         self._saved[agent.id] = (json.dumps(state, sort_keys=True), now)
         open_threads = await self._open_threads(agent.id)
         self._attach(agent, open_threads)
-        backlog = (await self._backlog(agent.id)).get(agent.id, []) if open_threads else []
+        backlog = (await self._backlog(agent.id)).get(agent.id, []) if open_threads and cluster is None else []
         await self._start(agent, backlog)
+        if cluster is not None:
+            await cluster.started([agent])  # its backlog comes through the cluster's scan
         return agent
 
     @staticmethod
@@ -263,8 +275,9 @@ class AgentManager:
 
         return await self.kernel.db.call(read)
 
-    async def restore_all(self) -> list[str]:
-        """Bring back every agent that was running or paused when the kernel last stopped."""
+    async def restore_all(self, only: Collection[int] | None = None) -> list[str]:
+        """Bring back every agent that was running or paused when the kernel last stopped (or those of
+        `only`, whose leases this kernel has just taken)."""
 
         def read(conn: Connection) -> tuple[list[Row], list[Row]]:
             agents = list(conn.execute(sa.select(AgentRow).where(AgentRow.c.status != const("killed")).order_by(AgentRow.c.id)))
@@ -272,6 +285,9 @@ class AgentManager:
             return agents, threads
 
         rows, threads = await self.kernel.db.call(read)
+        cluster = self.kernel.cluster
+        if cluster is not None:  # several kernels: only the agents whose leases this one holds
+            rows = await cluster.claim_rows(rows) if only is None else [r for r in rows if r.id in only and r.name not in self.live]
         agents: list[Agent] = []
         for row in rows:
             if is_person_name(row.name) and row.type != "user":
@@ -293,9 +309,11 @@ class AgentManager:
             # must reach the others' threads, and its words must not be read back as their backlog.
             self._attach(agent, {t.channel: t.id for t in threads if t.agent_id == row.id and t.channel})
             agents.append(agent)
-        backlog = await self._backlog() if agents else {}
+        backlog = await self._backlog() if agents and cluster is None else {}
         for agent in agents:
             await self._start(agent, backlog.get(agent.id, []))
+        if cluster is not None:
+            await cluster.started(agents)
         return [agent.name for agent in agents]
 
     async def start_stored(self, name: str) -> Agent:

@@ -62,6 +62,7 @@ class KernelConfig(Frozen):
     tune_gc: bool = Field(
         True, description="freeze boot-time objects and collect old generations less often (transport allocates a lot)"
     )
+    cluster: dict[str, Any] | None = Field(None, description="share PostgreSQL with other kernels (tobio/cluster/config.py)")
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
     @field_validator("database")

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from tobio.cluster.ids import SequenceIds, ensure_sequence
+from tobio.cluster.single import FileLock
 from tobio.db.literals import NotLiteral, values_list
 from tobio.db.tables import ID_TABLES, metadata
 from tobio.errors import DatabaseError, DatabaseLockedError
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _LOCK_PID = re.compile(r"PID (\d+)")
+# Rows keyed by name, which another kernel on the same PostgreSQL may have written first: the same row.
+SHARED_ROWS = frozenset({"channels"})
 SMALL_BATCH = 32  # rows; below this a VALUES insert beats registering a DataFrame
 
 
@@ -106,6 +110,11 @@ class Database:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tobio-db")
         self._local = threading.local()
         self._next_ids: dict[str, int] = {}
+        # Where each table's reserved range ends: unbounded on a file (one kernel owns it), a block from
+        # the table's sequence on PostgreSQL (tobio/cluster/ids.py), refilled when used up.
+        self._id_ends: dict[str, int] = {}
+        self._sequences: SequenceIds | None = SequenceIds(self.engine) if self.dialect == "postgresql" else None
+        self._file_lock: FileLock | None = None
         self._closed = False
         self._active: Connection | None = None
         # Which call is running on the DB thread, so cancelling one interrupts that call and never the
@@ -123,15 +132,26 @@ class Database:
         path = sa.engine.make_url(self.url).database
         if self.dialect in ("duckdb", "sqlite") and path and path != ":memory:":
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            if self.dialect == "sqlite":  # DuckDB locks its file itself
+                self._file_lock = FileLock(Path(path).expanduser().with_name(Path(path).name + ".lock"))
+                self._file_lock.acquire(self.url)
 
         def _open(conn: Connection) -> None:
             migrate(conn)
+            if self._sequences is not None:  # ids come from the sequences, a block at a time, when first needed
+                for table in ID_TABLES:
+                    self._next_ids[table] = self._id_ends[table] = 0
+                return
             # One statement for every counter: a start pays a round trip per statement.
             tops = conn.execute(sa.text("SELECT " + ", ".join(f"(SELECT max(id) FROM {t})" for t in ID_TABLES))).one()
             for table, top in zip(ID_TABLES, tops):
                 self._next_ids[table] = (top or 0) + 1
 
-        self.call_sync(_open)
+        try:
+            self.call_sync(_open)
+        except BaseException:
+            self._release_file()
+            raise
 
     def close(self) -> None:
         """Close the DB thread's connection and the engine. Safe to call twice."""
@@ -154,7 +174,15 @@ class Database:
 
         self._executor.submit(_close).result()
         self._executor.shutdown(wait=True)
+        if self._sequences is not None:
+            self._sequences.close()
         self.engine.dispose()
+        self._release_file()
+
+    def _release_file(self) -> None:
+        if self._file_lock is not None:
+            self._file_lock.release()
+            self._file_lock = None
 
     # -- running work on the DB thread -------------------------------------------------------
     def _connection(self) -> Connection:
@@ -233,12 +261,23 @@ class Database:
     # -- ids and bulk writes (DB thread or loop; the loop is the only allocator) --------------
     def track_ids(self, conn: Connection, table: str) -> None:
         """Start allocating ids for a module's own table (call on the DB thread, e.g. after migrating)."""
+        if self._sequences is not None:
+            ensure_sequence(conn, table)  # its ids come from the sequence, as the kernel's tables' do
+            self._next_ids.setdefault(table, 0)
+            self._id_ends.setdefault(table, 0)
+            return
         top = conn.execute(sa.text(f"SELECT max(id) FROM {table}")).scalar()
         self._next_ids[table] = max(self._next_ids.get(table, 1), (top or 0) + 1)
 
     def next_ids(self, table: str, count: int = 1) -> int:
-        """Reserve `count` ids in `table`; returns the first. Only the kernel's loop calls this."""
+        """Reserve `count` consecutive ids in `table`; returns the first.
+
+        From memory; on PostgreSQL, a used-up block is refilled from the table's sequence first (one short
+        transaction per block of ids, on a connection of its own), so kernels sharing the database never
+        hand out the same id."""
         first = self._next_ids[table]
+        if self._sequences is not None and first + count > self._id_ends.get(table, 0):
+            first, self._id_ends[table] = self._sequences.take(table, count)
         self._next_ids[table] = first + count
         return first
 
@@ -271,4 +310,9 @@ class Database:
                 raw.unregister(view)
             return
         target = metadata.tables[table]
-        conn.execute(sa.insert(target), [dict(zip(columns, row)) for row in rows])
+        statement: Any = sa.insert(target)
+        if self.dialect == "postgresql" and table in SHARED_ROWS:
+            from sqlalchemy.dialects.postgresql import insert
+
+            statement = insert(target).on_conflict_do_nothing()
+        conn.execute(statement, [dict(zip(columns, row)) for row in rows])

@@ -111,6 +111,27 @@ def m007_branches(conn: Connection) -> None:
     create_tables(conn, [metadata.tables["branches"], metadata.tables["lineage"]])
 
 
+@migration
+def m008_id_sequences(conn: Connection) -> None:
+    """On PostgreSQL, one sequence per kernel table, past its largest id: several kernels share the
+    database and reserve their ids from them in blocks (tobio/cluster/ids.py)."""
+    if conn.dialect.name != "postgresql":
+        return
+    from tobio.cluster.ids import ensure_sequence
+    from tobio.db.tables import ID_TABLES
+
+    for table in ID_TABLES:
+        ensure_sequence(conn, table)
+
+
+@migration
+def m009_kernels_and_leases(conn: Connection) -> None:
+    """Kernels sharing the database and their leases on agents (tobio/cluster); kernel ids from a sequence."""
+    create_tables(conn, [metadata.tables["kernels"], metadata.tables["leases"]])
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("CREATE SEQUENCE IF NOT EXISTS tobio_ids_kernels AS bigint MINVALUE 1")
+
+
 def _now_value(conn: Connection) -> Any:
     """`utcnow()` for an INSERT: written into the SQL on DuckDB (no bound parameter, no pandas), bound elsewhere."""
     now = utcnow()
@@ -206,6 +227,9 @@ def migrate(conn: Connection, migrations: Sequence[Migration] | None = None, pre
     Modules with tables of their own call this from module_init with their own list and a prefix
     (`memory.m001_embeddings`), so their schema is versioned the same way as the kernel's.
     """
+    if conn.dialect.name == "postgresql":
+        # Kernels starting at once on one database migrate one after the other (until this transaction ends).
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('tobio.migrate'))")
     _ensure_migrations_table(conn)
     applied = set(conn.execute(sa.select(MigrationRow.c.name)).scalars())
     ran = []

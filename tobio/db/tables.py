@@ -249,3 +249,27 @@ def versions_table(name: str, key: str) -> sa.Table:
         column("source", Text, null=True),
         column("created_at", DateTime()),
     )
+
+
+# Kernels sharing one PostgreSQL (tobio/cluster): who is up, where, and when it last said so.
+KernelRow = table(
+    "kernels",
+    column("id", Id, primary_key=True, autoincrement=False),
+    column("host", String(255)),
+    column("pid", BigInteger),
+    column("grp", String(64), null=True),  # its group: agents placed in a group run only there
+    column("started_at", DateTime()),
+    column("heartbeat_at", DateTime()),
+    column("stopping", sa.Boolean(), default=False),
+)
+
+# Which kernel runs an agent: a lease it renews. `epoch` grows each time the agent changes hands, and a
+# kernel's writes for the agent commit only while the row still names that kernel and epoch (fencing).
+LeaseRow = table(
+    "leases",
+    column("agent_id", Id, primary_key=True, autoincrement=False),
+    column("kernel_id", Id),
+    column("epoch", BigInteger),
+    column("expires_at", DateTime()),
+    Index("ix_leases_kernel", "kernel_id"),
+)

@@ -62,10 +62,11 @@ class _Batch:
     statements: list[Callable[[Connection], None]] = field(default_factory=list)
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     after: dict[Callable[[list[Any]], None], list[Any]] = field(default_factory=dict)
+    posts: list[Any] = field(default_factory=list)  # clustered: (message, reply_to), written at commit
     count: int = 0  # rows queued, to decide when to start flushing
 
     def empty(self) -> bool:
-        return not (self.rows or self.fans or self.sets or self.statements or self.waiters)
+        return not (self.rows or self.fans or self.sets or self.statements or self.waiters or self.posts)
 
 
 class GroupCommitWriter:
@@ -83,6 +84,7 @@ class GroupCommitWriter:
         self.batches = 0
         self._checked: set[tuple[str, tuple[str, ...]]] = set()  # (table, columns) known to be in the schema
         self.rows_written = 0
+        self.cluster: Any = None  # tobio.cluster.node.Cluster when several kernels share the database
 
     def start(self) -> None:
         """Accept writes from the running event loop."""
@@ -90,17 +92,18 @@ class GroupCommitWriter:
 
     def write(
         self, *writes: Write, then: Callable[[Connection], None] | None = None, sets: Sequence[Set] = (),
-        fan: Fan | None = None, after: After | None = None,
+        fan: Fan | None = None, after: After | None = None, post: Any = None,
     ) -> asyncio.Future[None]:
         """Queue rows for several tables; the future resolves once all of them are committed.
 
-        `fan` adds one row per key (a post's pushes, kept as lists until the flush); `sets` update
+        `post` (clustered kernels only) is a (message, reply_to) whose id, row and pushes are made as it
+        commits (tobio/cluster/node.py). `fan` adds one row per key (a post's pushes, kept as lists until the flush); `sets` update
         rows by key after the inserts; `then(conn)` runs last, in the same transaction (e.g. an UPDATE
         that must commit together with them); `after` is called back once they are durable.
         """
         loop = self._running()
         future: asyncio.Future[None] = loop.create_future()
-        self._add(writes, then, sets, fan, future, after)
+        self._add(writes, then, sets, fan, future, after, post)
         return future
 
     def queue(self, *writes: Write, then: Callable[[Connection], None] | None = None, sets: Sequence[Set] = ()) -> None:
@@ -143,7 +146,7 @@ class GroupCommitWriter:
         self._checked.add((table, columns))
 
     def _add(self, writes: Sequence[Write], then: Callable[[Connection], None] | None, sets: Sequence[Set],
-             fan: Fan | None, future: asyncio.Future[None] | None, after: After | None) -> None:
+             fan: Fan | None, future: asyncio.Future[None] | None, after: After | None, post: Any = None) -> None:
         for table, columns, _rows in writes:
             self._check(table, tuple(columns))
         for table, key_column, columns, _key, _values in sets:
@@ -168,6 +171,9 @@ class GroupCommitWriter:
                 batch.count += len(keys)
             for table, key_column, columns, key, values_ in sets:
                 batch.sets.setdefault((table, key_column, columns), {})[key] = values_
+            if post is not None:
+                batch.posts.append(post)
+                batch.count += 1
             if then is not None:
                 batch.statements.append(then)
             if future is not None:
@@ -208,6 +214,11 @@ class GroupCommitWriter:
                     waiter.set_result(None)
                 else:
                     waiter.set_exception(error)
+        if error is None and batch.posts:
+            try:
+                self.cluster.committed(batch.posts)
+            except Exception:  # the batch is durable all the same
+                log.exception("cluster: committed posts callback failed")
         if error is None:
             for callback, items in batch.after.items():
                 try:
@@ -245,9 +256,14 @@ class GroupCommitWriter:
                 self._flushing = False
 
     def _flush(self, conn: Connection, batch: _Batch) -> None:
+        if self.cluster is not None:
+            self.cluster.fence(conn, batch)  # refuses the batch if it writes for an agent run elsewhere now
         for (table, columns), rows in batch.rows.items():
             self.db.bulk_insert(conn, table, columns, rows)
             self.rows_written += len(rows)
+        if batch.posts:  # after the rows: a thread opened in this batch receives this batch's posts
+            self.cluster.commit_posts(conn, batch.posts)
+            self.rows_written += len(batch.posts)
         for (table, columns), groups in batch.fans.items():
             self.rows_written += insert_fans(self.db, conn, table, columns, groups)
         for (table, key_name, columns), by_key in batch.sets.items():

@@ -35,7 +35,14 @@ def main(argv: list[str] | None = None) -> int:
                      help="another origin allowed to open the page's websocket, like https://host:8443")
     web.add_argument("--tls-cert", metavar="FILE", help="serve over HTTPS with this certificate (PEM)")
     web.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM), unless in --tls-cert")
+    from tobio.cluster.up import add_arguments
+
+    add_arguments(sub.add_parser("cluster", help="run several kernels sharing one PostgreSQL"))
     args = parser.parse_args(argv)
+    if args.command == "cluster":
+        from tobio.cluster.up import run
+
+        return run(args)
     from tobio.errors import TobioError
     from tobio.web.hosts import allowed_hosts, allowed_origins, check_address, check_port
     from tobio.web.serve import check_token

@@ -12,9 +12,9 @@ if TYPE_CHECKING:
 
 
 def register_builtins(kernel: Kernel) -> None:
-    from tobio.commands.builtin import agent, channel, help, log, message, mod, sql, task, thread
+    from tobio.commands.builtin import agent, channel, cluster, help, log, message, mod, sql, task, thread
 
-    for group in (help, mod, agent, channel, thread, message, sql, log, task):
+    for group in (help, mod, agent, channel, thread, message, sql, log, task, cluster):
         group.register(kernel.commands)
     message.hook(kernel)
     for name, source in CORE_SOURCES.items():

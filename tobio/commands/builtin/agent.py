@@ -55,6 +55,7 @@ def register(root: Group) -> None:
 
         await kernel.writer.flush()  # handled marks nobody waited for count too
         unhandled = await kernel.db.call(unhandled_counts)
+        kernels = await kernel.cluster.holders() if kernel.cluster is not None else {}  # agent id -> kernel running it
         rows: list[tuple[Any, ...]] = []
         ids: list[int] = []
         for row in await kernel.db.call(read):
@@ -62,16 +63,16 @@ def register(root: Group) -> None:
             live = kernel.agents.live.get(row.name)
             if not ctx.sees_agent(row.name):  # another agent: its name, type and status, as in agent SQL
                 rows.append((row.name, row.type, "killed" if row.status == "killed" else "running" if live else "stopped",
-                             "", "", "", ""))
+                             "", "", "", "", *([kernels.get(row.id, "")] if kernels else [])))
                 continue
             channels = ", ".join(s.channel for s in kernel.transport.subscriptions_of(row.id))
             status = live.status if live else row.status if row.status == "killed" else "stopped"
             rows.append((row.name, row.type, status, channels, live.inbox.qsize() if live else "", live.handled if live else "",
-                         unhandled.get(row.id, 0)))
+                         unhandled.get(row.id, 0), *([kernels.get(row.id, "")] if kernels else [])))
         if branches:  # what another agent branched from is not in an agent's view
             rows = [(*r, _branch_line(forks.get(row_id)) if ctx.sees_agent(r[0]) else "") for r, row_id in zip(rows, ids)]
-        return table(["name", "type", "status", "channels", "inbox", "handled", "unhandled", *(["branch of"] if branches else [])],
-                     rows)
+        return table(["name", "type", "status", "channels", "inbox", "handled", "unhandled", *(["kernel"] if kernels else []),
+                      *(["branch of"] if branches else [])], rows)
 
     @agent.command("show", NAME, agents="agents")
     async def show(ctx: Context, name: str) -> Result:

@@ -1,0 +1,285 @@
+"""Kernels sharing one PostgreSQL: throughput with 1 and 2 kernel processes (4 recorded), a kill -9 mid-run,
+and the latency of a post in one kernel answered by an agent in another. Prints one JSON object.
+
+Workload: scripted agents (1,000 in 50 channels; --quick: 100 in 10) that answer every person's message and no
+agent's. A client kernel in this process posts `rounds` messages to every channel at once; each is answered by
+every agent on its channel, and every answer is pushed to, and handled by, every other agent there.
+`msgs_per_s_K`: messages written (posts and answers) per second with K kernel processes, from the first post to
+the last answer. `scaling_2` = msgs_per_s_2 / msgs_per_s_1.
+
+Kill: 2 kernels; one is killed with SIGKILL when a third of the answers are in. `lost`: (agent, message) pairs
+never answered; `doubled`: answers beyond one per pair; `adoption_s`: from the kill until the survivor holds
+every lease (lease time `lease_s`).
+
+One kernel alone, in-process and not clustered: the same workload on DuckDB and on PostgreSQL
+(`one_kernel_duckdb_msgs_per_s`, `one_kernel_postgres_msgs_per_s`) — what moving to PostgreSQL costs a
+single machine. Needs a PostgreSQL server: --database, else $TOBIO_TEST_POSTGRES_URL; without one it says
+so in one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import sqlalchemy as sa
+
+from tobio.config.schema import KernelConfig
+from tobio.kernel import Kernel
+
+ROOT = Path(__file__).resolve().parents[1]
+AGENT = "name: {name}\ntype: scripted\nchannels: [{channel}]\nreplies: ['{name}: {{text}}']\nignore: [{others}]\n"
+LEASE_S = 3.0
+
+
+@contextmanager
+def fresh_database(server: str) -> Iterator[str]:
+    name = f"tobio_bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def agent_files(folder: Path, agents: int, channels: int) -> tuple[list[str], list[Path]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [f"b{i}" for i in range(agents)]
+    by_channel: dict[int, list[str]] = {}
+    for i, name in enumerate(names):
+        by_channel.setdefault(i % channels, []).append(name)
+    files = []
+    for i, name in enumerate(names):
+        channel = i % channels
+        path = folder / f"{name}.yaml"
+        path.write_text(AGENT.format(name=name, channel=f"ch{channel}", others=", ".join(by_channel[channel])))
+        files.append(path)
+    return names, files
+
+
+def start(url: str, files: list[Path], workdir: Path) -> subprocess.Popen[str]:
+    listing = workdir / f"agents_{uuid.uuid4().hex[:6]}.yaml"  # a kernel.yaml naming the files (no argv limit)
+    listing.write_text("modules: [scripted]\nlog_level: WARNING\nagents:\n" + "".join(f"  - {p}\n" for p in files))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return subprocess.Popen([sys.executable, "-m", "tobio.cluster.worker", str(listing), "--database", url,
+                             "--lease", str(LEASE_S), "--group", "workers"],
+                            stdout=subprocess.PIPE, stderr=None if os.environ.get("TOBIO_BENCH_VERBOSE") else subprocess.DEVNULL, text=True, env=env)
+
+
+def ready(proc: subprocess.Popen[str]) -> int:
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.startswith("ready "):
+        raise SystemExit(f"a kernel process did not start (exit {proc.poll()})")
+    return int(line.split()[1])
+
+
+def stop(procs: list[subprocess.Popen[str]]) -> None:
+    """Clean stops; a kernel that cannot stop in time is killed (its leases run out, as after a crash)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            print(f"kernel pid {proc.pid} did not stop in 90 s; killed", file=sys.stderr)
+            proc.kill()
+            proc.wait()
+
+
+def scalar(engine: sa.Engine, query: str) -> Any:
+    with engine.connect() as conn:
+        return conn.exec_driver_sql(query).scalar()
+
+
+def client(url: str, names: list[str]) -> Kernel:
+    cluster = {"lease_s": LEASE_S, "group": "client", "placement": {n: "workers" for n in names}}
+    return Kernel(KernelConfig(modules=["scripted"], log_level="WARNING", cluster=cluster), database=url).start()
+
+
+def post_all(kernel: Kernel, channels: int, rounds: int, tag: str = "m") -> int:
+    async def burst() -> int:
+        posts = [kernel.transport.post(f"ch{c}", f"{tag} {r}", role="user") for r in range(rounds) for c in range(channels)]
+        return len(await asyncio.gather(*posts))
+
+    return kernel.call(burst())
+
+
+def wait_answers(engine: sa.Engine, expected: int, timeout: float, on_progress: Any = None) -> float:
+    deadline = time.monotonic() + timeout
+    while True:
+        done = scalar(engine, "SELECT count(*) FROM messages WHERE reply_to IS NOT NULL")
+        if on_progress is not None:
+            on_progress(done)
+        if done >= expected:
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {done} of {expected} answers after {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def throughput(server: str, workdir: Path, kernels: int, agents: int, channels: int, rounds: int) -> float:
+    with fresh_database(server) as url:
+        names, files = agent_files(workdir / f"agents{kernels}", agents, channels)
+        procs = [start(url, files[k::kernels], workdir) for k in range(kernels)]
+        engine = sa.create_engine(url)
+        try:
+            for proc in procs:
+                ready(proc)
+            kernel = client(url, names)
+            try:
+                per_channel = agents // channels
+                expected = rounds * channels * per_channel
+                t0 = time.monotonic()
+                posts = post_all(kernel, channels, rounds)
+                t1 = wait_answers(engine, expected, timeout=1800)
+            finally:
+                kernel.close()
+            return (posts + expected) / (t1 - t0)
+        finally:
+            engine.dispose()
+            stop(procs)
+
+
+def kill_run(server: str, workdir: Path, agents: int, channels: int, rounds: int) -> dict[str, Any]:
+    with fresh_database(server) as url:
+        names, files = agent_files(workdir / "agents_kill", agents, channels)
+        procs = [start(url, files[k::2], workdir) for k in range(2)]
+        engine = sa.create_engine(url)
+        try:
+            victim, survivor = (ready(p) for p in procs)
+            kernel = client(url, names)
+            try:
+                expected = rounds * channels * (agents // channels)
+                killed: list[float] = []
+
+                def maybe_kill(done: int) -> None:
+                    if not killed and done >= expected // 3:
+                        procs[0].kill()
+                        killed.append(time.monotonic())
+
+                post_all(kernel, channels, rounds)
+                wait_answers(engine, expected, timeout=1800, on_progress=maybe_kill)
+                mine = len(files[0::2])
+                while scalar(engine, f"SELECT count(*) FROM leases WHERE kernel_id = {survivor}") < len(files):
+                    time.sleep(0.02)
+                adoption = time.monotonic() - killed[0]
+                time.sleep(1.0)  # a doubled answer would come in now
+                with engine.connect() as conn:
+                    total, pairs = conn.exec_driver_sql(
+                        "SELECT count(*), count(DISTINCT (agent_id, reply_to)) FROM messages WHERE reply_to IS NOT NULL").one()
+            finally:
+                kernel.close()
+            assert victim != survivor
+            return {"lost": expected - pairs, "doubled": total - pairs, "adoption_s": round(adoption, 2),
+                    "adopted_agents": mine, "lease_s": LEASE_S}
+        finally:
+            engine.dispose()
+            stop(procs)
+
+
+def latency(server: str, workdir: Path, samples: int) -> dict[str, float]:
+    """A post in the client kernel answered by an agent in another kernel, seen back in the client."""
+    with fresh_database(server) as url:
+        names, files = agent_files(workdir / "agents_lat", 1, 1)
+        proc = start(url, files, workdir)
+        try:
+            ready(proc)
+            kernel = client(url, names)
+            try:
+                async def one(i: int) -> float:
+                    answered = asyncio.get_running_loop().create_future()
+
+                    def seen(item: Any) -> None:
+                        if getattr(item, "content", None) == f"b0: ping {i}" and not answered.done():
+                            answered.set_result(time.perf_counter())
+
+                    stop = kernel.transport.listen("ch0", seen)
+                    try:
+                        t0 = time.perf_counter()
+                        await kernel.transport.post("ch0", f"ping {i}", role="user")
+                        return (await asyncio.wait_for(answered, 30)) - t0
+                    finally:
+                        stop()
+
+                times = [kernel.call(one(i)) * 1000 for i in range(samples + 3)][3:]  # the first few warm up
+            finally:
+                kernel.close()
+        finally:
+            stop([proc])
+    times.sort()
+    return {"cross_kernel_latency_ms_p50": round(statistics.median(times), 1),
+            "cross_kernel_latency_ms_p99": round(times[min(len(times) - 1, int(len(times) * 0.99))], 1)}
+
+
+def one_kernel(url: str, workdir: Path, agents: int, channels: int, rounds: int) -> float:
+    """The same workload in one in-process kernel, not clustered."""
+    _, files = agent_files(workdir / f"agents_one_{uuid.uuid4().hex[:4]}", agents, channels)
+    config = KernelConfig(modules=["scripted"], log_level="WARNING", agents=[str(p) for p in files])
+    kernel = Kernel(config, database=url).start()
+    try:
+        expected = rounds * channels * (agents // channels)
+        t0 = time.monotonic()
+        posts = post_all(kernel, channels, rounds)
+
+        def answers(conn: sa.Connection) -> int:
+            return int(conn.exec_driver_sql("SELECT count(*) FROM messages WHERE reply_to IS NOT NULL").scalar_one())
+
+        while kernel.call(kernel.db.call(answers)) < expected:
+            time.sleep(0.05)
+        return (posts + expected) / (time.monotonic() - t0)
+    finally:
+        kernel.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="100 agents in 10 channels, fewer rounds, no 4-kernel run")
+    parser.add_argument("--agents", type=int, help="agents (default 1,000; --quick 100)")
+    parser.add_argument("--no-4", action="store_true", help="skip the 4-kernel run")
+    parser.add_argument("--database", default=os.environ.get("TOBIO_TEST_POSTGRES_URL"),
+                        help="a PostgreSQL server URL (a database per run is created in it and dropped)")
+    args = parser.parse_args()
+    if not args.database:
+        print("bench/cluster.py needs PostgreSQL: --database URL or $TOBIO_TEST_POSTGRES_URL", file=sys.stderr)
+        return 2
+    agents, channels, rounds, samples = (100, 10, 3, 20) if args.quick else (1000, 50, 5, 200)
+    agents = args.agents or agents
+    out: dict[str, Any] = {"agents": agents, "channels": channels, "rounds": rounds, "cores": os.cpu_count()}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        for kernels in (1, 2) if args.quick or args.no_4 else (1, 2, 4):
+            out[f"msgs_per_s_{kernels}"] = round(throughput(args.database, workdir, kernels, agents, channels, rounds), 1)
+            print(f"{kernels} kernel(s): {out[f'msgs_per_s_{kernels}']} msgs/s", file=sys.stderr, flush=True)
+        out["scaling_2"] = round(out["msgs_per_s_2"] / out["msgs_per_s_1"], 2)
+        out.update(kill_run(args.database, workdir, agents, channels, rounds * 2))
+        out.update(latency(args.database, workdir, samples))
+        out["one_kernel_duckdb_msgs_per_s"] = round(one_kernel(f"duckdb:///{workdir / 'one.duckdb'}", workdir, agents, channels, rounds), 1)
+        with fresh_database(args.database) as url:
+            out["one_kernel_postgres_msgs_per_s"] = round(one_kernel(url, workdir, agents, channels, rounds), 1)
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

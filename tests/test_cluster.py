@@ -1,0 +1,272 @@
+"""Several kernel processes on one PostgreSQL: every message answered once, in order, wherever its agent runs;
+a killed kernel's agents move; a paused one's late writes are refused; kernels starting together share nothing."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cluster_helpers import agent_files, replies, rows, scalar, start_kernel, wait_ready
+
+from tobio.cluster.node import delta_payloads
+from tobio.config.schema import KernelConfig
+from tobio.errors import ConfigError
+from tobio.kernel import Kernel
+from tobio.messages import Delta, Message
+
+from conftest import _fresh_postgres, _postgres_url
+from helpers import wait_until
+
+pytestmark = pytest.mark.slow
+LEASE_S = 3.0  # short, so adoption is quick; generous enough for a loaded machine's heartbeats (every 1 s)
+WAIT_S = 90.0
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    yield from _fresh_postgres(_postgres_url())
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+        proc.wait()
+
+
+def client(url: str, names: list[str]) -> Kernel:
+    """A kernel in this process that posts and runs no agent (every agent is placed in the workers' group)."""
+    cluster = {"lease_s": LEASE_S, "group": "client", "placement": {n: "workers" for n in names}}
+    return Kernel(KernelConfig(modules=["scripted"], cluster=cluster), database=url).start()
+
+
+def post_rounds(kernel: Kernel, channels: list[str], rounds: int, tag: str) -> list[int]:
+    return [kernel.post_sync(ch, f"{tag} {i} on {ch}").id for i in range(rounds) for ch in channels]
+
+
+def answered(url: str, expected: int) -> list[tuple[int, int, int, str]]:
+    def enough() -> list[tuple[int, int, int, str]] | None:
+        found = replies(url)
+        return found if len(found) >= expected else None
+
+    return wait_until(enough, timeout=WAIT_S, interval=0.2)
+
+
+def check_exactly_once_in_order(url: str, posts: list[int], per_post: int) -> None:
+    """Each post answered by each agent on its channel once; each agent answered in the order posted."""
+    found = replies(url)
+    counts = Counter((agent, reply_to) for _, agent, reply_to, _ in found)
+    assert max(counts.values()) == 1, [k for k, v in counts.items() if v > 1][:5]
+    per_message = Counter(reply_to for _, _, reply_to, _ in found)
+    assert {m: per_message[m] for m in posts} == {m: per_post for m in posts}
+    by_agent: dict[int, list[int]] = {}
+    for _, agent, reply_to, _ in found:
+        by_agent.setdefault(agent, []).append(reply_to)
+    for agent, answered_ids in by_agent.items():
+        assert answered_ids == sorted(answered_ids), f"agent {agent} answered out of order"
+
+
+def layout(tmp_path: Path, kernels: int, per_channel: int, channels: int, delay: float = 0.0) -> tuple[list[str], list[list[Path]]]:
+    """Agents on `channels` channels, `per_channel` each, spread over `kernels` kernels (each channel spans them)."""
+    names = [f"a{c}x{k}" for c in range(channels) for k in range(per_channel)]
+    files = agent_files(tmp_path / "agents", [(n, f"c{n[1:].split('x')[0]}") for n in names], names, delay)
+    split: list[list[Path]] = [[] for _ in range(kernels)]
+    for i, path in enumerate(files):
+        split[i % kernels].append(path)
+    return names, split
+
+
+@pytest.mark.parametrize("kernels", [2, 3])
+def test_every_message_answered_once_in_order_across_kernels(kernels: int, pg_url: str, tmp_path: Path,
+                                                             procs: list[subprocess.Popen[str]]) -> None:
+    names, split = layout(tmp_path, kernels, per_channel=kernels, channels=3)
+    for files in split:
+        procs.append(start_kernel(pg_url, files, LEASE_S))
+    ids = [wait_ready(p) for p in procs]
+    owners = rows(pg_url, "SELECT DISTINCT kernel_id FROM leases")
+    assert sorted(k for (k,) in owners) == sorted(ids)  # every kernel runs some of the agents
+    kernel = client(pg_url, names)
+    try:
+        posts = post_rounds(kernel, ["c0", "c1", "c2"], 15, "line")
+        answered(pg_url, len(posts) * kernels)
+        kernel.run("sql SELECT 1")
+    finally:
+        kernel.close()
+    check_exactly_once_in_order(pg_url, posts, kernels)
+
+
+def test_killed_kernel_agents_move_with_nothing_lost_or_doubled(pg_url: str, tmp_path: Path,
+                                                                procs: list[subprocess.Popen[str]]) -> None:
+    names, split = layout(tmp_path, 2, per_channel=2, channels=2, delay=0.05)
+    for files in split:
+        procs.append(start_kernel(pg_url, files, LEASE_S))
+    victim_id, survivor_id = (wait_ready(p) for p in procs)
+    kernel = client(pg_url, names)
+    try:
+        posts = post_rounds(kernel, ["c0", "c1"], 30, "line")  # a backlog: 60 replies per agent at 20 a second
+        wait_until(lambda: scalar(pg_url, f"SELECT count(*) FROM messages m JOIN leases l ON l.agent_id = m.agent_id"
+                                          f" WHERE l.kernel_id = {victim_id} AND m.reply_to IS NOT NULL") >= 5,
+                   timeout=WAIT_S)
+        procs[0].kill()  # kill -9, mid-backlog and likely mid-reply
+        procs[0].wait()
+        posts += post_rounds(kernel, ["c0", "c1"], 5, "after")
+        answered(pg_url, len(posts) * 2)
+    finally:
+        kernel.close()
+    check_exactly_once_in_order(pg_url, posts, 2)
+    assert {k for (k,) in rows(pg_url, "SELECT kernel_id FROM leases")} == {survivor_id}
+    assert rows(pg_url, "SELECT min(epoch), max(epoch) FROM leases") == [(1, 2)]  # the victim's agents changed hands once
+
+
+def test_paused_kernel_is_fenced_after_its_lease(pg_url: str, tmp_path: Path, procs: list[subprocess.Popen[str]]) -> None:
+    """SIGSTOP past the lease, SIGCONT: the stale kernel still has messages in its agents' inboxes, and what it
+    writes for them is refused; the kernel that took them over answers them, once."""
+    names, split = layout(tmp_path, 2, per_channel=2, channels=1, delay=0.2)
+    log = tmp_path / "stale.log"
+    with open(log, "w") as err:
+        procs.append(start_kernel(pg_url, split[0], LEASE_S, stderr=err))
+    procs.append(start_kernel(pg_url, split[1], LEASE_S))
+    stale_id, other_id = (wait_ready(p) for p in procs)
+    stale_agent = split[0][0].stem
+    kernel = client(pg_url, names)
+    try:
+        posts = post_rounds(kernel, ["c0"], 20, "line")
+        wait_until(lambda: scalar(pg_url, "SELECT count(*) FROM messages m JOIN agents a ON a.id = m.agent_id"
+                                          f" WHERE a.name = '{stale_agent}'") >= 2, timeout=WAIT_S)
+        procs[0].send_signal(signal.SIGSTOP)  # its inbox still holds most of the 20
+        wait_until(lambda: scalar(pg_url, "SELECT l.kernel_id FROM leases l JOIN agents a ON a.id = l.agent_id"
+                                          f" WHERE a.name = '{stale_agent}'") == other_id, timeout=WAIT_S)
+        answered(pg_url, len(posts) * 2)
+        procs[0].send_signal(signal.SIGCONT)
+        time.sleep(LEASE_S)  # it wakes and tries to go on with its inbox: nothing of that may commit
+        posts += post_rounds(kernel, ["c0"], 3, "after")
+        answered(pg_url, len(posts) * 2)
+        time.sleep(1.0)
+    finally:
+        kernel.close()
+    check_exactly_once_in_order(pg_url, posts, 2)
+    assert procs[0].poll() is None  # refused, not crashed
+    said = log.read_text()
+    assert f"agent {stale_agent}: its lease went to another kernel" in said, said[-2000:]
+    print("fenced writes:", said.count("writes were refused"))
+    assert scalar(pg_url, f"SELECT count(*) FROM leases WHERE kernel_id = {stale_id}") == len(split[0]) - 1
+
+
+def test_kernels_starting_together_run_each_agent_once(pg_url: str, tmp_path: Path,
+                                                       procs: list[subprocess.Popen[str]]) -> None:
+    """Both kernels are given every agent file and open the fresh database at once."""
+    names, split = layout(tmp_path, 1, per_channel=3, channels=2)
+    for _ in range(2):
+        procs.append(start_kernel(pg_url, split[0], LEASE_S))
+    for proc in procs:
+        wait_ready(proc)
+    assert scalar(pg_url, "SELECT count(*) FROM agents") == len(names)
+    assert scalar(pg_url, "SELECT count(*) FROM leases") == len(names)
+    assert scalar(pg_url, "SELECT count(*) FROM threads") == len(names)
+    kernel = client(pg_url, names)
+    try:
+        posts = post_rounds(kernel, ["c0", "c1"], 10, "line")
+        answered(pg_url, len(posts) * 3)
+        time.sleep(1.0)  # a second copy of an agent would answer again meanwhile
+    finally:
+        kernel.close()
+    check_exactly_once_in_order(pg_url, posts, 3)
+    assert scalar(pg_url, "SELECT count(*) = count(DISTINCT id) FROM messages")
+
+
+def test_clean_stop_hands_agents_over_at_once(pg_url: str, tmp_path: Path, procs: list[subprocess.Popen[str]]) -> None:
+    names, split = layout(tmp_path, 2, per_channel=2, channels=1)
+    log = tmp_path / "leaving.log"
+    with open(log, "w") as err:
+        procs.append(start_kernel(pg_url, split[0], 600.0, stderr=err))  # a lease that would never run out here
+    other = tmp_path / "staying.log"
+    with open(other, "w") as err:
+        procs.append(start_kernel(pg_url, split[1], 600.0, stderr=err))
+    leaving, staying = (wait_ready(p) for p in procs)
+    procs[0].send_signal(signal.SIGTERM)
+    assert procs[0].wait(timeout=WAIT_S) == 0, log.read_text()[-3000:]
+    try:
+        wait_until(lambda: scalar(pg_url, f"SELECT count(*) FROM leases WHERE kernel_id = {staying}") == len(names), timeout=30)
+    except AssertionError:
+        raise AssertionError(other.read_text()[-3000:] + str(rows(pg_url, "SELECT * FROM leases"))) from None
+    assert scalar(pg_url, f"SELECT count(*) FROM kernels WHERE id = {leaving}") == 0
+
+
+def test_cluster_section_on_a_file_database_is_one_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        Kernel(KernelConfig(cluster={}), database=f"duckdb:///{tmp_path / 'x.duckdb'}")
+    assert "PostgreSQL" in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "x.duckdb").exists()
+
+
+def test_commands_see_the_cluster(pg_url: str, tmp_path: Path, procs: list[subprocess.Popen[str]]) -> None:
+    """`kernel ls`, `agent ls`'s kernel column, `agent move`, and `wait` over every kernel; people only."""
+    names, split = layout(tmp_path, 2, per_channel=2, channels=1)
+    for files in split:
+        procs.append(start_kernel(pg_url, files, LEASE_S))
+    first, second = (wait_ready(p) for p in procs)
+    kernel = client(pg_url, names)
+    try:
+        here = kernel.cluster.id if kernel.cluster else 0
+        listing = kernel.run("kernel ls")
+        assert [(str(r[0]).rstrip(" *"), r[6], r[7]) for r in listing.rows] == sorted(
+            [(str(first), "up", 1), (str(second), "up", 1), (str(here), "up", 0)])
+        agents = {r[0]: r[-1] for r in kernel.run("agent ls").rows}
+        assert agents == {split[0][0].stem: first, split[1][0].stem: second}
+        mover = split[0][0].stem
+        assert kernel.run(f"agent move {mover} --to {second}").text == f"{mover} moves to kernel {second}"
+        wait_until(lambda: {r[0]: r[-1] for r in kernel.run("agent ls").rows}[mover] == second, timeout=WAIT_S)
+        posts = post_rounds(kernel, ["c0"], 5, "line")
+        from shell.commands import wait_quiet
+
+        kernel.call(wait_quiet(kernel, 0.3, 60))  # the shell's `wait`: the answers come from the other kernels
+        assert len(replies(pg_url)) == 10
+        check_exactly_once_in_order(pg_url, posts, 2)
+        helper = tmp_path / "helper.yaml"
+        helper.write_text("name: helper\ntype: scripted\ncommands: [kernel, agent]\n")
+        kernel.run(f"agent spawn {helper}")
+        for line in ("kernel ls", f"agent move {mover} --to {first}"):
+            with pytest.raises(Exception, match="may not run"):
+                kernel.run(line, caller="helper")
+    finally:
+        kernel.close()
+
+
+def test_streamed_pieces_reach_a_front_end_in_another_kernel(pg_url: str, tmp_path: Path,
+                                                             procs: list[subprocess.Popen[str]]) -> None:
+    teller = tmp_path / "teller.yaml"
+    teller.write_text("name: teller\ntype: scripted\nchannels: [story]\nstream: true\ntoken_delay_s: 0.01\n"
+                      "replies: ['once upon a time there was {text} and it went on and on']\n")
+    procs.append(start_kernel(pg_url, [teller], LEASE_S))
+    wait_ready(procs[0])
+    kernel = client(pg_url, ["teller"])
+    seen: list[object] = []
+    try:
+        stop = kernel.transport.listen("story", seen.append)  # on the kernel's loop
+        kernel.post_sync("story", "a kernel")
+        wait_until(lambda: any(getattr(i, "content", "").startswith("once") for i in seen), timeout=WAIT_S)
+        stop()
+    finally:
+        kernel.close()
+    pieces = [i for i in seen if isinstance(i, Delta) and i.sender == "teller"]
+    final = next(i for i in seen if isinstance(i, Message) and i.sender == "teller")
+    assert "".join(p.text for p in pieces) == final.content == "once upon a time there was a kernel and it went on and on"
+    assert pieces[-1].done and len(pieces) > 5
+
+
+def test_long_streamed_pieces_are_cut_to_fit_notify() -> None:
+    text = "é" * 9000 + "x" * 20000
+    payloads = delta_payloads(7, [Delta("c", "s", "id", text), Delta("c", "s", "id", "", done=True)])
+    assert len(payloads) > 3 and all(len(p.encode()) < 8000 for p in payloads)
+    items = [item for p in payloads for item in json.loads(p)["d"]]
+    assert "".join(i[3] for i in items) == text and items[-1][4] is True and not any(i[4] for i in items[:-1])
