@@ -81,10 +81,10 @@ def test_sequences_start_after_the_ids_already_there(tmp_path: Path) -> None:
         finally:
             kernel.close()
         engine = sa.create_engine(url)
-        with engine.begin() as conn:  # as if written by a kernel of before m007, far ahead
+        with engine.begin() as conn:  # as if written by a kernel of before m008, far ahead
             conn.exec_driver_sql("UPDATE messages SET id = 50000 WHERE id = %(i)s", {"i": first})
             conn.exec_driver_sql("DROP SEQUENCE tobio_ids_messages")
-            conn.exec_driver_sql("DELETE FROM schema_migrations WHERE name = 'm007_id_sequences'")
+            conn.exec_driver_sql("DELETE FROM schema_migrations WHERE name = 'm008_id_sequences'")
         engine.dispose()
         kernel = make_kernel(url)
         try:
