@@ -270,3 +270,23 @@ def test_long_streamed_pieces_are_cut_to_fit_notify() -> None:
     assert len(payloads) > 3 and all(len(p.encode()) < 8000 for p in payloads)
     items = [item for p in payloads for item in json.loads(p)["d"]]
     assert "".join(i[3] for i in items) == text and items[-1][4] is True and not any(i[4] for i in items[:-1])
+
+
+def test_a_fork_made_in_a_clustered_kernel_runs_there_with_its_lease(pg_url: str, tmp_path: Path) -> None:
+    """`agent fork` in a kernel that shares its database: the fork takes its lease and answers in its chat."""
+    from conftest import write
+    from helpers import wait_until
+
+    kernel = Kernel(KernelConfig(modules=["scripted"], cluster={"lease_s": LEASE_S}), database=pg_url).start()
+    try:
+        kernel.run(f"agent spawn {write(tmp_path / 'echo.yaml', 'name: echo' + chr(10) + 'type: scripted' + chr(10))}")
+        kernel.call(kernel.agents.open_dm("user", "echo"))
+        kernel.post_sync("dm.user.echo", "hello", sender=kernel.agents.live["user"], role="user")
+        wait_until(lambda: kernel.run("agent ls").records()[0]["handled"] == 1, WAIT_S)
+        kernel.run("agent fork echo --at now --as echo2")
+        holders = kernel.call(kernel.cluster.holders())  # type: ignore[union-attr]
+        assert holders[kernel.agents.live["echo2"].id] == kernel.cluster.id  # type: ignore[union-attr]
+        kernel.post_sync("dm.user.echo2", "hello fork", sender=kernel.agents.live["user"], role="user")
+        wait_until(lambda: any(r["name"] == "echo2" and r["handled"] == 1 for r in kernel.run("agent ls").records()), WAIT_S)
+    finally:
+        kernel.close()

@@ -328,11 +328,16 @@ class AgentManager:
             raise AgentError(f"no agent named '{name}'")
         config = self.type_for(row.type).Config.model_validate(row.config, context={"base_dir": Path.cwd()})
         agent = self.type_for(row.type)(self.kernel, config, row.id)
+        cluster = self.kernel.cluster
+        if cluster is not None:  # several kernels: a fork runs where it was made, with its lease
+            await cluster.claim_spawn(agent)
         self.restore_state(agent, row.state_dict or {})
         self._saved[agent.id] = (json.dumps(row.state_dict or {}, sort_keys=True), row.updated_at)
         open_threads = await self._open_threads(agent.id)
         self._attach(agent, open_threads)
-        await self._start(agent, (await self._backlog(agent.id)).get(agent.id, []) if open_threads else [])
+        await self._start(agent, (await self._backlog(agent.id)).get(agent.id, []) if open_threads and cluster is None else [])
+        if cluster is not None:
+            await cluster.started([agent])  # its backlog comes through the cluster's scan
         return agent
 
     # -- control ---------------------------------------------------------------------------------
