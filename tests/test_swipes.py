@@ -66,9 +66,9 @@ def mood(kernel: Kernel) -> dict[str, Any]:
     return emotion
 
 
-def next_prompt(kernel: Kernel) -> str:
-    agent = kernel.agents.live["ada"]
-    subscription = kernel.transport.subscription(agent.id, CHANNEL)
+def next_prompt(kernel: Kernel, name: str = "ada", channel: str = CHANNEL) -> str:
+    agent = kernel.agents.live[name]
+    subscription = kernel.transport.subscription(agent.id, channel)
     assert subscription is not None
 
     async def build() -> str:
@@ -457,15 +457,7 @@ def test_a_fork_made_after_a_swipe_has_only_the_chosen_reply_and_swipes_on_its_o
     settle(kernel)
     kernel.run("agent fork ada --at now --as ada2")
     fork_channel = "dm.user.ada2"
-    fork = kernel.agents.live["ada2"]
-    subscription = kernel.transport.subscription(fork.id, fork_channel)
-    assert subscription is not None
-
-    async def build() -> str:
-        prompt = await fork.build_prompt(subscription.thread_id)  # type: ignore[attr-defined]
-        return "\n".join(str(m["content"]) for m in prompt.messages())
-
-    prompt = kernel.call(build())
+    prompt = next_prompt(kernel, "ada2", fork_channel)
     assert REPLIES[1] in prompt and REPLIES[0] not in prompt
 
     asyncio.run(talk("ada2", "And tomorrow?"))
