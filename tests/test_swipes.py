@@ -465,3 +465,34 @@ def test_a_fork_made_after_a_swipe_has_only_the_chosen_reply_and_swipes_on_its_o
     kernel.run(f"message swipe {fork_channel} 1")
     assert [row["chosen"] for row in kernel.run(f"message alternatives {CHANNEL}").data] == [False, True]
     assert REPLIES[1] in next_prompt(kernel) and REPLIES[0] not in next_prompt(kernel)
+
+
+def test_replay_shows_each_moment_as_it_was_before_and_after_a_swipe(kernel: Kernel) -> None:
+    """`agent replay --at` reads the record as it stood: before the retry, the first reply is in the
+    history; after choosing the second, only the second is."""
+    import time
+
+    from tobio.db.migrations import utcnow
+    from tobio.replay import parse_time, replay
+
+    async def talk() -> str:
+        async with Conversation(kernel, "ada") as conversation:
+            return (await (await conversation.prompt("How is the weather today?")).wait(timeout=30)).text
+
+    asyncio.run(talk())
+    settle(kernel)
+    time.sleep(0.05)
+    before_retry = utcnow().isoformat()
+    time.sleep(0.05)
+    kernel.run(f"message retry {CHANNEL}")
+    settle(kernel)
+
+    def said_in(at: str) -> list[str]:
+        snapshot = kernel.call(replay(kernel, "ada", parse_time(at)))
+        return [m.content for t in snapshot.threads if t.channel == CHANNEL for m in t.messages]
+
+    assert said_in(before_retry) == ["How is the weather today?", REPLIES[0]]
+    assert said_in("now") == ["How is the weather today?", REPLIES[1]]
+    kernel.run(f"message swipe {CHANNEL} 1")
+    assert said_in(before_retry) == ["How is the weather today?", REPLIES[0]]
+    assert said_in("now") == ["How is the weather today?", REPLIES[0]]

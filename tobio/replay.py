@@ -22,6 +22,7 @@ from tobio.db.tables import AgentRow, BranchRow, Row, StateRow, SummaryRow, Thre
 from tobio.errors import AgentError, CommandError
 from tobio.hooks import REPLAY
 from tobio.messages import Message
+from tobio.swipes.store import as_it_stood
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -96,7 +97,7 @@ def _read(conn: Connection, name: str, at: datetime) -> tuple[Row, list[Row], li
         raise AgentError(f"'{name}' did not exist yet at {at:%Y-%m-%d %H:%M:%S} (created {agent.created_at:%Y-%m-%d %H:%M:%S})")
     threads = list(conn.execute(
         sa.select(ThreadRow).where(ThreadRow.c.agent_id == agent.id, ThreadRow.c.opened_at <= at).order_by(ThreadRow.c.id)))
-    history = agent_history(conn, agent.id, until=at)
+    history = as_it_stood(conn, agent.id, at, agent_history(conn, agent.id, until=at))  # swipes and edits undone after `at`
     summaries: dict[int, tuple[str, int]] = {}
     for thread_id, content, checkpoint in conn.execute(
         sa.select(SummaryRow.c.thread_id, SummaryRow.c.content, SummaryRow.c.checkpoint_message_id)

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from tobio.db.history import HistoryItem
 from tobio.db.tables import AgentRow, MessageRow, PushRow, StateRow, SummaryRow, ThreadRow
 from tobio.messages import Message
 from tobio.swipes.tables import SwipeStateRow, WithdrawnRow
@@ -184,3 +185,36 @@ def summarised(conn: Connection, channel: str, message_id: int) -> list[str]:
     query = (sa.select(sa.distinct(ThreadRow.c.name)).join(SummaryRow, SummaryRow.c.thread_id == ThreadRow.c.id)
              .where(ThreadRow.c.channel == channel, SummaryRow.c.checkpoint_message_id >= message_id).order_by(ThreadRow.c.name))
     return list(conn.execute(query).scalars())
+
+
+def as_it_stood(conn: Connection, agent_id: int, at: datetime, history: list[HistoryItem]) -> list[HistoryItem]:
+    """`history` (what is pushed to the agent's threads now, up to `at`) as it stood at `at`: a reply
+    withdrawn later (a swipe, an edit) was still there then, and one withdrawn then and chosen back later
+    was not. For `agent replay`, which reads the record as it was, not as it was rewritten."""
+    if not sa.inspect(conn).has_table(WithdrawnRow.name):  # no swipe or edit ever made here
+        return history
+    spans: dict[tuple[int, int], list[tuple[datetime, datetime | None]]] = {}
+    for thread_id, message_id, withdrawn_at, restored_at in conn.execute(
+        sa.select(WithdrawnRow.c.thread_id, WithdrawnRow.c.message_id, WithdrawnRow.c.withdrawn_at, WithdrawnRow.c.restored_at)
+        .join(ThreadRow, ThreadRow.c.id == WithdrawnRow.c.thread_id).where(ThreadRow.c.agent_id == agent_id)
+    ):
+        spans.setdefault((thread_id, message_id), []).append((withdrawn_at, restored_at))
+    if not spans:
+        return history
+
+    def out_at(key: tuple[int, int]) -> bool:
+        return any(gone <= at and (back is None or back > at) for gone, back in spans.get(key, ()))
+
+    kept = [item for item in history if not out_at((item.thread_id, item.message.id))]
+    present = {(item.thread_id, item.message.id) for item in history}
+    missing = [key for key in spans if key not in present and not out_at(key)]  # withdrawn after `at`, not back
+    if missing:
+        found = {m.id: m for m in _said_messages(conn, sorted({m for _, m in missing}), at)}
+        kept += [HistoryItem(thread_id, found[message_id]) for thread_id, message_id in missing if message_id in found]
+    return sorted(kept, key=lambda item: (item.thread_id, item.message.id))
+
+
+def _said_messages(conn: Connection, ids: list[int], at: datetime) -> list[Message]:
+    query = (sa.select(*_COLUMNS).outerjoin(_sender, _sender.c.id == MessageRow.c.agent_id)
+             .where(MessageRow.c.id.in_(ids), MessageRow.c.created_at <= at))
+    return [Message(*row[:9]) for row in conn.execute(query)]
