@@ -187,6 +187,10 @@ def test_a_fork_knows_what_was_said_before_not_after_and_both_go_on(kernel: Kern
     assert "Biscuit" in told and "Lisbon" not in told and "Zebulon" not in told and "rain" not in told
     hits = kernel.call(Memory.of(kernel).search(fork.id, "Zebulon cat Lisbon rain", k=20))
     assert not any("Zebulon" in h.item.text or "rain" in h.item.text for h in hits)
+    # and what it recalls of its own earlier lines is its own too, as in its prompt (a restart reads them the same)
+    index = kernel.call(Memory.of(kernel).index_for(fork.id))
+    recalled = [i for i in index.items if i.kind == "message"]
+    assert {i.sender for i in recalled} == {"ada", "tobio2"}, {i.sender for i in recalled}
     assert "Zebulon" in prompt_text(kernel, "tobio", "What is my cat called?")
 
     from tobio.lore.module import LoreModule

@@ -47,13 +47,27 @@ class Selves:
     name: str
     ancestors: dict[int, datetime]
 
+    def said(self, sender_id: int | None, at: datetime) -> bool:
+        """Whether a line its sender said at `at` is the owner's own (an ancestor's, before the fork point)."""
+        upto = self.ancestors.get(sender_id) if sender_id is not None else None
+        return upto is not None and at <= upto
+
     def own(self, messages: list[Message]) -> list[Message]:
         """`messages` with the ancestors' lines before their fork points under the owner's name."""
         for message in messages:
-            upto = self.ancestors.get(message.sender_id) if message.sender_id is not None else None
-            if upto is not None and message.created_at <= upto:
+            if self.said(message.sender_id, message.created_at):
                 message.sender = self.name
         return messages
+
+
+def agent_selves(conn: Connection, agent_id: int) -> Selves | None:
+    """Whose earlier words the agent holds as its own (None: not a fork). One query; for reads of an
+    agent's whole memory, not the per-turn path (`selves` keeps its answers per thread)."""
+    rows = conn.execute(
+        sa.select(AgentRow.c.name, LineageRow.c.ancestor_id, LineageRow.c.upto)
+        .join(LineageRow, LineageRow.c.agent_id == AgentRow.c.id).where(AgentRow.c.id == agent_id)
+    ).all()
+    return Selves(rows[0][0], {int(a): upto for _, a, upto in rows}) if rows else None
 
 
 _KEPT = 4096  # threads whose answer is kept, per database

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tobio.db.database import Database
-from tobio.db.history import latest_summary, thread_messages
+from tobio.db.history import agent_selves, latest_summary, thread_messages
 from tobio.db.tables import AgentRow, MessageRow, PushRow, SummaryRow, ThreadRow
 from tobio.memory.items import Item
 from tobio.memory.tables import ForgottenRow, MemoryItemRow, SummarySpanRow
@@ -54,7 +54,7 @@ def agent_items(conn: Connection, agent: int, model: str) -> list[tuple[Item, np
     messages = (
         sa.select(MemoryItemRow.c.source_id, MemoryItemRow.c.created_at, MemoryItemRow.c.importance,
                   MemoryItemRow.c.vector,
-                  sender.c.name, MessageRow.c.content, MessageRow.c.channel)
+                  sender.c.name, MessageRow.c.content, MessageRow.c.channel, MessageRow.c.agent_id, MessageRow.c.created_at)
         .join(MessageRow, MessageRow.c.id == MemoryItemRow.c.source_id)
         .outerjoin(sender, sender.c.id == MessageRow.c.agent_id)
         .where(MemoryItemRow.c.kind == "message", MemoryItemRow.c.model == model,
@@ -68,7 +68,9 @@ def agent_items(conn: Connection, agent: int, model: str) -> list[tuple[Item, np
         .join(ThreadRow, ThreadRow.c.id == SummaryRow.c.thread_id)
         .where(MemoryItemRow.c.kind == "summary", MemoryItemRow.c.model == model, ThreadRow.c.agent_id == agent)
     )
-    out = [(Item("message", r[0], r[1], r[2], r[4], r[5], r[6]), vector(r[3])) for r in conn.execute(messages)]
+    own = agent_selves(conn, agent)  # a fork recalls its parent's earlier lines as its own, as its prompt shows them
+    out = [(Item("message", r[0], r[1], r[2], own.name if own and own.said(r[7], r[8]) else r[4], r[5], r[6]), vector(r[3]))
+           for r in conn.execute(messages)]
     out += [(Item("summary", r[0], r[1], r[2], None, r[4], r[5]), vector(r[3])) for r in conn.execute(summaries)]
     return out
 
