@@ -333,3 +333,20 @@ def test_a_fork_killed_half_way_leaves_nothing(url: str, tmp_path: Path) -> None
         assert kernel.run("sql SELECT count(*) FROM branches").rows[0][0] == 1
     finally:
         kernel.close()
+
+
+def test_a_fork_made_at_a_line_not_yet_answered_answers_it(kernel: Kernel, tmp_path: Path) -> None:
+    """Forked at the person's line (`--message` of it), the fork answers that line itself, in its own chat;
+    forked after the answer, it has nothing left to answer."""
+    ask(kernel, "tobio", "Hello there.")
+    ask(kernel, "tobio", "What should we do today?")
+    settle(kernel)
+    line = kernel.run("sql SELECT id FROM messages WHERE content = 'What should we do today?'").rows[0][0]
+    kernel.run(f"agent fork tobio --message {line} --as tobio2")
+    kernel.run("agent fork tobio --at now --as tobio3")
+    wait_until(lambda: kernel.run("sql SELECT count(*) FROM messages WHERE channel = 'dm.ada.tobio2'").rows[0][0] == 1, 30)
+    kernel.call(kernel.flush())
+    answer = kernel.run("sql SELECT reply_to, content FROM messages WHERE channel = 'dm.ada.tobio2'").rows
+    assert [row[0] for row in answer] == [line]  # the fork's own answer to the line it was forked at
+    assert kernel.run("sql SELECT count(*) FROM messages WHERE channel = 'dm.ada.tobio3'").rows[0][0] == 0
+    assert [r["name"] for r in kernel.run("agent ls").records() if r["unhandled"]] == []

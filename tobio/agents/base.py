@@ -101,6 +101,15 @@ class Agent:
         """Restore what state_dict returned."""
 
     # -- services --------------------------------------------------------------------------------
+    def answer_channel(self, delivery: Delivery) -> str | None:
+        """Where to answer a delivery: the channel of the thread it came through. That is the message's own,
+        except in a fork, whose threads hold its parent's earlier lines (said on the parent's channel) and
+        answer on the fork's (tobio/branching)."""
+        for subscription in self.kernel.transport.subscriptions_of(self.id):
+            if subscription.thread_id == delivery.thread_id:
+                return subscription.channel
+        return delivery.message.channel
+
     async def say(self, channel: str, content: str, *, role: str = "assistant", metadata: dict[str, Any] | None = None) -> Message:
         """Post to a channel as this agent; returns once the message is durable and delivered.
 

@@ -126,15 +126,16 @@ class ScriptedAgent(Agent):
             reply = await asyncio.to_thread(self.reply_for, message.content, message.sender)
         else:
             reply = self.reply_for(message.content, message.sender)
-        if reply is None or message.channel is None:
+        channel = self.answer_channel(delivery)
+        if reply is None or channel is None:
             return
         if self.config.delay_s:
             await asyncio.sleep(self.config.delay_s)
         self.sent += 1
         if self.config.stream:
-            await self.stream(message.channel, self._words(reply))
+            await self.stream(channel, self._words(reply))
         else:
-            await self.say(message.channel, reply)
+            await self.say(channel, reply)
 
     async def _words(self, text: str) -> AsyncIterator[str]:
         for i, word in enumerate(re.findall(r"\S+\s*", text)):

@@ -187,8 +187,20 @@ def _copy_thread(conn: Connection, old: Row, new_id: int, owner: int, name: str,
               .join(MessageRow, MessageRow.c.id == PushRow.c.message_id)
               .where(PushRow.c.thread_id == old.id, MessageRow.c.created_at <= at))
     conn.execute(sa.insert(PushRow).from_select(["thread_id", "message_id"], shared))
-    last = conn.execute(sa.select(sa.func.max(PushRow.c.message_id)).where(PushRow.c.thread_id == new_id)).scalar()
-    conn.execute(sa.insert(HandledRow).values(thread_id=new_id, message_id=last or 0))
+    conn.execute(sa.insert(HandledRow).values(thread_id=new_id, message_id=_handled_at(conn, old.agent_id, new_id, at)))
+
+
+def _handled_at(conn: Connection, parent_id: int, thread_id: int, at: datetime) -> int:
+    """Where the parent's handling cursor stood at `at` in the thread whose pushes `thread_id` now has: before
+    the first message it answered only after `at` (it was still waiting then, and the fork answers it and what
+    followed), else after the last message. A fork made between a line and its answer answers that line."""
+    pushed = sa.select(PushRow.c.message_id).where(PushRow.c.thread_id == thread_id)
+    pending = conn.execute(
+        sa.select(sa.func.min(MessageRow.c.reply_to))
+        .where(MessageRow.c.agent_id == parent_id, MessageRow.c.created_at > at, MessageRow.c.reply_to.in_(pushed))
+    ).scalar()
+    before = pushed.where(PushRow.c.message_id < pending) if pending is not None else pushed
+    return int(conn.execute(sa.select(sa.func.max(before.subquery().c.message_id))).scalar() or 0)
 
 
 def _carry_core(conn: Connection, fork: Fork, parent: Row, dms: bool) -> None:

@@ -132,7 +132,7 @@ class TurnAgent(Agent):
     async def on_message(self, delivery: Delivery) -> bool | None:
         if not await self.should_answer(delivery):
             return False
-        channel = delivery.message.channel
+        channel = self.answer_channel(delivery)
         assert channel is not None
         prompt = await self.build_prompt(delivery.thread_id, delivery.message)
         reply = await self.generate(prompt, channel)
