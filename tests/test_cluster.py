@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -288,5 +289,34 @@ def test_a_fork_made_in_a_clustered_kernel_runs_there_with_its_lease(pg_url: str
         assert holders[kernel.agents.live["echo2"].id] == kernel.cluster.id  # type: ignore[union-attr]
         kernel.post_sync("dm.user.echo2", "hello fork", sender=kernel.agents.live["user"], role="user")
         wait_until(lambda: any(r["name"] == "echo2" and r["handled"] == 1 for r in kernel.run("agent ls").records()), WAIT_S)
+    finally:
+        kernel.close()
+
+
+def test_a_post_from_another_kernel_is_remembered_where_its_receiver_runs(pg_url: str, tmp_path: Path,
+                                                                         procs: list[subprocess.Popen[str]]) -> None:
+    """Module observers see posts made in other kernels: the worker's memory indexes a line the client
+    kernel (which loads no memory) posted, for the agent that received it."""
+    import os
+
+    conf = tmp_path / "kernel.yaml"
+    conf.write_text(
+        "modules: [scripted, models, memory]\n"
+        "providers: {s: {type: scripted, replies: ['ok'], embed_dim: 16}}\n"
+        "models: {chat-default: {provider: s, model: x, purpose: chat}, embed: {provider: s, model: x, purpose: embed},\n"
+        "         summarize: {provider: s, model: x, purpose: summarize}}\n"
+        "settings: {memory: {tokenizer_model: chat-default, summarize: false}}\n")
+    names, split = layout(tmp_path, 1, per_channel=1, channels=1)
+    args = [sys.executable, "-m", "tobio.cluster.worker", str(conf), "--database", pg_url, "--lease", str(LEASE_S),
+            "--group", "workers", "--agent", str(split[0][0])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env))
+    wait_ready(procs[0])
+    kernel = client(pg_url, names)
+    try:
+        posted = kernel.post_sync("c0", "the lighthouse keeper remembers the storm").id
+        answered(pg_url, 1)
+        wait_until(lambda: rows(pg_url, f"SELECT count(*) FROM memory_items WHERE kind = 'message' AND source_id = {posted}")
+                   == [(1,)], WAIT_S)
     finally:
         kernel.close()

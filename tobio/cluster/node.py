@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection
 from tobio.cluster import sql
 from tobio.cluster.config import ClusterConfig
 from tobio.errors import AgentError, DatabaseError
+from tobio.hooks import ON_MESSAGE
 from tobio.messages import Delivery, Delta, Message
 
 if TYPE_CHECKING:
@@ -405,6 +406,11 @@ class Cluster:
                 agent = live.get(agent_id)
                 if agent is not None:
                     agent.deliver_many(deliveries)
+            # Posted in another kernel: this kernel's module observers (memory's indexing, emotion's appraisal,
+            # lore) see it now, once, for the agents they serve here, as they see a post made here.
+            remote = {d.message.id: d.message for ds in by_agent.values() for d in ds if d.message.id not in self._local_set}
+            for message_id in sorted(remote):
+                self.kernel.hooks.notify(ON_MESSAGE, remote[message_id])
         for row in messages:
             message = Message(*row)
             channel = message.channel or ""

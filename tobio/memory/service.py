@@ -151,19 +151,22 @@ class Memory:
 
         def write(conn: Any) -> tuple[list[tuple[Any, ...]], list[tuple[int, int, int]]]:
             fresh = store.insert_items(conn, self.kernel.db, rows)
-            return fresh, store.receivers(conn, [r[2] for r in fresh])
+            # Every receiver, not only those of fresh items: with several kernels on one database another one
+            # may have stored a message's item first, and this kernel's agents that received it recall it too.
+            return fresh, store.receivers(conn, [r[2] for r in rows])
 
         fresh, pushes = await self.kernel.db.call(write)
         by_id = {m.id: (m, v) for m, v in zip(messages, vectors)}
-        by_row = {r[2]: r for r in fresh}
+        by_row = {r[2]: r for r in rows}
+        stored = {r[2] for r in fresh}
         for message_id, agent_id, thread_id in sorted(pushes):  # in id order: context links extend, not rebuild
             message, vec = by_id[message_id]
             index = self.indexes.get(agent_id)
             if index is not None:
                 item = Item("message", message_id, message.created_at, by_row[message_id][4], message.sender, message.content,
                             message.channel)
-                index.add(item, vec)
-            if self.auto_summarize(agent_id):
+                index.add(item, vec)  # (a no-op for an item it holds already)
+            if message_id in stored and self.auto_summarize(agent_id):
                 self.summarizer.note(thread_id, agent_id, await self.tokens.message(self.tokenizer_for(agent_id), message))
         return len(fresh)
 
