@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sqlalchemy as sa
 
+from tobio.cluster.up import stop_kernels
 from tobio.config.schema import KernelConfig
 from tobio.kernel import Kernel
 
@@ -95,16 +95,8 @@ def ready(proc: subprocess.Popen[str]) -> int:
 
 def stop(procs: list[subprocess.Popen[str]]) -> None:
     """Clean stops; a kernel that cannot stop in time is killed (its leases run out, as after a crash)."""
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            print(f"kernel pid {proc.pid} did not stop in 90 s; killed", file=sys.stderr)
-            proc.kill()
-            proc.wait()
+    for pid in stop_kernels(procs, timeout=90.0):
+        print(f"kernel pid {pid} did not stop in 90 s; killed", file=sys.stderr)
 
 
 def scalar(engine: sa.Engine, query: str) -> Any:

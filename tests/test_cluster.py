@@ -320,3 +320,34 @@ def test_a_post_from_another_kernel_is_remembered_where_its_receiver_runs(pg_url
                    == [(1,)], WAIT_S)
     finally:
         kernel.close()
+
+
+def test_cluster_up_starts_kernels_that_answer_and_stops_them_cleanly(pg_url: str, tmp_path: Path) -> None:
+    """`tobio cluster up --kernels 2`: two kernel processes register, one runs the agent and answers; a
+    SIGTERM stops both cleanly, their leases handed back."""
+    import os
+
+    names, split = layout(tmp_path, 1, per_channel=1, channels=1)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    up = subprocess.Popen([sys.executable, "-m", "tobio.web.cli", "cluster", "up", "--kernels", "2", "--database", pg_url,
+                           "--lease", str(LEASE_S), "--group", "workers", "--module", "scripted", "--agent", str(split[0][0])],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        assert up.stdout is not None
+        said = [up.stdout.readline().strip() for _ in range(3)]
+        assert said[0].startswith("kernel ") and " up, pid " in said[0] and said[1].startswith("kernel "), said
+        assert said[2].startswith("2 kernel(s) on postgresql+psycopg://") and "tobio" not in said[2].split("@")[0], said
+        assert rows(pg_url, "SELECT count(*) FROM kernels") == [(2,)]
+        kernel = client(pg_url, names)
+        try:
+            kernel.post_sync("c0", "anyone there?")
+            answered(pg_url, 1)
+        finally:
+            kernel.close()
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=WAIT_S) == 0 and up.stdout.read().strip().endswith("stopped")
+        assert rows(pg_url, "SELECT count(*) FROM leases WHERE kernel_id IS NOT NULL AND expires_at > (clock_timestamp() AT TIME ZONE 'UTC')") == [(0,)]
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()

@@ -112,13 +112,23 @@ def run(args: argparse.Namespace) -> int:
                     ended.add(proc.pid)
             time.sleep(0.5)
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_kernels(procs, timeout=60.0)
         print("stopped", flush=True)
     return 0
+
+
+def stop_kernels(procs: list[subprocess.Popen[str]], timeout: float) -> list[int]:
+    """Clean stops (SIGTERM: each hands its agents over); a kernel that cannot stop in `timeout` s is killed,
+    and its leases run out as after a crash. Returns the pids killed."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    killed = []
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            killed.append(proc.pid)
+    return killed
