@@ -17,7 +17,7 @@ from cluster_helpers import agent_files, replies, rows, scalar, start_kernel, wa
 
 from tobio.cluster.node import delta_payloads
 from tobio.config.schema import KernelConfig
-from tobio.errors import ConfigError
+from tobio.errors import ConfigError, TobioError
 from tobio.kernel import Kernel
 from tobio.messages import Delta, Message
 
@@ -351,3 +351,27 @@ def test_cluster_up_starts_kernels_that_answer_and_stops_them_cleanly(pg_url: st
         if up.poll() is None:
             up.kill()
             up.wait()
+
+
+def test_an_agent_file_names_the_kernel_group_it_runs_in(pg_url: str, tmp_path: Path,
+                                                         procs: list[subprocess.Popen[str]]) -> None:
+    """`kernel_group: gpu` in an agent file: of two kernels given the file, only the gpu one runs it, and
+    `agent move` to a kernel of another group is refused in one line."""
+    folder = tmp_path / "agents"
+    folder.mkdir()
+    path = folder / "seer.yaml"
+    path.write_text("name: seer\ntype: scripted\nchannels: [c0]\nreplies: ['seer heard: {text}']\nkernel_group: gpu\n")
+    procs.append(start_kernel(pg_url, [path], LEASE_S, group="cpu"))
+    cpu = wait_ready(procs[-1])
+    procs.append(start_kernel(pg_url, [path], LEASE_S, group="gpu"))
+    gpu = wait_ready(procs[-1])
+    wait_until(lambda: rows(pg_url, "SELECT l.kernel_id FROM leases l JOIN agents a ON a.id = l.agent_id WHERE a.name = 'seer'")
+               == [(gpu,)], WAIT_S)
+    kernel = client(pg_url, ["seer"])
+    try:
+        kernel.post_sync("c0", "who runs you?")
+        answered(pg_url, 1)
+        with pytest.raises(TobioError, match="seer runs only in kernel group 'gpu'; kernel .* is in 'cpu'"):
+            kernel.run(f"agent move seer --to {cpu}")
+    finally:
+        kernel.close()

@@ -47,6 +47,8 @@ class AgentConfig(Frozen):
     commands: list[str] = Field(default_factory=list, description="command prefixes this agent may run")
     max_failures: int = Field(5, ge=1, description="pause the agent after this many failures in a row")
     sql_all_rows: bool = Field(False, description="let this agent's `sql` see every agent's rows (read-only still)")
+    kernel_group: Name | None = Field(
+        None, description="with several kernels on one database: run only in kernels of this group (their `cluster.group`)")
 
 
 class Agent:

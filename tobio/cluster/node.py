@@ -181,15 +181,20 @@ class Cluster:
                 self._listener.join(timeout=5)
 
     # -- leases ------------------------------------------------------------------------------------
-    def _placed_here(self, name: str) -> bool:
-        group = self.config.placement.get(name)
+    def group_of(self, name: str, config: Any) -> str | None:
+        """The kernel group an agent runs in: its file's `kernel_group`, else kernel.yaml's `cluster.placement`."""
+        named = config.get("kernel_group") if isinstance(config, dict) else getattr(config, "kernel_group", None)
+        return named if isinstance(named, str) else self.config.placement.get(name)
+
+    def _placed_here(self, name: str, config: Any) -> bool:
+        group = self.group_of(name, config)
         return group is None or group == self.config.group
 
     async def claim_rows(self, rows: Sequence[Row], share: bool = False) -> list[Row]:
         """Of these agents' rows, those this kernel now holds (people's agents run in every kernel)."""
         people = [r for r in rows if r.type == "user"]
         self.people.update(r.id for r in people)
-        wanted = [r for r in rows if r.type != "user" and self._placed_here(r.name)]
+        wanted = [r for r in rows if r.type != "user" and self._placed_here(r.name, r.config)]
         if share and wanted:
             # Adopting: a fair share of what nobody runs, the rest left to the other kernels, unless it was
             # already orphaned at the last look (they did not take it: they may not, or are gone too).
@@ -207,8 +212,8 @@ class Cluster:
         if agent.config.type == "user":
             self.people.add(agent.id)
             return
-        if not self._placed_here(agent.name):
-            raise LeasedElsewhere(f"agent '{agent.name}' is placed in kernel group '{self.config.placement[agent.name]}'")
+        if not self._placed_here(agent.name, agent.config):
+            raise LeasedElsewhere(f"agent '{agent.name}' is placed in kernel group '{self.group_of(agent.name, agent.config)}'")
         got = await self.control(sql.claim, self.id, [agent.id], self.config.lease_s)
         if agent.id not in got:
             holder = await self.control(lambda c: c.exec_driver_sql(

@@ -59,19 +59,22 @@ def register(root: Group) -> None:
         if to is None:
             raise CommandError("agent move: say where with --to KERNEL (see `kernel ls`)")
 
-        def check(conn: sa.Connection) -> tuple[Any, Any]:
-            agent_id = conn.exec_driver_sql("SELECT id FROM agents WHERE name = %(n)s AND status <> 'killed'",
-                                            {"n": name}).scalar()
+        def check(conn: sa.Connection) -> tuple[Any, Any, Any]:
+            agent = conn.exec_driver_sql("SELECT id, config FROM agents WHERE name = %(n)s AND status <> 'killed'",
+                                         {"n": name}).first()
             up = conn.exec_driver_sql(
-                f"SELECT count(*) FROM kernels WHERE id = %(k)s AND NOT stopping AND heartbeat_at > {sql.NOW}"
-                " - make_interval(secs => %(s)s)", {"k": to, "s": cluster.config.lease_s}).scalar()
-            return agent_id, up
+                f"SELECT grp FROM kernels WHERE id = %(k)s AND NOT stopping AND heartbeat_at > {sql.NOW}"
+                " - make_interval(secs => %(s)s)", {"k": to, "s": cluster.config.lease_s}).first()
+            return agent, up, up[0] if up else None
 
-        agent_id, up = await ctx.kernel.db.call(check)
-        if agent_id is None:
+        agent, up, group = await ctx.kernel.db.call(check)
+        if agent is None:
             raise CommandError(f"no running agent named '{name}' (see `agent ls`)")
-        if not up:
+        if up is None:
             raise CommandError(f"no kernel {to} is up (see `kernel ls`)")
+        agent_id, placed = agent[0], cluster.group_of(name, agent[1])
+        if placed is not None and placed != group:
+            raise CommandError(f"{name} runs only in kernel group '{placed}'; kernel {to} is in {repr(group) if group else 'none'}")
         moved = await cluster.control(sql.move, agent_id, to, cluster.config.lease_s)
         if not moved:
             return Result(text=f"{name} already runs in kernel {to}")
