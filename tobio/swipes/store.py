@@ -209,12 +209,8 @@ def as_it_stood(conn: Connection, agent_id: int, at: datetime, history: list[His
     present = {(item.thread_id, item.message.id) for item in history}
     missing = [key for key in spans if key not in present and not out_at(key)]  # withdrawn after `at`, not back
     if missing:
-        found = {m.id: m for m in _said_messages(conn, sorted({m for _, m in missing}), at)}
+        query = sa.select(*_COLUMNS).select_from(MessageRow).where(MessageRow.c.id.in_(sorted({m for _, m in missing})),
+                                                                  MessageRow.c.created_at <= at)
+        found = {said.message.id: said.message for said in _said(conn, query)}
         kept += [HistoryItem(thread_id, found[message_id]) for thread_id, message_id in missing if message_id in found]
     return sorted(kept, key=lambda item: (item.thread_id, item.message.id))
-
-
-def _said_messages(conn: Connection, ids: list[int], at: datetime) -> list[Message]:
-    query = (sa.select(*_COLUMNS).outerjoin(_sender, _sender.c.id == MessageRow.c.agent_id)
-             .where(MessageRow.c.id.in_(ids), MessageRow.c.created_at <= at))
-    return [Message(*row[:9]) for row in conn.execute(query)]
