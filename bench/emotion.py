@@ -1,12 +1,13 @@
 """Emotion measured: the appraisal against people's ratings, its cost, and the mood's dynamics.
 
-- EmoBank's test split (1,000 sentences, never tuned on; reader ratings): Pearson r of the learned head
-  (on the MiniLM vectors memory computes and the sentence's words, each sentence read with the one before
-  it in its document as the module reads a message with those before it in its channel) and of VADER
-  (the fallback), V/A/D. Goals: >= 0.65 / 0.45 / 0.35. Beside them: `_alone` (no context), `_linear` (the
-  ridge on the vector alone, what recall uses), `_spoken` (the vector of "ada: TEXT", as memory embeds a
-  message), and `emobank_combined_r_*`, against emobank.csv's ratings (readers and writers weighted
-  together; the scale on which a linear MiniLM ridge reaches the 0.63 / 0.43 / 0.35 issue 29 quotes).
+- EmoBank's test split (1,000 sentences, never tuned on): Pearson r of the learned head (on the MiniLM
+  vectors memory computes and the sentence's words, each sentence read with the one before it in its document
+  as the module reads a message with those before it in its channel) and of VADER (the fallback), V/A/D.
+  `emobank_r_*` are against emobank.csv's ratings (readers' and writers' weighted together): the scale of issue
+  29's own figures, which this bench reproduces there (VADER 0.46 / 0.24 / 0.16, a linear MiniLM ridge 0.63 /
+  0.43 / 0.35); goals >= 0.65 / 0.45 / 0.35. `emobank_reader_r_*` are against the readers' ratings alone.
+  Beside them: `_alone` (no context), `_linear` (the ridge on the vector alone, what recall uses) and
+  `_spoken` (the vector of "ada: TEXT", as memory embeds a message).
 - appraise_ms_p50: what appraising one message adds beyond the embedding memory computes anyway
   (context mixing and the head), goal < 2 ms.
 - Dynamics, through a kernel (DuckDB, memory embedding every message, the emotion module): two persona
@@ -45,6 +46,15 @@ PRAISE = ["You did a wonderful job, thank you so much!", "I really admire how ki
           "That was brilliant, you made my day!", "You are a delight to talk to.", "Thank you, that helped me enormously."]
 INSULT = ["You are useless and I hate you!", "This is awful, you stupid machine.", "Shut up. Terrible answer!",
           "I despise talking to you.", "Worst. Conversation. Ever. You ruin everything!"]
+GOOD_DAYS = ["I passed my driving test on the first try.", "My sister had a healthy baby girl last week.",
+             "We won the regional chess final together.", "The garden is finally blooming and it smells wonderful.",
+             "I got the job I wanted so much.", "Our team finished the marathon, all of us together.",
+             "The doctor said my mother is completely healthy again.", "We found a lovely flat by the sea."]
+BAD_DAYS = ["My grandfather died in the hospital last week.", "I crashed the car and broke my arm.",
+            "They fired me without a word of warning.", "The flood ruined everything in our basement.",
+            "My best friend stopped speaking to me.", "Our dog was hit by a truck on Sunday.",
+            "The bank took the house and we had to move out.", "I failed the exam I studied a year for."]
+ASKED = ["Tell me about your week.", "What's new with you?", "What happened lately?", "How have things been?"]  # neutral
 T0 = datetime(2026, 1, 1, 12, 0, 0)
 GOALS = (0.65, 0.45, 0.35)  # issue 29's, for V, A, D
 
@@ -69,20 +79,20 @@ def emobank(source: Path, quick: bool, cache: Path | None) -> dict[str, Any]:
     lexicon = LexiconAppraiser()
     vader = np.array([[getattr(lexicon.score(corpus.texts[i], "incoming"), k) for k in ("pleasure", "arousal", "dominance")]
                       for i in test])
-    gold = corpus.ratings[test]
+    # The scale issue 29's figures were measured on: on emobank.csv's ratings (readers' and writers' weighted
+    # together) VADER scores exactly its 0.46 / 0.24 / 0.16, and a linear MiniLM ridge its 0.63 / 0.43 / 0.35.
+    # So the goals are read there; the readers' ratings alone are reported beside them (`emobank_reader_r_*`).
+    scales = {"": corpus.combined[test] if corpus.combined is not None else corpus.ratings[test],
+              "reader_": corpus.ratings[test]}
     out: dict[str, Any] = {"emobank_sentences": len(test), "context_weight": head.context_weight,
-                           "head_target": head.meta.get("target", "reader")}
-    for k, name in enumerate("vad"):
-        for suffix, predicted in variants.items():
-            out[f"emobank_r_{name}{suffix}"] = round(pearson(predicted[:, k], gold[:, k]), 4)
-        out[f"vader_r_{name}"] = round(pearson(vader[:, k], gold[:, k]), 4)
-    out["emobank_goals_met"] = all(out[f"emobank_r_{n}"] >= goal for n, goal in zip("vad", GOALS))
-    if corpus.combined is not None:  # the ratings readers and writers gave, weighted together (emobank.csv)
-        combined = corpus.combined[test]
+                           "head_target": head.meta.get("target", "reader"),
+                           "emobank_scale": "emobank.csv (readers and writers)" if corpus.combined is not None else "readers"}
+    for scale, gold in scales.items():
         for k, name in enumerate("vad"):
-            out[f"emobank_combined_r_{name}"] = round(pearson(variants[""][:, k], combined[:, k]), 4)
-            out[f"emobank_combined_r_{name}_linear"] = round(pearson(variants["_linear"][:, k], combined[:, k]), 4)
-        out["emobank_combined_goals_met"] = all(out[f"emobank_combined_r_{n}"] >= goal for n, goal in zip("vad", GOALS))
+            for suffix, predicted in variants.items():
+                out[f"emobank_{scale}r_{name}{suffix}"] = round(pearson(predicted[:, k], gold[:, k]), 4)
+            out[f"vader_{scale}r_{name}"] = round(pearson(vader[:, k], gold[:, k]), 4)
+        out[f"emobank_{scale}goals_met"] = all(out[f"emobank_{scale}r_{n}"] >= goal for n, goal in zip("vad", GOALS))
     # The added cost per message: context mixing, the words' features and the head on a vector memory already has.
     appraiser = LearnedAppraiser(head)
     times = []
@@ -164,6 +174,54 @@ def dynamics() -> dict[str, Any]:
             kernel.close()
 
 
+def congruent_recall(weight: float | None = None) -> dict[str, Any]:
+    """Mood-congruent recall, measured: an agent hears eight good and eight bad pieces of news (alternating, so
+    recency favours neither), its mood is set to sad and then to glad, and `memory search` asks four neutral
+    questions. With the effect on, more of the top five should match the mood than with it off
+    (`recall_congruence` 0); the share is averaged over both moods."""
+    from tobio.config.schema import KernelConfig
+    from tobio.db.migrations import utcnow
+    from tobio.hooks import SHOULD_ANSWER
+    from tobio.kernel import Kernel
+
+    async def listen_only(_agent: Any, _delivery: Any) -> bool:
+        return False
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        config = KernelConfig(
+            modules=["scripted", "models", "persona", "memory", "emotion"],
+            providers={"s": {"type": "scripted", "replies": ["I see."]}},
+            models={"chat-default": {"provider": "s", "model": "x", "purpose": "chat"}})
+        kernel = Kernel(config, database=f"duckdb:///{work / 'bench.duckdb'}").start()
+        try:
+            kernel.hooks.add(SHOULD_ANSWER, listen_only)
+            (work / "mo-p.yaml").write_text(json.dumps({"name": "Mo", "description": "A person."}))
+            (work / "mo.yaml").write_text(json.dumps({"name": "mo", "type": "persona", "persona": str(work / "mo-p.yaml"),
+                                                      "channels": ["hall"]}))
+            kernel.run(f"agent spawn {work / 'mo.yaml'}")
+            ada = kernel.call(kernel.agents.ensure_user("ada", ("hall",)))
+            news = [text for pair in zip(GOOD_DAYS, BAD_DAYS) for text in pair]
+            start = utcnow() - timedelta(minutes=len(news))
+            for i, text in enumerate(news):
+                kernel.post_sync("hall", text, sender=ada, created_at=start + timedelta(minutes=i))
+            emotion = kernel.modules.loaded["emotion"]
+            shares: dict[str, list[float]] = {"on": [], "off": []}
+            default = emotion.settings.recall_congruence if weight is None else weight
+            for effect, used in (("on", default), ("off", 0.0)):
+                emotion.settings = emotion.settings.model_copy(update={"recall_congruence": used})
+                for pleasure, matching in ((-0.8, BAD_DAYS), (0.8, GOOD_DAYS)):
+                    kernel.run(f"emotion set mo --pleasure {pleasure} --arousal 0 --dominance 0")
+                    for asked in ASKED:
+                        top = kernel.run(f"memory search mo {json.dumps(asked)} -k 5").data
+                        shares[effect].append(sum(1 for hit in top if any(m in hit["content"] for m in matching)) / len(top))
+            return {"congruent_top5_share_on": round(statistics.mean(shares["on"]), 3),
+                    "congruent_top5_share_off": round(statistics.mean(shares["off"]), 3),
+                    "recall_congruence": default}
+        finally:
+            kernel.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mirror", type=Path, default=MIRROR, help="EmoBank's repository (git directory or checkout)")
@@ -172,6 +230,7 @@ def main() -> int:
     args = parser.parse_args()
     result = emobank(SAMPLE if args.quick else args.mirror, args.quick, args.cache)
     result["dynamics"] = dynamics()
+    result["congruent_recall"] = congruent_recall()
     print(json.dumps(result))
     return 0
 

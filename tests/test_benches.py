@@ -157,12 +157,17 @@ def test_locomo_quick_mode(tmp_path: Path) -> None:
 def test_emotion_quick_mode(tmp_path: Path) -> None:
     out = run_bench("emotion.py", "--quick", tmp_path=tmp_path, timeout=540)  # the sample in tests/data: no mirror
     assert out["emobank_sentences"] == 200
+    assert out["emobank_scale"] == "emobank.csv (readers and writers)"  # the sample carries both scales
     r = numbers(out, "emobank_r_v", "emobank_r_a", "emobank_r_d", "vader_r_v", "vader_r_a", "vader_r_d")
     assert r[0] > r[3] > 0  # the head reads valence better than VADER, even on 200 sentences
+    reader = numbers(out, "emobank_reader_r_v", "vader_reader_r_v")
+    assert reader[0] > reader[1] > 0 and reader[0] != r[0]  # the readers' ratings alone, a different scale
     assert 0 < numbers(out, "appraise_ms_p50")[0] < 2
     dynamics = out["dynamics"]
     assert dynamics["sign_follows_events"] and dynamics["neurotic_moves_further"] and dynamics["neurotic_recovers_slower"]
     assert dynamics["half_life_within_10pct"] and dynamics["appraised_by"]["learned"] > 0
+    congruent = out["congruent_recall"]  # the mood reorders recall towards memories that match it
+    assert congruent["congruent_top5_share_on"] > congruent["congruent_top5_share_off"]
 
 
 @slow

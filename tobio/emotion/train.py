@@ -85,11 +85,14 @@ def _read(mirror: Path, name: str) -> str:
 
 def load_corpus(mirror: Path) -> Corpus:
     """The sentences that have reader ratings (all of emobank.csv's), with their split. `mirror` may also be
-    one CSV of id,split,V,A,D,text rows with reader ratings (a sample such as tests/data/emobank_sample.csv)."""
+    one CSV of id,split,V,A,D,text rows with reader ratings (a sample such as tests/data/emobank_sample.csv),
+    and cV,cA,cD columns with emobank.csv's combined ratings."""
     if mirror.is_file():
         rows = list(csv.DictReader(io.StringIO(mirror.read_text(encoding="utf-8"))))
+        sample_combined = (np.array([[float(r["c" + k] or "nan") for k in "VAD"] for r in rows])
+                           if rows and "cV" in rows[0] else None)
         return Corpus([r["id"] for r in rows], [r["text"] for r in rows], [r["split"] for r in rows],
-                      np.array([[float(r[k] or "nan") for k in "VAD"] for r in rows]))
+                      np.array([[float(r[k] or "nan") for k in "VAD"] for r in rows]), sample_combined)
     reader = {row["id"]: row for row in csv.DictReader(io.StringIO(_read(mirror, "reader.csv")))}
     rows = [row for row in csv.DictReader(io.StringIO(_read(mirror, "emobank.csv"))) if row["id"] in reader]
     ratings = np.array([[float(reader[r["id"]][k]) for k in "VAD"] for r in rows])
