@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -182,3 +183,92 @@ def test_rendered_chat_text_loads_nothing_from_anywhere() -> None:
         assert "evil.example" not in markup or "<a " in markup, (text, markup)
     link = clean('<a href="https://example.org/?q=ok">a link</a>')
     assert 'href="https://example.org/?q=ok"' in link and 'rel="noopener noreferrer"' in link
+
+
+def test_every_page_forbids_loading_from_elsewhere(guarded: tuple[WebServer, int]) -> None:
+    """The Content-Security-Policy: scripts, styles and connections only from the server itself, images
+    from it or inline (the mood trace), no inline script, no framing by another site."""
+    _, port = guarded
+    for path in ("/", "/login", "/static/app.js"):
+        status, headers, _ = fetch(port, "GET", path)
+        if status == 302:  # / with a token: the login page says the same
+            continue
+        assert status == 200, (path, status)
+        policy = headers["content-security-policy"][0]
+        for rule in ("default-src 'none'", "script-src 'self'", "connect-src 'self'", "img-src 'self' data:",
+                     "frame-ancestors 'none'", "form-action 'self'"):
+            assert rule in policy, (path, policy)
+        assert "unsafe" not in policy and "*" not in policy and "http" not in policy
+        assert headers["x-frame-options"] == ["DENY"] and headers["x-content-type-options"] == ["nosniff"]
+
+
+def ws_url(port: int) -> tuple[str, str]:
+    return f"ws://127.0.0.1:{port}/ws", f"http://127.0.0.1:{port}"
+
+
+def test_the_open_pages_websocket_checks_the_origin_too(kernel: Kernel) -> None:
+    """No token: the page needs no login, but a page on another origin still cannot open its websocket
+    (it would talk as the person and read every conversation)."""
+    from test_web_auth import ws_status
+
+    port = free_port()
+    server = serve(kernel, "127.0.0.1", port)
+    try:
+        assert ws_status(port) == 101  # the control: our own origin
+        assert ws_status(port, origin=f"http://localhost:{port}") == 101
+        assert ws_status(port, origin="http://evil.example") == 403
+        assert ws_status(port, origin=f"http://127.0.0.1:{port + 1}") == 403  # another port: another origin
+        assert ws_status(port, origin="null") == 403  # a sandboxed frame or a file: page
+    finally:
+        server.stop()
+
+
+def test_requests_are_bounded(kernel: Kernel) -> None:
+    """A huge login body is refused unread; a huge websocket message closes the socket; a chat line over
+    the page's limit is one clear notice and nothing is said."""
+    import asyncio
+    import json
+
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    from tobio.web.session import MAX_SAID
+
+    port = free_port()
+    server = serve(kernel, "127.0.0.1", port)
+    try:
+        try:
+            status: int | None = fetch(port, "POST", "/login", body="password=" + "x" * 200_000,
+                                       headers={"Content-Type": "application/x-www-form-urlencoded"})[0]
+        except (ConnectionError, http.client.HTTPException):
+            status = None  # closed without reading it: refused all the same
+        assert status in (None, 400, 413), status
+
+        async def talk() -> tuple[Any, list[dict[str, Any]]]:
+            url, origin = ws_url(port)
+            heard: list[dict[str, Any]] = []
+            ws = await websocket_connect(HTTPRequest(url, headers={"Origin": origin}))
+            ws.write_message(json.dumps({"op": "say", "text": "x" * (MAX_SAID + 1)}))
+            while not any(m["type"] == "notice" for m in heard):
+                text = await asyncio.wait_for(ws.read_message(), 30)
+                assert text is not None
+                heard.append(json.loads(text))
+            ws.write_message(json.dumps({"op": "what"}))
+            ws.write_message("not json")
+            for _ in range(2):
+                heard.append(json.loads(await asyncio.wait_for(ws.read_message(), 30)))
+            ws.write_message(json.dumps({"op": "say", "text": "y" * 400_000}))  # over the socket's limit
+            closed = await asyncio.wait_for(ws.read_message(), 30)
+            while closed is not None:
+                closed = await asyncio.wait_for(ws.read_message(), 30)
+            return ws.close_code, heard
+
+        code, heard = asyncio.run(talk())
+        notices = [m["text"] for m in heard if m["type"] == "notice"]
+        assert notices[0] == f"that is {MAX_SAID + 1:,} characters; the page sends at most {MAX_SAID:,} at once"
+        assert notices[1:] == ["unknown request 'what'", "the page sent something that is not a request"]
+        assert code == 1009  # message too big
+        kernel.call(kernel.writer.flush())
+        assert kernel.run("sql SELECT count(*) FROM messages WHERE channel = 'dm.user.echo'").rows == [(0,)]
+    finally:
+        server.stop()

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 ANSWER_TIMEOUT_S = 300.0  # no news from the agent for this long: the page says so and stops its turn
 MAX_SAID = 20_000  # characters the person may send in one line
 MAX_FIELD = 400  # characters of an agent name or a key=value correction
+MAX_PENDING = 16  # requests of one page at work at once; more are refused with a notice
 Send = Callable[[dict[str, Any]], None]
 
 
@@ -96,6 +97,9 @@ class PageSession:
         action = actions.get(op) if isinstance(op, str) else None
         if action is None:
             self.notice(f"unknown request {str(op)[:40]!r}")
+            return
+        if len(self._tasks) >= MAX_PENDING:
+            self.notice("too many requests at once: wait for the page to catch up")
             return
         self.spawn(action())
 
