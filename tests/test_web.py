@@ -184,7 +184,14 @@ def test_page_opens_on_the_persona_with_the_conversation_so_far(persona_kernel: 
             box.fill("and the boat?")
             box.press("Enter")
             wait_until(lambda: kernel.agents.live["tobio"].turns == 2, timeout=30)
-            assert page.get_by_text("the lighthouse keeper remembers").count() >= 1
+            wait_until(lambda: page.get_by_text("the lighthouse keeper remembers").count() == 2, timeout=10)
+            # the agent picker: another agent, its own (empty) conversation; back, and ours is there again
+            assert sorted(page.locator("select option").all_inner_texts()) == ["echo", "tobio"]
+            page.locator("select").first.select_option("echo")
+            wait_until(lambda: page.get_by_text("the lighthouse keeper remembers").count() == 0, timeout=10)
+            page.locator("select").first.select_option("tobio")
+            page.get_by_text("and the boat?").first.wait_for(timeout=10_000)
+            assert page.get_by_text("the lighthouse keeper remembers").count() == 2
             browser.close()
         kernel.call(kernel.writer.flush())
         said = kernel.run("sql SELECT content FROM messages WHERE channel = 'dm.user.tobio' ORDER BY id").rows
