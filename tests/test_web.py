@@ -327,3 +327,39 @@ def test_a_closed_page_stops_the_reply_it_was_streaming(duckdb_url: str, tmp_pat
         if server is not None:
             server.stop()
         kernel.close()
+
+
+def test_a_line_sent_while_the_page_opens_is_said_after_the_conversation_so_far(duckdb_url: str, tmp_path: Path) -> None:
+    """Typed before the conversation so far is shown (a quick person, a slow database): the line is said
+    to the agent the page opened on, and shown after that conversation, not wiped or stopped by it. The
+    page's session as the websocket drives it, with the request handled before the page's opening began."""
+    import asyncio
+
+    from tobio.web.session import PageSession
+
+    kernel = Kernel(KernelConfig(modules=["scripted"]), database=duckdb_url).start()
+    try:
+        kernel.run(f"agent spawn {write(tmp_path / 'echo.yaml', chr(10).join(['name: echo', 'type: scripted', 'replies: [ok]']))}")
+
+        async def race() -> list[dict[str, Any]]:
+            heard: list[dict[str, Any]] = []
+            session = PageSession(kernel, heard.append)
+            session.handle({"op": "say", "text": "quick hello"})  # on the socket before the opening's first step
+            session.spawn(session.start(), after_start=False)
+            deadline = time.monotonic() + 30
+            while not any(m["type"] == "line" and m["who"] == "echo" and not m["streaming"] for m in heard):
+                assert time.monotonic() < deadline, heard
+                await asyncio.sleep(0.02)
+            session.close()
+            return heard
+
+        heard = asyncio.run(race())
+        types = [m["type"] for m in heard]
+        assert types.index("history") < types.index("line"), types
+        assert [m["who"] for m in heard if m["type"] == "line"][:2] == ["You", "echo"]
+        assert not [m for m in heard if m["type"] == "notice"], heard
+        kernel.call(kernel.writer.flush())
+        said = kernel.run("sql SELECT content FROM messages WHERE channel = 'dm.user.echo' ORDER BY id").rows
+        assert said == [("quick hello",), ("ok",)]
+    finally:
+        kernel.close()

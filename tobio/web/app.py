@@ -118,7 +118,7 @@ class ChatSocket(WebSocketHandler):
 
     def open(self, *args: str, **kwargs: str) -> None:
         self.session = PageSession(self.settings["tobio_kernel"], self.send, self.settings["tobio_default_agent"])
-        self.session.spawn(self.session.start())
+        self.session.spawn(self.session.start(), after_start=False)
 
     def on_message(self, message: str | bytes) -> None:
         try:

@@ -64,6 +64,7 @@ class PageSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sidebar = asyncio.Lock()
         self._opening = asyncio.Lock()  # held while a conversation loads: what is said meanwhile comes after it
+        self._ready = asyncio.Event()  # set once the page shows its first conversation; requests wait for it
 
     # -- the page's requests --------------------------------------------------------------------------
     def handle(self, request: dict[str, Any]) -> None:
@@ -103,15 +104,19 @@ class PageSession:
             return
         self.spawn(action())
 
-    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.ensure_future(self._guarded(work))
+    def spawn(self, work: Coroutine[Any, Any, None], *, after_start: bool = True) -> asyncio.Task[None]:
+        """Run `work` for the page; `after_start`: once the page shows its first conversation (a line
+        typed while it loads is said after it, to the agent it opened on)."""
+        task = asyncio.ensure_future(self._guarded(work, after_start))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(lambda _: work.close())  # cancelled before it began: no "never awaited"
         return task
 
-    async def _guarded(self, work: Coroutine[Any, Any, None]) -> None:
+    async def _guarded(self, work: Coroutine[Any, Any, None], after_start: bool) -> None:
         try:
+            if after_start:
+                await self._ready.wait()
             await work
         except TobioError as exc:
             self.notice(str(exc))
@@ -133,11 +138,17 @@ class PageSession:
     async def start(self) -> None:
         first, note = opening_agent(self.kernel, self.default_agent)
         self.send({"type": "agents", "agents": sorted(talkers(self.kernel)), "agent": first})
-        await self.open_agent(first, note)
+        try:
+            async with self._opening:
+                await self._show_history(first, note)
+        finally:
+            self._ready.set()
+        await self.refresh()
+        await self.show_alternatives()
 
-    async def open_agent(self, name: str | None, note: str = "") -> None:
-        """Show the conversation so far with `name`, then its sidebar."""
-        if name is not None and name not in talkers(self.kernel):
+    async def open_agent(self, name: str, note: str = "") -> None:
+        """The agent picker: stop the reply streaming, show the conversation so far with `name`, its sidebar."""
+        if name not in talkers(self.kernel):
             self.notice(f"no agent {name[:80]!r} to talk to")
             return
         self.stop()
