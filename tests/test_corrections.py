@@ -172,8 +172,8 @@ def _corrects_only_its_own(duck: Kernel) -> None:
 @pytest.mark.slow
 def test_the_web_page_corrects_a_fact_and_forgets_a_memory(duckdb_url: str, tmp_path: Path) -> None:
     """In a real Chromium: the sidebar shows what the agent believes about the person; "correct" with
-    dog=Rex retracts Max (kept, marked), and "forget" on a memory shown stops its retrieval and retracts
-    what was learnt from it."""
+    dog=Rex retracts Max (kept, marked), "forget" on a memory shown stops its retrieval and retracts
+    what was learnt from it, and "wrong" on a fact retracts it."""
     from test_web import PAGE_TIMEOUT_MS, browser_or_skip, free_port, open_chat
 
     browser_or_skip()
@@ -204,11 +204,14 @@ def test_the_web_page_corrects_a_fact_and_forgets_a_memory(duckdb_url: str, tmp_
                 assert [(r["kind"], r["content"]) for r in said] == [("message", "I live in Porto.")]
                 page.get_by_role("button", name="forget").first.click()  # the best memory for the last line: it
                 wait_until(lambda: page.get_by_text("home: Porto").count() == 0, 30)
+                assert kernel.run("memory facts tobio user").data["dog"] == "Rex"
+                page.get_by_role("button", name="wrong").first.click()  # dog: Rex, the one fact left, was never true
+                wait_until(lambda: page.get_by_text("dog: Rex").count() == 0, 30)
                 browser.close()
             versions = kernel.run("memory facts tobio user --history").records()
             assert {("dog", "Max"), ("dog", "Rex"), ("home", "Porto")} <= {(r["key"], r["value"]) for r in versions}  # kept, marked
             believed = kernel.run("memory facts tobio user").data
-            assert believed["dog"] == "Rex" and "home" not in believed
+            assert "dog" not in believed and "home" not in believed
             remaining = kernel.run("memory search tobio 'I live in Porto.' -k 3").data
             assert said[0]["id"] not in [r["id"] for r in remaining if r["kind"] == "message"]
         finally:

@@ -70,10 +70,17 @@ def test_chat_page_streams_a_reply(duckdb_url: str, tmp_path: Path) -> None:
         server = serve(kernel, "127.0.0.1", free_port())
         final = REPLY.format(text="hello web")
         with sync_playwright() as p:
-            browser, page = open_chat(p, server.url, "hello web")
+            browser = launch(p)
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            asked: list[str] = []
+            page.on("request", lambda request: asked.append(request.url))
+            page.goto(server.url, timeout=PAGE_TIMEOUT_MS)
+            box = page.locator("textarea").first
+            box.fill("hello web")
+            box.press("Enter")
             seen_partial = False
             deadline = time.monotonic() + 60
-            reply = page.get_by_text("echo says:", exact=False)  # CSS/text locators pierce Bokeh's shadow DOM
+            reply = page.get_by_text("echo says:", exact=False)
             while time.monotonic() < deadline:
                 shown = reply.first.inner_text() if reply.count() else ""
                 if final in shown:
@@ -82,10 +89,14 @@ def test_chat_page_streams_a_reply(duckdb_url: str, tmp_path: Path) -> None:
                     seen_partial = True  # part of the reply is on the page before the rest
                 time.sleep(0.05)
             page.get_by_text(final).first.wait_for(timeout=10_000)
+            page.locator("#trace").wait_for(timeout=10_000)  # the sidebar's mood trace (emotion plot)
             shot = tmp_path / "web.png"
             page.screenshot(path=str(shot), full_page=True)
             browser.close()
         assert seen_partial, "the reply arrived all at once, not streamed"
+        # everything the page loads comes from the server itself (or is inline data): no CDN, no other host
+        assert asked and all(url.startswith((server.url, "data:", server.url.replace("http", "ws", 1))) for url in asked), asked
+        assert {f"{server.url}static/app.js", f"{server.url}static/app.css"} <= set(asked)
         assert shot.stat().st_size > 10_000
         kernel.call(kernel.writer.flush())
         stored = kernel.run("sql SELECT content FROM messages WHERE channel = 'dm.user.echo' ORDER BY id").rows
@@ -173,7 +184,14 @@ def test_page_opens_on_the_persona_with_the_conversation_so_far(persona_kernel: 
             box.fill("and the boat?")
             box.press("Enter")
             wait_until(lambda: kernel.agents.live["tobio"].turns == 2, timeout=30)
-            assert page.get_by_text("the lighthouse keeper remembers").count() >= 1
+            wait_until(lambda: page.get_by_text("the lighthouse keeper remembers").count() == 2, timeout=10)
+            # the agent picker: another agent, its own (empty) conversation; back, and ours is there again
+            assert sorted(page.locator("select option").all_inner_texts()) == ["echo", "tobio"]
+            page.locator("select").first.select_option("echo")
+            wait_until(lambda: page.get_by_text("the lighthouse keeper remembers").count() == 0, timeout=10)
+            page.locator("select").first.select_option("tobio")
+            page.get_by_text("and the boat?").first.wait_for(timeout=10_000)
+            assert page.get_by_text("the lighthouse keeper remembers").count() == 2
             browser.close()
         kernel.call(kernel.writer.flush())
         said = kernel.run("sql SELECT content FROM messages WHERE channel = 'dm.user.tobio' ORDER BY id").rows
@@ -218,40 +236,130 @@ def test_the_stop_button_cancels_the_agents_run(duckdb_url: str, tmp_path: Path)
         kernel.close()
 
 
-def test_the_stop_button_cancels_the_run_through_panels_callback(duckdb_url: str, tmp_path: Path) -> None:
-    """The same without a browser: the page's ChatInterface, its callback streaming the reply, and a click
-    on its Stop button (Panel cancels the callback's task) end the model run as `cancelled`."""
+def test_the_stop_request_cancels_the_run_over_the_websocket(duckdb_url: str, tmp_path: Path) -> None:
+    """The same without a browser: the page's websocket, a `say` whose reply streams, and a `stop` request
+    end the model run as `cancelled`; closing the socket leaves no listener behind."""
     import asyncio
+    import json
 
-    import panel as pn
-
-    from tobio.web.app import create_app
+    from tornado.websocket import websocket_connect
 
     kernel = storyteller(duckdb_url, tmp_path, modules=("web",))
+    server = None
     try:
-        app = create_app(kernel, "tobio")
-        chat = next(o for o in app.select(pn.chat.ChatInterface))
+        server = serve(kernel, "127.0.0.1", free_port(), default_agent="tobio")
+        url = server.url.replace("http", "ws", 1) + "ws"
 
-        async def talk() -> float:
-            chat.send("tell me a long story", user="You", respond=True)
-            deadline = time.monotonic() + 30
-            while "word2" not in str(chat.objects[-1].object):
-                assert time.monotonic() < deadline, [m.object for m in chat.objects]
-                await asyncio.sleep(0.02)
-            stop = chat._buttons["stop"]
-            assert stop.visible  # the page shows Stop while the reply streams
-            stop.clicks += 1
+        async def talk() -> tuple[float, list[dict[str, Any]]]:
+            from tornado.httpclient import HTTPRequest
+
+            ws = await websocket_connect(HTTPRequest(url, headers={"Origin": server.url.rstrip("/")}))
+            heard: list[dict[str, Any]] = []
+
+            async def until(check: Any) -> dict[str, Any]:
+                deadline = time.monotonic() + 30
+                while True:
+                    left = deadline - time.monotonic()
+                    assert left > 0, heard[-5:]
+                    text = await asyncio.wait_for(ws.read_message(), left)
+                    assert text is not None, "the server closed the socket"
+                    heard.append(json.loads(text))
+                    if check(heard[-1]):
+                        return heard[-1]
+
+            await until(lambda m: m["type"] == "history")
+            ws.write_message(json.dumps({"op": "say", "text": "tell me a long story"}))
+            await until(lambda m: m["type"] == "line" and "word2" in m["html"] and m["streaming"])
+            ws.write_message(json.dumps({"op": "stop"}))
             began = time.monotonic()
             while (await kernel.arun("run ls --agent tobio")).records()[-1]["status"] != "cancelled":
                 assert time.monotonic() - began < 1.0
                 await asyncio.sleep(0.02)
-            return time.monotonic() - began
+            took = time.monotonic() - began
+            await until(lambda m: m["type"] == "busy" and not m["busy"])  # the page shows Send again
+            ws.close()
+            return took, heard
 
-        took = asyncio.run(talk())
+        took, heard = asyncio.run(talk())
         wait_until(lambda: kernel.agents.live["tobio"].current is None, timeout=20)
         assert took < 1.0
         runs = kernel.run("run ls --agent tobio").records()
         assert {r["status"] for r in runs} == {"cancelled"}, runs
-        assert len(kernel.transport._listeners.get("dm.user.tobio", ())) == 0  # the page's listener is gone
+        assert [m["busy"] for m in heard if m["type"] == "busy"] == [True, False]
+        wait_until(lambda: len(kernel.transport._listeners.get("dm.user.tobio", ())) == 0, timeout=10)  # the page's listener is gone
+    finally:
+        if server is not None:
+            server.stop()
+        kernel.close()
+
+
+def test_a_closed_page_stops_the_reply_it_was_streaming(duckdb_url: str, tmp_path: Path) -> None:
+    """The page goes away mid-reply (tab closed, network gone): the agent's run is cancelled, not left to
+    run on for no one."""
+    import asyncio
+    import json
+
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    kernel = storyteller(duckdb_url, tmp_path, modules=("web",))
+    server = None
+    try:
+        server = serve(kernel, "127.0.0.1", free_port(), default_agent="tobio")
+        url = server.url.replace("http", "ws", 1) + "ws"
+
+        async def talk() -> None:
+            ws = await websocket_connect(HTTPRequest(url, headers={"Origin": server.url.rstrip("/")}))
+            ws.write_message(json.dumps({"op": "say", "text": "tell me a long story"}))
+            deadline = time.monotonic() + 30
+            while True:
+                assert time.monotonic() < deadline
+                text = await ws.read_message()
+                assert text is not None
+                if "word2" in text:
+                    break
+            ws.close()
+
+        asyncio.run(talk())
+        wait_until(lambda: kernel.run("run ls --agent tobio").records()[-1]["status"] == "cancelled", timeout=10)
+        wait_until(lambda: kernel.agents.live["tobio"].current is None, timeout=20)
+    finally:
+        if server is not None:
+            server.stop()
+        kernel.close()
+
+
+def test_a_line_sent_while_the_page_opens_is_said_after_the_conversation_so_far(duckdb_url: str, tmp_path: Path) -> None:
+    """Typed before the conversation so far is shown (a quick person, a slow database): the line is said
+    to the agent the page opened on, and shown after that conversation, not wiped or stopped by it. The
+    page's session as the websocket drives it, with the request handled before the page's opening began."""
+    import asyncio
+
+    from tobio.web.session import PageSession
+
+    kernel = Kernel(KernelConfig(modules=["scripted"]), database=duckdb_url).start()
+    try:
+        kernel.run(f"agent spawn {write(tmp_path / 'echo.yaml', chr(10).join(['name: echo', 'type: scripted', 'replies: [ok]']))}")
+
+        async def race() -> list[dict[str, Any]]:
+            heard: list[dict[str, Any]] = []
+            session = PageSession(kernel, heard.append)
+            session.handle({"op": "say", "text": "quick hello"})  # on the socket before the opening's first step
+            session.spawn(session.start(), after_start=False)
+            deadline = time.monotonic() + 30
+            while not any(m["type"] == "line" and m["who"] == "echo" and not m["streaming"] for m in heard):
+                assert time.monotonic() < deadline, heard
+                await asyncio.sleep(0.02)
+            session.close()
+            return heard
+
+        heard = asyncio.run(race())
+        types = [m["type"] for m in heard]
+        assert types.index("history") < types.index("line"), types
+        assert [m["who"] for m in heard if m["type"] == "line"][:2] == ["You", "echo"]
+        assert not [m for m in heard if m["type"] == "notice"], heard
+        kernel.call(kernel.writer.flush())
+        said = kernel.run("sql SELECT content FROM messages WHERE channel = 'dm.user.echo' ORDER BY id").rows
+        assert said == [("quick hello",), ("ok",)]
     finally:
         kernel.close()

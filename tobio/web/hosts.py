@@ -86,16 +86,16 @@ def allowed_hosts(address: str, extra: Iterable[str] = ()) -> set[str]:
 
 
 def allowed_origins(hosts: Iterable[str], port: int, extra: Iterable[str] = ()) -> list[str]:
-    """Websocket origins (Bokeh's `host[:port]` form): the allowed hosts on our port, plus `--allow-origin`."""
+    """Websocket origins (as `host[:port]`, an Origin's netloc): the allowed hosts on our port, plus `--allow-origin`."""
     origins = set()
     for host in hosts:
         if host == ANY:
             origins.add(ANY)
             continue
-        if ":" in host:  # Bokeh's origin list cannot hold IPv6 literals; such pages use a name instead
+        if ":" in host:  # the page is never served under an IPv6 literal (host_allowed): a name instead
             continue
         origins.add(f"{host}:{port}")
-        if port == 80:
+        if port in (80, 443):  # the browser leaves the default port out of the Origin
             origins.add(host)
     for item in _names(extra):
         netloc = urlsplit(item).netloc if "//" in item else item
@@ -127,8 +127,8 @@ def host_name(host_header: str) -> str | None:
 
 
 def host_allowed(host_header: str, hosts: set[str]) -> bool:
-    """A well-formed Host naming an allowed host. Never an IPv6 literal: Panel cannot serve a page under
-    one (its Location splits the host at `:`, a 500), and Bokeh's origin list cannot hold one."""
+    """A well-formed Host naming an allowed host. Never an IPv6 literal: the Origin check compares
+    `host:port` netlocs, and a name (localhost) serves the same page without the ambiguity."""
     name = host_name(host_header)
     return name is not None and ":" not in name and (ANY in hosts or name in hosts)
 
@@ -144,6 +144,9 @@ class _ForeignHost(Matcher):
 
 
 class _Refused(RequestHandler):
+    def check_xsrf_cookie(self) -> None:
+        """Nothing to check: every request here is refused, and says why (not a 403 for a missing XSRF)."""
+
     def prepare(self) -> None:
         header = self.request.headers.get("Host", "")
         self.set_header("Content-Type", "text/plain; charset=utf-8")
@@ -163,5 +166,5 @@ class _Refused(RequestHandler):
 
 
 def guard_hosts(application: Any, hosts: set[str]) -> None:
-    """Put the Host check ahead of every route of a Tornado application (Bokeh's included)."""
+    """Put the Host check ahead of every route of a tornado application."""
     application.default_router.rules.insert(0, Rule(_ForeignHost(hosts), _Refused))

@@ -23,10 +23,10 @@ class WebSettings(BaseModel):
 
 
 class WebModule(Module):
-    """The barebones web UI (Panel), served from this process."""
+    """The barebones web UI (tornado and a small page of its own), served from this process."""
 
     name = "web"
-    description = "A chat web page (Panel): pick an agent, chat, see its mood, memories and threads."
+    description = "A chat web page: pick an agent, chat, see its mood, memories and threads."
     Settings = WebSettings
 
     async def module_init(self, kernel: Kernel) -> None:

@@ -1,9 +1,10 @@
 """Serving the web app: on 127.0.0.1 by default; any other address needs a token (a login page).
 
 Every request must name an allowed host and every websocket come from an allowed origin (see
-`tobio.web.hosts`). With a token, Panel's login page sets a `user` cookie signed with a secret kept in
-the data dir (`tobio.web.secret`); without that cookie the page redirects to the login and the
-websocket is refused. The server runs on a thread of its own, so `web serve` leaves the shell usable.
+`tobio.web.hosts`). With a token, the login page sets a cookie signed with a secret kept in the data dir
+(`tobio.web.secret`, `tobio.web.auth`); without that cookie the page redirects to the login and the
+websocket is refused. The server (tornado, `tobio.web.app`) runs on a thread of its own, so `web serve`
+leaves the shell usable.
 """
 
 from __future__ import annotations
@@ -12,17 +13,18 @@ import asyncio
 import logging
 import os
 import secrets
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from tobio.errors import TobioError
+from tobio.web.auth import TokenAuth
 from tobio.web.hosts import (
     allowed_hosts,
     allowed_origins,
     check_address,
     check_port,
-    guard_hosts,
     is_loopback,
 )
 
@@ -60,7 +62,7 @@ def url_for(address: str, port: int, tls: bool = False) -> str:
 
 
 class WebServer(threading.Thread):
-    """The Bokeh server on its own event loop; `stop()` shuts it down from any thread."""
+    """The tornado server on its own event loop; `stop()` shuts it down from any thread."""
 
     def __init__(self, build: Callable[[], Any], url: str, auth: bool) -> None:
         super().__init__(name="tobio-web", daemon=True)
@@ -75,8 +77,12 @@ class WebServer(threading.Thread):
     def run(self) -> None:
         loop = self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
+
+        async def build() -> Any:  # on the running loop: tornado binds its sockets to it
+            return self._build()
+
         try:
-            self.server = self._build()
+            self.server = loop.run_until_complete(build())
         except BaseException as exc:  # handed to the thread that started us
             self._error = exc
             self._ready.set()
@@ -114,7 +120,7 @@ class WebServer(threading.Thread):
 
     def _shutdown(self) -> None:
         try:
-            self.server.stop()
+            self.server.stop()  # no new connections; the open ones close with the loop
         except Exception as exc:  # stopping must always stop the loop
             log.debug("web: stopping the server: %s", exc)
         finally:
@@ -129,38 +135,41 @@ def serve(kernel: Kernel, address: str = "127.0.0.1", port: int = 5006, token: s
     With `certfile` (and `keyfile`, unless the cert file holds the key) it is served over TLS, and the
     login cookies are marked Secure."""
     address = check_address(address)
-    tls: dict[str, Any] = {}
     if certfile:
         for given in (certfile, keyfile):
             if given and not os.path.isfile(given):
                 raise TobioError(f"TLS file {given!r} does not exist")
-        tls = dict(ssl_certfile=certfile, ssl_keyfile=keyfile)
     elif keyfile:
         raise TobioError("a TLS key needs its certificate (--tls-cert)")
     port = check_port(port)
     token = check_token(token, address)
     hosts = allowed_hosts(address, allow_hosts)
     origins = allowed_origins(hosts, port, allow_origins)
-    auth: dict[str, Any] = {}
+    auth: TokenAuth | None = None
+    secret = secrets.token_urlsafe(32)  # no token: no login cookie to sign, so no secret kept
     if token:
-        from tobio.web.auth import TokenAuthProvider
         from tobio.web.secret import cookie_secret
 
-        auth = dict(auth_provider=TokenAuthProvider(token), cookie_secret=cookie_secret())
-    del token  # from here on only the provider holds it
+        auth, secret = TokenAuth(token), cookie_secret()
+    del token  # from here on only `auth` holds it
+    ssl_options = None
+    if certfile:
+        ssl_options = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ssl_options.load_cert_chain(certfile, keyfile)
+        except (ssl.SSLError, OSError) as exc:
+            raise TobioError(f"cannot use the TLS certificate {certfile!r}: {exc}") from None
 
     def build() -> Any:
-        import panel as pn
+        from tornado.httpserver import HTTPServer
 
-        from tobio.web.app import create_app
+        from tobio.web.app import MAX_BODY, make_app
 
-        server = pn.serve({"/": lambda: create_app(kernel, default_agent)}, address=address, port=port,
-                          show=False, start=False, threaded=False, verbose=False, title="Tobio",
-                          websocket_origin=origins, sign_sessions=True, secret_key=secrets.token_urlsafe(32),
-                          **auth, **tls)
-        guard_hosts(server._tornado, hosts)
-        server.start()
+        app = make_app(kernel, auth, secret, hosts, origins, default_agent, tls=ssl_options is not None)
+        server = HTTPServer(app, ssl_options=ssl_options, max_body_size=MAX_BODY, max_header_size=MAX_BODY,
+                            xheaders=False)
+        server.listen(port, address)
         return server
 
     where = f"{address}:{port}"
-    return WebServer(build, url_for(address, port, bool(tls)), bool(auth)).start_serving(where)
+    return WebServer(build, url_for(address, port, ssl_options is not None), auth is not None).start_serving(where)
