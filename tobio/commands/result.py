@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from tobio.errors import TobioError
+
 if TYPE_CHECKING:
     from tobio.commands.tree import Group
 
@@ -86,8 +88,11 @@ class Result:
         return "\n".join(parts)
 
     def to_pandas(self) -> Any:
-        """Rows as a DataFrame (Jupyter)."""
-        import pandas as pd
+        """Rows as a DataFrame (Jupyter), for those who have pandas: Tobio itself does not need it."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise TobioError("to_pandas() needs pandas, which Tobio does not install: pip install pandas") from None
 
         return pd.DataFrame.from_records(self.rows or [], columns=self.columns)
 

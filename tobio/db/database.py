@@ -65,15 +65,20 @@ def _json_columns(table: str) -> set[str]:
 
 
 def column_frame(columns: dict[str, Sequence[Any]]) -> Any:
-    """A pandas DataFrame of object columns for DuckDB to scan as one batch.
+    """Columns as NumPy object arrays, a batch DuckDB scans directly (a dict of arrays is one of its scans).
 
-    Object columns keep Python values as they are: ints with NULLs stay exact (a numeric column would
-    turn them into floats), and DuckDB types each column from its values. pandas comes with panel anyway;
-    Arrow would add 170 MB to the install for the same scan.
+    Object arrays keep Python values as they are: ints with NULLs stay exact (a numeric column would turn
+    them into floats), and DuckDB types each column from its values. No pandas (90 MB) or Arrow (170 MB)
+    to install for the same scan.
     """
-    import pandas as pd
+    import numpy as np
 
-    return pd.DataFrame({name: pd.Series(list(values), dtype=object) for name, values in columns.items()})
+    frame = {}
+    for name, values in columns.items():
+        column = np.empty(len(values), dtype=object)
+        column[:] = list(values)
+        frame[name] = column
+    return frame
 
 
 def _duckdb_engine(url: sa.URL) -> Engine:

@@ -1,5 +1,5 @@
 """A picture of an agent's mood and emotions over time: `emotion plot NAME` (a figure in a notebook, a PNG
-with --out). Drawn with Pillow, which comes with panel's bokeh: no plotting library to install.
+with --out). Drawn with Pillow (a dependency, 22 MB): no plotting library to install.
 
 Between two recorded changes the mood is drawn as it decays (its half-life), so recovery shows as the
 curve it is; each emotion is a mark where it arose, as high as its intensity, labelled with its name.
