@@ -9,7 +9,8 @@ the last answer. `scaling_2` = msgs_per_s_2 / msgs_per_s_1.
 
 Kill: 2 kernels; one is killed with SIGKILL when a third of the answers are in. `lost`: (agent, message) pairs
 never answered; `doubled`: answers beyond one per pair; `adoption_s`: from the kill until the survivor holds
-every lease (lease time `lease_s`).
+every lease (lease time `lease_s`), watched while the run goes on; `resumed_s`: from the kill until the last of
+the killed kernel's agents that still had work (`resumed_agents` of them) answered again from the survivor.
 
 One kernel alone, in-process and not clustered: the same workload on DuckDB and on PostgreSQL
 (`one_kernel_duckdb_msgs_per_s`, `one_kernel_postgres_msgs_per_s`) — what moving to PostgreSQL costs a
@@ -31,6 +32,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timezone
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +45,8 @@ from tobio.config.schema import KernelConfig
 from tobio.kernel import Kernel
 
 ROOT = Path(__file__).resolve().parents[1]
-AGENT = "name: {name}\ntype: scripted\nchannels: [{channel}]\nreplies: ['{name}: {{text}}']\nignore: [{others}]\n"
+AGENT = ("name: {name}\ntype: scripted\nkernel_group: workers\nchannels: [{channel}]\nreplies: ['{name}: {{text}}']\n"
+         "ignore: [{others}]\n")
 LEASE_S = 3.0
 
 
@@ -163,28 +166,41 @@ def kill_run(server: str, workdir: Path, agents: int, channels: int, rounds: int
             kernel = client(url, names)
             try:
                 expected = rounds * channels * (agents // channels)
-                killed: list[float] = []
+                killed: list[float] = []  # monotonic, wall clock (UTC seconds)
+                adopted: list[float] = []
+                held = f"SELECT count(*) FROM leases WHERE kernel_id = {survivor} AND expires_at > now() AT TIME ZONE 'UTC'"
 
-                def maybe_kill(done: int) -> None:
+                def watch(done: int) -> None:
+                    """Kill the victim a third of the way; then note when the survivor holds every lease (while
+                    the run goes on: adopting must not wait for the backlog to be answered)."""
                     if not killed and done >= expected // 3:
                         procs[0].kill()
-                        killed.append(time.monotonic())
+                        killed.extend([time.monotonic(), time.time()])
+                    elif killed and not adopted and scalar(engine, held) >= len(files):
+                        adopted.append(time.monotonic())
 
                 post_all(kernel, channels, rounds)
-                wait_answers(engine, expected, timeout=1800, on_progress=maybe_kill)
-                mine = len(files[0::2])
-                while scalar(engine, f"SELECT count(*) FROM leases WHERE kernel_id = {survivor}") < len(files):
+                wait_answers(engine, expected, timeout=1800, on_progress=watch)
+                while not adopted:
+                    watch(expected)
                     time.sleep(0.02)
-                adoption = time.monotonic() - killed[0]
                 time.sleep(1.0)  # a doubled answer would come in now
                 with engine.connect() as conn:
                     total, pairs = conn.exec_driver_sql(
                         "SELECT count(*), count(DISTINCT (agent_id, reply_to)) FROM messages WHERE reply_to IS NOT NULL").one()
+                    # Each of the victim's agents that still had work: its first answer after the kill.
+                    resumed, count = conn.exec_driver_sql(
+                        "SELECT max(first), count(*) FROM (SELECT min(m.created_at) AS first FROM messages m"
+                        " JOIN agents a ON a.id = m.agent_id WHERE m.reply_to IS NOT NULL AND m.created_at > to_timestamp(%(t)s)"
+                        " AT TIME ZONE 'UTC' AND a.name = ANY(%(n)s) GROUP BY m.agent_id) AS f",
+                        {"t": killed[1], "n": [p.stem for p in files[0::2]]}).one()
             finally:
                 kernel.close()
             assert victim != survivor
-            return {"lost": expected - pairs, "doubled": total - pairs, "adoption_s": round(adoption, 2),
-                    "adopted_agents": mine, "lease_s": LEASE_S}
+            resumed_s = (resumed.replace(tzinfo=timezone.utc).timestamp() - killed[1]) if resumed is not None else None
+            return {"lost": expected - pairs, "doubled": total - pairs, "adoption_s": round(adopted[0] - killed[0], 2),
+                    "resumed_s": None if resumed_s is None else round(resumed_s, 2), "resumed_agents": count,
+                    "adopted_agents": len(files[0::2]), "lease_s": LEASE_S}
         finally:
             engine.dispose()
             stop(procs)

@@ -129,6 +129,24 @@ def test_killed_kernel_agents_move_with_nothing_lost_or_doubled(pg_url: str, tmp
     assert rows(pg_url, "SELECT min(epoch), max(epoch) FROM leases") == [(1, 2)]  # the victim's agents changed hands once
 
 
+def test_a_boot_longer_than_the_lease_keeps_its_agents(pg_url: str, tmp_path: Path,
+                                                       procs: list[subprocess.Popen[str]]) -> None:
+    """Leases taken early in a long boot (many agents, a short lease) are renewed while it goes on: a kernel
+    already up does not adopt them meanwhile, and the booting kernel drops none."""
+    names, split = layout(tmp_path, 1, per_channel=40, channels=5)
+    procs.append(start_kernel(pg_url, [], 0.5))
+    other = wait_ready(procs[0])
+    log = tmp_path / "booting.log"
+    with open(log, "w") as err:
+        procs.append(start_kernel(pg_url, split[0], 0.5, stderr=err))
+        began = time.monotonic()
+        booted = wait_ready(procs[1])
+    assert time.monotonic() - began > 1.0, "the boot was not longer than the lease: the test shows nothing"
+    time.sleep(1.0)
+    assert rows(pg_url, "SELECT kernel_id, count(*), max(epoch) FROM leases GROUP BY kernel_id") == [(booted, len(names), 1)]
+    assert other != booted and "its lease went to another kernel" not in log.read_text()
+
+
 def test_paused_kernel_is_fenced_after_its_lease(pg_url: str, tmp_path: Path, procs: list[subprocess.Popen[str]]) -> None:
     """SIGSTOP past the lease, SIGCONT: the stale kernel still has messages in its agents' inboxes, and what it
     writes for them is refused; the kernel that took them over answers them, once."""

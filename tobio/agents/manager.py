@@ -280,11 +280,18 @@ class AgentManager:
         `only`, whose leases this kernel has just taken)."""
 
         def read(conn: Connection) -> tuple[list[Row], list[Row]]:
-            agents = list(conn.execute(sa.select(AgentRow).where(AgentRow.c.status != const("killed")).order_by(AgentRow.c.id)))
-            threads = list(conn.execute(sa.select(ThreadRow).where(ThreadRow.c.closed_at.is_(None))))
-            return agents, threads
+            agents = sa.select(AgentRow).where(AgentRow.c.status != const("killed")).order_by(AgentRow.c.id)
+            threads = sa.select(ThreadRow).where(ThreadRow.c.closed_at.is_(None))
+            if only is not None:  # adopting some agents: their rows only, not the whole cluster's
+                agents = agents.where(AgentRow.c.id.in_(list(only)))
+                threads = threads.where(ThreadRow.c.agent_id.in_(list(only)))
+            return list(conn.execute(agents)), list(conn.execute(threads))
 
         rows, threads = await self.kernel.db.call(read)
+        open_threads: dict[int, dict[str, int]] = {}  # agent id -> channel -> thread id (one pass, not one per agent)
+        for thread in threads:
+            if thread.channel:
+                open_threads.setdefault(thread.agent_id, {})[thread.channel] = thread.id
         cluster = self.kernel.cluster
         if cluster is not None:  # several kernels: only the agents whose leases this one holds
             rows = await cluster.claim_rows(rows) if only is None else [r for r in rows if r.id in only and r.name not in self.live]
@@ -307,7 +314,7 @@ class AgentManager:
                 agent.pause()
             # Every thread first, then the backlog, then the tasks: an agent that speaks as it starts
             # must reach the others' threads, and its words must not be read back as their backlog.
-            self._attach(agent, {t.channel: t.id for t in threads if t.agent_id == row.id and t.channel})
+            self._attach(agent, open_threads.get(row.id, {}))
             agents.append(agent)
         backlog = await self._backlog() if agents and cluster is None else {}
         for agent in agents:

@@ -22,6 +22,7 @@ import os
 import queue
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -108,6 +109,8 @@ class Cluster:
         self._sender: threading.Thread | None = None
         self._outbox: queue.SimpleQueue[Delta | None] = queue.SimpleQueue()
         self._leaving = False
+        self._adopting = False  # from `run` on: while the kernel boots, the heartbeat only renews
+        self._expiry: asyncio.TimerHandle | None = None  # a look for orphans when a silent kernel's leases end
         self._orphaned: set[int] = set()  # agents nobody ran at the last heartbeat, left to the others then
         self.adopted = 0
         self.scans = 0
@@ -136,13 +139,16 @@ class Cluster:
         self.id = await self.control(sql.register, socket.gethostname(), os.getpid(), self.config.group)
         self.kernel.writer.cluster = self
         self.kernel.transport.cluster = self
+        # Renewing from now on: restoring and spawning hundreds of agents may take longer than a lease, and
+        # leases taken early in the boot must not run out meanwhile (the others would adopt those agents).
+        self._tasks = [asyncio.get_running_loop().create_task(self._heartbeat_loop(), name="cluster:heartbeat")]
         log.info("kernel %d joined the cluster (lease %.1f s)", self.id, self.config.lease_s)
 
     def run(self) -> None:
-        """Start the heartbeat, the scan and the listener (once agents are restored)."""
+        """Start adopting, the scan and the listener (once agents are restored)."""
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._heartbeat_loop(), name="cluster:heartbeat"),
-                       loop.create_task(self._scan_loop(), name="cluster:scan")]
+        self._adopting = True
+        self._tasks.append(loop.create_task(self._scan_loop(), name="cluster:scan"))
         self._listener = threading.Thread(target=self._listen, args=(loop,), name="tobio-listen", daemon=True)
         self._listener.start()
 
@@ -151,8 +157,16 @@ class Cluster:
         renewed until `leave`: stopping hundreds of agents may take longer than a lease."""
         self._stop.set()
         self._leaving = True
+        if self._expiry is not None:
+            self._expiry.cancel()
         if self._sender is not None:
             self._outbox.put(None)
+        try:  # the others stop counting it when sharing out orphans, and `agent move` stops sending it agents
+            if self.id:
+                await self.control(lambda conn: conn.exec_driver_sql(
+                    "UPDATE kernels SET stopping = true WHERE id = %(k)s", {"k": self.id}))
+        except Exception as exc:  # the database away: it is only a hint
+            log.warning("cluster: could not say this kernel is stopping: %s", str(exc).splitlines()[0] if str(exc) else exc)
         await self._cancel([t for t in self._tasks if t.get_name() != "cluster:heartbeat"])
 
     async def _cancel(self, tasks: list[asyncio.Task[None]]) -> None:
@@ -196,13 +210,22 @@ class Cluster:
         self.people.update(r.id for r in people)
         wanted = [r for r in rows if r.type != "user" and self._placed_here(r.name, r.config)]
         if share and wanted:
-            # Adopting: a fair share of what nobody runs, the rest left to the other kernels, unless it was
-            # already orphaned at the last look (they did not take it: they may not, or are gone too).
-            kernels = max(1, await self.control(sql.live_kernels, self.config.lease_s))
+            # Adopting: of what nobody runs, each live kernel that may run an agent takes its share (the agent's
+            # id modulo their number picks one), in one statement; an agent left at the last look is taken
+            # by whoever sees it next (its kernel did not take it: it is gone too, or may not run it).
+            kernels = await self.control(sql.live_kernels, self.config.lease_s)
             again = [r for r in wanted if r.id in self._orphaned]
-            fresh = [r for r in wanted if r.id not in self._orphaned]
-            self._orphaned = {r.id for r in fresh}
-            wanted = again + fresh[: -(-len(fresh) // kernels)]
+            mine: list[Row] = []
+            left: set[int] = set()
+            for row in (r for r in wanted if r.id not in self._orphaned):
+                group = self.group_of(row.name, row.config)
+                able = [k for k, g in kernels if group is None or g == group] or [self.id]
+                if able[row.id % len(able)] == self.id:
+                    mine.append(row)
+                else:
+                    left.add(row.id)
+            self._orphaned = left
+            wanted = again + mine
         got = await self.control(sql.claim, self.id, [r.id for r in wanted], self.config.lease_s)
         self.epochs.update(got)
         return people + [r for r in wanted if r.id in got]
@@ -281,12 +304,26 @@ class Cluster:
             self.drop(lost)
         self.epochs = {**held, **taken}
         handed = [a for a in held if a not in live]
-        orphans = [a for a, _name in await self.control(sql.orphans) if a not in live]
+        if not self._adopting:
+            return  # booting: restoring takes what it may
+        renewed = min(1.5 * self.config.heartbeat, self.config.lease_s / 2)
+
+        def look(conn: Connection) -> tuple[list[tuple[int, str]], float | None]:
+            return sql.orphans(conn), sql.next_expiry(conn, self.id, self.config.lease_s, renewed)
+
+        found, expiry = await self.control(look)
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if expiry is not None and expiry < self.config.heartbeat:  # a silent kernel: adopt as its leases end
+            self._expiry = asyncio.get_running_loop().call_later(expiry + 0.02, self.wake_leases)
+        orphans = [a for a, _name in found if a not in live]
         if handed or orphans:
             await self._adopt(handed, orphans)
 
     async def _adopt(self, handed: list[int], orphans: list[int]) -> None:
         manager = self.kernel.agents
+        began = time.perf_counter()
 
         def read(conn: Connection) -> list[Row]:
             from tobio.db.tables import AgentRow
@@ -304,7 +341,8 @@ class Cluster:
             return
         names = await manager.restore_all(only=ids)
         self.adopted += len(names)
-        log.info("kernel %d adopted %d agent(s): %s", self.id, len(names), ", ".join(names[:10]))
+        log.info("kernel %d adopted %d agent(s) in %.2f s: %s", self.id, len(names), time.perf_counter() - began,
+                 ", ".join(names[:10]))
 
     async def _heartbeat_loop(self) -> None:
         while True:

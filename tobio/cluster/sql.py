@@ -66,10 +66,22 @@ def orphans(conn: Connection) -> list[tuple[int, str]]:
     return [(int(i), str(n)) for i, n in rows]
 
 
-def live_kernels(conn: Connection, lease_s: float) -> int:
-    return int(conn.exec_driver_sql(
-        f"SELECT count(*) FROM kernels WHERE NOT stopping AND heartbeat_at > {NOW} - make_interval(secs => %(s)s)",
-        {"s": lease_s}).scalar_one())
+def next_expiry(conn: Connection, kernel_id: int, lease_s: float, renewed_within_s: float) -> float | None:
+    """Seconds until the first lease of another kernel that was not renewed within `renewed_within_s`
+    expires (its kernel may be gone): the moment to look for orphans again, instead of a heartbeat later."""
+    left = conn.exec_driver_sql(
+        f"SELECT extract(epoch FROM min(expires_at) - {NOW}) FROM leases WHERE kernel_id <> %(k)s"
+        f" AND expires_at > {NOW} AND expires_at < {NOW} + make_interval(secs => %(s)s)",
+        {"k": kernel_id, "s": lease_s - renewed_within_s}).scalar()
+    return None if left is None else float(left)
+
+
+def live_kernels(conn: Connection, lease_s: float) -> list[tuple[int, str | None]]:
+    """Kernels up and not stopping: (id, group), by id."""
+    rows = conn.exec_driver_sql(
+        f"SELECT id, grp FROM kernels WHERE NOT stopping AND heartbeat_at > {NOW} - make_interval(secs => %(s)s) ORDER BY id",
+        {"s": lease_s})
+    return [(int(k), g) for k, g in rows]
 
 
 def release(conn: Connection, kernel_id: int, agent_ids: Sequence[int] | None = None) -> None:
