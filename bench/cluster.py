@@ -14,7 +14,8 @@ the killed kernel's agents that still had work (`resumed_agents` of them) answer
 
 One kernel alone, in-process and not clustered: the same workload on DuckDB and on PostgreSQL
 (`one_kernel_duckdb_msgs_per_s`, `one_kernel_postgres_msgs_per_s`) — what moving to PostgreSQL costs a
-single machine. Needs a PostgreSQL server: --database, else $TOBIO_TEST_POSTGRES_URL; without one it says
+single machine. `clean_stops` / `unclean_stops`: kernel processes asked to stop (SIGTERM) that exited cleanly, or
+not (the worker's 20 s watchdog, or killed). Needs a PostgreSQL server: --database, else $TOBIO_TEST_POSTGRES_URL; without one it says
 so in one line and exits 2.
 """
 
@@ -96,10 +97,16 @@ def ready(proc: subprocess.Popen[str]) -> int:
     return int(line.split()[1])
 
 
+STOPS = {"clean_stops": 0, "unclean_stops": 0}  # kernel processes asked to stop: exited 0, or not (watchdog, killed)
+
+
 def stop(procs: list[subprocess.Popen[str]]) -> None:
     """Clean stops; a kernel that cannot stop in time is killed (its leases run out, as after a crash)."""
+    alive = [p for p in procs if p.poll() is None]
     for pid in stop_kernels(procs, timeout=90.0):
         print(f"kernel pid {pid} did not stop in 90 s; killed", file=sys.stderr)
+    for proc in alive:
+        STOPS["clean_stops" if proc.returncode == 0 else "unclean_stops"] += 1
 
 
 def scalar(engine: sa.Engine, query: str) -> Any:
@@ -285,6 +292,7 @@ def main() -> int:
         out["one_kernel_duckdb_msgs_per_s"] = round(one_kernel(f"duckdb:///{workdir / 'one.duckdb'}", workdir, agents, channels, rounds), 1)
         with fresh_database(args.database) as url:
             out["one_kernel_postgres_msgs_per_s"] = round(one_kernel(url, workdir, agents, channels, rounds), 1)
+    out.update(STOPS)
     print(json.dumps(out))
     return 0
 

@@ -3,6 +3,7 @@ a killed kernel's agents move; a paused one's late writes are refused; kernels s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from cluster_helpers import agent_files, replies, rows, scalar, start_kernel, wait_ready
 
-from tobio.cluster.node import delta_payloads
+from tobio.cluster.node import delta_payloads, woken
 from tobio.config.schema import KernelConfig
 from tobio.errors import ConfigError, TobioError
 from tobio.kernel import Kernel
@@ -281,6 +282,28 @@ def test_streamed_pieces_reach_a_front_end_in_another_kernel(pg_url: str, tmp_pa
     final = next(i for i in seen if isinstance(i, Message) and i.sender == "teller")
     assert "".join(p.text for p in pieces) == final.content == "once upon a time there was a kernel and it went on and on"
     assert pieces[-1].done and len(pieces) > 5
+
+
+def test_a_loop_woken_by_an_event_stops_when_cancelled_as_the_event_is_set() -> None:
+    """The heartbeat and the scan wait on an event with a timeout; a stop that cancels them at the moment
+    the event is set (the scan is woken by every commit) must end them, not be swallowed."""
+    async def main() -> bool:
+        event = asyncio.Event()
+
+        async def loop() -> None:
+            while True:
+                await woken(event, 10.0)
+                event.clear()
+
+        task = asyncio.create_task(loop())
+        await asyncio.sleep(0)
+        event.set()
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=1.0)
+        task.cancel()
+        return bool(done) and task.cancelled()
+
+    assert asyncio.run(main())
 
 
 def test_long_streamed_pieces_are_cut_to_fit_notify() -> None:

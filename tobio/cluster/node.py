@@ -75,6 +75,17 @@ def delta_payloads(kernel_id: int, deltas: list[Delta]) -> list[str]:
     return payloads
 
 
+async def woken(event: asyncio.Event, timeout: float) -> None:
+    """Wait until `event` is set or `timeout` passes. Not `asyncio.wait_for`: on Python 3.11 it swallows a
+    cancellation that arrives as the event is set, and a loop around it then never ends (a kernel's clean
+    stop waited for its heartbeat or scan task forever, as the scan is woken by every commit)."""
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        pass
+
+
 class LeasedElsewhere(AgentError):
     """The agent runs in another kernel (its lease is held there)."""
 
@@ -346,10 +357,7 @@ class Cluster:
 
     async def _heartbeat_loop(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._lease_wake.wait(), timeout=self.config.heartbeat)
-            except TimeoutError:
-                pass
+            await woken(self._lease_wake, self.config.heartbeat)
             self._lease_wake.clear()
             try:
                 await self.heartbeat()
@@ -410,10 +418,7 @@ class Cluster:
 
     async def _scan_loop(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.config.scan_s)
-            except TimeoutError:
-                pass
+            await woken(self._wake, self.config.scan_s)
             self._wake.clear()
             try:
                 while await self.scan() >= SCAN_LIMIT:
