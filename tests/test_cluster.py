@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from cluster_helpers import agent_files, replies, rows, scalar, start_kernel, wait_ready
 
 from tobio.cluster.node import delta_payloads, woken
@@ -414,5 +415,77 @@ def test_an_agent_file_names_the_kernel_group_it_runs_in(pg_url: str, tmp_path: 
         answered(pg_url, 1)
         with pytest.raises(TobioError, match="seer runs only in kernel group 'gpu'; kernel .* is in 'cpu'"):
             kernel.run(f"agent move seer --to {cpu}")
+    finally:
+        kernel.close()
+
+
+def test_pause_resume_kill_and_show_reach_an_agent_in_another_kernel(pg_url: str, tmp_path: Path,
+                                                                    procs: list[subprocess.Popen[str]]) -> None:
+    """From a kernel that does not run it: the kernel running the agent pauses, resumes and kills it, and
+    `agent show` says where it runs; an agent no kernel holds is changed at rest, and adopted as left."""
+    names, split = layout(tmp_path, 2, per_channel=1, channels=2)  # a0x0 on c0 in the first kernel, a1x0 on c1
+    for files in split:
+        procs.append(start_kernel(pg_url, files, LEASE_S))
+    first, second = (wait_ready(p) for p in procs)
+    far, other = split[0][0].stem, split[1][0].stem
+    kernel = client(pg_url, names)
+    try:
+        assert kernel.run(f"agent pause {far}").text == f"paused {far} (in kernel {first})"
+        shown = kernel.run(f"agent show {far}").data
+        assert (shown["status"], shown["kernel"]) == ("paused", first) and shown["threads"].endswith(":c0")
+        held = post_rounds(kernel, ["c0", "c1"], 2, "while paused")
+        answered(pg_url, 2)  # c1's two: the paused agent's wait in its inbox
+        time.sleep(1.0)
+        assert {name for *_, name in replies(pg_url)} == {other}
+        kernel.run(f"agent spawn {_helper(tmp_path)}")
+        with pytest.raises(Exception, match="may not run"):  # people only, as in its own kernel
+            kernel.run(f"agent resume {far}", caller="helper")
+        assert kernel.run(f"agent resume {far}").text == f"resumed {far} (in kernel {first})"
+        answered(pg_url, 4)
+        check_exactly_once_in_order(pg_url, held, 1)
+        assert kernel.run(f"agent kill {other}").text == f"killed {other} (in kernel {second})"
+        assert rows(pg_url, f"SELECT a.status, count(t.closed_at) FROM agents a JOIN threads t ON t.agent_id = a.id"
+                            f" WHERE a.name = '{other}' GROUP BY a.status") == [("killed", 1)]
+        # No kernel holds it: kill -9 both kernels, wait out the lease; the client may not run it (placement).
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        wait_until(lambda: kernel.run(f"agent show {far}").data["kernel"] == "none", timeout=WAIT_S)
+        assert "no kernel runs it now" in kernel.run(f"agent pause {far}").text
+        procs.append(start_kernel(pg_url, [], LEASE_S))
+        third = wait_ready(procs[-1])
+        wait_until(lambda: kernel.run(f"agent show {far}").data["kernel"] == third, timeout=WAIT_S)
+        assert kernel.run(f"agent show {far}").data["status"] == "paused"  # adopted as it was left
+        later = post_rounds(kernel, ["c0"], 1, "after the move")
+        time.sleep(1.5)
+        assert not [r for r in replies(pg_url) if r[2] == later[0]]
+        assert kernel.run(f"agent resume {far}").text == f"resumed {far} (in kernel {third})"
+        answered(pg_url, 5)
+    finally:
+        kernel.close()
+
+
+def _helper(tmp_path: Path) -> Path:
+    helper = tmp_path / "helper.yaml"
+    helper.write_text("name: helper\ntype: scripted\ncommands: [agent]\n")
+    return helper
+
+
+def test_a_status_write_from_a_kernel_that_lost_the_lease_is_refused(pg_url: str, tmp_path: Path) -> None:
+    """Pausing (as an agent's run of failures does by itself) is fenced like its replies: once the agent's lease
+    went to another epoch, the stale kernel's status write is refused and the agent stops there."""
+    agent = tmp_path / "solo.yaml"
+    agent.write_text("name: solo\ntype: scripted\nchannels: [c0]\nreplies: ['{text}']\n")
+    kernel = Kernel(KernelConfig(modules=["scripted"], agents=[str(agent)], cluster={"lease_s": 600.0}), database=pg_url).start()
+    try:
+        assert "solo" in kernel.agents.live
+        engine = sa.create_engine(pg_url)
+        with engine.begin() as conn:  # taken over, unbeknown to it
+            conn.exec_driver_sql("UPDATE leases SET epoch = epoch + 1")
+        engine.dispose()
+        with pytest.raises(TobioError, match="no longer holds the lease"):
+            kernel.call(kernel.agents.pause("solo"))
+        assert scalar(pg_url, "SELECT status FROM agents WHERE name = 'solo'") == "running"
+        wait_until(lambda: "solo" not in kernel.agents.live, timeout=10)
     finally:
         kernel.close()

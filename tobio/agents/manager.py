@@ -349,10 +349,9 @@ class AgentManager:
 
     # -- control ---------------------------------------------------------------------------------
     async def _set_status(self, agent: Agent, status: str) -> None:
-        def update(conn: Connection) -> None:
-            conn.execute(sa.update(AgentRow).where(AgentRow.c.id == agent.id).values(status=status, updated_at=utcnow()))
-
-        await self.kernel.db.call(update)
+        # Through the writer, as replies and states are: with several kernels it is fenced, so a kernel that
+        # lost the agent's lease (paused past it) cannot pause or kill the agent where it runs now.
+        await self.kernel.writer.write(sets=[("agents", "id", ("status", "updated_at"), agent.id, (status, utcnow()))])
 
     def _task_of(self, agent: Agent) -> TaskInfo | None:
         return next((t for t in self.kernel.tasks.live.values() if t.kind == "agent" and t.owner == agent.name), None)
@@ -384,6 +383,8 @@ class AgentManager:
         agent.status = "killed"
         await self._set_status(agent, "killed")
         del self.live[name]
+        if self.kernel.cluster is not None:  # several kernels: nobody runs it now
+            await self.kernel.cluster.give_up([agent.id])
         return agent
 
     async def stop_all(self) -> None:

@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection
 
 from tobio.cluster import sql
 from tobio.cluster.config import ClusterConfig
+from tobio.cluster.remote import CONTROL, Remote
 from tobio.errors import AgentError, DatabaseError
 from tobio.hooks import ON_MESSAGE
 from tobio.messages import Delivery, Delta, Message
@@ -125,6 +126,7 @@ class Cluster:
         self._orphaned: set[int] = set()  # agents nobody ran at the last heartbeat, left to the others then
         self.adopted = 0
         self.scans = 0
+        self.remote = Remote(self)  # `agent pause|resume|kill` of agents run in other kernels
 
     # -- a connection of its own, off the DB thread (a long flush must not delay a heartbeat) --------
     def _control(self, fn: Callable[..., T], *args: Any) -> T:
@@ -531,7 +533,7 @@ class Cluster:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(conninfo, autocommit=True) as conn:
-                    for channel in (sql.POSTS, sql.LEASES, sql.DELTAS):
+                    for channel in (sql.POSTS, sql.LEASES, sql.DELTAS, CONTROL):
                         conn.execute(f"LISTEN {channel}")
                     loop.call_soon_threadsafe(self.wake)  # anything posted or released while not listening
                     loop.call_soon_threadsafe(self.wake_leases)
@@ -539,6 +541,8 @@ class Cluster:
                         for note in conn.notifies(timeout=0.5):
                             if note.channel == sql.DELTAS:
                                 loop.call_soon_threadsafe(self._receive, note.payload)
+                            elif note.channel == CONTROL:
+                                loop.call_soon_threadsafe(self.remote.heard, note.payload)
                             else:
                                 loop.call_soon_threadsafe(self.wake if note.channel == sql.POSTS else self.wake_leases)
             except Exception as exc:  # reconnect; the timed scan covers the gap
