@@ -443,13 +443,17 @@ class Cluster:
         pushes, messages = await self.kernel.db.call(read)
         self.scans += 1
         by_agent: dict[int, list[Delivery]] = {}
-        for agent_id, thread_id, *fields in pushes:
-            if self.marks.get(thread_id, -1) >= fields[0] or self.threads.get(thread_id) != agent_id:
-                continue  # delivered meanwhile, or no longer run here
-            self.marks[thread_id] = fields[0]
+        read_pushes = 0
+        for thread_ids, *fields in pushes:
+            read_pushes += len(thread_ids)
             message = Message(*fields)
-            if message.sender_id != agent_id:  # an agent's own messages are in its thread, not in its inbox
-                by_agent.setdefault(agent_id, []).append(Delivery(message, thread_id))
+            for thread_id in thread_ids:
+                agent_id = self.threads.get(thread_id)
+                if agent_id is None or self.marks.get(thread_id, -1) >= message.id:
+                    continue  # no longer run here, or delivered meanwhile
+                self.marks[thread_id] = message.id
+                if message.sender_id != agent_id:  # an agent's own messages are in its thread, not in its inbox
+                    by_agent.setdefault(agent_id, []).append(Delivery(message, thread_id))
         if by_agent:
             live = {a.id: a for a in self.kernel.agents.live.values()}
             for agent_id, deliveries in by_agent.items():
@@ -467,7 +471,7 @@ class Cluster:
             self.channel_marks[channel] = max(self.channel_marks.get(channel, 0), message.id)
             if message.id not in self._local_set:  # posted here: its listeners had it already
                 self.kernel.transport.show(channel, message)
-        return max(len(pushes), len(messages))
+        return max(read_pushes, len(messages))
 
     # -- streamed pieces of messages (deltas), for front ends attached to other kernels --------------
     def publish(self, delta: Delta) -> None:
