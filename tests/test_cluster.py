@@ -489,3 +489,44 @@ def test_a_status_write_from_a_kernel_that_lost_the_lease_is_refused(pg_url: str
         wait_until(lambda: "solo" not in kernel.agents.live, timeout=10)
     finally:
         kernel.close()
+
+
+def test_a_thread_fed_from_another_kernel_is_summarised_where_its_agent_runs(pg_url: str, tmp_path: Path,
+                                                                           procs: list[subprocess.Popen[str]]) -> None:
+    """The client kernel's memory stores each line's item first; the kernel running the (silent) agent still
+    counts those lines toward its thread's budget and writes its summaries."""
+    import os
+
+    from tobio.config.schema import load_kernel_config
+
+    models = ("providers: {s: {type: scripted, replies: ['a short summary'], embed_dim: 16}}\n"
+              "models: {chat-default: {provider: s, model: x, purpose: chat}, embed: {provider: s, model: x, purpose: embed},\n"
+              "         summarize: {provider: s, model: x, purpose: summarize}}\n")
+    worker = tmp_path / "worker.yaml"
+    worker.write_text("modules: [scripted, models, memory]\n" + models + "settings: {memory: {tokenizer_model: chat-default,"
+                      " summarize_all_threads: true, budget_tokens: 64, index_delay_ms: 0}}\n")
+    front = tmp_path / "front.yaml"
+    front.write_text("modules: [scripted, models, memory]\n" + models + "settings: {memory: {tokenizer_model: chat-default,"
+                     " summarize: false, index_delay_ms: 0}}\n")
+    listener = tmp_path / "listener.yaml"
+    listener.write_text("name: listener\ntype: scripted\nchannels: [c0]\n")  # says nothing: only the client's lines
+    args = [sys.executable, "-m", "tobio.cluster.worker", str(worker), "--database", pg_url, "--lease", "60",
+            "--group", "workers", "--agent", str(listener)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env))
+    wait_ready(procs[0])
+    config = load_kernel_config(front).model_copy(update={"cluster": {"lease_s": 60.0, "group": "client",
+                                                                      "placement": {"listener": "workers"}}})
+    kernel = Kernel(config, database=pg_url).start()
+    try:
+        procs[0].send_signal(signal.SIGSTOP)  # the client's memory stores every line's item first, for sure
+        try:
+            for i in range(12):
+                kernel.post_sync("c0", f"line {i}: the lighthouse keeper tells the long story of the storm again")
+            wait_until(lambda: scalar(pg_url, "SELECT count(*) FROM memory_items WHERE kind = 'message'") == 12, WAIT_S)
+        finally:
+            procs[0].send_signal(signal.SIGCONT)
+        wait_until(lambda: scalar(pg_url, "SELECT count(*) FROM summaries s JOIN threads t ON t.id = s.thread_id"
+                                          " JOIN agents a ON a.id = t.agent_id WHERE a.name = 'listener'"), WAIT_S)
+    finally:
+        kernel.close()
