@@ -3,6 +3,7 @@ a killed kernel's agents move; a paused one's late writes are refused; kernels s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -13,9 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from cluster_helpers import agent_files, replies, rows, scalar, start_kernel, wait_ready
 
-from tobio.cluster.node import delta_payloads
+from tobio.cluster.node import delta_payloads, woken
 from tobio.config.schema import KernelConfig
 from tobio.errors import ConfigError, TobioError
 from tobio.kernel import Kernel
@@ -127,6 +129,24 @@ def test_killed_kernel_agents_move_with_nothing_lost_or_doubled(pg_url: str, tmp
     check_exactly_once_in_order(pg_url, posts, 2)
     assert {k for (k,) in rows(pg_url, "SELECT kernel_id FROM leases")} == {survivor_id}
     assert rows(pg_url, "SELECT min(epoch), max(epoch) FROM leases") == [(1, 2)]  # the victim's agents changed hands once
+
+
+def test_a_boot_longer_than_the_lease_keeps_its_agents(pg_url: str, tmp_path: Path,
+                                                       procs: list[subprocess.Popen[str]]) -> None:
+    """Leases taken early in a long boot (many agents, a short lease) are renewed while it goes on: a kernel
+    already up does not adopt them meanwhile, and the booting kernel drops none."""
+    names, split = layout(tmp_path, 1, per_channel=40, channels=5)
+    procs.append(start_kernel(pg_url, [], 0.5))
+    other = wait_ready(procs[0])
+    log = tmp_path / "booting.log"
+    with open(log, "w") as err:
+        procs.append(start_kernel(pg_url, split[0], 0.5, stderr=err))
+        began = time.monotonic()
+        booted = wait_ready(procs[1])
+    assert time.monotonic() - began > 1.0, "the boot was not longer than the lease: the test shows nothing"
+    time.sleep(1.0)
+    assert rows(pg_url, "SELECT kernel_id, count(*), max(epoch) FROM leases GROUP BY kernel_id") == [(booted, len(names), 1)]
+    assert other != booted and "its lease went to another kernel" not in log.read_text()
 
 
 def test_paused_kernel_is_fenced_after_its_lease(pg_url: str, tmp_path: Path, procs: list[subprocess.Popen[str]]) -> None:
@@ -265,6 +285,28 @@ def test_streamed_pieces_reach_a_front_end_in_another_kernel(pg_url: str, tmp_pa
     assert pieces[-1].done and len(pieces) > 5
 
 
+def test_a_loop_woken_by_an_event_stops_when_cancelled_as_the_event_is_set() -> None:
+    """The heartbeat and the scan wait on an event with a timeout; a stop that cancels them at the moment
+    the event is set (the scan is woken by every commit) must end them, not be swallowed."""
+    async def main() -> bool:
+        event = asyncio.Event()
+
+        async def loop() -> None:
+            while True:
+                await woken(event, 10.0)
+                event.clear()
+
+        task = asyncio.create_task(loop())
+        await asyncio.sleep(0)
+        event.set()
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=1.0)
+        task.cancel()
+        return bool(done) and task.cancelled()
+
+    assert asyncio.run(main())
+
+
 def test_long_streamed_pieces_are_cut_to_fit_notify() -> None:
     text = "é" * 9000 + "x" * 20000
     payloads = delta_payloads(7, [Delta("c", "s", "id", text), Delta("c", "s", "id", "", done=True)])
@@ -373,5 +415,118 @@ def test_an_agent_file_names_the_kernel_group_it_runs_in(pg_url: str, tmp_path: 
         answered(pg_url, 1)
         with pytest.raises(TobioError, match="seer runs only in kernel group 'gpu'; kernel .* is in 'cpu'"):
             kernel.run(f"agent move seer --to {cpu}")
+    finally:
+        kernel.close()
+
+
+def test_pause_resume_kill_and_show_reach_an_agent_in_another_kernel(pg_url: str, tmp_path: Path,
+                                                                    procs: list[subprocess.Popen[str]]) -> None:
+    """From a kernel that does not run it: the kernel running the agent pauses, resumes and kills it, and
+    `agent show` says where it runs; an agent no kernel holds is changed at rest, and adopted as left."""
+    names, split = layout(tmp_path, 2, per_channel=1, channels=2)  # a0x0 on c0 in the first kernel, a1x0 on c1
+    for files in split:
+        procs.append(start_kernel(pg_url, files, LEASE_S))
+    first, second = (wait_ready(p) for p in procs)
+    far, other = split[0][0].stem, split[1][0].stem
+    kernel = client(pg_url, names)
+    try:
+        assert kernel.run(f"agent pause {far}").text == f"paused {far} (in kernel {first})"
+        shown = kernel.run(f"agent show {far}").data
+        assert (shown["status"], shown["kernel"]) == ("paused", first) and shown["threads"].endswith(":c0")
+        held = post_rounds(kernel, ["c0", "c1"], 2, "while paused")
+        answered(pg_url, 2)  # c1's two: the paused agent's wait in its inbox
+        time.sleep(1.0)
+        assert {name for *_, name in replies(pg_url)} == {other}
+        kernel.run(f"agent spawn {_helper(tmp_path)}")
+        with pytest.raises(Exception, match="may not run"):  # people only, as in its own kernel
+            kernel.run(f"agent resume {far}", caller="helper")
+        assert kernel.run(f"agent resume {far}").text == f"resumed {far} (in kernel {first})"
+        answered(pg_url, 4)
+        check_exactly_once_in_order(pg_url, held, 1)
+        assert kernel.run(f"agent kill {other}").text == f"killed {other} (in kernel {second})"
+        assert rows(pg_url, f"SELECT a.status, count(t.closed_at) FROM agents a JOIN threads t ON t.agent_id = a.id"
+                            f" WHERE a.name = '{other}' GROUP BY a.status") == [("killed", 1)]
+        # No kernel holds it: kill -9 both kernels, wait out the lease; the client may not run it (placement).
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        wait_until(lambda: kernel.run(f"agent show {far}").data["kernel"] == "none", timeout=WAIT_S)
+        assert "no kernel runs it now" in kernel.run(f"agent pause {far}").text
+        procs.append(start_kernel(pg_url, [], LEASE_S))
+        third = wait_ready(procs[-1])
+        wait_until(lambda: kernel.run(f"agent show {far}").data["kernel"] == third, timeout=WAIT_S)
+        assert kernel.run(f"agent show {far}").data["status"] == "paused"  # adopted as it was left
+        later = post_rounds(kernel, ["c0"], 1, "after the move")
+        time.sleep(1.5)
+        assert not [r for r in replies(pg_url) if r[2] == later[0]]
+        assert kernel.run(f"agent resume {far}").text == f"resumed {far} (in kernel {third})"
+        answered(pg_url, 5)
+    finally:
+        kernel.close()
+
+
+def _helper(tmp_path: Path) -> Path:
+    helper = tmp_path / "helper.yaml"
+    helper.write_text("name: helper\ntype: scripted\ncommands: [agent]\n")
+    return helper
+
+
+def test_a_status_write_from_a_kernel_that_lost_the_lease_is_refused(pg_url: str, tmp_path: Path) -> None:
+    """Pausing (as an agent's run of failures does by itself) is fenced like its replies: once the agent's lease
+    went to another epoch, the stale kernel's status write is refused and the agent stops there."""
+    agent = tmp_path / "solo.yaml"
+    agent.write_text("name: solo\ntype: scripted\nchannels: [c0]\nreplies: ['{text}']\n")
+    kernel = Kernel(KernelConfig(modules=["scripted"], agents=[str(agent)], cluster={"lease_s": 600.0}), database=pg_url).start()
+    try:
+        assert "solo" in kernel.agents.live
+        engine = sa.create_engine(pg_url)
+        with engine.begin() as conn:  # taken over, unbeknown to it
+            conn.exec_driver_sql("UPDATE leases SET epoch = epoch + 1")
+        engine.dispose()
+        with pytest.raises(TobioError, match="no longer holds the lease"):
+            kernel.call(kernel.agents.pause("solo"))
+        assert scalar(pg_url, "SELECT status FROM agents WHERE name = 'solo'") == "running"
+        wait_until(lambda: "solo" not in kernel.agents.live, timeout=10)
+    finally:
+        kernel.close()
+
+
+def test_a_thread_fed_from_another_kernel_is_summarised_where_its_agent_runs(pg_url: str, tmp_path: Path,
+                                                                           procs: list[subprocess.Popen[str]]) -> None:
+    """The client kernel's memory stores each line's item first; the kernel running the (silent) agent still
+    counts those lines toward its thread's budget and writes its summaries."""
+    import os
+
+    from tobio.config.schema import load_kernel_config
+
+    models = ("providers: {s: {type: scripted, replies: ['a short summary'], embed_dim: 16}}\n"
+              "models: {chat-default: {provider: s, model: x, purpose: chat}, embed: {provider: s, model: x, purpose: embed},\n"
+              "         summarize: {provider: s, model: x, purpose: summarize}}\n")
+    worker = tmp_path / "worker.yaml"
+    worker.write_text("modules: [scripted, models, memory]\n" + models + "settings: {memory: {tokenizer_model: chat-default,"
+                      " summarize_all_threads: true, budget_tokens: 64, index_delay_ms: 0}}\n")
+    front = tmp_path / "front.yaml"
+    front.write_text("modules: [scripted, models, memory]\n" + models + "settings: {memory: {tokenizer_model: chat-default,"
+                     " summarize: false, index_delay_ms: 0}}\n")
+    listener = tmp_path / "listener.yaml"
+    listener.write_text("name: listener\ntype: scripted\nchannels: [c0]\n")  # says nothing: only the client's lines
+    args = [sys.executable, "-m", "tobio.cluster.worker", str(worker), "--database", pg_url, "--lease", "60",
+            "--group", "workers", "--agent", str(listener)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env))
+    wait_ready(procs[0])
+    config = load_kernel_config(front).model_copy(update={"cluster": {"lease_s": 60.0, "group": "client",
+                                                                      "placement": {"listener": "workers"}}})
+    kernel = Kernel(config, database=pg_url).start()
+    try:
+        procs[0].send_signal(signal.SIGSTOP)  # the client's memory stores every line's item first, for sure
+        try:
+            for i in range(12):
+                kernel.post_sync("c0", f"line {i}: the lighthouse keeper tells the long story of the storm again")
+            wait_until(lambda: scalar(pg_url, "SELECT count(*) FROM memory_items WHERE kind = 'message'") == 12, WAIT_S)
+        finally:
+            procs[0].send_signal(signal.SIGCONT)
+        wait_until(lambda: scalar(pg_url, "SELECT count(*) FROM summaries s JOIN threads t ON t.id = s.thread_id"
+                                          " JOIN agents a ON a.id = t.agent_id WHERE a.name = 'listener'"), WAIT_S)
     finally:
         kernel.close()

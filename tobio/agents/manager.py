@@ -280,11 +280,18 @@ class AgentManager:
         `only`, whose leases this kernel has just taken)."""
 
         def read(conn: Connection) -> tuple[list[Row], list[Row]]:
-            agents = list(conn.execute(sa.select(AgentRow).where(AgentRow.c.status != const("killed")).order_by(AgentRow.c.id)))
-            threads = list(conn.execute(sa.select(ThreadRow).where(ThreadRow.c.closed_at.is_(None))))
-            return agents, threads
+            agents = sa.select(AgentRow).where(AgentRow.c.status != const("killed")).order_by(AgentRow.c.id)
+            threads = sa.select(ThreadRow).where(ThreadRow.c.closed_at.is_(None))
+            if only is not None:  # adopting some agents: their rows only, not the whole cluster's
+                agents = agents.where(AgentRow.c.id.in_(list(only)))
+                threads = threads.where(ThreadRow.c.agent_id.in_(list(only)))
+            return list(conn.execute(agents)), list(conn.execute(threads))
 
         rows, threads = await self.kernel.db.call(read)
+        open_threads: dict[int, dict[str, int]] = {}  # agent id -> channel -> thread id (one pass, not one per agent)
+        for thread in threads:
+            if thread.channel:
+                open_threads.setdefault(thread.agent_id, {})[thread.channel] = thread.id
         cluster = self.kernel.cluster
         if cluster is not None:  # several kernels: only the agents whose leases this one holds
             rows = await cluster.claim_rows(rows) if only is None else [r for r in rows if r.id in only and r.name not in self.live]
@@ -307,7 +314,7 @@ class AgentManager:
                 agent.pause()
             # Every thread first, then the backlog, then the tasks: an agent that speaks as it starts
             # must reach the others' threads, and its words must not be read back as their backlog.
-            self._attach(agent, {t.channel: t.id for t in threads if t.agent_id == row.id and t.channel})
+            self._attach(agent, open_threads.get(row.id, {}))
             agents.append(agent)
         backlog = await self._backlog() if agents and cluster is None else {}
         for agent in agents:
@@ -342,10 +349,9 @@ class AgentManager:
 
     # -- control ---------------------------------------------------------------------------------
     async def _set_status(self, agent: Agent, status: str) -> None:
-        def update(conn: Connection) -> None:
-            conn.execute(sa.update(AgentRow).where(AgentRow.c.id == agent.id).values(status=status, updated_at=utcnow()))
-
-        await self.kernel.db.call(update)
+        # Through the writer, as replies and states are: with several kernels it is fenced, so a kernel that
+        # lost the agent's lease (paused past it) cannot pause or kill the agent where it runs now.
+        await self.kernel.writer.write(sets=[("agents", "id", ("status", "updated_at"), agent.id, (status, utcnow()))])
 
     def _task_of(self, agent: Agent) -> TaskInfo | None:
         return next((t for t in self.kernel.tasks.live.values() if t.kind == "agent" and t.owner == agent.name), None)
@@ -377,6 +383,8 @@ class AgentManager:
         agent.status = "killed"
         await self._set_status(agent, "killed")
         del self.live[name]
+        if self.kernel.cluster is not None:  # several kernels: nobody runs it now
+            await self.kernel.cluster.give_up([agent.id])
         return agent
 
     async def stop_all(self) -> None:

@@ -22,6 +22,7 @@ import os
 import queue
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,6 +32,7 @@ from sqlalchemy.engine import Connection
 
 from tobio.cluster import sql
 from tobio.cluster.config import ClusterConfig
+from tobio.cluster.remote import CONTROL, Remote
 from tobio.errors import AgentError, DatabaseError
 from tobio.hooks import ON_MESSAGE
 from tobio.messages import Delivery, Delta, Message
@@ -74,6 +76,17 @@ def delta_payloads(kernel_id: int, deltas: list[Delta]) -> list[str]:
     return payloads
 
 
+async def woken(event: asyncio.Event, timeout: float) -> None:
+    """Wait until `event` is set or `timeout` passes. Not `asyncio.wait_for`: on Python 3.11 it swallows a
+    cancellation that arrives as the event is set, and a loop around it then never ends (a kernel's clean
+    stop waited for its heartbeat or scan task forever, as the scan is woken by every commit)."""
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        pass
+
+
 class LeasedElsewhere(AgentError):
     """The agent runs in another kernel (its lease is held there)."""
 
@@ -108,9 +121,12 @@ class Cluster:
         self._sender: threading.Thread | None = None
         self._outbox: queue.SimpleQueue[Delta | None] = queue.SimpleQueue()
         self._leaving = False
+        self._adopting = False  # from `run` on: while the kernel boots, the heartbeat only renews
+        self._expiry: asyncio.TimerHandle | None = None  # a look for orphans when a silent kernel's leases end
         self._orphaned: set[int] = set()  # agents nobody ran at the last heartbeat, left to the others then
         self.adopted = 0
         self.scans = 0
+        self.remote = Remote(self)  # `agent pause|resume|kill` of agents run in other kernels
 
     # -- a connection of its own, off the DB thread (a long flush must not delay a heartbeat) --------
     def _control(self, fn: Callable[..., T], *args: Any) -> T:
@@ -136,13 +152,16 @@ class Cluster:
         self.id = await self.control(sql.register, socket.gethostname(), os.getpid(), self.config.group)
         self.kernel.writer.cluster = self
         self.kernel.transport.cluster = self
+        # Renewing from now on: restoring and spawning hundreds of agents may take longer than a lease, and
+        # leases taken early in the boot must not run out meanwhile (the others would adopt those agents).
+        self._tasks = [asyncio.get_running_loop().create_task(self._heartbeat_loop(), name="cluster:heartbeat")]
         log.info("kernel %d joined the cluster (lease %.1f s)", self.id, self.config.lease_s)
 
     def run(self) -> None:
-        """Start the heartbeat, the scan and the listener (once agents are restored)."""
+        """Start adopting, the scan and the listener (once agents are restored)."""
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._heartbeat_loop(), name="cluster:heartbeat"),
-                       loop.create_task(self._scan_loop(), name="cluster:scan")]
+        self._adopting = True
+        self._tasks.append(loop.create_task(self._scan_loop(), name="cluster:scan"))
         self._listener = threading.Thread(target=self._listen, args=(loop,), name="tobio-listen", daemon=True)
         self._listener.start()
 
@@ -151,8 +170,16 @@ class Cluster:
         renewed until `leave`: stopping hundreds of agents may take longer than a lease."""
         self._stop.set()
         self._leaving = True
+        if self._expiry is not None:
+            self._expiry.cancel()
         if self._sender is not None:
             self._outbox.put(None)
+        try:  # the others stop counting it when sharing out orphans, and `agent move` stops sending it agents
+            if self.id:
+                await self.control(lambda conn: conn.exec_driver_sql(
+                    "UPDATE kernels SET stopping = true WHERE id = %(k)s", {"k": self.id}))
+        except Exception as exc:  # the database away: it is only a hint
+            log.warning("cluster: could not say this kernel is stopping: %s", str(exc).splitlines()[0] if str(exc) else exc)
         await self._cancel([t for t in self._tasks if t.get_name() != "cluster:heartbeat"])
 
     async def _cancel(self, tasks: list[asyncio.Task[None]]) -> None:
@@ -196,13 +223,22 @@ class Cluster:
         self.people.update(r.id for r in people)
         wanted = [r for r in rows if r.type != "user" and self._placed_here(r.name, r.config)]
         if share and wanted:
-            # Adopting: a fair share of what nobody runs, the rest left to the other kernels, unless it was
-            # already orphaned at the last look (they did not take it: they may not, or are gone too).
-            kernels = max(1, await self.control(sql.live_kernels, self.config.lease_s))
+            # Adopting: of what nobody runs, each live kernel that may run an agent takes its share (the agent's
+            # id modulo their number picks one), in one statement; an agent left at the last look is taken
+            # by whoever sees it next (its kernel did not take it: it is gone too, or may not run it).
+            kernels = await self.control(sql.live_kernels, self.config.lease_s)
             again = [r for r in wanted if r.id in self._orphaned]
-            fresh = [r for r in wanted if r.id not in self._orphaned]
-            self._orphaned = {r.id for r in fresh}
-            wanted = again + fresh[: -(-len(fresh) // kernels)]
+            mine: list[Row] = []
+            left: set[int] = set()
+            for row in (r for r in wanted if r.id not in self._orphaned):
+                group = self.group_of(row.name, row.config)
+                able = [k for k, g in kernels if group is None or g == group] or [self.id]
+                if able[row.id % len(able)] == self.id:
+                    mine.append(row)
+                else:
+                    left.add(row.id)
+            self._orphaned = left
+            wanted = again + mine
         got = await self.control(sql.claim, self.id, [r.id for r in wanted], self.config.lease_s)
         self.epochs.update(got)
         return people + [r for r in wanted if r.id in got]
@@ -281,12 +317,26 @@ class Cluster:
             self.drop(lost)
         self.epochs = {**held, **taken}
         handed = [a for a in held if a not in live]
-        orphans = [a for a, _name in await self.control(sql.orphans) if a not in live]
+        if not self._adopting:
+            return  # booting: restoring takes what it may
+        renewed = min(1.5 * self.config.heartbeat, self.config.lease_s / 2)
+
+        def look(conn: Connection) -> tuple[list[tuple[int, str]], float | None]:
+            return sql.orphans(conn), sql.next_expiry(conn, self.id, self.config.lease_s, renewed)
+
+        found, expiry = await self.control(look)
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if expiry is not None and expiry < self.config.heartbeat:  # a silent kernel: adopt as its leases end
+            self._expiry = asyncio.get_running_loop().call_later(expiry + 0.02, self.wake_leases)
+        orphans = [a for a, _name in found if a not in live]
         if handed or orphans:
             await self._adopt(handed, orphans)
 
     async def _adopt(self, handed: list[int], orphans: list[int]) -> None:
         manager = self.kernel.agents
+        began = time.perf_counter()
 
         def read(conn: Connection) -> list[Row]:
             from tobio.db.tables import AgentRow
@@ -304,14 +354,12 @@ class Cluster:
             return
         names = await manager.restore_all(only=ids)
         self.adopted += len(names)
-        log.info("kernel %d adopted %d agent(s): %s", self.id, len(names), ", ".join(names[:10]))
+        log.info("kernel %d adopted %d agent(s) in %.2f s: %s", self.id, len(names), time.perf_counter() - began,
+                 ", ".join(names[:10]))
 
     async def _heartbeat_loop(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._lease_wake.wait(), timeout=self.config.heartbeat)
-            except TimeoutError:
-                pass
+            await woken(self._lease_wake, self.config.heartbeat)
             self._lease_wake.clear()
             try:
                 await self.heartbeat()
@@ -372,10 +420,7 @@ class Cluster:
 
     async def _scan_loop(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.config.scan_s)
-            except TimeoutError:
-                pass
+            await woken(self._wake, self.config.scan_s)
             self._wake.clear()
             try:
                 while await self.scan() >= SCAN_LIMIT:
@@ -398,13 +443,17 @@ class Cluster:
         pushes, messages = await self.kernel.db.call(read)
         self.scans += 1
         by_agent: dict[int, list[Delivery]] = {}
-        for agent_id, thread_id, *fields in pushes:
-            if self.marks.get(thread_id, -1) >= fields[0] or self.threads.get(thread_id) != agent_id:
-                continue  # delivered meanwhile, or no longer run here
-            self.marks[thread_id] = fields[0]
+        read_pushes = 0
+        for thread_ids, *fields in pushes:
+            read_pushes += len(thread_ids)
             message = Message(*fields)
-            if message.sender_id != agent_id:  # an agent's own messages are in its thread, not in its inbox
-                by_agent.setdefault(agent_id, []).append(Delivery(message, thread_id))
+            for thread_id in thread_ids:
+                agent_id = self.threads.get(thread_id)
+                if agent_id is None or self.marks.get(thread_id, -1) >= message.id:
+                    continue  # no longer run here, or delivered meanwhile
+                self.marks[thread_id] = message.id
+                if message.sender_id != agent_id:  # an agent's own messages are in its thread, not in its inbox
+                    by_agent.setdefault(agent_id, []).append(Delivery(message, thread_id))
         if by_agent:
             live = {a.id: a for a in self.kernel.agents.live.values()}
             for agent_id, deliveries in by_agent.items():
@@ -422,7 +471,7 @@ class Cluster:
             self.channel_marks[channel] = max(self.channel_marks.get(channel, 0), message.id)
             if message.id not in self._local_set:  # posted here: its listeners had it already
                 self.kernel.transport.show(channel, message)
-        return max(len(pushes), len(messages))
+        return max(read_pushes, len(messages))
 
     # -- streamed pieces of messages (deltas), for front ends attached to other kernels --------------
     def publish(self, delta: Delta) -> None:
@@ -488,7 +537,7 @@ class Cluster:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(conninfo, autocommit=True) as conn:
-                    for channel in (sql.POSTS, sql.LEASES, sql.DELTAS):
+                    for channel in (sql.POSTS, sql.LEASES, sql.DELTAS, CONTROL):
                         conn.execute(f"LISTEN {channel}")
                     loop.call_soon_threadsafe(self.wake)  # anything posted or released while not listening
                     loop.call_soon_threadsafe(self.wake_leases)
@@ -496,6 +545,8 @@ class Cluster:
                         for note in conn.notifies(timeout=0.5):
                             if note.channel == sql.DELTAS:
                                 loop.call_soon_threadsafe(self._receive, note.payload)
+                            elif note.channel == CONTROL:
+                                loop.call_soon_threadsafe(self.remote.heard, note.payload)
                             else:
                                 loop.call_soon_threadsafe(self.wake if note.channel == sql.POSTS else self.wake_leases)
             except Exception as exc:  # reconnect; the timed scan covers the gap

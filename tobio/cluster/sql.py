@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 NOW = "(clock_timestamp() AT TIME ZONE 'UTC')"
+# Every statement that locks lease rows locks them in agent id order (claim, renew, release, the writer's fence):
+# a kernel's heartbeat renewing its leases while its writer checks them FOR SHARE deadlocked otherwise.
 POSTS = "tobio_posts"  # NOTIFY channel: messages were committed
 LEASES = "tobio_leases"  # NOTIFY channel: leases were released or moved
 DELTAS = "tobio_deltas"  # NOTIFY channel: pieces of messages being streamed, for front ends in other kernels
@@ -34,14 +36,17 @@ def claim(conn: Connection, kernel_id: int, agent_ids: Sequence[int], lease_s: f
         return {}
     rows = conn.exec_driver_sql(
         "INSERT INTO leases (agent_id, kernel_id, epoch, expires_at)"
-        f" SELECT a, %(k)s, 1, {NOW} + make_interval(secs => %(s)s) FROM unnest(%(a)s::bigint[]) AS a"
+        f" SELECT a, %(k)s, 1, {NOW} + make_interval(secs => %(s)s) FROM unnest(%(a)s::bigint[]) AS a ORDER BY a"
         " ON CONFLICT (agent_id) DO UPDATE SET kernel_id = EXCLUDED.kernel_id, expires_at = EXCLUDED.expires_at,"
         " epoch = CASE WHEN leases.kernel_id = EXCLUDED.kernel_id THEN leases.epoch ELSE leases.epoch + 1 END"
         f" WHERE leases.kernel_id = EXCLUDED.kernel_id OR leases.expires_at < {NOW}"
         " RETURNING agent_id, epoch",
-        {"k": kernel_id, "a": list(agent_ids), "s": lease_s},
+        {"k": kernel_id, "a": sorted(agent_ids), "s": lease_s},
     )
     return {int(a): int(e) for a, e in rows}
+
+
+_MINE = "SELECT agent_id FROM leases WHERE kernel_id = %(k)s{} ORDER BY agent_id FOR UPDATE"  # locked in order
 
 
 def renew(conn: Connection, kernel_id: int, lease_s: float) -> dict[int, int]:
@@ -51,7 +56,8 @@ def renew(conn: Connection, kernel_id: int, lease_s: float) -> dict[int, int]:
     conn.exec_driver_sql(f"DELETE FROM kernels WHERE heartbeat_at < {NOW} - make_interval(secs => %(s)s)",
                          {"s": max(10 * lease_s, 300.0)})
     rows = conn.exec_driver_sql(
-        f"UPDATE leases SET expires_at = {NOW} + make_interval(secs => %(s)s) WHERE kernel_id = %(k)s RETURNING agent_id, epoch",
+        f"UPDATE leases SET expires_at = {NOW} + make_interval(secs => %(s)s) FROM ({_MINE.format('')}) AS mine"
+        " WHERE leases.agent_id = mine.agent_id RETURNING leases.agent_id, leases.epoch",
         {"k": kernel_id, "s": lease_s},
     )
     return {int(a): int(e) for a, e in rows}
@@ -66,17 +72,30 @@ def orphans(conn: Connection) -> list[tuple[int, str]]:
     return [(int(i), str(n)) for i, n in rows]
 
 
-def live_kernels(conn: Connection, lease_s: float) -> int:
-    return int(conn.exec_driver_sql(
-        f"SELECT count(*) FROM kernels WHERE NOT stopping AND heartbeat_at > {NOW} - make_interval(secs => %(s)s)",
-        {"s": lease_s}).scalar_one())
+def next_expiry(conn: Connection, kernel_id: int, lease_s: float, renewed_within_s: float) -> float | None:
+    """Seconds until the first lease of another kernel that was not renewed within `renewed_within_s`
+    expires (its kernel may be gone): the moment to look for orphans again, instead of a heartbeat later."""
+    left = conn.exec_driver_sql(
+        f"SELECT extract(epoch FROM min(expires_at) - {NOW}) FROM leases WHERE kernel_id <> %(k)s"
+        f" AND expires_at > {NOW} AND expires_at < {NOW} + make_interval(secs => %(s)s)",
+        {"k": kernel_id, "s": lease_s - renewed_within_s}).scalar()
+    return None if left is None else float(left)
+
+
+def live_kernels(conn: Connection, lease_s: float) -> list[tuple[int, str | None]]:
+    """Kernels up and not stopping: (id, group), by id."""
+    rows = conn.exec_driver_sql(
+        f"SELECT id, grp FROM kernels WHERE NOT stopping AND heartbeat_at > {NOW} - make_interval(secs => %(s)s) ORDER BY id",
+        {"s": lease_s})
+    return [(int(k), g) for k, g in rows]
 
 
 def release(conn: Connection, kernel_id: int, agent_ids: Sequence[int] | None = None) -> None:
     """Give leases up at once (all of this kernel's, or some), so another kernel adopts them now."""
-    where = "kernel_id = %(k)s" + (" AND agent_id = ANY(%(a)s::bigint[])" if agent_ids is not None else "")
-    conn.exec_driver_sql(f"UPDATE leases SET expires_at = {NOW} - interval '1 second' WHERE {where}",
-                         {"k": kernel_id, "a": list(agent_ids or ())})
+    some = " AND agent_id = ANY(%(a)s::bigint[])" if agent_ids is not None else ""
+    conn.exec_driver_sql(
+        f"UPDATE leases SET expires_at = {NOW} - interval '1 second' FROM ({_MINE.format(some)}) AS mine"
+        " WHERE leases.agent_id = mine.agent_id", {"k": kernel_id, "a": list(agent_ids or ())})
     conn.exec_driver_sql(f"SELECT pg_notify('{LEASES}', %(k)s)", {"k": str(kernel_id)})
 
 
@@ -100,7 +119,7 @@ def fenced(conn: Connection, kernel_id: int, epochs: dict[int, int]) -> set[int]
         return set()
     held = conn.exec_driver_sql(
         "SELECT l.agent_id FROM leases l JOIN unnest(%(a)s::bigint[], %(e)s::bigint[]) AS w(agent_id, epoch)"
-        " ON l.agent_id = w.agent_id AND l.epoch = w.epoch WHERE l.kernel_id = %(k)s FOR SHARE OF l",
+        " ON l.agent_id = w.agent_id AND l.epoch = w.epoch WHERE l.kernel_id = %(k)s ORDER BY l.agent_id FOR SHARE OF l",
         {"a": list(epochs), "e": list(epochs.values()), "k": kernel_id},
     ).scalars()
     return set(epochs) - {int(a) for a in held}
@@ -139,14 +158,15 @@ _MESSAGE = "m.id, m.channel, s.name, m.role, m.content, m.created_at, m.agent_id
 
 
 def new_pushes(conn: Connection, marks: dict[int, int], limit: int) -> list[tuple[Any, ...]]:
-    """Pushes to these threads after their marks, oldest first: (thread's agent, thread, *message)."""
+    """Pushes to these threads after their marks, oldest first, at most `limit`, by message: (its threads here,
+    *message). A message pushed to 20 threads here is read once, not 20 times."""
     if not marks:
         return []
     return [tuple(row) for row in conn.exec_driver_sql(
-        f"SELECT t.agent_id, p.thread_id, {_MESSAGE} FROM unnest(%(t)s::bigint[], %(k)s::bigint[]) AS w(tid, mark)"
-        " JOIN pushes p ON p.thread_id = w.tid AND p.message_id > w.mark JOIN threads t ON t.id = p.thread_id"
-        " JOIN messages m ON m.id = p.message_id LEFT JOIN agents s ON s.id = m.agent_id"
-        " ORDER BY p.message_id, p.thread_id LIMIT %(n)s",
+        "WITH p AS (SELECT p.thread_id, p.message_id FROM unnest(%(t)s::bigint[], %(k)s::bigint[]) AS w(tid, mark)"
+        " JOIN pushes p ON p.thread_id = w.tid AND p.message_id > w.mark ORDER BY p.message_id, p.thread_id LIMIT %(n)s)"
+        f" SELECT array_agg(p.thread_id ORDER BY p.thread_id), {_MESSAGE} FROM p JOIN messages m ON m.id = p.message_id"
+        " LEFT JOIN agents s ON s.id = m.agent_id GROUP BY m.id, s.name ORDER BY m.id",
         {"t": list(marks), "k": list(marks.values()), "n": limit},
     )]
 

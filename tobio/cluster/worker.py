@@ -74,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"tobio: kernel did not stop within {STOP_S:g} s; exiting (where each thread was:)", file=sys.stderr, flush=True)
             faulthandler.dump_traceback(all_threads=True)
+            loop = kernel.loop
+            if loop is not None:  # what the stop awaits: each pending task's coroutine, where it waits
+                import asyncio
+
+                for task in list(asyncio.all_tasks(loop)):
+                    task.print_stack(limit=8, file=sys.stderr)
+            sys.stderr.flush()
             os._exit(1)
 
         watchdog = threading.Timer(STOP_S, give_up)

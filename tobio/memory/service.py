@@ -159,6 +159,7 @@ class Memory:
         by_id = {m.id: (m, v) for m, v in zip(messages, vectors)}
         by_row = {r[2]: r for r in rows}
         stored = {r[2] for r in fresh}
+        live_here = {a.id for a in self.kernel.agents.live.values()} if self.kernel.cluster is not None else None
         for message_id, agent_id, thread_id in sorted(pushes):  # in id order: context links extend, not rebuild
             message, vec = by_id[message_id]
             index = self.indexes.get(agent_id)
@@ -166,7 +167,10 @@ class Memory:
                 item = Item("message", message_id, message.created_at, by_row[message_id][4], message.sender, message.content,
                             message.channel)
                 index.add(item, vec)  # (a no-op for an item it holds already)
-            if message_id in stored and self.auto_summarize(agent_id):
+            # With several kernels, the one running the agent keeps its thread under budget, whichever kernel
+            # stored the message's item first (each kernel observes a message once: tobio/cluster/node.py).
+            mine = message_id in stored if live_here is None else agent_id in live_here
+            if mine and self.auto_summarize(agent_id):
                 self.summarizer.note(thread_id, agent_id, await self.tokens.message(self.tokenizer_for(agent_id), message))
         return len(fresh)
 

@@ -12,7 +12,7 @@ from tobio.branching.fork import branches_of, children_of
 from tobio.commands import Arg, Context, Group, Result, table
 from tobio.db.history import agent_history
 from tobio.db.literals import const
-from tobio.db.tables import AgentRow, Row, StateRow
+from tobio.db.tables import AgentRow, Row, StateRow, ThreadRow
 from tobio.errors import AgentError, CommandError
 
 NAME = Arg("name", help="agent name", complete="agent")
@@ -26,6 +26,16 @@ async def _row(ctx: Context, name: str) -> Row:
     if row is None:
         raise AgentError(f"no agent named '{name}' (see `agent ls --all`)")
     return row
+
+
+async def _elsewhere(ctx: Context, op: str, name: str) -> str | None:
+    """With several kernels, pause/resume/kill an agent that runs in another one (tobio/cluster/remote.py);
+    None when it runs here, or this kernel runs alone."""
+    cluster = ctx.kernel.cluster
+    if cluster is None or name in ctx.kernel.agents.live:
+        return None
+    text: str = await cluster.remote.act(op, name)
+    return text
 
 
 def _branch_line(branch: tuple[int, str, Any, int | None, Any] | None) -> str:
@@ -61,12 +71,13 @@ def register(root: Group) -> None:
         for row in await kernel.db.call(read):
             ids.append(row.id)
             live = kernel.agents.live.get(row.name)
+            elsewhere = kernels.get(row.id) not in (None, "all")  # another kernel runs it: its status is the database's
             if not ctx.sees_agent(row.name):  # another agent: its name, type and status, as in agent SQL
-                rows.append((row.name, row.type, "killed" if row.status == "killed" else "running" if live else "stopped",
+                rows.append((row.name, row.type, "killed" if row.status == "killed" else "running" if live or elsewhere else "stopped",
                              "", "", "", "", *([kernels.get(row.id, "")] if kernels else [])))
                 continue
             channels = ", ".join(s.channel for s in kernel.transport.subscriptions_of(row.id))
-            status = live.status if live else row.status if row.status == "killed" else "stopped"
+            status = live.status if live else row.status if row.status == "killed" or elsewhere else "stopped"
             rows.append((row.name, row.type, status, channels, live.inbox.qsize() if live else "", live.handled if live else "",
                          unhandled.get(row.id, 0), *([kernels.get(row.id, "")] if kernels else [])))
         if branches:  # what another agent branched from is not in an agent's view
@@ -79,14 +90,28 @@ def register(root: Group) -> None:
         """Show an agent's config, status, threads and current state."""
         row = await _row(ctx, name)
         live = ctx.kernel.agents.live.get(name)
-        subs = ctx.kernel.transport.subscriptions_of(row.id)
+        threads = [(s.thread_id, s.channel) for s in ctx.kernel.transport.subscriptions_of(row.id)]
+        cluster = ctx.kernel.cluster
+        if cluster is not None and live is None:  # it may run in another kernel: its threads as the database has them
+
+            def open_threads(conn: sa.Connection) -> list[tuple[int, str]]:
+                query = sa.select(ThreadRow.c.id, ThreadRow.c.channel).where(
+                    ThreadRow.c.agent_id == row.id, ThreadRow.c.closed_at.is_(None), ThreadRow.c.channel.is_not(None))
+                return [(int(t), str(c)) for t, c in conn.execute(query.order_by(ThreadRow.c.id))]
+
+            threads = await ctx.kernel.db.call(open_threads)
         fields = [
             ("name", row.name), ("type", row.type), ("status", live.status if live else row.status),
             ("config file", row.config_file or "-"),
-            ("threads", ", ".join(f"{s.thread_id}:{s.channel}" for s in subs) or "-"),
-            ("config", row.config), ("state", ctx.kernel.agents.full_state(live) if live else row.state_dict),
+            ("threads", ", ".join(f"{t}:{c}" for t, c in threads) or "-"),
+            ("config", row.config),
+            # Elsewhere, its state as last saved (each reply saves it).
+            ("state", ctx.kernel.agents.full_state(live) if live else row.state_dict),
             ("created", row.created_at), ("updated", row.updated_at),
         ]
+        if cluster is not None:
+            holder = (await cluster.holders()).get(row.id)
+            fields.append(("kernel", f"{holder} (this one)" if holder == cluster.id else holder if holder is not None else "none"))
         forks = await ctx.kernel.db.call(branches_of)
         if row.id in forks:
             fields.append(("branch of", _branch_line(forks[row.id])))
@@ -140,19 +165,27 @@ def register(root: Group) -> None:
 
     @agent.command("pause", NAME, agents="people")
     async def pause(ctx: Context, name: str) -> Result:
-        """Pause an agent: messages still reach its threads and wait in its inbox."""
+        """Pause an agent: messages still reach its threads and wait in its inbox. With several kernels, the one
+        running it does it."""
+        if (elsewhere := await _elsewhere(ctx, "pause", name)) is not None:
+            return Result(text=elsewhere)
         await ctx.kernel.agents.pause(name)
         return Result(text=f"paused {name}")
 
     @agent.command("resume", NAME, agents="people")
     async def resume(ctx: Context, name: str) -> Result:
-        """Resume a paused agent; it works through its inbox."""
+        """Resume a paused agent; it works through its inbox. With several kernels, the one running it does it."""
+        if (elsewhere := await _elsewhere(ctx, "resume", name)) is not None:
+            return Result(text=elsewhere)
         await ctx.kernel.agents.resume(name)
         return Result(text=f"resumed {name}")
 
     @agent.command("kill", NAME, agents="people")
     async def kill(ctx: Context, name: str) -> Result:
-        """Stop an agent and close its threads; its history stays in the database."""
+        """Stop an agent and close its threads; its history stays in the database. With several kernels, the one
+        running it does it."""
+        if (elsewhere := await _elsewhere(ctx, "kill", name)) is not None:
+            return Result(text=elsewhere)
         await ctx.kernel.agents.kill(name)
         return Result(text=f"killed {name}")
 
