@@ -14,7 +14,7 @@ import pytest
 from storyteller import storyteller
 
 from tobio.agents.conversation import exchange
-from tobio.conversation import Conversation, Reply
+from tobio.conversation import Conversation, Reply, Response
 from tobio.errors import TobioError
 from tobio.kernel import Kernel
 from tobio.messages import Delta
@@ -235,3 +235,32 @@ async def _turn_over(kernel: Kernel, agent: str, timeout: float = 20.0) -> None:
         assert time.monotonic() < deadline, f"{agent}'s turn did not end"
         await asyncio.sleep(0.02)
     await kernel.writer.flush()
+
+
+def test_stopping_a_reader_as_an_update_arrives_stops_it() -> None:
+    """Ctrl-C (a cancelled reader) that lands just as the reply changes must stop the reader. With
+    `asyncio.wait_for` on Python 3.11 the cancellation was swallowed and the reader waited on for the
+    next change, which never came: the front end hung until the reply was done."""
+
+    async def scenario() -> str:
+        response = Response(None)  # type: ignore[arg-type]  # the conversation names the agent only in errors
+        seen: list[str] = []
+
+        async def reader() -> None:
+            async for reply in response.updates(timeout=30.0):  # as the front ends read (with a limit)
+                seen.append(reply.draft)
+
+        task = asyncio.create_task(reader())
+        await asyncio.sleep(0)  # the reader waits for a change
+        response._update(Reply("ada", draft="Hel"))
+        task.cancel()  # the same moment: the change and the stop
+        try:
+            await asyncio.wait_for(asyncio.shield(task), 2.0)
+        except asyncio.CancelledError:
+            return "stopped"
+        except TimeoutError:
+            task.cancel()
+            return "hung"
+        return "finished"
+
+    assert asyncio.run(scenario()) == "stopped"

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Literal
 from tobio.errors import TobioError
 from tobio.messages import Delta, Message
 from tobio.models.cancel import cancel_reply_runs
+from tobio.tasks import within
 
 if TYPE_CHECKING:
     from tobio.agents.base import Agent
@@ -86,8 +87,8 @@ class Response:
         Raises TobioError when nothing changed for `timeout` seconds."""
         while True:
             try:
-                await asyncio.wait_for(self._changed.wait(), timeout)
-            except asyncio.TimeoutError:
+                await within(self._changed.wait(), timeout)
+            except TimeoutError:
                 agent = self.conversation.agent
                 raise TobioError(f"{agent} did not answer within {timeout:g} s (see `log tail`)") from None
             self._changed.clear()
@@ -106,8 +107,8 @@ class Response:
         while not self.done:
             left = None if deadline is None else max(0.0, deadline - loop.time())
             try:
-                await asyncio.wait_for(self._changed.wait(), left)
-            except asyncio.TimeoutError:
+                await within(self._changed.wait(), left)
+            except TimeoutError:
                 raise TobioError(f"{self.conversation.agent} did not answer within {timeout:g} s (see `log tail`)") from None
             self._changed.clear()
         assert self.reply is not None

@@ -7,10 +7,10 @@ import contextvars
 import itertools
 import logging
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tobio.db.migrations import utcnow
 from tobio.hooks import current_owner
@@ -19,8 +19,19 @@ if TYPE_CHECKING:
     from tobio.modules import Module
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 BACKGROUND_KINDS = ("job",)  # work nobody is waiting on: summaries, extraction, reflection, indexing
 _background: contextvars.ContextVar[bool] = contextvars.ContextVar("tobio_background", default=False)
+
+
+async def within(awaitable: Awaitable[T], timeout: float | None) -> T:
+    """`await awaitable`, raising TimeoutError after `timeout` seconds (None: no limit).
+
+    Use this, not `asyncio.wait_for`: on Python 3.11 `wait_for` swallows a cancellation that arrives just as
+    what it awaits completes, so a loop around it (a reply's updates, a kernel's heartbeat) goes on after a
+    Ctrl-C or a stop. `asyncio.timeout` lets the cancellation through."""
+    async with asyncio.timeout(timeout):
+        return await awaitable
 
 
 def in_background() -> bool:

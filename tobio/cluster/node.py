@@ -36,6 +36,7 @@ from tobio.cluster.remote import CONTROL, Remote
 from tobio.errors import AgentError, DatabaseError
 from tobio.hooks import ON_MESSAGE
 from tobio.messages import Delivery, Delta, Message
+from tobio.tasks import within
 
 if TYPE_CHECKING:
     from tobio.agents.base import Agent
@@ -77,12 +78,10 @@ def delta_payloads(kernel_id: int, deltas: list[Delta]) -> list[str]:
 
 
 async def woken(event: asyncio.Event, timeout: float) -> None:
-    """Wait until `event` is set or `timeout` passes. Not `asyncio.wait_for`: on Python 3.11 it swallows a
-    cancellation that arrives as the event is set, and a loop around it then never ends (a kernel's clean
-    stop waited for its heartbeat or scan task forever, as the scan is woken by every commit)."""
+    """Wait until `event` is set or `timeout` passes (`within`, not `asyncio.wait_for`: a kernel's clean stop
+    once waited for its heartbeat or scan task forever, as the scan is woken by every commit)."""
     try:
-        async with asyncio.timeout(timeout):
-            await event.wait()
+        await within(event.wait(), timeout)
     except TimeoutError:
         pass
 

@@ -32,6 +32,7 @@ from tobio.hooks import EMBEDDED, ON_MESSAGE, PROMPT, RECALL_BIAS, REPLAY, SWIPE
 from tobio.messages import Message
 from tobio.models.module import models_of
 from tobio.modules import DatabaseModule, Module
+from tobio.tasks import within
 from tobio.turn.placement import NEXT_TO_NEWEST, Injection
 
 if TYPE_CHECKING:
@@ -225,7 +226,7 @@ class EmotionModule(Module):
         if future is None:
             return
         try:
-            await asyncio.wait_for(asyncio.shield(future), self.settings.wait_s)
+            await within(asyncio.shield(future), self.settings.wait_s)
         except TimeoutError:
             log.info("emotion: no vector for message %s within %.1f s; the lexicon appraises it", message_id, self.settings.wait_s)
             self._by_lexicon(message_id)

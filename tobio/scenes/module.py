@@ -20,6 +20,7 @@ from tobio.modules import Module
 from tobio.persona.module import PersonaModule
 from tobio.scenes.floor import Floor, Policy
 from tobio.scenes.schema import SceneConfig
+from tobio.tasks import within as before_timeout
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -125,8 +126,8 @@ async def run_scene(kernel: Kernel, scene: SceneConfig, emit: Any = None, truste
         if speaker is None:
             said.insert(0, opening)
         try:
-            await asyncio.wait_for(done.wait(), scene.timeout_s)
-        except asyncio.TimeoutError:
+            await before_timeout(done.wait(), scene.timeout_s)
+        except TimeoutError:
             raise CommandError(f"scene {scene.name} stalled after {len(said)} messages ({scene.timeout_s:g} s)") from None
         return said
     finally:

@@ -24,6 +24,7 @@ from tobio.hooks import SWIPED
 from tobio.messages import Delivery, Delta, Message
 from tobio.swipes import store
 from tobio.swipes.store import Said
+from tobio.tasks import within
 
 if TYPE_CHECKING:
     from tobio.agents.base import Agent
@@ -169,8 +170,8 @@ class Swipes:
             if timeout == 0:
                 return None
             try:
-                return await asyncio.wait_for(heard, timeout)
-            except asyncio.TimeoutError:
+                return await within(heard, timeout)
+            except TimeoutError:
                 raise CommandError(f"{replier.name} did not answer again within {timeout:g} s (see `log tail`)") from None
         finally:
             unlisten()
