@@ -228,3 +228,49 @@ def test_a_new_database_adds_no_column_it_just_created(tmp_path: Path) -> None:
             assert column_names(conn, "t_new") == {"id", "later"}
     finally:
         engine.dispose()
+
+
+def test_the_boot_logs_its_lines_in_one_batch_and_in_order(tmp_path: Path) -> None:
+    """Each "loaded module" line was a commit of its own; held during boot, they are one batch, ids in order."""
+    import logging
+
+    from tobio.kernel import Kernel
+
+    with Kernel(None, database=f"duckdb:///{tmp_path / 'logs.duckdb'}") as kernel:
+        kernel.call(kernel.flush())
+        rows = kernel.run("sql SELECT id, logger, content FROM logs ORDER BY id;").rows
+        contents = [r[2] for r in rows]
+        assert contents[-1].startswith("kernel started on") and "loaded module database" in contents
+        assert [r[0] for r in rows] == list(range(rows[0][0], rows[0][0] + len(rows)))  # consecutive, in order
+
+        batches = kernel.writer.batches
+        logging.getLogger("tobio.test").info("after the boot")  # written as it comes, no longer held
+        kernel.call(kernel.flush())
+        assert kernel.writer.batches > batches
+        assert kernel.run("sql SELECT content FROM logs ORDER BY id DESC LIMIT 1;").rows[0][0] == "after the boot"
+
+
+def test_a_failed_boot_still_logs_what_it_did(tmp_path: Path) -> None:
+    """The lines held during a boot that fails half-way are written before the writer closes."""
+    import duckdb
+
+    from tobio.config.schema import KernelConfig
+    from tobio.errors import ModuleError
+    from tobio.kernel import Kernel
+    from tobio.modules import Module
+
+    class Explodes(Module):
+        name = "explodes"
+
+        async def module_init(self, kernel: Kernel) -> None:
+            raise RuntimeError("boom")
+
+    path = tmp_path / "failed.duckdb"
+    kernel = Kernel(KernelConfig(modules=["explodes"]), database=f"duckdb:///{path}", spawn_agents=False)
+    kernel.modules.register(Explodes)
+    with pytest.raises(ModuleError, match="boom"):
+        kernel.start()
+    with duckdb.connect(str(path), read_only=True) as conn:
+        contents = [r[0] for r in conn.execute("SELECT content FROM logs ORDER BY id").fetchall()]
+    assert "loaded module database" in contents  # logged before the failure, held, written at teardown
+    assert not any(c.startswith("kernel started") for c in contents)

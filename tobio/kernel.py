@@ -155,7 +155,7 @@ class Kernel:
         self.is_running = True
         from tobio import logs
 
-        self._log_handler = logs.install(self, self.config.log_level)
+        self._log_handler = logs.install(self, self.config.log_level, hold=True)  # one commit for the boot's lines
         await self.transport.load()
         self.modules.check_settings_names()
         await self.modules.load("database", *self.config.modules)
@@ -174,6 +174,7 @@ class Kernel:
         if self.cluster is not None:
             self.cluster.run()
         log.info("kernel started on %s", self.database_url)
+        self._log_handler.flush_held()
 
     def close(self) -> None:
         """Stop agents and tasks, flush every write, exit modules, close the database."""
@@ -185,6 +186,8 @@ class Kernel:
 
     async def _teardown(self) -> None:
         try:
+            if self._log_handler is not None:
+                self._log_handler.flush_held()  # a boot that failed half-way still logs what it did
             if self.cluster is not None:
                 await self.cluster.halt()
             await self.agents.stop_all()
