@@ -4,7 +4,9 @@ Each sample is a fresh process (cold interpreter, warm OS file cache); the comma
 that machine load affects them alike. Prints one JSON object: medians in ms and their ratio, plus
 `kernel_ms`, the same work through the kernel's API without the shell (what the shell adds is the
 difference), and `first_ms` / `first_ratio`, the shell's very first start on a new data dir (it
-creates the database and spawns the agents of configs/).
+creates the database and spawns the agents of configs/). `cpu_ratio` and `first_cpu_ratio` compare the
+processes' CPU time (user + system, all threads) instead: on a machine others are loading, wall clock
+mostly measures them, CPU time much less.
 
     python bench/startup.py [--runs N]
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -37,13 +40,21 @@ def shell_argv() -> list[str]:
     return [sys.executable, "-c", "import sys; from shell.app import main; sys.exit(main())", "-c", COMMAND]
 
 
-def timed(argv: list[str], env: dict[str, str]) -> float:
-    """Wall time of one run in ms; a failing run aborts the benchmark."""
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(argv: list[str], env: dict[str, str], cpu: list[float] | None = None) -> float:
+    """Wall time of one run in ms (its CPU time appended to `cpu`); a failing run aborts the benchmark."""
+    cpu_before = _children_cpu_s()
     start = time.perf_counter()
     done = subprocess.run(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
     elapsed = (time.perf_counter() - start) * 1000
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
+    if cpu is not None:
+        cpu.append((_children_cpu_s() - cpu_before) * 1000)
     return elapsed
 
 
@@ -62,14 +73,21 @@ def main() -> None:
         kernel = [sys.executable, "-c", KERNEL_ONLY]
         for argv in (shell, baseline, kernel):
             timed(argv, env)  # creates the database and warms the file cache, like any second start
-        tobio_ms, baseline_ms, kernel_ms, first_ms = [], [], [], []
+        tobio_ms: list[float] = []
+        baseline_ms: list[float] = []
+        kernel_ms: list[float] = []
+        first_ms: list[float] = []
+        tobio_cpu: list[float] = []
+        baseline_cpu: list[float] = []
+        first_cpu: list[float] = []
         for _ in range(args.runs):
-            baseline_ms.append(timed(baseline, env))
-            tobio_ms.append(timed(shell, env))
+            baseline_ms.append(timed(baseline, env, baseline_cpu))
+            tobio_ms.append(timed(shell, env, tobio_cpu))
             kernel_ms.append(timed(kernel, env))
             with tempfile.TemporaryDirectory(prefix="tobio-bench-new-") as new:
-                first_ms.append(timed(shell, {**env, "TOBIO_DATA_DIR": new}))
+                first_ms.append(timed(shell, {**env, "TOBIO_DATA_DIR": new}, first_cpu))
     tobio, base, first = statistics.median(tobio_ms), statistics.median(baseline_ms), statistics.median(first_ms)
+    tobio_c, base_c, first_c = statistics.median(tobio_cpu), statistics.median(baseline_cpu), statistics.median(first_cpu)
     print(json.dumps({
         "tobio_ms": round(tobio, 1),
         "baseline_ms": round(base, 1),
@@ -78,6 +96,10 @@ def main() -> None:
         "first_ms": round(first, 1),
         "first_ratio": round(first / base, 2),
         "kernel_ms": round(statistics.median(kernel_ms), 1),
+        "tobio_cpu_ms": round(tobio_c, 1),
+        "baseline_cpu_ms": round(base_c, 1),
+        "cpu_ratio": round(tobio_c / base_c, 2),
+        "first_cpu_ratio": round(first_c / base_c, 2),
         "runs": args.runs,
         "command": f'tobio-shell -c "{COMMAND}"',
         "baseline": 'python -c "import sqlalchemy"',
