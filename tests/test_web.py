@@ -170,7 +170,16 @@ def test_the_stop_button_cancels_the_agents_run(duckdb_url: str, tmp_path: Path)
             say(page, "tell me a long story")
             wait_text(page, "word0 word1 word2", 30)  # streaming
             click_button(page, "Stop")
-            wait_until(lambda: kernel.run("run ls --agent tobio").records()[-1]["status"] == "cancelled", timeout=10)
+            runs: list[dict[str, Any]] = []
+
+            def cancelled() -> bool:
+                runs[:] = kernel.run("run ls --agent tobio").records()
+                return runs[-1]["status"] == "cancelled"
+
+            try:
+                wait_until(cancelled, timeout=10)  # a 30 s story: still running unless Stop worked
+            except AssertionError:
+                raise AssertionError(f"Stop did not cancel the run: {runs}") from None
             wait_until(lambda: kernel.agents.live["tobio"].current is None, timeout=20)
             wait_element(page, "#send", 10)  # the page offers Send again
             assert not page.find_element("id", "stop").is_displayed()
