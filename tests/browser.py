@@ -62,7 +62,7 @@ def chromium(*extra_flags: str) -> WebDriver:
     options.binary_location = CHROMIUM
     for flag in (*FLAGS, *extra_flags):
         options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL", })
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     driver.set_page_load_timeout(PAGE_TIMEOUT)
     driver.set_script_timeout(30)
