@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Debian's Chromium for the web UI's browser test (Playwright drives it; no browser download).
+# Debian's Chromium and its chromedriver for the web UI's browser tests (Selenium drives them; nothing is
+# downloaded at test time). Skipped when both are already installed.
 set -euo pipefail
-if [ ! -x /usr/bin/chromium ]; then
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2
-  apt-get install -y -qq chromium >&2
+  apt-get install -y -qq chromium chromium-driver >&2
 fi

@@ -174,40 +174,35 @@ def test_the_web_page_corrects_a_fact_and_forgets_a_memory(duckdb_url: str, tmp_
     """In a real Chromium: the sidebar shows what the agent believes about the person; "correct" with
     dog=Rex retracts Max (kept, marked), "forget" on a memory shown stops its retrieval and retracts
     what was learnt from it, and "wrong" on a fact retracts it."""
-    from test_web import PAGE_TIMEOUT_MS, browser_or_skip, free_port, open_chat
-
-    browser_or_skip()
-    from playwright.sync_api import sync_playwright
+    from browser import click_button, open_chat, say, wait_element, wait_gone, wait_text
+    from test_web import free_port
 
     from tobio.web.serve import serve
-
-    from helpers import wait_until
 
     with spawned(duckdb_url, tmp_path) as kernel:
         server = serve(kernel, "127.0.0.1", free_port())
         try:
-            with sync_playwright() as p:
-                browser, page = open_chat(p, server.url, "My dog is called Max.")
-                page.get_by_text("Nice to meet you.").first.wait_for(timeout=PAGE_TIMEOUT_MS)
-                page.get_by_text("dog: Max").first.wait_for(timeout=30_000)
-                page.get_by_placeholder("key=value, e.g. dog=Rex").fill("dog=Rex")
-                page.get_by_role("button", name="correct").click()
-                page.get_by_text("dog: Rex").first.wait_for(timeout=30_000)
-                wait_until(lambda: page.get_by_text("dog: Max").count() == 0, 10)
+            page = open_chat(server.url, "My dog is called Max.")
+            try:
+                wait_text(page, "Nice to meet you.", 60)
+                wait_text(page, "dog: Max", 30)
+                wait_element(page, "input[placeholder='key=value, e.g. dog=Rex']").send_keys("dog=Rex")
+                click_button(page, "correct")
+                wait_text(page, "dog: Rex", 30)
+                wait_gone(page, "dog: Max", 10)
 
-                box = page.locator("textarea").first
-                box.fill("I live in Porto.")
-                box.press("Enter")
-                page.get_by_text("Tell me more.").first.wait_for(timeout=30_000)
-                page.get_by_text("home: Porto").first.wait_for(timeout=30_000)
+                say(page, "I live in Porto.")
+                wait_text(page, "Tell me more.", 30)
+                wait_text(page, "home: Porto", 30)
                 said = kernel.run("memory search tobio 'I live in Porto.' -k 1").data
                 assert [(r["kind"], r["content"]) for r in said] == [("message", "I live in Porto.")]
-                page.get_by_role("button", name="forget").first.click()  # the best memory for the last line: it
-                wait_until(lambda: page.get_by_text("home: Porto").count() == 0, 30)
+                click_button(page, "forget")  # the first: the best memory for the last line, itself
+                wait_gone(page, "home: Porto", 30)
                 assert kernel.run("memory facts tobio user").data["dog"] == "Rex"
-                page.get_by_role("button", name="wrong").first.click()  # dog: Rex, the one fact left, was never true
-                wait_until(lambda: page.get_by_text("dog: Rex").count() == 0, 30)
-                browser.close()
+                click_button(page, "wrong")  # dog: Rex, the one fact left, was never true
+                wait_gone(page, "dog: Rex", 30)
+            finally:
+                page.quit()
             versions = kernel.run("memory facts tobio user --history").records()
             assert {("dog", "Max"), ("dog", "Rex"), ("home", "Porto")} <= {(r["key"], r["value"]) for r in versions}  # kept, marked
             believed = kernel.run("memory facts tobio user").data

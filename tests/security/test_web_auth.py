@@ -12,7 +12,6 @@ import base64
 import http.client
 import logging
 import os
-import re
 import signal
 import stat
 import subprocess
@@ -24,11 +23,12 @@ from contextlib import contextmanager
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import pytest
-from test_web import PAGE_TIMEOUT_MS, browser_or_skip, free_port, launch
+from browser import PAGE_TIMEOUT, browser, goto, say, wait, wait_element, wait_text
+from test_web import free_port
 
 from tobio.config.schema import KernelConfig
 from tobio.kernel import Kernel
@@ -38,23 +38,25 @@ from tobio.web.serve import WebServer, serve
 
 from conftest import write
 
+if TYPE_CHECKING:
+    from selenium.webdriver.chrome.webdriver import WebDriver
+
 pytestmark = pytest.mark.slow
 
 TOKEN = "correct-horse-battery-staple-7f3a"
 WRONG = "correct-horse-battery-staple-0000"
 ECHO = "name: echo\ntype: scripted\nreplies: ['echo says: {text}']\n"
-WS_PROBE = """async (url) => await new Promise((resolve) => {
-    const ws = new WebSocket(url);
-    ws.onopen = () => { ws.close(); resolve("open"); };
-    ws.onerror = () => resolve("refused");
-    setTimeout(() => resolve("timeout"), 8000);
-})"""
-SERVED_PROBE = """async (url) => await new Promise((resolve) => {
-    const ws = new WebSocket(url);
-    ws.onmessage = (event) => { ws.close(); resolve(JSON.parse(event.data).type); };
-    ws.onclose = () => resolve("closed");
-    setTimeout(() => resolve("timeout"), 8000);
-})"""
+# Run in the page (Selenium's execute_async_script: the last argument is the callback).
+WS_PROBE = """const [url, done] = arguments;
+const ws = new WebSocket(url);
+ws.onopen = () => { ws.close(); done("open"); };
+ws.onerror = () => done("refused");
+setTimeout(() => done("timeout"), 8000);"""
+SERVED_PROBE = """const [url, done] = arguments;
+const ws = new WebSocket(url);
+ws.onmessage = (event) => { ws.close(); done(JSON.parse(event.data).type); };
+ws.onclose = () => done("closed");
+setTimeout(() => done("timeout"), 8000);"""
 
 
 # -- raw HTTP: what a script (not a browser) can send -------------------------------------------------
@@ -162,59 +164,60 @@ def guarded(kernel: Kernel) -> Iterator[tuple[WebServer, int]]:
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    browser_or_skip()
-    from playwright.sync_api import sync_playwright
+@pytest.fixture
+def driver() -> Iterator[WebDriver]:
+    """A fresh headless Chromium per test (no cookies from another test)."""
+    # evil.example resolves to this machine, as an attacker's DNS would make it (DNS rebinding)
+    with browser("--host-resolver-rules=MAP evil.example 127.0.0.1") as d:
+        yield d
 
-    with sync_playwright() as p:
-        # evil.example resolves to this machine, as an attacker's DNS would make it (DNS rebinding)
-        b = launch(p, "--host-resolver-rules=MAP evil.example 127.0.0.1")
-        try:
-            yield b
-        finally:
-            b.close()
+
+def textareas(driver: WebDriver) -> int:
+    from selenium.webdriver.common.by import By
+
+    return len(driver.find_elements(By.TAG_NAME, "textarea"))
+
+
+def login_cookies(driver: WebDriver) -> list[dict[str, Any]]:
+    return [c for c in driver.get_cookies() if c["name"] == "tobio_login"]
 
 
 # -- tests ----------------------------------------------------------------------------------------------
 
-def test_without_a_cookie_the_page_redirects_to_the_login(guarded: tuple[WebServer, int], browser: Any) -> None:
+def test_without_a_cookie_the_page_redirects_to_the_login(guarded: tuple[WebServer, int], driver: WebDriver) -> None:
     server, port = guarded
     status, headers, _ = fetch(port, "GET", "/")
     assert status == 302 and "login" in headers["location"][0]
-    page = browser.new_context().new_page()
-    page.goto(server.url, timeout=PAGE_TIMEOUT_MS)
-    assert "/login" in page.url
-    page.locator("input[type=password]").wait_for(timeout=PAGE_TIMEOUT_MS)
-    assert page.locator("textarea").count() == 0  # no chat box before logging in
-    page.context.close()
+    driver.get(server.url)
+    assert "/login" in driver.current_url
+    wait_element(driver, "input[type=password]", PAGE_TIMEOUT)
+    assert textareas(driver) == 0  # no chat box before logging in
 
 
-def test_wrong_token_fails_and_right_token_logs_in_and_chats(guarded: tuple[WebServer, int], browser: Any,
+def log_in_on_the_page(driver: WebDriver, token: str) -> None:
+    """Fill the login form as a person does, and send it with Enter."""
+    from selenium.webdriver.common.keys import Keys
+
+    wait_element(driver, "input[name=username]", PAGE_TIMEOUT).send_keys("me")
+    wait_element(driver, "input[type=password]").send_keys(token, Keys.ENTER)
+
+
+def test_wrong_token_fails_and_right_token_logs_in_and_chats(guarded: tuple[WebServer, int], driver: WebDriver,
                                                             kernel: Kernel) -> None:
     server, port = guarded
     assert login(port, WRONG) == ""  # no cookie for a wrong token
-    context = browser.new_context()
-    page = context.new_page()
-    page.goto(server.url, timeout=PAGE_TIMEOUT_MS)
-    page.locator("input[name=username]").fill("me")
-    page.locator("input[type=password]").fill(WRONG)
-    page.locator("input[type=password]").press("Enter")
-    page.wait_for_url(re.compile(r".*error=.*"), timeout=PAGE_TIMEOUT_MS)
-    assert not [c for c in context.cookies() if c["name"] == "tobio_login"]
-    page.goto(server.url, timeout=PAGE_TIMEOUT_MS)
-    assert "/login" in page.url  # still locked out
-    page.locator("input[name=username]").fill("me")
-    page.locator("input[type=password]").fill(TOKEN)
-    page.locator("input[type=password]").press("Enter")
-    box = page.locator("textarea").first
-    box.wait_for(timeout=PAGE_TIMEOUT_MS)
-    cookie = [c for c in context.cookies() if c["name"] == "tobio_login"]
+    driver.get(server.url)
+    log_in_on_the_page(driver, WRONG)
+    wait(driver, lambda: "error=" in driver.current_url, PAGE_TIMEOUT, "no error after a wrong token")
+    assert not login_cookies(driver)
+    driver.get(server.url)
+    assert "/login" in driver.current_url  # still locked out
+    log_in_on_the_page(driver, TOKEN)
+    wait_element(driver, "textarea", PAGE_TIMEOUT)
+    cookie = login_cookies(driver)
     assert cookie and cookie[0]["httpOnly"] and cookie[0]["sameSite"] == "Strict" and TOKEN not in cookie[0]["value"]
-    box.fill("hello past the login")
-    box.press("Enter")
-    page.get_by_text("echo says: hello past the login").first.wait_for(timeout=30_000)
-    context.close()
+    say(driver, "hello past the login")
+    wait_text(driver, "echo says: hello past the login", 30)
 
 
 class Captured(logging.Handler):
@@ -228,7 +231,7 @@ class Captured(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def test_websocket_needs_the_cookie_and_an_allowed_origin(guarded: tuple[WebServer, int], browser: Any) -> None:
+def test_websocket_needs_the_cookie_and_an_allowed_origin(guarded: tuple[WebServer, int], driver: WebDriver) -> None:
     server, port = guarded
     cookie = login(port, TOKEN)
     assert cookie.startswith("tobio_login=")
@@ -241,31 +244,32 @@ def test_websocket_needs_the_cookie_and_an_allowed_origin(guarded: tuple[WebServ
     assert ws_status(port, cookie=cookie, origin=f"http://evil.example:{port}") == 403
 
     # in Chromium: from our own login page while logged out, the websocket is refused ...
-    context = browser.new_context()
-    page = context.new_page()
-    page.goto(f"{server.url}login", timeout=PAGE_TIMEOUT_MS)
-    assert page.evaluate(WS_PROBE, ws) == "refused"
-    # ... and a page on another site is refused even while the browser holds the login cookie
+    driver.get(f"{server.url}login")
+    assert driver.execute_async_script(WS_PROBE, ws) == "refused"
+    # ... and a page on another site is refused even while the browser holds the login cookie (as set by
+    # the login: HttpOnly, SameSite=Strict)
     name, value = cookie.split("=", 1)
-    context.add_cookies([{"name": name, "value": value, "url": server.url}])
-    assert page.evaluate(WS_PROBE, ws) == "open"  # the control
-    assert page.evaluate(SERVED_PROBE, ws) == "agents"  # and the page's session answers on it
-    # another site's page: Chromium does not even send the cookie (SameSite), and the server refuses
+    driver.add_cookie({"name": name, "value": value, "path": "/", "httpOnly": True, "sameSite": "Strict"})
+    assert driver.execute_async_script(WS_PROBE, ws) == "open"  # the control
+    assert driver.execute_async_script(SERVED_PROBE, ws) == "agents"  # and the page's session answers on it
     html = "<html><body>not the chat</body></html>"
-    page.route("http://attacker.example/**", lambda route: route.fulfill(body=html, content_type="text/html"))
-    page.goto("http://attacker.example/", timeout=PAGE_TIMEOUT_MS)
-    assert page.evaluate(WS_PROBE, ws) == "refused"
-    # another port on this machine is the same site, so the cookie goes along: only the Origin check stops it
     said = Captured()
     logging.getLogger("tobio.web").addHandler(said)
     with other_site(html) as other:
         try:
-            page.goto(other, timeout=PAGE_TIMEOUT_MS)
-            assert page.evaluate(WS_PROBE, ws) == "refused"
+            # another site's page (evil.example, served from this machine): Chromium does not even send
+            # the cookie (SameSite), and the server refuses
+            driver.get(other.replace("127.0.0.1", "evil.example"))
+            wait_text(driver, "not the chat")
+            assert driver.execute_async_script(WS_PROBE, ws) == "refused"
+            # another port on this machine is the same site, so the cookie goes along: only the Origin
+            # check stops it
+            driver.get(other)
+            wait_text(driver, "not the chat")
+            assert driver.execute_async_script(WS_PROBE, ws) == "refused"
         finally:
             logging.getLogger("tobio.web").removeHandler(said)
     assert any(f"Origin '{other.rstrip('/')}'" in line for line in said.lines)  # refused for its Origin
-    context.close()
 
 
 def test_the_login_form_needs_its_xsrf_token(guarded: tuple[WebServer, int]) -> None:
@@ -282,7 +286,7 @@ def test_the_login_form_needs_its_xsrf_token(guarded: tuple[WebServer, int]) -> 
     assert status == 302 and cookies_of(headers).get("tobio_login")  # the control: cookie and field
 
 
-def test_a_foreign_host_header_is_refused(guarded: tuple[WebServer, int], kernel: Kernel, browser: Any) -> None:
+def test_a_foreign_host_header_is_refused(guarded: tuple[WebServer, int], kernel: Kernel, driver: WebDriver) -> None:
     server, port = guarded
     assert fetch(port, "GET", "/", host="evil.example")[0] == 403
     assert fetch(port, "GET", "/login", host=f"evil.example:{port}")[0] == 403
@@ -293,14 +297,10 @@ def test_a_foreign_host_header_is_refused(guarded: tuple[WebServer, int], kernel
     open_port = free_port()
     open_server = serve(kernel, "127.0.0.1", open_port, allow_hosts=["chat.example"])
     try:
-        page = browser.new_context().new_page()
-        response = page.goto(f"http://evil.example:{open_port}/", timeout=PAGE_TIMEOUT_MS)
-        assert response is not None and response.status == 403
-        assert page.locator("textarea").count() == 0
-        response = page.goto(f"http://localhost:{open_port}/", timeout=PAGE_TIMEOUT_MS)
-        assert response is not None and response.status == 200
-        page.locator("textarea").first.wait_for(timeout=PAGE_TIMEOUT_MS)  # the control: same page, loopback name
-        page.context.close()
+        assert goto(driver, f"http://evil.example:{open_port}/") == 403
+        assert textareas(driver) == 0
+        assert goto(driver, f"http://localhost:{open_port}/") == 200
+        wait_element(driver, "textarea", PAGE_TIMEOUT)  # the control: same page, loopback name
         assert fetch(open_port, "GET", "/", host=f"chat.example:{open_port}")[0] == 200  # --allow-host
     finally:
         open_server.stop()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_web import PAGE_TIMEOUT_MS, browser_or_skip, free_port, launch
+from browser import PAGE_TIMEOUT, browser, say, wait, wait_text
+from test_web import free_port
 
 from tobio.config.schema import KernelConfig
 from tobio.kernel import Kernel
@@ -21,9 +22,6 @@ ATTACKS = ['<img src=x onerror="window.__pwned=(window.__pwned||0)+1">',
 
 
 def test_html_in_messages_is_shown_not_run(duckdb_url: str, tmp_path: Path) -> None:
-    browser_or_skip()
-    from playwright.sync_api import sync_playwright
-
     kernel = Kernel(KernelConfig(modules=["scripted"]), database=duckdb_url).start()
     server = None
     try:
@@ -36,24 +34,19 @@ def test_html_in_messages_is_shown_not_run(duckdb_url: str, tmp_path: Path) -> N
 
         kernel.call(earlier())
         server = serve(kernel, "127.0.0.1", free_port())
-        with sync_playwright() as p:
-            browser = launch(p)
-            page = browser.new_page()
-            page.goto(server.url, timeout=PAGE_TIMEOUT_MS)
-            page.get_by_text("echo says: earlier").first.wait_for(timeout=PAGE_TIMEOUT_MS)
-            box = page.locator("textarea").first
-            box.fill(f"now {' '.join(ATTACKS)} done")
-            box.press("Enter")
-            page.get_by_text("echo says: now").first.wait_for(timeout=30_000)
-            page.wait_for_timeout(500)  # let any injected handler fire
-            assert page.evaluate("window.__pwned") is None
+        with browser() as page:
+            page.get(server.url)
+            wait_text(page, "echo says: earlier", PAGE_TIMEOUT)
+            say(page, f"now {' '.join(ATTACKS)} done")
+            wait_text(page, "echo says: now", 30)
+            # every image in the chat has loaded or failed: an injected onerror/onload would have run
+            wait(page, lambda: page.execute_script("return [...document.images].every((i) => i.complete)"), 10)
+            assert page.execute_script("return window.__pwned") is None
             # not only blocked by the page's CSP: the markup itself carries no handler (safe.py cleaned it)
-            handlers = "[...document.querySelectorAll('#chat *')].flatMap(e => [...e.attributes].map(a => a.name))"
-            names = page.evaluate(handlers)
+            handlers = "return [...document.querySelectorAll('#chat *')].flatMap(e => [...e.attributes].map(a => a.name))"
+            names = page.execute_script(handlers)
             assert names and not [n for n in names if n.startswith("on") or n in ("src", "style")], names
-            links = page.locator("a[href^='javascript']")
-            assert links.count() == 0
-            browser.close()
+            assert page.execute_script("return document.querySelectorAll(\"a[href^='javascript']\").length") == 0
     finally:
         if server is not None:
             server.stop()
