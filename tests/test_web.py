@@ -322,3 +322,37 @@ def test_a_line_sent_while_the_page_opens_is_said_after_the_conversation_so_far(
         assert said == [("quick hello",), ("ok",)]
     finally:
         kernel.close()
+
+
+
+def test_the_swipe_buttons_stay_off_while_a_turn_streams(duckdb_url: str) -> None:
+    """A line typed while the page opened is still being answered when the opening shows the alternatives:
+    the buttons must come back off (busy), or "↻ another reply" is offered mid-turn and the server refuses
+    it ("the agent is still answering"); the turn's own last word, from inside it, turns them on."""
+    import asyncio
+
+    from tobio.web.session import PageSession
+
+    kernel = Kernel(KernelConfig(modules=["scripted"]), database=duckdb_url).start()
+    try:
+        async def scenario() -> tuple[bool, bool]:
+            heard: list[dict[str, Any]] = []
+            session = PageSession(kernel, heard.append)
+            session.agent, session.last_reply = "echo", "m1"
+            release = asyncio.Event()
+
+            async def turn() -> None:
+                await release.wait()
+                await session.show_alternatives()  # what say() does last
+
+            session.turn = asyncio.create_task(turn())
+            await asyncio.sleep(0)
+            await session.show_alternatives()  # what the opening does, mid-turn
+            during = heard[-1]["busy"]
+            release.set()
+            await session.turn
+            return during, heard[-1]["busy"]
+
+        assert asyncio.run(scenario()) == (True, False)
+    finally:
+        kernel.close()

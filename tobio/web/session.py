@@ -251,8 +251,12 @@ class PageSession:
         except TobioError:
             alternatives = []
         self.chosen = next((a.number for a in alternatives if a.chosen), 0)
+        # A turn still streaming (a line sent while the page opened, then the opening finished) keeps the
+        # buttons off; the turn's own last call (from inside it) turns them on.
+        turn = self.turn
+        busy = turn is not None and not turn.done() and turn is not asyncio.current_task()
         self.send({"type": "swipes", "chosen": self.chosen, "count": len(alternatives),
-                   "another": bool(alternatives) and self.last_reply is not None, "busy": False})
+                   "another": bool(alternatives) and self.last_reply is not None, "busy": busy})
 
     async def swipe(self, step: int) -> None:
         name = self.agent
