@@ -252,18 +252,25 @@ class AgentIndex:
         stage = self._first_stage(query, vector, config, exclude, bias)
         score = stage.score
         ranker = rank.shipped() if config.rerank else None
+        best = _best(score, k)
+        best = best[np.isfinite(score[best])]
         if ranker is not None:
-            finite = int(np.isfinite(score).sum())
-            pool = _best(score, min(max(ranker.candidates, k), finite))
-            reranked = ranker.score(self._features(query, pool, stage))
-            order = np.argsort(-reranked, kind="stable")[:k]
-            return [Hit(self.items[i], float(reranked[j]), float(stage.relevance[i]), float(stage.recency[i]),
-                        float(stage.importance[i])) for i, j in zip(pool[order], order)]
-        return [
-            Hit(self.items[i], float(score[i]), float(stage.relevance[i]), float(stage.recency[i]), float(stage.importance[i]))
-            for i in _best(score, k)
-            if np.isfinite(score[i])
-        ]
+            best = self._reranked(query, stage, ranker, best)
+        return [Hit(self.items[i], float(score[i]), float(stage.relevance[i]), float(stage.recency[i]), float(stage.importance[i]))
+                for i in best]
+
+    def _reranked(self, query: str, stage: _Stage, ranker: rank.Ranker, best: np.ndarray) -> np.ndarray:
+        """The first stage's top `best`, its messages replaced by the ranker's best messages among its
+        candidates. The ranker learnt from conversations only, so other kinds (summaries, reflections)
+        keep the places the first stage gave them. Hits keep the first stage's score."""
+        finite = int(np.isfinite(stage.score).sum())
+        pool = _best(stage.score, min(max(ranker.candidates, len(best)), finite))
+        messages = pool[[self.items[i].kind == "message" for i in pool]]
+        if not len(messages):
+            return best
+        order = messages[np.argsort(-ranker.score(self._features(query, messages, stage)), kind="stable")]
+        ranked = iter(order)
+        return np.array([next(ranked) if self.items[i].kind == "message" else i for i in best], dtype=np.int64)
 
     def candidates(self, query: str, vector: ArrayLike, config: MemoryConfig, count: int) -> tuple[list[Item], np.ndarray]:
         """The first stage's best `count` items, best first, and their rank.FEATURES rows (what the ranker is
