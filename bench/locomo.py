@@ -4,7 +4,10 @@ Each conversation becomes two user agents in one channel (session dates as messa
 indexes the turns with the `embed` bundle (all-MiniLM-L6-v2 on the local provider by default). For
 every question, memory retrieves the asking agent's top k; recall@k is the share of the question's
 evidence turns among them. Baselines in the same run: BM25 over the same turns, and the k most recent
-turns. Summaries are off here (LoCoMo measures retrieval). Prints one JSON object.
+turns, and memory's first stage alone (`first_stage_*`: without the learned ranker, tobio/memory/rank.py).
+Summaries are off here (LoCoMo measures retrieval). `--train-ranker NPZ` also collects each question's
+candidates and features and reports the ranker's leave-one-conversation-out recall and ablation (write
+new weights from the NPZ with `python -m tobio.memory.rank_train NPZ`; dev split only). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -160,7 +163,7 @@ def main() -> None:
             result = summarise(rows)
             result.update(questions=len(rows), conversations=len(samples), turns=sum(len(r[2]) for r in replays),
                           index_seconds=round(index_s, 1), embed_model=memory.embed_model.provider_model,
-                          config={k: v for k, v in config.model_dump().items() if k.startswith(("w_", "hybrid", "recency", "context"))})
+                          config={k: v for k, v in config.model_dump().items() if k.startswith(("w_", "hybrid", "recency", "context", "rerank"))})
             if args.train_ranker:
                 save_questions(args.train_ranker, collected, args.candidates)
                 result["ranker"] = train(collected, args.candidates, out=None)
