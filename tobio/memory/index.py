@@ -246,31 +246,20 @@ class AgentIndex:
         bias: Callable[[np.ndarray], np.ndarray | float] | None = None,
     ) -> list[Hit]:
         """Top k by the learned ranker (rank.py) over the first stage's best candidates, when `config.rerank`
-        and its weights are there; else by the first stage's score (see `_first_stage`)."""
+        and its weights are there (a hit's score is then the ranker's); else by the first stage's score."""
         if not self.items or k <= 0:
             return []
         stage = self._first_stage(query, vector, config, exclude, bias)
         score = stage.score
         ranker = rank.shipped() if config.rerank else None
-        best = _best(score, k)
-        best = best[np.isfinite(score[best])]
         if ranker is not None:
-            best = self._reranked(query, stage, ranker, best)
+            pool = _best(score, min(max(ranker.candidates, k), int(np.isfinite(score).sum())))
+            reranked = ranker.score(self._features(query, pool, stage))
+            order = np.argsort(-reranked, kind="stable")[:k]
+            return [Hit(self.items[i], float(reranked[j]), float(stage.relevance[i]), float(stage.recency[i]),
+                        float(stage.importance[i])) for i, j in zip(pool[order], order)]
         return [Hit(self.items[i], float(score[i]), float(stage.relevance[i]), float(stage.recency[i]), float(stage.importance[i]))
-                for i in best]
-
-    def _reranked(self, query: str, stage: _Stage, ranker: rank.Ranker, best: np.ndarray) -> np.ndarray:
-        """The first stage's top `best`, its messages replaced by the ranker's best messages among its
-        candidates. The ranker learnt from conversations only, so other kinds (summaries, reflections)
-        keep the places the first stage gave them. Hits keep the first stage's score."""
-        finite = int(np.isfinite(stage.score).sum())
-        pool = _best(stage.score, min(max(ranker.candidates, len(best)), finite))
-        messages = pool[[self.items[i].kind == "message" for i in pool]]
-        if not len(messages):
-            return best
-        order = messages[np.argsort(-ranker.score(self._features(query, messages, stage)), kind="stable")]
-        ranked = iter(order)
-        return np.array([next(ranked) if self.items[i].kind == "message" else i for i in best], dtype=np.int64)
+                for i in _best(score, k) if np.isfinite(score[i])]
 
     def candidates(self, query: str, vector: ArrayLike, config: MemoryConfig, count: int) -> tuple[list[Item], np.ndarray]:
         """The first stage's best `count` items, best first, and their rank.FEATURES rows (what the ranker is
