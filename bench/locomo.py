@@ -4,7 +4,10 @@ Each conversation becomes two user agents in one channel (session dates as messa
 indexes the turns with the `embed` bundle (all-MiniLM-L6-v2 on the local provider by default). For
 every question, memory retrieves the asking agent's top k; recall@k is the share of the question's
 evidence turns among them. Baselines in the same run: BM25 over the same turns, and the k most recent
-turns. Summaries are off here (LoCoMo measures retrieval). Prints one JSON object.
+turns, and memory's first stage alone (`first_stage_*`: without the learned ranker, tobio/memory/rank.py).
+Summaries are off here (LoCoMo measures retrieval). `--train-ranker NPZ` also collects each question's
+candidates and features and reports the ranker's leave-one-conversation-out recall and ablation (write
+new weights from the NPZ with `python -m tobio.memory.rank_train NPZ`; dev split only). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from tobio.kernel import Kernel
 from tobio.memory.bm25 import BM25
 from tobio.memory.config import MemoryConfig
 from tobio.memory.module import MemoryModule
+from tobio.memory.rank_train import Question, save_questions, train
 from tobio.memory.service import Memory
 from tobio.memory.text import terms
 
@@ -93,6 +97,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="only the first N conversations")
     parser.add_argument("--grid", action="store_true", help="also sweep retrieval weights (tune on dev only)")
     parser.add_argument("--ablate", action="store_true", help="also score each retrieval feature switched off")
+    parser.add_argument("--train-ranker", type=Path, metavar="NPZ",
+                        help="also collect each question's candidates and features here, and cross-validate the ranker "
+                             "(write its weights with python -m tobio.memory.rank_train NPZ)")
+    parser.add_argument("--candidates", type=int, default=100, help="first-stage candidates per question for --train-ranker")
     args = parser.parse_args()
     samples = json.loads(args.data.read_text())
     if args.limit:
@@ -112,7 +120,9 @@ def main() -> None:
             index_s = time.perf_counter() - began
             rows: list[dict[str, Any]] = []
             cached: list[tuple[Any, str, np.ndarray, dict[int, str], set[str], int]] = []
-            for (agent_id, dia, order), sample in zip(replays, samples):
+            collected: list[Question] = []
+            first_stage = config.model_copy(update={"rerank": False})
+            for conversation, ((agent_id, dia, order), sample) in enumerate(zip(replays, samples)):
                 bm25 = BM25()
                 texts = {}
                 for _when, turns in sessions(sample["conversation"]):
@@ -138,13 +148,25 @@ def main() -> None:
                         row[f"bm25_recall_at_{k}"] = recall(bm25_found, wanted, k)
                         row[f"recent_recall_at_{k}"] = recall(recent, wanted, k)
                     rows.append(row)
+                    vec = np.asarray(kernel.call(memory.embed_model.embed([qa["question"]]))[0], dtype=np.float32)
+                    index = memory.indexes[agent_id]
+                    first = [dia.get(h.item.source_id, "") for h in index.search(qa["question"], vec, first_stage, max(KS))]
+                    for k in KS:
+                        row[f"first_stage_recall_at_{k}"] = recall(first, wanted, k)
+                    if args.train_ranker:
+                        items, features = index.candidates(qa["question"], vec, config, args.candidates)
+                        evidence = np.array([dia.get(item.source_id, "") in wanted for item in items], dtype=np.float64)
+                        collected.append(Question(features, evidence, len(wanted), conversation))
                     if args.grid or args.ablate:
                         vec = np.asarray(kernel.call(memory.embed_model.embed([qa["question"]]))[0], dtype=np.float32)
                         cached.append((memory.indexes[agent_id], qa["question"], vec, dia, wanted, qa["category"]))
             result = summarise(rows)
             result.update(questions=len(rows), conversations=len(samples), turns=sum(len(r[2]) for r in replays),
                           index_seconds=round(index_s, 1), embed_model=memory.embed_model.provider_model,
-                          config={k: v for k, v in config.model_dump().items() if k.startswith(("w_", "hybrid", "recency", "context"))})
+                          config={k: v for k, v in config.model_dump().items() if k.startswith(("w_", "hybrid", "recency", "context", "rerank"))})
+            if args.train_ranker:
+                save_questions(args.train_ranker, collected, args.candidates)
+                result["ranker"] = train(collected, args.candidates, out=None)
             if args.grid:
                 result["grid"] = grid(cached)
             if args.ablate:
@@ -155,7 +177,7 @@ def main() -> None:
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = [k for k in rows[0] if k.startswith(("recall", "bm25", "recent"))]
+    keys = [k for k in rows[0] if k.startswith(("recall", "first_stage", "bm25", "recent"))]
     mean = lambda rs, k: round(float(np.mean([r[k] for r in rs])), 4)  # noqa: E731
     out: dict[str, Any] = {k: mean(rows, k) for k in keys}
     out["ms_per_query"] = round(float(np.mean([r["ms"] for r in rows])), 2)

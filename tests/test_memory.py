@@ -118,7 +118,10 @@ TURNS = int(os.environ.get("TOBIO_MEMORY_TURNS", "2000"))
 def test_prompt_budget_holds_over_a_long_conversation(duckdb_url: str, tmp_path: Path) -> None:
     """Every prompt of a 2,000-turn conversation fits, while summaries are written in the background;
     the history memory works from (kept between turns, not re-read) is always exactly the thread's."""
-    kernel = start(duckdb_url, budget_tokens=300, summary_tokens=40, memory_tokens=60)
+    # Every turn here is one of two templates, so nearly every memory repeats a message in the history and
+    # the prompt skips it; the learned ranker (which prefers answers to a matching question) fills the
+    # over-fetched hits with such repeats only. What is tested is the budget, so the first stage recalls.
+    kernel = start(duckdb_url, budget_tokens=300, summary_tokens=40, memory_tokens=60, rerank=False)
     try:
         ada = _ada(kernel, tmp_path)
         ada.pause()  # we play ada's side: build her prompt each turn and post a reply, without model runs

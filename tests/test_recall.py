@@ -76,7 +76,7 @@ def test_the_sitting_of_an_answer_lifts_it() -> None:
              message(4, "the plumber fixed the sink", T0 + timedelta(days=2, minutes=1))]
     for item in lines:
         index.add(item, vector)
-    config = MemoryConfig(w_recency=0.0, context_turns=0)
+    config = MemoryConfig(w_recency=0.0, context_turns=0, rerank=False)  # the first stage's prior (the ranker reads it too)
     hits = index.search("was the lantern festival wonderful", vector, config, 4)
     order = [h.item.source_id for h in hits]
     assert order.index(1) < order.index(3)
@@ -90,7 +90,7 @@ def test_a_question_naming_a_day_prefers_what_was_said_then() -> None:
     vector = np.ones(4, dtype=np.float32)
     for i in range(5):  # the same words on five days
         index.add(message(i, "I planted tomatoes in the garden", T0 + timedelta(days=i)), vector)
-    config = MemoryConfig(w_recency=0.0)
+    config = MemoryConfig(w_recency=0.0, rerank=False)  # the first stage's date match (the ranker reads it too)
     for day in (1, 3):
         when = T0 + timedelta(days=day)
         hits = index.search(f"what did bob plant on {when:%B} {when.day}, {when.year}", vector, config, 5)

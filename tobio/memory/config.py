@@ -29,6 +29,7 @@ class MemoryConfig(BaseModel):
     recency_half_life_hours: float = Field(24.0 * 30, gt=0, description="in the agent's subjective time")
     w_sitting: float = Field(0.3, ge=0, description="weight of the best relevance in an item's sitting (the turns around an answer say what it answers)")
     w_date: float = Field(0.3, ge=0, description="weight for being said on a day or in a month the query names")
+    rerank: bool = Field(True, description="reorder the best candidates by the learned ranker (memory/data/ranker.json), when it is there")
     hybrid_alpha: float = Field(0.4, ge=0, le=1, description="share of embedding similarity in relevance; the rest is BM25")
     context_turns: int = Field(2, ge=0, description="earlier turns of the same sitting whose words BM25 indexes with each message (0: none); answers are often worded by the question before them")
     context_weight: float = Field(0.7, ge=0, le=1, description="weight of the turn before in a message's BM25 terms; each turn further back counts this much less again")

@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from tobio.providers.llama_adapter import LlamaEncoder
 
 BATCH_TOKENS = 512  # tokens decoded together: longer batches pay for attention across all of them
+# A batch this short (a recall query) runs on one thread. Its forward pass is a few ms, and llama.cpp's
+# threads meet at a barrier after every op: on a busy machine a descheduled partner stalls the other, and
+# measured with other work on both cores a 13-token query took 394 ms on 2 threads against 31 ms on 1
+# (on idle cores 2.6 against 4.3 ms). Indexing batches (hundreds of tokens) keep every thread.
+SHORT_TOKENS = 64
 
 
 class WordPieceTokenizer:
@@ -47,6 +52,7 @@ class Embedder:
 
         self.path = Path(gguf_path)
         threads = n_threads or os.cpu_count() or 1
+        self._threads = threads
         self._encoder = LlamaEncoder.load(self.path, n_ctx=batch_tokens, n_threads=threads)
         meta = self._encoder.metadata
         if meta.get("general.architecture") != "bert":
@@ -118,7 +124,9 @@ class Embedder:
         import numpy as np
 
         pooled = np.zeros((len(group), self.dimension), dtype=np.float32)
-        self._encoder.pooled([token_lists[i] for i in group], pooled)
+        sequences = [token_lists[i] for i in group]
+        short = sum(map(len, sequences)) <= SHORT_TOKENS
+        self._encoder.pooled(sequences, pooled, n_threads=1 if short else self._threads)
         out[group] = pooled
 
     # What the model host calls (tobio/providers/model_host.py).

@@ -303,8 +303,9 @@ class LlamaEncoder:
     llama-cpp-python's own `Llama.embed` does the same, but cuts a long text's closing [SEP] and tokenizes
     again; its batch and context are used directly here (both untyped there)."""
 
-    def __init__(self, llama: Any) -> None:
+    def __init__(self, llama: Any, n_threads: int) -> None:
         self.llama = llama
+        self.n_threads = n_threads  # what the context runs on now
 
     @classmethod
     def load(cls, path: Path, *, n_ctx: int, n_threads: int) -> LlamaEncoder:
@@ -321,7 +322,7 @@ class LlamaEncoder:
                                     n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, n_threads=n_threads,
                                     n_threads_batch=n_threads, verbose=True)
         llama.verbose = False
-        return cls(llama)
+        return cls(llama, n_threads)
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -345,11 +346,16 @@ class LlamaEncoder:
         ids: list[int] = self.llama.tokenize(text.encode("utf-8"), add_bos=True, special=True)
         return ids
 
-    def pooled(self, sequences: list[list[int]], out: npt.NDArray[np.float32]) -> None:
-        """Run `sequences` through the encoder as one batch; row i of `out` gets sequence i's pooled vector."""
+    def pooled(self, sequences: list[list[int]], out: npt.NDArray[np.float32], n_threads: int | None = None) -> None:
+        """Run `sequences` through the encoder as one batch; row i of `out` gets sequence i's pooled vector.
+
+        `n_threads` (default: as loaded) applies to this batch only; the vectors do not depend on it."""
         import llama_cpp
 
         ctx: Any = self.llama._ctx
+        if n_threads is not None and n_threads != self.n_threads:
+            llama_cpp.llama_set_n_threads(ctx.ctx, n_threads, n_threads)
+            self.n_threads = n_threads
         batch: Any = self.llama._batch
         batch.reset()
         for seq, tokens in enumerate(sequences):
