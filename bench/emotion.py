@@ -177,7 +177,7 @@ def dynamics() -> dict[str, Any]:
 def congruent_recall(weight: float | None = None) -> dict[str, Any]:
     """Mood-congruent recall, measured: an agent hears eight good and eight bad pieces of news (alternating, so
     recency favours neither), its mood is set to sad and then to glad, and `memory search` asks four neutral
-    questions. With the effect on, more of the top five should match the mood than with it off
+    questions. With the effect on, more of the top eight should match the mood than with it off
     (`recall_congruence` 0); the share is averaged over both moods."""
     from tobio.config.schema import KernelConfig
     from tobio.db.migrations import utcnow
@@ -213,10 +213,10 @@ def congruent_recall(weight: float | None = None) -> dict[str, Any]:
                 for pleasure, matching in ((-0.8, BAD_DAYS), (0.8, GOOD_DAYS)):
                     kernel.run(f"emotion set mo --pleasure {pleasure} --arousal 0 --dominance 0")
                     for asked in ASKED:
-                        top = kernel.run(f"memory search mo {json.dumps(asked)} -k 5").data
+                        top = kernel.run(f"memory search mo {json.dumps(asked)} -k 8").data
                         shares[effect].append(sum(1 for hit in top if any(m in hit["content"] for m in matching)) / len(top))
-            return {"congruent_top5_share_on": round(statistics.mean(shares["on"]), 3),
-                    "congruent_top5_share_off": round(statistics.mean(shares["off"]), 3),
+            return {"congruent_top8_share_on": round(statistics.mean(shares["on"]), 3),
+                    "congruent_top8_share_off": round(statistics.mean(shares["off"]), 3),
                     "recall_congruence": default}
         finally:
             kernel.close()

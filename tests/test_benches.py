@@ -167,7 +167,7 @@ def test_emotion_quick_mode(tmp_path: Path) -> None:
     assert dynamics["sign_follows_events"] and dynamics["neurotic_moves_further"] and dynamics["neurotic_recovers_slower"]
     assert dynamics["half_life_within_10pct"] and dynamics["appraised_by"]["learned"] > 0
     congruent = out["congruent_recall"]  # the mood reorders recall towards memories that match it
-    assert congruent["congruent_top5_share_on"] > congruent["congruent_top5_share_off"]
+    assert congruent["congruent_top8_share_on"] > congruent["congruent_top8_share_off"]
 
 
 @slow

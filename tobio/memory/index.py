@@ -246,15 +246,20 @@ class AgentIndex:
         bias: Callable[[np.ndarray], np.ndarray | float] | None = None,
     ) -> list[Hit]:
         """Top k by the learned ranker (rank.py) over the first stage's best candidates, when `config.rerank`
-        and its weights are there (a hit's score is then the ranker's); else by the first stage's score."""
+        and its weights are there; else by the first stage's score. With the ranker a hit's score is its
+        ranker score scaled to 0-1 over the candidates, plus `bias` (RECALL_BIAS, e.g. mood-congruent recall),
+        which keeps the bias's bounded meaning: it moves memories of near-equal rank, never a clear best."""
         if not self.items or k <= 0:
             return []
-        stage = self._first_stage(query, vector, config, exclude, bias)
-        score = stage.score
         ranker = rank.shipped() if config.rerank else None
+        stage = self._first_stage(query, vector, config, exclude, None if ranker is not None else bias)
+        score = stage.score
         if ranker is not None:
             pool = _best(score, min(max(ranker.candidates, k), int(np.isfinite(score).sum())))
-            reranked = ranker.score(self._features(query, pool, stage))
+            reranked = _minmax(ranker.score(self._features(query, pool, stage)))
+            if bias is not None and self._matrix is not None:
+                shift = bias(self._matrix[:len(self.items)])
+                reranked = reranked + (shift[pool] if isinstance(shift, np.ndarray) else shift)
             order = np.argsort(-reranked, kind="stable")[:k]
             return [Hit(self.items[i], float(reranked[j]), float(stage.relevance[i]), float(stage.recency[i]),
                         float(stage.importance[i])) for i, j in zip(pool[order], order)]
