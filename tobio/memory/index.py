@@ -458,5 +458,7 @@ _START = 64  # initial room in the per-item arrays
 
 
 def _minmax(values: np.ndarray) -> np.ndarray:
+    if not values.size:  # nothing left to rank (every candidate excluded)
+        return values
     low, high = float(values.min()), float(values.max())
     return (values - low) / (high - low) if high > low else np.zeros_like(values)
