@@ -30,7 +30,7 @@ import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -39,6 +39,9 @@ import numpy as np
 from tobio.emotion.appraise import LearnedAppraiser, LexiconAppraiser
 from tobio.emotion.head import shipped
 from tobio.emotion.train import in_context, load_corpus, pearson
+
+if TYPE_CHECKING:
+    from tobio.kernel import Kernel
 
 MIRROR = Path("/work/.mirror/JULIELab+EmoBank/repo")
 SAMPLE = Path(__file__).resolve().parents[1] / "tests" / "data" / "emobank_sample.csv"  # 200 test sentences, with context
@@ -105,25 +108,33 @@ def emobank(source: Path, quick: bool, cache: Path | None) -> dict[str, Any]:
     return out
 
 
-def dynamics() -> dict[str, Any]:
-    """The scripted sequence through a real kernel, for a neurotic and a stable persona."""
+def listening_kernel(work: Path) -> Kernel:
+    """A kernel with memory and emotion (a scripted chat model) whose agents hear everything and answer
+    nothing: only what is said to them moves them."""
     from tobio.config.schema import KernelConfig
     from tobio.hooks import SHOULD_ANSWER
     from tobio.kernel import Kernel
-    from tobio.memory.service import Memory
 
     async def listen_only(_agent: Any, _delivery: Any) -> bool:
-        return False  # they hear everything and answer nothing: only what is said to them moves them
+        return False
+
+    config = KernelConfig(
+        modules=["scripted", "models", "persona", "memory", "emotion"],
+        providers={"s": {"type": "scripted", "replies": ["I see."]}},
+        models={"chat-default": {"provider": "s", "model": "x", "purpose": "chat"}})
+    kernel = Kernel(config, database=f"duckdb:///{work / 'bench.duckdb'}").start()
+    kernel.hooks.add(SHOULD_ANSWER, listen_only)
+    return kernel
+
+
+def dynamics() -> dict[str, Any]:
+    """The scripted sequence through a real kernel, for a neurotic and a stable persona."""
+    from tobio.memory.service import Memory
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        config = KernelConfig(
-            modules=["scripted", "models", "persona", "memory", "emotion"],
-            providers={"s": {"type": "scripted", "replies": ["I see."]}},
-            models={"chat-default": {"provider": "s", "model": "x", "purpose": "chat"}})
-        kernel = Kernel(config, database=f"duckdb:///{work / 'bench.duckdb'}").start()
+        kernel = listening_kernel(work)
         try:
-            kernel.hooks.add(SHOULD_ANSWER, listen_only)
             people = {"nervy": 0.9, "steady": 0.1}
             for name, neuroticism in people.items():
                 (work / f"{name}-p.yaml").write_text(json.dumps({"name": name.title(), "description": "A person.",
@@ -179,23 +190,12 @@ def congruent_recall(weight: float | None = None) -> dict[str, Any]:
     recency favours neither), its mood is set to sad and then to glad, and `memory search` asks four neutral
     questions. With the effect on, more of the top eight should match the mood than with it off
     (`recall_congruence` 0); the share is averaged over both moods."""
-    from tobio.config.schema import KernelConfig
     from tobio.db.migrations import utcnow
-    from tobio.hooks import SHOULD_ANSWER
-    from tobio.kernel import Kernel
-
-    async def listen_only(_agent: Any, _delivery: Any) -> bool:
-        return False
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        config = KernelConfig(
-            modules=["scripted", "models", "persona", "memory", "emotion"],
-            providers={"s": {"type": "scripted", "replies": ["I see."]}},
-            models={"chat-default": {"provider": "s", "model": "x", "purpose": "chat"}})
-        kernel = Kernel(config, database=f"duckdb:///{work / 'bench.duckdb'}").start()
+        kernel = listening_kernel(work)
         try:
-            kernel.hooks.add(SHOULD_ANSWER, listen_only)
             (work / "mo-p.yaml").write_text(json.dumps({"name": "Mo", "description": "A person."}))
             (work / "mo.yaml").write_text(json.dumps({"name": "mo", "type": "persona", "persona": str(work / "mo-p.yaml"),
                                                       "channels": ["hall"]}))
