@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from tobio.db.database import SMALL_BATCH, Database, _dump, _json_columns, column_frame, duckdb_connection
+from tobio.db.database import SMALL_BATCH, Database, _dump, _json_columns, column_frame, duckdb_connection, register_batch
 from tobio.db.literals import NotLiteral, values_list
 from tobio.db.tables import metadata
 
@@ -77,7 +77,7 @@ def bulk_update(
         except NotLiteral:
             pass
     view = f"_tobio_set_{table}"
-    raw.register(view, column_frame({name: col for name, col in zip(names, zip(*rows))}))
+    register_batch(raw, view, column_frame({name: col for name, col in zip(names, zip(*rows))}))
     try:
         raw.execute(f"UPDATE {table} SET {assign} FROM {view} AS v WHERE {where}")
     finally:
