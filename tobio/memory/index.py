@@ -257,9 +257,8 @@ class AgentIndex:
         if ranker is not None:
             pool = _best(score, min(max(ranker.candidates, k), int(np.isfinite(score).sum())))
             reranked = _minmax(ranker.score(self._features(query, pool, stage)))
-            if bias is not None and self._matrix is not None:
-                shift = bias(self._matrix[:len(self.items)])
-                reranked = reranked + (shift[pool] if isinstance(shift, np.ndarray) else shift)
+            if bias is not None and self._matrix is not None and len(pool):
+                reranked = reranked + bias(self._matrix[pool])  # the candidates' rows only, not every memory's
             order = np.argsort(-reranked, kind="stable")[:k]
             return [Hit(self.items[i], float(reranked[j]), float(stage.relevance[i]), float(stage.recency[i]),
                         float(stage.importance[i])) for i, j in zip(pool[order], order)]
