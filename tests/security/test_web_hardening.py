@@ -255,7 +255,7 @@ def test_requests_are_bounded(kernel: Kernel) -> None:
                 heard.append(json.loads(text))
             ws.write_message(json.dumps({"op": "what"}))
             ws.write_message("not json")
-            for _ in range(2):
+            while sum(m["type"] == "notice" for m in heard) < 3:  # the page's opening may still be arriving too
                 heard.append(json.loads(await asyncio.wait_for(ws.read_message(), 30)))
             ws.write_message(json.dumps({"op": "say", "text": "y" * 400_000}))  # over the socket's limit
             closed = await asyncio.wait_for(ws.read_message(), 30)
