@@ -8,10 +8,10 @@ import math
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from tobio.config.schema import KernelConfig
 from tobio.emotion.affect import Affect, Mood
@@ -222,12 +222,14 @@ def test_without_memory_the_lexicon_appraises(duckdb_url: str, tmp_path: Path) -
         assert module.appraised["lexicon"] >= 1 and module.appraised["learned"] == 0
         felt = [e for e in kernel.run("emotion show ada").data["emotions"] if e["source"] == "ben"][0]
         assert felt["name"] in ("anger", "distress", "reproach") and felt["cause"].startswith("ben: You are useless")
-        picture = tmp_path / "mood.png"
+        picture = tmp_path / "mood.svg"
         plotted = kernel.run(f"emotion plot ada --out {picture}")
-        with Image.open(picture) as image:
-            assert image.size == (800, 360) and image.format == "PNG"
+        drawn = ElementTree.fromstring(picture.read_text("utf-8"))
+        assert drawn.get("viewBox") == "0 0 800 360" and len(drawn.findall("{http://www.w3.org/2000/svg}polyline")) == 3
+        assert any(c.findtext("{http://www.w3.org/2000/svg}title", "").startswith(f"{felt['name']} ")
+                   for c in drawn.iter("{http://www.w3.org/2000/svg}circle"))  # the emotion, marked
         assert any(e["cause"].startswith("ben:") for e in plotted.data["emotions"]) and len(plotted.data["trace"]) > 100
-        assert plotted._repr_html_().startswith('<img src="data:image/png;base64,')  # a figure in a notebook
+        assert plotted._repr_html_().startswith('<img src="data:image/svg+xml;base64,')  # a figure in a notebook
     finally:
         kernel.close()
 

@@ -65,27 +65,31 @@ def register(root: Group, module: EmotionModule) -> None:
         states = await ctx.kernel.db.call(read) + [ctx.kernel.agents.full_state(target)]
         return [Mood.from_state(s["modules"]["emotion"]) for s in states if (s or {}).get("modules", {}).get("emotion")]
 
-    @group.command("plot", NAME, Arg("--out", help="write the picture to this PNG file", complete="file"),
+    @group.command("plot", NAME, Arg("--out", help="write the picture to this SVG file (its name ends in .svg)", complete="file"),
                    Arg("--last", short="-n", type=int, default=500, help="how many recorded changes"),
                    Arg("--until", help="draw the decay up to this time (ISO, `now`, or --until=-5m)"), agents="agents")
     async def plot(ctx: Context, agent: str, out: str | None, last: int, until: str | None) -> Result:
-        """Draw an agent's mood and emotions over time: a figure in a notebook, a PNG with --out."""
+        """Draw an agent's mood and emotions over time: a figure in a notebook, an SVG file with --out."""
         from tobio.confined import write_confined
-        from tobio.emotion.plot import Figure, png, trace
+        from tobio.emotion.plot import Figure, svg, trace
 
+        if out and Path(out).suffix.lower() != ".svg":
+            raise CommandError(f"--out {out}: the picture is an SVG; give a file name ending in .svg")
         target = ctx.kernel.agents.get(agent)
         moods = (await recorded(ctx, target))[-max(1, last):]
         half_life, emotion_half_life = module.half_lives(target)
         drawn = trace(moods, half_life, emotion_half_life, parse_time(until) if until else None)
-        image = png(drawn, f"{agent}: mood (pleasure, arousal, dominance) and emotions")
+        picture = svg(drawn, f"{agent}: mood (pleasure, arousal, dominance) and emotions")
         where = ""
-        if out:
-            where = f"; written to {write_confined(ctx.kernel, ctx.caller, Path(out).expanduser(), image, force=True)}"
+        if out:  # the person redraws over an old picture; an agent writes a new file inside the data dir
+            written = write_confined(ctx.kernel, ctx.caller, Path(out).expanduser(), picture.encode("utf-8"),
+                                     force=ctx.privileged)
+            where = f"; written to {written}"
         text = f"{agent}: {len(moods)} recorded changes, {len(drawn.emotions)} emotions{where}"
         data = [{"at": t.isoformat(), **a.as_dict()} for t, a in zip(drawn.times, drawn.affects)]
         return Figure(text=text, data={"trace": data, "emotions": [{"name": e.name, "intensity": round(e.intensity, 3),
                                                                     "cause": e.cause, "at": e.at.isoformat()} for e in drawn.emotions]},
-                      image=image)
+                      svg=picture)
 
     @group.command("history", NAME, Arg("--last", short="-n", type=int, default=60, help="how many changes"), agents="agents")
     async def history(ctx: Context, agent: str, last: int) -> Result:

@@ -292,8 +292,8 @@ class PageSession:
                 rows = _plain(shown.records(), {"dimension": _text(40), "now": float})
                 sidebar["mood"] = {"label": str((shown.data or {}).get("label", "")), "rows": rows}
                 figure = await self.kernel.arun(f"emotion plot {_quote(name)} -n 60")
-                image = getattr(figure, "image", b"")
-                sidebar["trace"] = {"png": base64.b64encode(image).decode("ascii") if image else "",
+                picture = getattr(figure, "svg", "")  # shown as an <img>: an image runs no script
+                sidebar["trace"] = {"svg": base64.b64encode(picture.encode("utf-8")).decode("ascii") if picture else "",
                                     "alt": figure.text or "mood"}
             else:
                 sidebar["mood"] = {"error": "emotion module not loaded"}

@@ -89,8 +89,8 @@
     if (data.agent !== agentSelect.value) return;
     if (data.mood) moodBars(data.mood);
     const trace = $("trace");
-    if (data.trace && data.trace.png) {
-      trace.src = `data:image/png;base64,${data.trace.png}`;
+    if (data.trace && data.trace.svg) {
+      trace.src = `data:image/svg+xml;base64,${data.trace.svg}`;
       trace.alt = data.trace.alt;
       trace.hidden = false;
     } else {
