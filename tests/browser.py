@@ -94,6 +94,8 @@ class Chromium:
         self._answered: dict[int, Json] = {}
         self._next_id = 0
         self._closed = False
+        self._failure = ""  # why the pipe's reader stopped, if not because Chromium exited
+        self._quit = False
         self.pages: dict[str, Page] = {}
         self._reader = threading.Thread(target=self._read, name="chromium-pipe", daemon=True)
         self._reader.start()
@@ -112,6 +114,8 @@ class Chromium:
                             self._lock.notify_all()
                     elif (page := self.pages.get(message.get("sessionId", ""))) is not None:
                         page.event(message)
+        except Exception as e:  # a message this client cannot read: every waiting command fails with it
+            self._failure = f" (the pipe's reader failed: {e!r})"
         finally:
             with self._lock:
                 self._closed = True
@@ -137,7 +141,7 @@ class Chromium:
             while key not in self._answered:
                 left = deadline - time.monotonic()
                 if self._closed:
-                    raise BrowserError(f"{method}: Chromium has exited{self.tail()}")
+                    raise BrowserError(f"{method}: Chromium has exited{self._failure}{self.tail()}")
                 if left <= 0:
                     raise BrowserError(f"{method}: no answer from Chromium in {timeout:.0f} s")
                 self._lock.wait(left)
@@ -170,6 +174,9 @@ class Chromium:
 
     def quit(self) -> None:
         """Close Chromium (killing its process group if it does not go), reap it, remove its profile."""
+        if self._quit:
+            return
+        self._quit = True
         try:
             self.send("Browser.close", timeout=10)
         except BrowserError:
