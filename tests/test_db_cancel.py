@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -67,5 +69,41 @@ def test_cancelling_a_running_call_interrupts_its_statement(duckdb_url: str) -> 
 
         assert asyncio.run(main()) < 2.0
         assert db.call_sync(lambda conn: conn.execute(sa.text("SELECT 2")).scalar()) == 2
+    finally:
+        db.close()
+
+
+def test_an_interrupt_that_lands_on_the_commit_leaves_the_next_call_working(duckdb_url: str) -> None:
+    """A cancelled call's interrupt can arrive after its last statement, while its COMMIT runs (a web page
+    closed as the kernel shut down): DuckDB then kept that transaction open and aborted, and the next call,
+    the writer's last flush, failed with "Current transaction is aborted". Interrupts are sent at random
+    moments just after the statement until some have landed on the commit."""
+    db = Database(duckdb_url)
+    db.open()
+    pick = random.Random(7)
+    try:
+        db.call_sync(lambda conn: conn.execute(sa.text("CREATE TABLE t (i INT)")))
+        landed = 0
+        deadline = time.monotonic() + 30
+        with ThreadPoolExecutor(1) as caller:
+            while landed < 5 and time.monotonic() < deadline:
+                ran = threading.Event()
+
+                def read(conn: Any, ran: threading.Event = ran) -> None:
+                    conn.execute(sa.text("SELECT count(*) FROM t")).scalar()
+                    ran.set()  # from here on, only the COMMIT is left
+
+                call = caller.submit(db.call_sync, read)
+                assert ran.wait(30)
+                until = time.perf_counter() + pick.random() * 3e-4
+                while time.perf_counter() < until:
+                    pass
+                db.interrupt()
+                try:
+                    call.result()
+                except sa.exc.DBAPIError:
+                    landed += 1
+                db.call_sync(lambda conn: conn.execute(sa.text("INSERT INTO t VALUES (1)")))  # must work
+        assert landed, "no interrupt landed on a COMMIT in 30 s: the race was not exercised"
     finally:
         db.close()

@@ -23,11 +23,11 @@ from contextlib import contextmanager
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from browser import PAGE_TIMEOUT, browser, goto, say, wait, wait_element, wait_text
+from browser import ENTER, PAGE_TIMEOUT, Page, browser, goto, say, wait, wait_element, wait_text
 from test_web import free_port
 
 from tobio.config.schema import KernelConfig
@@ -38,15 +38,12 @@ from tobio.web.serve import WebServer, serve
 
 from conftest import write
 
-if TYPE_CHECKING:
-    from selenium.webdriver.chrome.webdriver import WebDriver
-
 pytestmark = pytest.mark.slow
 
 TOKEN = "correct-horse-battery-staple-7f3a"
 WRONG = "correct-horse-battery-staple-0000"
 ECHO = "name: echo\ntype: scripted\nreplies: ['echo says: {text}']\n"
-# Run in the page (Selenium's execute_async_script: the last argument is the callback).
+# Run in the page (execute_async_script: the last argument is the callback).
 WS_PROBE = """const [url, done] = arguments;
 const ws = new WebSocket(url);
 ws.onopen = () => { ws.close(); done("open"); };
@@ -165,26 +162,24 @@ def guarded(kernel: Kernel) -> Iterator[tuple[WebServer, int]]:
 
 
 @pytest.fixture
-def driver() -> Iterator[WebDriver]:
+def driver() -> Iterator[Page]:
     """A fresh headless Chromium per test (no cookies from another test)."""
     # evil.example resolves to this machine, as an attacker's DNS would make it (DNS rebinding)
     with browser("--host-resolver-rules=MAP evil.example 127.0.0.1") as d:
         yield d
 
 
-def textareas(driver: WebDriver) -> int:
-    from selenium.webdriver.common.by import By
-
-    return len(driver.find_elements(By.TAG_NAME, "textarea"))
+def textareas(driver: Page) -> int:
+    return len(driver.find_elements("textarea"))
 
 
-def login_cookies(driver: WebDriver) -> list[dict[str, Any]]:
+def login_cookies(driver: Page) -> list[dict[str, Any]]:
     return [c for c in driver.get_cookies() if c["name"] == "tobio_login"]
 
 
 # -- tests ----------------------------------------------------------------------------------------------
 
-def test_without_a_cookie_the_page_redirects_to_the_login(guarded: tuple[WebServer, int], driver: WebDriver) -> None:
+def test_without_a_cookie_the_page_redirects_to_the_login(guarded: tuple[WebServer, int], driver: Page) -> None:
     server, port = guarded
     status, headers, _ = fetch(port, "GET", "/")
     assert status == 302 and "login" in headers["location"][0]
@@ -194,15 +189,13 @@ def test_without_a_cookie_the_page_redirects_to_the_login(guarded: tuple[WebServ
     assert textareas(driver) == 0  # no chat box before logging in
 
 
-def log_in_on_the_page(driver: WebDriver, token: str) -> None:
+def log_in_on_the_page(driver: Page, token: str) -> None:
     """Fill the login form as a person does, and send it with Enter."""
-    from selenium.webdriver.common.keys import Keys
-
     wait_element(driver, "input[name=username]", PAGE_TIMEOUT).send_keys("me")
-    wait_element(driver, "input[type=password]").send_keys(token, Keys.ENTER)
+    wait_element(driver, "input[type=password]").send_keys(token, ENTER)
 
 
-def test_wrong_token_fails_and_right_token_logs_in_and_chats(guarded: tuple[WebServer, int], driver: WebDriver,
+def test_wrong_token_fails_and_right_token_logs_in_and_chats(guarded: tuple[WebServer, int], driver: Page,
                                                             kernel: Kernel) -> None:
     server, port = guarded
     assert login(port, WRONG) == ""  # no cookie for a wrong token
@@ -231,7 +224,7 @@ class Captured(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def test_websocket_needs_the_cookie_and_an_allowed_origin(guarded: tuple[WebServer, int], driver: WebDriver) -> None:
+def test_websocket_needs_the_cookie_and_an_allowed_origin(guarded: tuple[WebServer, int], driver: Page) -> None:
     server, port = guarded
     cookie = login(port, TOKEN)
     assert cookie.startswith("tobio_login=")
@@ -286,7 +279,7 @@ def test_the_login_form_needs_its_xsrf_token(guarded: tuple[WebServer, int]) -> 
     assert status == 302 and cookies_of(headers).get("tobio_login")  # the control: cookie and field
 
 
-def test_a_foreign_host_header_is_refused(guarded: tuple[WebServer, int], kernel: Kernel, driver: WebDriver) -> None:
+def test_a_foreign_host_header_is_refused(guarded: tuple[WebServer, int], kernel: Kernel, driver: Page) -> None:
     server, port = guarded
     assert fetch(port, "GET", "/", host="evil.example")[0] == 403
     assert fetch(port, "GET", "/login", host=f"evil.example:{port}")[0] == 403

@@ -222,6 +222,8 @@ class Database:
             with conn.begin():
                 return fn(conn, *args)
         except sa.exc.DBAPIError:
+            if not conn.invalidated and not conn.in_transaction():
+                self._end_failed_commit(conn)
             if conn.invalidated:
                 self._local.conn = None
             raise
@@ -230,6 +232,14 @@ class Database:
                 self._running = None
             if conn.in_transaction():
                 conn.rollback()
+
+    def _end_failed_commit(self, conn: Connection) -> None:
+        """A COMMIT that failed (an interrupt meant for a cancelled call can land on it) leaves DuckDB's
+        transaction open and aborted, which would fail the next call: roll it back, or drop the connection."""
+        try:
+            conn.dialect.do_rollback(conn.connection)  # "no transaction is active" is not an error here
+        except Exception:  # a connection that cannot even roll back is replaced by a new one
+            conn.invalidate()
 
     def call_sync(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(conn, *args)` on the DB thread in one transaction and wait for it."""
