@@ -51,6 +51,8 @@ def test_chat_page_streams_a_reply(duckdb_url: str, tmp_path: Path) -> None:
             say(page, "hello web")
             wait(page, whole_reply, 60, "the reply never arrived whole")
             wait_element(page, "#trace", 10)  # the sidebar's mood trace (emotion plot), shown
+            drawn = "const t = document.getElementById('trace'); return t.src.startsWith('data:image/svg+xml;base64,') && t.complete && t.naturalWidth === 800"
+            wait(page, lambda: page.execute_script(drawn), 10, "the mood trace is not a drawn SVG")
             # the page's Content-Security-Policy is in force in the browser: an inline script does not run
             inline = "const s = document.createElement('script'); s.textContent = 'window.__ran = 1'; document.body.append(s)"
             page.execute_script(inline)

@@ -11,8 +11,17 @@
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const socket = new WebSocket(`${scheme}//${location.host}/ws`);
 
+  // Requests made while the socket still connects wait for it (a line typed as the page opens is kept);
+  // once it is closed, send() says so and returns false, so the caller keeps what the user typed.
+  const waiting = [];
   const send = (request) => {
     if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(request));
+    else if (socket.readyState === WebSocket.CONNECTING) waiting.push(request);
+    else {
+      status("disconnected from the server: reload the page");
+      return false;
+    }
+    return true;
   };
   const el = (tag, props = {}, ...children) => {
     const node = document.createElement(tag);
@@ -142,15 +151,17 @@
     const handle = handlers[message.type];
     if (handle) handle(message);
   });
-  socket.addEventListener("open", () => status(""));
+  socket.addEventListener("open", () => {
+    status("");
+    for (const request of waiting.splice(0)) socket.send(JSON.stringify(request));
+  });
   socket.addEventListener("close", () => { setBusy(false); status("disconnected from the server: reload the page"); });
 
   function say() {
     const text = box.value;
     if (!text.trim() || busy) return;
     status("");
-    send({ op: "say", text });
-    box.value = "";
+    if (send({ op: "say", text })) box.value = "";
   }
   $("say").addEventListener("submit", (event) => { event.preventDefault(); say(); });
   box.addEventListener("keydown", (event) => {
