@@ -160,10 +160,12 @@ class Database:
                 for table in ID_TABLES:
                     self._next_ids[table] = self._id_ends[table] = 0
                 return
-            # One statement for every counter: a start pays a round trip per statement.
-            tops = conn.execute(sa.text("SELECT " + ", ".join(f"(SELECT max(id) FROM {t})" for t in ID_TABLES))).one()
-            for table, top in zip(ID_TABLES, tops):
-                self._next_ids[table] = (top or 0) + 1
+            # One statement for every counter (a start pays a round trip per statement), as a UNION ALL: DuckDB
+            # plans a row of scalar subqueries ~8x slower (6 ms of CPU a start, against 0.7).
+            union = " UNION ALL ".join(f"SELECT {i}, max(id) FROM {t}" for i, t in enumerate(ID_TABLES))
+            tops: dict[int, int | None] = {i: top for i, top in conn.execute(sa.text(union))}
+            for i, table in enumerate(ID_TABLES):
+                self._next_ids[table] = (tops[i] or 0) + 1
 
         try:
             self.call_sync(_open)
