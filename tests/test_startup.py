@@ -60,10 +60,14 @@ def test_a_values_list_inserts_rows_intact() -> None:
 HEAVY = ("pandas", "numpy", "pyarrow", "sqlalchemy.orm", "openai", "torch", "llama_cpp",
          "panel", "bokeh", "IPython", "ipykernel", "prompt_toolkit", "rich", "httpx", "jinja2")
 
+# What only a chat, a notebook or a typo needs, each measured at 1-5 ms of a start's import: a person's fact
+# rules and reply checks (tobio/people), the settings typo hint, html's entity table.
+DEFERRED = ("tobio.people.extract", "tobio.people.check", "difflib", "html")
+
 # Runs `tobio-shell -c "agent ls"` in-process; prints where pandas got imported (if it did) to stderr.
 PROBE = f"""
 import sys, traceback
-HEAVY = {HEAVY!r}
+HEAVY = {HEAVY + DEFERRED!r}
 
 class ShowWhoImportsPandas:
     def find_spec(self, name, path=None, target=None):
@@ -201,6 +205,37 @@ def test_duckdb_urls_with_and_without_options_connect_as_duckdb_engine_would(tmp
                 assert setting == threads
         finally:
             db.close()
+
+
+def test_duckdb_runs_a_boot_without_worker_threads_and_gets_them_back(tmp_path: Path) -> None:
+    """A boot's statements run on DuckDB's own thread only (open(boot=True)); `booted()` restores the setting
+    it found, a URL's own `threads` option included, so a started kernel's queries run as DuckDB would."""
+    import asyncio
+
+    from tobio.db.database import Database
+
+    def threads(db: Database) -> int:
+        return int(db.call_sync(lambda conn: conn.exec_driver_sql("SELECT current_setting('threads')").scalar()))
+
+    default = duckdb.connect().execute("SELECT current_setting('threads')").fetchone()[0]
+    for url, expected in ((f"duckdb:///{tmp_path / 'plain.duckdb'}", default), (f"duckdb:///{tmp_path / 'opts.duckdb'}?threads=3", 3)):
+        db = Database(url)
+        try:
+            db.open(boot=True)
+            assert threads(db) == 1
+            asyncio.run(db.booted())
+            assert threads(db) == expected
+        finally:
+            db.close()
+
+
+def test_a_started_kernel_has_duckdbs_worker_threads(tmp_path: Path) -> None:
+    from tobio.kernel import Kernel
+
+    default = duckdb.connect().execute("SELECT current_setting('threads')").fetchone()[0]
+    with Kernel(None, database=f"duckdb:///{tmp_path / 'k.duckdb'}", spawn_agents=False) as kernel:
+        setting = kernel.call(kernel.db.call(lambda conn: conn.exec_driver_sql("SELECT current_setting('threads')").scalar()))
+    assert setting == default
 
 
 def test_a_new_database_adds_no_column_it_just_created(tmp_path: Path) -> None:

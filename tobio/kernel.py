@@ -142,7 +142,7 @@ class Kernel:
         self.loop.close()
 
     async def _boot(self) -> None:
-        await asyncio.to_thread(self.db.open)
+        await asyncio.to_thread(self.db.open, boot=True)
         self.writer.start()
         if self.cluster is not None:
             await self.cluster.start()
@@ -173,6 +173,7 @@ class Kernel:
                         log.info("not spawning %s here: %s", config.name, exc)  # it runs in another kernel
         if self.cluster is not None:
             self.cluster.run()
+        await self.db.booted()
         log.info("kernel started on %s", self.database_url)
         self._log_handler.flush_held()
 

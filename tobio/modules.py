@@ -241,11 +241,11 @@ class ModuleManager:
 
     def check_settings_names(self) -> None:
         """A `settings:` section must name a module this kernel knows: a typo would otherwise be ignored."""
-        import difflib
-
         self.discover()
         for name in self.kernel.config.settings:
             if name not in self.available:
+                import difflib  # only to name the likely module: not at every start
+
                 close = difflib.get_close_matches(name, list(self.available), n=1)
                 hint = f"did you mean '{close[0]}'?" if close else f"modules: {', '.join(sorted(self.available))}"
                 raise ModuleError(f"kernel.yaml settings.{name}: no module named '{name}' ({hint})")

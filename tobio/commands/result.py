@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -97,6 +96,8 @@ class Result:
         return pd.DataFrame.from_records(self.rows or [], columns=self.columns)
 
     def _repr_html_(self) -> str:
+        import html  # notebooks only: html.entities is ~1 ms a start for every one-shot command
+
         parts = []
         if self.title:
             parts.append(f"<b>{html.escape(self.title)}</b>")

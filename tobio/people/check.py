@@ -12,13 +12,8 @@ reply's own closing question when that is clean. The rest of the reply is the mo
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
 
 from tobio.people.render import USED_TO_KEYS, fact_sentence, used_to_sentence
-
-if TYPE_CHECKING:
-    from tobio.people.service import People
-    from tobio.turn.reply import Reply
 
 # (key, question): the person asking about themselves; keys are tried in order (job: job, workplace, is).
 _ASKS: list[tuple[tuple[str, ...], re.Pattern[str]]] = [
@@ -149,25 +144,3 @@ def checked(reply: str, question: str, me: str, person_name: str | None, facts: 
         return None
     return answer + _closing_question(reply, bad + [value])
 
-
-def make_filter(people: People, used_to_turns: int) -> Any:
-    """The REPLY_FILTER bound to this service."""
-
-    async def check_reply(reply: Reply) -> None:
-        prompt = reply.prompt
-        incoming = prompt.incoming
-        agent = prompt.agent
-        if incoming is None or not incoming.sender or incoming.sender == agent.name or not incoming.content:
-            return
-        person = str(incoming.sender)
-        facts = people.known(agent.id, person)
-        was = people.recent_changes(agent, person, used_to_turns) if used_to_turns else {}
-        wrong = {key: people.retracted_values(agent.id, person, key) for key in facts}
-        fixed = checked(reply.text, incoming.content, agent.persona.name, facts.get("name"), facts, was, wrong)
-        if fixed is None:
-            fixed = self_checked(reply.text, incoming.content, agent.persona.description)
-        if fixed is not None:
-            reply.notes["people_check"] = {"was": reply.text}
-            reply.text = fixed
-
-    return check_reply

@@ -9,7 +9,7 @@ from tobio.commands import Arg, Context, Result, table
 from tobio.errors import CommandError
 from tobio.memory import store as memory_store
 from tobio.people import store
-from tobio.people.extract import Fact, Statement
+from tobio.people.facts import Fact, Statement
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel

@@ -13,7 +13,8 @@ dog isn't called Max") is a correction: the old value was never true and is retr
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from tobio.people.facts import ALWAYS_LIST, Fact, Statement
 
 _SENTENCES = re.compile(r"[^.!?\n]+[.!?]*")
 _END = r"(?=\s*(?:[.,!;:]|$|\band\b|\bbut\b|\bwho\b|\bwith\b|\bso\b|\bbecause\b))"
@@ -22,28 +23,6 @@ _NOT_NAMES = {
     "tired", "sure", "ok", "okay", "afraid", "sad", "angry", "busy", "new", "doing", "going", "from", "in", "at",
     "the", "your", "a", "an", "always", "never", "only", "quite", "feeling", "well", "great", "excited", "curious",
 }
-ALWAYS_LIST = {"likes", "dislikes"}  # keys whose values accumulate instead of replacing
-
-
-@dataclass(frozen=True)
-class Fact:
-    """One thing a person said about themselves: `key` (name, dog, home, job, likes…) and its value."""
-
-    key: str
-    value: str
-
-
-@dataclass(frozen=True)
-class Statement:
-    """What one message says: facts, whether it corrects the agent, and values it denies
-    ((key or None when only the value is named, value): "not Max", "my dog isn't called Max")."""
-
-    facts: list[Fact]
-    correction: bool = False
-    denied: tuple[tuple[str | None, str], ...] = ()
-    ended: tuple[tuple[str | None, str], ...] = ()  # no longer true, but was ("I don't live in Berlin anymore")
-
-
 _NEWS = re.compile(r"\b(?:moved|relocated|just started|started working|new job|got a job|changed jobs?|switched)\b", re.I)
 _NO_LONGER = re.compile(r"\b(?:anymore|any more|no longer|not any longer)\b", re.I)
 
@@ -195,3 +174,6 @@ def _dedupe(facts: list[Fact]) -> list[Fact]:
             seen.add((fact.key, fact.value.lower()))
             out.append(fact)
     return out
+
+
+__all__ = ["ALWAYS_LIST", "Fact", "Statement", "extract", "read"]

@@ -1,5 +1,6 @@
 """The prompt hook: what the agent knows about whoever it is answering, placed next to the newest
-message (an injection), so the system prompt above stays the same for every person and turn."""
+message (an injection), so the system prompt above stays the same for every person and turn. And the
+reply filter that checks a reply against the same record (check.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from tobio.turn.placement import Injection
 if TYPE_CHECKING:
     from tobio.people.service import People
     from tobio.turn.prompt import Prompt
+    from tobio.turn.reply import Reply
 
 
 def make_hook(people: People, depth: int, sign: bool = False, used_to_turns: int = 20) -> Any:
@@ -33,3 +35,28 @@ def make_hook(people: People, depth: int, sign: bool = False, used_to_turns: int
         prompt.notes["people"] = {"person": person, "facts": facts, "used_to": was, "reflections": len(thoughts), "depth": depth}
 
     return people_hook
+
+
+def make_filter(people: People, used_to_turns: int) -> Any:
+    """The REPLY_FILTER bound to this service."""
+
+    async def check_reply(reply: Reply) -> None:
+        prompt = reply.prompt
+        incoming = prompt.incoming
+        agent = prompt.agent
+        if incoming is None or not incoming.sender or incoming.sender == agent.name or not incoming.content:
+            return
+        from tobio.people.check import checked, self_checked  # ~2 ms of patterns: at the first reply, not at boot
+
+        person = str(incoming.sender)
+        facts = people.known(agent.id, person)
+        was = people.recent_changes(agent, person, used_to_turns) if used_to_turns else {}
+        wrong = {key: people.retracted_values(agent.id, person, key) for key in facts}
+        fixed = checked(reply.text, incoming.content, agent.persona.name, facts.get("name"), facts, was, wrong)
+        if fixed is None:
+            fixed = self_checked(reply.text, incoming.content, agent.persona.description)
+        if fixed is not None:
+            reply.notes["people_check"] = {"was": reply.text}
+            reply.text = fixed
+
+    return check_reply

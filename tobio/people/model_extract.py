@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from tobio.messages import Message
 from tobio.models.module import models_of
-from tobio.people.extract import Fact
+from tobio.people.facts import Fact
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel

@@ -74,7 +74,7 @@ class PeopleModule(Module):
         if self.settings.in_prompt:
             kernel.hooks.add(PROMPT, make_hook(people, self.settings.depth, self.settings.sign, self.settings.used_to_turns))
         if self.settings.check_replies:
-            from tobio.people.check import make_filter
+            from tobio.people.hook import make_filter
 
             kernel.hooks.add(REPLY_FILTER, make_filter(people, self.settings.used_to_turns))
         commands.register(kernel, people)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tobio.db.migrations import utcnow
 from tobio.messages import Message
 from tobio.people import store
-from tobio.people.extract import ALWAYS_LIST, Fact, Statement, read
+from tobio.people.facts import ALWAYS_LIST, Fact, Statement
 from tobio.people.store import CONFIDENCE, Change, FactVersion
 
 if TYPE_CHECKING:
@@ -101,6 +101,8 @@ class People:
             if sub.receiver.id == message.sender_id or not hasattr(agent, "persona"):
                 continue
             if statement is None:
+                from tobio.people.extract import read  # its rules compile ~5 ms of patterns: not at every start
+
                 statement = read(message.content) if self.settings.rules else Statement([])
             self._note(agent, message, statement)
             for listener in list(self.listeners):
