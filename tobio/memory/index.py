@@ -335,12 +335,11 @@ class AgentIndex:
             picked: np.ndarray = best[sitting[pool]]
             return picked
 
+        members = np.maximum(np.bincount(sitting, weights=alive, minlength=self._sittings), 1.0)
+
         def mean_in_sitting(values: np.ndarray) -> np.ndarray:
-            total = np.zeros(self._sittings, dtype=np.float64)
-            count = np.zeros(self._sittings, dtype=np.float64)
-            np.add.at(total, sitting, np.where(alive, values, 0.0))
-            np.add.at(count, sitting, alive)
-            mean: np.ndarray = (total / np.maximum(count, 1.0))[sitting[pool]]
+            total = np.bincount(sitting, weights=np.where(alive, values, 0.0), minlength=self._sittings)
+            mean: np.ndarray = (total / members)[sitting[pool]]
             return mean
 
         prev, after = self._neighbours()
@@ -385,13 +384,12 @@ class AgentIndex:
         stored vectors, so it costs no embedding (embedding each turn with the one before as one text, a second
         vector per message, measured +0.003 recall@10 on top of this)."""
         assert self._matrix is not None
-        rows = self._matrix[pool].astype(np.float64)
-        before = self._matrix[np.where(has_prev, prev, pool)].astype(np.float64)
-        together = rows / (np.linalg.norm(rows, axis=1)[:, None] + 1e-9)
-        together += np.where(has_prev[:, None], before / (np.linalg.norm(before, axis=1)[:, None] + 1e-9), 0.0)
-        query = vector.astype(np.float64)
-        pair: np.ndarray = together @ (query / (np.linalg.norm(query) + 1e-9)) / (np.linalg.norm(together, axis=1) + 1e-9)
-        return pair
+        rows = self._matrix[pool]
+        before = self._matrix[np.where(has_prev, prev, pool)]
+        together = _unit(rows) + _unit(before) * has_prev[:, None]
+        length = np.sqrt(np.einsum("ij,ij->i", together, together)) + 1e-9
+        pair = np.einsum("ij,j->i", together, vector) / (length * (float(np.linalg.norm(vector)) + 1e-9))
+        return np.asarray(pair, dtype=np.float64)
 
     def _neighbours(self) -> tuple[np.ndarray, np.ndarray]:
         """Each item's previous and next turn in its sitting (-1: none), as numpy arrays kept until a link changes."""
@@ -480,6 +478,12 @@ def _resized(array: np.ndarray, room: int, used: int) -> np.ndarray:
 
 
 _START = 64  # initial room in the per-item arrays
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1 (rows of zeros stay zero)."""
+    scaled: np.ndarray = rows / (np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None] + 1e-9)
+    return scaled
 
 
 def _minmax(values: np.ndarray) -> np.ndarray:
