@@ -7,7 +7,9 @@ evidence turns among them. Baselines in the same run: BM25 over the same turns, 
 turns, and memory's first stage alone (`first_stage_*`: without the learned ranker, tobio/memory/rank.py).
 Summaries are off here (LoCoMo measures retrieval). `--train-ranker NPZ` also collects each question's
 candidates and features and reports the ranker's leave-one-conversation-out recall and ablation (write
-new weights from the NPZ with `python -m tobio.memory.rank_train NPZ`; dev split only). Prints one JSON object.
+new weights from the NPZ with `python -m tobio.memory.rank_train NPZ`; dev split only), and beside it
+NPZ.ids.json, each question's candidates by dia_id (to try features the code does not compute yet,
+joined to the data by conversation). Prints one JSON object.
 """
 
 from __future__ import annotations
