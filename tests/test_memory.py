@@ -162,6 +162,33 @@ def test_prompt_budget_holds_over_a_long_conversation(duckdb_url: str, tmp_path:
         kernel.close()
 
 
+def test_a_prompt_searches_again_when_its_hits_repeat_the_history(duckdb_url: str, tmp_path: Path) -> None:
+    """Thirty older copies of a line the history shows outrank the one memory that says something new; the
+    first six hits are all repeats, so the prompt fetches more and recalls the new one."""
+    kernel = start(duckdb_url, budget_tokens=300, memory_tokens=60, summarize=False)
+    try:
+        ada = _ada(kernel, tmp_path)
+        ada.pause()
+
+        async def go() -> dict[str, Any]:
+            (user,) = await _users(kernel, "user")
+            thread = kernel.transport.subscription(ada.id, "room").thread_id
+            await kernel.transport.post("room", "the cat sleeps by the gears", sender=user, role="user")
+            for _ in range(30):
+                await kernel.transport.post("room", "the old mill has twelve wooden gears", sender=user, role="user")
+            await memory(kernel).settle()
+            incoming = await kernel.transport.post("room", "how many gears has the old mill?", sender=user, role="user")
+            prompt = await ada.build_prompt(thread, incoming)
+            return dict(prompt.notes["memory"])
+
+        notes = kernel.call(go())
+        first = int(kernel.run("sql SELECT min(id) FROM messages WHERE content = 'the cat sleeps by the gears'").rows[0][0])
+        assert notes["fetched"] > 2 * 3 and notes["repeats_skipped"] >= 2 * 3
+        assert f"message:{first}" in notes["memories"]
+    finally:
+        kernel.close()
+
+
 @pytest.mark.slow
 def test_live_persona_prompts_stay_in_budget(duckdb_url: str, tmp_path: Path) -> None:
     """End to end: the provider's own prompt token count never passes the budget."""
