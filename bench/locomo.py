@@ -7,7 +7,9 @@ evidence turns among them. Baselines in the same run: BM25 over the same turns, 
 turns, and memory's first stage alone (`first_stage_*`: without the learned ranker, tobio/memory/rank.py).
 Summaries are off here (LoCoMo measures retrieval). `--train-ranker NPZ` also collects each question's
 candidates and features and reports the ranker's leave-one-conversation-out recall and ablation (write
-new weights from the NPZ with `python -m tobio.memory.rank_train NPZ`; dev split only). Prints one JSON object.
+new weights from the NPZ with `python -m tobio.memory.rank_train NPZ`; dev split only), and beside it
+NPZ.ids.json, each question's candidates by dia_id (to try features the code does not compute yet,
+joined to the data by conversation). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -121,6 +123,7 @@ def main() -> None:
             rows: list[dict[str, Any]] = []
             cached: list[tuple[Any, str, np.ndarray, dict[int, str], set[str], int]] = []
             collected: list[Question] = []
+            ids: list[dict[str, Any]] = []  # per collected question, its candidates' dia_ids (for experiments on other features)
             first_stage = config.model_copy(update={"rerank": False})
             for conversation, ((agent_id, dia, order), sample) in enumerate(zip(replays, samples)):
                 bm25 = BM25()
@@ -157,6 +160,8 @@ def main() -> None:
                         items, features = index.candidates(qa["question"], vec, config, args.candidates)
                         evidence = np.array([dia.get(item.source_id, "") in wanted for item in items], dtype=np.float64)
                         collected.append(Question(features, evidence, len(wanted), conversation))
+                        ids.append({"conversation": conversation, "question": qa["question"], "category": qa["category"],
+                                    "candidates": [dia.get(item.source_id, "") for item in items]})
                     if args.grid or args.ablate:
                         vec = np.asarray(kernel.call(memory.embed_model.embed([qa["question"]]))[0], dtype=np.float32)
                         cached.append((memory.indexes[agent_id], qa["question"], vec, dia, wanted, qa["category"]))
@@ -166,6 +171,7 @@ def main() -> None:
                           config={k: v for k, v in config.model_dump().items() if k.startswith(("w_", "hybrid", "recency", "context", "rerank"))})
             if args.train_ranker:
                 save_questions(args.train_ranker, collected, args.candidates)
+                args.train_ranker.with_suffix(".ids.json").write_text(json.dumps(ids))
                 result["ranker"] = train(collected, args.candidates, out=None)
             if args.grid:
                 result["grid"] = grid(cached)
@@ -181,6 +187,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     mean = lambda rs, k: round(float(np.mean([r[k] for r in rs])), 4)  # noqa: E731
     out: dict[str, Any] = {k: mean(rows, k) for k in keys}
     out["ms_per_query"] = round(float(np.mean([r["ms"] for r in rows])), 2)
+    out["ms_per_query_p50"] = round(float(np.percentile([r["ms"] for r in rows], 50)), 2)
     out["ms_per_query_p95"] = round(float(np.percentile([r["ms"] for r in rows], 95)), 2)
     by: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:

@@ -118,25 +118,26 @@ TURNS = int(os.environ.get("TOBIO_MEMORY_TURNS", "2000"))
 def test_prompt_budget_holds_over_a_long_conversation(duckdb_url: str, tmp_path: Path) -> None:
     """Every prompt of a 2,000-turn conversation fits, while summaries are written in the background;
     the history memory works from (kept between turns, not re-read) is always exactly the thread's."""
-    # Every turn here is one of two templates, so nearly every memory repeats a message in the history and
-    # the prompt skips it; the learned ranker (which prefers answers to a matching question) fills the
-    # over-fetched hits with such repeats only. What is tested is the budget, so the first stage recalls.
-    kernel = start(duckdb_url, budget_tokens=300, summary_tokens=40, memory_tokens=60, rerank=False)
+    # Every turn here is one of two templates, so most memories repeat a message in the history and the
+    # prompt skips them (the ranker, which prefers answers to a matching question, puts such repeats first):
+    # the prompt fetches more hits until it has ones that say something new, and so recalls every turn.
+    kernel = start(duckdb_url, budget_tokens=300, summary_tokens=40, memory_tokens=60)
     try:
         ada = _ada(kernel, tmp_path)
         ada.pause()  # we play ada's side: build her prompt each turn and post a reply, without model runs
         mem = memory(kernel)
 
-        async def converse(turns: int) -> tuple[list[int], dict[str, Any], int]:
+        async def converse(turns: int) -> tuple[list[int], dict[str, Any], int, int]:
             (user,) = await _users(kernel, "user")
             thread = kernel.transport.subscription(ada.id, "room").thread_id
-            sizes, checked = [], 0
+            sizes, checked, recalled = [], 0, 0
             for i in range(turns):
                 generation = mem.summarizer.generation.get(thread, 0)
                 incoming = await kernel.transport.post("room", f"question {i} about gears number {i % 13} and the old mill", sender=user, role="user")
                 prompt = await ada.build_prompt(thread, incoming)
                 sizes.append(_words(prompt.messages()))
                 assert prompt.history[-1].id == incoming.id
+                recalled += i >= 100 and len(prompt.notes["memory"]["memories"]) > 0
                 if i % 50 == 49:
                     truth = await kernel.db.call(thread_context, thread, 10_000)
                     if mem.summarizer.generation.get(thread, 0) == generation:  # no summary written meanwhile
@@ -149,13 +150,41 @@ def test_prompt_budget_holds_over_a_long_conversation(duckdb_url: str, tmp_path:
                         checked += 1
                 await kernel.transport.post("room", f"answer {i}: the mill had {i % 7} gears, all of them wooden", sender=ada)
             await mem.settle()
-            return sizes, prompt.notes["memory"], checked
+            return sizes, prompt.notes["memory"], checked, recalled
 
-        sizes, notes, checked = kernel.call(converse(TURNS), timeout=900)
+        sizes, notes, checked, recalled = kernel.call(converse(TURNS), timeout=900)
         assert len(sizes) == TURNS and max(sizes) <= 300
+        assert recalled >= 0.95 * (TURNS - 100), f"memories recalled in only {recalled} of the last {TURNS - 100} prompts"
         assert checked >= TURNS // 50 // 3
         assert notes["summary"] and notes["memories"] and notes["prompt_tokens"] <= 300
         assert int(kernel.run("sql SELECT count(*) FROM summaries").rows[0][0]) > TURNS // 20
+    finally:
+        kernel.close()
+
+
+def test_a_prompt_searches_again_when_its_hits_repeat_the_history(duckdb_url: str, tmp_path: Path) -> None:
+    """Thirty older copies of a line the history shows outrank the one memory that says something new; the
+    first six hits are all repeats, so the prompt fetches more and recalls the new one."""
+    kernel = start(duckdb_url, budget_tokens=300, memory_tokens=60, summarize=False)
+    try:
+        ada = _ada(kernel, tmp_path)
+        ada.pause()
+
+        async def go() -> dict[str, Any]:
+            (user,) = await _users(kernel, "user")
+            thread = kernel.transport.subscription(ada.id, "room").thread_id
+            await kernel.transport.post("room", "the cat sleeps by the gears", sender=user, role="user")
+            for _ in range(30):
+                await kernel.transport.post("room", "the old mill has twelve wooden gears", sender=user, role="user")
+            await memory(kernel).settle()
+            incoming = await kernel.transport.post("room", "how many gears has the old mill?", sender=user, role="user")
+            prompt = await ada.build_prompt(thread, incoming)
+            return dict(prompt.notes["memory"])
+
+        notes = kernel.call(go())
+        first = int(kernel.run("sql SELECT min(id) FROM messages WHERE content = 'the cat sleeps by the gears'").rows[0][0])
+        assert notes["fetched"] > 2 * 3 and notes["repeats_skipped"] >= 2 * 3
+        assert f"message:{first}" in notes["memories"]
     finally:
         kernel.close()
 

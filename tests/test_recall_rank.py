@@ -65,6 +65,25 @@ def test_the_person_a_question_names_first_is_its_subject() -> None:
     assert by_id(items, column(features, "names_subject")) == {1: 0.0, 2: 1.0, 3: 0.0}  # Gina's own name prefix is not counted
 
 
+def test_an_answer_is_read_with_the_question_before_it() -> None:
+    """pair_cosine: the query's cosine with a turn and its previous turn together, so of two replies alike the
+    one after a question about the query's subject scores higher; sitting means average over the sitting."""
+    dance, food, reply = (np.array(v, dtype=np.float32) for v in ([1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]))
+    index = AgentIndex(1)
+    lines = [(message(1, "any favourite dance styles?", T0, "jon"), dance),
+             (message(2, "yes, I love it", T0 + timedelta(minutes=1), "gina"), reply),
+             (message(3, "what did you cook?", T0 + timedelta(hours=9), "jon"), food),
+             (message(4, "yes, I love it", T0 + timedelta(hours=9, minutes=1), "gina"), reply)]
+    for item, vector in lines:
+        index.add(item, vector)
+    items, features = index.candidates("what does gina like", dance, MemoryConfig(), 10)
+    pair = by_id(items, column(features, "pair_cosine"))
+    assert pair[2] == pytest.approx(np.sqrt(0.5)) and pair[4] == pytest.approx(0.0)
+    assert pair[1] == pytest.approx(1.0)  # no previous turn: its own cosine
+    mean = by_id(items, column(features, "sitting_mean_cosine"))
+    assert mean[1] == mean[2] > mean[3] == mean[4]
+
+
 def test_reranked_recall_returns_only_what_may_be_recalled() -> None:
     """Forgotten and excluded items stay out, k is honoured below and above the candidates' count."""
     assert rank.shipped() is not None

@@ -21,7 +21,7 @@ turns around an answer say what it answers), so each item gets a share of the be
 sitting; and a question that names a day or month ("on October 13, 2023") prefers what was said then.
 
 A learned second stage (rank.py) then reorders the first stage's best 100 by features of each candidate
-and of the turns around it (LoCoMo dev, leave-one-conversation-out: recall@10 0.793 -> 0.827).
+and of the turns around it (LoCoMo dev, leave-one-conversation-out: recall@10 0.793 -> 0.830).
 """
 
 from __future__ import annotations
@@ -315,7 +315,8 @@ class AgentIndex:
             position = self._keys.get(key)
             if position is not None:
                 score[position] = -np.inf
-        return _Stage(score, cosine, lexical, lexical_scaled, relevance, sitting_best, said, recency, importance, query_terms)
+        return _Stage(score, cosine, lexical, lexical_scaled, relevance, sitting_best, said, recency, importance, query_terms,
+                      np.asarray(vector, dtype=np.float32))
 
     def _features(self, query: str, pool: np.ndarray, stage: _Stage) -> np.ndarray:
         """rank.FEATURES of the items at `pool` (rows), from the first stage's parts and the items' neighbours."""
@@ -333,6 +334,13 @@ class AgentIndex:
             np.maximum.at(best, sitting, np.where(alive, values, 0.0))
             picked: np.ndarray = best[sitting[pool]]
             return picked
+
+        members = np.maximum(np.bincount(sitting, weights=alive, minlength=self._sittings), 1.0)
+
+        def mean_in_sitting(values: np.ndarray) -> np.ndarray:
+            total = np.bincount(sitting, weights=np.where(alive, values, 0.0), minlength=self._sittings)
+            mean: np.ndarray = (total / members)[sitting[pool]]
+            return mean
 
         prev, after = self._neighbours()
         prev, after = prev[pool], after[pool]
@@ -365,8 +373,23 @@ class AgentIndex:
             "sender_named": named, "sender_subject": subject, "subject_with_other": with_other, "names_subject": names_subject,
             "length": length, "temporal_words": time_words, "when_temporal": when * time_words, "when_date": when * stage.said[pool],
             "cosine_bm25": c * x, "cosine_sq": c * c, "bm25_sq": x * x,
+            "pair_cosine": self._with_previous(pool, prev, has_prev, stage.vector),
+            "sitting_mean_cosine": mean_in_sitting(cosine_scaled), "sitting_mean_bm25": mean_in_sitting(lexical),
         }
         return np.stack([np.asarray(columns[name], dtype=np.float64) for name in rank.FEATURES], axis=1)
+
+    def _with_previous(self, pool: np.ndarray, prev: np.ndarray, has_prev: np.ndarray, vector: np.ndarray) -> np.ndarray:
+        """Per candidate, the query's cosine with the candidate and its previous turn together (the sum of their
+        unit vectors): an answer's meaning is often in the question before it ("yes, last Saturday"). From the
+        stored vectors, so it costs no embedding (embedding each turn with the one before as one text, a second
+        vector per message, measured +0.003 recall@10 on top of this)."""
+        assert self._matrix is not None
+        rows = self._matrix[pool]
+        before = self._matrix[np.where(has_prev, prev, pool)]
+        together = _unit(rows) + _unit(before) * has_prev[:, None]
+        length = np.sqrt(np.einsum("ij,ij->i", together, together)) + 1e-9
+        pair = np.einsum("ij,j->i", together, vector) / (length * (float(np.linalg.norm(vector)) + 1e-9))
+        return np.asarray(pair, dtype=np.float64)
 
     def _neighbours(self) -> tuple[np.ndarray, np.ndarray]:
         """Each item's previous and next turn in its sitting (-1: none), as numpy arrays kept until a link changes."""
@@ -427,6 +450,7 @@ class _Stage(NamedTuple):
     recency: np.ndarray
     importance: np.ndarray
     query_terms: list[str]
+    vector: np.ndarray
 
 
 def _best(score: np.ndarray, count: int) -> np.ndarray:
@@ -454,6 +478,12 @@ def _resized(array: np.ndarray, room: int, used: int) -> np.ndarray:
 
 
 _START = 64  # initial room in the per-item arrays
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1 (rows of zeros stay zero)."""
+    scaled: np.ndarray = rows / (np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None] + 1e-9)
+    return scaled
 
 
 def _minmax(values: np.ndarray) -> np.ndarray:

@@ -3,9 +3,10 @@
     python bench/locomo.py --train-ranker features.npz        # dev split only: candidates and their features
     python -m tobio.memory.rank_train features.npz            # cross-validate, then write memory/data/ranker.json
 
-The model is linear in standardised features, fitted listwise: for each question a softmax over its
-candidates, with the evidence items as the target (spread evenly), plus a small L2 penalty, by Adam in
-numpy (no new dependency). Questions whose evidence is not among the candidates teach nothing and are
+The model is linear in standardised features, fitted by each evidence item's softmax against its
+question's candidates that are not evidence (evidence items do not compete with each other, as recall
+wants them all; the listwise softmax over all candidates before it: CV recall@10 0.8278 -> 0.8308 on the
+same features), plus an L2 penalty, by Adam in numpy (no new dependency). Questions whose evidence is not among the candidates teach nothing and are
 left out of fitting (they still count, as misses, in the recall). The estimate of held-out recall is
 leave-one-conversation-out: fit on the other conversations, score the one left out, pool the questions.
 The ablation does the same with each feature group left out.
@@ -23,8 +24,8 @@ import numpy as np
 
 from tobio.memory.rank import FEATURES, GROUPS, RANKER_PATH, Ranker
 
-L2 = 1e-3
-STEPS = 300
+L2 = 1e-2
+STEPS = 600
 LEARNING_RATE = 0.05
 
 
@@ -39,28 +40,34 @@ class Question:
 
 
 def fit(questions: Sequence[Question], columns: Sequence[int], candidates: int) -> Ranker:
-    """Listwise linear weights over `columns` of the features (the others get weight 0)."""
+    """Linear weights over `columns` of the features (the others get weight 0), each evidence item's softmax
+    against the question's other candidates that are not evidence."""
     stacked = np.concatenate([q.features for q in questions])
     mean = stacked.mean(axis=0)
     scale = stacked.std(axis=0) + 1e-9
     useful = [q for q in questions if q.evidence.any()]
     size = max(len(q.evidence) for q in useful)
-    # pad to one (questions, candidates, features) array; padded rows get -inf and so no probability
+    # pad to one (questions, candidates, features) array; padded rows get no probability
     x = np.zeros((len(useful), size, len(columns)))
-    target = np.zeros((len(useful), size))
+    positive = np.zeros((len(useful), size), dtype=bool)
     pad = np.ones((len(useful), size), dtype=bool)
     for row, q in enumerate(useful):
         m = len(q.evidence)
         x[row, :m] = ((q.features - mean) / scale)[:, columns]
-        target[row, :m] = q.evidence / q.evidence.sum()
+        positive[row, :m] = q.evidence > 0
         pad[row, :m] = False
+    negative = ~pad & ~positive
     w = np.zeros(len(columns))
     first, second = np.zeros_like(w), np.zeros_like(w)
     for step in range(1, STEPS + 1):
-        s = np.where(pad, -np.inf, x @ w)
-        p = np.exp(s - s.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-        grad = np.einsum("qm,qmf->f", p - target, x) / len(x) + L2 * w
+        s = x @ w
+        e = np.exp(s - np.where(pad, -np.inf, s).max(axis=1, keepdims=True))
+        e[pad] = 0.0
+        # each evidence item against the non-evidence candidates only: evidence items do not compete (recall wants them all)
+        denominator = np.where(positive, e + (e * negative).sum(axis=1, keepdims=True), 1.0)
+        share = np.where(positive, 1.0 / denominator, 0.0)
+        slope = np.where(positive, e * share - 1.0, e * share.sum(axis=1, keepdims=True) * negative)
+        grad = np.einsum("qm,qmf->f", slope / positive.sum(axis=1, keepdims=True), x) / len(x) + L2 * w
         first = 0.9 * first + 0.1 * grad
         second = 0.999 * second + 0.001 * grad * grad
         w -= LEARNING_RATE * (first / (1 - 0.9**step)) / (np.sqrt(second / (1 - 0.999**step)) + 1e-8)
@@ -127,7 +134,7 @@ def train(questions: Sequence[Question], candidates: int, out: Path | None, abla
     ranker = fit(questions, everything, candidates)
     report["fitted_on_all"] = {"recall_at_5": round(recall(questions, ranker, 5), 4), "recall_at_10": round(recall(questions, ranker, 10), 4)}
     if out is not None:
-        about = {"about": "tobio recall ranker: linear, listwise; python -m tobio.memory.rank_train",
+        about = {"about": "tobio recall ranker: linear, each evidence item's softmax against the non-evidence candidates; python -m tobio.memory.rank_train",
                  "trained_on": "LoCoMo dev split (6 conversations; Maharana et al., ACL 2024; CC BY-NC 4.0)",
                  "cross_validated": report["cross_validated"], "first_stage": report["first_stage"]}
         out.write_text(ranker.to_json(**about) + "\n", encoding="utf-8")
