@@ -162,9 +162,9 @@ def test_prompt_budget_holds_over_a_long_conversation(duckdb_url: str, tmp_path:
         kernel.close()
 
 
-def test_a_prompt_searches_again_when_its_hits_repeat_the_history(duckdb_url: str, tmp_path: Path) -> None:
+def test_a_prompt_reads_past_hits_that_repeat_the_history(duckdb_url: str, tmp_path: Path) -> None:
     """Thirty older copies of a line the history shows outrank the one memory that says something new; the
-    first six hits are all repeats, so the prompt fetches more and recalls the new one."""
+    first six hits are all repeats, so the prompt reads further down the hits and recalls the new one."""
     kernel = start(duckdb_url, budget_tokens=300, memory_tokens=60, summarize=False)
     try:
         ada = _ada(kernel, tmp_path)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 
 REPEAT = 0.6  # share of a memory's word trigrams found in one message already in the prompt that makes it a repeat
-FETCH_MORE = 100  # hits fetched in a second search when the first's 2k were mostly repeats: what the ranker reorders anyway
+FETCH_MORE = 100  # hits one search fetches, read down until k are picked: what the ranker reorders anyway
 PRIVATE_PREFIX = "dm."  # private channels: what is said there is recalled only there
 
 
@@ -123,17 +123,17 @@ async def _recall(
     memory: Memory, agent_id: int, query: str, here: str | None, exclude: set[tuple[str, int]], history: list[Message],
 ) -> tuple[list[Hit], int, int, int]:
     """The best k hits that are neither private elsewhere nor repeats of the history, with the counts of
-    those skipped and how many were fetched. Twice k are fetched; when too many are skipped (people repeat
-    themselves: a long chat of near-identical turns made every hit a repeat, 49 of 300 prompts recalled),
-    FETCH_MORE once more (the query is embedded once: the second search costs no embedding)."""
+    those skipped and how many were looked at. One search fetches FETCH_MORE (the ranker orders that many
+    anyway, so it costs about what k does) and the hits are read down the list until k are picked: people
+    repeat themselves, and a long chat of near-identical turns made every one of the first 2k a repeat (49
+    of 300 prompts recalled anything). A second search for the rest cost as much again, and grew with the
+    history."""
     k = memory.config.k
-    for fetch in (2 * k, max(2 * k, FETCH_MORE)):
-        hits = await memory.search(agent_id, query, k=fetch, exclude=exclude)
-        private = sum(private_elsewhere(h.item.channel, here) for h in hits)
-        picked, repeats = distinct([h for h in hits if not private_elsewhere(h.item.channel, here)], history, k)
-        if len(picked) >= k or len(hits) < fetch:
-            break
-    return picked, private, repeats, len(hits)
+    hits = await memory.search(agent_id, query, k=max(2 * k, FETCH_MORE), exclude=exclude)
+    picked, repeats = distinct([h for h in hits if not private_elsewhere(h.item.channel, here)], history, k)
+    looked = next(i for i, h in enumerate(hits, 1) if h is picked[-1]) if len(picked) == k else len(hits)
+    private = sum(private_elsewhere(h.item.channel, here) for h in hits[:looked])
+    return picked, private, repeats, looked
 
 
 def make_hook(memory: Memory) -> Any:
