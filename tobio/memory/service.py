@@ -46,7 +46,6 @@ class Memory:
         self.backfill_progress: dict[str, Any] = {}
         self.queries = 0
         self.query_ms = 0.0
-        self._last_query: tuple[str, str, Any] | None = None  # (model, text, vector): a prompt may search again for more hits
 
     @staticmethod
     def of(kernel: Kernel) -> Memory:
@@ -246,12 +245,7 @@ class Memory:
         index = self.indexes.get(agent_id) or await self.index_for(agent_id)
         if not len(index) or not query.strip():
             return []
-        model = self.embed_model
-        if self._last_query is not None and self._last_query[:2] == (model.name, query):
-            vec = self._last_query[2]
-        else:
-            vec = (await model.embed([query]))[0]
-            self._last_query = (model.name, query, vec)
+        vec = (await self.embed_model.embed([query]))[0]
         hits = index.search(query, vec, self.config, self.config.k if k is None else k, exclude or set(),
                             bias=lambda matrix: sum(self.kernel.hooks.collect(RECALL_BIAS, agent_id, matrix)))
         self.queries += 1
