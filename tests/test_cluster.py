@@ -479,6 +479,12 @@ def test_a_status_write_from_a_kernel_that_lost_the_lease_is_refused(pg_url: str
     kernel = Kernel(KernelConfig(modules=["scripted"], agents=[str(agent)], cluster={"lease_s": 600.0}), database=pg_url).start()
     try:
         assert "solo" in kernel.agents.live
+        # The kernel renews (and would drop the agent itself) when its listener connects, which can come after
+        # start() on a busy machine: take the lease over only once that renewal is behind it.
+        database = sa.engine.make_url(pg_url).database
+        wait_until(lambda: scalar(pg_url, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                          f"'{database}' AND query LIKE 'LISTEN %%'") == 1, timeout=30)
+        time.sleep(1.0)
         engine = sa.create_engine(pg_url)
         with engine.begin() as conn:  # taken over, unbeknown to it
             conn.exec_driver_sql("UPDATE leases SET epoch = epoch + 1")
