@@ -190,8 +190,8 @@ def test_create_tables_and_column_names_agree_on_every_backend(db_url: str) -> N
         engine.dispose()
 
 
-def test_duckdb_urls_with_and_without_options_connect_as_duckdb_engine_would(tmp_path: Path) -> None:
-    """Tobio's plain URL skips duckdb-engine's settings lookup; a URL with options still goes through it."""
+def test_duckdb_urls_with_and_without_options_connect_with_their_settings(tmp_path: Path) -> None:
+    """Tobio's dialect connects a plain URL directly; a URL's options become DuckDB's settings."""
     from tobio.db.database import Database
 
     for url, threads in ((f"duckdb:///{tmp_path / 'plain.duckdb'}", None), (f"duckdb:///{tmp_path / 'opts.duckdb'}?threads=1", 1)):
@@ -200,7 +200,7 @@ def test_duckdb_urls_with_and_without_options_connect_as_duckdb_engine_would(tmp
             db.open()
             setting, agent = db.call_sync(lambda conn: conn.exec_driver_sql(
                 "SELECT current_setting('threads'), current_setting('custom_user_agent')").one())
-            assert "duckdb_engine/" in agent  # the user agent duckdb-engine gives its connections
+            assert agent.startswith("tobio(sqlalchemy/")  # the user agent Tobio's dialect gives its connections
             if threads is not None:
                 assert setting == threads
         finally:

@@ -19,7 +19,12 @@ def check_database_url(url: str, source: str = "database") -> str:
         raise ConfigError(f"{source}: empty database URL (e.g. duckdb:///path/tobio.duckdb)")
     try:
         parsed = sa.engine.make_url(text)
-        dialect = parsed.get_dialect()
+        if parsed.drivername == "duckdb":  # served by Tobio's own dialect (tobio/db/duckdb_dialect.py)
+            from tobio.db.duckdb_dialect import tobio_url
+
+            dialect = tobio_url(parsed).get_dialect()
+        else:
+            dialect = parsed.get_dialect()
     except sa.exc.NoSuchModuleError:
         raise ConfigError(f"{source}: unknown database kind in the URL (use duckdb://, sqlite:// or postgresql://)") from None
     except (sa.exc.ArgumentError, ValueError, TypeError):

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 
 from tobio.agents.sandbox import Scope, relation_sql
-from tobio.db.database import Database
+from tobio.db.database import Database, duckdb_connection
 from tobio.db.sql_guard import CTE_PREFIX, compile_agent_sql
 from tobio.errors import CommandError
 
@@ -132,9 +132,7 @@ def _failed(job: AgentQuery, exc: BaseException, scrub: str = "") -> CommandErro
 
 # -- DuckDB: a second connection in a worker thread -----------------------------------------------
 def _duckdb_cursor(conn: Connection) -> Any:
-    raw = _raw(conn)
-    duck = getattr(raw, "_ConnectionWrapper__c", raw)  # duckdb_engine wraps the DuckDB connection
-    return duck.cursor()  # a new connection to the same database, not a cursor sharing this one
+    return duckdb_connection(conn).cursor()  # a new connection to the same database, not a cursor sharing this one
 
 
 def _run_duckdb(cursor: Any, job: AgentQuery) -> AgentResult:

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from tobio.cluster.ids import SequenceIds, ensure_sequence
 from tobio.cluster.single import FileLock
+from tobio.db.duckdb_dialect import DuckDBConnection, tobio_url
 from tobio.db.literals import NotLiteral, values_list
 from tobio.db.tables import ID_TABLES, metadata
 from tobio.errors import DatabaseError, DatabaseLockedError
@@ -40,8 +41,9 @@ SMALL_BATCH = 32  # rows; below this a VALUES insert beats registering a DataFra
 
 def duckdb_connection(conn: Connection) -> duckdb.DuckDBPyConnection:
     """The DuckDB connection under `conn`, for DataFrame views and literal batches SQLAlchemy does not wrap."""
-    # duckdb-engine's ConnectionWrapper passes every attribute through to the DuckDB connection.
-    return cast("duckdb.DuckDBPyConnection", conn.connection.dbapi_connection)
+    raw = conn.connection.dbapi_connection
+    # Tobio's dialect wraps it (duckdb_dialect.py); duckdb-engine's wrapper (a caller's own engine) passes it through.
+    return raw.duckdb if isinstance(raw, DuckDBConnection) else cast("duckdb.DuckDBPyConnection", raw)
 
 
 def _describe_open_error(url: str, exc: BaseException) -> DatabaseError:
@@ -95,26 +97,8 @@ def register_batch(raw: Any, view: str, frame: dict[str, Any]) -> None:
 
 
 def _duckdb_engine(url: sa.URL) -> Engine:
-    """duckdb-engine's engine, made without the two lookups that cost a one-shot command most of its
-    database time: finding the dialect among every installed package's entry points, and, at each
-    connect, a throwaway in-memory DuckDB (a database and its threads, ~25 ms) that lists DuckDB's
-    settings to sort the URL's options into settings and extension options. A URL with options still
-    goes that way; one without (Tobio's own) is connected as duckdb-engine would connect it."""
-    sa.dialects.registry.register("duckdb", "duckdb_engine", "Dialect")
-    engine = sa.create_engine(url, future=True)
-
-    @sa.event.listens_for(engine, "do_connect")
-    def _connect(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
-        if cargs or cparams.get("url_config") or set(cparams) - {"database", "url_config"}:
-            return None  # duckdb-engine's own connect
-        import duckdb
-        import duckdb_engine
-
-        user_agent = f"duckdb_engine/{duckdb_engine.__version__}(sqlalchemy/{sa.__version__})"
-        database = {"database": cparams["database"]} if "database" in cparams else {}
-        return duckdb_engine.ConnectionWrapper(duckdb.connect(**database, config={"custom_user_agent": user_agent}))
-
-    return engine
+    """An engine on Tobio's own DuckDB dialect (duckdb_dialect.py says why not duckdb-engine's)."""
+    return sa.create_engine(tobio_url(url), future=True)
 
 
 class Database:
