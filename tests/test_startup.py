@@ -309,3 +309,37 @@ def test_a_failed_boot_still_logs_what_it_did(tmp_path: Path) -> None:
         contents = [r[0] for r in conn.execute("SELECT content FROM logs ORDER BY id").fetchall()]
     assert "loaded module database" in contents  # logged before the failure, held, written at teardown
     assert not any(c.startswith("kernel started") for c in contents)
+
+
+# -- The DuckDB path: Tobio's own dialect (tobio/db/duckdb_dialect.py), not duckdb-engine's ----------------------
+# Runs `tobio-shell -c "agent ls"` in-process; prints the modules of duckdb-engine's path it imported, and every
+# database DuckDB was asked to open.
+DUCKDB_PROBE = """
+import sys
+import duckdb
+opened = []
+connect = duckdb.connect
+def recording(database=":memory:", *args, **kwargs):
+    opened.append(str(database))
+    return connect(database, *args, **kwargs)
+duckdb.connect = recording
+sys.argv = ["tobio-shell", "-c", "agent ls"]
+from shell.app import main
+code = main()
+print(sorted(m for m in ("duckdb_engine", "sqlalchemy.dialects.postgresql") if m in sys.modules), code)
+print(sorted(set(opened)))
+"""
+
+
+def test_a_one_shot_command_on_duckdb_loads_no_postgresql_dialect_and_opens_only_its_file(tmp_path: Path) -> None:
+    """duckdb-engine imported SQLAlchemy's PostgreSQL dialect with every PostgreSQL driver's (~21 ms) and probed
+    DuckDB on throwaway in-memory databases (~15 ms), each start; a new database and an existing one alike."""
+    env = {**os.environ, "TOBIO_DATA_DIR": str(tmp_path), "TOBIO_LOAD_PLUGINS": ""}
+    env.pop("TOBIO_CONFIG", None)
+    env.pop("TOBIO_DATABASE", None)
+    for start in ("first", "second"):
+        done = subprocess.run([sys.executable, "-c", DUCKDB_PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        imported, opened = done.stdout.strip().splitlines()[-2:]
+        assert imported == "[] 0", f"{start} start imported: {imported}"
+        assert opened == repr([str(tmp_path / "tobio.duckdb")]), f"{start} start opened: {opened}"

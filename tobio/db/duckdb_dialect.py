@@ -189,7 +189,7 @@ class DuckDBTypeCompiler(compiler.GenericTypeCompiler):
         return "JSON"
 
     def visit_datetime(self, type_: Any, **kw: Any) -> str:
-        return "TIMESTAMP WITH TIME ZONE" if getattr(type_, "timezone", False) else "TIMESTAMP"
+        return "TIMESTAMP WITH TIME ZONE" if getattr(type_, "timezone", False) else "TIMESTAMP WITHOUT TIME ZONE"
 
     visit_TIMESTAMP = visit_DATETIME = visit_datetime
 
