@@ -34,7 +34,7 @@ USER_AGENT = f"tobio(sqlalchemy/{sa.__version__})"
 # of DuckDB 1.5; tests/test_duckdb_dialect.py checks the installed DuckDB adds none).
 KEYWORDS = frozenset("""
     all analyse analyze and any array as asc asymmetric both case cast check collate column constraint create
-    default deferrable desc describe distinct do else end except false fetch for foreign from grant group having
+    default deferrable desc describe distinct do else end except false fetch for foreign from group having
     in initially intersect into lambda lateral leading limit not null offset on only or order pivot pivot_longer
     pivot_wider placing primary qualify references returning select show some summarize symmetric table then
     to trailing true union unique unpivot using variadic when where window with

@@ -12,7 +12,6 @@ the hot statements stay as they were.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import weakref
@@ -203,8 +202,8 @@ def latest_summary(conn: Connection, thread_id: int) -> tuple[str, int] | None:
 
 
 # The hot path of every turn as ONE statement: the newest summary (a CTE) and the newest `n` messages
-# pushed after its checkpoint. Two statements cost twice the per-statement overhead of duckdb-engine,
-# which compiles each one anew (bench/history.py: 1.4x raw SQL as two, under 1x as one).
+# pushed after its checkpoint. Two statements cost twice the per-statement overhead (bench/history.py:
+# 1.4x raw SQL as two, under 1x as one, measured when duckdb-engine compiled every statement anew).
 _SUMMARY = (
     sa.select(SummaryRow.c.content, SummaryRow.c.checkpoint_message_id)
     .where(SummaryRow.c.thread_id == sa.bindparam("thread"))
@@ -229,27 +228,9 @@ _CONTEXT = (
 )
 
 
-# duckdb-engine turns SQLAlchemy's statement cache off (`supports_statement_cache = False`), so every
-# execute compiles the statement again: ~1 ms of a ~4 ms read (bench/fork.py). On DuckDB this statement is
-# compiled once and run as SQL text, its parameters in compiled order.
-_COMPILED: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
-_METADATA = 8  # messages.metadata in _MESSAGE_COLUMNS
-
-
 def _context_rows(conn: Connection, thread_id: int, last: int) -> Sequence[Sequence[Any]]:
-    values = {"thread": thread_id, "last": last}
-    if conn.dialect.name != "duckdb" or conn.dialect.supports_statement_cache:
-        return conn.execute(_CONTEXT, values).all()
-    found = _COMPILED.get(conn.dialect.name)
-    if found is None:
-        compiled = _CONTEXT.compile(dialect=conn.dialect)
-        found = (compiled.string, tuple(compiled.positiontup or ()), dict(compiled.construct_params({"thread": 0, "last": 0})))
-        _COMPILED[conn.dialect.name] = found
-    sql, order, fixed = found
-    rows = conn.exec_driver_sql(sql, tuple(values.get(name, fixed.get(name)) for name in order)).all()
-    metadata = _METADATA  # a JSON column, as text from the driver: decoded as SQLAlchemy's JSON type would
-    return [(*row[:metadata], json.loads(row[metadata]) if isinstance(row[metadata], str) else row[metadata],
-             *row[metadata + 1:]) for row in rows]
+    # Compiled once: SQLAlchemy caches it (on DuckDB too: Tobio's dialect keeps the statement cache on).
+    return conn.execute(_CONTEXT, {"thread": thread_id, "last": last}).all()
 
 
 def thread_context(conn: Connection, thread_id: int, last: int = 50) -> ThreadContext:
