@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
-from functools import cache, lru_cache
+from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
@@ -30,14 +30,21 @@ class PatternError(ValueError):
     """Why a pattern is refused, in one line."""
 
 
-@cache
-def _regex() -> ModuleType | None:
-    """The `regex` package, imported when a pattern is first compiled (~8 ms: not at every start)."""
-    try:
-        import regex
-    except ImportError:  # pragma: no cover - depends on the environment
-        return None
-    return regex
+_NOT_YET: Any = object()
+_regex: ModuleType | None = _NOT_YET  # the `regex` package, or None where it is not installed
+
+
+def _lib() -> ModuleType | None:
+    """`regex`, imported when a pattern is first compiled or searched (~8 ms: not at every start)."""
+    global _regex
+    if _regex is _NOT_YET:
+        try:
+            import regex
+        except ImportError:  # pragma: no cover - depends on the environment
+            _regex = None
+        else:
+            _regex = regex
+    return _regex
 
 
 def nests_quantifiers(pattern: str, alternation: bool = False) -> bool:
@@ -117,9 +124,9 @@ def _compile(pattern: str, ignore_case: bool, multiline: bool, dotall: bool) -> 
     shown = pattern if len(pattern) <= 60 else pattern[:57] + "..."
     if nests_quantifiers(pattern):
         return f"pattern {shown!r} repeats a group that repeats (catastrophic backtracking)"
-    if _regex() is None and (_NEEDS_REGEX.search(pattern) or nests_quantifiers(pattern, alternation=True)):
+    if _lib() is None and (_NEEDS_REGEX.search(pattern) or nests_quantifiers(pattern, alternation=True)):
         return f"pattern {shown!r} repeats alternatives or backreferences (refused without the `regex` package)"
-    lib: Any = _regex() or re
+    lib: Any = _lib() or re
     flags = (lib.IGNORECASE if ignore_case else 0) | (lib.MULTILINE if multiline else 0) | (lib.DOTALL if dotall else 0)
     try:
         return lib.compile(pattern, flags)
@@ -131,7 +138,7 @@ def search(compiled: Any, text: str, timeout: float, poison: bool = True) -> boo
     """Whether `compiled` matches in `text`, giving up (False) after `timeout` seconds. With `poison`
     (give it only when `timeout` is a search's full allowance, not the scraps of a spent budget), a
     pattern that runs out of time is never run again."""
-    if _regex() is None:
+    if _lib() is None:
         return compiled.search(text) is not None
     ident = (compiled.pattern, int(compiled.flags))
     if ident in _poisoned:
