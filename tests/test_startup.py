@@ -6,11 +6,15 @@ import math
 import os
 import subprocess
 import sys
+import warnings
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tobio.db.literals import NotLiteral, literal, values_list
 
@@ -343,3 +347,125 @@ def test_a_one_shot_command_on_duckdb_loads_no_postgresql_dialect_and_opens_only
         imported, opened = done.stdout.strip().splitlines()[-2:]
         assert imported == "[] 0", f"{start} start imported: {imported}"
         assert opened == repr([str(tmp_path / "tobio.duckdb")]), f"{start} start opened: {opened}"
+
+
+# --- Tobio's own start-up: what a one-shot command no longer imports or reads ----------------------------
+
+# Each was imported by every start, for what only some commands, chats or scenes use: `regex` (~8 ms) to
+# validate a scripted rule that `re` reads alike, pydantic's TypeAdapter for a name given outside a model
+# (a first start still checks the names of the agents it spawns), the replay, scene and SillyTavern-chat
+# code, and the lore engine and book schema (until a prompt has books to scan).
+NOT_AT_START = ("regex", "pydantic.type_adapter", "tobio.replay", "tobio.scenes.schema", "tobio.persona.stchat",
+                "tobio.lore.engine", "tobio.lore.schema")
+
+# Also counts Tobio's reads of every installed package's metadata, which TOBIO_LOAD_PLUGINS="" makes needless.
+LEAN_PROBE = f"""
+import sys
+import tobio.plugins
+reads = []
+real = tobio.plugins.entry_points
+tobio.plugins.entry_points = lambda *a, **k: reads.append(1) or real(*a, **k)
+sys.argv = ["tobio-shell", "-c", "agent ls"]
+from shell.app import main
+code = main()
+print(sorted(m for m in {NOT_AT_START!r} if m in sys.modules), len(reads), code)
+"""
+
+
+@pytest.mark.slow
+def test_a_one_shot_command_imports_only_what_a_start_needs(tmp_path: Path) -> None:
+    env = {**os.environ, "TOBIO_DATA_DIR": str(tmp_path), "TOBIO_LOAD_PLUGINS": ""}
+    env.pop("TOBIO_CONFIG", None)
+    env.pop("TOBIO_DATABASE", None)
+    for start, expected in (("first", "['pydantic.type_adapter'] 0 0"), ("second", "[] 0 0")):
+        done = subprocess.run([sys.executable, "-c", LEAN_PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "echo" in done.stdout and "tobio" in done.stdout, f"{start} start: {done.stdout}"  # both agents listed
+        assert done.stdout.strip().splitlines()[-1] == expected, f"{start} start:\n{done.stdout}\n{done.stderr}"
+
+
+def test_the_builtin_entry_points_are_pyprojects() -> None:
+    """With TOBIO_LOAD_PLUGINS empty, Tobio's own modules and provider types come from plugins.BUILTIN, not
+    the installed metadata: it must name exactly what pyproject.toml declares."""
+    import tomllib
+
+    from tobio.plugins import BUILTIN
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
+    assert {group: dict(BUILTIN[group]) for group in BUILTIN} == {group: declared[group] for group in BUILTIN}
+
+
+def test_without_third_party_plugins_the_builtins_are_found_as_entry_points_would_be(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tobio.plugins import plugin_entry_points
+
+    monkeypatch.setenv("TOBIO_LOAD_PLUGINS", "")
+    lean = {(ep.name, ep.value) for group in ("tobio.modules", "tobio.providers") for ep in plugin_entry_points(group)}
+    monkeypatch.setenv("TOBIO_LOAD_PLUGINS", "no-such-plugin")  # reads the installed metadata, keeps Tobio's own
+    read = {(ep.name, ep.value) for group in ("tobio.modules", "tobio.providers") for ep in plugin_entry_points(group)}
+    assert lean == read and ("persona", "tobio.persona.module:PersonaModule") in lean
+
+
+PATTERN_PARTS = ["a", "b", "(", ")", "[", "]", "{", "}", "|", "*", "+", "?", ".", "^", "$", "\\", "-", ",", ":", "=", "!",
+                 "<", ">", "0", "2", "&", "~", "#", "i", "x", "{2,3}", "{e<=1}", "(?i)", "(?P<n>", "(?P=n)", "\\1",
+                 "[:alpha:]", "\\p{L}", "\\N{", "(?>", "++", "(?#", "(?|", "(?V1)", "(?a)(?u)", "\\d", "\\b", "[^", "(?:"]
+
+
+@given(st.lists(st.sampled_from(PATTERN_PARTS), min_size=1, max_size=10).map("".join))
+@settings(max_examples=400, deadline=None)
+def test_checking_a_rule_refuses_what_compiling_it_refuses(pattern: str) -> None:
+    """A scripted rule is validated without importing `regex` when `re` compiles it and it has nothing
+    `regex` reads otherwise: the answer must be the one compiling it with `regex` gives, message included."""
+    from tobio.patterns import PatternError, check_pattern, compile_pattern
+
+    def outcome(check: Callable[[str, bool], object]) -> str | None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # `re` on a possible nested set
+                check(pattern, True)
+        except PatternError as exc:
+            return str(exc)
+        return None
+
+    assert outcome(check_pattern) == outcome(compile_pattern)
+
+
+def test_a_start_reads_each_persona_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The persona agent reads its file when made; registering it with the persona registry reuses that read
+    (it was parsed and validated twice per start), and a file edited between two starts is still a version."""
+    import tobio.persona.agent as agent_module
+    import tobio.persona.registry as registry_module
+    from tobio.kernel import Kernel
+
+    reads: list[str] = []
+    real = registry_module.load_persona
+
+    def counting(path: str | Path) -> object:
+        reads.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(agent_module, "load_persona", counting)
+    monkeypatch.setattr(registry_module, "load_persona", counting)
+    url = f"duckdb:///{tmp_path / 'p.duckdb'}"
+    for _ in range(2):
+        reads.clear()
+        with Kernel(None, database=url) as kernel:
+            versions = kernel.run("persona history tobio").rows
+        assert len(reads) == 1, reads
+    assert len(versions) == 1  # the second start found the file unchanged: no new version
+
+
+def test_a_module_that_fails_to_import_is_reported_once_the_database_is_open(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The kernel imports its modules' classes while the database opens; a failure there is left to the
+    discovery, which logs it and names no such module, as before."""
+    from tobio.config.schema import KernelConfig
+    from tobio.errors import ModuleError
+    from tobio.kernel import Kernel
+    from tobio.plugins import BUILTIN
+
+    monkeypatch.setenv("TOBIO_LOAD_PLUGINS", "")
+    monkeypatch.setitem(BUILTIN["tobio.modules"], "broken", "tobio.no_such_module:Broken")
+    kernel = Kernel(KernelConfig(modules=["broken"]), database=f"duckdb:///{tmp_path / 'b.duckdb'}", spawn_agents=False)
+    with pytest.raises(ModuleError, match="no module named 'broken'"):
+        kernel.start()
+    assert any("broken" in r.getMessage() and "failed to import" in r.getMessage() for r in caplog.records)

@@ -16,22 +16,35 @@ from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
-_regex: ModuleType | None
-try:
-    import regex
-
-    _regex = regex
-except ImportError:  # pragma: no cover - depends on the environment
-    _regex = None
-
 MAX_PATTERN = 1000  # characters in one pattern
 _POISONED_MAX = 4096
 _poisoned: set[tuple[str, int]] = set()
 _lock = threading.Lock()
+_NEEDS_REGEX = re.compile(r"\\[1-9]|\(\?P=")  # backreferences: refused without `regex`
+# What `regex` may read otherwise than `re` does: set operations and POSIX classes in a set, a brace that
+# is not a repeat count (`regex`'s fuzzy matching: `a{e<=1}`).
+_READ_OTHERWISE = re.compile(r"\[\[|--|&&|~~|\|\||\[:|\{(?!\d+(?:,\d*)?\})")
 
 
 class PatternError(ValueError):
     """Why a pattern is refused, in one line."""
+
+
+_NOT_YET: Any = object()
+_regex: ModuleType | None = _NOT_YET  # the `regex` package, or None where it is not installed
+
+
+def _lib() -> ModuleType | None:
+    """`regex`, imported when a pattern is first compiled or searched (~8 ms: not at every start)."""
+    global _regex
+    if _regex is _NOT_YET:
+        try:
+            import regex
+        except ImportError:  # pragma: no cover - depends on the environment
+            _regex = None
+        else:
+            _regex = regex
+    return _regex
 
 
 def nests_quantifiers(pattern: str, alternation: bool = False) -> bool:
@@ -80,6 +93,21 @@ def nests_quantifiers(pattern: str, alternation: bool = False) -> bool:
     return False
 
 
+def check_pattern(pattern: str, ignore_case: bool = False) -> None:
+    """PatternError when `compile_pattern` would refuse `pattern`, for a config's validation. A plain pattern
+    (none of the shapes refused without `regex`, nothing `regex` reads otherwise) that the standard library's
+    `re` compiles, `regex` compiles too: only the others are compiled with it, so a start that validates
+    agents' rules does not import it."""
+    if len(pattern) > MAX_PATTERN or nests_quantifiers(pattern) or _NEEDS_REGEX.search(pattern) \
+            or _READ_OTHERWISE.search(pattern) or nests_quantifiers(pattern, alternation=True):
+        compile_pattern(pattern, ignore_case)
+        return
+    try:
+        re.compile(pattern, re.IGNORECASE if ignore_case else 0)
+    except Exception:  # re.error, ValueError (flags), OverflowError (counts): whatever it is, regex decides
+        compile_pattern(pattern, ignore_case)  # regex's own answer (it accepts more than re) and message
+
+
 def compile_pattern(pattern: str, ignore_case: bool = False, multiline: bool = False, dotall: bool = False) -> Any:
     """The compiled pattern, or PatternError saying in one line why it is refused (checked once per pattern)."""
     if len(pattern) > MAX_PATTERN:
@@ -96,9 +124,9 @@ def _compile(pattern: str, ignore_case: bool, multiline: bool, dotall: bool) -> 
     shown = pattern if len(pattern) <= 60 else pattern[:57] + "..."
     if nests_quantifiers(pattern):
         return f"pattern {shown!r} repeats a group that repeats (catastrophic backtracking)"
-    if _regex is None and (re.search(r"\\[1-9]|\(\?P=", pattern) or nests_quantifiers(pattern, alternation=True)):
+    if _lib() is None and (_NEEDS_REGEX.search(pattern) or nests_quantifiers(pattern, alternation=True)):
         return f"pattern {shown!r} repeats alternatives or backreferences (refused without the `regex` package)"
-    lib: Any = _regex or re
+    lib: Any = _lib() or re
     flags = (lib.IGNORECASE if ignore_case else 0) | (lib.MULTILINE if multiline else 0) | (lib.DOTALL if dotall else 0)
     try:
         return lib.compile(pattern, flags)
@@ -110,7 +138,7 @@ def search(compiled: Any, text: str, timeout: float, poison: bool = True) -> boo
     """Whether `compiled` matches in `text`, giving up (False) after `timeout` seconds. With `poison`
     (give it only when `timeout` is a search's full allowance, not the scraps of a spent budget), a
     pattern that runs out of time is never run again."""
-    if _regex is None:
+    if _lib() is None:
         return compiled.search(text) is not None
     ident = (compiled.pattern, int(compiled.flags))
     if ident in _poisoned:

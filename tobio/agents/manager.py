@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
 from tobio.agents.base import Agent, AgentConfig
 from tobio.agents.handling import cursor_set, unhandled_deliveries
 from tobio.config import load_data_yaml, load_yaml, validate
-from tobio.config.schema import Name
+from tobio.config.schema import name_adapter
 from tobio.config.yamlfile import SourceMap
 from tobio.db.bulk import bulk_update
 from tobio.db.literals import const
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 STATE_COLUMNS = ("id", "agent_id", "state_dict", "created_at", "superseded_at")
 CURRENT_STATE = ("state_dict", "updated_at")
-_NAME = TypeAdapter(Name)
 
 
 class AgentManager:
@@ -142,7 +141,7 @@ class AgentManager:
         kept). An agent may only create new agents: never a name any agent has had (killed ones
         included), never a person's name, never with more commands or channels than it has itself."""
         try:
-            _NAME.validate_python(config.name)  # a name set after validation (`--name`, model_copy) is checked here
+            name_adapter().validate_python(config.name)  # a name set after validation (`--name`, model_copy) is checked here
         except ValidationError:
             raise AgentError(f"bad agent name {config.name!r}: letters, digits, '_', '.', '-' (not first), at most 64") from None
         if config.name in self.live:

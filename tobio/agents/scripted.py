@@ -17,7 +17,7 @@ from tobio.agents.base import Agent, AgentConfig
 from tobio.hooks import AGENT_TYPE
 from tobio.messages import Delivery
 from tobio.modules import DatabaseModule, Module
-from tobio.patterns import PatternError, compile_pattern, search
+from tobio.patterns import PatternError, check_pattern, compile_pattern, search
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -50,7 +50,7 @@ class Rule(BaseModel):
     def _bounded(cls, value: str) -> str:
         """Refused at spawn, in one line, when it is invalid or shaped to backtrack forever."""
         try:
-            compile_pattern(value, ignore_case=True)
+            check_pattern(value, ignore_case=True)
         except PatternError as exc:
             raise ValueError(str(exc)) from None
         return value

@@ -25,10 +25,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
-from tobio.config.schema import Name
+from tobio.config.schema import name_adapter
 from tobio.db.history import forked
 from tobio.db.migrations import utcnow
 from tobio.db.tables import (
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
     from tobio.kernel import Kernel
 
 Reserve = Callable[[str, int], int]
-_NAME = TypeAdapter(Name)
 
 
 @dataclass
@@ -153,7 +152,7 @@ def _check_names(conn: Connection, request: Request) -> dict[str, Row]:
         if row.created_at > request.at:
             raise AgentError(f"'{parent}' did not exist yet at {request.at:%Y-%m-%d %H:%M:%S}")
         try:
-            _NAME.validate_python(name)
+            name_adapter().validate_python(name)
         except ValidationError:
             raise AgentError(f"bad agent name {name!r}: letters, digits, '_', '.', '-' (not first), at most 64") from None
         key = name_key(name)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import glob
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from tobio.config.validate import validate
 from tobio.config.yamlfile import SourceMap, load_yaml
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 
 def _relative_to_file(value: Path, info: ValidationInfo) -> Path:
@@ -23,6 +27,15 @@ def _relative_to_file(value: Path, info: ValidationInfo) -> Path:
 
 RelPath = Annotated[Path, AfterValidator(_relative_to_file)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=64)]
+
+
+@cache
+def name_adapter() -> TypeAdapter[str]:
+    """`Name` for a name given outside a model (`--name`, a fork's): built on first use, since building
+    it (and importing pydantic's TypeAdapter) costs a start that checks no such name a few ms."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(Name)
 
 
 class Frozen(BaseModel):

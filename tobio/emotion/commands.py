@@ -11,7 +11,6 @@ from tobio.commands import Arg, Context, Group, Result
 from tobio.db.tables import StateRow
 from tobio.emotion.affect import DIMENSIONS, Affect, Mood
 from tobio.errors import CommandError
-from tobio.replay import parse_time
 
 if TYPE_CHECKING:
     from tobio.agents.base import Agent
@@ -41,6 +40,8 @@ def register(root: Group, module: EmotionModule) -> None:
                    agents="agents")
     def show(ctx: Context, agent: str, at: str | None) -> Result:
         """Show an agent's current mood (or at a time), its baseline and named emotion."""
+        from tobio.replay import parse_time  # here: a start needs no replay code
+
         target = ctx.kernel.agents.get(agent)
         mood = module.mood(target, parse_time(at) if at else None)
         rows = [(k, round(getattr(mood.affect, k), 3), round(getattr(mood.baseline, k), 3)) for k in DIMENSIONS]
@@ -78,6 +79,8 @@ def register(root: Group, module: EmotionModule) -> None:
         target = ctx.kernel.agents.get(agent)
         moods = (await recorded(ctx, target))[-max(1, last):]
         half_life, emotion_half_life = module.half_lives(target)
+        from tobio.replay import parse_time
+
         drawn = trace(moods, half_life, emotion_half_life, parse_time(until) if until else None)
         picture = svg(drawn, f"{agent}: mood (pleasure, arousal, dominance) and emotions")
         where = ""

@@ -13,15 +13,14 @@ from tobio.commands.view import add_reach
 from tobio.confined import write_confined
 from tobio.errors import CommandError
 from tobio.hooks import CHARACTERS
-from tobio.lore.engine import Engine, Settings
 from tobio.lore.hook import card_book
-from tobio.lore.schema import LOGIC_NAMES, ROLES, Book, Entry
 from tobio.lore.store import read_world_file
 from tobio.paths import slug
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
     from tobio.lore.module import LoreModule
+    from tobio.lore.schema import Book, Entry
     from tobio.lore.store import LoreStore
 
 BOOK = Arg("book", help="lorebook name (see `lore ls`); card:KEY is a persona's own book", reach="book")
@@ -74,11 +73,15 @@ def _card_books(kernel: Kernel) -> dict[str, Book]:
 
 
 def _position(entry: Entry) -> str:
+    from tobio.lore.schema import ROLES
+
     where = POSITIONS[entry.position] if 0 <= entry.position < len(POSITIONS) else str(entry.position)
     return f"{where} {entry.depth} as {ROLES[entry.role]}" if where == "at depth" else where
 
 
 def entry_row(entry: Entry) -> tuple[Any, ...]:
+    from tobio.lore.schema import LOGIC_NAMES
+
     keys = ", ".join(entry.keys) + (" [regex]" if entry.use_regex else "")
     secondary = f"{LOGIC_NAMES.get(entry.logic)}: {', '.join(entry.secondary)}" if entry.selective and entry.secondary else ""
     flags = [name for name, on in (("constant", entry.constant), ("disabled", not entry.enabled)) if on]
@@ -203,6 +206,8 @@ def register(kernel: Kernel, module: LoreModule) -> None:
         if live is not None and hasattr(live, "persona"):
             engine = hook.engine(live, books, None, random.Random(seed) if seed is not None else None)
         else:
+            from tobio.lore.engine import Engine, Settings
+
             cfg = module.settings_now()
             engine = Engine(books, Settings(cfg.scan_depth, cfg.budget_tokens, cfg.recursive, cfg.max_recursion_steps,
                                             cfg.case_sensitive, cfg.match_whole_words),

@@ -9,6 +9,9 @@ entries at their depth and role), so the stable prefix of the prompt is not dist
 What fired goes into `prompt.notes["lore"]`; for a real turn (an incoming message) it is recorded as a
 `lore` step of the run that answered, once the reply is posted (the transport observer below), and
 sticky/cooldown state is kept per thread in the agent's module state.
+
+The engine and the book schema are imported when a prompt first has books to scan: a start registers
+the hook without them.
 """
 
 from __future__ import annotations
@@ -23,8 +26,6 @@ from sqlalchemy.engine import Connection
 
 from tobio.db.migrations import utcnow
 from tobio.db.tables import PushRow, StepRow
-from tobio.lore.engine import Activation, Engine, Settings, TimedState
-from tobio.lore.schema import AFTER, AN_BOTTOM, AN_TOP, AT_DEPTH, BEFORE, EM_BOTTOM, EM_TOP, ROLES, Book, parse_book
 from tobio.messages import Message
 from tobio.models.module import models_of
 from tobio.models.runs import STEP_COLUMNS
@@ -34,7 +35,9 @@ from tobio.turn.prompt import Prompt
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
+    from tobio.lore.engine import Activation, Engine
     from tobio.lore.module import LoreModule, LoreSettings
+    from tobio.lore.schema import Book
     from tobio.memory.service import Memory
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,8 @@ def card_book(agent: Any) -> Book | None:
 
 
 def _card_book(agent: Any, persona: Any) -> Book | None:
+    from tobio.lore.schema import parse_book
+
     data = persona.card.get("data") if persona is not None and isinstance(persona.card.get("data"), dict) else {}
     raw = data.get("character_book")
     if not isinstance(raw, dict) or not raw.get("entries"):
@@ -83,6 +88,8 @@ def scan_lines(history: list[Message]) -> list[str]:
 
 def place(prompt: Prompt, activation: Activation) -> None:
     """Put fired entries into the prompt at their positions."""
+    from tobio.lore.schema import AFTER, AN_BOTTOM, AN_TOP, AT_DEPTH, BEFORE, EM_BOTTOM, EM_TOP, ROLES
+
     near: list[str] = []
     for fired in activation.fired:
         entry, text = fired.entry, fired.content.strip()
@@ -126,6 +133,8 @@ class LoreHook:
         return [store.book(b) for b in by_channel] + ([own] if own else []) + [store.book(b) for b in by_agent]
 
     def engine(self, agent: Any, books: list[Book], prompt: Prompt | None, rng: random.Random | None = None) -> Engine:
+        from tobio.lore.engine import Engine, Settings
+
         cfg = self.settings
         if prompt is None and isinstance(agent, TurnAgent):  # `lore test`: the agent as if it had no thread yet
             prompt = Prompt(agent, 0, None)
@@ -191,6 +200,8 @@ class LoreHook:
         books = self.books(agent, self.channel_of(prompt))
         if not books:
             return
+        from tobio.lore.engine import TimedState
+
         real = prompt.incoming is not None  # `agent prompt` builds one with no incoming message: a dry run
         states = agent.module_state.setdefault(STATE_KEY, {}) if real else copy.deepcopy(agent.module_state.get(STATE_KEY, {}))
         state = TimedState.from_dict(states.get(str(prompt.thread_id)))

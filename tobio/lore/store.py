@@ -21,11 +21,11 @@ from tobio.config.jsondata import loads
 from tobio.db.migrations import create_tables, utcnow
 from tobio.db.tables import Row, column, id_column, table, versions_table
 from tobio.errors import CommandError, ConfigError
-from tobio.lore.schema import Book, parse_book
 from tobio.paths import slug
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
+    from tobio.lore.schema import Book
 
 MAX_BOOK_BYTES = 8 * 1024 * 1024
 MAX_BOOK_DEPTH = 32
@@ -81,6 +81,8 @@ def read_world_file(path: str | Path) -> dict[str, Any]:
         data = data["character_book"]
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: a lorebook is a JSON object with `entries`")
+    from tobio.lore.schema import parse_book  # here: a start that reads no book does not import the schema
+
     parse_book(file.stem, data)  # validates the shape
     return data
 
@@ -116,6 +118,8 @@ class LoreStore:
         version, data = self.get(key)
         parsed = self._parsed.get((key, version))
         if parsed is None:
+            from tobio.lore.schema import parse_book
+
             parsed = self._parsed[(key, version)] = parse_book(key, data)
         return parsed
 

@@ -63,9 +63,8 @@ class PeopleModule(Module):
             kernel.db.track_ids(conn, "people_facts")
             kernel.db.track_ids(conn, "people_reflections")
 
-        await kernel.db.call(setup)
         self.people = people = People(kernel, self.settings)
-        await people.load()
+        await people.load(before=setup)
         self.reflector = Reflector(kernel, people, self.settings)
         people.listeners.append(self.reflector.on_message)
         if self.settings.model_extract:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,8 @@ from tobio.people.facts import ALWAYS_LIST, Fact, Statement
 from tobio.people.store import CONFIDENCE, Change, FactVersion
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from tobio.kernel import Kernel
     from tobio.people.module import PeopleSettings
 
@@ -62,12 +65,21 @@ class People:
         self.last_said: dict[tuple[int, str], str] = {}  # (agent id, person) -> what the agent last said to them
         self.listeners: list[Any] = []  # fn(agent, person, message) after a person's message was learnt from
 
-    async def load(self) -> None:
-        for fact in await self.kernel.db.call(store.current_facts):
+    async def load(self, before: Callable[[Connection], None] | None = None) -> None:
+        """Read the current facts and reflections, in one call to the database (after `before(conn)`, the
+        module's migrations: a start waits for one transaction, not four)."""
+
+        def read(conn: Connection) -> tuple[list[FactVersion], list[tuple[int, str, str, str]], list[tuple[int, int, str | None, str]]]:
+            if before is not None:
+                before(conn)
+            return store.current_facts(conn), store.retracted(conn), store.current_reflections(conn)
+
+        facts, retracted, reflections = await self.kernel.db.call(read)
+        for fact in facts:
             self.facts.setdefault(fact.agent_id, {}).setdefault(fact.person, {})[fact.key] = fact
-        for agent, who, key, value in await self.kernel.db.call(store.retracted):
+        for agent, who, key, value in retracted:
             self._gone.setdefault((agent, who, key), set()).add(value)
-        for reflection_id, agent_id, person, content in await self.kernel.db.call(store.current_reflections):
+        for reflection_id, agent_id, person, content in reflections:
             self.reflections.setdefault((agent_id, person), []).append(content)
             self.reflection_ids.setdefault((agent_id, person), []).append(reflection_id)
 

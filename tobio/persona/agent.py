@@ -36,6 +36,7 @@ class PersonaAgent(TurnAgent):
         super().__init__(*args, **kwargs)
         self.persona: Persona = load_persona(self.config.persona)
         self.persona_key: str | None = None  # set once the registry knows it (on_start)
+        self._read: Persona | None = self.persona  # the file as read just now: the first on_start needs no second parse
 
     def _registry(self) -> PersonaRegistry | None:
         from tobio.persona.module import PersonaModule
@@ -46,7 +47,8 @@ class PersonaAgent(TurnAgent):
     async def on_start(self) -> None:
         registry = self._registry()
         if registry is not None:
-            self.persona_key, self.persona = await registry.from_file(self.config.persona)
+            read, self._read = self._read, None
+            self.persona_key, self.persona = await registry.from_file(self.config.persona, read)
 
     async def greet(self, channel: str, person: str) -> None:
         """Say the card's first message (macros filled in for `person`) when the conversation is new,

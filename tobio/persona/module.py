@@ -22,7 +22,7 @@ class PersonaModule(Module):
     dependencies = (DatabaseModule, ModelsModule)
 
     async def module_init(self, kernel: Kernel) -> None:
-        from tobio.persona import commands, stchat
+        from tobio.persona import commands, transcript
         from tobio.persona.agent import PersonaAgent
         from tobio.persona.registry import PersonaRegistry
         from tobio.turn.prefill import after_summary
@@ -35,7 +35,7 @@ class PersonaModule(Module):
         kernel.hooks.add(EVENT, after_summary(kernel))  # memory's SummaryWritten: prefill the new opening
         register_commands(kernel)
         commands.register(kernel, self.registry)
-        stchat.register(kernel)
+        transcript.register(kernel)
 
     def characters(self) -> list[tuple[str, Character]]:
         """Every current persona by key (lore lists their cards' own books through CHARACTERS)."""

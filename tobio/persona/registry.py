@@ -84,10 +84,12 @@ class PersonaRegistry:
         await self.kernel.writer.write(("persona_versions", tuple(row), [tuple(row.values())]))
         return version + 1
 
-    async def from_file(self, path: str | Path) -> tuple[str, Persona]:
-        """The persona an agent file names: the newest version, recording the file's content when it is new."""
+    async def from_file(self, path: str | Path, on_disk: Persona | None = None) -> tuple[str, Persona]:
+        """The persona an agent file names: the newest version, recording the file's content when it is new.
+        `on_disk` is the file as the caller just read it (an agent reads it when made): not parsed twice."""
         key = key_for(path)
-        on_disk = load_persona(path)
+        if on_disk is None:
+            on_disk = load_persona(path)
         recorded = await self._versions_from_file(key)
         if key not in self.current:
             await self.record(key, on_disk, "file", f"loaded from {path}", str(path))

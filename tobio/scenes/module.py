@@ -19,11 +19,11 @@ from tobio.messages import Delivery, Delta, Message
 from tobio.modules import Module
 from tobio.persona.module import PersonaModule
 from tobio.scenes.floor import Floor, Policy
-from tobio.scenes.schema import SceneConfig
 from tobio.tasks import within as before_timeout
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
+    from tobio.scenes.schema import SceneConfig
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,8 @@ class ScenesModule(Module):
 
 def load_scene(path: str | Path, trusted: bool = True) -> SceneConfig:
     """A scene file; one an agent named (`trusted=False`) is read as data: no ${VAR}, no `!include`."""
+    from tobio.scenes.schema import SceneConfig  # here: a start that plays no scene does not build its models
+
     data, smap = load_yaml(path) if trusted else load_data_yaml(path)
     return validate(SceneConfig, data, smap)
 
