@@ -354,9 +354,10 @@ def test_a_one_shot_command_on_duckdb_loads_no_postgresql_dialect_and_opens_only
 # Each was imported by every start, for what only some commands, chats or scenes use: `regex` (~8 ms) to
 # validate a scripted rule that `re` reads alike, pydantic's TypeAdapter for a name given outside a model
 # (a first start still checks the names of the agents it spawns), the replay, scene and SillyTavern-chat
-# code, and the lore engine and book schema (until a prompt has books to scan).
+# code, the lore engine and book schema (until a prompt has books to scan), and the embedded models' host
+# (validating kernel.yaml's `local` provider needs its settings only).
 NOT_AT_START = ("regex", "pydantic.type_adapter", "tobio.replay", "tobio.scenes.schema", "tobio.persona.stchat",
-                "tobio.lore.engine", "tobio.lore.schema")
+                "tobio.lore.engine", "tobio.lore.schema", "tobio.providers.model_host")
 
 # Also counts Tobio's reads of every installed package's metadata, which TOBIO_LOAD_PLUGINS="" makes needless.
 LEAN_PROBE = f"""

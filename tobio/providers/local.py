@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from tobio.providers.base import ChatRequest, Chunk, Provider, ProviderConfig, ProviderError
-from tobio.providers.files import BUNDLED_EMBEDDERS, BUNDLED_GGUF
-from tobio.providers.generation import Generation, Relay
-from tobio.providers.model_host import ChatModel, ModelHost
+
+if TYPE_CHECKING:
+    from tobio.providers.model_host import ChatModel
 
 # Sampling parameters llama-cpp-python's create_chat_completion accepts.
 CHAT_PARAMS = ("temperature", "top_p", "top_k", "min_p", "max_tokens", "stop", "seed", "repeat_penalty",
@@ -72,10 +72,14 @@ class LocalProvider(Provider):
     config: LocalConfig
 
     def __init__(self, name: str, config: ProviderConfig) -> None:
+        from tobio.providers.model_host import ModelHost  # here: validating a config (every start) needs only LocalConfig
+
         super().__init__(name, config)
         self.host = ModelHost(self.config)
 
     async def stream_chat(self, request: ChatRequest, cancel: asyncio.Event) -> AsyncIterator[Chunk]:
+        from tobio.providers.generation import Generation, Relay
+
         relay = Relay(threading.Event())
         may_step_aside = request.background and not request.prefill and self.config.background_steps_aside
         generation = Generation(self.host, request, chat_params(request), relay, may_step_aside=may_step_aside)
@@ -102,6 +106,8 @@ class LocalProvider(Provider):
             raise ProviderError(f"local embedding model {model}: {type(exc).__name__}: {exc}") from exc
 
     async def count_tokens(self, model: str, text: str) -> int:
+        from tobio.providers.files import BUNDLED_EMBEDDERS
+
         def count() -> int:
             if model.lower().split("/")[-1] in BUNDLED_EMBEDDERS:
                 return self.host.embedder(model).embedder.count_tokens(text)
@@ -110,6 +116,8 @@ class LocalProvider(Provider):
         return await asyncio.to_thread(count)
 
     async def list_models(self) -> list[str]:
+        from tobio.providers.files import BUNDLED_EMBEDDERS, BUNDLED_GGUF
+
         return sorted(BUNDLED_GGUF) + sorted(BUNDLED_EMBEDDERS)
 
     async def close(self) -> None:
