@@ -243,17 +243,17 @@ class AgentIndex:
 
     def search(
         self, query: str, vector: ArrayLike, config: MemoryConfig, k: int, exclude: AbstractSet[tuple[str, int]] = frozenset(),
-        bias: Callable[[np.ndarray], np.ndarray | float] | None = None,
+        bias: Callable[[np.ndarray], np.ndarray | float] | None = None, ranker: rank.Ranker | None = None,
     ) -> list[Hit]:
         """Top k by the learned ranker (rank.py) over the first stage's best candidates, when `config.rerank`
-        and its weights are there; else by the first stage's score. With the ranker a hit's score is its
+        and its weights are there (or `ranker`, as cross-validation gives); else by the first stage's score. With the ranker a hit's score is its
         ranker score scaled to 0-1 over the candidates, plus `bias` (RECALL_BIAS, e.g. mood-congruent recall),
         which keeps the bias's bounded meaning: it moves memories of near-equal rank, never a clear best; for a
         question that gathers over time ("what has Nate cooked?", `_AGGREGATE`) less a penalty per better
         candidate of the same sitting (`_spread`)."""
         if not self.items or k <= 0:
             return []
-        ranker = rank.shipped() if config.rerank else None
+        ranker = (ranker or rank.shipped()) if config.rerank else None
         stage = self._first_stage(query, vector, config, exclude, None if ranker is not None else bias)
         score = stage.score
         if ranker is not None:
