@@ -9,7 +9,9 @@ Summaries are off here (LoCoMo measures retrieval). `--train-ranker NPZ` also co
 candidates and features and reports the ranker's leave-one-conversation-out recall and ablation (write
 new weights from the NPZ with `python -m tobio.memory.rank_train NPZ`; dev split only), and beside it
 NPZ.ids.json, each question's candidates by dia_id (to try features the code does not compute yet,
-joined to the data by conversation). Prints one JSON object.
+joined to the data by conversation), and `search_cross_validated`: the same leave-one-conversation-out
+recall through the whole search (what search does after the ranker, spreading a gathering question over
+sittings, counts too). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from tobio.kernel import Kernel
 from tobio.memory.bm25 import BM25
 from tobio.memory.config import MemoryConfig
 from tobio.memory.module import MemoryModule
-from tobio.memory.rank_train import Question, save_questions, train
+from tobio.memory.rank import FEATURES
+from tobio.memory.rank_train import Question, fit, save_questions, train
 from tobio.memory.service import Memory
 from tobio.memory.text import terms
 
@@ -122,6 +125,7 @@ def main() -> None:
             index_s = time.perf_counter() - began
             rows: list[dict[str, Any]] = []
             cached: list[tuple[Any, str, np.ndarray, dict[int, str], set[str], int]] = []
+            asked: list[tuple[Any, str, np.ndarray, dict[int, str], set[str], int]] = []  # per collected question, for search_cv
             collected: list[Question] = []
             ids: list[dict[str, Any]] = []  # per collected question, its candidates' dia_ids (for experiments on other features)
             first_stage = config.model_copy(update={"rerank": False})
@@ -162,6 +166,7 @@ def main() -> None:
                         collected.append(Question(features, evidence, len(wanted), conversation))
                         ids.append({"conversation": conversation, "question": qa["question"], "category": qa["category"],
                                     "candidates": [dia.get(item.source_id, "") for item in items]})
+                        asked.append((index, qa["question"], vec, dia, wanted, qa["category"]))
                     if args.grid or args.ablate:
                         vec = np.asarray(kernel.call(memory.embed_model.embed([qa["question"]]))[0], dtype=np.float32)
                         cached.append((memory.indexes[agent_id], qa["question"], vec, dia, wanted, qa["category"]))
@@ -173,6 +178,7 @@ def main() -> None:
                 save_questions(args.train_ranker, collected, args.candidates)
                 args.train_ranker.with_suffix(".ids.json").write_text(json.dumps(ids))
                 result["ranker"] = train(collected, args.candidates, out=None)
+                result["ranker"]["search_cross_validated"] = search_cv(collected, asked, config, args.candidates)
             if args.grid:
                 result["grid"] = grid(cached)
             if args.ablate:
@@ -180,6 +186,24 @@ def main() -> None:
         finally:
             kernel.close()
     print(json.dumps(result, indent=2))
+
+
+def search_cv(collected: list[Question], asked: list[Any], config: MemoryConfig, candidates: int) -> dict[str, Any]:
+    """Leave-one-conversation-out recall through the whole search, not only the ranker's reordering of the
+    candidates (rank_train's estimate): what search does after the ranker (spreading a gathering question
+    over sittings) counts too. Each conversation is searched with weights fitted on the others."""
+    per: dict[int, dict[int, list[float]]] = {k: defaultdict(list) for k in KS}
+    for group in sorted({q.group for q in collected}):
+        ranker = fit([q for q in collected if q.group != group], range(len(FEATURES)), candidates)
+        for q, (index, question, vec, dia, wanted, category) in zip(collected, asked):
+            if q.group == group:
+                found = [dia.get(h.item.source_id, "") for h in index.search(question, vec, config, max(KS), ranker=ranker)]
+                for k in KS:
+                    per[k][category].append(recall(found, wanted, k))
+    out: dict[str, Any] = {f"recall_at_{k}": round(float(np.mean([v for vs in per[k].values() for v in vs])), 4) for k in KS}
+    out["by_category"] = {CATEGORIES[c]: {f"recall_at_{k}": round(float(np.mean(per[k][c])), 4) for k in KS}
+                          for c in sorted(per[max(KS)])}
+    return out
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ one thread) is the vector it is inside a large batch."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 from tobio.memory import rank
 from tobio.memory.config import MemoryConfig
-from tobio.memory.index import AgentIndex, Item
+from tobio.memory.index import _AGGREGATE, DENSE_SHARE, AgentIndex, Item, _spread
 from tobio.memory.rank import FEATURES, Ranker
 from tobio.memory.rank_train import Question, cross_validate, fit, recall
 from tobio.providers.embedder import SHORT_TOKENS, Embedder, load_embedder
@@ -97,13 +98,50 @@ def test_reranked_recall_returns_only_what_may_be_recalled() -> None:
     for i in forgotten:
         index.forget("message", i)
     excluded = {("message", 1), ("message", 2)}
-    query, vector = "lantern festival by the river", rng.normal(size=16).astype(np.float32)
-    for k in (5, 150):
-        hits = index.search(query, vector, MemoryConfig(), k, exclude=excluded)
+    vector = rng.normal(size=16).astype(np.float32)
+    for query, k in itertools.product(("lantern festival by the river", "how many festivals has bob been to?"), (5, 150)):
+        hits = index.search(query, vector, MemoryConfig(), k, exclude=excluded)  # the second is spread over sittings
         ids = [h.item.source_id for h in hits]
         assert len(ids) == len(set(ids)) == k
         assert not set(ids) & (forgotten | {1, 2})
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)  # best first, as shown
+
+
+def test_the_candidates_include_the_closest_in_meaning_whatever_their_words() -> None:
+    """A share of the pool goes to embedding cosine alone: a turn with no word of the question and an old date
+    still becomes a candidate when its vector is the closest, while the first stage's best stay in front."""
+    rng = np.random.default_rng(5)
+    target = np.zeros(16, dtype=np.float32)
+    target[0] = 1.0
+    index = AgentIndex(1)
+    index.add(message(0, "we finally got the keys to the cabin", T0, "ada"), target)
+    for i in range(1, 40):
+        noise = rng.normal(size=16).astype(np.float32)
+        noise[0] = -abs(noise[0])  # every other vector points away from the query's
+        index.add(message(i, f"the lantern festival was lovely, day {i}", T0 + timedelta(days=i), "bob"), noise)
+    items, _ = index.candidates("lantern festival", target, MemoryConfig(), 10)
+    ids = [item.source_id for item in items]
+    assert len(ids) == len(set(ids)) == 10
+    mix = [hit.item.source_id for hit in index.search("lantern festival", target, MemoryConfig(rerank=False), 10)]
+    assert 0 not in mix  # the first stage's mix alone leaves it out
+    assert 0 in ids and ids.index(0) >= 10 - int(10 * DENSE_SHARE)  # admitted by cosine, after the mix's best
+    assert ids[: 10 - int(10 * DENSE_SHARE)] == mix[: 10 - int(10 * DENSE_SHARE)]
+
+
+def test_a_gathering_question_is_spread_over_sittings() -> None:
+    """Each candidate loses SPREAD deviations per better one of its sitting: the best of a second sitting moves
+    ahead of the fourth of the first, the order within a sitting is kept, and one sitting alone keeps its order."""
+    scores = np.array([1.0, 0.98, 0.96, 0.94, 0.90])
+    sittings = np.array([7, 7, 7, 7, 3])
+    spread = _spread(scores, sittings)
+    order = list(np.argsort(-spread, kind="stable"))
+    assert order.index(4) < order.index(3)
+    assert [i for i in order if sittings[i] == 7] == [0, 1, 2, 3]
+    assert spread[0] == scores[0] and spread[4] == scores[4]  # the best of each sitting pays nothing
+    alone = _spread(scores[:4], sittings[:4])
+    assert list(np.argsort(-alone, kind="stable")) == [0, 1, 2, 3]
+    assert _AGGREGATE.search("How many times has John hurt his ankle?") and _AGGREGATE.search("What do Jon and Gina both like?")
+    assert not _AGGREGATE.search("When did Gina open her store?")
 
 
 def test_fitting_finds_the_feature_that_marks_the_evidence() -> None:
