@@ -470,3 +470,47 @@ def test_a_module_that_fails_to_import_is_reported_once_the_database_is_open(
     with pytest.raises(ModuleError, match="no module named 'broken'"):
         kernel.start()
     assert any("broken" in r.getMessage() and "failed to import" in r.getMessage() for r in caplog.records)
+
+
+def test_a_start_reads_the_recorded_migrations_once_and_a_module_added_later_still_migrates(tmp_path: Path) -> None:
+    """The kernel and each module with tables migrate in a transaction of their own: on a file one process
+    owns, schema_migrations is read by the first and the set reused (it was read five times per start);
+    a migration that runs makes the next one read it again, so a new module's tables are still made."""
+    import sqlalchemy as sa
+
+    from tobio.config.schema import KernelConfig
+    from tobio.db.migrations import migrate
+    from tobio.kernel import Kernel
+
+    url = f"duckdb:///{tmp_path / 'm.duckdb'}"
+    with Kernel(KernelConfig(modules=[]), database=url, spawn_agents=False):
+        pass  # a new database: the kernel's migrations run and are recorded
+    reads: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *rest: object) -> None:
+        if "FROM schema_migrations" in statement:
+            reads.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", count)
+    try:
+        with Kernel(None, database=url, spawn_agents=False) as kernel:  # memory, people, lore, persona: new to it
+            first = len(reads)
+            reads.clear()
+            kernel.run("agent ls")
+        with Kernel(None, database=url, spawn_agents=False) as kernel:
+            again = len(reads)
+            names = {r[0] for r in kernel.run("sql SELECT name FROM schema_migrations").rows}
+
+            def new_module(conn: sa.Connection) -> list[str]:
+                def m001_extra(conn: sa.Connection) -> None:
+                    conn.exec_driver_sql("CREATE TABLE extra_things (id BIGINT)")
+                return migrate(conn, [m001_extra], prefix="extra.") + migrate(conn, [m001_extra], prefix="extra.")
+
+            ran = kernel.call(kernel.db.call(new_module))
+            extra = kernel.run("sql SELECT count(*) FROM schema_migrations WHERE name = 'extra.m001_extra'").rows[0][0]
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", count)
+    assert first > 1  # each module that ran migrations made the next read again
+    assert again == 1, reads
+    assert {"m001_initial", "memory.m001_memory"} <= names
+    assert ran == ["extra.m001_extra"] and extra == 1  # recorded once, though the set had been read before
