@@ -470,3 +470,83 @@ def test_a_module_that_fails_to_import_is_reported_once_the_database_is_open(
     with pytest.raises(ModuleError, match="no module named 'broken'"):
         kernel.start()
     assert any("broken" in r.getMessage() and "failed to import" in r.getMessage() for r in caplog.records)
+
+
+def test_a_start_reads_the_recorded_migrations_once_and_a_module_added_later_still_migrates(tmp_path: Path) -> None:
+    """The kernel and each module with tables migrate in a transaction of their own: on a file one process
+    owns, schema_migrations is read by the first and the set reused (it was read five times per start);
+    a migration that runs makes the next one read it again, so a new module's tables are still made."""
+    import sqlalchemy as sa
+
+    from tobio.config.schema import KernelConfig
+    from tobio.db.migrations import migrate
+    from tobio.kernel import Kernel
+
+    url = f"duckdb:///{tmp_path / 'm.duckdb'}"
+    with Kernel(KernelConfig(modules=[]), database=url, spawn_agents=False):
+        pass  # a new database: the kernel's migrations run and are recorded
+    reads: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *rest: object) -> None:
+        if "FROM schema_migrations" in statement:
+            reads.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", count)
+    try:
+        with Kernel(None, database=url, spawn_agents=False) as kernel:  # memory, people, lore, persona: new to it
+            first = len(reads)
+            reads.clear()
+            kernel.run("agent ls")
+        with Kernel(None, database=url, spawn_agents=False) as kernel:
+            again = len(reads)
+            names = {r[0] for r in kernel.run("sql SELECT name FROM schema_migrations").rows}
+
+            def new_module(conn: sa.Connection) -> list[str]:
+                def m001_extra(conn: sa.Connection) -> None:
+                    conn.exec_driver_sql("CREATE TABLE extra_things (id BIGINT)")
+                return migrate(conn, [m001_extra], prefix="extra.") + migrate(conn, [m001_extra], prefix="extra.")
+
+            ran = kernel.call(kernel.db.call(new_module))
+            extra = kernel.run("sql SELECT count(*) FROM schema_migrations WHERE name = 'extra.m001_extra'").rows[0][0]
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", count)
+    assert first > 1  # each module that ran migrations made the next read again
+    assert again == 1, reads
+    assert {"m001_initial", "memory.m001_memory"} <= names
+    assert ran == ["extra.m001_extra"] and extra == 1  # recorded once, though the set had been read before
+
+
+def test_a_small_wal_is_left_at_close_and_replayed_a_large_one_folded(tmp_path: Path) -> None:
+    """Closing folds DuckDB's WAL into the file only once it is WAL_KEPT_BYTES or more (folding cost a one-shot
+    command ~9 ms of CPU for its start's log rows): what a close leaves is all there at the next open, read
+    only or not, and what a busy session wrote is folded as before."""
+    import sqlalchemy as sa
+
+    from tobio.config.schema import KernelConfig
+    from tobio.db.database import WAL_KEPT_BYTES
+    from tobio.db.tables import LogRow
+    from tobio.kernel import Kernel
+
+    path = tmp_path / "w.duckdb"
+    wal = Path(f"{path}.wal")
+    url = f"duckdb:///{path}"
+    with Kernel(KernelConfig(modules=[]), database=url, spawn_agents=False) as kernel:
+        kernel.run("channel post talk hello before close")
+    assert 0 < wal.stat().st_size < WAL_KEPT_BYTES  # left, not folded
+    with duckdb.connect(str(path), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM messages WHERE content = 'hello before close'").fetchone() == (1,)
+    with Kernel(KernelConfig(modules=[]), database=url, spawn_agents=False) as kernel:
+        assert kernel.run("sql SELECT count(*) FROM messages WHERE content = 'hello before close'").rows[0][0] == 1
+        started = kernel.run("sql SELECT count(*) FROM logs WHERE content LIKE 'kernel started%'").rows[0][0]
+
+        def busy(conn: sa.Connection) -> None:
+            top = conn.execute(sa.select(sa.func.max(LogRow.c.id))).scalar() or 0
+            conn.execute(sa.insert(LogRow), [{"id": top + i + 1, "level": "INFO", "logger": "test", "content": "x" * 200,
+                                              "created_at": datetime(2026, 1, 1)} for i in range(2 * WAL_KEPT_BYTES // 200)])
+
+        kernel.call(kernel.db.call(busy))
+    assert started == 2
+    assert not wal.exists()  # folded at close
+    with duckdb.connect(str(path), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM logs WHERE logger = 'test'").fetchone() == (2 * WAL_KEPT_BYTES // 200,)
+        assert conn.execute("SELECT count(*) FROM messages WHERE content = 'hello before close'").fetchone() == (1,)

@@ -231,7 +231,7 @@ def migrate(conn: Connection, migrations: Sequence[Migration] | None = None, pre
         # Kernels starting at once on one database migrate one after the other (until this transaction ends).
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('tobio.migrate'))")
     _ensure_migrations_table(conn)
-    applied = set(conn.execute(sa.select(MigrationRow.c.name)).scalars())
+    applied = _applied(conn)
     ran = []
     for fn in MIGRATIONS if migrations is None else migrations:
         name = f"{prefix}{fn.__name__}"
@@ -240,5 +240,22 @@ def migrate(conn: Connection, migrations: Sequence[Migration] | None = None, pre
         fn(conn)
         ran.append(name)
     if ran:  # one statement for all (a new database runs them all): the same transaction records them or none
+        conn.info.pop(_APPLIED, None)  # whether they are recorded is known once this transaction ends: read again
         conn.execute(sa.insert(MigrationRow).values([{"name": const(n), "applied_at": _now_value(conn)} for n in ran]))
     return ran
+
+
+_APPLIED = "tobio.applied_migrations"  # conn.info: the names in schema_migrations, read once per connection
+
+
+def _applied(conn: Connection) -> frozenset[str]:
+    """The migrations this database has recorded. The kernel and each module migrate in a transaction of
+    their own at every start: on a file one process owns (DuckDB, SQLite) the set read by the first is
+    still true for the next unless one of them ran migrations (then it is read again). PostgreSQL is
+    shared by kernels that migrate too, so it is read each time, under the lock."""
+    if conn.dialect.name == "postgresql":
+        return frozenset(conn.execute(sa.select(MigrationRow.c.name)).scalars())
+    applied: frozenset[str] | None = conn.info.get(_APPLIED)
+    if applied is None:
+        applied = conn.info[_APPLIED] = frozenset(conn.execute(sa.select(MigrationRow.c.name)).scalars())
+    return applied
