@@ -1,10 +1,13 @@
-"""A learned second stage for recall: a linear scorer over cheap features of the first stage's candidates.
+"""A learned second stage for recall: a linear scorer plus boosted trees over cheap features of the first stage's candidates.
 
 The first stage (AgentIndex's weighted sum of embedding, BM25, sitting, date, recency and importance)
 picks the `candidates` best items; this reorders them by w·(x - mean)/scale, with x the features below
-(computed by `AgentIndex.features`). The weights are fitted (each evidence item's softmax against its
-question's non-evidence candidates) by `python -m tobio.memory.rank_train` on LoCoMo's dev split only,
-and judged by leave-one-conversation-out cross-validation (the numbers are in the weights' file).
+(computed by `AgentIndex.features`), plus the sum of small regression trees over x where the model has
+them: the trees catch what a weighted sum cannot (a feature that matters only when another is high).
+Both are fitted by `python -m tobio.memory.rank_train` on LoCoMo's dev split only (the weights by each
+evidence item's softmax against its question's non-evidence candidates, the trees by LightGBM's
+lambdarank on top of them), and judged by leave-one-conversation-out cross-validation (the numbers are
+in the model's file). The trees are plain node arrays walked in numpy, so recall needs no LightGBM.
 
 Why these features: an answer usually follows the question that asks for it ("any fave styles?" →
 "contemporary dance"), so the turn before an item and whether it asked something count; a question
@@ -67,15 +70,30 @@ class Trees:
     value: np.ndarray  # (trees, nodes) a leaf's output (0 at splits)
     depth: int
 
+    def __post_init__(self) -> None:
+        # flattened (node t*nodes + i), with each node's two children side by side (right, left): a step down
+        # is one 1-D lookup of node*2 + went_left, and the splits are decided all at once beforehand
+        nodes = self.feature.shape[1] if self.feature.ndim == 2 else 0
+        offset = (np.arange(len(self.feature)) * nodes)[:, None]
+        children = np.stack([(self.right + offset).ravel(), (self.left + offset).ravel()], axis=1).ravel()
+        for name, value in (("_children", children), ("_feature", self.feature.ravel()), ("_roots", offset.ravel()),
+                            ("_threshold", self.threshold.ravel()[:, None]), ("_default_left", self.default_left.ravel()[:, None]),
+                            ("_value", self.value.ravel())):
+            object.__setattr__(self, name, np.ascontiguousarray(value))
+
     def score(self, features: np.ndarray) -> np.ndarray:
-        trees = np.arange(len(self.feature))[None, :]
-        rows = np.arange(len(features))[:, None]
-        node = np.zeros((len(features), len(self.feature)), dtype=np.int64)
+        """Every row's sum of leaf values: all splits decided at once (nodes x rows), then `depth` steps down."""
+        rows = len(features)
+        x = np.ascontiguousarray(features.T, dtype=np.float64)[self._feature]  # type: ignore[attr-defined]
+        went_left = x <= self._threshold  # type: ignore[attr-defined]
+        if np.isnan(features).any():
+            went_left = np.where(np.isnan(x), self._default_left, went_left)  # type: ignore[attr-defined]
+        decided = went_left.ravel()
+        node = np.repeat(self._roots[:, None], rows, axis=1)  # type: ignore[attr-defined]
+        column = np.arange(rows)
         for _ in range(self.depth):
-            x = features[rows, self.feature[trees, node]]
-            go_left = np.where(np.isnan(x), self.default_left[trees, node], x <= self.threshold[trees, node])
-            node = np.where(go_left, self.left[trees, node], self.right[trees, node])
-        return np.asarray(self.value[trees, node].sum(axis=1), dtype=np.float64)
+            node = self._children[node * 2 + decided[node * rows + column]]  # type: ignore[attr-defined]
+        return np.asarray(self._value[node].sum(axis=0), dtype=np.float64)  # type: ignore[attr-defined]
 
     def to_dict(self) -> dict[str, object]:
         return {"depth": self.depth, "feature": self.feature.tolist(), "threshold": self.threshold.tolist(),

@@ -194,10 +194,10 @@ def _walk(root: dict[str, Any]) -> list[tuple[int, int | None]]:
     return out
 
 
-def to_trees(booster: Any) -> Trees:
+def to_trees(booster: Any, rounds: int | None = None) -> Trees:
     """LightGBM's trees as rank.Trees' node arrays (numerical splits `<=` only; a NaN follows default_left,
     or goes as 0 would where LightGBM saw no missing values)."""
-    dumped = [t["tree_structure"] for t in booster.dump_model()["tree_info"]]
+    dumped = [t["tree_structure"] for t in booster.dump_model(num_iteration=rounds)["tree_info"]]
     flat = []
     for root in dumped:
         nodes: list[dict[str, Any]] = []
@@ -237,29 +237,39 @@ def fit_trees(questions: Sequence[Question], linear: Ranker, rounds: int, seed: 
     return lgb.train({**TREE_PARAMS, "seed": seed}, _dataset(lgb, questions, linear), num_boost_round=rounds)
 
 
-def choose_rounds(questions: Sequence[Question], candidates: int, seed: int) -> tuple[int, np.ndarray]:
-    """The boosting rounds with the best recall@10 over a leave-one-conversation-out inside `questions`
-    (each conversation weighted by its questions), and that mean curve."""
-    curves = []
-    for group in sorted({q.group for q in questions}):
-        rest = [q for q in questions if q.group != group]
-        linear = fit(rest, range(len(FEATURES)), candidates)
-        booster = fit_trees(rest, linear, MAX_ROUNDS, seed)
-        held = [q for q in questions if q.group == group]
-        curves.append(_recall_curve(held, linear, booster) * len(held))
-    curve = np.sum(curves, axis=0) / len(questions)
-    return int(np.argmax(curve)), curve
+class Boosted:
+    """Linear part and MAX_ROUNDS trees fitted once per set of conversations. A leave-one-conversation-out
+    inside another fits each pair's complement twice, and the inner folds of the model on everything are the
+    outer folds; the first n trees of a booster are the booster of n rounds, so fewer rounds cost no refit."""
 
+    def __init__(self, questions: Sequence[Question], candidates: int, seed: int) -> None:
+        self.questions, self.candidates, self.seed = questions, candidates, seed
+        self.fitted: dict[frozenset[int], tuple[Ranker, Any]] = {}
 
-def fit_model(questions: Sequence[Question], candidates: int, seed: int = SEED) -> tuple[Ranker, Any]:
-    """The linear part, then trees on top of it for the rounds an inner cross-validation picks (none if none
-    helps); and the LightGBM booster (None without trees)."""
-    linear = fit(questions, range(len(FEATURES)), candidates)
-    rounds, _ = choose_rounds(questions, candidates, seed)
-    if rounds == 0:
-        return linear, None
-    booster = fit_trees(questions, linear, rounds, seed)
-    return Ranker(linear.features, linear.mean, linear.scale, linear.weights, candidates, to_trees(booster)), booster
+    def on(self, groups: frozenset[int]) -> tuple[Ranker, Any]:
+        if groups not in self.fitted:
+            chosen = [q for q in self.questions if q.group in groups]
+            linear = fit(chosen, range(len(FEATURES)), self.candidates)
+            self.fitted[groups] = linear, fit_trees(chosen, linear, MAX_ROUNDS, self.seed)
+        return self.fitted[groups]
+
+    def rounds(self, groups: frozenset[int]) -> int:
+        """The rounds with the best recall@10 over a leave-one-conversation-out inside `groups` (each
+        conversation weighted by its questions; 0: the linear part alone)."""
+        curves = []
+        for group in sorted(groups):
+            linear, booster = self.on(groups - {group})
+            held = [q for q in self.questions if q.group == group]
+            curves.append(_recall_curve(held, linear, booster) * len(held))
+        return int(np.argmax(np.sum(curves, axis=0)))
+
+    def model(self, groups: frozenset[int]) -> tuple[Ranker, Any]:
+        """Fitted on `groups`: the linear part with the trees of the rounds chosen inside them, and the booster."""
+        rounds = self.rounds(groups)
+        linear, booster = self.on(groups)
+        if rounds == 0:
+            return linear, None
+        return Ranker(linear.features, linear.mean, linear.scale, linear.weights, self.candidates, to_trees(booster, rounds)), booster
 
 
 def held_out(questions: Sequence[Question], fitter: Callable[[Sequence[Question]], Ranker]) -> dict[int, np.ndarray]:
@@ -362,19 +372,15 @@ def train(questions: Sequence[Question], candidates: int, out: Path | None, abla
     shipped, about = linear, {"model": "linear", "cross_validated": report["cross_validated"]}
     if trees:
         began = time.perf_counter()
-        runs = []
+        runs, everything_groups = [], frozenset(q.group for q in questions)
         for seed in range(SEED, SEED + seeds):
-            rounds: list[int] = []
-
-            def fitter(rest: Sequence[Question], seed: int = seed, rounds: list[int] = rounds) -> Ranker:
-                ranker, _ = fit_model(rest, candidates, seed)
-                rounds.append(0 if ranker.trees is None else len(ranker.trees.value))
-                return ranker
-
-            found = held_out(questions, fitter)
+            boosted = Boosted(questions, candidates, seed)
+            rounds = [boosted.rounds(everything_groups - {g}) for g in sorted(everything_groups)]
+            found = held_out(questions, lambda rest, boosted=boosted: boosted.model(frozenset(q.group for q in rest))[0])  # type: ignore[misc]
             runs.append({"seed": seed, **_summary(found, categories), "rounds_by_conversation": rounds,
                          "versus_linear": _paired(questions, found, linear_found)})
-        model, booster = fit_model(questions, candidates, SEED)
+            if seed == SEED:
+                model, booster = boosted.model(everything_groups)
         rounds_all = 0 if model.trees is None else len(model.trees.value)
         report["trees"] = {"params": {**TREE_PARAMS, "max_rounds": MAX_ROUNDS}, "cross_validated": runs[0],
                            "fitted_on_all": _fitted(questions, model), "rounds": rounds_all,
@@ -410,7 +416,7 @@ def _check_rows(questions: Sequence[Question], model: Ranker, booster: Any, coun
     LightGBM's scores of them (the trees' part), for a test to hold numpy's evaluation to."""
     assert model.trees is not None
     x = np.concatenate([q.features for q in questions])
-    ours, theirs = model.trees.score(x), booster.predict(x)
+    ours, theirs = model.trees.score(x), booster.predict(x, num_iteration=len(model.trees.value))
     worst = float(np.max(np.abs(ours - theirs)))
     if worst > 1e-9:
         raise SystemExit(f"rank_train: numpy's trees score a training row {worst:.3g} away from LightGBM's; not written")
@@ -422,7 +428,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("features", type=Path, help="what `bench/locomo.py --train-ranker PATH` collected")
     parser.add_argument("--out", type=Path, default=RANKER_PATH, help="where the model goes (default: the package's)")
-    parser.add_argument("--no-ablation", action="store_true", help="skip the per-group ablation of the linear part (faster)")
+    parser.add_argument("--ablation", action="store_true", help="also cross-validate the linear part with each feature group "
+                        "left out (84 more fits: about 5 minutes more)")
     parser.add_argument("--linear", action="store_true", help="the linear model only (no LightGBM needed)")
     parser.add_argument("--seeds", type=int, default=1, help="cross-validate the trees over this many seeds (stability)")
     args = parser.parse_args(argv)
@@ -430,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         boosting()
     questions, candidates = load_questions(args.features)
     categories = load_categories(args.features, len(questions))
-    print(json.dumps(train(questions, candidates, args.out, ablate=not args.no_ablation, trees=not args.linear,
+    print(json.dumps(train(questions, candidates, args.out, ablate=args.ablation, trees=not args.linear,
                            categories=categories, seeds=max(1, args.seeds)), indent=2))
 
 
