@@ -76,7 +76,7 @@ def test_numpy_walks_lightgbm_trees_as_lightgbm_does() -> None:
         evidence = (features[:, 0] > 1.2).astype(np.float64) * (features[:, 1] > 0)
         questions.append(Question(features, evidence, max(1, int(evidence.sum())), q % 4))
     linear = fit(questions, range(len(FEATURES)), 30)
-    booster = fit_trees(questions, linear, 20, seed=3)
+    booster = fit_trees(questions, linear, 20)
     rows = np.concatenate([q.features for q in questions])
     rows[::5, 0] = np.nan
     assert to_trees(booster).score(rows) == pytest.approx(booster.predict(rows), abs=1e-12)
