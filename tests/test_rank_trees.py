@@ -107,3 +107,10 @@ def test_without_lightgbm_training_reports_and_writes_the_linear_model(monkeypat
     assert "trees" not in report and report["shipped"] == "linear"
     assert Ranker.from_json(out.read_text()).trees is None
     assert report["cross_validated"]["recall_at_10"] > 0.9  # type: ignore[index]
+
+
+def test_many_rows_are_scored_in_bounded_pieces_with_the_same_result() -> None:
+    """Past rank.CHUNK rows the trees score piecewise (their nodes x rows decisions would grow with the data set)."""
+    rows = np.random.default_rng(4).normal(scale=3.0, size=(rank.CHUNK * 2 + 7, 2))
+    trees = two_trees()
+    assert trees.score(rows).tolist() == np.concatenate([trees.score(rows[i : i + 100]) for i in range(0, len(rows), 100)]).tolist()

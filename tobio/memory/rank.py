@@ -32,6 +32,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 RANKER_PATH = Path(__file__).with_name("data") / "ranker.json"
+CHUNK = 2048  # rows the trees score at once
 
 # Feature names by group (groups are what the ablation in rank_train switches off together), in column order.
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -84,6 +85,8 @@ class Trees:
     def score(self, features: np.ndarray) -> np.ndarray:
         """Every row's sum of leaf values: all splits decided at once (nodes x rows), then `depth` steps down."""
         rows = len(features)
+        if rows > CHUNK:  # nodes x rows decisions: bounded, for scoring a whole data set at once
+            return np.concatenate([self.score(features[i : i + CHUNK]) for i in range(0, rows, CHUNK)])
         x = np.ascontiguousarray(features.T, dtype=np.float64)[self._feature]  # type: ignore[attr-defined]
         went_left = x <= self._threshold  # type: ignore[attr-defined]
         if np.isnan(features).any():
