@@ -20,8 +20,8 @@ misses, in the recall). The estimate of held-out recall is leave-one-conversatio
 conversations (the trees' rounds chosen inside those alone), score the one left out, pool the questions;
 it is given for the linear part alone too, with the paired difference and its standard error, and the
 trees are written only if they gain more than twice that. The ablation (linear part, `--ablation`) does
-the same with each feature group left out. About 4 minutes of one core (the fits shared by the nested
-folds: 22 of them), 4.4 GB of memory at most.
+the same with each feature group left out. About 3 minutes of one core (the fits shared by the nested
+folds: 22 of them), 0.4 GB of memory at most.
 
 On LoCoMo dev (1,155 questions, 100 candidates): linear 0.8304 recall@10, with the trees 0.8375
 (+0.0071, paired SE 0.0030, every conversation gaining; recall@5 +0.002). Measured and not kept:
