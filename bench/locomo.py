@@ -39,7 +39,7 @@ from tobio.memory.bm25 import BM25
 from tobio.memory.config import MemoryConfig
 from tobio.memory.module import MemoryModule
 from tobio.memory.rank import FEATURES
-from tobio.memory.rank_train import Question, fit, save_questions, train
+from tobio.memory.rank_train import Boosted, Question, boosting, fit, save_questions, train
 from tobio.memory.service import Memory
 from tobio.memory.text import terms
 
@@ -188,13 +188,26 @@ def main() -> None:
     print(json.dumps(result, indent=2))
 
 
+def _has_boosting() -> bool:
+    try:
+        return bool(boosting())
+    except SystemExit:
+        return False
+
+
 def search_cv(collected: list[Question], asked: list[Any], config: MemoryConfig, candidates: int) -> dict[str, Any]:
     """Leave-one-conversation-out recall through the whole search, not only the ranker's reordering of the
     candidates (rank_train's estimate): what search does after the ranker (spreading a gathering question
-    over sittings) counts too. Each conversation is searched with weights fitted on the others."""
+    over sittings) counts too. Each conversation is searched with a model fitted on the others: the linear
+    one, or with LightGBM installed the linear one plus the trees rank_train would ship."""
     per: dict[int, dict[int, list[float]]] = {k: defaultdict(list) for k in KS}
-    for group in sorted({q.group for q in collected}):
-        ranker = fit([q for q in collected if q.group != group], range(len(FEATURES)), candidates)
+    groups = frozenset(q.group for q in collected)
+    boosted = Boosted(collected, candidates) if _has_boosting() else None
+    for group in sorted(groups):
+        if boosted is None:
+            ranker = fit([q for q in collected if q.group != group], range(len(FEATURES)), candidates)
+        else:  # the model rank_train ships, its rounds chosen inside the other conversations
+            ranker = boosted.model(groups - {group})[0]
         for q, (index, question, vec, dia, wanted, category) in zip(collected, asked):
             if q.group == group:
                 found = [dia.get(h.item.source_id, "") for h in index.search(question, vec, config, max(KS), ranker=ranker)]
