@@ -41,7 +41,7 @@ def _fill(template: str, sender: str | None, text: str) -> str:
 class Rule(BaseModel):
     """Reply `reply` to messages matching the regex `match` (case-insensitive)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     match: str
     reply: str
 

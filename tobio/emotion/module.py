@@ -52,7 +52,7 @@ FELT = 0.15  # an emotion weaker than this is not mentioned in the prompt
 class EmotionSettings(BaseModel):
     """`settings: {emotion: {...}}` in kernel.yaml."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     half_life_s: float = Field(600.0, gt=0, description="seconds for a mood to fall halfway back to baseline (neutral personality)")
     emotion_half_life_s: float = Field(60.0, gt=0, description="seconds for an emotion's intensity to halve")
     appraiser: Literal["learned", "lexicon", "model"] = Field(

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 class LoreSettings(BaseModel):
     """`settings: {lore: {...}}` in kernel.yaml. Defaults are SillyTavern's."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     scan_depth: int = Field(2, ge=0, le=1000, description="newest messages scanned for keys (a book or entry may say otherwise)")
     budget_tokens: int = Field(512, ge=1, description="most tokens of lore in one prompt")
     budget_share: float = Field(0.25, gt=0, le=1, description="with memory loaded: at most this share of memory's prompt budget")

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class MemoryConfig(BaseModel):
     """Budgets, retrieval weights and switches; override with `MemoryModule.configure(...)` or a subclass."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     budget_tokens: int = Field(1536, ge=64, description="the whole prompt (system, summary, memories, history)")
     summary_tokens: int = Field(192, ge=8, description="most tokens a summary may take in the prompt")

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel, ConfigDict, create_model
 
 from tobio.config.schema import ModelSpec
 from tobio.models.jsonfix import JSONRepairError, repair_prompt, validate_text
@@ -22,6 +22,8 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class _Choice(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # built by `classify`'s subclass, never validated itself
+
     label: str  # narrowed to the labels by `classify`
 
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 class PeopleSettings(BaseModel):
     """`settings: {people: {...}}` in kernel.yaml."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     rules: bool = Field(True, description="learn facts with the built-in rules (\"my name is…\", \"I live in…\")")
     model_extract: bool = Field(False, description="also ask the `json` bundle for facts (needs a capable model)")
     extract_model: str = Field("json", description="bundle (or purpose) for model extraction")

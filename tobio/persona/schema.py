@@ -15,7 +15,7 @@ from tobio.turn.macros import MacroEnv, apply_macros
 class Exchange(BaseModel):
     """One example exchange: what someone says and how the persona answers."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     user: str
     reply: str
 
@@ -23,7 +23,7 @@ class Exchange(BaseModel):
 class InitialMood(BaseModel):
     """Baseline affect: pleasure, arousal, dominance in [-1, 1]."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     pleasure: float = Field(0.2, ge=-1, le=1)
     arousal: float = Field(0.0, ge=-1, le=1)
     dominance: float = Field(0.0, ge=-1, le=1)
@@ -33,7 +33,7 @@ class BigFive(BaseModel):
     """Personality traits, each 0-1 (0.5: the middle of people). They set the baseline mood (Mehrabian's
     equations), and neuroticism how far events move it and how slowly it returns (tobio/emotion/personality.py)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     openness: float = Field(0.5, ge=0, le=1)
     conscientiousness: float = Field(0.5, ge=0, le=1)
     extraversion: float = Field(0.5, ge=0, le=1)
@@ -44,7 +44,7 @@ class BigFive(BaseModel):
 class Persona(BaseModel):
     """Everything the prompt says about who the agent is."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     name: str
     description: str = ""
     personality: list[str] = Field(default_factory=list)

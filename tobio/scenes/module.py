@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 class FloorSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     members: list[str] = Field(min_length=1)
     policy: Policy = "addressed"
     max_agent_turns: int = Field(4, ge=1)
@@ -38,7 +38,7 @@ class FloorSettings(BaseModel):
 class ScenesSettings(BaseModel):
     """`settings: {scenes: {floors: {lobby: {members: [a, b], policy: addressed}}}}`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     floors: dict[str, FloorSettings] = Field(default_factory=dict)
 
 

@@ -11,7 +11,7 @@ from tobio.scenes.floor import Policy
 class Opening(BaseModel):
     """The first line; `speaker` is a member's name, or empty for the narrator (the kernel)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     text: str
     speaker: str | None = None
 
@@ -19,7 +19,7 @@ class Opening(BaseModel):
 class SceneConfig(BaseModel):
     """A multi-agent scene."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     name: Name
     channel: Name
     agents: list[RelPath] = Field(min_length=2, description="agent files; spawned if not running")

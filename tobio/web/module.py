@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 class WebSettings(BaseModel):
     """`settings: {web: {...}}` in kernel.yaml."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     default_agent: str | None = None  # the agent the page opens on; unset: the first persona spawned
 
