@@ -15,7 +15,7 @@ import pytest
 
 from tobio.memory import rank
 from tobio.memory.config import MemoryConfig
-from tobio.memory.index import _AGGREGATE, DENSE_SHARE, AgentIndex, Item, _spread
+from tobio.memory.index import _AGGREGATE, AgentIndex, Item, _spread
 from tobio.memory.rank import FEATURES, Ranker
 from tobio.memory.rank_train import Question, cross_validate, fit, recall
 from tobio.providers.embedder import SHORT_TOKENS, Embedder, load_embedder
@@ -105,27 +105,6 @@ def test_reranked_recall_returns_only_what_may_be_recalled() -> None:
         assert len(ids) == len(set(ids)) == k
         assert not set(ids) & (forgotten | {1, 2})
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)  # best first, as shown
-
-
-def test_the_candidates_include_the_closest_in_meaning_whatever_their_words() -> None:
-    """A share of the pool goes to embedding cosine alone: a turn with no word of the question and an old date
-    still becomes a candidate when its vector is the closest, while the first stage's best stay in front."""
-    rng = np.random.default_rng(5)
-    target = np.zeros(16, dtype=np.float32)
-    target[0] = 1.0
-    index = AgentIndex(1)
-    index.add(message(0, "we finally got the keys to the cabin", T0, "ada"), target)
-    for i in range(1, 40):
-        noise = rng.normal(size=16).astype(np.float32)
-        noise[0] = -abs(noise[0])  # every other vector points away from the query's
-        index.add(message(i, f"the lantern festival was lovely, day {i}", T0 + timedelta(days=i), "bob"), noise)
-    items, _ = index.candidates("lantern festival", target, MemoryConfig(), 10)
-    ids = [item.source_id for item in items]
-    assert len(ids) == len(set(ids)) == 10
-    mix = [hit.item.source_id for hit in index.search("lantern festival", target, MemoryConfig(rerank=False), 10)]
-    assert 0 not in mix  # the first stage's mix alone leaves it out
-    assert 0 in ids and ids.index(0) >= 10 - int(10 * DENSE_SHARE)  # admitted by cosine, after the mix's best
-    assert ids[: 10 - int(10 * DENSE_SHARE)] == mix[: 10 - int(10 * DENSE_SHARE)]
 
 
 def test_a_gathering_question_is_spread_over_sittings() -> None:
