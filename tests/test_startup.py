@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
@@ -86,19 +86,25 @@ print(sorted(m for m in HEAVY if m in sys.modules), code)
 """
 
 
+def one_shot_starts(tmp_path: Path, probe: str) -> Iterator[tuple[str, str]]:
+    """`probe` run as a new user's first start on an empty data dir, then as a second start: (which, stdout)."""
+    env = {**os.environ, "TOBIO_DATA_DIR": str(tmp_path), "TOBIO_LOAD_PLUGINS": ""}
+    env.pop("TOBIO_CONFIG", None)
+    env.pop("TOBIO_DATABASE", None)
+    for start in ("first", "second"):
+        done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{start} start: {done.stderr}"
+        yield start, done.stdout
+
+
 @pytest.mark.slow
 def test_a_one_shot_command_imports_nothing_heavy_on_a_new_or_existing_database(tmp_path: Path) -> None:
     """bench/startup.py's case, and a new user's very first start (which creates the database and spawns
     the agents of configs/: inserts and look-ups that must not bind parameters on DuckDB): pandas alone
     is ~0.5 s, more than the shell's own start-up."""
-    env = {**os.environ, "TOBIO_DATA_DIR": str(tmp_path), "TOBIO_LOAD_PLUGINS": ""}
-    env.pop("TOBIO_CONFIG", None)
-    env.pop("TOBIO_DATABASE", None)
-    for start in ("first", "second"):
-        done = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        assert "tobio" in done.stdout, f"{start} start: {done.stdout}"  # the persona agent from configs/ is listed
-        assert done.stdout.strip().splitlines()[-1] == "[] 0", f"{start} start imported:\n{done.stdout}\n{done.stderr}"
+    for start, stdout in one_shot_starts(tmp_path, PROBE):
+        assert "tobio" in stdout, f"{start} start: {stdout}"  # the persona agent from configs/ is listed
+        assert stdout.strip().splitlines()[-1] == "[] 0", f"{start} start imported:\n{stdout}"
     assert (tmp_path / "tobio.duckdb").exists()  # the first start did create the database here
 
 
@@ -338,13 +344,8 @@ print(sorted(set(opened)))
 def test_a_one_shot_command_on_duckdb_loads_no_postgresql_dialect_and_opens_only_its_file(tmp_path: Path) -> None:
     """duckdb-engine imported SQLAlchemy's PostgreSQL dialect with every PostgreSQL driver's (~21 ms) and probed
     DuckDB on throwaway in-memory databases (~15 ms), each start; a new database and an existing one alike."""
-    env = {**os.environ, "TOBIO_DATA_DIR": str(tmp_path), "TOBIO_LOAD_PLUGINS": ""}
-    env.pop("TOBIO_CONFIG", None)
-    env.pop("TOBIO_DATABASE", None)
-    for start in ("first", "second"):
-        done = subprocess.run([sys.executable, "-c", DUCKDB_PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        imported, opened = done.stdout.strip().splitlines()[-2:]
+    for start, stdout in one_shot_starts(tmp_path, DUCKDB_PROBE):
+        imported, opened = stdout.strip().splitlines()[-2:]
         assert imported == "[] 0", f"{start} start imported: {imported}"
         assert opened == repr([str(tmp_path / "tobio.duckdb")]), f"{start} start opened: {opened}"
 
@@ -375,14 +376,10 @@ print(sorted(m for m in {NOT_AT_START!r} if m in sys.modules), len(reads), code)
 
 @pytest.mark.slow
 def test_a_one_shot_command_imports_only_what_a_start_needs(tmp_path: Path) -> None:
-    env = {**os.environ, "TOBIO_DATA_DIR": str(tmp_path), "TOBIO_LOAD_PLUGINS": ""}
-    env.pop("TOBIO_CONFIG", None)
-    env.pop("TOBIO_DATABASE", None)
-    for start, expected in (("first", "['pydantic.type_adapter'] 0 0"), ("second", "[] 0 0")):
-        done = subprocess.run([sys.executable, "-c", LEAN_PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        assert "echo" in done.stdout and "tobio" in done.stdout, f"{start} start: {done.stdout}"  # both agents listed
-        assert done.stdout.strip().splitlines()[-1] == expected, f"{start} start:\n{done.stdout}\n{done.stderr}"
+    expected = {"first": "['pydantic.type_adapter'] 0 0", "second": "[] 0 0"}
+    for start, stdout in one_shot_starts(tmp_path, LEAN_PROBE):
+        assert "echo" in stdout and "tobio" in stdout, f"{start} start: {stdout}"  # both agents listed
+        assert stdout.strip().splitlines()[-1] == expected[start], f"{start} start:\n{stdout}"
 
 
 def test_the_builtin_entry_points_are_pyprojects() -> None:
