@@ -39,7 +39,7 @@ from tobio.memory.bm25 import BM25
 from tobio.memory.config import MemoryConfig
 from tobio.memory.module import MemoryModule
 from tobio.memory.rank import FEATURES
-from tobio.memory.rank_train import Boosted, Question, boosting, fit, save_questions, train
+from tobio.memory.rank_train import Boosted, Question, fit, has_boosting, save_questions, train
 from tobio.memory.service import Memory
 from tobio.memory.text import terms
 
@@ -188,13 +188,6 @@ def main() -> None:
     print(json.dumps(result, indent=2))
 
 
-def _has_boosting() -> bool:
-    try:
-        return bool(boosting())
-    except SystemExit:
-        return False
-
-
 def search_cv(collected: list[Question], asked: list[Any], config: MemoryConfig, candidates: int) -> dict[str, Any]:
     """Leave-one-conversation-out recall through the whole search, not only the ranker's reordering of the
     candidates (rank_train's estimate): what search does after the ranker (spreading a gathering question
@@ -202,7 +195,7 @@ def search_cv(collected: list[Question], asked: list[Any], config: MemoryConfig,
     one, or with LightGBM installed the linear one plus the trees rank_train would ship."""
     per: dict[int, dict[int, list[float]]] = {k: defaultdict(list) for k in KS}
     groups = frozenset(q.group for q in collected)
-    boosted = Boosted(collected, candidates) if _has_boosting() else None
+    boosted = Boosted(collected, candidates) if has_boosting() else None
     for group in sorted(groups):
         if boosted is None:
             ranker = fit([q for q in collected if q.group != group], range(len(FEATURES)), candidates)

@@ -130,6 +130,14 @@ def boosting() -> ModuleType:
                          "(see python -m tobio.memory.rank_train --help), or pass --linear") from None
 
 
+def has_boosting() -> bool:
+    """Whether LightGBM is there, so the trees can be fitted."""
+    try:
+        return bool(boosting())
+    except SystemExit:
+        return False
+
+
 @dataclass(frozen=True)
 class Padded:
     """Questions as one (questions, candidates, features) array, for scoring many at once."""
@@ -366,10 +374,7 @@ def train(questions: Sequence[Question], candidates: int, out: Path | None, abla
     top of it; then the model fitted on every question written to `out` (the trees if they beat the linear model
     in cross-validation by more than twice the paired standard error, else the linear one)."""
     if trees is None:
-        try:
-            trees = bool(boosting())
-        except SystemExit:
-            trees = False
+        trees = has_boosting()
     everything = list(range(len(FEATURES)))
     began = time.perf_counter()
     linear_found = held_out(questions, lambda rest: fit(rest, everything, candidates))
