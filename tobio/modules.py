@@ -17,7 +17,7 @@ from __future__ import annotations
 import graphlib
 import importlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "tobio.modules"
 M = TypeVar("M", bound="Module")
+A = TypeVar("A")
 
 
 class Module:
@@ -57,6 +58,21 @@ class Module:
 
     async def release(self, kernel: Kernel, added: list[Registration[Any]]) -> None:
         """Let go of what `holds` names (`mod unload --force`), so that no call reaches the leaving module."""
+
+
+def on_first_call(build: Callable[[], Callable[[A], Awaitable[None]]]) -> Callable[[A], Awaitable[None]]:
+    """A hook that `build`s its implementation when first called, for a `build` that imports the implementation's
+    file: a module registers its turn, replay, fork and swipe hooks at every start, and a start that fires
+    none of them (`tobio-shell -c "agent ls"`) then imports none of their files. Named after `build`."""
+    built: list[Callable[[A], Awaitable[None]]] = []
+
+    async def call(arg: A) -> None:
+        if not built:
+            built.append(build())
+        await built[0](arg)
+
+    call.__qualname__ = call.__name__ = build.__name__
+    return call
 
 
 class DatabaseModule(Module):

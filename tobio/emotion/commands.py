@@ -9,11 +9,11 @@ import sqlalchemy as sa
 
 from tobio.commands import Arg, Context, Group, Result
 from tobio.db.tables import StateRow
-from tobio.emotion.affect import DIMENSIONS, Affect, Mood
 from tobio.errors import CommandError
 
 if TYPE_CHECKING:
     from tobio.agents.base import Agent
+    from tobio.emotion.affect import Mood
     from tobio.emotion.module import EmotionModule
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -33,6 +33,7 @@ def history_row(mood: Mood) -> dict[str, Any]:
             "cause": felt.cause if felt else None}
 
 
+# Each command imports the affect file when run: registering them at every start does not (module.py says why).
 def register(root: Group, module: EmotionModule) -> None:
     group = root.group("emotion", "Agents' affect: pleasure, arousal, dominance.", owner=module)
 
@@ -40,6 +41,7 @@ def register(root: Group, module: EmotionModule) -> None:
                    agents="agents")
     def show(ctx: Context, agent: str, at: str | None) -> Result:
         """Show an agent's current mood (or at a time), its baseline and named emotion."""
+        from tobio.emotion.affect import DIMENSIONS
         from tobio.replay import parse_time  # here: a start needs no replay code
 
         target = ctx.kernel.agents.get(agent)
@@ -57,6 +59,8 @@ def register(root: Group, module: EmotionModule) -> None:
 
     async def recorded(ctx: Context, target: Agent) -> list[Mood]:
         """Every recorded mood of the agent (from the state table), oldest first, and its current one."""
+        from tobio.emotion.affect import Mood
+
         await ctx.kernel.flush()
 
         def read(conn: sa.Connection) -> list[dict[str, Any]]:
@@ -97,6 +101,8 @@ def register(root: Group, module: EmotionModule) -> None:
     @group.command("history", NAME, Arg("--last", short="-n", type=int, default=60, help="how many changes"), agents="agents")
     async def history(ctx: Context, agent: str, last: int) -> Result:
         """Chart how an agent's mood changed (from the state table)."""
+        from tobio.emotion.affect import DIMENSIONS
+
         target = ctx.kernel.agents.get(agent)
         moods = (await recorded(ctx, target))[-last:]
         if not moods:
@@ -119,6 +125,8 @@ def register(root: Group, module: EmotionModule) -> None:
     )
     async def set_(ctx: Context, agent: str, pleasure: float | None, arousal: float | None, dominance: float | None, baseline: bool) -> Result:
         """Set an agent's mood (or baseline) for an experiment; recorded like any change."""
+        from tobio.emotion.affect import DIMENSIONS, Affect, Mood
+
         target = ctx.kernel.agents.get(agent)
         values = {"pleasure": pleasure, "arousal": arousal, "dominance": dominance}
         if all(v is None for v in values.values()):

@@ -24,20 +24,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tobio.agents.base import Agent
 from tobio.db.migrations import utcnow
-from tobio.emotion.affect import Affect, Mood
-from tobio.emotion.appraise import Direction, LearnedAppraiser, LexiconAppraiser, ModelAppraiser
-from tobio.emotion.emotions import Emotion, arise, cause_of, current
-from tobio.emotion.personality import Traits, half_life_factor, mehrabian, sensitivity
 from tobio.hooks import EMBEDDED, ON_MESSAGE, PROMPT, RECALL_BIAS, REPLAY, SWIPED, implements
 from tobio.messages import Message
 from tobio.models.module import models_of
 from tobio.modules import DatabaseModule, Module
 from tobio.tasks import within
-from tobio.turn.placement import NEXT_TO_NEWEST, Injection
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from tobio.emotion.affect import Affect, Mood
+    from tobio.emotion.appraise import Direction, LearnedAppraiser, LexiconAppraiser
+    from tobio.emotion.emotions import Emotion
+    from tobio.emotion.personality import Traits
     from tobio.kernel import Kernel
     from tobio.replay import Snapshot
     from tobio.swipes.service import Swiped
@@ -82,18 +81,27 @@ class EmotionModule(Module):
         from tobio.emotion.commands import register
 
         self.kernel = kernel
-        self.lexicon = LexiconAppraiser(self.settings.gain)
         # message id -> (message, who appraises it, in which direction), until memory's vectors come
         self.pending: OrderedDict[int, tuple[Message, list[tuple[Agent, Direction]]]] = OrderedDict()
         self.done: dict[int, asyncio.Future[None]] = {}
         self.appraised = {"learned": 0, "lexicon": 0, "model": 0}
         register(kernel.commands, self)
 
+    # The affect, appraisal and personality files are imported by the first message, prompt or command that
+    # needs them: a start that runs none (`tobio-shell -c "agent ls"`) does not build their classes.
+    @functools.cached_property
+    def lexicon(self) -> LexiconAppraiser:
+        """VADER, made on first use."""
+        from tobio.emotion.appraise import LexiconAppraiser
+
+        return LexiconAppraiser(self.settings.gain)
+
     @functools.cached_property
     def learned(self) -> LearnedAppraiser | None:
         """The EmoBank head, read on first use: a command that only lists agents needs neither it nor numpy."""
         if self.settings.appraiser != "learned":
             return None
+        from tobio.emotion.appraise import LearnedAppraiser
         from tobio.emotion.head import shipped
 
         return LearnedAppraiser(shipped(), self.settings.gain)
@@ -103,6 +111,8 @@ class EmotionModule(Module):
         """The mood and emotions the agent was in at the snapshot's time (its state then, decayed to that moment)."""
         emotion = (snapshot.state or {}).get("modules", {}).get(KEY)
         if emotion:
+            from tobio.emotion.affect import Mood
+
             agent = self.kernel.agents.live.get(snapshot.agent)
             mood = Mood.from_state(emotion).at_time(snapshot.at, *self.half_lives(agent))
             snapshot.affect = mood.affect.as_dict()
@@ -115,10 +125,15 @@ class EmotionModule(Module):
 
     def half_lives(self, agent: Agent | None) -> tuple[float, float]:
         """(mood, emotion) half-lives in seconds for this agent's personality."""
+        from tobio.emotion.personality import half_life_factor
+
         return self.settings.half_life_s * half_life_factor(self.traits(agent)), self.settings.emotion_half_life_s
 
     def baseline(self, agent: Agent) -> Affect:
         """The persona's `initial_mood` when it sets one; else its default shifted by the Big Five (Mehrabian)."""
+        from tobio.emotion.affect import Affect
+        from tobio.emotion.personality import mehrabian
+
         persona = getattr(agent, "persona", None)
         mood = getattr(persona, "initial_mood", None)
         base = Affect(mood.pleasure, mood.arousal, mood.dominance) if mood is not None else Affect()
@@ -131,6 +146,8 @@ class EmotionModule(Module):
     # -- state -----------------------------------------------------------------------------------
     def mood(self, agent: Agent, at: datetime | None = None) -> Mood:
         """The agent's mood and emotions, decayed to `at` (now by default)."""
+        from tobio.emotion.affect import Mood
+
         state = agent.module_state.get(KEY)
         baseline = self.baseline(agent)
         mood = Mood.from_state(state) if state else Mood(baseline, baseline, at or utcnow())  # the state's baseline (`emotion set --baseline`)
@@ -233,6 +250,8 @@ class EmotionModule(Module):
             self._by_lexicon(message_id)
 
     async def _appraise_with_model(self, agent: Agent, message: Message, direction: Direction) -> None:
+        from tobio.emotion.appraise import ModelAppraiser
+
         appraiser = ModelAppraiser(models_of(self.kernel).get_for("classify"), self.settings.gain)
         try:
             delta = await appraiser.appraise(message.content, direction)
@@ -246,6 +265,10 @@ class EmotionModule(Module):
     def feel(self, agent: Agent, delta: Affect, direction: Direction, message: Message) -> Mood:
         """An appraised message: an emotion arises with its cause, and its push (scaled by the personality's
         sensitivity) moves the mood."""
+        from tobio.emotion.affect import Affect
+        from tobio.emotion.emotions import arise, cause_of
+        from tobio.emotion.personality import sensitivity
+
         scale = sensitivity(self.traits(agent))
         push = Affect(delta.pleasure * scale, delta.arousal * scale, delta.dominance * scale)
         emotion = arise(Affect(*(getattr(delta, k) / self.settings.gain for k in ("pleasure", "arousal", "dominance"))),
@@ -254,6 +277,9 @@ class EmotionModule(Module):
 
     def apply(self, agent: Agent, delta: Affect, at: datetime, emotion: Emotion | None = None) -> Mood:
         """Decay to `at`, then nudge by `delta` (and add the emotion it caused)."""
+        from tobio.emotion.affect import Mood
+        from tobio.emotion.emotions import current
+
         mood = self.mood(agent, at)
         emotions = mood.emotions if emotion is None else current((*mood.emotions, emotion), mood.at, self.half_lives(agent)[1])
         mood = Mood(mood.affect.nudged(delta), mood.baseline, max(at, mood.at), emotions)
@@ -264,6 +290,8 @@ class EmotionModule(Module):
     @implements(PROMPT)
     async def prompt_hook(self, prompt: Prompt) -> None:
         """Add the mood line (and the strongest emotion) and let arousal adjust the temperature."""
+        from tobio.turn.placement import NEXT_TO_NEWEST, Injection
+
         agent = prompt.agent
         if prompt.incoming is not None:
             await self.appraised_by(prompt.incoming.id)

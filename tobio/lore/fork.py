@@ -4,7 +4,7 @@ the books attached to the agent and its channels. A fork gets each as it stood a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -15,6 +15,7 @@ from tobio.lore.hook import STATE_KEY
 from tobio.lore.store import LoreAttachRow
 
 if TYPE_CHECKING:
+    from tobio.hooks import ForkedObserver
     from tobio.lore.store import LoreStore
 
 
@@ -43,7 +44,7 @@ def carry(conn: Connection, fork: Fork) -> None:
                 for i, b in enumerate(books)])
 
 
-def make_forked_hook(store: LoreStore) -> Any:
+def make_forked_hook(store: LoreStore) -> ForkedObserver:
     async def forked(fork: Fork) -> None:
         """The books now attached to the fork and its channels join the store's list."""
         targets = [("agent", fork.name)] + [("channel", c) for c in fork.channels.values()]

@@ -31,7 +31,6 @@ from tobio.models.module import models_of
 from tobio.models.runs import STEP_COLUMNS
 from tobio.turn.agent import TurnAgent
 from tobio.turn.placement import NEXT_TO_NEWEST, Injection
-from tobio.turn.prompt import Prompt
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
     from tobio.lore.module import LoreModule, LoreSettings
     from tobio.lore.schema import Book
     from tobio.memory.service import Memory
+    from tobio.turn.prompt import Prompt
 
 log = logging.getLogger(__name__)
 STATE_KEY = "lore"
@@ -137,6 +137,8 @@ class LoreHook:
 
         cfg = self.settings
         if prompt is None and isinstance(agent, TurnAgent):  # `lore test`: the agent as if it had no thread yet
+            from tobio.turn.prompt import Prompt  # with the first prompt: a start builds none
+
             prompt = Prompt(agent, 0, None)
         settings = Settings(scan_depth=cfg.scan_depth, budget_tokens=self.budget(agent), recursive=cfg.recursive,
                             max_recursion_steps=cfg.max_recursion_steps, case_sensitive=cfg.case_sensitive,

@@ -7,11 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tobio.hooks import FORK, FORKED, ON_MESSAGE, PROMPT, REPLAY, PromptStep
+from tobio.hooks import FORK, FORKED, ON_MESSAGE, PROMPT, REPLAY, ForkedObserver, PromptStep
 from tobio.memory.module import MemoryModule
-from tobio.modules import DatabaseModule, Module
+from tobio.modules import DatabaseModule, Module, on_first_call
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from tobio.branching.fork import Fork
     from tobio.kernel import Kernel
     from tobio.lore.hook import LoreHook
     from tobio.lore.store import LoreStore
@@ -72,8 +75,20 @@ class LoreModule(Module):
             snapshot.extra["lore"] = await kernel.db.call(lore_steps, snapshot.agent_id, snapshot.at)
 
         kernel.hooks.add(REPLAY, replay)
-        from tobio.lore.fork import carry, make_forked_hook
+        store = self.store
+
+        def forked() -> ForkedObserver:  # fork.py, imported by the first fork: a start makes none
+            from tobio.lore.fork import make_forked_hook
+
+            return make_forked_hook(store)
 
         kernel.hooks.add(FORK, carry)  # what REPLAY and the prompt step read, a fork carries
-        kernel.hooks.add(FORKED, make_forked_hook(self.store))
+        kernel.hooks.add(FORKED, on_first_call(forked))
         commands.register(kernel, self)
+
+
+def carry(conn: Connection, fork: Fork) -> None:
+    """fork.py's `carry`, imported by the first fork."""
+    from tobio.lore import fork as forks
+
+    forks.carry(conn, fork)

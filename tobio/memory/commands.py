@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING
 
 from tobio.commands import Arg, Context, Result, table
 from tobio.errors import CommandError
-from tobio.memory import store
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
     from tobio.memory.service import Memory
+
+# Each command imports the store (and its tables) when run: registering them at every start does not.
 
 
 def _short(text: str, width: int = 100) -> str:
@@ -20,6 +21,8 @@ def _short(text: str, width: int = 100) -> str:
 
 
 async def _agent_id(ctx: Context, name: str) -> int:
+    from tobio.memory import store
+
     live = ctx.kernel.agents.live.get(name)
     if live is not None:
         return live.id
@@ -47,6 +50,8 @@ def register(kernel: Kernel, memory: Memory) -> None:
     @group.command("summaries", Arg("agent", help="whose threads", complete="agent"), agents="agents")
     async def summaries(ctx: Context, agent: str) -> Result:
         """An agent's thread summaries, oldest first, with the messages each one folded in."""
+        from tobio.memory import store
+
         rows = await ctx.kernel.db.call(store.summaries, await _agent_id(ctx, agent))
         return table(["thread", "id", "first", "checkpoint", "messages", "tokens", "created", "content"],
                      [(*r[:7], _short(r[7])) for r in rows])
@@ -65,6 +70,7 @@ def register(kernel: Kernel, memory: Memory) -> None:
                    Arg("--reason", default="", help="recorded with the request"), agents="agents")
     async def forget(ctx: Context, agent: str, message_id: int, reason: str) -> Result:
         """Stop an agent retrieving a message, and retract the facts it learnt from it; recorded, never deleted."""
+        from tobio.memory import store
         from tobio.people.commands import retract_from_message  # lazily: people depends on memory, not back
 
         agent_id = await _agent_id(ctx, agent)
@@ -80,6 +86,8 @@ def register(kernel: Kernel, memory: Memory) -> None:
     @group.command("stats", agents="agents")  # counts over everyone, no content
     async def stats(ctx: Context) -> Result:
         """Counts of embedded items, summaries and forgotten messages; queue, cache and query time."""
+        from tobio.memory import store
+
         rows = await ctx.kernel.db.call(store.stats)
         mean = memory.query_ms / memory.queries if memory.queries else 0.0
         rows += [("index queue", len(memory._queue)), ("summarising threads", len(memory.summarizer.running)),

@@ -6,7 +6,6 @@ from sqlalchemy.engine import Connection
 
 from tobio.db.migrations import Migration, create_tables
 from tobio.db.tables import metadata
-from tobio.memory import tables
 
 MIGRATIONS: list[Migration] = []
 
@@ -19,4 +18,6 @@ def _migration(fn: Migration) -> Migration:
 @_migration
 def m001_memory(conn: Connection) -> None:
     """Embedded items, summary spans, forgotten messages."""
+    from tobio.memory import tables  # here: a start on a migrated database does not build the tables' objects
+
     create_tables(conn, [metadata.tables[n] for n in tables.TABLES])

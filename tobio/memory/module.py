@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from tobio.hooks import FORK, HISTORY_SOURCE, LAST, ON_MESSAGE, PROMPT, REPLAY, SWIPED
+from tobio.hooks import FORK, HISTORY_SOURCE, LAST, ON_MESSAGE, PROMPT, REPLAY, SWIPED, PromptStep
 from tobio.memory.config import MemoryConfig
 from tobio.models.module import ModelsModule
 from tobio.modules import DatabaseModule, Module
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from tobio.agents.base import Agent
+    from tobio.branching.fork import Fork
+    from tobio.db.history import ThreadContext
     from tobio.kernel import Kernel
     from tobio.memory.service import Memory
+    from tobio.replay import Snapshot
+    from tobio.turn.prompt import Prompt
 
 
 class MemoryModule(Module):
@@ -33,9 +40,7 @@ class MemoryModule(Module):
     async def module_init(self, kernel: Kernel) -> None:
         from tobio.db.migrations import migrate
         from tobio.memory import commands
-        from tobio.memory.context import make_hook, thread_history
         from tobio.memory.migrations import MIGRATIONS
-        from tobio.memory.replay import make_replay_hook
         from tobio.memory.service import Memory
 
         def setup(conn: Any) -> None:
@@ -48,15 +53,39 @@ class MemoryModule(Module):
         self.memory = Memory(kernel, self.settings if "memory" in kernel.config.settings else type(self).config)
         self.memory.start()
         memory = self.memory
+        self._prompt_step: PromptStep | None = None
         kernel.hooks.add(ON_MESSAGE, memory.observe)
-        kernel.hooks.add(HISTORY_SOURCE, lambda _agent, thread_id: thread_history(memory, thread_id))
-        kernel.hooks.add(PROMPT, make_hook(memory), order=LAST)  # it enforces the budget on what others added
-        kernel.hooks.add(REPLAY, make_replay_hook(kernel))
+        kernel.hooks.add(HISTORY_SOURCE, self.history)
+        kernel.hooks.add(PROMPT, self.prompt_step, order=LAST)  # it enforces the budget on what others added
+        kernel.hooks.add(REPLAY, self.replay)
         kernel.hooks.add(SWIPED, memory.swiped)
-        from tobio.memory.fork import carry
-
         kernel.hooks.add(FORK, carry)  # what REPLAY reads, a fork carries
         commands.register(kernel, self.memory)
+
+    # The hooks import their files when first called (context.py, replay.py, fork.py and what they import: the
+    # store, its tables, the turn's prompt): a start that runs no turn, replay or fork does not import them.
+    async def history(self, agent: Agent, thread_id: int) -> ThreadContext:
+        """context.py's `thread_history`: a persona prompt's summary and messages."""
+        from tobio.memory.context import thread_history
+
+        assert self.memory is not None
+        return await thread_history(self.memory, thread_id)
+
+    async def prompt_step(self, prompt: Prompt) -> None:
+        """context.py's prompt hook: the budgeted history and the recalled memories."""
+        if self._prompt_step is None:
+            from tobio.memory.context import make_hook
+
+            assert self.memory is not None
+            self._prompt_step = make_hook(self.memory)
+        await self._prompt_step(prompt)
+
+    async def replay(self, snapshot: Snapshot) -> None:
+        """replay.py's: the memories retrievable at the snapshot's time."""
+        from tobio.memory.replay import retrievable_at
+
+        assert self.memory is not None
+        snapshot.extra["memories"] = await self.memory.kernel.db.call(retrievable_at, snapshot.agent_id, snapshot.at)
 
     async def module_exit(self, kernel: Kernel) -> None:
         if self.memory is not None:
@@ -67,3 +96,10 @@ class MemoryModule(Module):
         assert self.memory is not None, "memory module is not loaded"
         self.memory.config = MemoryConfig.model_validate({**self.memory.config.model_dump(), **changes})
         return self.memory.config
+
+
+def carry(conn: Connection, fork: Fork) -> None:
+    """fork.py's `carry`, imported by the first fork."""
+    from tobio.memory import fork as forks
+
+    forks.carry(conn, fork)

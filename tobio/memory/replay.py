@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
-
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tobio.db.tables import PushRow, SummaryRow, ThreadRow
 from tobio.memory.tables import ForgottenRow, MemoryItemRow
-
-if TYPE_CHECKING:
-    from tobio.kernel import Kernel
-    from tobio.replay import Snapshot
 
 
 def retrievable_at(conn: Connection, agent_id: int, at: object) -> list[str]:
@@ -33,10 +26,3 @@ def retrievable_at(conn: Connection, agent_id: int, at: object) -> list[str]:
         ),
     ).order_by(MemoryItemRow.c.kind, MemoryItemRow.c.source_id)
     return [f"{kind}:{source}" for kind, source in conn.execute(query)]
-
-
-def make_replay_hook(kernel: Kernel) -> Callable[[Snapshot], Awaitable[None]]:
-    async def hook(snapshot: Snapshot) -> None:
-        snapshot.extra["memories"] = await kernel.db.call(retrievable_at, snapshot.agent_id, snapshot.at)
-
-    return hook

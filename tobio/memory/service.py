@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -10,11 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from tobio.db.migrations import utcnow
 from tobio.hooks import EMBEDDED, MEMORY_SOURCE, RECALL_BIAS
-from tobio.memory import store
 from tobio.memory.config import MemoryConfig
-from tobio.memory.items import Hit, Item
-from tobio.memory.summarizer import Summarizer
-from tobio.memory.text import importance, spoken
 from tobio.memory.tokens import TokenCounter
 from tobio.messages import Message
 from tobio.models.bundle import Model
@@ -23,6 +20,8 @@ from tobio.models.module import models_of
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
     from tobio.memory.index import AgentIndex  # numpy: loaded with the first index, not at start-up
+    from tobio.memory.items import Hit, Item
+    from tobio.memory.summarizer import Summarizer
     from tobio.swipes.service import Swiped
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,6 @@ class Memory:
         self.kernel = kernel
         self.config = config
         self.tokens = TokenCounter()
-        self.summarizer = Summarizer(self)
         self.indexes: dict[int, AgentIndex] = {}
         self._loading: dict[int, asyncio.Task[AgentIndex]] = {}
         self.fixed_tokens: dict[int, int] = {}  # agent id -> last measured persona/system cost
@@ -46,6 +44,14 @@ class Memory:
         self.backfill_progress: dict[str, Any] = {}
         self.queries = 0
         self.query_ms = 0.0
+
+    @functools.cached_property
+    def summarizer(self) -> Summarizer:
+        """Made by the first message or prompt that needs it: a start that runs no turn does not import it (nor
+        what it imports: the store, its tables, the turn's events)."""
+        from tobio.memory.summarizer import Summarizer
+
+        return Summarizer(self)
 
     @staticmethod
     def of(kernel: Kernel) -> Memory:
@@ -63,7 +69,8 @@ class Memory:
         self._task = info.task
 
     async def stop(self) -> None:
-        tasks = [t for t in [self._task, *self.summarizer.running.values()] if t is not None]
+        summarizer: Summarizer | None = self.__dict__.get("summarizer")  # not made for a stop
+        tasks = [t for t in [self._task, *(summarizer.running.values() if summarizer else ())] if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -137,6 +144,10 @@ class Memory:
 
     async def index_messages(self, messages: list[Message]) -> int:
         """Embed and store messages, extend loaded indexes, poke summaries of the threads they reached."""
+        from tobio.memory import store
+        from tobio.memory.items import Item
+        from tobio.memory.text import importance, spoken
+
         messages = [m for m in messages if m.content]
         if not messages:
             return 0
@@ -177,11 +188,16 @@ class Memory:
     async def index_summary(self, summary_id: int, agent_id: int, content: str, when: datetime,
                             channel: str | None = None) -> None:
         """Embed a new summary so it can be retrieved later like a message."""
+        from tobio.memory.items import Item
+        from tobio.memory.text import importance
+
         await self.index_item(Item("summary", summary_id, when, importance(content), None, content, channel), agent_id)
 
     async def index_item(self, item: Item, agent_id: int) -> None:
         """Embed something the agent holds other than a message (a summary, a reflection) so recall finds
         it like a message. Kinds other modules add are loaded back through their MEMORY_SOURCE hook."""
+        from tobio.memory import store
+
         if not self.config.index or not item.content:
             return
         model = self.embed_model
@@ -219,6 +235,7 @@ class Memory:
         return await asyncio.shield(loading)
 
     async def _load(self, agent_id: int) -> AgentIndex:
+        from tobio.memory import store
         from tobio.memory.index import AgentIndex
 
         index = AgentIndex(agent_id)
@@ -254,6 +271,8 @@ class Memory:
 
     async def forget(self, agent_id: int, message_id: int, reason: str, by: str) -> int:
         """Record that the agent must not retrieve this message; returns the record's id."""
+        from tobio.memory import store
+
         row = (self.kernel.db.next_ids("memory_forgotten"), agent_id, message_id, reason, by, utcnow())
         await self.kernel.db.call(store.forget, row)
         index = self.indexes.get(agent_id)
@@ -265,6 +284,8 @@ class Memory:
     # -- backfill --------------------------------------------------------------------------------
     async def backfill(self, agent_id: int | None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Embed every message not yet embedded, then bring every thread under its summary budget."""
+        from tobio.memory import store
+
         say = progress or (lambda _text: None)
         model = self.embed_model.name
         total = await self.kernel.db.call(store.count_unindexed, model, agent_id)

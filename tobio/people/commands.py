@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 from tobio.commands import Arg, Context, Result, table
 from tobio.errors import CommandError
-from tobio.memory import store as memory_store
 from tobio.people import store
 from tobio.people.facts import Fact, Statement
 
@@ -17,6 +16,8 @@ if TYPE_CHECKING:
 
 
 async def _agent_id(ctx: Context, name: str) -> int:
+    from tobio.memory import store as memory_store  # when run: registering the commands does not import it
+
     live = ctx.kernel.agents.live.get(name)
     if live is not None:
         return live.id

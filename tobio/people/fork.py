@@ -4,7 +4,7 @@ fork), and the memory items of those reflections."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -15,6 +15,7 @@ from tobio.people import store
 from tobio.people.tables import PersonFactRow, ReflectionRow
 
 if TYPE_CHECKING:
+    from tobio.hooks import ForkedObserver
     from tobio.people.service import People
 
 
@@ -47,7 +48,7 @@ def held(conn: Connection, agent_id: int) -> tuple[list[store.FactVersion], list
             [(int(i), p, str(c)) for i, p, c in conn.execute(thoughts)])
 
 
-def make_forked_hook(people: People) -> Any:
+def make_forked_hook(people: People) -> ForkedObserver:
     async def forked(fork: Fork) -> None:
         """The fork's current facts and reflections join what the module keeps in memory (as `load` does for all)."""
         facts, gone, thoughts = await people.kernel.db.call(held, fork.agent_id)

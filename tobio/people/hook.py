@@ -4,18 +4,19 @@ reply filter that checks a reply against the same record (check.py)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tobio.people.render import person_block
 from tobio.turn.placement import Injection
 
 if TYPE_CHECKING:
+    from tobio.hooks import PromptStep, ReplyFilter
     from tobio.people.service import People
     from tobio.turn.prompt import Prompt
     from tobio.turn.reply import Reply
 
 
-def make_hook(people: People, depth: int, sign: bool = False, used_to_turns: int = 20) -> Any:
+def make_hook(people: People, depth: int, sign: bool = False, used_to_turns: int = 20) -> PromptStep:
     """Build the hook bound to this service; `depth` counts messages up from the newest (0: after it)."""
 
     async def people_hook(prompt: Prompt) -> None:
@@ -37,7 +38,7 @@ def make_hook(people: People, depth: int, sign: bool = False, used_to_turns: int
     return people_hook
 
 
-def make_filter(people: People, used_to_turns: int) -> Any:
+def make_filter(people: People, used_to_turns: int) -> ReplyFilter:
     """The REPLY_FILTER bound to this service."""
 
     async def check_reply(reply: Reply) -> None:

@@ -6,13 +6,29 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tobio.hooks import FORK, FORKED, ON_MESSAGE, PROMPT, REPLAY, REPLY_FILTER, SWIPED
+from tobio.hooks import (
+    FORK,
+    FORKED,
+    ON_MESSAGE,
+    PROMPT,
+    REPLAY,
+    REPLY_FILTER,
+    SWIPED,
+    ForkedObserver,
+    PromptStep,
+    ReplayStep,
+    ReplyFilter,
+    SwipeObserver,
+)
 from tobio.memory.module import MemoryModule
 from tobio.models.module import ModelsModule
-from tobio.modules import DatabaseModule, Module
+from tobio.modules import DatabaseModule, Module, on_first_call
 from tobio.turn.placement import NEXT_TO_NEWEST
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from tobio.branching.fork import Fork
     from tobio.kernel import Kernel
     from tobio.people.reflection import Reflector
     from tobio.people.service import People
@@ -52,10 +68,8 @@ class PeopleModule(Module):
     async def module_init(self, kernel: Kernel) -> None:
         from tobio.db.migrations import migrate
         from tobio.people import commands
-        from tobio.people.hook import make_hook
         from tobio.people.migrations import MIGRATIONS
         from tobio.people.reflection import Reflector
-        from tobio.people.replay import make_replay_hook
         from tobio.people.service import People
 
         def setup(conn: Any) -> None:
@@ -70,22 +84,43 @@ class PeopleModule(Module):
         if self.settings.model_extract:
             people.listeners.append(self._model_extract)
         kernel.hooks.add(ON_MESSAGE, people.observe)
-        if self.settings.in_prompt:
-            kernel.hooks.add(PROMPT, make_hook(people, self.settings.depth, self.settings.sign, self.settings.used_to_turns))
-        if self.settings.check_replies:
+        settings = self.settings
+
+        # Each hook below imports its file when first called (on_first_call): a start runs none of them.
+        def people_hook() -> PromptStep:
+            from tobio.people.hook import make_hook
+
+            return make_hook(people, settings.depth, settings.sign, settings.used_to_turns)
+
+        def check_reply() -> ReplyFilter:
             from tobio.people.hook import make_filter
 
-            kernel.hooks.add(REPLY_FILTER, make_filter(people, self.settings.used_to_turns))
+            return make_filter(people, settings.used_to_turns)
+
+        def replay() -> ReplayStep:
+            from tobio.people.replay import make_replay_hook
+
+            return make_replay_hook(kernel, people)
+
+        def unlearn_withdrawn() -> SwipeObserver:
+            from tobio.people.swiped import make_hook
+
+            return make_hook(people)  # words that left a history teach nothing
+
+        def forked() -> ForkedObserver:
+            from tobio.people.fork import make_forked_hook
+
+            return make_forked_hook(people)
+
+        if settings.in_prompt:
+            kernel.hooks.add(PROMPT, on_first_call(people_hook))
+        if settings.check_replies:
+            kernel.hooks.add(REPLY_FILTER, on_first_call(check_reply))
         commands.register(kernel, people)
-        kernel.hooks.add(REPLAY, make_replay_hook(kernel, people))
-        from tobio.people.swiped import make_hook as unlearn_withdrawn
-
-        kernel.hooks.add(SWIPED, unlearn_withdrawn(people))  # words that left a history teach nothing
-
-        from tobio.people.fork import carry, make_forked_hook
-
+        kernel.hooks.add(REPLAY, on_first_call(replay))
+        kernel.hooks.add(SWIPED, on_first_call(unlearn_withdrawn))
         kernel.hooks.add(FORK, carry)  # what REPLAY reads, a fork carries
-        kernel.hooks.add(FORKED, make_forked_hook(people))
+        kernel.hooks.add(FORKED, on_first_call(forked))
 
     def _model_extract(self, agent: Any, person: str, message: Any) -> None:
         from tobio.people.model_extract import model_facts
@@ -105,3 +140,10 @@ class PeopleModule(Module):
         if module is None or module.people is None:
             raise LookupError("the people module is not loaded (mod load people)")
         return module.people
+
+
+def carry(conn: Connection, fork: Fork) -> None:
+    """fork.py's `carry`, imported by the first fork."""
+    from tobio.people import fork as forks
+
+    forks.carry(conn, fork)

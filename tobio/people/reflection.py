@@ -11,10 +11,8 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
-from tobio.db.history import thread_context
 from tobio.messages import Message
 from tobio.models.module import models_of
-from tobio.turn.freshness import staleness
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
@@ -33,6 +31,8 @@ def parse_reflections(text: str, most: int, said: list[str] | None = None) -> li
     same test as a stale reply's, tobio/turn/freshness.py) is not a thought: a small model often
     echoes the conversation back, and the echo then sat in every prompt's per-person note, where the
     agent copied it again into its replies."""
+    from tobio.turn.freshness import staleness  # with the first reflection: a start makes none
+
     out: list[str] = []
     for line in text.splitlines():
         line = _BULLET.sub("", line).strip().strip('"')
@@ -75,6 +75,8 @@ class Reflector:
             self.kernel.tasks.spawn(self._reflect(agent, person, message), name=f"people:reflect:{agent.name}", kind="job", owner="people")
 
     async def _reflect(self, agent: Any, person: str, message: Message) -> None:
+        from tobio.db.history import thread_context  # with the first reflection: a start makes none
+
         try:
             sub = self.kernel.transport.subscription(agent.id, str(message.channel))
             if sub is None:

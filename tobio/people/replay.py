@@ -3,17 +3,18 @@ and what it knew had been true before and changed (retracted facts are in neithe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tobio.people import store
 
 if TYPE_CHECKING:
+    from tobio.hooks import ReplayStep
     from tobio.kernel import Kernel
     from tobio.people.service import People
     from tobio.replay import Snapshot
 
 
-def make_replay_hook(kernel: Kernel, people: People) -> Any:
+def make_replay_hook(kernel: Kernel, people: People) -> ReplayStep:
     async def hook(snapshot: Snapshot) -> None:
         await people.flush()
         snapshot.extra["people"] = await kernel.db.call(store.facts_at, snapshot.agent_id, snapshot.at)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tobio.db.tables import MessageRow
-from tobio.memory.items import Item
-from tobio.memory.tables import MemoryItemRow
 from tobio.people.tables import PersonFactRow, ReflectionRow
+
+if TYPE_CHECKING:
+    from tobio.memory.items import Item
 
 REFLECTION = "reflection"  # the memory item kind of a reflection
 
@@ -162,7 +163,9 @@ def reflection_items(conn: Connection, agent_id: int, model: str) -> list[tuple[
     """The agent's current reflections as memory items with their vectors (memory's source for kind
     `reflection`), each with the channel of the conversation it came from, so a thought about a
     private chat is recalled only there."""
+    from tobio.memory.items import Item  # with recall: a start reads facts, not memory's tables
     from tobio.memory.store import vector
+    from tobio.memory.tables import MemoryItemRow
 
     query = (
         sa.select(ReflectionRow.c.id, MemoryItemRow.c.created_at, MemoryItemRow.c.importance, MemoryItemRow.c.vector,

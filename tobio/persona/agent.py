@@ -11,11 +11,11 @@ from tobio.config.schema import RelPath
 from tobio.models.module import models_of
 from tobio.persona.schema import Persona, load_persona
 from tobio.turn.agent import TurnAgent, TurnConfig
-from tobio.turn.reply import Reply
 
 if TYPE_CHECKING:
     from tobio.persona.registry import PersonaRegistry
     from tobio.turn.prompt import Prompt
+    from tobio.turn.reply import Reply
 
 
 class PersonaAgentConfig(TurnConfig):
@@ -76,6 +76,8 @@ class PersonaAgent(TurnAgent):
             model = models_of(self.kernel).get(self.config.model)
             messages, answered = await self._use_commands(model, messages, prompt)
             if answered is not None:
+                from tobio.turn.reply import Reply  # at the first reply: a start need not import it
+
                 self.last_run = answered.id
                 return Reply(prompt, messages, answered, answered.text)
         return await super().generate(prompt, channel, messages)

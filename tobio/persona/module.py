@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tobio.hooks import AGENT_TYPE, CHARACTERS, COMPLETION_SOURCE, EVENT
+from tobio.hooks import AGENT_TYPE, CHARACTERS, COMPLETION_SOURCE, EVENT, EventObserver
 from tobio.models.module import ModelsModule
 from tobio.modules import DatabaseModule, Module
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
     from tobio.turn.character import Character
+    from tobio.turn.events import Event
 
 
 class PersonaModule(Module):
@@ -25,17 +26,26 @@ class PersonaModule(Module):
         from tobio.persona import commands, transcript
         from tobio.persona.agent import PersonaAgent
         from tobio.persona.registry import PersonaRegistry
-        from tobio.turn.prefill import after_summary
 
+        self.kernel = kernel
         self.registry = PersonaRegistry(kernel)
         await self.registry.setup()
         kernel.hooks.add(AGENT_TYPE, PersonaAgent)
         kernel.hooks.add(COMPLETION_SOURCE, self.completions, key="persona")
         kernel.hooks.add(CHARACTERS, self.characters)
-        kernel.hooks.add(EVENT, after_summary(kernel))  # memory's SummaryWritten: prefill the new opening
+        self._after_summary: EventObserver | None = None
+        kernel.hooks.add(EVENT, self.after_summary)  # memory's SummaryWritten: prefill the new opening
         register_commands(kernel)
         commands.register(kernel, self.registry)
         transcript.register(kernel)
+
+    async def after_summary(self, event: Event) -> None:
+        """turn/prefill.py's `after_summary`, imported by the first event (a start that runs no turn has none)."""
+        if self._after_summary is None:
+            from tobio.turn.prefill import after_summary
+
+            self._after_summary = after_summary(self.kernel)
+        await self._after_summary(event)
 
     def characters(self) -> list[tuple[str, Character]]:
         """Every current persona by key (lore lists their cards' own books through CHARACTERS)."""

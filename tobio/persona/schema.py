@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tobio.config import load_data_yaml, validate
-from tobio.turn.macros import MacroEnv, apply_macros
+
+if TYPE_CHECKING:
+    from tobio.turn.macros import MacroEnv
 
 
 class Exchange(BaseModel):
@@ -106,6 +108,8 @@ class Persona(BaseModel):
         options = self.greetings()
         if not options:
             return None
+        from tobio.turn.macros import apply_macros  # with the first prompt or greeting: reading a file needs none
+
         return apply_macros(options[choice % len(options)], env)
 
     def _card_data(self) -> dict[str, Any]:
@@ -117,7 +121,11 @@ class Persona(BaseModel):
 
 
 def _filler(env: MacroEnv | None) -> Callable[[str], str]:
-    return (lambda text: text) if env is None else (lambda text: apply_macros(text, env))
+    if env is None:
+        return lambda text: text
+    from tobio.turn.macros import apply_macros
+
+    return lambda text: apply_macros(text, env)
 
 
 def load_persona(path: str | Path) -> Persona:

@@ -18,15 +18,11 @@ from tobio.errors import AgentError
 from tobio.hooks import REPLY_FILTER, ReplyFilter
 from tobio.messages import Delivery, Message
 from tobio.models.module import models_of, runs_of
-from tobio.turn import prefill
-from tobio.turn.events import ReplyPosted, publish
-from tobio.turn.freshness import freshen
-from tobio.turn.reply import Reply, cut_echoes, trim_cut_off
-from tobio.turn.steps import assemble
 
 if TYPE_CHECKING:
     from tobio.turn.character import Character
     from tobio.turn.prompt import Prompt
+    from tobio.turn.reply import Reply
 
 LAST_TURNS_KEPT = 64  # threads whose last turn an agent keeps to prefill from (least recently used dropped)
 
@@ -42,6 +38,29 @@ class TurnConfig(AgentConfig):
                                             "in the background, so the next reply reads only what is new (the "
                                             "embedded model; a server's prefix cache needs no help)")
     params: dict[str, Any] = Field(default_factory=dict, description="sampling parameters over the bundle's")
+
+
+# The type's own filters, each importing its file at its first reply: an agent restored by a start that runs no
+# turn (`tobio-shell -c "agent ls"`) needs none of the turn's files (prompt, steps, reply, freshness, events).
+async def trim_cut_off(reply: Reply) -> None:
+    """turn/reply.py's `trim_cut_off`."""
+    from tobio.turn import reply as replies
+
+    await replies.trim_cut_off(reply)
+
+
+async def cut_echoes(reply: Reply) -> None:
+    """turn/reply.py's `cut_echoes`."""
+    from tobio.turn import reply as replies
+
+    await replies.cut_echoes(reply)
+
+
+async def freshen(reply: Reply) -> None:
+    """turn/freshness.py's `freshen`."""
+    from tobio.turn import freshness
+
+    await freshness.freshen(reply)
 
 
 class TurnAgent(Agent):
@@ -96,6 +115,8 @@ class TurnAgent(Agent):
 
     async def build_prompt(self, thread_id: int, incoming: Message | None = None) -> Prompt:
         """The thread's history, then whatever loaded modules add (steps.py)."""
+        from tobio.turn.steps import assemble
+
         self.refresh()
         return await assemble(self, thread_id, incoming, context_messages=self.config.context_messages,
                               params=self.config.params)
@@ -103,6 +124,8 @@ class TurnAgent(Agent):
     async def generate(self, prompt: Prompt, channel: str, messages: list[dict[str, Any]] | None = None) -> Reply:
         """Run the model on the prompt's messages (or `messages`); stream the draft to the channel's
         listeners when configured."""
+        from tobio.turn.reply import Reply
+
         messages = prompt.messages() if messages is None else messages
         model = models_of(self.kernel).get(self.config.model)
         last = self.last_turns.get(prompt.thread_id)
@@ -130,6 +153,8 @@ class TurnAgent(Agent):
         return message
 
     async def on_message(self, delivery: Delivery) -> bool | None:
+        from tobio.turn.events import ReplyPosted, publish
+
         if not await self.should_answer(delivery):
             return False
         channel = self.answer_channel(delivery)
@@ -149,4 +174,6 @@ class TurnAgent(Agent):
     def read_ahead(self, thread_id: int) -> None:
         """Prefill the next turn's opening on `thread_id` in the background (prefill.py)."""
         if self.config.prefill:
+            from tobio.turn import prefill
+
             prefill.read_ahead(self, thread_id)
