@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 from tobio.commands import Arg, Context, Result, table
 from tobio.errors import CommandError
 from tobio.people import store
-from tobio.people.facts import Fact, Statement
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
+    from tobio.people.facts import Fact
     from tobio.people.service import People
 
 
@@ -28,6 +28,8 @@ async def _agent_id(ctx: Context, name: str) -> int:
 
 
 def _pairs(items: list[str], flag: str) -> list[Fact]:
+    from tobio.people.facts import Fact  # when run: registering the commands does not import it
+
     facts = []
     for item in items:
         key, sep, value = item.partition("=")
@@ -100,6 +102,8 @@ def register(kernel: Kernel, people: People) -> None:
     )
     async def correct(ctx: Context, agent: str, person: str, facts: list[str]) -> Result:
         """The agent got a fact wrong: retract what it believed (never true) and believe the right value."""
+        from tobio.people.facts import Statement
+
         agent_id = await _agent_id(ctx, agent)
         wanted = _pairs(facts, "correct")
         known = people.known(agent_id, person)

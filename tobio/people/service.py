@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 from tobio.db.migrations import utcnow
 from tobio.messages import Message
 from tobio.people import store
-from tobio.people.facts import ALWAYS_LIST, Fact, Statement
 from tobio.people.store import CONFIDENCE, Change, FactVersion
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from tobio.kernel import Kernel
+    from tobio.people.facts import Fact, Statement
     from tobio.people.module import PeopleSettings
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,7 @@ class People:
                 continue
             if statement is None:
                 from tobio.people.extract import read  # its rules compile ~5 ms of patterns: not at every start
+                from tobio.people.facts import Statement  # with the first message (a start sees none)
 
                 statement = read(message.content) if self.settings.rules else Statement([])
             self._note(agent, message, statement)
@@ -123,6 +124,7 @@ class People:
     def _note(self, agent: Any, message: Message, statement: Statement) -> None:
         """Count the message, update the running sentiment, and record new facts, corrections and labels."""
         from tobio.emotion.appraise import _vader
+        from tobio.people.facts import Fact
 
         person = str(message.sender)
         stats = agent.module_state.setdefault(KEY, {}).setdefault(person, {"n": 0, "s": 0.0})
@@ -152,6 +154,8 @@ class People:
               at: datetime | None = None, changed: dict[str, str] | None = None, retract: bool = False) -> list[FactVersion]:
         """Record facts; returns the new versions. A changed value ends the old version's window (news),
         or with `retract` marks it never true (a correction). `changed` collects {key: old value} of news."""
+        from tobio.people.facts import ALWAYS_LIST
+
         if not facts:
             return []
         now = at or utcnow()
@@ -191,6 +195,8 @@ class People:
         """The person said the agent got something wrong: denied values are retracted, stated ones replace
         what they correct. A fact with no key ("no, it's Rex") takes the key of the value it denies, else
         of the known value the agent last said to them ("your dog is Max")."""
+        from tobio.people.facts import Fact
+
         now = at or utcnow()
         keys: list[str] = []
         for key, value in statement.denied:
