@@ -326,13 +326,13 @@ def test_a_failed_boot_still_logs_what_it_did(tmp_path: Path) -> None:
 # database DuckDB was asked to open.
 DUCKDB_PROBE = """
 import sys
-import duckdb
+import _duckdb, duckdb
 opened = []
 connect = duckdb.connect
 def recording(database=":memory:", *args, **kwargs):
     opened.append(str(database))
     return connect(database, *args, **kwargs)
-duckdb.connect = recording
+duckdb.connect = _duckdb.connect = recording  # the package's, and the native module's the dialect calls
 sys.argv = ["tobio-shell", "-c", "agent ls"]
 from shell.app import main
 code = main()

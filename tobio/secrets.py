@@ -18,7 +18,8 @@ _SAYS_NOTHING = frozenset({"", "set", "not set", REDACTED})  # what describe() s
 # Whole words only, so max_tokens and prompt_tokens (counts) stay visible.
 SECRET_WORDS = frozenset({"key", "apikey", "token", "secret", "password", "passwd", "pwd", "authorization", "auth",
                           "cookie", "credential", "credentials", "session", "bearer", "signature"})
-_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+# Compiled on first use (re's cache), as a plain command's start never uses it: ~1.3 M instructions a pattern.
+_WORD = r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])"
 _BEARER = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{6,}", re.IGNORECASE)
 _KEYLIKE = re.compile(r"\b(sk|pk|rk|ghp|gho|ghs|xox[abpr]|hf|AKIA)[-_][A-Za-z0-9_-]{12,}|\bsk-[A-Za-z0-9]{16,}")
 _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
@@ -26,7 +27,7 @@ _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
 
 def is_secret_name(name: str) -> bool:
     """Whether a key, header or parameter name suggests a credential."""
-    return any(word.lower() in SECRET_WORDS for word in _WORD.findall(name))
+    return any(word.lower() in SECRET_WORDS for word in re.findall(_WORD, name))
 
 
 def redact_url(url: str) -> str:
@@ -56,16 +57,16 @@ def redact_text(text: str) -> str:
     return _KEYLIKE.sub(REDACTED, text)
 
 
-_SECRET_FLAG = re.compile(r"(--?([A-Za-z0-9][\w-]*))(=|\s+)('[^']*'|\"[^\"]*\"|\S+)")
-_SECRET_ASSIGN = re.compile(r"\b([A-Za-z_][\w-]*)(\s*[:=]\s*)('[^']*'|\"[^\"]*\"|[^\s,;&]+)")
+_SECRET_FLAG = r"(--?([A-Za-z0-9][\w-]*))(=|\s+)('[^']*'|\"[^\"]*\"|\S+)"
+_SECRET_ASSIGN = r"\b([A-Za-z_][\w-]*)(\s*[:=]\s*)('[^']*'|\"[^\"]*\"|[^\s,;&]+)"
 
 
 def redact_command(line: str) -> str:
     """A command line with the values of credential-named flags and assignments (`--api-key X`,
     `--token=X`, `password: X`, `OPENAI_API_KEY=X`) hidden, then `redact_text`: what a shell history
     or a transcript may keep of a line someone typed."""
-    line = _SECRET_FLAG.sub(lambda m: f"{m.group(1)}{m.group(3)}{REDACTED}" if is_secret_name(m.group(2)) else m.group(0), line)
-    line = _SECRET_ASSIGN.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}" if is_secret_name(m.group(1)) else m.group(0), line)
+    line = re.sub(_SECRET_FLAG, lambda m: f"{m.group(1)}{m.group(3)}{REDACTED}" if is_secret_name(m.group(2)) else m.group(0), line)
+    line = re.sub(_SECRET_ASSIGN, lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}" if is_secret_name(m.group(1)) else m.group(0), line)
     return redact_text(line)
 
 

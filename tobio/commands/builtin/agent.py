@@ -8,9 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tobio.agents.handling import unhandled_counts
-from tobio.branching.fork import branches_of, children_of
 from tobio.commands import Arg, Context, Group, Result, table
-from tobio.db.history import agent_history
 from tobio.db.literals import const
 from tobio.db.tables import AgentRow, Row, StateRow, ThreadRow
 from tobio.errors import AgentError, CommandError
@@ -38,6 +36,14 @@ async def _elsewhere(ctx: Context, op: str, name: str) -> str | None:
     return text
 
 
+def _branches(conn: sa.Connection) -> dict[int, tuple[int, str, Any, int | None, Any]]:
+    """Each fork's parent and fork point (tobio/branching/fork.py: imported by the commands that ask, not
+    by every start, which `agent ls` without `--branches` is)."""
+    from tobio.branching.fork import branches_of
+
+    return branches_of(conn)
+
+
 def _branch_line(branch: tuple[int, str, Any, int | None, Any] | None) -> str:
     """`tobio at 2026-12-07 04:10:02 (after message 12)` for a fork, empty for an agent that is none."""
     if branch is None:
@@ -57,7 +63,7 @@ def register(root: Group) -> None:
         `inbox` and `handled` are this process's counts; `unhandled` is from the database: messages pushed
         to the agent's open threads that it has not handled yet (what a restart would give it again)."""
         kernel = ctx.kernel
-        forks = await kernel.db.call(branches_of) if branches else {}
+        forks = await kernel.db.call(_branches) if branches else {}
 
         def read(conn: sa.Connection) -> list[Row]:
             query = sa.select(AgentRow).order_by(AgentRow.c.id)
@@ -112,7 +118,9 @@ def register(root: Group) -> None:
         if cluster is not None:
             holder = (await cluster.holders()).get(row.id)
             fields.append(("kernel", f"{holder} (this one)" if holder == cluster.id else holder if holder is not None else "none"))
-        forks = await ctx.kernel.db.call(branches_of)
+        from tobio.branching.fork import children_of
+
+        forks = await ctx.kernel.db.call(_branches)
         if row.id in forks:
             fields.append(("branch of", _branch_line(forks[row.id])))
         children = await ctx.kernel.db.call(children_of, row.id)
@@ -209,6 +217,8 @@ def register(root: Group) -> None:
                    agents="agents")
     async def history(ctx: Context, name: str, last: int) -> Result:
         """What the agent received, in order, per thread (its subjective history)."""
+        from tobio.db.history import agent_history
+
         row = await _row(ctx, name)
         items = await ctx.kernel.db.call(agent_history, row.id)
         shown = items[-last:] if last else items

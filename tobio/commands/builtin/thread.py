@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from tobio.commands import Arg, Context, Group, Result, table
-from tobio.db.history import ThreadContext, thread_context
 from tobio.db.tables import AgentRow, PushRow, Row, ThreadRow
 from tobio.errors import CommandError
+
+if TYPE_CHECKING:
+    from tobio.db.history import ThreadContext
 
 
 def register(root: Group) -> None:
@@ -54,6 +56,8 @@ def register(root: Group) -> None:
     )
     async def show(ctx: Context, id: int, last: int) -> Result:
         """Show a thread's context: its latest summary and the messages after the checkpoint."""
+        from tobio.db.history import thread_context
+
         await ctx.kernel.flush()
 
         def read(conn: sa.Connection) -> tuple[Row, ThreadContext] | None:
