@@ -23,7 +23,9 @@ DEFERRED = ("tobio.turn.prompt", "tobio.turn.steps", "tobio.turn.events", "tobio
             "tobio.memory.store", "tobio.memory.tables", "tobio.memory.items", "tobio.memory.summarizer",
             "tobio.memory.context", "tobio.memory.replay", "tobio.memory.fork", "tobio.people.hook", "tobio.people.replay",
             "tobio.people.swiped", "tobio.people.fork", "tobio.lore.fork", "tobio.emotion.affect", "tobio.emotion.appraise",
-            "tobio.emotion.emotions", "tobio.emotion.personality")
+            "tobio.emotion.emotions", "tobio.emotion.personality",
+            # and the swipe service, forks and histories, which the core's commands and retry's snapshot import when used
+            "tobio.swipes.service", "tobio.swipes.store", "tobio.branching.fork", "tobio.db.history")
 
 PROBE = f"""
 import sys

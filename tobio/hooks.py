@@ -151,6 +151,8 @@ PROVIDER_TYPE: Point[type[Provider]] = Point(
 
 LAST = 1000
 """The `order` of a PROMPT step that must see what every other step added (memory fits it all to budget)."""
+FIRST = -10_000
+"""The `order` of the turn-start snapshot a retry goes back to: before any step changes the state (lore's timers)."""
 
 POINTS: tuple[Point[Any], ...] = (SHOULD_ANSWER, HISTORY_SOURCE, PROMPT, REPLY_FILTER, EVENT, ON_MESSAGE, REPLAY, FORK, FORKED,
                                   MEMORY_SOURCE, EMBEDDED, RECALL_BIAS, CHARACTERS, COMPLETION_SOURCE, SQL_SCOPE, AGENT_TYPE, PROVIDER_TYPE,

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from tobio.turn.prompt import Prompt
 
 STARTS_KEPT = 256  # turn-start states kept in memory (the newest turns; older ones come from the `state` table)
-FIRST = -10_000  # the PROMPT order of the turn-start snapshot: before any step changes the state (lore's timers)
 
 
 @dataclass(frozen=True)

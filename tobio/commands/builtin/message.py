@@ -6,15 +6,18 @@ to itself or another (tobio/commands/view.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from tobio.commands import Arg, Context, Group, Result, table
 from tobio.errors import CommandError
-from tobio.hooks import PROMPT
-from tobio.swipes.service import FIRST, Alternative, Swipes
+from tobio.hooks import FIRST, PROMPT
+from tobio.modules import on_first_call
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
+    from tobio.swipes.service import Alternative, Swipes
+    from tobio.turn.prompt import Prompt
 
 CHANNEL = Arg("channel", help="the conversation's channel (a private chat is dm.USER.AGENT)", complete="channel")
 AGENT = Arg("--agent", help="whose reply (default: the newest reply's sender)", complete="agent")
@@ -29,7 +32,7 @@ def register(root: Group) -> None:
                      agents="people")
     async def retry(ctx: Context, channel: str, agent: str | None, timeout: float) -> Result:
         """Regenerate the agent's latest reply on CHANNEL; the old one is kept as an alternative."""
-        swipes = Swipes.of(ctx.kernel)
+        swipes = _swipes(ctx.kernel)
         said = await swipes.retry(channel, agent, timeout=timeout)
         alternatives = await swipes.alternatives(channel, agent)
         if said is None:
@@ -40,14 +43,14 @@ def register(root: Group) -> None:
                      aliases=("choose",), agents="people")
     async def swipe(ctx: Context, channel: str, number: int, agent: str | None) -> Result:
         """Choose alternative NUMBER of the latest reply on CHANNEL: the agent's history and mood follow it."""
-        alternatives = await Swipes.of(ctx.kernel).choose(channel, number, agent)
+        alternatives = await _swipes(ctx.kernel).choose(channel, number, agent)
         chosen = alternatives[number - 1].message
         return _shown(alternatives, f"{chosen.sender}: {chosen.content}")
 
     @message.command("alternatives", CHANNEL, AGENT, aliases=("alts",), agents="people")
     async def alternatives(ctx: Context, channel: str, agent: str | None) -> Result:
         """List the alternatives of the latest reply on CHANNEL; the chosen one is marked."""
-        return _shown(await Swipes.of(ctx.kernel).alternatives(channel, agent))
+        return _shown(await _swipes(ctx.kernel).alternatives(channel, agent))
 
 
     @message.command("edit", Arg("id", type=int, help="the message to change"),
@@ -71,7 +74,7 @@ def register(root: Group) -> None:
         """List the branches edits left on CHANNEL: where each began and how many messages it holds."""
         from tobio.swipes import store
 
-        swipes = Swipes.of(ctx.kernel)
+        swipes = _swipes(ctx.kernel)
         await swipes.ready()
         await ctx.kernel.flush()
         rows = await ctx.kernel.db.call(store.branches, channel)
@@ -82,7 +85,7 @@ def register(root: Group) -> None:
         """Show the messages of a branch an edit left, oldest first."""
         from tobio.swipes import store
 
-        swipes = Swipes.of(ctx.kernel)
+        swipes = _swipes(ctx.kernel)
         await swipes.ready()
         messages = await ctx.kernel.db.call(store.branch_messages, name)
         if not messages:
@@ -103,6 +106,17 @@ def _short(text: str) -> str:
     return line if len(line) <= SHOWN else line[: SHOWN - 1] + "…"
 
 
+def _swipes(kernel: Kernel) -> Swipes:
+    """The kernel's swipe service, imported with the first command or turn that needs it (not at every start)."""
+    from tobio.swipes.service import Swipes
+
+    return Swipes.of(kernel)
+
+
 def hook(kernel: Kernel) -> None:
     """The turn-start snapshot a retry goes back to (kernel-owned: every agent's turn, whatever is loaded)."""
-    kernel.hooks.add(PROMPT, Swipes.of(kernel).turn_started, order=FIRST)
+
+    def turn_started() -> Callable[[Prompt], Awaitable[None]]:
+        return _swipes(kernel).turn_started
+
+    kernel.hooks.add(PROMPT, on_first_call(turn_started), order=FIRST)
