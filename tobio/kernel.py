@@ -142,9 +142,7 @@ class Kernel:
         self.loop.close()
 
     async def _boot(self) -> None:
-        opening = asyncio.ensure_future(asyncio.to_thread(self.db.open, boot=True))
-        self.modules.preimport(self.config.modules)  # while DuckDB opens the file on another thread
-        await opening
+        await asyncio.to_thread(self.db.open, boot=True)
         self.writer.start()
         if self.cluster is not None:
             await self.cluster.start()

@@ -15,7 +15,6 @@ Third-party modules are found through the `tobio.modules` entry-point group; `TO
 from __future__ import annotations
 
 import graphlib
-import importlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -115,20 +114,6 @@ class ModuleManager:
             for name, cls in _entry_point_modules().items():
                 self.available.setdefault(name, cls)
             self._discovered = True
-
-    def preimport(self, names: Iterable[str]) -> None:
-        """Import the classes of Tobio's own modules among `names`, ahead of `load`: the kernel does it while the
-        database opens (DuckDB's work there mostly leaves Python free), so a start waits for the longer of the
-        two, not both. A module that fails to import is left to `discover`, which says so."""
-        from tobio.plugins import BUILTIN
-
-        for name in names:
-            target = BUILTIN["tobio.modules"].get(name)
-            if target is not None and name not in self.available:
-                try:
-                    importlib.import_module(target.partition(":")[0])
-                except Exception:  # reported when `discover` imports it again
-                    pass
 
     def register(self, cls: type[Module]) -> None:
         """Make a module class loadable by name (for code that defines modules in-process)."""
