@@ -100,6 +100,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--limit", type=int, default=0, help="only the first N conversations")
+    parser.add_argument("--quick", action="store_true", help="the first 2 conversations, the ranker linear only (the trees "
+                        "choose their rounds inside the training conversations, which takes at least 3): the smoke test")
+    parser.add_argument("--linear", action="store_true", help="--train-ranker: the linear ranker only, even with LightGBM there")
     parser.add_argument("--grid", action="store_true", help="also sweep retrieval weights (tune on dev only)")
     parser.add_argument("--ablate", action="store_true", help="also score each retrieval feature switched off")
     parser.add_argument("--train-ranker", type=Path, metavar="NPZ",
@@ -108,8 +111,9 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=100, help="first-stage candidates per question for --train-ranker")
     args = parser.parse_args()
     samples = json.loads(args.data.read_text())
-    if args.limit:
-        samples = samples[: args.limit]
+    if args.limit or args.quick:
+        samples = samples[: args.limit or 2]
+    trees = has_boosting() and not (args.linear or args.quick)
     config = MemoryConfig(summarize=False)
     bench_memory = type("BenchMemory", (MemoryModule,), {"config": config})
 
@@ -177,8 +181,8 @@ def main() -> None:
             if args.train_ranker:
                 save_questions(args.train_ranker, collected, args.candidates)
                 args.train_ranker.with_suffix(".ids.json").write_text(json.dumps(ids))
-                result["ranker"] = train(collected, args.candidates, out=None)
-                result["ranker"]["search_cross_validated"] = search_cv(collected, asked, config, args.candidates)
+                result["ranker"] = train(collected, args.candidates, out=None, ablate=not args.quick, trees=trees)
+                result["ranker"]["search_cross_validated"] = search_cv(collected, asked, config, args.candidates, trees)
             if args.grid:
                 result["grid"] = grid(cached)
             if args.ablate:
@@ -188,14 +192,14 @@ def main() -> None:
     print(json.dumps(result, indent=2))
 
 
-def search_cv(collected: list[Question], asked: list[Any], config: MemoryConfig, candidates: int) -> dict[str, Any]:
+def search_cv(collected: list[Question], asked: list[Any], config: MemoryConfig, candidates: int, trees: bool) -> dict[str, Any]:
     """Leave-one-conversation-out recall through the whole search, not only the ranker's reordering of the
     candidates (rank_train's estimate): what search does after the ranker (spreading a gathering question
     over sittings) counts too. Each conversation is searched with a model fitted on the others: the linear
-    one, or with LightGBM installed the linear one plus the trees rank_train would ship."""
+    one, or with `trees` (LightGBM installed) the linear one plus the trees rank_train would ship."""
     per: dict[int, dict[int, list[float]]] = {k: defaultdict(list) for k in KS}
     groups = frozenset(q.group for q in collected)
-    boosted = Boosted(collected, candidates) if has_boosting() else None
+    boosted = Boosted(collected, candidates) if trees else None
     for group in sorted(groups):
         if boosted is None:
             ranker = fit([q for q in collected if q.group != group], range(len(FEATURES)), candidates)
