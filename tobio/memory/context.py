@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tobio.db.history import ThreadContext, thread_context, thread_messages
 from tobio.memory.items import Hit
@@ -21,6 +21,7 @@ from tobio.turn.placement import NEXT_TO_NEWEST, Injection
 from tobio.turn.prompt import SUMMARY_PREFIX
 
 if TYPE_CHECKING:
+    from tobio.hooks import PromptStep
     from tobio.memory.service import Memory
     from tobio.models.bundle import Model
     from tobio.turn.prompt import Prompt
@@ -136,7 +137,7 @@ async def _recall(
     return picked, private, repeats, looked
 
 
-def make_hook(memory: Memory) -> Any:
+def make_hook(memory: Memory) -> PromptStep:
     """Build the hook bound to this memory service."""
 
     async def memory_hook(prompt: Prompt) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from tobio.hooks import FORK, HISTORY_SOURCE, LAST, ON_MESSAGE, PROMPT, REPLAY, SWIPED, PromptStep
 from tobio.memory.config import MemoryConfig
 from tobio.models.module import ModelsModule
-from tobio.modules import DatabaseModule, Module
+from tobio.modules import DatabaseModule, Module, on_first_call
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from tobio.kernel import Kernel
     from tobio.memory.service import Memory
     from tobio.replay import Snapshot
-    from tobio.turn.prompt import Prompt
 
 
 class MemoryModule(Module):
@@ -53,10 +52,15 @@ class MemoryModule(Module):
         self.memory = Memory(kernel, self.settings if "memory" in kernel.config.settings else type(self).config)
         self.memory.start()
         memory = self.memory
-        self._prompt_step: PromptStep | None = None
+
+        def prompt_step() -> PromptStep:  # context.py's: the budgeted history and the recalled memories
+            from tobio.memory.context import make_hook
+
+            return make_hook(memory)
+
         kernel.hooks.add(ON_MESSAGE, memory.observe)
         kernel.hooks.add(HISTORY_SOURCE, self.history)
-        kernel.hooks.add(PROMPT, self.prompt_step, order=LAST)  # it enforces the budget on what others added
+        kernel.hooks.add(PROMPT, on_first_call(prompt_step), order=LAST)  # it enforces the budget on what others added
         kernel.hooks.add(REPLAY, self.replay)
         kernel.hooks.add(SWIPED, memory.swiped)
         kernel.hooks.add(FORK, carry)  # what REPLAY reads, a fork carries
@@ -70,15 +74,6 @@ class MemoryModule(Module):
 
         assert self.memory is not None
         return await thread_history(self.memory, thread_id)
-
-    async def prompt_step(self, prompt: Prompt) -> None:
-        """context.py's prompt hook: the budgeted history and the recalled memories."""
-        if self._prompt_step is None:
-            from tobio.memory.context import make_hook
-
-            assert self.memory is not None
-            self._prompt_step = make_hook(self.memory)
-        await self._prompt_step(prompt)
 
     async def replay(self, snapshot: Snapshot) -> None:
         """replay.py's: the memories retrievable at the snapshot's time."""

@@ -7,12 +7,11 @@ from typing import TYPE_CHECKING
 
 from tobio.hooks import AGENT_TYPE, CHARACTERS, COMPLETION_SOURCE, EVENT, EventObserver
 from tobio.models.module import ModelsModule
-from tobio.modules import DatabaseModule, Module
+from tobio.modules import DatabaseModule, Module, on_first_call
 
 if TYPE_CHECKING:
     from tobio.kernel import Kernel
     from tobio.turn.character import Character
-    from tobio.turn.events import Event
 
 
 class PersonaModule(Module):
@@ -33,19 +32,16 @@ class PersonaModule(Module):
         kernel.hooks.add(AGENT_TYPE, PersonaAgent)
         kernel.hooks.add(COMPLETION_SOURCE, self.completions, key="persona")
         kernel.hooks.add(CHARACTERS, self.characters)
-        self._after_summary: EventObserver | None = None
-        kernel.hooks.add(EVENT, self.after_summary)  # memory's SummaryWritten: prefill the new opening
+
+        def after_summary() -> EventObserver:  # turn/prefill.py's, imported by the first event: a start has none
+            from tobio.turn.prefill import after_summary
+
+            return after_summary(kernel)
+
+        kernel.hooks.add(EVENT, on_first_call(after_summary))  # memory's SummaryWritten: prefill the new opening
         register_commands(kernel)
         commands.register(kernel, self.registry)
         transcript.register(kernel)
-
-    async def after_summary(self, event: Event) -> None:
-        """turn/prefill.py's `after_summary`, imported by the first event (a start that runs no turn has none)."""
-        if self._after_summary is None:
-            from tobio.turn.prefill import after_summary
-
-            self._after_summary = after_summary(self.kernel)
-        await self._after_summary(event)
 
     def characters(self) -> list[tuple[str, Character]]:
         """Every current persona by key (lore lists their cards' own books through CHARACTERS)."""
