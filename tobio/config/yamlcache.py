@@ -20,7 +20,7 @@ from typing import Any
 
 from tobio.paths import APP_NAME
 
-FORMAT = 1
+FORMAT = 1  # bump when the stored tree or the checks a stored tree has passed change
 MAX_CACHED_FILE_BYTES = 256 * 1024  # a config is a few KB; bigger files are parsed every time
 MAX_ENTRY_BYTES = 2 * 1024 * 1024  # aliases expanded, an entry can outgrow its file
 RACY_NS = 2_000_000_000  # an mtime this close to now may hide a same-size edit in the same granule
