@@ -7,6 +7,9 @@ file size, so a hostile file fails fast with one line.
 
 pydantic reports errors by path (`agents.0.name`); the source map turns that path back into
 `file:line` so the user is sent to the right place.
+
+A file that parsed before and has not changed is served from tobio/config/yamlcache.py: its tree as
+stored before expansion is built again here, so a start that changed nothing never imports PyYAML.
 """
 
 from __future__ import annotations
@@ -14,14 +17,17 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
+from tobio.config import yamlcache
 from tobio.config.files import read_text
 from tobio.config.limits import MAX_DEPTH, MAX_YAML_ALIASES, MAX_YAML_BYTES, MAX_YAML_NODES
 from tobio.errors import ConfigError
+
+if TYPE_CHECKING:
+    import yaml
 
 Loc = tuple[str | int, ...]
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -99,10 +105,6 @@ _STANDARD_TAGS = frozenset(
 )
 
 
-# The user's config may also use YAML's other safe types (dates, !!binary, !!set …) and !include.
-_CONFIG_TAGS = frozenset(tag for tag in yaml.SafeLoader.yaml_constructors if tag) | {"!include"}
-
-
 class _Builder:
     """Turns a composed YAML node tree into Python data plus a SourceMap.
 
@@ -111,18 +113,20 @@ class _Builder:
     a billion-laughs document stops at MAX_YAML_NODES instead of filling memory.
     """
 
-    def __init__(self, file: Path, loader: _Loader, smap: SourceMap, seen: tuple[Path, ...], trusted: bool) -> None:
+    def __init__(self, file: Path, loader: yaml.SafeLoader, smap: SourceMap, seen: tuple[Path, ...], trusted: bool) -> None:
         self.file, self.loader, self.smap, self.seen, self.trusted = file, loader, smap, seen, trusted
         self.built = 0
 
     def build(self, node: yaml.Node, loc: Loc) -> Any:
+        import yaml
+
         self.built += 1
         if self.built > MAX_YAML_NODES:
             raise ConfigError(f"{_where(self.file, node)}: too many values (more than {MAX_YAML_NODES}, aliases expanded)")
         self.smap.places.setdefault(loc, _where(self.file, node))
         if node.tag == "!include" and self.trusted:
             return self._include(node, loc)
-        if node.tag not in (_CONFIG_TAGS if self.trusted else _STANDARD_TAGS):
+        if node.tag not in (_yaml_parts()[0] if self.trusted else _STANDARD_TAGS):
             where = "in data files" if not self.trusted else "here"
             raise ConfigError(f"{_where(self.file, node)}: tag {_short(node.tag)} is not allowed {where}")
         if isinstance(node, yaml.MappingNode):
@@ -143,6 +147,8 @@ class _Builder:
         return self._scalar(node, expand=self.trusted)
 
     def _scalar(self, node: yaml.Node, expand: bool) -> Any:
+        import yaml
+
         where = _where(self.file, node)
         if not isinstance(node, yaml.ScalarNode):
             raise ConfigError(f"{where}: tag {_short(node.tag)} needs a plain value")
@@ -157,22 +163,94 @@ class _Builder:
         return value
 
     def _include(self, node: yaml.Node, loc: Loc) -> Any:
+        import yaml
+
         if not isinstance(node, yaml.ScalarNode):
             raise ConfigError(f"{_where(self.file, node)}: !include takes a file name")
-        name = interpolate(str(node.value), _where(self.file, node))
-        try:
-            target = (self.file.parent / name).resolve()
-        except (OSError, ValueError, RuntimeError):
-            raise ConfigError(f"{_where(self.file, node)}: !include names no usable file") from None
-        if target in self.seen:
-            raise ConfigError(f"{_where(self.file, node)}: !include cycle through {target}")
-        data, sub = load_yaml(target, _seen=self.seen)
-        # Errors inside the included data should point into the included file.
-        for key, where in sub.places.items():
-            self.smap.places[loc + key] = where
-        for key, where in sub.keys.items():
-            self.smap.keys[loc + key] = where
-        return data
+        return _include_file(self.file, str(node.value), _where(self.file, node), self.smap, loc, self.seen)
+
+
+def _include_file(file: Path, name: str, where: Where, smap: SourceMap, loc: Loc, seen: tuple[Path, ...]) -> Any:
+    """Follow `!include name` written at `where` in `file`; the included file's places go into `smap` under `loc`."""
+    name = interpolate(name, where)
+    try:
+        target = (file.parent / name).resolve()
+    except (OSError, ValueError, RuntimeError):
+        raise ConfigError(f"{where}: !include names no usable file") from None
+    if target in seen:
+        raise ConfigError(f"{where}: !include cycle through {target}")
+    data, sub = load_yaml(target, _seen=seen)
+    # Errors inside the included data should point into the included file.
+    for key, place in sub.places.items():
+        smap.places[loc + key] = place
+    for key, place in sub.keys.items():
+        smap.keys[loc + key] = place
+    return data
+
+
+def _record(node: yaml.Node, loader: yaml.SafeLoader, trusted: bool) -> Any:
+    """The tree a successful build read, as JSON for the cache: [kind, line, column, payload] per node.
+
+    Scalars are stored as constructed and before expansion (`s`), an include as its name as written (`i`),
+    mappings as [line, column, key, value] rows (`m`: keys keep their type), sequences as lists (`q`).
+    Raises _Uncacheable for values JSON cannot hold exactly (dates, bytes).
+    """
+    import yaml
+
+    line, column = node.start_mark.line + 1, node.start_mark.column + 1
+    if trusted and node.tag == "!include":
+        return ["i", line, column, str(node.value)]
+    if isinstance(node, yaml.MappingNode):
+        rows = []
+        for key_node, value_node in node.value:
+            key = _plain(loader.construct_object(key_node, deep=True))
+            rows.append([key_node.start_mark.line + 1, key_node.start_mark.column + 1, key, _record(value_node, loader, trusted)])
+        return ["m", line, column, rows]
+    if isinstance(node, yaml.SequenceNode):
+        return ["q", line, column, [_record(item, loader, trusted) for item in node.value]]
+    return ["s", line, column, _plain(loader.construct_object(node, deep=True))]
+
+
+class _Uncacheable(Exception):
+    """A value JSON would not give back as the same type."""
+
+
+def _plain(value: Any) -> Any:
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    raise _Uncacheable
+
+
+class _Replay:
+    """Builds data and SourceMap from a cached tree exactly as _Builder does from the nodes it came from.
+
+    The tree passed the builder's checks when it was stored; expansion and includes are done here.
+    A malformed tree raises TypeError, ValueError, IndexError or KeyError, and the file is parsed instead.
+    """
+
+    def __init__(self, file: Path, smap: SourceMap, seen: tuple[Path, ...], trusted: bool) -> None:
+        self.file, self.smap, self.seen, self.trusted = file, smap, seen, trusted
+
+    def build(self, rec: list[Any], loc: Loc) -> Any:
+        kind, line, column, payload = rec
+        where = Where(self.file, int(line), int(column))
+        self.smap.places.setdefault(loc, where)
+        if kind == "s":
+            _plain(payload)
+            return interpolate(payload, where) if self.trusted and isinstance(payload, str) else payload
+        if kind == "m":
+            out: dict[Any, Any] = {}
+            for key_line, key_column, key, value in payload:
+                if type(key) not in (str, int, float, bool, type(None)) or key in out:
+                    raise ValueError("bad key")
+                self.smap.keys[loc + (key,)] = Where(self.file, int(key_line), int(key_column))
+                out[key] = self.build(value, loc + (key,))
+            return out
+        if kind == "q":
+            return [self.build(item, loc + (i,)) for i, item in enumerate(payload)]
+        if kind == "i" and self.trusted and isinstance(payload, str):
+            return _include_file(self.file, payload, where, self.smap, loc, self.seen)
+        raise ValueError("bad node")
 
 
 def _check_expansion(node: yaml.Node, file: Path) -> None:
@@ -208,6 +286,8 @@ def _check_expansion(node: yaml.Node, file: Path) -> None:
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
+    import yaml
+
     if isinstance(node, yaml.MappingNode):
         return [part for pair in node.value for part in pair]
     if isinstance(node, yaml.SequenceNode):
@@ -221,49 +301,56 @@ def _short(value: Any) -> str:
     return repr(text if len(text) <= 40 else text[:37] + "...")
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that bounds nesting and alias use, and lets the `!include` tag through to the builder."""
+@cache
+def _yaml_parts() -> tuple[frozenset[str], Any, Any]:
+    """(tags the user's config may use, config loader, data loader): built on the first parse, so a start
+    served from the cache never imports PyYAML."""
+    import yaml
 
-    def __init__(self, stream: str, file: Path) -> None:
-        super().__init__(stream)
-        self.file = file
-        self.depth = 0
-        self.aliases = 0
+    class _Loader(yaml.SafeLoader):
+        """SafeLoader that bounds nesting and alias use, and lets the `!include` tag through to the builder."""
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        if self.check_event(yaml.AliasEvent):
-            self.aliases += 1
-            if self.aliases > MAX_YAML_ALIASES:
-                raise ConfigError(f"{self._where()}: too many aliases (more than {MAX_YAML_ALIASES})")
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise ConfigError(f"{self._where()}: nested more than {MAX_DEPTH} levels deep")
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
+        def __init__(self, stream: str, file: Path) -> None:
+            super().__init__(stream)
+            self.file = file
+            self.depth = 0
+            self.aliases = 0
 
-    def _where(self) -> str:
-        """file:line of the next event, for errors."""
-        event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]  # types-PyYAML leaves Parser.peek_event unannotated
-        mark = event.start_mark
-        return f"{self.file}:{mark.line + 1}" if mark else str(self.file)
+        def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+            if self.check_event(yaml.AliasEvent):
+                self.aliases += 1
+                if self.aliases > MAX_YAML_ALIASES:
+                    raise ConfigError(f"{self._where()}: too many aliases (more than {MAX_YAML_ALIASES})")
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise ConfigError(f"{self._where()}: nested more than {MAX_DEPTH} levels deep")
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
 
+        def _where(self) -> str:
+            """file:line of the next event, for errors."""
+            event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]  # types-PyYAML leaves Parser.peek_event unannotated
+            mark = event.start_mark
+            return f"{self.file}:{mark.line + 1}" if mark else str(self.file)
 
-def _include(loader: _Loader, node: yaml.ScalarNode) -> str:
-    return loader.construct_scalar(node)
+    def _include(loader: _Loader, node: yaml.ScalarNode) -> str:
+        return loader.construct_scalar(node)
 
+    _Loader.add_constructor("!include", _include)
 
-_Loader.add_constructor("!include", _include)
+    class _DataLoader(_Loader):
+        """Data files: dates, `=` and `<<` stay text (JSON has none of them), so values survive a JSON round trip."""
 
+        yaml_implicit_resolvers = {
+            first: [(tag, regexp) for tag, regexp in resolvers if tag in _STANDARD_TAGS]
+            for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        }
 
-class _DataLoader(_Loader):
-    """Data files: dates, `=` and `<<` stay text (JSON has none of them), so values survive a JSON round trip."""
-
-    yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag in _STANDARD_TAGS]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
+    # The user's config may also use YAML's other safe types (dates, !!binary, !!set …) and !include.
+    config_tags = frozenset(tag for tag in yaml.SafeLoader.yaml_constructors if tag) | {"!include"}
+    return config_tags, _Loader, _DataLoader
 
 
 def load_yaml(path: str | os.PathLike[str], _seen: tuple[Path, ...] = ()) -> tuple[Any, SourceMap]:
@@ -280,20 +367,46 @@ def load_data_yaml(path: str | os.PathLike[str]) -> tuple[Any, SourceMap]:
 
 
 def _load(file: Path, trusted: bool, seen: tuple[Path, ...]) -> tuple[Any, SourceMap]:
+    key = yamlcache.key_for(file, trusted)
+    if key is not None:
+        hit, tree = yamlcache.lookup(key)
+        if hit:
+            smap = SourceMap(file)
+            if tree is None:
+                return {}, smap
+            try:
+                return _Replay(file, smap, seen + (Path(key.path),), trusted).build(tree, ()), smap
+            except (TypeError, ValueError, IndexError, KeyError, _Uncacheable, RecursionError):
+                pass  # a damaged entry: parse the file instead
+    return _parse(file, trusted, seen, key)
+
+
+def _parse(file: Path, trusted: bool, seen: tuple[Path, ...], key: yamlcache.Key | None) -> tuple[Any, SourceMap]:
+    import yaml
+
     text = read_text(file, MAX_YAML_BYTES)
     smap = SourceMap(file)
-    loader: _Loader | None = None
+    _, config_loader, data_loader = _yaml_parts()
+    loader: Any = None
     try:
-        loader = (_Loader if trusted else _DataLoader)(text, file)  # the reader refuses control characters here
+        loader = (config_loader if trusted else data_loader)(text, file)  # the reader refuses control characters here
         node = loader.get_single_node()
         if node is None:
+            if key is not None:
+                yamlcache.store(key, None)
             return {}, smap
         _check_expansion(node, file)
         try:
             me = file.resolve()
         except (OSError, RuntimeError):
             me = file
-        return _Builder(file, loader, smap, seen + (me,), trusted).build(node, ()), smap
+        data = _Builder(file, loader, smap, seen + (me,), trusted).build(node, ())
+        if key is not None:
+            try:
+                yamlcache.store(key, _record(node, loader, trusted))
+            except _Uncacheable:
+                pass
+        return data, smap
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f"{file}:{mark.line + 1}" if mark else str(file)
