@@ -158,6 +158,19 @@ def test_no_expanded_secret_is_stored_and_expansion_happens_at_every_load(
     assert len(parses) == 2
 
 
+@pytest.mark.parametrize("text", [
+    "providers:\n  remote: {type: openai, api_key: plain-literal-4f8a1c9e}\n",  # a secret-named key, written as is
+    "note: call it with sk-abcdefghijklmnop4f8a1c9e\n",  # a key-like token anywhere
+    "database: postgresql://bob:plain-literal-4f8a1c9e@db.example/x\n",  # a URL with credentials
+])
+def test_a_secret_written_into_the_file_is_never_copied_into_the_cache(text: str, tmp_path: Path, parses: list[Path]) -> None:
+    path = old(tmp_path / "literal.yaml", text)
+    assert_same(outcome(load_yaml, path), outcome(load_yaml, path))
+    assert_same(outcome(load_data_yaml, path), outcome(load_data_yaml, path))
+    assert len(parses) == 4 and entries() == []  # parsed each time: the file stays the only place it is written
+    assert "4f8a1c9e" in path.read_text()
+
+
 def test_an_include_cycle_is_still_refused_from_the_cache(tmp_path: Path) -> None:
     a = old(tmp_path / "a.yaml", "b: !include b.yaml\n")
     old(tmp_path / "b.yaml", "x: 1\n")

@@ -25,6 +25,7 @@ from tobio.config import yamlcache
 from tobio.config.files import read_text
 from tobio.config.limits import MAX_DEPTH, MAX_YAML_ALIASES, MAX_YAML_BYTES, MAX_YAML_NODES
 from tobio.errors import ConfigError
+from tobio.secrets import is_secret_name, redact_text
 
 if TYPE_CHECKING:
     import yaml
@@ -204,11 +205,25 @@ def _record(node: yaml.Node, loader: yaml.SafeLoader, trusted: bool) -> Any:
         rows = []
         for key_node, value_node in node.value:
             key = _plain(loader.construct_object(key_node, deep=True))
-            rows.append([key_node.start_mark.line + 1, key_node.start_mark.column + 1, key, _record(value_node, loader, trusted)])
+            value = _record(value_node, loader, trusted)
+            if isinstance(key, str) and value[0] == "s" and _literal_secret(key, value[3]):
+                raise _Uncacheable  # a key written into the file itself stays there only, not in a copy
+            rows.append([key_node.start_mark.line + 1, key_node.start_mark.column + 1, key, value])
         return ["m", line, column, rows]
     if isinstance(node, yaml.SequenceNode):
         return ["q", line, column, [_record(item, loader, trusted) for item in node.value]]
-    return ["s", line, column, _plain(loader.construct_object(node, deep=True))]
+    value = _plain(loader.construct_object(node, deep=True))
+    if isinstance(value, str) and redact_text(value) != value:
+        raise _Uncacheable  # a token or a URL with credentials: never copied into the cache
+    return ["s", line, column, value]
+
+
+_REFERENCES_ONLY = re.compile(r"(\$\{[^}]*\})*")
+
+
+def _literal_secret(key: str, value: Any) -> bool:
+    """A secret-named key (api_key, token, password …) given a literal value, not only `${VAR}` references."""
+    return is_secret_name(key) and isinstance(value, str) and _REFERENCES_ONLY.fullmatch(value) is None
 
 
 class _Uncacheable(Exception):
