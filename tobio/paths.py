@@ -21,6 +21,17 @@ def data_dir() -> Path:
     return path
 
 
+def cache_dir() -> Path:
+    """Files Tobio can always rebuild (converted models, YAML parses): `TOBIO_CACHE_DIR`, else the user cache
+    dir (e.g. ~/.cache/tobio). Not created here: each user makes its own subfolder when it writes."""
+    override = os.environ.get("TOBIO_CACHE_DIR")
+    if override:
+        return Path(override).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir(APP_NAME, appauthor=False))
+
+
 def default_database_url() -> str:
     """DuckDB file in the user data dir: the default when the config names no database."""
     return f"duckdb:///{data_dir() / 'tobio.duckdb'}"

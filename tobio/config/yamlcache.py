@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tobio.paths import APP_NAME
+from tobio import paths
 
 FORMAT = 1  # bump when the stored tree or the checks a stored tree has passed change
 MAX_CACHED_FILE_BYTES = 256 * 1024  # a config is a few KB; bigger files are parsed every time
@@ -27,13 +27,12 @@ RACY_NS = 2_000_000_000  # an mtime this close to now may hide a same-size edit 
 
 
 def cache_dir() -> Path:
-    """`cache/yaml` in the data dir when `TOBIO_DATA_DIR` is set (tests, portable installs), else the user cache dir."""
+    """`cache/yaml` in the data dir when `TOBIO_DATA_DIR` is set (tests, portable installs), else `yaml/` in
+    Tobio's cache dir (`TOBIO_CACHE_DIR`, else ~/.cache/tobio), beside the converted models."""
     override = os.environ.get("TOBIO_DATA_DIR")
     if override:
         return Path(override) / "cache" / "yaml"
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir(APP_NAME, appauthor=False)) / "yaml"
+    return paths.cache_dir() / "yaml"
 
 
 class Key:

@@ -227,7 +227,7 @@ def _literal_secret(key: str, value: Any) -> bool:
 
 
 class _Uncacheable(Exception):
-    """A value JSON would not give back as the same type."""
+    """A file whose tree is not stored: a value JSON would not give back as the same type, or a secret."""
 
 
 def _plain(value: Any) -> Any:

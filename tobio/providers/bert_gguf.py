@@ -41,13 +41,10 @@ NORMALIZE_KEY = "tobio.normalize"
 
 
 def cache_dir() -> Path:
-    """Where converted models live: `TOBIO_CACHE_DIR`, else the user cache dir (e.g. ~/.cache/tobio)."""
-    override = os.environ.get("TOBIO_CACHE_DIR")
-    if override:
-        return Path(override).expanduser() / "models"
-    from platformdirs import user_cache_dir
+    """Where converted models live: `models/` in Tobio's cache dir (`TOBIO_CACHE_DIR`, else ~/.cache/tobio)."""
+    from tobio import paths
 
-    return Path(user_cache_dir("tobio", appauthor=False)) / "models"
+    return paths.cache_dir() / "models"
 
 
 @dataclass(frozen=True)
